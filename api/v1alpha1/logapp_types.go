@@ -1,0 +1,132 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// LogSource names a stream that can feed an app's log.
+// +kubebuilder:validation:Enum=app;trace;api;deploy;build;router;loadbalancer
+type LogSource string
+
+// The log sources of the seed product, mapped to Kubernetes.
+const (
+	SourceApp          LogSource = "app"          // worker stdout/stderr and process events
+	SourceTrace        LogSource = "trace"        // the collector's localhost trace endpoints
+	SourceAPI          LogSource = "api"          // changes to the app's kubeplex objects
+	SourceDeploy       LogSource = "deploy"       // rollouts, scheduling, restarts
+	SourceBuild        LogSource = "build"        // build Jobs
+	SourceRouter       LogSource = "router"       // routing-table changes
+	SourceLoadBalancer LogSource = "loadbalancer" // ingress access logs mapped by host
+)
+
+// CollectorMode selects how the collector captures a worker's output.
+// +kubebuilder:validation:Enum=Exec;CRITail
+type CollectorMode string
+
+const (
+	// CollectorExec wraps the worker's command (`collector run -- CMD`).
+	CollectorExec CollectorMode = "Exec"
+	// CollectorCRITail tails the container's CRI log files from the node.
+	CollectorCRITail CollectorMode = "CRITail"
+)
+
+// LogAppSpec defines which workloads form an app and how its stream is kept.
+type LogAppSpec struct {
+	// selector picks the pods whose output belongs to this app. Empty means the pods
+	// labelled kubeplex.io/app=<name>.
+	// +optional
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+
+	// historySize is how many of the newest lines the routers keep for log sessions.
+	// +kubebuilder:default=1500
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100000
+	// +optional
+	HistorySize int32 `json:"historySize,omitempty"`
+
+	// sources lists the streams that feed this app. Empty means all of them.
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=set
+	// +optional
+	Sources []LogSource `json:"sources,omitempty"`
+
+	// hosts are the HTTP hosts whose load-balancer access logs belong to this app.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	// +listType=set
+	// +optional
+	Hosts []string `json:"hosts,omitempty"`
+
+	// collectorMode selects how injected collectors capture worker output.
+	// +kubebuilder:default=Exec
+	// +optional
+	CollectorMode CollectorMode `json:"collectorMode,omitempty"`
+}
+
+// LogAppStatus is what the operator observed about the app.
+type LogAppStatus struct {
+	// conditions: Ready summarises whether the app is in the routing table.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// observedGeneration is the generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// tokenSecretName names the Secret, in the app's namespace, that holds the ingest
+	// token under the key "token".
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	TokenSecretName string `json:"tokenSecretName,omitempty"`
+
+	// pods is the number of pods the selector matches.
+	// +optional
+	Pods int32 `json:"pods,omitempty"`
+
+	// injectedPods is the number of matching pods that carry the collector.
+	// +optional
+	InjectedPods int32 `json:"injectedPods,omitempty"`
+
+	// uninjectedPods is the number of matching pods the webhook could not wrap.
+	// +optional
+	UninjectedPods int32 `json:"uninjectedPods,omitempty"`
+
+	// drains is the number of LogDrains attached to this app.
+	// +optional
+	Drains int32 `json:"drains,omitempty"`
+}
+
+// LogApp is one application's log stream: the pods that feed it, its history and
+// the token its producers authenticate with.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=lapp;logapp,categories=kubeplex
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Pods",type=integer,JSONPath=`.status.pods`
+// +kubebuilder:printcolumn:name="Drains",type=integer,JSONPath=`.status.drains`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type LogApp struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the desired app.
+	// +optional
+	Spec LogAppSpec `json:"spec,omitempty"`
+	// status is the observed app.
+	// +optional
+	Status LogAppStatus `json:"status,omitempty"`
+}
+
+// LogAppList is a list of LogApps.
+// +kubebuilder:object:root=true
+type LogAppList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []LogApp `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&LogApp{}, &LogAppList{})
+}

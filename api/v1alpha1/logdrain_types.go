@@ -1,0 +1,163 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// LogDrainSpec says where an app's stream is delivered.
+type LogDrainSpec struct {
+	// appRef names the LogApp, in the drain's namespace, whose stream is drained.
+	// +required
+	AppRef AppReference `json:"appRef"`
+
+	// url is the destination: syslog://host:port (TCP), syslog+tls://host:port,
+	// http://host/path or https://host/path. Userinfo in an http(s) URL becomes Basic
+	// auth; prefer credentialsSecretRef so the password is not in the object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self)",message="url must be an absolute URL such as syslog://logs.example.com:514"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() in ['syslog', 'syslog+tls', 'http', 'https']",message="url scheme must be one of syslog, syslog+tls, http, https"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getHostname() != ''",message="url must name a host"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || !(url(self).getScheme() in ['syslog', 'syslog+tls']) || url(self).getPort() != ''",message="syslog urls must name a port, e.g. syslog://logs.example.com:514"
+	URL string `json:"url"`
+
+	// credentialsSecretRef points at a Secret, in the drain's namespace, holding the
+	// Basic auth username and password for http(s) drains.
+	// +optional
+	CredentialsSecretRef *CredentialsSecretReference `json:"credentialsSecretRef,omitempty"`
+
+	// tls configures certificate checks for syslog+tls and https drains.
+	// +optional
+	TLS *DrainTLS `json:"tls,omitempty"`
+}
+
+// AppReference names a LogApp in the same namespace.
+type AppReference struct {
+	// name of the LogApp.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// CredentialsSecretReference names a Secret and the keys that hold credentials.
+type CredentialsSecretReference struct {
+	// name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// usernameKey is the key of the username; default "username".
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	UsernameKey string `json:"usernameKey,omitempty"`
+	// passwordKey is the key of the password; default "password".
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	PasswordKey string `json:"passwordKey,omitempty"`
+}
+
+// SecretKeyReference names one key of a Secret in the same namespace.
+type SecretKeyReference struct {
+	// name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// key in the Secret's data.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
+}
+
+// DrainTLS holds TLS options for a drain.
+// +kubebuilder:validation:XValidation:rule="!(has(self.insecureSkipVerify) && self.insecureSkipVerify && has(self.caSecretRef))",message="caSecretRef and insecureSkipVerify are mutually exclusive"
+type DrainTLS struct {
+	// caSecretRef points at a PEM CA bundle used instead of the system roots.
+	// +optional
+	CASecretRef *SecretKeyReference `json:"caSecretRef,omitempty"`
+	// serverName overrides the name checked in the server certificate.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	ServerName string `json:"serverName,omitempty"`
+	// insecureSkipVerify turns certificate verification off, for self-signed receivers.
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// LogDrainStatus is what the operator and the routers observed about the drain.
+type LogDrainStatus struct {
+	// conditions: Ready (in the routing table) and Delivering (routers deliver to it).
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// observedGeneration is the generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// token is the drain token (d.<uuid>) sent with every message so receivers can
+	// tell which drain it came from. It is an identifier, not a credential.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	Token string `json:"token,omitempty"`
+
+	// scheme and host of the URL, without credentials, for display.
+	// +kubebuilder:validation:MaxLength=300
+	// +optional
+	Destination string `json:"destination,omitempty"`
+
+	// delivered counts messages the routers delivered to this drain.
+	// +optional
+	Delivered int64 `json:"delivered,omitempty"`
+
+	// dropped counts messages the routers dropped for this drain (and announced as L10).
+	// +optional
+	Dropped int64 `json:"dropped,omitempty"`
+
+	// lastDeliveryTime is when a router last delivered to this drain.
+	// +optional
+	LastDeliveryTime *metav1.Time `json:"lastDeliveryTime,omitempty"`
+
+	// lastError is the newest delivery error, with credentials removed.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+}
+
+// LogDrain delivers one LogApp's stream to a syslog or HTTP(S) endpoint.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ldrain;drain,categories=kubeplex
+// +kubebuilder:printcolumn:name="App",type=string,JSONPath=`.spec.appRef.name`
+// +kubebuilder:printcolumn:name="Destination",type=string,JSONPath=`.status.destination`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Delivering",type=string,JSONPath=`.status.conditions[?(@.type=="Delivering")].status`
+// +kubebuilder:printcolumn:name="Dropped",type=integer,JSONPath=`.status.dropped`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type LogDrain struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the desired drain.
+	// +required
+	Spec LogDrainSpec `json:"spec"`
+	// status is the observed drain.
+	// +optional
+	Status LogDrainStatus `json:"status,omitempty"`
+}
+
+// LogDrainList is a list of LogDrains.
+// +kubebuilder:object:root=true
+type LogDrainList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []LogDrain `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&LogDrain{}, &LogDrainList{})
+}

@@ -1,0 +1,164 @@
+// Package routing defines the routing table: the whole of the router's configuration,
+// rendered by the manager from LogApps and LogDrains, stored in Secrets and read by
+// every router replica. It is the one contract between the control plane and the
+// data plane, so it is versioned by content and encoded deterministically.
+package routing
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// SecretKey is the data key that holds a (shard of a) table in a Secret.
+const SecretKey = "routes.json"
+
+// DefaultHistory is the number of lines kept per app when a table says nothing.
+const DefaultHistory = 1500
+
+// Table is the routing configuration.
+type Table struct {
+	// Version identifies the content: a hash of Apps, set by Seal. Routers report the
+	// version they run so the manager can tell when a change has reached them.
+	Version string `json:"version"`
+	// Shard and Shards say which part of a split table this is (0 of 1 when whole).
+	Shard  int `json:"shard"`
+	Shards int `json:"shards"`
+	// Apps, sorted by ID.
+	Apps []App `json:"apps"`
+}
+
+// App is one LogApp.
+type App struct {
+	// ID is "<namespace>/<name>"; it names the app in every router API.
+	ID string `json:"id"`
+	// History is the number of lines kept for log sessions.
+	History int `json:"history"`
+	// Tokens authenticate producers and name the source of their lines.
+	Tokens []Token `json:"tokens,omitempty"`
+	// Hosts map load-balancer access logs (syslog HOSTNAME or a vhost field) to the app.
+	Hosts []string `json:"hosts,omitempty"`
+	// Drains, sorted by ID.
+	Drains []Drain `json:"drains,omitempty"`
+}
+
+// Token is an ingest credential. The manager stores only its SHA-256, so the routing
+// table never holds a usable ingest token; a hand-written table may give Token itself.
+type Token struct {
+	SHA256 string `json:"sha256,omitempty"`
+	Token  string `json:"token,omitempty"`
+	// Source is the source of lines sent with this token ("app" for collectors).
+	Source string `json:"source"`
+	// AllowedSources are other source names a producer may set in APP-NAME (the
+	// collector sends its own process events as "kubeplex"). Any other APP-NAME is
+	// replaced with Source, so a producer can never impersonate the platform.
+	AllowedSources []string `json:"allowedSources,omitempty"`
+	// NotAfter ends a rotated-out token's grace period.
+	NotAfter *time.Time `json:"notAfter,omitempty"`
+}
+
+// Digest returns the hex SHA-256 that identifies the token.
+func (t *Token) Digest() string {
+	if t.SHA256 != "" {
+		return strings.ToLower(t.SHA256)
+	}
+	return HashToken(t.Token)
+}
+
+// HashToken returns the hex SHA-256 of a token, as the table stores it.
+func HashToken(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(sum[:])
+}
+
+// TokenMatches compares a presented token with a stored digest in constant time.
+func TokenMatches(presented, digest string) bool {
+	return subtle.ConstantTimeCompare([]byte(HashToken(presented)), []byte(digest)) == 1
+}
+
+// Drain is one LogDrain.
+type Drain struct {
+	// ID is "<namespace>/<name>".
+	ID string `json:"id"`
+	// Token is the drain token, d.<uuid>, sent with every message.
+	Token string `json:"token"`
+	// URL is the destination without userinfo.
+	URL string `json:"url"`
+	// Username and Password are Basic auth credentials for http(s) drains.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	// HMACKey signs HTTP batches (hex HMAC-SHA256 of the body) when set.
+	HMACKey string `json:"hmacKey,omitempty"`
+	// TLS options for syslog+tls and https.
+	TLS *TLS `json:"tls,omitempty"`
+}
+
+// TLS options for a drain.
+type TLS struct {
+	CAPEM              string `json:"caPEM,omitempty"`
+	ServerName         string `json:"serverName,omitempty"`
+	InsecureSkipVerify bool   `json:"insecureSkipVerify,omitempty"`
+}
+
+// Seal sorts the table into its canonical order and sets Version from the content.
+func (t *Table) Seal() {
+	slices.SortFunc(t.Apps, func(a, b App) int { return strings.Compare(a.ID, b.ID) })
+	for i := range t.Apps {
+		a := &t.Apps[i]
+		slices.SortFunc(a.Drains, func(x, y Drain) int { return strings.Compare(x.ID, y.ID) })
+		slices.Sort(a.Hosts)
+	}
+	t.Version = ""
+	t.Shard, t.Shards = 0, 1
+	b, err := json.Marshal(t.Apps)
+	if err != nil {
+		panic(fmt.Sprintf("routing: marshal table: %v", err)) // plain structs always marshal
+	}
+	sum := sha256.Sum256(b)
+	t.Version = hex.EncodeToString(sum[:8])
+}
+
+// Decode parses a table (or one shard of it) and checks it.
+func Decode(b []byte) (*Table, error) {
+	var t Table
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("decode routing table: %w", err)
+	}
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// Validate checks what the router relies on: unique app and drain IDs, and a source
+// and secret for every token.
+func (t *Table) Validate() error {
+	apps := map[string]bool{}
+	drains := map[string]bool{}
+	for _, a := range t.Apps {
+		if a.ID == "" || apps[a.ID] {
+			return fmt.Errorf("validate routing table: app id %q empty or repeated", a.ID)
+		}
+		apps[a.ID] = true
+		if a.History < 0 {
+			return fmt.Errorf("validate routing table: app %q: negative history", a.ID)
+		}
+		for _, tok := range a.Tokens {
+			if tok.Source == "" || (tok.SHA256 == "" && tok.Token == "") {
+				return fmt.Errorf("validate routing table: app %q: token without source or secret", a.ID)
+			}
+		}
+		for _, d := range a.Drains {
+			if d.ID == "" || drains[d.ID] {
+				return fmt.Errorf("validate routing table: drain id %q empty or repeated", d.ID)
+			}
+			drains[d.ID] = true
+		}
+	}
+	return nil
+}

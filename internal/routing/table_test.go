@@ -1,0 +1,129 @@
+package routing
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+)
+
+func sample(apps, drainsPerApp int) *Table {
+	t := &Table{}
+	for i := apps - 1; i >= 0; i-- { // reverse order: Seal must sort
+		a := App{ID: fmt.Sprintf("ns/app-%05d", i), History: 1500,
+			Tokens: []Token{{SHA256: HashToken(fmt.Sprintf("t.%d", i)), Source: "app"}}}
+		for d := 0; d < drainsPerApp; d++ {
+			a.Drains = append(a.Drains, Drain{ID: fmt.Sprintf("ns/d-%d-%d", i, d), Token: fmt.Sprintf("d.%d.%d", i, d),
+				URL: "syslog://logs.example.com:514"})
+		}
+		t.Apps = append(t.Apps, a)
+	}
+	t.Seal()
+	return t
+}
+
+func TestSealIsDeterministic(t *testing.T) {
+	a, b := sample(5, 2), sample(5, 2)
+	if a.Version == "" || a.Version != b.Version {
+		t.Fatalf("versions %q %q", a.Version, b.Version)
+	}
+	if a.Apps[0].ID != "ns/app-00000" {
+		t.Fatalf("apps not sorted: first is %q", a.Apps[0].ID)
+	}
+	c := sample(5, 2)
+	c.Apps[3].Drains[0].URL = "syslog://other:514"
+	c.Seal()
+	if c.Version == a.Version {
+		t.Fatal("a content change kept the version")
+	}
+}
+
+func TestSplitJoin(t *testing.T) {
+	tests := []struct {
+		name       string
+		apps       int
+		maxBytes   int
+		wantShards int
+	}{
+		{name: "fits in one", apps: 10, maxBytes: 900 << 10, wantShards: 1},
+		{name: "empty table", apps: 0, maxBytes: 1 << 10, wantShards: 1},
+		{name: "ten thousand drains split", apps: 5000, maxBytes: 900 << 10, wantShards: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tbl := sample(tt.apps, 2)
+			shards, err := Split(tbl, tt.maxBytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(shards) < tt.wantShards {
+				t.Fatalf("%d shards, want at least %d", len(shards), tt.wantShards)
+			}
+			for i, s := range shards {
+				if len(s) > tt.maxBytes {
+					t.Fatalf("shard %d has %d bytes, limit %d", i, len(s), tt.maxBytes)
+				}
+			}
+			if n, err := ShardCount(shards[0]); err != nil || n != len(shards) {
+				t.Fatalf("ShardCount = %d, %v", n, err)
+			}
+			got, err := Join(shards)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Version != tbl.Version || len(got.Apps) != tt.apps {
+				t.Fatalf("joined %d apps version %q, want %d %q", len(got.Apps), got.Version, tt.apps, tbl.Version)
+			}
+		})
+	}
+}
+
+func TestJoinRefusesMixedVersions(t *testing.T) {
+	a, err := Split(sample(5000, 2), 900<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := sample(5001, 2)
+	b, err := Split(other, 900<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Join([][]byte{a[0], b[1]}); !errors.Is(err, ErrShardsMismatch) {
+		t.Fatalf("err = %v, want ErrShardsMismatch", err)
+	}
+	if _, err := Join(a[:1]); !errors.Is(err, ErrShardsMismatch) {
+		t.Fatalf("missing shard: err = %v, want ErrShardsMismatch", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		table   Table
+		wantErr bool
+	}{
+		{name: "ok", table: Table{Apps: []App{{ID: "a/b", Tokens: []Token{{Token: "t.1", Source: "app"}}}}}},
+		{name: "repeated app", table: Table{Apps: []App{{ID: "a/b"}, {ID: "a/b"}}}, wantErr: true},
+		{name: "empty app id", table: Table{Apps: []App{{}}}, wantErr: true},
+		{name: "token without source", table: Table{Apps: []App{{ID: "a/b", Tokens: []Token{{Token: "t.1"}}}}}, wantErr: true},
+		{name: "token without secret", table: Table{Apps: []App{{ID: "a/b", Tokens: []Token{{Source: "app"}}}}}, wantErr: true},
+		{name: "repeated drain", table: Table{Apps: []App{{ID: "a/b", Drains: []Drain{{ID: "a/d"}}}, {ID: "a/c", Drains: []Drain{{ID: "a/d"}}}}}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.table.Validate(); (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestTokenMatches(t *testing.T) {
+	d := HashToken("t.secret")
+	if !TokenMatches("t.secret", d) || TokenMatches("t.other", d) || TokenMatches("", d) {
+		t.Fatal("TokenMatches is wrong")
+	}
+	tok := Token{Token: "t.secret"}
+	if tok.Digest() != d {
+		t.Fatal("Digest of a plain token differs from HashToken")
+	}
+}

@@ -38,3 +38,21 @@ const (
 	// TokenSecretKey is the key of the ingest token in a LogApp's token Secret.
 	TokenSecretKey = "token"
 )
+
+// Pod annotations the injection webhook writes; the LogApp reconciler counts them.
+const (
+	// InjectionAnnotation records what the webhook did with a pod: InjectionInjected or
+	// InjectionSkipped.
+	InjectionAnnotation = "kubeplex.io/injection"
+	// InjectionReasonAnnotation says why a pod was skipped (e.g. a container without
+	// an explicit command in Exec mode).
+	InjectionReasonAnnotation = "kubeplex.io/injection-reason"
+	// InjectionInjected: the collector was added.
+	InjectionInjected = "injected"
+	// InjectionSkipped: the pod belongs to an app but was left unwrapped.
+	InjectionSkipped = "skipped"
+	// ProcessTypeLabel on a pod overrides the process type (default: container name).
+	ProcessTypeLabel = "kubeplex.io/process-type"
+	// InjectNamespaceLabel on a namespace opts its pods into injection ("enabled").
+	InjectNamespaceLabel = "kubeplex.io/inject"
+)

@@ -1,0 +1,187 @@
+// Command collector is kubeplex's per-pod log collector. See docs/collector.md.
+//
+//	collector run [flags] -- CMD ARGS…   run CMD, capture its output and lifecycle
+//	collector sidecar [flags]            batch and ship, trace listeners, CRI tail
+//	collector install DEST               copy this binary to DEST (init container)
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/kubeplex/kubeplex/collector"
+	"github.com/kubeplex/kubeplex/collector/procname"
+)
+
+const usage = `usage:
+  collector run [flags] -- CMD [ARGS...]
+  collector sidecar [flags]
+  collector install DEST
+`
+
+type options struct {
+	command string
+	args    []string
+	install string
+
+	ship         collector.ShipOptions
+	process      string
+	hostname     string
+	socket       string
+	flushTimeout time.Duration
+	logLevel     string
+}
+
+func main() {
+	opts, err := parse(os.Args[1:], os.Getenv)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "collector: %v\n%s", err, usage)
+		os.Exit(2)
+	}
+	err = run(context.Background(), opts)
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		ee.exit()
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "collector: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func parse(argv []string, getenv func(string) string) (options, error) {
+	var o options
+	if len(argv) == 0 {
+		return o, errors.New("no command")
+	}
+	o.command = argv[0]
+	fs := flag.NewFlagSet("collector "+o.command, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&o.ship.RouterURL, "router-url", getenv("KUBEPLEX_ROUTER_URL"), "router ingest URL (env KUBEPLEX_ROUTER_URL)")
+	fs.StringVar(&o.process, "process", "", "process name (default: from KUBEPLEX_PROCESS, KUBEPLEX_PROCESS_TYPE, the pod)")
+	fs.StringVar(&o.socket, "socket", getenv("KUBEPLEX_SOCKET"), "sidecar unix socket (env KUBEPLEX_SOCKET)")
+	fs.BoolVar(&o.ship.Gzip, "gzip", envBool(getenv("KUBEPLEX_GZIP")), "gzip batches (env KUBEPLEX_GZIP)")
+	fs.IntVar(&o.ship.QueueLines, "queue-lines", envInt(getenv("KUBEPLEX_QUEUE_LINES"), 10000), "queue bound in lines (env KUBEPLEX_QUEUE_LINES)")
+	fs.IntVar(&o.ship.QueueBytes, "queue-bytes", envInt(getenv("KUBEPLEX_QUEUE_BYTES"), 4<<20), "queue bound in bytes (env KUBEPLEX_QUEUE_BYTES)")
+	fs.IntVar(&o.ship.Attempts, "attempts", envInt(getenv("KUBEPLEX_ATTEMPTS"), 5), "POST attempts per batch before its lines count as lost (env KUBEPLEX_ATTEMPTS)")
+	fs.DurationVar(&o.ship.BackoffMax, "backoff-max", envDuration(getenv("KUBEPLEX_BACKOFF_MAX"), 4*time.Second), "cap of the retry backoff (env KUBEPLEX_BACKOFF_MAX)")
+	fs.DurationVar(&o.flushTimeout, "flush-timeout", envDuration(getenv("KUBEPLEX_FLUSH_TIMEOUT"), 5*time.Second), "how long to flush after the worker exits or on SIGTERM (env KUBEPLEX_FLUSH_TIMEOUT)")
+	fs.StringVar(&o.logLevel, "log-level", orDefault(getenv("KUBEPLEX_LOG_LEVEL"), "info"), "debug, info, warn or error (env KUBEPLEX_LOG_LEVEL)")
+	if err := fs.Parse(argv[1:]); err != nil {
+		return o, fmt.Errorf("parse flags: %w", err)
+	}
+	o.ship.Token = getenv("KUBEPLEX_TOKEN")
+	o.args = fs.Args()
+	env := procname.FromEnviron(getenv)
+	if o.process != "" {
+		env.Process = o.process
+	}
+	o.hostname = getenv("KUBEPLEX_POD_NAME")
+	if o.hostname == "" {
+		o.hostname, _ = os.Hostname()
+	}
+	switch o.command {
+	case "run":
+		if len(o.args) == 0 {
+			return o, errors.New("run: no command after --")
+		}
+		o.process = env.Name(o.args[0])
+	case "sidecar":
+		o.process = env.Name("")
+	case "install":
+		if len(o.args) != 1 {
+			return o, errors.New("install: want exactly one DEST")
+		}
+		o.install = o.args[0]
+	default:
+		return o, fmt.Errorf("unknown command %q", o.command)
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, o options) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("parse log level: %w", err)
+	}
+	// The collector's own logs go to stderr as text; in run mode they interleave with
+	// the worker's stderr copy, so they say who they are.
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("component", "kubeplex-collector")
+	switch o.command {
+	case "install":
+		return collector.Install(o.install)
+	case "run":
+		exit, err := collector.Run(ctx, collector.RunOptions{
+			Args: o.args, Ship: o.ship, Process: o.process, Hostname: o.hostname,
+			FlushTimeout: o.flushTimeout, Log: log,
+		})
+		if err != nil {
+			return err
+		}
+		return &exitError{code: exit.Code, signal: exit.Signal}
+	case "sidecar":
+		ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		return collector.Sidecar(ctx, collector.SidecarOptions{
+			Ship: o.ship, Process: o.process, Hostname: o.hostname, Socket: o.socket,
+			FlushTimeout: o.flushTimeout, Log: log,
+		})
+	}
+	return nil
+}
+
+// exitError carries the worker's end to main, which ends the collector the same way.
+type exitError struct {
+	code   int
+	signal syscall.Signal
+}
+
+func (e *exitError) Error() string { return "worker exited with status " + strconv.Itoa(e.code) }
+
+// exit ends the collector as the worker ended: with its status, or killed by its
+// signal, so a supervisor sees the worker's own death. PID 1 ignores signals it has no
+// handler for, so after re-raising the signal we fall back to the shell's 128+n.
+func (e *exitError) exit() {
+	if e.signal != 0 {
+		signal.Reset(e.signal)
+		_ = syscall.Kill(os.Getpid(), e.signal)
+		time.Sleep(100 * time.Millisecond)
+		os.Exit(128 + int(e.signal))
+	}
+	os.Exit(e.code)
+}
+
+func envBool(s string) bool {
+	b, _ := strconv.ParseBool(s)
+	return b
+}
+
+func envInt(s string, def int) int {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n
+	}
+	return def
+}
+
+func envDuration(s string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(s); err == nil {
+		return d
+	}
+	return def
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

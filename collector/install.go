@@ -1,0 +1,46 @@
+package collector
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Install copies the running binary to dest (mode 0755), for the init container that
+// puts the collector into the shared volume the worker's container then runs it from.
+// It writes a temporary file and renames it, so dest is never seen half-written.
+func Install(dest string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own binary: %w", err)
+	}
+	src, err := os.Open(self)
+	if err != nil {
+		return fmt.Errorf("open own binary: %w", err)
+	}
+	defer src.Close()
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		return fmt.Errorf("create install directory: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dest), ".collector-*")
+	if err != nil {
+		return fmt.Errorf("create install file: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if _, err := io.Copy(tmp, src); err != nil {
+		tmp.Close()
+		return fmt.Errorf("copy binary: %w", err)
+	}
+	if err := tmp.Chmod(0o755); err != nil {
+		tmp.Close()
+		return fmt.Errorf("make binary executable: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write binary: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), dest); err != nil {
+		return fmt.Errorf("install binary: %w", err)
+	}
+	return nil
+}

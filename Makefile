@@ -3,10 +3,13 @@
 KUBE_VERSION       ?= 1.37.2
 CONTROLLER_GEN_VER ?= v0.23.0
 GOLANGCI_LINT_VER  ?= v2.15.0
+HELM_VER           ?= v3.22.0
 
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_GEN_VER)
 GOLANGCI_LINT  ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VER)
+HELM           ?= $(LOCALBIN)/helm-$(HELM_VER)
+export HELM
 ENVTEST_DIR    ?= $(LOCALBIN)/k8s/$(KUBE_VERSION)
 # An already exported KUBEBUILDER_ASSETS wins over the assets built here.
 KUBEBUILDER_ASSETS ?= $(ENVTEST_DIR)
@@ -23,7 +26,9 @@ all: build
 manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook manifests from markers.
 	$(CONTROLLER_GEN) rbac:roleName=kubeplex-manager crd webhook paths="./api/..." paths="./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
-	@mkdir -p charts/kubeplex/crds && cp config/crd/bases/*.yaml charts/kubeplex/crds/
+	@mkdir -p charts/kubeplex/crds charts/kubeplex/files
+	cp config/crd/bases/*.yaml charts/kubeplex/crds/
+	cp config/rbac/role.yaml charts/kubeplex/files/manager-role.yaml
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate DeepCopy methods.
@@ -42,7 +47,7 @@ lint: $(GOLANGCI_LINT) ## golangci-lint with .golangci.yml.
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: test
-test: manifests generate fmt vet envtest ## Run every test: unit, fuzz seeds, envtest, process-level, walking skeleton.
+test: manifests generate fmt vet envtest $(HELM) ## Run every test: unit, fuzz seeds, envtest, process-level, walking skeleton.
 	go test $(GOTEST_FLAGS) ./...
 
 .PHONY: fuzz
@@ -74,6 +79,11 @@ $(GOLANGCI_LINT):
 	@mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VER)
 	mv $(LOCALBIN)/golangci-lint $@
+
+$(HELM):
+	@mkdir -p $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VER)
+	mv $(LOCALBIN)/helm $@
 
 .PHONY: help
 help: ## Show targets.

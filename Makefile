@@ -66,7 +66,7 @@ build: ## Build all binaries into bin/.
 
 .PHONY: run
 run: build envtest ## Run a local stack: API server, manager, router, a sample worker.
-	hack/dev-stack.sh
+	go run ./hack/devstack
 
 ##@ Tools
 

@@ -1,0 +1,221 @@
+// Command devstack runs kubeplex on one machine with no cluster: a real kube-apiserver
+// and etcd (envtest assets built by `make envtest`), the manager, a router, a syslog
+// drain that prints what it receives, and a sample worker under the collector.
+// It is what `make run` starts; Ctrl-C stops everything.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/internal/wire"
+)
+
+type options struct {
+	binDir     string
+	stateDir   string
+	routerAddr string
+	workerCmd  string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.binDir, "bin", "bin", "folder with the manager, router and collector binaries")
+	flag.StringVar(&o.stateDir, "state", "bin/devstack", "folder for kubeconfigs and logs")
+	flag.StringVar(&o.routerAddr, "router-addr", "127.0.0.1:8080", "router HTTP address")
+	flag.StringVar(&o.workerCmd, "worker", `i=0; while true; do i=$((i+1)); echo "tick $i"; [ $((i % 5)) -eq 0 ] && echo "warning $i" >&2; sleep 2; done`,
+		"shell command of the sample worker")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintln(os.Stderr, "devstack:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		return errors.New("KUBEBUILDER_ASSETS is not set; use `make run`")
+	}
+	if err := os.MkdirAll(o.stateDir, 0o755); err != nil {
+		return err
+	}
+	env := &envtest.Environment{CRDDirectoryPaths: []string{"config/crd/bases"}, ErrorIfCRDPathMissing: true}
+	cfg, err := env.Start()
+	if err != nil {
+		return fmt.Errorf("start control plane: %w", err)
+	}
+	defer func() { _ = env.Stop() }()
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = kubeplexv1alpha1.AddToScheme(scheme)
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	admin := filepath.Join(o.stateDir, "admin.kubeconfig")
+	if err := os.WriteFile(admin, env.KubeConfig, 0o600); err != nil {
+		return err
+	}
+	routerKC, err := routerKubeconfig(ctx, env, c, o.stateDir)
+	if err != nil {
+		return err
+	}
+
+	sink, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer sink.Close()
+	go printDrain(sink)
+
+	procs := []*exec.Cmd{
+		command(ctx, o, "manager", nil, "--kubeconfig", admin, "--namespace", "kubeplex-system", "--routes-secret", "kubeplex-routes",
+			"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--leader-elect=false", "--webhook-port", "0",
+			"--allow-cidrs", "127.0.0.0/8"),
+		command(ctx, o, "router", nil, "--http-addr", o.routerAddr, "--routes-secret", "kubeplex-system/kubeplex-routes",
+			"--kubeconfig", routerKC, "--allow-cidrs", "127.0.0.0/8"),
+	}
+	for _, p := range procs {
+		if err := p.Start(); err != nil {
+			return fmt.Errorf("start %s: %w", p.Path, err)
+		}
+	}
+	for _, o := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "demo"}},
+		&kubeplexv1alpha1.LogApp{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "demo"}},
+		&kubeplexv1alpha1.LogDrain{ObjectMeta: metav1.ObjectMeta{Name: "console", Namespace: "demo"},
+			Spec: kubeplexv1alpha1.LogDrainSpec{AppRef: kubeplexv1alpha1.AppReference{Name: "web"}, URL: "syslog://" + sink.Addr().String()}},
+	} {
+		if err := c.Create(ctx, o); err != nil {
+			return fmt.Errorf("create %s: %w", o.GetName(), err)
+		}
+	}
+	token, err := waitToken(ctx, c)
+	if err != nil {
+		return err
+	}
+	worker := command(ctx, o, "collector", []string{"KUBEPLEX_ROUTER_URL=http://" + o.routerAddr + "/logs", "KUBEPLEX_TOKEN=" + token,
+		"KUBEPLEX_PROCESS=worker.1"}, "run", "--", "sh", "-c", o.workerCmd)
+	if err := worker.Start(); err != nil {
+		return err
+	}
+	fmt.Printf(`
+kubeplex dev stack is up.
+  kubeconfig:   export KUBECONFIG=%s
+  resources:    kubectl get logapps,logdrains -A
+  router:       http://%s  (/status, /metrics, POST /logs)
+  logs:         %s/*.log
+The "console" drain prints below what the router delivers. Ctrl-C stops everything.
+
+`, admin, o.routerAddr, o.stateDir)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func command(ctx context.Context, o options, name string, env []string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, filepath.Join(o.binDir, name), args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	if f, err := os.Create(filepath.Join(o.stateDir, name+".log")); err == nil {
+		cmd.Stdout, cmd.Stderr = f, f
+	}
+	return cmd
+}
+
+func routerKubeconfig(ctx context.Context, env *envtest.Environment, c client.Client, dir string) (string, error) {
+	u, err := env.AddUser(envtest.User{Name: "kubeplex-router"}, nil)
+	if err != nil {
+		return "", err
+	}
+	objs := []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kubeplex-system"}},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "kubeplex-router", Namespace: "kubeplex-system"},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"},
+				ResourceNames: []string{"kubeplex-routes"}, Verbs: []string{"get", "list", "watch"}}}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "kubeplex-router", Namespace: "kubeplex-system"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "kubeplex-router"},
+			Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: "kubeplex-router"}}},
+	}
+	for _, o := range objs {
+		if err := c.Create(ctx, o); err != nil {
+			return "", err
+		}
+	}
+	kc, err := u.KubeConfig()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "router.kubeconfig")
+	return path, os.WriteFile(path, kc, 0o600)
+}
+
+func waitToken(ctx context.Context, c client.Client) (string, error) {
+	for {
+		var app kubeplexv1alpha1.LogApp
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "demo", Name: "web"}, &app); err == nil && app.Status.TokenSecretName != "" {
+			var s corev1.Secret
+			if err := c.Get(ctx, client.ObjectKey{Namespace: "demo", Name: app.Status.TokenSecretName}, &s); err == nil {
+				return string(s.Data[kubeplexv1alpha1.TokenSecretKey]), nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// printDrain prints each received frame in the user-facing form:
+// TIME SOURCE[PROC]: TEXT.
+func printDrain(l net.Listener) {
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer conn.Close()
+			fr := wire.NewFrameReader(bufio.NewReader(conn), 0)
+			for {
+				rec, err := fr.Next()
+				if err != nil {
+					if !errors.Is(err, io.EOF) {
+						fmt.Println("drain:", err)
+					}
+					return
+				}
+				m, err := wire.Parse(rec)
+				if err != nil {
+					fmt.Println("drain: bad frame:", err)
+					continue
+				}
+				fmt.Printf("%s %s[%s]: %s\n", m.Time.Format(wire.TimeLayout), m.AppName, m.ProcID, strings.TrimRight(string(m.Text), "\n"))
+			}
+		}()
+	}
+}

@@ -1,0 +1,209 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+)
+
+// decodeManifests splits a multi-document YAML stream into objects.
+func decodeManifests(t *testing.T, b []byte) []*unstructured.Unstructured {
+	t.Helper()
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	var objs []*unstructured.Unstructured
+	for {
+		var o unstructured.Unstructured
+		if err := dec.Decode(&o.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return objs
+			}
+			t.Fatalf("decode manifests: %v", err)
+		}
+		if len(o.Object) > 0 {
+			objs = append(objs, &o)
+		}
+	}
+}
+
+func renderChart(t *testing.T, set ...string) []*unstructured.Unstructured {
+	t.Helper()
+	helm := os.Getenv("HELM")
+	if helm == "" {
+		t.Fatal("HELM is not set: run `make test`, which builds helm into bin/")
+	}
+	args := []string{"template", "kubeplex", filepath.Join(repoRoot(t), "charts", "kubeplex"),
+		"--namespace", systemNS, "--include-crds"}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	out, err := exec.Command(helm, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("helm template %v: %v\n%s", set, err, out)
+	}
+	return decodeManifests(t, out)
+}
+
+var flagName = regexp.MustCompile(`^--?([a-zA-Z0-9-]+)`)
+
+// checkFlags asserts that every flag a manifest passes to a kubeplex binary is one the
+// binary defines, so a renamed flag cannot leave the chart or kustomize broken.
+func checkFlags(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	help := map[string]string{}
+	for _, o := range objs {
+		if o.GetKind() != "Deployment" {
+			continue
+		}
+		containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+		for _, c := range containers {
+			cm := c.(map[string]any)
+			binary := cm["name"].(string)
+			if _, ok := bins[binary]; !ok {
+				continue
+			}
+			if _, ok := help[binary]; !ok {
+				out, _ := exec.Command(bins[binary], "--help").CombinedOutput()
+				help[binary] = string(out)
+			}
+			args, _, _ := unstructured.NestedStringSlice(cm, "args")
+			for _, a := range args {
+				m := flagName.FindStringSubmatch(a)
+				if m == nil {
+					continue
+				}
+				if !regexp.MustCompile(`(^|\s)--?` + regexp.QuoteMeta(m[1]) + `\b`).MatchString(help[binary]) {
+					t.Errorf("%s %s passes flag --%s, which `%s --help` does not list", o.GetKind(), o.GetName(), m[1], binary)
+				}
+			}
+		}
+	}
+}
+
+// applyAll creates every object in a real API server (CRDs first), which checks each
+// against the server's schemas and validation.
+func applyAll(t *testing.T, c *cluster, objs []*unstructured.Unstructured, skipKinds ...string) {
+	t.Helper()
+	ctx := contextFor(t, waitTimeout)
+	slices.SortStableFunc(objs, func(a, b *unstructured.Unstructured) int {
+		rank := func(o *unstructured.Unstructured) int {
+			switch o.GetKind() {
+			case "CustomResourceDefinition":
+				return 0
+			case "Namespace":
+				return 1
+			}
+			return 2
+		}
+		return rank(a) - rank(b)
+	})
+	for _, o := range objs {
+		if slices.Contains(skipKinds, o.GetKind()) {
+			continue
+		}
+		err := c.client.Create(ctx, o)
+		if err != nil && !strings.Contains(err.Error(), "already exists") {
+			t.Errorf("create %s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+}
+
+func kinds(objs []*unstructured.Unstructured) map[string][]string {
+	k := map[string][]string{}
+	for _, o := range objs {
+		k[o.GetKind()] = append(k[o.GetKind()], o.GetName())
+	}
+	return k
+}
+
+func TestHelmChart(t *testing.T) {
+	c := startCluster(t)
+	tests := []struct {
+		name      string
+		set       []string
+		wantKinds []string
+		noKinds   []string
+	}{
+		{name: "defaults", wantKinds: []string{"CustomResourceDefinition", "Deployment", "Service", "ClusterRole", "Role",
+			"MutatingWebhookConfiguration", "ServiceAccount"}, noKinds: []string{"Certificate"}},
+		{name: "webhook off", set: []string{"webhook.enabled=false"}, noKinds: []string{"MutatingWebhookConfiguration"}},
+		{name: "cert-manager", set: []string{"webhook.certManagement=cert-manager"}, wantKinds: []string{"Certificate", "Issuer"}},
+		{name: "syslog listeners and allowlist", set: []string{"router.syslogTCPPort=6514", "router.syslogUDPPort=514",
+			"manager.allowCIDRs={10.1.0.0/16}", "router.allowCIDRs={10.1.0.0/16}"}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			objs := renderChart(t, tt.set...)
+			got := kinds(objs)
+			for _, k := range tt.wantKinds {
+				if len(got[k]) == 0 {
+					t.Errorf("no %s rendered", k)
+				}
+			}
+			for _, k := range tt.noKinds {
+				if len(got[k]) != 0 {
+					t.Errorf("%s rendered: %v", k, got[k])
+				}
+			}
+			checkFlags(t, objs)
+			if i == 0 {
+				checkRouterRole(t, objs, "kubeplex-routes")
+				// cert-manager kinds are not installed in the test API server.
+				applyAll(t, c, objs, "Certificate", "Issuer")
+			}
+		})
+	}
+}
+
+// checkRouterRole asserts the router may read Secrets only by name, and only the
+// routing-table ones.
+func checkRouterRole(t *testing.T, objs []*unstructured.Unstructured, routes string) {
+	t.Helper()
+	for _, o := range objs {
+		if o.GetKind() != "Role" || !strings.HasSuffix(o.GetName(), "-router") {
+			continue
+		}
+		rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+		if len(rules) != 1 {
+			t.Fatalf("router Role has %d rules, want 1", len(rules))
+		}
+		names, _, _ := unstructured.NestedStringSlice(rules[0].(map[string]any), "resourceNames")
+		if len(names) == 0 || names[0] != routes {
+			t.Fatalf("router Role resourceNames = %v, want %s first", names, routes)
+		}
+		for _, n := range names {
+			if !strings.HasPrefix(n, routes) {
+				t.Fatalf("router may read Secret %q", n)
+			}
+		}
+		return
+	}
+	t.Fatal("no router Role rendered")
+}
+
+func TestKustomizeDefault(t *testing.T) {
+	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
+	out, err := exec.Command(kubectl, "kustomize", filepath.Join(repoRoot(t), "config", "default")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl kustomize config/default: %v\n%s", err, out)
+	}
+	objs := decodeManifests(t, out)
+	got := kinds(objs)
+	for _, k := range []string{"CustomResourceDefinition", "Namespace", "Deployment", "ClusterRole", "Role", "MutatingWebhookConfiguration"} {
+		if len(got[k]) == 0 {
+			t.Errorf("config/default renders no %s", k)
+		}
+	}
+	checkFlags(t, objs)
+	checkRouterRole(t, objs, "kubeplex-routes")
+	applyAll(t, startCluster(t), objs)
+}

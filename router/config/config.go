@@ -1,0 +1,95 @@
+// Package config feeds routing tables to the router: from a file for standalone use,
+// or by watching the manager's Secret with client-go (get/list/watch on that one
+// Secret name only, so RBAC resourceNames is enough).
+package config
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/kubeplex/kubeplex/internal/routing"
+)
+
+// Apply receives each new table.
+type Apply func(*routing.Table) error
+
+// Source runs until ctx ends, calling apply with every table it reads.
+type Source interface {
+	Run(ctx context.Context, apply Apply) error
+}
+
+// DecodeFile parses a table file. A hand-written table need not be sealed; it is
+// sealed here so it has a version like the manager's.
+func DecodeFile(b []byte) (*routing.Table, error) {
+	t, err := routing.Decode(b)
+	if err != nil {
+		return nil, err
+	}
+	if t.Version == "" {
+		t.Seal()
+	}
+	return t, nil
+}
+
+// File reads the table from a path and re-reads it when its content changes.
+type File struct {
+	Path string
+	// Poll is how often the file is checked for changes [2 s].
+	Poll   time.Duration
+	Logger *slog.Logger
+}
+
+var _ Source = (*File)(nil)
+
+// Run loads the file (an error if the first load fails) and reloads it on change.
+func (f *File) Run(ctx context.Context, apply Apply) error {
+	poll := f.Poll
+	if poll <= 0 {
+		poll = 2 * time.Second
+	}
+	log := f.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	last, err := f.load(apply, nil)
+	if err != nil {
+		return err
+	}
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			b, err := f.load(apply, last)
+			if err != nil {
+				log.Error("reload routing table file", "path", f.Path, "err", err)
+				continue
+			}
+			last = b
+		}
+	}
+}
+
+func (f *File) load(apply Apply, last []byte) ([]byte, error) {
+	b, err := os.ReadFile(f.Path)
+	if err != nil {
+		return last, fmt.Errorf("read routing table file: %w", err)
+	}
+	if last != nil && bytes.Equal(b, last) {
+		return last, nil
+	}
+	t, err := DecodeFile(b)
+	if err != nil {
+		return last, err
+	}
+	if err := apply(t); err != nil {
+		return last, err
+	}
+	return b, nil
+}

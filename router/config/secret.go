@@ -1,0 +1,130 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/kubeplex/kubeplex/internal/routing"
+)
+
+// Secret watches shard 0 of the routing table (the Secret Name in Namespace) and
+// reads the other shards by name when it changes. The manager writes shard 0 last,
+// so a new version there means the other shards are in place; if they disagree
+// anyway (a writer in between) the read is retried.
+type Secret struct {
+	Client    kubernetes.Interface
+	Namespace string
+	Name      string
+	Logger    *slog.Logger
+	// Retry is the wait before re-reading after a failed load [1 s, doubling to 30 s].
+	Retry time.Duration
+}
+
+var _ Source = (*Secret)(nil)
+
+// Run watches until ctx ends.
+func (s *Secret) Run(ctx context.Context, apply Apply) error {
+	log := s.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	lw := cache.NewFilteredListWatchFromClient(s.Client.CoreV1().RESTClient(), "secrets", s.Namespace,
+		func(o *metav1.ListOptions) {
+			// A field selector on the name is what lets RBAC resourceNames authorize
+			// list and watch.
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", s.Name).String()
+		})
+	inf := cache.NewSharedIndexInformer(lw, &corev1.Secret{}, 0, cache.Indexers{})
+	changed := make(chan struct{}, 1)
+	signal := func(any) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    signal,
+		UpdateFunc: func(_, n any) { signal(n) },
+		DeleteFunc: func(any) { log.Warn("routing table Secret deleted; keeping the table in use", "secret", s.Name) },
+	}); err != nil {
+		return fmt.Errorf("watch routing table secret: %w", err)
+	}
+	go inf.RunWithContext(ctx)
+	retryBase := s.Retry
+	if retryBase <= 0 {
+		retryBase = time.Second
+	}
+	retry := retryBase
+	var applied string
+	var timer <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-timer:
+			timer = nil
+		}
+		obj, ok, err := inf.GetStore().GetByKey(s.Namespace + "/" + s.Name)
+		if err != nil || !ok {
+			continue
+		}
+		sec, _ := obj.(*corev1.Secret)
+		if sec == nil || sec.ResourceVersion == applied {
+			continue
+		}
+		t, err := s.load(ctx, sec)
+		if err == nil {
+			err = apply(t)
+		}
+		if err != nil {
+			log.Error("load routing table from secret", "secret", s.Name, "retry", retry, "err", err)
+			timer = time.After(retry)
+			retry = min(2*retry, 30*time.Second)
+			continue
+		}
+		retry = retryBase
+		applied = sec.ResourceVersion
+	}
+}
+
+func (s *Secret) load(ctx context.Context, shard0 *corev1.Secret) (*routing.Table, error) {
+	b0, ok := shard0.Data[routing.SecretKey]
+	if !ok {
+		return nil, fmt.Errorf("read routing table: secret %s has no %s", s.Name, routing.SecretKey)
+	}
+	n, err := routing.ShardCount(b0)
+	if err != nil {
+		return nil, err
+	}
+	shards := [][]byte{b0}
+	for i := 1; i < n; i++ {
+		name := routing.ShardName(s.Name, i)
+		sec, err := s.Client.CoreV1().Secrets(s.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, fmt.Errorf("read routing table shard %s: %w", name, routing.ErrShardsMismatch)
+			}
+			return nil, fmt.Errorf("read routing table shard %s: %w", name, err)
+		}
+		shards = append(shards, sec.Data[routing.SecretKey])
+	}
+	t, err := routing.Join(shards)
+	if err != nil {
+		if errors.Is(err, routing.ErrShardsMismatch) {
+			return nil, fmt.Errorf("read routing table: writer between shards: %w", err)
+		}
+		return nil, err
+	}
+	return t, nil
+}

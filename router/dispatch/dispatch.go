@@ -1,0 +1,446 @@
+// Package dispatch holds the live routing state: which token or host leads to which
+// app, each app's history, and each drain's queue and runner. A new routing table is
+// applied by diffing: apps keep their history, unchanged drains keep their queues and
+// connections, and the lookup maps are swapped atomically under ingest.
+package dispatch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/wire"
+	"github.com/kubeplex/kubeplex/router/drain"
+	httpdrain "github.com/kubeplex/kubeplex/router/drain/http"
+	"github.com/kubeplex/kubeplex/router/drain/syslog"
+	"github.com/kubeplex/kubeplex/router/history"
+	"github.com/kubeplex/kubeplex/router/message"
+	"github.com/kubeplex/kubeplex/router/metrics"
+)
+
+// Options configure a Dispatcher.
+type Options struct {
+	// QueueSize is each drain's buffer in messages (default 1024).
+	QueueSize int
+	Dialer    *drain.Dialer
+	Logger    *slog.Logger
+	Metrics   *metrics.Metrics
+	UserAgent string
+	// Syslog and HTTP tune the drain types.
+	Syslog syslog.Options
+	HTTP   httpdrain.Options
+	// RemoveGrace bounds the flush of a drain removed from the table.
+	RemoveGrace time.Duration
+	// Router names this replica in status reports.
+	Router string
+}
+
+// Dispatcher routes messages to apps. Lookups are lock-free; Apply is serialized.
+type Dispatcher struct {
+	opts    Options
+	started time.Time
+	snap    atomic.Pointer[snapshot]
+
+	mu   sync.Mutex // serializes Apply and Shutdown
+	apps map[string]*App
+	// broken holds drains the table names but the router cannot build (bad URL).
+	broken map[string]routing.DrainStatus
+	closed bool
+}
+
+type snapshot struct {
+	version string
+	tokens  map[[sha256.Size]byte]*Route
+	hosts   map[string]*App
+	apps    map[string]*App
+}
+
+// Route is what an ingest token grants: the app, and the sources it may write as.
+type Route struct {
+	App      *App
+	Source   []byte
+	allowed  [][]byte
+	notAfter time.Time
+}
+
+// SourceFor returns the source a message is filed under: the APP-NAME the producer
+// wrote when the token allows it, otherwise the token's own source, so a producer can
+// never write as the platform.
+func (r *Route) SourceFor(appName []byte) []byte {
+	if len(appName) == 0 {
+		return r.Source
+	}
+	if string(appName) == string(r.Source) {
+		return r.Source
+	}
+	for _, a := range r.allowed {
+		if string(a) == string(appName) {
+			return a
+		}
+	}
+	return r.Source
+}
+
+// App is one app's live state.
+type App struct {
+	ID      string
+	History *history.History
+	// runners is the current drain set; replaced, never mutated, under Dispatcher.mu.
+	runners atomic.Pointer[[]*drain.Runner]
+	// In counts messages published into the app.
+	In atomic.Int64
+}
+
+// Publish appends records (message encodings) to the app's history and offers them
+// to every drain queue. It never blocks on a drain.
+func (a *App) Publish(recs [][]byte) {
+	if len(recs) == 0 {
+		return
+	}
+	a.History.Append(recs...)
+	if rs := a.runners.Load(); rs != nil {
+		for _, r := range *rs {
+			r.Queue.Push(recs)
+		}
+	}
+	a.In.Add(int64(len(recs)))
+}
+
+// Announce publishes a line from the router itself (source kubeplex, process router).
+func (a *App) Announce(pri uint8, text string) {
+	rec := message.AppendStrings(nil, pri, time.Now(), message.SourcePlatform, message.ProcRouter, text)
+	a.Publish([][]byte{rec})
+}
+
+// Drains returns the app's current drain runners.
+func (a *App) Drains() []*drain.Runner {
+	if rs := a.runners.Load(); rs != nil {
+		return *rs
+	}
+	return nil
+}
+
+// New returns an empty dispatcher; it routes nothing until the first Apply.
+func New(opts Options) *Dispatcher {
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = drain.DefaultQueueSize
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New()
+	}
+	if opts.Dialer == nil {
+		opts.Dialer = &drain.Dialer{}
+	}
+	if opts.RemoveGrace <= 0 {
+		opts.RemoveGrace = 5 * time.Second
+	}
+	if opts.Router == "" {
+		opts.Router, _ = os.Hostname()
+	}
+	d := &Dispatcher{opts: opts, started: time.Now(), apps: map[string]*App{}, broken: map[string]routing.DrainStatus{}}
+	d.opts.Metrics.Registry.MustRegister(&collector{d: d})
+	return d
+}
+
+// Ready reports whether a table has been applied.
+func (d *Dispatcher) Ready() bool { return d.snap.Load() != nil }
+
+// Version returns the version of the table in use ("" before the first).
+func (d *Dispatcher) Version() string {
+	if s := d.snap.Load(); s != nil {
+		return s.version
+	}
+	return ""
+}
+
+// ByToken maps an ingest token to its route.
+func (d *Dispatcher) ByToken(token string) (*Route, bool) {
+	s := d.snap.Load()
+	if s == nil || token == "" {
+		return nil, false
+	}
+	r, ok := s.tokens[sha256.Sum256([]byte(token))]
+	if !ok || (!r.notAfter.IsZero() && time.Now().After(r.notAfter)) {
+		return nil, false
+	}
+	return r, true
+}
+
+// ByHost maps a host name (load-balancer logs) to its app.
+func (d *Dispatcher) ByHost(host []byte) (*App, bool) {
+	s := d.snap.Load()
+	if s == nil || len(host) == 0 {
+		return nil, false
+	}
+	if a, ok := s.hosts[string(host)]; ok {
+		return a, true
+	}
+	a, ok := s.hosts[strings.ToLower(string(host))]
+	return a, ok
+}
+
+// App returns an app by ID.
+func (d *Dispatcher) App(id string) (*App, bool) {
+	s := d.snap.Load()
+	if s == nil {
+		return nil, false
+	}
+	a, ok := s.apps[id]
+	return a, ok
+}
+
+// Apply makes t the routing table. It returns an error only when t is unusable as a
+// whole; a drain that cannot be built is reported in Status instead.
+func (d *Dispatcher) Apply(t *routing.Table) error {
+	if err := t.Validate(); err != nil {
+		d.opts.Metrics.TableErrors.Inc()
+		return fmt.Errorf("apply routing table: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return fmt.Errorf("apply routing table: router is shutting down")
+	}
+	first := d.snap.Load() == nil
+	next := &snapshot{
+		version: t.Version,
+		tokens:  map[[sha256.Size]byte]*Route{},
+		hosts:   map[string]*App{},
+		apps:    map[string]*App{},
+	}
+	type notice struct {
+		app  *App
+		text string
+	}
+	var notices []notice
+	broken := map[string]routing.DrainStatus{}
+	var stops []*drain.Runner
+	for i := range t.Apps {
+		ta := &t.Apps[i]
+		size := ta.History
+		if size <= 0 {
+			size = routing.DefaultHistory
+		}
+		a, ok := d.apps[ta.ID]
+		if !ok {
+			a = &App{ID: ta.ID, History: history.New(size)}
+			d.apps[ta.ID] = a
+		} else {
+			a.History.Resize(size)
+		}
+		next.apps[a.ID] = a
+		for _, tok := range ta.Tokens {
+			r := &Route{App: a, Source: []byte(tok.Source)}
+			for _, s := range tok.AllowedSources {
+				r.allowed = append(r.allowed, []byte(s))
+			}
+			if tok.NotAfter != nil {
+				r.notAfter = *tok.NotAfter
+			}
+			var key [sha256.Size]byte
+			if n, err := hex.Decode(key[:], []byte(tok.Digest())); err != nil || n != len(key) {
+				d.opts.Logger.Warn("routing table token digest is not hex; token ignored", "app", a.ID)
+				continue
+			}
+			next.tokens[key] = r
+		}
+		for _, h := range ta.Hosts {
+			next.hosts[strings.ToLower(h)] = a
+		}
+		runners, added, removed := d.reconcileDrains(a, ta.Drains, broken)
+		a.runners.Store(&runners)
+		stops = append(stops, removed...)
+		for _, r := range removed {
+			notices = append(notices, notice{a, "drain " + r.Config.Token + " removed"})
+		}
+		for _, r := range added {
+			notices = append(notices, notice{a, "drain " + r.Config.Token + " added"})
+		}
+	}
+	// Apps gone from the table: stop their drains and free their history.
+	for id, a := range d.apps {
+		if _, ok := next.apps[id]; ok {
+			continue
+		}
+		delete(d.apps, id)
+		stops = append(stops, a.Drains()...)
+		a.runners.Store(nil)
+		a.History.Release()
+	}
+	d.broken = broken
+	d.snap.Store(next)
+	d.opts.Metrics.TableSwaps.Inc()
+	for _, r := range stops {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), d.opts.RemoveGrace)
+			defer cancel()
+			r.Stop(ctx, false)
+		}()
+	}
+	// Announce changes, not the first table: a restarting replica would otherwise
+	// write "added" lines for every drain it already had.
+	if !first {
+		for _, n := range notices {
+			n.app.Announce(wire.PriorityInfo, n.text)
+		}
+	}
+	d.opts.Logger.Info("routing table applied", "version", t.Version, "apps", len(t.Apps))
+	return nil
+}
+
+// reconcileDrains returns the app's new runner set, reusing runners whose drain did
+// not change; a drain whose destination changed gets a new runner on the same queue.
+func (d *Dispatcher) reconcileDrains(a *App, want []routing.Drain, broken map[string]routing.DrainStatus) (runners, added, removed []*drain.Runner) {
+	old := map[string]*drain.Runner{}
+	for _, r := range a.Drains() {
+		old[r.Config.ID] = r
+	}
+	for _, td := range want {
+		cfg, err := newConfig(a.ID, td)
+		if err != nil {
+			now := time.Now()
+			broken[td.ID] = routing.DrainStatus{LastError: err.Error(), LastErrorTime: &now}
+			continue
+		}
+		prev, had := old[td.ID]
+		delete(old, td.ID)
+		if had && prev.Config.Equal(cfg) {
+			runners = append(runners, prev)
+			continue
+		}
+		q, st := (*drain.Queue)(nil), (*drain.Stats)(nil)
+		if had {
+			// Same drain, new destination or credentials: hand the queue over so no
+			// message is lost to the change, and cut the old delivery short.
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			prev.Stop(ctx, true)
+			q, st = prev.Queue, prev.Stats
+		} else {
+			st = &drain.Stats{}
+			q = drain.NewQueue(d.opts.QueueSize, st)
+		}
+		r, err := d.startRunner(a, cfg, q, st)
+		if err != nil {
+			now := time.Now()
+			broken[td.ID] = routing.DrainStatus{LastError: err.Error(), LastErrorTime: &now}
+			if had {
+				removed = append(removed, prev)
+			}
+			continue
+		}
+		runners = append(runners, r)
+		if !had || prev.Config.Token != cfg.Token {
+			added = append(added, r)
+			if had {
+				removed = append(removed, prev)
+			}
+		}
+	}
+	for _, r := range old {
+		removed = append(removed, r)
+	}
+	return runners, added, removed
+}
+
+func newConfig(app string, td routing.Drain) (*drain.Config, error) {
+	u, err := url.Parse(td.URL)
+	if err != nil {
+		return nil, fmt.Errorf("parse drain URL: %w", redactURLError(err))
+	}
+	u.User = nil // credentials come from Username/Password, never from the URL
+	return &drain.Config{Drain: td, App: app, URL: u}, nil
+}
+
+// redactURLError drops the URL text from a parse error, which may hold userinfo.
+func redactURLError(err error) error {
+	if ue, ok := err.(*url.Error); ok {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
+}
+
+// DrainType names the implementation for a URL scheme.
+func DrainType(scheme string) string {
+	switch scheme {
+	case "syslog", "syslog+tcp", "syslog+tls":
+		return "syslog"
+	case "http", "https":
+		return "http"
+	}
+	return ""
+}
+
+func (d *Dispatcher) startRunner(a *App, cfg *drain.Config, q *drain.Queue, st *drain.Stats) (*drain.Runner, error) {
+	log := d.opts.Logger.With("app", a.ID, "drain", cfg.ID)
+	env := drain.Env{
+		Dialer:    d.opts.Dialer,
+		Logger:    log,
+		UserAgent: d.opts.UserAgent,
+		Report:    func(err error) { st.Fail(err.Error(), time.Now()) },
+		Announce:  func(text string) { a.Announce(wire.PriorityError, text) },
+	}
+	var (
+		dr  drain.Drain
+		err error
+	)
+	// One case per drain type; a new type is a new package and a new case.
+	switch DrainType(cfg.URL.Scheme) {
+	case "syslog":
+		dr, err = syslog.New(cfg, env, d.opts.Syslog)
+	case "http":
+		dr, err = httpdrain.New(cfg, env, d.opts.HTTP)
+	default:
+		err = fmt.Errorf("new drain %s: unsupported scheme %q", cfg.ID, cfg.URL.Scheme)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return drain.NewRunner(cfg, q, st, dr, log, d.opts.Metrics.ObserveDelivery(DrainType(cfg.URL.Scheme))), nil
+}
+
+// Status returns the health report the manager reads.
+func (d *Dispatcher) Status() routing.RouterStatus {
+	st := routing.RouterStatus{Router: d.opts.Router, Started: d.started, Version: d.Version(),
+		Drains: map[string]routing.DrainStatus{}}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, a := range d.apps {
+		for _, r := range a.Drains() {
+			st.Drains[r.Config.ID] = r.Stats.Status(r.Queue.Len())
+		}
+	}
+	for id, b := range d.broken {
+		st.Drains[id] = b
+	}
+	return st
+}
+
+// Shutdown stops every drain, flushing queues until ctx ends; what is still queued
+// then is counted as dropped. Apply refuses tables afterwards.
+func (d *Dispatcher) Shutdown(ctx context.Context) {
+	d.mu.Lock()
+	d.closed = true
+	var all []*drain.Runner
+	for _, a := range d.apps {
+		all = append(all, a.Drains()...)
+	}
+	d.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, r := range all {
+		wg.Go(func() { r.Stop(ctx, false) })
+	}
+	wg.Wait()
+}

@@ -1,0 +1,135 @@
+// Package drain is what every drain type shares: the Drain interface a destination
+// implements, the bounded drop-oldest queue in front of it, the runner that moves
+// batches from queue to destination with exact accounting, and the dial policy that
+// keeps drains off internal addresses.
+//
+// Delivery is at-most-once, like Logplex: every message offered to a drain is either
+// delivered or counted as dropped, and drops are announced in-band
+// (L10) at the head of the next delivered batch.
+package drain
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/url"
+	"slices"
+
+	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/router/message"
+)
+
+// Drain delivers batches to one destination. Each drain type is one package
+// (router/drain/syslog, router/drain/http) with a type implementing it.
+type Drain interface {
+	// Limits bounds the batches the runner hands to Deliver.
+	Limits() Limits
+	// Deliver sends b. It returns how many records from the front of b reached the
+	// destination; the runner counts the rest as dropped. It retries what its protocol
+	// calls transient and returns early only when ctx ends.
+	Deliver(ctx context.Context, b *Batch) (int, error)
+	// Close releases connections.
+	Close() error
+}
+
+// Limits bound one batch: at most Messages records whose lengths plus Overhead each
+// sum to at most Bytes (Overhead lets a drain bound its encoded size).
+type Limits struct {
+	Messages int
+	Bytes    int
+	Overhead int
+}
+
+// Config is one drain as the routing table describes it.
+type Config struct {
+	routing.Drain
+	// App is the ID of the app the drain belongs to.
+	App string
+	// URL is Drain.URL parsed.
+	URL *url.URL
+}
+
+// Equal reports whether two configs describe the same destination and credentials,
+// so a table swap can keep a running drain and its connections.
+func (c *Config) Equal(o *Config) bool {
+	if c.ID != o.ID || c.Token != o.Token || c.Drain.URL != o.Drain.URL || c.Username != o.Username ||
+		c.Password != o.Password || c.HMACKey != o.HMACKey {
+		return false
+	}
+	if (c.TLS == nil) != (o.TLS == nil) {
+		return false
+	}
+	return c.TLS == nil || *c.TLS == *o.TLS
+}
+
+// Env is what the router gives every drain.
+type Env struct {
+	// Dialer opens connections after checking the address policy at dial time.
+	Dialer *Dialer
+	// Report records a delivery error for the health report (already redacted).
+	Report func(err error)
+	// Announce writes a platform line into the app's stream (L14 and the like).
+	Announce func(text string)
+	Logger   *slog.Logger
+	// UserAgent is sent by HTTP drains.
+	UserAgent string
+}
+
+// Batch is a run of message records (message package encoding) taken from a queue.
+type Batch struct {
+	buf  []byte
+	ends []int
+	// Enqueued is when the oldest record entered the queue (monotonic nanoseconds).
+	Enqueued int64
+}
+
+// Len returns the number of records.
+func (b *Batch) Len() int { return len(b.ends) }
+
+// Record returns record i; valid until the batch is reset.
+func (b *Batch) Record(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = b.ends[i-1]
+	}
+	return b.buf[start:b.ends[i]]
+}
+
+// Msg decodes record i.
+func (b *Batch) Msg(i int) (message.Msg, error) {
+	return message.Decode(b.Record(i))
+}
+
+// Add appends a record (copied).
+func (b *Batch) Add(rec []byte) {
+	b.buf = append(b.buf, rec...)
+	b.ends = append(b.ends, len(b.buf))
+}
+
+// Reset empties the batch, keeping its memory.
+func (b *Batch) Reset() {
+	b.buf, b.ends, b.Enqueued = b.buf[:0], b.ends[:0], 0
+}
+
+// Bytes returns the total record bytes.
+func (b *Batch) Bytes() int { return len(b.buf) }
+
+// Drop removes the first n records.
+func (b *Batch) Drop(n int) {
+	if n <= 0 {
+		return
+	}
+	if n >= len(b.ends) {
+		b.Reset()
+		return
+	}
+	cut := b.ends[n-1]
+	b.buf = append(b.buf[:0], b.buf[cut:]...)
+	b.ends = slices.Delete(b.ends, 0, n)
+	for i := range b.ends {
+		b.ends[i] -= cut
+	}
+}
+
+// ErrClosed is returned by a drain used after Close.
+var ErrClosed = errors.New("drain closed")

@@ -1,0 +1,277 @@
+// Package http delivers to http:// and https:// drains: logplex-1 batches as Heroku
+// drain receivers expect them (Logplex-Msg-Count, Logplex-Frame-Id stable across
+// retries, Logplex-Drain-Token, User-Agent, Basic auth), signed with HMAC-SHA256 so
+// receivers can verify where a batch came from.
+package http
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/kubeplex/kubeplex/internal/wire"
+	"github.com/kubeplex/kubeplex/router/drain"
+	"github.com/kubeplex/kubeplex/router/drain/syslog"
+	"github.com/kubeplex/kubeplex/router/message"
+)
+
+// HeaderSignature carries "sha256=<hex HMAC-SHA256 of the request body>" keyed with
+// the drain's HMAC key (see docs/drains.md).
+const HeaderSignature = "Logplex-Signature"
+
+// Options tune an HTTP drain; zero values take the defaults in brackets.
+type Options struct {
+	// MaxMessages and MaxBytes bound one POST [1024 messages, 100 KiB, as Logplex].
+	MaxMessages, MaxBytes int
+	// Attempts is how often a batch is tried before it is dropped and counted [3, as
+	// Logplex].
+	Attempts int
+	// MinBackoff and MaxBackoff bound the wait between attempts [250 ms, 10 s].
+	MinBackoff, MaxBackoff time.Duration
+	// ConnectTimeout [3 s] and RequestTimeout [5 s] as Logplex.
+	ConnectTimeout, RequestTimeout time.Duration
+	// IdleTimeout closes idle connections [4 min]; MaxAge replaces the connection pool
+	// [5 h], as Logplex recycles drain connections.
+	IdleTimeout, MaxAge time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.MaxMessages <= 0 {
+		o.MaxMessages = 1024
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 100 << 10
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = 3
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 250 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 10 * time.Second
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 3 * time.Second
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 5 * time.Second
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 4 * time.Minute
+	}
+	if o.MaxAge <= 0 {
+		o.MaxAge = 5 * time.Hour
+	}
+}
+
+// Sink is one HTTP drain. Deliver is called by one runner goroutine at a time.
+type Sink struct {
+	cfg  *drain.Config
+	env  drain.Env
+	opts Options
+	url  string
+
+	mu        sync.Mutex
+	client    *http.Client
+	transport *http.Transport
+	born      time.Time
+
+	body    []byte
+	scratch []byte
+}
+
+var _ drain.Drain = (*Sink)(nil)
+
+// New returns a drain for cfg (scheme http or https).
+func New(cfg *drain.Config, env drain.Env, opts Options) (*Sink, error) {
+	opts.defaults()
+	if cfg.URL.Scheme != "http" && cfg.URL.Scheme != "https" {
+		return nil, fmt.Errorf("new http drain %s: unsupported scheme %q", cfg.ID, cfg.URL.Scheme)
+	}
+	if cfg.URL.Host == "" {
+		return nil, fmt.Errorf("new http drain %s: URL needs a host", cfg.ID)
+	}
+	s := &Sink{cfg: cfg, env: env, opts: opts, url: cfg.URL.String()}
+	if err := s.newClient(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Sink) newClient() error {
+	tc, err := syslog.TLSConfig(s.cfg, s.cfg.URL.Hostname())
+	if err != nil {
+		return fmt.Errorf("new http drain %s: %w", s.cfg.ID, err)
+	}
+	dialer := *s.env.Dialer
+	dialer.Timeout = s.opts.ConnectTimeout
+	t := &http.Transport{
+		// No proxy: a proxy would dial on the router's behalf and bypass the address check.
+		Proxy:                 nil,
+		DialContext:           dialer.DialContext,
+		TLSClientConfig:       tc,
+		TLSHandshakeTimeout:   s.opts.ConnectTimeout,
+		IdleConnTimeout:       s.opts.IdleTimeout,
+		MaxIdleConnsPerHost:   2,
+		ResponseHeaderTimeout: s.opts.RequestTimeout,
+		ForceAttemptHTTP2:     true,
+	}
+	old := s.transport
+	s.transport = t
+	s.client = &http.Client{
+		Transport: t,
+		Timeout:   s.opts.RequestTimeout,
+		// Redirects would lead the router to addresses the manager never checked.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	s.born = time.Now()
+	if old != nil {
+		old.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Limits: Logplex's batch bounds. Overhead bounds how much a record grows when encoded
+// (timestamp text, drain token, framing), so MaxBytes bounds the body.
+func (s *Sink) Limits() drain.Limits {
+	return drain.Limits{Messages: s.opts.MaxMessages, Bytes: s.opts.MaxBytes, Overhead: 48 + len(s.cfg.Token)}
+}
+
+// statusError is a non-2xx answer.
+type statusError struct{ code int }
+
+func (e *statusError) Error() string { return "http drain answered " + strconv.Itoa(e.code) }
+
+// retryable: 429 and 5xx are the receiver asking for a retry; other 4xx and 3xx mean
+// the batch will never be accepted (Logplex drops and counts it).
+func retryable(err error) bool {
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.code == http.StatusTooManyRequests || se.code >= 500
+	}
+	return true // transport errors
+}
+
+// Deliver POSTs b as one logplex-1 batch, retrying transient failures with the same
+// frame id and capped exponential backoff, up to Attempts tries.
+func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
+	s.encode(b)
+	if time.Since(s.born) > s.opts.MaxAge {
+		if err := s.newClient(); err != nil {
+			return 0, err
+		}
+	}
+	br := wire.BatchRequest{
+		URL:        s.url,
+		Body:       s.body,
+		Count:      b.Len(),
+		FrameID:    uuid.NewString(),
+		DrainToken: s.cfg.Token,
+		UserAgent:  s.env.UserAgent,
+		Username:   s.cfg.Username,
+		Password:   s.cfg.Password,
+	}
+	var sig string
+	if s.cfg.HMACKey != "" {
+		sig = Sign([]byte(s.cfg.HMACKey), s.body)
+	}
+	backoff := s.opts.MinBackoff
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = s.post(ctx, &br, sig)
+		if err == nil {
+			return b.Len(), nil
+		}
+		if s.env.Report != nil {
+			s.env.Report(err)
+		}
+		if !retryable(err) || attempt >= s.opts.Attempts || ctx.Err() != nil {
+			return 0, err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return 0, errors.Join(ctx.Err(), err)
+		}
+		backoff = min(2*backoff, s.opts.MaxBackoff)
+	}
+}
+
+func (s *Sink) post(ctx context.Context, br *wire.BatchRequest, sig string) error {
+	req, err := br.NewRequest(ctx)
+	if err != nil {
+		return err
+	}
+	if sig != "" {
+		req.Header.Set(HeaderSignature, sig)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("post to http drain: %w", redact(err))
+	}
+	// Read a little of the body so the connection can be reused, then close it.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return &statusError{code: resp.StatusCode}
+	}
+	return nil
+}
+
+// redact strips the URL from client errors: drain URLs may carry a path secret.
+func redact(err error) error {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			var ne net.Error
+			if errors.As(inner, &ne) && ne.Timeout() {
+				return fmt.Errorf("timeout: %w", inner)
+			}
+			return inner
+		}
+	}
+	return err
+}
+
+func (s *Sink) encode(b *drain.Batch) {
+	s.body = s.body[:0]
+	for i := 0; i < b.Len(); i++ {
+		m, err := b.Msg(i)
+		if err != nil {
+			m = message.Msg{Priority: wire.PriorityError, Time: time.Now().UnixMicro(),
+				Source: []byte(message.SourcePlatform), ProcID: []byte(message.ProcRouter), Text: []byte("corrupt record")}
+		}
+		s.body, s.scratch = message.AppendFrame(s.body, s.scratch, &m, s.cfg.Token)
+	}
+}
+
+// Sign returns the Logplex-Signature value for body: "sha256=" and the hex HMAC-SHA256.
+func Sign(key, body []byte) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// Close closes idle connections.
+func (s *Sink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.transport != nil {
+		s.transport.CloseIdleConnections()
+	}
+	return nil
+}

@@ -1,0 +1,172 @@
+package drain
+
+import (
+	"encoding/binary"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/kubeplex/kubeplex/internal/wire"
+	"github.com/kubeplex/kubeplex/router/message"
+	"github.com/kubeplex/kubeplex/router/ring"
+)
+
+// DefaultQueueSize is Logplex's drain buffer: 1024 messages.
+const DefaultQueueSize = 1024
+
+// start anchors the monotonic clock the queue stamps records with.
+var start = time.Now()
+
+// Nanotime returns monotonic nanoseconds since the process started.
+func Nanotime() int64 { return int64(time.Since(start)) }
+
+// Queue is a drain's bounded buffer. When full it drops the oldest message and
+// remembers how many it dropped since when, for the L10 notice.
+type Queue struct {
+	mu      sync.Mutex
+	r       *ring.Ring
+	pending int64     // dropped, not yet announced
+	since   time.Time // first unannounced drop
+	closed  bool
+	stats   *Stats
+	// notify has room for one token: a push wakes the runner without blocking.
+	notify chan struct{}
+}
+
+// NewQueue returns a queue of size messages accounting into st.
+func NewQueue(size int, st *Stats) *Queue {
+	if size <= 0 {
+		size = DefaultQueueSize
+	}
+	return &Queue{r: ring.New(size), stats: st, notify: make(chan struct{}, 1)}
+}
+
+// Push offers records to the drain. It never blocks on delivery: a full queue drops
+// its oldest records, which is what keeps a slow drain from slowing ingest.
+func (q *Queue) Push(recs [][]byte) {
+	var stamp [8]byte
+	binary.LittleEndian.PutUint64(stamp[:], uint64(Nanotime()))
+	var dropped int64
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		q.stats.Offered.Add(int64(len(recs)))
+		q.stats.Dropped.Add(int64(len(recs)))
+		return
+	}
+	for _, rec := range recs {
+		ev, ok := q.r.Push2(stamp[:], rec)
+		if ev || !ok {
+			dropped++
+		}
+	}
+	if dropped > 0 {
+		q.addDropsLocked(dropped, time.Now())
+	}
+	q.mu.Unlock()
+	q.stats.Offered.Add(int64(len(recs)))
+	q.stats.Dropped.Add(dropped)
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (q *Queue) addDropsLocked(n int64, since time.Time) {
+	if q.pending == 0 || since.Before(q.since) {
+		q.since = since
+	}
+	q.pending += n
+}
+
+// Dropped records n messages lost after they left the queue (a refused batch, or
+// cut off by shutdown); they are announced like overflow drops.
+func (q *Queue) Dropped(n int64) {
+	if n <= 0 {
+		return
+	}
+	q.mu.Lock()
+	q.addDropsLocked(n, time.Now())
+	q.mu.Unlock()
+	q.stats.Dropped.Add(n)
+}
+
+// restoreNotice puts back an announcement whose batch did not get through.
+func (q *Queue) restoreNotice(n int64, since time.Time) {
+	q.mu.Lock()
+	q.addDropsLocked(n, since)
+	q.mu.Unlock()
+}
+
+// Len returns the number of queued messages.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.r.Len()
+}
+
+// Notify is signalled after pushes.
+func (q *Queue) Notify() <-chan struct{} { return q.notify }
+
+// Take moves up to lim into b (which it resets). When drops are pending, the batch
+// starts with an L10 notice, counted in lim, and Take returns the count it announces
+// and since when, so the caller can put it back if the batch fails.
+func (q *Queue) Take(b *Batch, lim Limits) (notice int64, since time.Time) {
+	b.Reset()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.pending > 0 {
+		notice, since = q.pending, q.since
+		q.pending = 0
+		b.buf = appendL10(b.buf, notice, since)
+		b.ends = append(b.ends, len(b.buf))
+	}
+	first := true
+	// Queue records carry an 8-byte enqueue stamp, which the byte limit must not count.
+	used := b.Bytes() + b.Len()*lim.Overhead
+	q.r.Pop(lim.Messages-b.Len(), lim.Bytes-used, lim.Overhead-8, func(rec []byte) {
+		if first {
+			b.Enqueued = int64(binary.LittleEndian.Uint64(rec[:8]))
+			first = false
+		}
+		b.Add(rec[8:])
+	})
+	return notice, since
+}
+
+// close refuses further pushes and returns how many messages were still queued,
+// which are then dropped.
+func (q *Queue) close() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	n := q.r.Len()
+	q.r.Reset()
+	return n
+}
+
+// reopen lets a queue that was handed from one runner to the next accept again.
+func (q *Queue) reopen() {
+	q.mu.Lock()
+	q.closed = false
+	q.mu.Unlock()
+}
+
+// L10Text is Logplex's drain overflow notice.
+func L10Text(n int64, since time.Time) string {
+	return string(appendL10Text(nil, n, since))
+}
+
+func appendL10Text(dst []byte, n int64, since time.Time) []byte {
+	dst = append(dst, "Error L10 (output buffer overflow): "...)
+	dst = strconv.AppendInt(dst, n, 10)
+	dst = append(dst, " messages dropped since "...)
+	dst = wire.AppendTimestamp(dst, since.UTC())
+	return append(dst, '.')
+}
+
+func appendL10(dst []byte, n int64, since time.Time) []byte {
+	var text [128]byte
+	return message.AppendStrings(dst, wire.PriorityError, time.Now(), message.SourcePlatform,
+		message.ProcRouter, string(appendL10Text(text[:0], n, since)))
+}

@@ -1,0 +1,112 @@
+package ingest
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/kubeplex/kubeplex/internal/wire"
+	"github.com/kubeplex/kubeplex/router/dispatch"
+	"github.com/kubeplex/kubeplex/router/metrics"
+)
+
+// HTTP serves POST /logs (logplex-1).
+type HTTP struct {
+	d      *dispatch.Dispatcher
+	limits Limits
+	m      *metrics.Metrics
+	log    *slog.Logger
+	bufs   sync.Pool
+}
+
+// NewHTTP returns the logplex-1 handler.
+func NewHTTP(d *dispatch.Dispatcher, limits Limits, m *metrics.Metrics, log *slog.Logger) *HTTP {
+	limits.defaults()
+	return &HTTP{d: d, limits: limits, m: m, log: log}
+}
+
+type httpState struct {
+	body []byte
+	b    batch
+}
+
+// ServeHTTP answers 204 once the whole batch is accepted, 400 with Logplex's reason
+// text when any of it is malformed (nothing is half-accepted), 401 for an unknown or
+// missing token. The token alone decides the app.
+func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	tok, ok := wire.RequestToken(r)
+	var route *dispatch.Route
+	if ok {
+		route, ok = h.d.ByToken(tok)
+	}
+	if !ok {
+		h.m.IngestErrors.WithLabelValues("http", "unauthorized").Inc()
+		w.Header().Set("WWW-Authenticate", `Basic realm="kubeplex"`)
+		http.Error(w, "Unauthorized", http.StatusUnauthorized)
+		return
+	}
+	st, _ := h.bufs.Get().(*httpState)
+	if st == nil {
+		st = &httpState{}
+	}
+	defer h.bufs.Put(st)
+	r.Body = http.MaxBytesReader(w, r.Body, int64(h.limits.MaxBody))
+	b, err := wire.ReadBatch(r, h.limits.MaxBody, h.limits.MaxFrame, st.body)
+	if err != nil {
+		var be *wire.BatchError
+		if !errors.As(err, &be) {
+			be = &wire.BatchError{Reason: wire.ReasonMalformed, Err: err}
+		}
+		h.m.IngestErrors.WithLabelValues("http", reasonLabel(be.Reason)).Inc()
+		code := http.StatusBadRequest
+		if be.Reason == wire.ReasonTooLarge {
+			code = http.StatusRequestEntityTooLarge
+		}
+		http.Error(w, be.Reason, code)
+		return
+	}
+	if cap(b.Body) <= 2*h.limits.MaxBody {
+		st.body = b.Body[:0]
+	}
+	now := time.Now()
+	n := 0
+	st.b.app = route.App
+	for _, rec := range b.Records {
+		f, err := wire.Scan(rec) // ReadBatch checked it; this is the field view
+		if err != nil {
+			continue
+		}
+		n += st.b.add(route.App, &f, route.SourceFor(f.AppName), f.ProcID, now, h.limits.MaxLine)
+	}
+	st.b.flush()
+	st.b.app = nil
+	h.m.IngestMessages.WithLabelValues("http").Add(float64(n))
+	if lost := b.DropCount + b.LostCount; lost > 0 {
+		h.m.IngestErrors.WithLabelValues("http", "client_reported_loss").Add(float64(lost))
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func reasonLabel(reason string) string {
+	switch reason {
+	case wire.ReasonMalformed:
+		return "malformed"
+	case wire.ReasonCount:
+		return "count_mismatch"
+	case wire.ReasonContentType:
+		return "content_type"
+	case wire.ReasonEncoding:
+		return "content_encoding"
+	case wire.ReasonTooLarge:
+		return "too_large"
+	}
+	return "other"
+}

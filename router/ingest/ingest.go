@@ -1,0 +1,85 @@
+// Package ingest accepts log messages: logplex-1 over HTTP (POST /logs) and syslog
+// over TCP, TLS and UDP. Every accepted record is mapped to an app server-side (by
+// token, or by host for load-balancer logs), split at Logplex's 10,000-byte line
+// limit, re-encoded in the router's compact form and published in batches.
+package ingest
+
+import (
+	"time"
+
+	"github.com/kubeplex/kubeplex/internal/wire"
+	"github.com/kubeplex/kubeplex/router/dispatch"
+	"github.com/kubeplex/kubeplex/router/message"
+)
+
+// Limits shared by every ingest path.
+type Limits struct {
+	// MaxFrame bounds one frame (checked before it is read) [wire.DefaultMaxFrame].
+	MaxFrame int
+	// MaxLine splits longer message texts [10,000 bytes, as Logplex].
+	MaxLine int
+	// MaxBody bounds one HTTP body, compressed or not [wire.DefaultMaxBody].
+	MaxBody int
+}
+
+func (l *Limits) defaults() {
+	if l.MaxFrame <= 0 {
+		l.MaxFrame = wire.DefaultMaxFrame
+	}
+	if l.MaxLine <= 0 || l.MaxLine > message.MaxLine {
+		l.MaxLine = message.MaxLine
+	}
+	if l.MaxBody <= 0 {
+		l.MaxBody = wire.DefaultMaxBody
+	}
+}
+
+// batch collects encoded records for one app and publishes them together, so the
+// app's locks are taken once per batch rather than once per message.
+type batch struct {
+	app  *dispatch.App
+	buf  []byte
+	ends []int
+	recs [][]byte
+}
+
+// add encodes one message, split into MaxLine pieces, for app (publishing what was
+// collected for another app first). It returns the number of messages added.
+func (b *batch) add(app *dispatch.App, f *wire.Fields, source, proc []byte, now time.Time, maxLine int) int {
+	if b.app != app {
+		b.flush()
+		b.app = app
+	}
+	m := message.Msg{Priority: f.Priority, Source: source, ProcID: proc}
+	m.Time = now.UnixMicro()
+	if len(f.Timestamp) > 0 {
+		if t, err := message.ParseTimestamp(f.Timestamp); err == nil {
+			m.Time = t
+		}
+	}
+	n := 0
+	message.SplitText(f.Text, maxLine, func(piece []byte) {
+		m.Text = piece
+		b.buf = message.Append(b.buf, &m)
+		b.ends = append(b.ends, len(b.buf))
+		n++
+	})
+	return n
+}
+
+func (b *batch) len() int { return len(b.ends) }
+
+// flush publishes the collected records.
+func (b *batch) flush() {
+	if len(b.ends) == 0 {
+		return
+	}
+	b.recs = b.recs[:0]
+	start := 0
+	for _, end := range b.ends {
+		b.recs = append(b.recs, b.buf[start:end])
+		start = end
+	}
+	b.app.Publish(b.recs)
+	b.buf, b.ends = b.buf[:0], b.ends[:0]
+}

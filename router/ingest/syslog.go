@@ -1,0 +1,278 @@
+package ingest
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/kubeplex/kubeplex/internal/wire"
+	"github.com/kubeplex/kubeplex/router/dispatch"
+	"github.com/kubeplex/kubeplex/router/message"
+	"github.com/kubeplex/kubeplex/router/metrics"
+)
+
+// DefaultReadTimeout closes syslog connections that send nothing for this long.
+const DefaultReadTimeout = 5 * time.Minute
+
+// Syslog serves syslog over TCP/TLS (RFC 6587: octet counting and LF framing) and
+// UDP (RFC 5426: one message per datagram). A record reaches an app when its APP-NAME
+// is an ingest token (the token's source applies), or when its HOSTNAME, or a
+// host=/vhost= field in its text, is one of an app's hosts (load-balancer logs,
+// filed under source kubeplex).
+type Syslog struct {
+	d           *dispatch.Dispatcher
+	limits      Limits
+	readTimeout time.Duration
+	m           *metrics.Metrics
+	log         *slog.Logger
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+// NewSyslog returns the syslog ingest.
+func NewSyslog(d *dispatch.Dispatcher, limits Limits, readTimeout time.Duration, m *metrics.Metrics, log *slog.Logger) *Syslog {
+	limits.defaults()
+	if readTimeout <= 0 {
+		readTimeout = DefaultReadTimeout
+	}
+	return &Syslog{d: d, limits: limits, readTimeout: readTimeout, m: m, log: log, conns: map[net.Conn]struct{}{}}
+}
+
+// ListenTLS listens for syslog over TLS (RFC 5425) with a certificate from files.
+func ListenTLS(addr, certFile, keyFile string) (net.Listener, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load syslog tls certificate: %w", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen syslog tls: %w", err)
+	}
+	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
+}
+
+// ServeTCP accepts connections until ln is closed.
+func (s *Syslog) ServeTCP(ln net.Listener, proto string) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("accept syslog %s: %w", proto, err)
+		}
+		s.mu.Lock()
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(c, proto)
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Shutdown closes open connections (listeners are closed by their owner) and waits
+// until their last messages are published.
+func (s *Syslog) Shutdown() {
+	s.mu.Lock()
+	for c := range s.conns {
+		// Wake the reader; what was already read is still published.
+		_ = c.SetReadDeadline(time.Now())
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// connReader publishes the pending batch before every read that may block, so a
+// message never waits in the router for the sender's next one, and renews the read
+// deadline.
+type connReader struct {
+	c       net.Conn
+	timeout time.Duration
+	flush   func()
+}
+
+func (r *connReader) Read(p []byte) (int, error) {
+	r.flush()
+	_ = r.c.SetReadDeadline(time.Now().Add(r.timeout))
+	return r.c.Read(p)
+}
+
+// resolver maps records to apps for one connection or datagram, caching the last
+// token so a producer that sends the same token in every record pays one hash.
+type resolver struct {
+	s        *Syslog
+	lastTok  []byte
+	lastRt   *dispatch.Route
+	platform []byte
+}
+
+func (s *Syslog) newResolver() *resolver {
+	return &resolver{s: s, platform: []byte(message.SourcePlatform)}
+}
+
+// resolve returns the app, source and process for a record, or nil app.
+func (r *resolver) resolve(f *wire.Fields) (*dispatch.App, []byte, []byte) {
+	if len(f.AppName) > 2 && f.AppName[0] == 't' && f.AppName[1] == '.' {
+		if r.lastRt == nil || !bytes.Equal(r.lastTok, f.AppName) {
+			rt, ok := r.s.d.ByToken(string(f.AppName))
+			if !ok {
+				return nil, nil, nil
+			}
+			r.lastTok = append(r.lastTok[:0], f.AppName...)
+			r.lastRt = rt
+		}
+		return r.lastRt.App, r.lastRt.Source, f.ProcID
+	}
+	app, ok := r.s.d.ByHost(f.Hostname)
+	if !ok {
+		if h := vhost(f.Text); h != nil {
+			app, ok = r.s.d.ByHost(h)
+		}
+	}
+	if !ok {
+		return nil, nil, nil
+	}
+	proc := f.AppName
+	if len(proc) == 0 {
+		proc = []byte("ingress")
+	}
+	return app, r.platform, proc
+}
+
+// vhost finds "vhost=NAME" or "host=NAME" (optionally quoted) in a log line, the
+// field access-log formats name the virtual host with.
+func vhost(text []byte) []byte {
+	for _, key := range [][]byte{[]byte("vhost="), []byte("host=")} {
+		i := bytes.Index(text, key)
+		for i > 0 && text[i-1] != ' ' {
+			j := bytes.Index(text[i+1:], key)
+			if j < 0 {
+				i = -1
+				break
+			}
+			i += 1 + j
+		}
+		if i < 0 {
+			continue
+		}
+		v := text[i+len(key):]
+		if len(v) > 0 && v[0] == '"' {
+			v = v[1:]
+			if k := bytes.IndexByte(v, '"'); k >= 0 {
+				return v[:k]
+			}
+			return nil
+		}
+		if k := bytes.IndexAny(v, " \t"); k >= 0 {
+			v = v[:k]
+		}
+		if len(v) > 0 {
+			return v
+		}
+	}
+	return nil
+}
+
+func (s *Syslog) serveConn(c net.Conn, proto string) {
+	defer c.Close()
+	var b batch
+	n := 0
+	flush := func() {
+		b.flush()
+		if n > 0 {
+			s.m.IngestMessages.WithLabelValues(proto).Add(float64(n))
+			n = 0
+		}
+	}
+	fr := wire.NewFrameReader(&connReader{c: c, timeout: s.readTimeout, flush: flush}, s.limits.MaxFrame)
+	fr.AllowNewline = true
+	res := s.newResolver()
+	for {
+		rec, err := fr.Next()
+		if err != nil {
+			flush()
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				var ne net.Error
+				reason := "framing"
+				if errors.As(err, &ne) && ne.Timeout() {
+					reason = "read_timeout"
+				} else if errors.Is(err, wire.ErrFrameTooLarge) {
+					reason = "frame_too_large"
+				}
+				s.m.IngestErrors.WithLabelValues(proto, reason).Inc()
+				s.log.Debug("syslog connection ended", "protocol", proto, "remote", c.RemoteAddr().String(), "reason", reason)
+			}
+			return
+		}
+		n += s.accept(&b, res, rec, proto, time.Now())
+	}
+}
+
+// accept files one record, returning the number of messages it became.
+func (s *Syslog) accept(b *batch, res *resolver, rec []byte, proto string, now time.Time) int {
+	f, err := wire.Scan(rec)
+	if err != nil {
+		f, err = scan3164(rec, now)
+		if err != nil {
+			s.m.IngestErrors.WithLabelValues(proto, "malformed").Inc()
+			return 0
+		}
+	}
+	app, src, proc := res.resolve(&f)
+	if app == nil {
+		s.m.IngestErrors.WithLabelValues(proto, "unknown_app").Inc()
+		return 0
+	}
+	return b.add(app, &f, src, proc, now, s.limits.MaxLine)
+}
+
+// ServeUDP reads datagrams until pc is closed. A datagram holds one record, or
+// octet-counted frames when it starts with a digit.
+func (s *Syslog) ServeUDP(pc net.PacketConn) error {
+	buf := make([]byte, 64<<10)
+	var b batch
+	res := s.newResolver()
+	for {
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("read syslog udp: %w", err)
+		}
+		dg := bytes.TrimRight(buf[:n], "\r\n\x00")
+		now := time.Now()
+		count := 0
+		if len(dg) > 0 && dg[0] >= '1' && dg[0] <= '9' {
+			_, err = wire.SplitFrames(dg, s.limits.MaxFrame, func(rec []byte) error {
+				count += s.accept(&b, res, rec, "udp", now)
+				return nil
+			})
+			if err != nil {
+				s.m.IngestErrors.WithLabelValues("udp", "framing").Inc()
+			}
+		} else if len(dg) > 0 {
+			count += s.accept(&b, res, dg, "udp", now)
+		}
+		b.flush()
+		s.m.IngestMessages.WithLabelValues("udp").Add(float64(count))
+	}
+}

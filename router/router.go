@@ -1,0 +1,243 @@
+// Package router assembles the data plane: routing-table source, dispatcher, ingest
+// endpoints, drains, and the HTTP endpoints for health, status and metrics.
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kubeplex/kubeplex/router/config"
+	"github.com/kubeplex/kubeplex/router/dispatch"
+	"github.com/kubeplex/kubeplex/router/drain"
+	httpdrain "github.com/kubeplex/kubeplex/router/drain/http"
+	"github.com/kubeplex/kubeplex/router/drain/syslog"
+	"github.com/kubeplex/kubeplex/router/ingest"
+	"github.com/kubeplex/kubeplex/router/metrics"
+)
+
+// UserAgent is sent by HTTP drains.
+const UserAgent = "kubeplex-router/0.1"
+
+// Options are the router's flags.
+type Options struct {
+	HTTPAddr      string
+	SyslogTCPAddr string
+	SyslogTLSAddr string
+	SyslogUDPAddr string
+	// TLSCertFile and TLSKeyFile serve the syslog TLS listener.
+	TLSCertFile, TLSKeyFile string
+
+	// Routes is a routing table file; RoutesSecret is "namespace/name" of shard 0.
+	Routes       string
+	RoutesSecret string
+	Kubeconfig   string
+
+	// AllowCIDRs are internal prefixes drains may connect to anyway.
+	AllowCIDRs []netip.Prefix
+	QueueSize  int
+	Limits     ingest.Limits
+	// ReadTimeout closes syslog connections silent this long.
+	ReadTimeout time.Duration
+	// ShutdownGrace bounds the flush of drain queues at shutdown.
+	ShutdownGrace time.Duration
+	// Name identifies this replica in /status.
+	Name string
+
+	Syslog syslog.Options
+	HTTP   httpdrain.Options
+
+	Logger *slog.Logger
+	// Listening, when set, is called with the bound addresses once serving (tests).
+	Listening func(addrs map[string]string)
+}
+
+// Run serves until ctx ends, then shuts down gracefully: stop accepting, flush drain
+// queues within ShutdownGrace, exit.
+func Run(ctx context.Context, o Options) error {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = 10 * time.Second
+	}
+	src, err := source(o, log)
+	if err != nil {
+		return err
+	}
+	m := metrics.New()
+	d := dispatch.New(dispatch.Options{
+		QueueSize: o.QueueSize,
+		Dialer:    &drain.Dialer{Allow: o.AllowCIDRs, KeepAlive: 30 * time.Second},
+		Logger:    log,
+		Metrics:   m,
+		UserAgent: UserAgent,
+		Syslog:    o.Syslog,
+		HTTP:      o.HTTP,
+		Router:    o.Name,
+	})
+
+	addrs := map[string]string{}
+	httpLn, err := net.Listen("tcp", orDefault(o.HTTPAddr, ":8080"))
+	if err != nil {
+		return fmt.Errorf("listen http: %w", err)
+	}
+	addrs["http"] = httpLn.Addr().String()
+	srv := &http.Server{Handler: mux(d, m, o.Limits, log), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 60 * time.Second, IdleTimeout: 5 * time.Minute}
+
+	sl := ingest.NewSyslog(d, o.Limits, o.ReadTimeout, m, log)
+	var closers []func()
+	var serveErrs []func() error
+	if o.SyslogTCPAddr != "" {
+		ln, err := net.Listen("tcp", o.SyslogTCPAddr)
+		if err != nil {
+			return fmt.Errorf("listen syslog tcp: %w", err)
+		}
+		addrs["syslog-tcp"] = ln.Addr().String()
+		closers = append(closers, func() { _ = ln.Close() })
+		serveErrs = append(serveErrs, func() error { return sl.ServeTCP(ln, "tcp") })
+	}
+	if o.SyslogTLSAddr != "" {
+		ln, err := ingest.ListenTLS(o.SyslogTLSAddr, o.TLSCertFile, o.TLSKeyFile)
+		if err != nil {
+			return err
+		}
+		addrs["syslog-tls"] = ln.Addr().String()
+		closers = append(closers, func() { _ = ln.Close() })
+		serveErrs = append(serveErrs, func() error { return sl.ServeTCP(ln, "tls") })
+	}
+	if o.SyslogUDPAddr != "" {
+		pc, err := net.ListenPacket("udp", o.SyslogUDPAddr)
+		if err != nil {
+			return fmt.Errorf("listen syslog udp: %w", err)
+		}
+		addrs["syslog-udp"] = pc.LocalAddr().String()
+		closers = append(closers, func() { _ = pc.Close() })
+		serveErrs = append(serveErrs, func() error { return sl.ServeUDP(pc) })
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2+len(serveErrs))
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := src.Run(ctx, d.Apply); err != nil {
+			errc <- fmt.Errorf("routing table source: %w", err)
+		}
+	})
+	go func() {
+		if err := srv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve http: %w", err)
+		}
+	}()
+	for _, serve := range serveErrs {
+		go func() {
+			if err := serve(); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	log.Info("router serving", "addrs", addrs)
+	if o.Listening != nil {
+		o.Listening(addrs)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	log.Info("router shutting down", "grace", o.ShutdownGrace)
+	// Stop accepting first, then flush what was accepted.
+	for _, c := range closers {
+		c()
+	}
+	sl.Shutdown()
+	sctx, scancel := context.WithTimeout(context.Background(), o.ShutdownGrace)
+	defer scancel()
+	_ = srv.Shutdown(sctx)
+	cancel()
+	d.Shutdown(sctx)
+	wg.Wait()
+	st := d.Status()
+	for id, ds := range st.Drains {
+		log.Info("drain final count", "drain", id, "delivered", ds.Delivered, "dropped", ds.Dropped)
+	}
+	return runErr
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func source(o Options, log *slog.Logger) (config.Source, error) {
+	switch {
+	case o.Routes != "" && o.RoutesSecret != "":
+		return nil, errors.New("configure router: --routes and --routes-secret are exclusive")
+	case o.Routes != "":
+		return &config.File{Path: o.Routes, Logger: log}, nil
+	case o.RoutesSecret != "":
+		ns, name, ok := strings.Cut(o.RoutesSecret, "/")
+		if !ok || ns == "" || name == "" {
+			return nil, fmt.Errorf("configure router: --routes-secret %q is not NAMESPACE/NAME", o.RoutesSecret)
+		}
+		var rc *rest.Config
+		var err error
+		if o.Kubeconfig != "" {
+			rc, err = clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+		} else {
+			rc, err = rest.InClusterConfig()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("configure kubernetes client: %w", err)
+		}
+		rc.UserAgent = UserAgent
+		cs, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return nil, fmt.Errorf("configure kubernetes client: %w", err)
+		}
+		return &config.Secret{Client: cs, Namespace: ns, Name: name, Logger: log}, nil
+	}
+	return nil, errors.New("configure router: one of --routes or --routes-secret is required")
+}
+
+func mux(d *dispatch.Dispatcher, m *metrics.Metrics, limits ingest.Limits, log *slog.Logger) http.Handler {
+	mx := http.NewServeMux()
+	mx.Handle("/logs", ingest.NewHTTP(d, limits, m, log))
+	mx.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mx.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !d.Ready() {
+			http.Error(w, "no routing table loaded", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mx.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(d.Status())
+	})
+	mx.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
+	return mx
+}

@@ -2,16 +2,20 @@ package collector
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/kubeplex/kubeplex/collector/queue"
+	"github.com/kubeplex/kubeplex/collector/relay"
 	"github.com/kubeplex/kubeplex/collector/ship"
+	"github.com/kubeplex/kubeplex/collector/trace"
 	"github.com/kubeplex/kubeplex/collector/wrap"
 	"github.com/kubeplex/kubeplex/internal/wire"
 )
@@ -23,6 +27,12 @@ type RunOptions struct {
 	// Process is the worker's process name (procname.Env.Name).
 	Process  string
 	Hostname string
+	// Socket, when set, hands lines to the sidecar instead of shipping directly.
+	Socket string
+	// StateDir keeps the run count across container restarts ("" = not tracked).
+	StateDir string
+	// Trace endpoints served in direct mode ("" = off; the sidecar serves them in a pod).
+	TraceSyslogAddr, TraceHTTPAddr string
 	// FlushTimeout bounds the flush after the child has exited.
 	FlushTimeout time.Duration
 	Log          *slog.Logger
@@ -47,9 +57,19 @@ var forwarded = []os.Signal{
 	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGCONT,
 }
 
+// outlet takes lines out of the queue: the shipper (direct mode) or the relay client.
+type outlet interface {
+	Run(ctx context.Context)
+	Flush(ctx context.Context) (left int)
+}
+
+type shipOutlet struct{ *ship.Shipper }
+
+func (s shipOutlet) Run(ctx context.Context) { _ = s.Shipper.Run(ctx) }
+
 // Run runs the worker under the collector until it exits and the last lines are
-// flushed, and returns how the worker ended. ctx cancellation is not a stop signal:
-// stopping is the child's decision, prompted by forwarded signals.
+// flushed, and returns how the worker ended. Stopping is the child's decision,
+// prompted by the signals forwarded to it; ctx only carries values.
 func Run(ctx context.Context, opts RunOptions) (wrap.Exit, error) {
 	log := opts.Log
 	if log == nil {
@@ -58,27 +78,50 @@ func Run(ctx context.Context, opts RunOptions) (wrap.Exit, error) {
 	if opts.FlushTimeout <= 0 {
 		opts.FlushTimeout = 5 * time.Second
 	}
-	if opts.Ship.RouterURL == "" {
-		return wrap.Exit{}, errors.New("run: no router URL (KUBEPLEX_ROUTER_URL or --router-url)")
+	if opts.Socket == "" && opts.Ship.RouterURL == "" {
+		return wrap.Exit{}, errors.New("run: no router URL (KUBEPLEX_ROUTER_URL or --router-url) and no sidecar socket")
 	}
 	q := newQueue(opts.Ship)
 	prod := &queue.Producer{Queue: q, Hostname: opts.Hostname, Proc: opts.Process}
-	sh := ship.New(q, ship.Options{
-		URL: opts.Ship.RouterURL, Token: opts.Ship.Token, Gzip: opts.Ship.Gzip,
-		Attempts: opts.Ship.Attempts, BackoffMax: opts.Ship.BackoffMax,
-		Hostname: opts.Hostname, Proc: opts.Process, Log: log,
-	})
-	shipCtx, stopShip := context.WithCancel(context.WithoutCancel(ctx))
-	shipped := make(chan struct{})
-	go func() { defer close(shipped); _ = sh.Run(shipCtx) }()
+	var out outlet
+	if opts.Socket != "" {
+		out = &relay.Client{Path: opts.Socket, Queue: q, Hostname: opts.Hostname, Proc: opts.Process, Log: log}
+	} else {
+		out = shipOutlet{ship.New(q, ship.Options{
+			URL: opts.Ship.RouterURL, Token: opts.Ship.Token, Gzip: opts.Ship.Gzip,
+			Attempts: opts.Ship.Attempts, BackoffMax: opts.Ship.BackoffMax,
+			Hostname: opts.Hostname, Proc: opts.Process, Log: log,
+		})}
+	}
+	outCtx, stopOut := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopOut()
+	outDone := make(chan struct{})
+	go func() { defer close(outDone); out.Run(outCtx) }()
 
-	exit := supervise(opts.Args, prod, log)
+	var tr *trace.Server
+	if opts.Socket == "" && (opts.TraceSyslogAddr != "" || opts.TraceHTTPAddr != "") {
+		var err error
+		tr, err = trace.Listen(trace.Options{
+			SyslogAddr: opts.TraceSyslogAddr, HTTPAddr: opts.TraceHTTPAddr, Log: log,
+			Line: func(pri uint8, t time.Time, text []byte) { prod.Line(pri, t, text) },
+		})
+		if err != nil {
+			log.Error("trace endpoints off", "error", err)
+		} else {
+			tr.Serve()
+		}
+	}
 
-	stopShip()
-	<-shipped
+	exit := supervise(opts, prod, log)
+
+	if tr != nil {
+		tr.Close()
+	}
+	stopOut()
+	<-outDone
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opts.FlushTimeout)
 	defer cancel()
-	if left := sh.Flush(fctx); left > 0 {
+	if left := out.Flush(fctx); left > 0 {
 		log.Warn("lines not delivered before the flush timeout", "lines", left)
 	}
 	return exit, nil
@@ -96,13 +139,18 @@ func newQueue(o ShipOptions) *queue.Queue {
 
 // supervise starts the child, forwards signals to it, reports its lifecycle as
 // kubeplex events and waits for it.
-func supervise(args []string, prod *queue.Producer, log *slog.Logger) wrap.Exit {
+func supervise(opts RunOptions, prod *queue.Producer, log *slog.Logger) wrap.Exit {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, forwarded...)
 	defer signal.Stop(sigs)
 
+	runs := runState{path: statePath(opts.StateDir, opts.Process)}
+	if msg := runs.start(); msg != "" {
+		prod.Event(wire.PriorityInfo, msg)
+	}
+	oomBefore, oomKnown := wrap.OOMKills()
 	child, err := wrap.Start(wrap.Options{
-		Args:   args,
+		Args:   opts.Args,
 		Stdout: os.Stdout,
 		Stderr: os.Stderr,
 		Line: func(s wrap.Stream, t time.Time, line []byte) {
@@ -114,12 +162,14 @@ func supervise(args []string, prod *queue.Producer, log *slog.Logger) wrap.Exit 
 		},
 	})
 	if err != nil {
-		prod.Event(wire.PriorityError, fmt.Sprintf("Process failed to start: %v", err))
+		msg := fmt.Sprintf("Process failed to start: %v", err)
+		prod.Event(wire.PriorityError, msg)
+		runs.exit(msg)
 		log.Error("start worker", "error", err)
 		// 127 is what a shell answers for a command it cannot run.
 		return wrap.Exit{Code: 127}
 	}
-	prod.Event(wire.PriorityInfo, fmt.Sprintf("Starting process with command `%s` (pid %d)", wrap.Command(args), child.Pid))
+	prod.Event(wire.PriorityInfo, fmt.Sprintf("Starting process with command `%s` (pid %d)", wrap.Command(opts.Args), child.Pid))
 
 	done := make(chan wrap.Exit, 1)
 	go func() { done <- child.Wait() }()
@@ -135,15 +185,84 @@ func supervise(args []string, prod *queue.Producer, log *slog.Logger) wrap.Exit 
 				log.Debug("forward signal", "signal", sig, "error", err)
 			}
 		case e := <-done:
-			prod.Event(exitPriority(e), wrap.ExitText(e))
+			msg := wrap.ExitText(e)
+			if e.Signal == syscall.SIGKILL && oomKnown {
+				if after, ok := wrap.OOMKills(); ok && after > oomBefore {
+					msg += " (out of memory: the container's OOM killer fired)"
+				}
+			}
+			pri := wire.PriorityInfo
+			if e.Code != 0 {
+				pri = wire.PriorityError
+			}
+			prod.Event(pri, msg)
+			runs.exit(msg)
 			return e
 		}
 	}
 }
 
-func exitPriority(e wrap.Exit) uint8 {
-	if e.Code == 0 {
-		return wire.PriorityInfo
+func statePath(dir, process string) string {
+	if dir == "" {
+		return ""
 	}
-	return wire.PriorityError
+	return filepath.Join(dir, "run-"+filepath.Base(process)+".json")
+}
+
+// runState remembers, in the pod's shared volume, how often this process has been
+// started and how its last run ended: the kubelet restarts the container, not the
+// collector, so only a file that outlives the container can tell a restart.
+type runState struct {
+	path string
+	st   struct {
+		Starts   int    `json:"starts"`
+		Running  bool   `json:"running"`
+		LastExit string `json:"lastExit,omitempty"`
+	}
+}
+
+// start records a start and returns the restart event, if this is one.
+func (r *runState) start() string {
+	if r.path == "" {
+		return ""
+	}
+	if b, err := os.ReadFile(r.path); err == nil {
+		_ = json.Unmarshal(b, &r.st)
+	}
+	msg := ""
+	if r.st.Starts > 0 {
+		prev := r.st.LastExit
+		if r.st.Running || prev == "" {
+			prev = "ended without an exit report (the container was killed)"
+		}
+		msg = fmt.Sprintf("Process restarted (start %d); the previous run %s", r.st.Starts+1, lowerFirst(prev))
+	}
+	r.st.Starts++
+	r.st.Running = true
+	r.save()
+	return msg
+}
+
+func (r *runState) exit(msg string) {
+	if r.path == "" {
+		return
+	}
+	r.st.Running = false
+	r.st.LastExit = msg
+	r.save()
+}
+
+func (r *runState) save() {
+	b, _ := json.Marshal(r.st)
+	tmp := r.path + ".tmp"
+	if os.WriteFile(tmp, b, 0o644) == nil {
+		_ = os.Rename(tmp, r.path)
+	}
+}
+
+func lowerFirst(s string) string {
+	if s != "" && s[0] >= 'A' && s[0] <= 'Z' {
+		return string(s[0]+'a'-'A') + s[1:]
+	}
+	return s
 }

@@ -3,21 +3,196 @@ package collector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"path/filepath"
+	"sync"
 	"time"
+
+	"github.com/kubeplex/kubeplex/collector/cri"
+	"github.com/kubeplex/kubeplex/collector/queue"
+	"github.com/kubeplex/kubeplex/collector/relay"
+	"github.com/kubeplex/kubeplex/collector/ship"
+	"github.com/kubeplex/kubeplex/collector/trace"
+	"github.com/kubeplex/kubeplex/internal/wire"
 )
+
+// ModeCRITail is the KUBEPLEX_MODE value that makes the sidecar tail CRI log files.
+const ModeCRITail = "CRITail"
 
 // SidecarOptions configure `collector sidecar`.
 type SidecarOptions struct {
-	Ship         ShipOptions
-	Process      string
-	Hostname     string
-	Socket       string
+	Ship     ShipOptions
+	Process  string
+	Hostname string
+	// Socket is where wrappers connect ("" = no wrappers).
+	Socket string
+	// Trace endpoints ("" = off).
+	TraceSyslogAddr, TraceHTTPAddr string
+	// CRI tail mode: the pod's log directory is <PodLogDir>/<ns>_<name>_<uid>/.
+	Mode       string
+	PodLogDir  string
+	Namespace  string
+	PodName    string
+	PodUID     string
+	Containers []string
+	// ContainerProcess names the process of a tailed container.
+	ContainerProcess func(container string) string
+	// StateDir keeps the CRI read offsets across sidecar restarts.
+	StateDir     string
 	FlushTimeout time.Duration
 	Log          *slog.Logger
 }
 
-// Sidecar runs the native sidecar until ctx ends, then flushes.
+// Sidecar serves until ctx ends (SIGTERM: the pod is stopping and the workers have
+// exited), then stops taking input and flushes within FlushTimeout.
 func Sidecar(ctx context.Context, opts SidecarOptions) error {
-	return errors.New("sidecar: not available in this build yet")
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	if opts.FlushTimeout <= 0 {
+		opts.FlushTimeout = 5 * time.Second
+	}
+	if opts.Ship.RouterURL == "" {
+		return errors.New("sidecar: no router URL (KUBEPLEX_ROUTER_URL or --router-url)")
+	}
+	q := newQueue(opts.Ship)
+	prod := &queue.Producer{Queue: q, Hostname: opts.Hostname, Proc: opts.Process}
+
+	var state *cri.State
+	var tailers []*cri.Tailer
+	if opts.Mode == ModeCRITail {
+		var err error
+		if state, tailers, err = criTailers(opts, q, log); err != nil {
+			return err
+		}
+	} else if opts.Mode != "" {
+		return fmt.Errorf("sidecar: unknown mode %q (want %q or empty)", opts.Mode, ModeCRITail)
+	}
+
+	sh := ship.New(q, ship.Options{
+		URL: opts.Ship.RouterURL, Token: opts.Ship.Token, Gzip: opts.Ship.Gzip,
+		Attempts: opts.Ship.Attempts, BackoffMax: opts.Ship.BackoffMax,
+		Hostname: opts.Hostname, Proc: opts.Process, Log: log,
+		AfterBatch: func() {
+			if state != nil {
+				if err := state.Save(); err != nil {
+					log.Error("save tail positions", "error", err)
+				}
+			}
+		},
+	})
+
+	var srv *relay.Server
+	if opts.Socket != "" {
+		srv = &relay.Server{Queue: q, Log: log}
+		if err := srv.Listen(opts.Socket); err != nil {
+			return fmt.Errorf("sidecar: %w", err)
+		}
+		go srv.Serve()
+	}
+	tr, err := trace.Listen(trace.Options{
+		SyslogAddr: opts.TraceSyslogAddr, HTTPAddr: opts.TraceHTTPAddr, Log: log,
+		Line: func(pri uint8, t time.Time, text []byte) { prod.Line(pri, t, text) },
+	})
+	if err != nil {
+		if srv != nil {
+			srv.Close(context.Background())
+		}
+		return fmt.Errorf("sidecar: %w", err)
+	}
+	tr.Serve()
+	log.Info("collector sidecar started", "process", opts.Process, "socket", opts.Socket,
+		"trace_syslog", tr.SyslogAddr(), "trace_http", tr.HTTPAddr(), "mode", opts.Mode, "tailed", len(tailers))
+
+	shipCtx, stopShip := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopShip()
+	shipped := make(chan struct{})
+	go func() { defer close(shipped); _ = sh.Run(shipCtx) }()
+
+	tailCtx, stopTail := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopTail()
+	stopTailing := make(chan struct{})
+	var tailing sync.WaitGroup
+	for _, t := range tailers {
+		tailing.Add(1)
+		go func() {
+			defer tailing.Done()
+			if err := t.Run(tailCtx, stopTailing); err != nil && tailCtx.Err() == nil {
+				log.Error("tail container log", "dir", t.Dir, "error", err)
+			}
+		}()
+	}
+
+	<-ctx.Done()
+	deadline := time.Now().Add(opts.FlushTimeout)
+	fctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer cancel()
+	// Wrappers have exited before a native sidecar is told to stop; give a late one a
+	// moment to finish its last write, then stop listening.
+	if srv != nil {
+		sctx, scancel := context.WithTimeout(fctx, min(time.Second, opts.FlushTimeout/4))
+		srv.Close(sctx)
+		scancel()
+	}
+	tr.Close()
+	// Tailers read their files to the end once more, then stop.
+	close(stopTailing)
+	tailed := make(chan struct{})
+	go func() { tailing.Wait(); close(tailed) }()
+	select {
+	case <-tailed:
+	case <-fctx.Done():
+		stopTail()
+		<-tailed
+	}
+	stopShip()
+	<-shipped
+	if left := sh.Flush(fctx); left > 0 {
+		log.Warn("lines not delivered before the flush timeout", "lines", left)
+	}
+	if state != nil {
+		if err := state.Save(); err != nil {
+			log.Error("save tail positions", "error", err)
+		}
+	}
+	log.Info("collector sidecar stopped", "process", opts.Process)
+	return nil
+}
+
+// criTailers prepares one tailer per container, resuming from saved positions.
+func criTailers(opts SidecarOptions, q *queue.Queue, log *slog.Logger) (*cri.State, []*cri.Tailer, error) {
+	if opts.Namespace == "" || opts.PodName == "" || opts.PodUID == "" || len(opts.Containers) == 0 {
+		return nil, nil, errors.New("sidecar: CRI tail mode needs KUBEPLEX_POD_NAMESPACE, KUBEPLEX_POD_NAME, KUBEPLEX_POD_UID and KUBEPLEX_CONTAINERS")
+	}
+	if opts.StateDir == "" {
+		return nil, nil, errors.New("sidecar: CRI tail mode needs a state directory (KUBEPLEX_STATE_DIR or the socket's directory)")
+	}
+	podDir := filepath.Join(opts.PodLogDir, opts.Namespace+"_"+opts.PodName+"_"+opts.PodUID)
+	state := &cri.State{Path: filepath.Join(opts.StateDir, "cri-positions.json")}
+	saved, err := state.Load()
+	if err != nil {
+		// A torn or foreign file: start over rather than not at all.
+		log.Warn("ignore tail positions", "error", err)
+		saved = map[string]cri.Position{}
+	}
+	var tailers []*cri.Tailer
+	for _, c := range opts.Containers {
+		p := &queue.Producer{Queue: q, Hostname: opts.Hostname, Proc: opts.ContainerProcess(c)}
+		t := &cri.Tailer{
+			Dir: filepath.Join(podDir, c), Start: saved[c], Log: log,
+			Push: func(ctx context.Context, stderr bool, ts time.Time, text []byte, commit func()) error {
+				pri := wire.PriorityInfo
+				if stderr {
+					pri = wire.PriorityError
+				}
+				// The file is the buffer: wait for room rather than drop.
+				return q.PushWait(ctx, queue.Entry{Record: p.Record(queue.SourceApp, pri, ts, text), Commit: commit})
+			},
+		}
+		state.Track(c, t)
+		tailers = append(tailers, t)
+	}
+	return state, tailers, nil
 }

@@ -14,7 +14,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,8 +39,20 @@ type options struct {
 	process      string
 	hostname     string
 	socket       string
+	stateDir     string
+	traceSyslog  string
+	traceHTTP    string
 	flushTimeout time.Duration
 	logLevel     string
+
+	// CRI tail mode (sidecar).
+	mode             string
+	podLogDir        string
+	namespace        string
+	podName          string
+	podUID           string
+	containers       []string
+	containerProcess func(string) string
 }
 
 func main() {
@@ -69,6 +83,15 @@ func parse(argv []string, getenv func(string) string) (options, error) {
 	fs.StringVar(&o.ship.RouterURL, "router-url", getenv("KUBEPLEX_ROUTER_URL"), "router ingest URL (env KUBEPLEX_ROUTER_URL)")
 	fs.StringVar(&o.process, "process", "", "process name (default: from KUBEPLEX_PROCESS, KUBEPLEX_PROCESS_TYPE, the pod)")
 	fs.StringVar(&o.socket, "socket", getenv("KUBEPLEX_SOCKET"), "sidecar unix socket (env KUBEPLEX_SOCKET)")
+	fs.StringVar(&o.stateDir, "state-dir", getenv("KUBEPLEX_STATE_DIR"), "directory for restart counts and CRI offsets (env KUBEPLEX_STATE_DIR; default: the socket's directory)")
+	traceSyslogDef, traceHTTPDef := "", ""
+	if argv[0] == "sidecar" {
+		traceSyslogDef, traceHTTPDef = "127.0.0.1:5140", "127.0.0.1:5141"
+	}
+	fs.StringVar(&o.traceSyslog, "trace-syslog-addr", envOr(getenv, "KUBEPLEX_TRACE_SYSLOG_ADDR", traceSyslogDef), "loopback address for syslog trace input, UDP and TCP; empty = off (env KUBEPLEX_TRACE_SYSLOG_ADDR)")
+	fs.StringVar(&o.traceHTTP, "trace-http-addr", envOr(getenv, "KUBEPLEX_TRACE_HTTP_ADDR", traceHTTPDef), "loopback address for POST /trace; empty = off (env KUBEPLEX_TRACE_HTTP_ADDR)")
+	fs.StringVar(&o.mode, "mode", getenv("KUBEPLEX_MODE"), "sidecar mode: empty or CRITail (env KUBEPLEX_MODE)")
+	fs.StringVar(&o.podLogDir, "pod-log-dir", orDefault(getenv("KUBEPLEX_POD_LOG_DIR"), "/var/log/pods"), "kubelet pod log root for CRI tail mode (env KUBEPLEX_POD_LOG_DIR)")
 	fs.BoolVar(&o.ship.Gzip, "gzip", envBool(getenv("KUBEPLEX_GZIP")), "gzip batches (env KUBEPLEX_GZIP)")
 	fs.IntVar(&o.ship.QueueLines, "queue-lines", envInt(getenv("KUBEPLEX_QUEUE_LINES"), 10000), "queue bound in lines (env KUBEPLEX_QUEUE_LINES)")
 	fs.IntVar(&o.ship.QueueBytes, "queue-bytes", envInt(getenv("KUBEPLEX_QUEUE_BYTES"), 4<<20), "queue bound in bytes (env KUBEPLEX_QUEUE_BYTES)")
@@ -81,9 +104,30 @@ func parse(argv []string, getenv func(string) string) (options, error) {
 	}
 	o.ship.Token = getenv("KUBEPLEX_TOKEN")
 	o.args = fs.Args()
+	o.namespace = getenv("KUBEPLEX_POD_NAMESPACE")
+	o.podName = getenv("KUBEPLEX_POD_NAME")
+	o.podUID = getenv("KUBEPLEX_POD_UID")
+	for _, c := range strings.Split(getenv("KUBEPLEX_CONTAINERS"), ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			o.containers = append(o.containers, c)
+		}
+	}
+	if o.stateDir == "" && o.socket != "" {
+		o.stateDir = filepath.Dir(o.socket)
+	}
 	env := procname.FromEnviron(getenv)
 	if o.process != "" {
 		env.Process = o.process
+	}
+	// A tailed container is named like a wrapped one when it is alone; beside others,
+	// each is <container>.<n> so their lines stay apart.
+	o.containerProcess = func(c string) string {
+		if len(o.containers) == 1 {
+			e := env
+			e.Container = c
+			return e.Name(c)
+		}
+		return procname.Env{ProcessType: c, PodIndex: env.PodIndex, PodName: env.PodName}.Name(c)
 	}
 	o.hostname = getenv("KUBEPLEX_POD_NAME")
 	if o.hostname == "" {
@@ -122,6 +166,8 @@ func run(ctx context.Context, o options) error {
 	case "run":
 		exit, err := collector.Run(ctx, collector.RunOptions{
 			Args: o.args, Ship: o.ship, Process: o.process, Hostname: o.hostname,
+			Socket: o.socket, StateDir: o.stateDir,
+			TraceSyslogAddr: o.traceSyslog, TraceHTTPAddr: o.traceHTTP,
 			FlushTimeout: o.flushTimeout, Log: log,
 		})
 		if err != nil {
@@ -133,7 +179,10 @@ func run(ctx context.Context, o options) error {
 		defer stop()
 		return collector.Sidecar(ctx, collector.SidecarOptions{
 			Ship: o.ship, Process: o.process, Hostname: o.hostname, Socket: o.socket,
-			FlushTimeout: o.flushTimeout, Log: log,
+			TraceSyslogAddr: o.traceSyslog, TraceHTTPAddr: o.traceHTTP,
+			Mode: o.mode, PodLogDir: o.podLogDir, Namespace: o.namespace, PodName: o.podName,
+			PodUID: o.podUID, Containers: o.containers, ContainerProcess: o.containerProcess,
+			StateDir: o.stateDir, FlushTimeout: o.flushTimeout, Log: log,
 		})
 	}
 	return nil
@@ -177,6 +226,19 @@ func envDuration(s string, def time.Duration) time.Duration {
 		return d
 	}
 	return def
+}
+
+// envOr returns the variable when it is set, even to "" (which turns a listener off).
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" || isSet(key) {
+		return v
+	}
+	return def
+}
+
+func isSet(key string) bool {
+	_, ok := os.LookupEnv(key)
+	return ok
 }
 
 func orDefault(s, def string) string {

@@ -1,0 +1,281 @@
+// Package trace serves the collector's localhost endpoints for an app's trace output:
+// syslog over UDP and TCP (RFC 5424 or RFC 3164 messages; octet-counted or
+// newline-framed on TCP as RFC 6587 allows) and HTTP POST /trace (plain text lines or
+// a logplex-1 body). Whatever arrives becomes lines of source app.
+package trace
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kubeplex/kubeplex/collector/lines"
+	"github.com/kubeplex/kubeplex/internal/wire"
+)
+
+// Options configure the listeners. Empty addresses leave a listener off.
+type Options struct {
+	// SyslogAddr is where syslog is served on both UDP and TCP.
+	SyslogAddr string
+	HTTPAddr   string
+	// Line receives each message, already cut at the 10,000-byte limit. It must not
+	// block (it is the collector's drop-oldest queue).
+	Line func(pri uint8, t time.Time, text []byte)
+	Log  *slog.Logger
+}
+
+// MaxMessage bounds one syslog message or HTTP body line before splitting.
+const MaxMessage = 64 * 1024
+
+// maxBody bounds one POST /trace body.
+const maxBody = 4 << 20
+
+// Server is the set of running listeners.
+type Server struct {
+	opts Options
+	udp  net.PacketConn
+	tcp  net.Listener
+	http net.Listener
+	srv  *http.Server
+	wg   sync.WaitGroup
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+// Listen binds the listeners. Only loopback addresses are accepted: these endpoints
+// carry no authentication, and on a pod's loopback only the pod's own containers can
+// reach them.
+func Listen(opts Options) (*Server, error) {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	s := &Server{opts: opts, conns: map[net.Conn]struct{}{}}
+	var err error
+	if opts.SyslogAddr != "" {
+		if err := loopbackOnly(opts.SyslogAddr); err != nil {
+			return nil, err
+		}
+		if s.udp, err = net.ListenPacket("udp", opts.SyslogAddr); err != nil {
+			return nil, fmt.Errorf("listen syslog udp: %w", err)
+		}
+		// TCP on the same port as UDP, as syslog daemons do.
+		if s.tcp, err = net.Listen("tcp", s.udp.LocalAddr().String()); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("listen syslog tcp: %w", err)
+		}
+	}
+	if opts.HTTPAddr != "" {
+		if err := loopbackOnly(opts.HTTPAddr); err != nil {
+			s.Close()
+			return nil, err
+		}
+		if s.http, err = net.Listen("tcp", opts.HTTPAddr); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("listen trace http: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func loopbackOnly(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("parse trace address %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("trace address %q: only loopback addresses are allowed", addr)
+}
+
+// SyslogAddr returns the bound syslog address (UDP and TCP), or "".
+func (s *Server) SyslogAddr() string {
+	if s.udp == nil {
+		return ""
+	}
+	return s.udp.LocalAddr().String()
+}
+
+// HTTPAddr returns the bound HTTP address, or "".
+func (s *Server) HTTPAddr() string {
+	if s.http == nil {
+		return ""
+	}
+	return s.http.Addr().String()
+}
+
+// Serve starts serving in the background.
+func (s *Server) Serve() {
+	if s.udp != nil {
+		s.wg.Add(2)
+		go s.serveUDP()
+		go s.serveTCP()
+	}
+	if s.http != nil {
+		mux := http.NewServeMux()
+		mux.HandleFunc("POST /trace", s.handleHTTP)
+		s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); _ = s.srv.Serve(s.http) }()
+	}
+}
+
+// Close stops every listener and open connection and waits for the handlers.
+func (s *Server) Close() {
+	if s.udp != nil {
+		_ = s.udp.Close()
+	}
+	if s.tcp != nil {
+		_ = s.tcp.Close()
+	}
+	if s.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = s.srv.Shutdown(ctx)
+		cancel()
+	} else if s.http != nil {
+		_ = s.http.Close()
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *Server) serveUDP() {
+	defer s.wg.Done()
+	buf := make([]byte, MaxMessage)
+	for {
+		n, _, err := s.udp.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		s.syslogMessage(bytes.TrimRight(buf[:n], "\r\n\x00"))
+	}
+}
+
+func (s *Server) serveTCP() {
+	defer s.wg.Done()
+	for {
+		conn, err := s.tcp.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		s.conns[conn] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() {
+				s.mu.Lock()
+				delete(s.conns, conn)
+				s.mu.Unlock()
+				_ = conn.Close()
+			}()
+			fr := wire.NewFrameReader(conn, MaxMessage)
+			fr.AllowNewline = true
+			for {
+				rec, err := fr.Next()
+				if err != nil {
+					if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+						s.opts.Log.Debug("read syslog tcp", "error", err)
+					}
+					return
+				}
+				s.syslogMessage(rec)
+			}
+		}()
+	}
+}
+
+// syslogMessage decodes one message: RFC 5424 when it says version 1, else RFC 3164,
+// else (no PRI at all) the whole text at user.notice, as RFC 3164 4.3.3 tells a relay.
+func (s *Server) syslogMessage(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	now := time.Now()
+	if f, err := wire.Scan(b); err == nil {
+		t := now
+		if len(f.Timestamp) > 0 {
+			if pt, err := time.Parse(time.RFC3339Nano, string(f.Timestamp)); err == nil {
+				t = pt
+			}
+		}
+		s.emit(f.Priority, t, f.Text)
+		return
+	}
+	if m, err := ParseRFC3164(b, now, time.Local); err == nil {
+		// The sender's clock has no year and no zone: the receive time is better.
+		s.emit(m.Priority, now, m.Content)
+		return
+	}
+	s.emit(13, now, b)
+}
+
+// emit passes text on, cut into Logplex-sized messages.
+func (s *Server) emit(pri uint8, t time.Time, text []byte) {
+	for {
+		at := lines.Cut(text, lines.MaxLine)
+		s.opts.Line(pri, t, text[:at])
+		text = text[at:]
+		if len(text) == 0 {
+			return
+		}
+	}
+}
+
+func (s *Server) handleHTTP(w http.ResponseWriter, req *http.Request) {
+	req.Body = http.MaxBytesReader(w, req.Body, maxBody)
+	ct := req.Header.Get("Content-Type")
+	if strings.HasPrefix(ct, wire.ContentType) || strings.HasPrefix(ct, wire.ContentTypeLegacy) {
+		b, err := wire.ReadBatch(req, maxBody, MaxMessage, nil)
+		if err != nil {
+			var be *wire.BatchError
+			if errors.As(err, &be) {
+				http.Error(w, be.Reason, http.StatusBadRequest)
+				return
+			}
+			http.Error(w, wire.ReasonMalformed, http.StatusBadRequest)
+			return
+		}
+		now := time.Now()
+		for _, rec := range b.Records {
+			f, _ := wire.Scan(rec) // ReadBatch has checked every record
+			t := now
+			if pt, err := time.Parse(time.RFC3339Nano, string(f.Timestamp)); err == nil {
+				t = pt
+			}
+			s.emit(f.Priority, t, f.Text)
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	// Plain text: one message per line, as a worker's stdout.
+	now := time.Now()
+	sp := lines.Splitter{Emit: func(line []byte) { s.opts.Line(wire.PriorityInfo, now, line) }}
+	if _, err := io.Copy(&sp, req.Body); err != nil {
+		sp.Flush()
+		http.Error(w, wire.ReasonTooLarge, http.StatusRequestEntityTooLarge)
+		return
+	}
+	sp.Flush()
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -25,6 +25,26 @@ const (
 	SecretNotFoundReason = "SecretNotFound"
 	// TokenSecretErrorReason: the ingest-token Secret could not be created or read.
 	TokenSecretErrorReason = "TokenSecretError"
+	// InvalidSelectorReason: the LogApp's pod selector cannot be parsed.
+	InvalidSelectorReason = "InvalidSelector"
+	// HostNotResolvedReason: the drain's host name did not resolve (a transient state;
+	// the drain keeps its last accepted destination while it is retried).
+	HostNotResolvedReason = "HostNotResolved"
+	// DrainSecretErrorReason: the drain's own Secret (token, signing key) could not be
+	// created or belongs to something else.
+	DrainSecretErrorReason = "DrainSecretError"
+)
+
+// Reasons of the Delivering condition, from the routers' health reports.
+const (
+	// DeliveredReason: a router delivered to the drain and no error came after.
+	DeliveredReason = "Delivered"
+	// DeliveryFailedReason: the newest thing a router reported for the drain is an error.
+	DeliveryFailedReason = "DeliveryFailed"
+	// NoTrafficReason: routers carry the drain but have not delivered anything yet.
+	NoTrafficReason = "NoTraffic"
+	// NoRouterReportReason: no router has reported on this drain (yet).
+	NoRouterReportReason = "NoRouterReport"
 )
 
 // Labels and annotations the operator sets or reads.
@@ -37,6 +57,41 @@ const (
 	ManagedByValue = "kubeplex"
 	// TokenSecretKey is the key of the ingest token in a LogApp's token Secret.
 	TokenSecretKey = "token"
+	// PreviousTokenSecretKey holds the rotated-out ingest token during its grace period.
+	PreviousTokenSecretKey = "previous-token"
+	// TokenSecretSuffix: a LogApp's token Secret is named "<app>" + TokenSecretSuffix.
+	TokenSecretSuffix = "-kubeplex-token"
+	// DrainSecretSuffix: a LogDrain's own Secret (drain token, HMAC signing key and the
+	// destination the manager accepted) is named "<drain>" + DrainSecretSuffix.
+	DrainSecretSuffix = "-kubeplex-drain"
+	// DrainTokenSecretKey is the key of the drain token (d.<uuid>) in the drain Secret.
+	DrainTokenSecretKey = "drain-token"
+	// DrainHMACKeySecretKey is the key of the hex HMAC-SHA256 key that signs HTTP
+	// batches; receivers verify the Logplex-Signature with it.
+	DrainHMACKeySecretKey = "hmac-key"
+	// DrainConfigSecretKey holds the destination the manager accepted (URL policy
+	// checked, credentials resolved); only accepted drains enter the routing table.
+	DrainConfigSecretKey = "accepted.json"
+	// SecretRoleLabel says what a manager-owned Secret holds: SecretRoleToken,
+	// SecretRoleDrain or SecretRoleRoutes.
+	SecretRoleLabel = "kubeplex.io/secret"
+	// SecretRoleToken marks a LogApp's ingest-token Secret.
+	SecretRoleToken = "token"
+	// SecretRoleDrain marks a LogDrain's Secret.
+	SecretRoleDrain = "drain"
+	// SecretRoleRoutes marks a routing-table shard.
+	SecretRoleRoutes = "routes"
+	// RotateTokenAnnotation on a LogApp requests a new ingest token whenever its value
+	// changes (e.g. a timestamp); the old token stays valid for the grace period.
+	RotateTokenAnnotation = "kubeplex.io/rotate-token"
+	// TokenRotationAnnotation on the token Secret records the RotateTokenAnnotation
+	// value the current token answers, so a rotation happens once per value.
+	TokenRotationAnnotation = "kubeplex.io/rotation"
+	// PreviousTokenNotAfterAnnotation on the token Secret ends the previous token's
+	// grace period (RFC 3339).
+	PreviousTokenNotAfterAnnotation = "kubeplex.io/previous-token-not-after"
+	// RoutesVersionAnnotation on a routing-table shard Secret is the table version.
+	RoutesVersionAnnotation = "kubeplex.io/routes-version"
 )
 
 // Pod annotations the injection webhook writes; the LogApp reconciler counts them.

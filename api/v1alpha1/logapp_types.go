@@ -96,6 +96,9 @@ type LogAppStatus struct {
 	// drains is the number of LogDrains attached to this app.
 	// +optional
 	Drains int32 `json:"drains,omitempty"`
+	// lastTokenRotation is when the ingest token was last replaced on request.
+	// +optional
+	LastTokenRotation *metav1.Time `json:"lastTokenRotation,omitempty"`
 }
 
 // LogApp is one application's log stream: the pods that feed it, its history and
@@ -105,6 +108,8 @@ type LogAppStatus struct {
 // +kubebuilder:resource:shortName=lapp;logapp,categories=kubeplex
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Pods",type=integer,JSONPath=`.status.pods`
+// +kubebuilder:printcolumn:name="Injected",type=integer,JSONPath=`.status.injectedPods`
+// +kubebuilder:printcolumn:name="Uninjected",type=integer,JSONPath=`.status.uninjectedPods`,priority=1
 // +kubebuilder:printcolumn:name="Drains",type=integer,JSONPath=`.status.drains`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type LogApp struct {

@@ -1,0 +1,282 @@
+// Command manager is kubeplex's operator: it reconciles LogApps and LogDrains into the
+// routing table the routers run, issues tokens, checks drain URLs against the URL
+// policy, reports delivery health in LogDrain status and serves the pod-injection
+// webhook.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/controllers"
+	"github.com/kubeplex/kubeplex/controllers/routes"
+	"github.com/kubeplex/kubeplex/controllers/urlpolicy"
+)
+
+// options are the manager's flags.
+type options struct {
+	Kubeconfig             string
+	Namespace              string // where the routing Secrets, the Lease and the routers live
+	RoutesSecret           string
+	MetricsBindAddress     string
+	HealthProbeBindAddress string
+	LeaderElect            bool
+	WebhookPort            int // 0 turns the webhook off
+
+	// URL policy.
+	AllowCIDRs   string // CIDRs, addresses and host names drains may reach despite the defaults
+	DenyCIDRs    string // extra denied CIDRs
+	ServiceCIDRs string
+	PodCIDRs     string
+
+	TokenGracePeriod     time.Duration
+	RouterService        string
+	RouterStatusPortName string
+	RouterStatusURLs     string
+	RouterStatusInterval time.Duration
+	StatusInterval       time.Duration
+	MaxShardBytes        int
+
+	Zap zap.Options
+}
+
+func parseFlags(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file; empty means in-cluster config (or $KUBECONFIG)")
+	fs.StringVar(&o.Namespace, "namespace", "kubeplex-system", "namespace of the routing Secrets, the leader-election Lease and the router Service")
+	fs.StringVar(&o.RoutesSecret, "routes-secret", "kubeplex-routes", "name of the routing-table Secret (shards are NAME-1, NAME-2, ...)")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
+	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz; 0 turns it off")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect a leader with a Lease so only one replica writes")
+	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "port of the pod-injection webhook; 0 turns it off")
+	fs.StringVar(&o.AllowCIDRs, "allow-cidrs", "", "comma-separated CIDRs, addresses and host names (*.example.com allowed) drains may reach although the URL policy denies them by default")
+	fs.StringVar(&o.DenyCIDRs, "deny-cidrs", "", "comma-separated CIDRs drains may not reach, beyond the defaults")
+	fs.StringVar(&o.ServiceCIDRs, "service-cidrs", "", "the cluster's Service CIDRs (denied to drains)")
+	fs.StringVar(&o.PodCIDRs, "pod-cidrs", "", "the cluster's Pod CIDRs (denied to drains)")
+	fs.DurationVar(&o.TokenGracePeriod, "token-grace-period", controllers.DefaultTokenGracePeriod, "how long a rotated-out ingest token stays valid")
+	fs.StringVar(&o.RouterService, "router-service", "kubeplex-router", "Service whose EndpointSlices list the router pods to read /status from; empty turns discovery off")
+	fs.StringVar(&o.RouterStatusPortName, "router-status-port-name", "http", "name of the router Service port that serves /status")
+	fs.StringVar(&o.RouterStatusURLs, "router-status-urls", "", "comma-separated router /status URLs, in addition to discovered ones (tests, standalone routers)")
+	fs.DurationVar(&o.RouterStatusInterval, "router-status-interval", 15*time.Second, "how often to read the routers' /status")
+	fs.DurationVar(&o.StatusInterval, "drain-status-interval", controllers.DefaultStatusInterval, "least time between two LogDrain status writes while only counters change")
+	fs.IntVar(&o.MaxShardBytes, "max-shard-bytes", routes.DefaultMaxShardBytes, "largest routing-table shard, in bytes")
+	o.Zap.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return o, nil
+}
+
+func main() {
+	opts, err := parseFlags(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts.Zap)))
+	if err := run(ctrl.SetupSignalHandler(), opts); err != nil {
+		ctrl.Log.Error(err, "manager failed")
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, opts options) error {
+	log := ctrl.Log.WithName("setup")
+	cfg, err := restConfig(opts.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	policy, err := urlPolicy(ctx, opts, cfg)
+	if err != nil {
+		return err
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return fmt.Errorf("build scheme: %w", err)
+	}
+	if err := kubeplexv1alpha1.AddToScheme(scheme); err != nil {
+		return fmt.Errorf("build scheme: %w", err)
+	}
+
+	mopts := ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsBindAddress},
+		HealthProbeBindAddress:        opts.HealthProbeBindAddress,
+		LeaderElection:                opts.LeaderElect,
+		LeaderElectionID:              "kubeplex-manager.kubeplex.io",
+		LeaderElectionNamespace:       opts.Namespace,
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         cacheOptions(),
+	}
+	if opts.WebhookPort > 0 {
+		mopts.WebhookServer = webhook.NewServer(webhook.Options{Port: opts.WebhookPort})
+	}
+	mgr, err := ctrl.NewManager(cfg, mopts)
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+	if err := controllers.Setup(ctx, mgr, controllers.Config{
+		Namespace:            opts.Namespace,
+		RoutesSecret:         opts.RoutesSecret,
+		MaxShardBytes:        opts.MaxShardBytes,
+		Policy:               policy,
+		TokenGracePeriod:     opts.TokenGracePeriod,
+		RouterService:        opts.RouterService,
+		RouterStatusPortName: opts.RouterStatusPortName,
+		RouterStatusURLs:     splitList(opts.RouterStatusURLs),
+		RouterStatusInterval: opts.RouterStatusInterval,
+		StatusInterval:       opts.StatusInterval,
+		Registerer:           metrics.Registry,
+	}); err != nil {
+		return err
+	}
+
+	// Webhooks: registered here, on mgr.GetWebhookServer(), when --webhook-port > 0.
+	if opts.WebhookPort > 0 {
+		if err := setupWebhooks(ctx, mgr, opts); err != nil {
+			return fmt.Errorf("set up webhooks: %w", err)
+		}
+	}
+
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("add health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return fmt.Errorf("add ready check: %w", err)
+	}
+	log.Info("starting manager", "namespace", opts.Namespace, "routesSecret", opts.RoutesSecret,
+		"leaderElection", opts.LeaderElect, "webhookPort", opts.WebhookPort)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("run manager: %w", err)
+	}
+	return nil
+}
+
+// cacheOptions keep the manager's memory small in big clusters: of all Secrets, the
+// cache holds only the manager's own (label app.kubernetes.io/managed-by=kubeplex).
+// Users' credential Secrets are read directly, and watched by metadata only.
+func cacheOptions() cache.Options {
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{kubeplexv1alpha1.ManagedByLabel: kubeplexv1alpha1.ManagedByValue})},
+		},
+	}
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	if kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else {
+		cfg, err = ctrl.GetConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig: %w", err)
+	}
+	return cfg, nil
+}
+
+// urlPolicy builds the URL policy from the flags and the API server's address, which
+// is always refused (with its port) and denied by default (other ports: the
+// control-plane node's kubelet and etcd live there too).
+func urlPolicy(ctx context.Context, opts options, cfg *rest.Config) (*urlpolicy.Policy, error) {
+	p := &urlpolicy.Policy{}
+	var err error
+	if p.Allow, p.AllowHosts, err = urlpolicy.ParseList(opts.AllowCIDRs); err != nil {
+		return nil, fmt.Errorf("--allow-cidrs: %w", err)
+	}
+	for flagName, v := range map[string]string{"--deny-cidrs": opts.DenyCIDRs, "--service-cidrs": opts.ServiceCIDRs, "--pod-cidrs": opts.PodCIDRs} {
+		d, err := urlpolicy.ParsePrefixes(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", flagName, err)
+		}
+		p.Deny = append(p.Deny, d...)
+	}
+	eps, err := apiServerEndpoints(ctx, cfg.Host)
+	if err != nil {
+		return nil, err
+	}
+	p.DenyEndpoints = eps
+	for _, ep := range eps {
+		p.Deny = append(p.Deny, netip.PrefixFrom(ep.Addr(), ep.Addr().BitLen()))
+	}
+	return p, nil
+}
+
+func apiServerEndpoints(ctx context.Context, host string) ([]netip.AddrPort, error) {
+	if !strings.Contains(host, "://") {
+		host = "https://" + host
+	}
+	u, err := url.Parse(host)
+	if err != nil {
+		return nil, fmt.Errorf("parse API server address: %w", err)
+	}
+	port := uint16(443)
+	if s := u.Port(); s != "" {
+		n, err := strconv.ParseUint(s, 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("parse API server port: %w", err)
+		}
+		port = uint16(n)
+	}
+	var addrs []netip.Addr
+	if a, err := netip.ParseAddr(u.Hostname()); err == nil {
+		addrs = []netip.Addr{a.Unmap()}
+	} else {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		addrs, err = net.DefaultResolver.LookupNetIP(rctx, "ip", u.Hostname())
+		if err != nil {
+			return nil, fmt.Errorf("resolve API server address: %w", err)
+		}
+	}
+	out := make([]netip.AddrPort, len(addrs))
+	for i, a := range addrs {
+		out[i] = netip.AddrPortFrom(a.Unmap(), port)
+	}
+	return out, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for item := range strings.SplitSeq(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/internal/routing"
+)
+
+const waitTimeout = 60 * time.Second
+
+var managerBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "kubeplex-manager-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	managerBin = filepath.Join(dir, "manager")
+	build := exec.Command("go", "build", "-o", managerBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build manager:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuffer collects the manager's output for the secret-leak check.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type cluster struct {
+	client     client.Client
+	kubeconfig string
+	host       string // API server host:port
+}
+
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test` (or `make envtest` and export KUBEBUILDER_ASSETS=bin/k8s/1.37.2)")
+	}
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("start envtest: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, kubeplexv1alpha1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := filepath.Join(t.TempDir(), "admin.kubeconfig")
+	if err := os.WriteFile(kc, env.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host := strings.TrimPrefix(strings.TrimPrefix(cfg.Host, "https://"), "http://")
+	return &cluster{client: c, kubeconfig: kc, host: host}
+}
+
+// startManager runs the real binary with the flags the walking-skeleton test uses.
+func startManager(t *testing.T, c *cluster, extra ...string) *syncBuffer {
+	t.Helper()
+	out := &syncBuffer{}
+	args := append([]string{
+		"--kubeconfig", c.kubeconfig, "--namespace", "kubeplex-system", "--routes-secret", "kubeplex-routes",
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--leader-elect=false", "--webhook-port", "0",
+	}, extra...)
+	cmd := exec.Command(managerBin, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() || os.Getenv("SHOW_MANAGER_LOG") != "" {
+			t.Logf("manager output:\n%s", out.String())
+		}
+	})
+	return out
+}
+
+func eventually(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: %v", what, err)
+}
+
+func readyCondition(conds []metav1.Condition) (*metav1.Condition, error) {
+	c := meta.FindStatusCondition(conds, kubeplexv1alpha1.ReadyCondition)
+	if c == nil {
+		return nil, fmt.Errorf("no Ready condition")
+	}
+	return c, nil
+}
+
+// TestWalkingSkeleton drives the binary as the e2e test does: a LogApp gets its token
+// Secret, a LogDrain its drain token, both become Ready and land in the routing
+// table; refused URLs say why; no secret reaches the manager's output.
+func TestWalkingSkeleton(t *testing.T) {
+	c := startCluster(t)
+	ctx := context.Background()
+	for _, ns := range []string{"kubeplex-system", "demo"} {
+		if err := c.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := startManager(t, c, "--allow-cidrs", "127.0.0.0/8")
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+
+	app := &kubeplexv1alpha1.LogApp{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "web"}}
+	if err := c.client.Create(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	const password = "Sup3r-s3cret-pa55"
+	drains := []*kubeplexv1alpha1.LogDrain{
+		drain("sink", fmt.Sprintf("syslog://127.0.0.1:%d", port)),
+		drain("web-hook", fmt.Sprintf("http://user:%s@127.0.0.1:%d/logs", password, port)),
+		drain("private", "syslog://10.0.0.1:514"),
+		drain("apiserver", "https://"+c.host+"/api"),
+	}
+	for _, d := range drains {
+		if err := c.client.Create(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var token string
+	eventually(t, "LogApp Ready with token Secret", func() error {
+		if err := c.client.Get(ctx, client.ObjectKeyFromObject(app), app); err != nil {
+			return err
+		}
+		cond, err := readyCondition(app.Status.Conditions)
+		if err != nil {
+			return err
+		}
+		if cond.Status != metav1.ConditionTrue || cond.ObservedGeneration != app.Generation {
+			return fmt.Errorf("Ready=%s (%s)", cond.Status, cond.Reason)
+		}
+		if app.Status.TokenSecretName != "web-kubeplex-token" {
+			return fmt.Errorf("tokenSecretName %q", app.Status.TokenSecretName)
+		}
+		var s corev1.Secret
+		if err := c.client.Get(ctx, client.ObjectKey{Namespace: "demo", Name: app.Status.TokenSecretName}, &s); err != nil {
+			return err
+		}
+		if !metav1.IsControlledBy(&s, app) {
+			return fmt.Errorf("token secret not owned by the LogApp")
+		}
+		token = string(s.Data["token"])
+		if !strings.HasPrefix(token, "t.") || len(token) != 38 {
+			return fmt.Errorf("token %q is not t.<uuid>", token)
+		}
+		return nil
+	})
+
+	want := map[string]struct{ status, reason string }{
+		"sink":      {"True", kubeplexv1alpha1.ReconciledReason},
+		"web-hook":  {"True", kubeplexv1alpha1.ReconciledReason},
+		"private":   {"False", kubeplexv1alpha1.URLNotAllowedReason},
+		"apiserver": {"False", kubeplexv1alpha1.URLNotAllowedReason},
+	}
+	drainTokens := map[string]string{}
+	for _, d := range drains {
+		eventually(t, "LogDrain "+d.Name+" condition", func() error {
+			if err := c.client.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
+				return err
+			}
+			cond, err := readyCondition(d.Status.Conditions)
+			if err != nil {
+				return err
+			}
+			w := want[d.Name]
+			if string(cond.Status) != w.status || cond.Reason != w.reason {
+				return fmt.Errorf("Ready=%s reason %s (%s), want %s %s", cond.Status, cond.Reason, cond.Message, w.status, w.reason)
+			}
+			if !strings.HasPrefix(d.Status.Token, "d.") || len(d.Status.Token) != 38 {
+				return fmt.Errorf("drain token %q is not d.<uuid>", d.Status.Token)
+			}
+			drainTokens[d.Name] = d.Status.Token
+			return nil
+		})
+	}
+
+	var table *routing.Table
+	eventually(t, "routing table with the app and its two valid drains", func() error {
+		var s corev1.Secret
+		if err := c.client.Get(ctx, client.ObjectKey{Namespace: "kubeplex-system", Name: "kubeplex-routes"}, &s); err != nil {
+			return err
+		}
+		tb, err := routing.Decode(s.Data[routing.SecretKey])
+		if err != nil {
+			return err
+		}
+		if len(tb.Apps) != 1 || tb.Apps[0].ID != "demo/web" || len(tb.Apps[0].Drains) != 2 {
+			return fmt.Errorf("table %+v", tb.Apps)
+		}
+		table = tb
+		return nil
+	})
+	a := table.Apps[0]
+	if len(a.Tokens) != 1 || a.Tokens[0].SHA256 != routing.HashToken(token) || a.Tokens[0].Token != "" {
+		t.Errorf("app tokens %+v: want only the SHA-256 of the ingest token", a.Tokens)
+	}
+	byID := map[string]routing.Drain{}
+	for _, d := range a.Drains {
+		byID[d.ID] = d
+	}
+	if d := byID["demo/sink"]; d.URL != fmt.Sprintf("syslog://127.0.0.1:%d", port) || d.Token != drainTokens["sink"] {
+		t.Errorf("sink drain %+v", d)
+	}
+	if d := byID["demo/web-hook"]; d.URL != fmt.Sprintf("http://127.0.0.1:%d/logs", port) || d.Username != "user" || d.Password != password || len(d.HMACKey) != 64 {
+		t.Errorf("web-hook drain: url %q user %q, password and signing key as expected: %v", d.URL, d.Username, d.Password == password && len(d.HMACKey) == 64)
+	}
+
+	// Give the manager a moment to log whatever it logs about these objects.
+	time.Sleep(time.Second)
+	logs := out.String()
+	for what, secret := range map[string]string{"ingest token": token, "password": password, "hmac key": byID["demo/web-hook"].HMACKey} {
+		if secret != "" && strings.Contains(logs, secret) {
+			t.Errorf("manager output contains the %s", what)
+		}
+	}
+	if !strings.Contains(logs, "routing table stored") {
+		t.Errorf("manager output lacks the routing table log line; output:\n%s", logs)
+	}
+}
+
+func drain(name, url string) *kubeplexv1alpha1.LogDrain {
+	return &kubeplexv1alpha1.LogDrain{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: name},
+		Spec:       kubeplexv1alpha1.LogDrainSpec{AppRef: kubeplexv1alpha1.AppReference{Name: "web"}, URL: url},
+	}
+}

@@ -1,0 +1,118 @@
+// Package controllers holds the manager's reconcilers: LogApp (ingest tokens, pod
+// counts), LogDrain (drain token, URL policy, credentials, delivery health) and the
+// routing table writer that renders both kinds into the routers' Secrets.
+package controllers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/google/uuid"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+)
+
+// EventRecorder records Kubernetes Events (events.k8s.io); the manager's
+// GetEventRecorder fits. Notes never carry tokens, passwords or URL userinfo.
+type EventRecorder interface {
+	Eventf(regarding runtime.Object, related runtime.Object, eventtype, reason, action, note string, args ...any)
+}
+
+// specError is a problem with the object's spec (or what it refers to) that retrying
+// will not fix; it becomes a False condition with reason and a TerminalError. Watches
+// bring the object back when what it waits for changes.
+type specError struct {
+	reason string
+	msg    string
+}
+
+func (e *specError) Error() string { return e.msg }
+
+// newToken returns "<prefix>.<uuid v4>" (architecture.md: t.<uuid>, d.<uuid>).
+func newToken(prefix string) (string, error) {
+	id, err := uuid.NewRandom()
+	if err != nil {
+		return "", fmt.Errorf("generate %s token: %w", prefix, err)
+	}
+	return prefix + "." + id.String(), nil
+}
+
+// newHMACKey returns a random 256-bit key, hex-encoded.
+func newHMACKey() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generate signing key: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// Field indexes on LogDrains.
+const (
+	// drainAppIndex: spec.appRef.name.
+	drainAppIndex = "spec.appRef.name"
+	// drainSecretIndex: every Secret the drain refers to (credentials, CA).
+	drainSecretIndex = "kubeplex.secretRefs"
+)
+
+// IndexFields registers the field indexes the reconcilers use. Call once per manager.
+func IndexFields(ctx context.Context, idx client.FieldIndexer) error {
+	if err := idx.IndexField(ctx, &kubeplexv1alpha1.LogDrain{}, drainAppIndex, func(o client.Object) []string {
+		return []string{o.(*kubeplexv1alpha1.LogDrain).Spec.AppRef.Name}
+	}); err != nil {
+		return fmt.Errorf("index drains by app: %w", err)
+	}
+	if err := idx.IndexField(ctx, &kubeplexv1alpha1.LogDrain{}, drainSecretIndex, func(o client.Object) []string {
+		return secretRefs(o.(*kubeplexv1alpha1.LogDrain))
+	}); err != nil {
+		return fmt.Errorf("index drains by secret: %w", err)
+	}
+	return nil
+}
+
+func secretRefs(d *kubeplexv1alpha1.LogDrain) []string {
+	var out []string
+	if d.Spec.CredentialsSecretRef != nil {
+		out = append(out, d.Spec.CredentialsSecretRef.Name)
+	}
+	if d.Spec.TLS != nil && d.Spec.TLS.CASecretRef != nil && (len(out) == 0 || out[0] != d.Spec.TLS.CASecretRef.Name) {
+		out = append(out, d.Spec.TLS.CASecretRef.Name)
+	}
+	return out
+}
+
+// drainAppChanged passes drain creations, deletions and changes of spec.appRef: what
+// changes an app's drain count.
+func drainAppChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*kubeplexv1alpha1.LogDrain)
+			n, ok2 := e.ObjectNew.(*kubeplexv1alpha1.LogDrain)
+			return !ok1 || !ok2 || o.Spec.AppRef != n.Spec.AppRef
+		},
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
+}
+
+// appReadyChanged passes app creations, deletions and flips of the Ready condition:
+// what a drain's AppNotFound/AppNotReady waits for. Pod-count updates do not pass.
+func appReadyChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*kubeplexv1alpha1.LogApp)
+			n, ok2 := e.ObjectNew.(*kubeplexv1alpha1.LogApp)
+			if !ok1 || !ok2 {
+				return true
+			}
+			return meta.IsStatusConditionTrue(o.Status.Conditions, kubeplexv1alpha1.ReadyCondition) !=
+				meta.IsStatusConditionTrue(n.Status.Conditions, kubeplexv1alpha1.ReadyCondition)
+		},
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
+}

@@ -1,0 +1,530 @@
+package controllers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/controllers/health"
+	"github.com/kubeplex/kubeplex/controllers/routes"
+	"github.com/kubeplex/kubeplex/controllers/urlpolicy"
+	"github.com/kubeplex/kubeplex/internal/routing"
+)
+
+// DefaultStatusInterval is the least time between two status writes of one drain
+// while only its counters move (issue 4: at most one write per drain per 30 s).
+const DefaultStatusInterval = 30 * time.Second
+
+// hostRetryInterval is how soon a drain whose host did not resolve is looked at again.
+const hostRetryInterval = time.Minute
+
+// LogDrainReconciler keeps a LogDrain's Secret (drain token, signing key, accepted
+// destination) and its status.
+type LogDrainReconciler struct {
+	Client client.Client
+	// APIReader reads the user's credential Secrets, which the manager's cache does
+	// not hold (it caches only Secrets the manager owns).
+	APIReader client.Reader
+	Recorder  EventRecorder
+	Policy    *urlpolicy.Policy
+	// Health merges the routers' reports; nil leaves Delivering and counters alone.
+	Health *health.Store
+	// StatusInterval throttles counter-only status writes; 0 means DefaultStatusInterval.
+	StatusInterval time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	mu         sync.Mutex
+	lastCounts map[types.UID]time.Time // when counters were last written, per drain
+	seeds      map[types.UID]seed      // status counters when this process first saw the drain
+}
+
+// +kubebuilder:rbac:groups=kubeplex.io,resources=logdrains,verbs=get;list;watch
+// +kubebuilder:rbac:groups=kubeplex.io,resources=logdrains/status,verbs=get;update;patch
+
+// Reconcile brings one LogDrain's Secret and status up to date.
+func (r *LogDrainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	d := &kubeplexv1alpha1.LogDrain{}
+	if err := r.Client.Get(ctx, req.NamespacedName, d); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !d.DeletionTimestamp.IsZero() {
+		// The drain Secret goes with its owner; the routing table drops the drain as
+		// soon as the object is gone. Nothing outside the cluster to undo.
+		return ctrl.Result{}, nil
+	}
+	base := d.DeepCopy()
+	defer func() {
+		if err := r.patchStatus(ctx, base, d); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+	return r.reconcileNormal(ctx, d)
+}
+
+func (r *LogDrainReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// reconcileNormal: drain Secret → destination check → credentials → app → accept →
+// delivery health. Every failure before "accept" takes the drain out of the table.
+func (r *LogDrainReconciler) reconcileNormal(ctx context.Context, d *kubeplexv1alpha1.LogDrain) (ctrl.Result, error) {
+	d.Status.ObservedGeneration = d.Generation
+	sec, err := r.reconcileDrainSecret(ctx, d)
+	if err != nil {
+		return r.fail(ctx, d, nil, err)
+	}
+	acc, err := r.checkDestination(ctx, d)
+	if err != nil {
+		return r.fail(ctx, d, sec, err)
+	}
+	if err := r.resolveCredentials(ctx, d, acc); err != nil {
+		return r.fail(ctx, d, sec, err)
+	}
+	if err := r.checkApp(ctx, d); err != nil {
+		return r.fail(ctx, d, sec, err)
+	}
+	if err := r.accept(ctx, sec, acc); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.setReady(d, metav1.ConditionTrue, kubeplexv1alpha1.ReconciledReason, "destination accepted; the drain is in the routing table")
+	return r.reconcileHealth(d), nil
+}
+
+// fail records why the drain is not ready. Spec problems take the drain out of the
+// routing table and end in a TerminalError (watches bring it back when a referenced
+// object changes); an unresolvable host keeps the last accepted destination and is
+// retried; other errors are returned for backoff.
+func (r *LogDrainReconciler) fail(ctx context.Context, d *kubeplexv1alpha1.LogDrain, sec *corev1.Secret, err error) (ctrl.Result, error) {
+	var se *specError
+	var re *urlpolicy.ResolveError
+	switch {
+	case errors.As(err, &se):
+		r.setReady(d, metav1.ConditionFalse, se.reason, se.msg)
+		if sec != nil {
+			if werr := r.withdraw(ctx, sec); werr != nil {
+				return ctrl.Result{}, werr
+			}
+		}
+		r.setDelivering(d, metav1.ConditionUnknown, kubeplexv1alpha1.NoRouterReportReason, "the drain is not in the routing table")
+		return ctrl.Result{}, reconcile.TerminalError(err)
+	case errors.As(err, &re):
+		r.setReady(d, metav1.ConditionFalse, kubeplexv1alpha1.HostNotResolvedReason, re.Error()+"; retrying")
+		if sec != nil && !sameAcceptedURL(sec, d.Spec.URL) {
+			if werr := r.withdraw(ctx, sec); werr != nil {
+				return ctrl.Result{}, werr
+			}
+		}
+		return ctrl.Result{RequeueAfter: hostRetryInterval}, nil
+	default:
+		return ctrl.Result{}, err
+	}
+}
+
+// reconcileDrainSecret makes sure the drain's Secret exists with a drain token and a
+// signing key, and mirrors the token into status. The Secret, not the status, is the
+// token's durable home: status can be lost (backup restores, status wipes), and the
+// token must stay the same for the drain's life.
+func (r *LogDrainReconciler) reconcileDrainSecret(ctx context.Context, d *kubeplexv1alpha1.LogDrain) (*corev1.Secret, error) {
+	name := d.Name + kubeplexv1alpha1.DrainSecretSuffix
+	sec := &corev1.Secret{}
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: name}, sec)
+	if apierrors.IsNotFound(err) {
+		tok := d.Status.Token
+		if !routes.ValidDrainToken(tok) {
+			if tok, err = newToken("d"); err != nil {
+				return nil, err
+			}
+		}
+		key, err := newHMACKey()
+		if err != nil {
+			return nil, err
+		}
+		sec = &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: d.Namespace, Labels: routes.Labels(kubeplexv1alpha1.SecretRoleDrain)},
+			Type:       corev1.SecretTypeOpaque,
+			Data: map[string][]byte{
+				kubeplexv1alpha1.DrainTokenSecretKey:   []byte(tok),
+				kubeplexv1alpha1.DrainHMACKeySecretKey: []byte(key),
+			},
+		}
+		if err := controllerutil.SetControllerReference(d, sec, r.Client.Scheme()); err != nil {
+			return nil, fmt.Errorf("set owner of drain secret: %w", err)
+		}
+		if err := r.Client.Create(ctx, sec); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				return nil, &specError{reason: kubeplexv1alpha1.DrainSecretErrorReason,
+					msg: fmt.Sprintf("Secret %s exists and is not managed by kubeplex; delete or rename it", name)}
+			}
+			return nil, fmt.Errorf("create drain secret: %w", err)
+		}
+		logf.FromContext(ctx).Info("created drain secret", "secret", name)
+		d.Status.Token = tok
+		return sec, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get drain secret: %w", err)
+	}
+	if !metav1.IsControlledBy(sec, d) {
+		return nil, &specError{reason: kubeplexv1alpha1.DrainSecretErrorReason,
+			msg: fmt.Sprintf("Secret %s exists and is not owned by this LogDrain", name)}
+	}
+	tok := string(sec.Data[kubeplexv1alpha1.DrainTokenSecretKey])
+	key := string(sec.Data[kubeplexv1alpha1.DrainHMACKeySecretKey])
+	if !routes.ValidDrainToken(tok) || !routes.ValidHMACKey(key) {
+		upd := sec.DeepCopy()
+		if upd.Data == nil {
+			upd.Data = map[string][]byte{}
+		}
+		if !routes.ValidDrainToken(tok) {
+			// Prefer the token receivers already know from status.
+			if tok = d.Status.Token; !routes.ValidDrainToken(tok) {
+				if tok, err = newToken("d"); err != nil {
+					return nil, err
+				}
+			}
+			upd.Data[kubeplexv1alpha1.DrainTokenSecretKey] = []byte(tok)
+		}
+		if !routes.ValidHMACKey(key) {
+			if key, err = newHMACKey(); err != nil {
+				return nil, err
+			}
+			upd.Data[kubeplexv1alpha1.DrainHMACKeySecretKey] = []byte(key)
+		}
+		if err := r.Client.Update(ctx, upd); err != nil {
+			return nil, fmt.Errorf("repair drain secret: %w", err)
+		}
+		r.Recorder.Eventf(d, nil, corev1.EventTypeWarning, "DrainSecretRepaired", "Reconcile", "drain Secret %s lacked a valid token or signing key; repaired", name)
+		sec = upd
+	}
+	d.Status.Token = tok
+	return sec, nil
+}
+
+// checkDestination parses the URL, applies the URL policy and fills the display
+// destination. Userinfo never reaches status, Events, logs or the routing table URL.
+func (r *LogDrainReconciler) checkDestination(ctx context.Context, d *kubeplexv1alpha1.LogDrain) (*routes.AcceptedDrain, error) {
+	u, perr := url.Parse(d.Spec.URL)
+	if perr != nil || u.Host == "" {
+		d.Status.Destination = ""
+		return nil, &specError{reason: kubeplexv1alpha1.InvalidURLReason, msg: "url cannot be parsed as scheme://host[:port][/path]"}
+	}
+	d.Status.Destination = u.Scheme + "://" + u.Host
+	switch u.Scheme {
+	case "syslog", "syslog+tls", "http", "https":
+	default:
+		return nil, &specError{reason: kubeplexv1alpha1.InvalidURLReason, msg: fmt.Sprintf("url scheme %q is not one of syslog, syslog+tls, http, https", u.Scheme)}
+	}
+	if _, err := r.Policy.Check(ctx, d.Spec.URL); err != nil {
+		var na *urlpolicy.NotAllowedError
+		var re *urlpolicy.ResolveError
+		switch {
+		case errors.As(err, &na):
+			return nil, &specError{reason: kubeplexv1alpha1.URLNotAllowedReason, msg: na.Error()}
+		case errors.As(err, &re):
+			return nil, re
+		default:
+			return nil, &specError{reason: kubeplexv1alpha1.InvalidURLReason, msg: err.Error()}
+		}
+	}
+	acc := &routes.AcceptedDrain{App: d.Spec.AppRef.Name, Generation: d.Generation}
+	if u.User != nil {
+		if u.Scheme != "http" && u.Scheme != "https" {
+			return nil, &specError{reason: kubeplexv1alpha1.InvalidURLReason, msg: "url userinfo is only used by http and https drains"}
+		}
+		acc.Username = u.User.Username()
+		acc.Password, _ = u.User.Password()
+	}
+	clean := *u
+	clean.User = nil
+	acc.URL = clean.String()
+	return acc, nil
+}
+
+// resolveCredentials reads the Secrets the drain refers to. A missing Secret or key
+// is SecretNotFound; the Secret watch brings the drain back when it appears.
+func (r *LogDrainReconciler) resolveCredentials(ctx context.Context, d *kubeplexv1alpha1.LogDrain, acc *routes.AcceptedDrain) error {
+	if ref := d.Spec.CredentialsSecretRef; ref != nil {
+		data, err := r.secretData(ctx, d.Namespace, ref.Name)
+		if err != nil {
+			return err
+		}
+		userKey, passKey := ref.UsernameKey, ref.PasswordKey
+		if userKey == "" {
+			userKey = "username"
+		}
+		if passKey == "" {
+			passKey = "password"
+		}
+		pass, ok := data[passKey]
+		if !ok {
+			return &specError{reason: kubeplexv1alpha1.SecretNotFoundReason,
+				msg: fmt.Sprintf("Secret %s has no key %q", ref.Name, passKey)}
+		}
+		acc.Username, acc.Password = string(data[userKey]), string(pass)
+	}
+	if t := d.Spec.TLS; t != nil && (d.Status.Destination != "" && (hasScheme(acc.URL, "https") || hasScheme(acc.URL, "syslog+tls"))) {
+		acc.TLS = &routing.TLS{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+		if ref := t.CASecretRef; ref != nil {
+			data, err := r.secretData(ctx, d.Namespace, ref.Name)
+			if err != nil {
+				return err
+			}
+			ca, ok := data[ref.Key]
+			if !ok {
+				return &specError{reason: kubeplexv1alpha1.SecretNotFoundReason,
+					msg: fmt.Sprintf("Secret %s has no key %q", ref.Name, ref.Key)}
+			}
+			acc.TLS.CAPEM = string(ca)
+		}
+	}
+	return nil
+}
+
+func hasScheme(u, scheme string) bool {
+	return len(u) > len(scheme)+3 && u[:len(scheme)+3] == scheme+"://"
+}
+
+func (r *LogDrainReconciler) secretData(ctx context.Context, namespace, name string) (map[string][]byte, error) {
+	s := &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, &specError{reason: kubeplexv1alpha1.SecretNotFoundReason, msg: fmt.Sprintf("Secret %s not found", name)}
+		}
+		return nil, fmt.Errorf("get secret %s: %w", name, err)
+	}
+	return s.Data, nil
+}
+
+func (r *LogDrainReconciler) checkApp(ctx context.Context, d *kubeplexv1alpha1.LogDrain) error {
+	app := &kubeplexv1alpha1.LogApp{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: d.Spec.AppRef.Name}, app); err != nil {
+		if apierrors.IsNotFound(err) {
+			return &specError{reason: kubeplexv1alpha1.AppNotFoundReason, msg: fmt.Sprintf("LogApp %s not found", d.Spec.AppRef.Name)}
+		}
+		return fmt.Errorf("get logapp: %w", err)
+	}
+	if !meta.IsStatusConditionTrue(app.Status.Conditions, kubeplexv1alpha1.ReadyCondition) {
+		return &specError{reason: kubeplexv1alpha1.AppNotReadyReason, msg: fmt.Sprintf("LogApp %s is not Ready", d.Spec.AppRef.Name)}
+	}
+	return nil
+}
+
+// accept stores the checked destination in the drain Secret; only from there does it
+// reach the routing table.
+func (r *LogDrainReconciler) accept(ctx context.Context, sec *corev1.Secret, acc *routes.AcceptedDrain) error {
+	b, err := json.Marshal(acc)
+	if err != nil {
+		return fmt.Errorf("encode accepted drain: %w", err)
+	}
+	if bytes.Equal(sec.Data[kubeplexv1alpha1.DrainConfigSecretKey], b) {
+		return nil
+	}
+	upd := sec.DeepCopy()
+	upd.Data[kubeplexv1alpha1.DrainConfigSecretKey] = b
+	if err := r.Client.Update(ctx, upd); err != nil {
+		return fmt.Errorf("store accepted drain: %w", err)
+	}
+	return nil
+}
+
+// withdraw removes the accepted destination: the routing table drops the drain.
+func (r *LogDrainReconciler) withdraw(ctx context.Context, sec *corev1.Secret) error {
+	if _, ok := sec.Data[kubeplexv1alpha1.DrainConfigSecretKey]; !ok {
+		return nil
+	}
+	upd := sec.DeepCopy()
+	delete(upd.Data, kubeplexv1alpha1.DrainConfigSecretKey)
+	if err := r.Client.Update(ctx, upd); err != nil {
+		return fmt.Errorf("withdraw accepted drain: %w", err)
+	}
+	return nil
+}
+
+func sameAcceptedURL(sec *corev1.Secret, raw string) bool {
+	var acc routes.AcceptedDrain
+	if err := json.Unmarshal(sec.Data[kubeplexv1alpha1.DrainConfigSecretKey], &acc); err != nil {
+		return false
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	u.User = nil
+	return u.String() == acc.URL
+}
+
+func (r *LogDrainReconciler) setReady(d *kubeplexv1alpha1.LogDrain, status metav1.ConditionStatus, reason, msg string) {
+	r.setCondition(d, kubeplexv1alpha1.ReadyCondition, status, reason, msg)
+}
+
+func (r *LogDrainReconciler) setDelivering(d *kubeplexv1alpha1.LogDrain, status metav1.ConditionStatus, reason, msg string) {
+	if r.Health == nil {
+		return
+	}
+	r.setCondition(d, kubeplexv1alpha1.DeliveringCondition, status, reason, msg)
+}
+
+// setCondition sets a condition and records an Event when its status or reason
+// changes (a state change), not when only the message does.
+func (r *LogDrainReconciler) setCondition(d *kubeplexv1alpha1.LogDrain, typ string, status metav1.ConditionStatus, reason, msg string) {
+	old := meta.FindStatusCondition(d.Status.Conditions, typ)
+	meta.SetStatusCondition(&d.Status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: d.Generation,
+	})
+	if old == nil && status == metav1.ConditionUnknown {
+		return
+	}
+	if old == nil || old.Status != status || old.Reason != reason {
+		evType := corev1.EventTypeNormal
+		if status == metav1.ConditionFalse {
+			evType = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(d, nil, evType, reason, "Reconcile", "%s=%s: %s", typ, status, msg)
+	}
+}
+
+func (r *LogDrainReconciler) patchStatus(ctx context.Context, base, d *kubeplexv1alpha1.LogDrain) error {
+	if equality.Semantic.DeepEqual(base.Status, d.Status) {
+		return nil
+	}
+	if err := r.Client.Status().Patch(ctx, d, client.MergeFrom(base)); err != nil {
+		return fmt.Errorf("patch logdrain status: %w", client.IgnoreNotFound(err))
+	}
+	return nil
+}
+
+// reconcileHealth writes the routers' view of the drain: the Delivering condition
+// at once when its state changes, counters and last error at most once per
+// StatusInterval otherwise (coming back when the interval ends).
+func (r *LogDrainReconciler) reconcileHealth(d *kubeplexv1alpha1.LogDrain) ctrl.Result {
+	if r.Health == nil {
+		return ctrl.Result{}
+	}
+	sum := r.Health.Get(routes.ID(d.Namespace, d.Name))
+	status, reason, msg := deliveringCondition(sum)
+	old := meta.FindStatusCondition(d.Status.Conditions, kubeplexv1alpha1.DeliveringCondition)
+	stateChanged := old == nil || old.Status != status || old.Reason != reason
+
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seeds == nil {
+		r.seeds, r.lastCounts = map[types.UID]seed{}, map[types.UID]time.Time{}
+	}
+	sd, ok := r.seeds[d.UID]
+	if !ok {
+		// Counts from before this manager started are in status already; the store
+		// counts only what routers delivered since.
+		sd = seed{d.Status.Delivered, d.Status.Dropped}
+		r.seeds[d.UID] = sd
+	}
+	want := d.Status.DeepCopy()
+	want.Delivered, want.Dropped = sd.delivered+sum.Delivered, sd.dropped+sum.Dropped
+	if sum.LastSuccess != nil {
+		want.LastDeliveryTime = &metav1.Time{Time: sum.LastSuccess.Truncate(time.Second)}
+	}
+	if sum.LastError != "" {
+		want.LastError = sum.LastError
+	}
+	countersChanged := !equality.Semantic.DeepEqual(want, &d.Status)
+	if !stateChanged && !countersChanged {
+		return ctrl.Result{}
+	}
+	interval := r.StatusInterval
+	if interval <= 0 {
+		interval = DefaultStatusInterval
+	}
+	if !stateChanged {
+		if wait := interval - now.Sub(r.lastCounts[d.UID]); wait > 0 {
+			return ctrl.Result{RequeueAfter: wait}
+		}
+	}
+	r.lastCounts[d.UID] = now
+	d.Status.Delivered, d.Status.Dropped = want.Delivered, want.Dropped
+	d.Status.LastDeliveryTime, d.Status.LastError = want.LastDeliveryTime, want.LastError
+	r.setCondition(d, kubeplexv1alpha1.DeliveringCondition, status, reason, msg)
+	return ctrl.Result{}
+}
+
+type seed struct{ delivered, dropped int64 }
+
+func deliveringCondition(s health.Summary) (metav1.ConditionStatus, string, string) {
+	switch s.State() {
+	case health.StateFailing:
+		return metav1.ConditionFalse, kubeplexv1alpha1.DeliveryFailedReason, "delivery failing: " + s.LastError
+	case health.StateDelivered:
+		return metav1.ConditionTrue, kubeplexv1alpha1.DeliveredReason, "routers deliver to the drain"
+	case health.StateNoTraffic:
+		return metav1.ConditionUnknown, kubeplexv1alpha1.NoTrafficReason, "routers carry the drain; nothing delivered yet"
+	default:
+		return metav1.ConditionUnknown, kubeplexv1alpha1.NoRouterReportReason, "no router has reported on this drain yet"
+	}
+}
+
+// SetupWithManager registers the controller. secretsMeta is a cache holding the
+// metadata of every Secret: the drain's credential Secrets are the user's, outside
+// the manager's label-filtered Secret cache, and a drain waiting for one must heal as
+// soon as it appears. healthEvents carries drains whose router reports changed.
+func (r *LogDrainReconciler) SetupWithManager(mgr ctrl.Manager, secretsMeta cache.Cache, healthEvents <-chan event.TypedGenericEvent[client.Object]) error {
+	meta := &metav1.PartialObjectMetadata{}
+	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	b := ctrl.NewControllerManagedBy(mgr).
+		For(&kubeplexv1alpha1.LogDrain{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
+		Owns(&corev1.Secret{}).
+		Watches(&kubeplexv1alpha1.LogApp{}, handler.EnqueueRequestsFromMapFunc(r.drainsForApp), builder.WithPredicates(appReadyChanged())).
+		WatchesRawSource(source.Kind(secretsMeta, meta, handler.TypedEnqueueRequestsFromMapFunc(r.drainsForSecret))).
+		Named("logdrain")
+	if healthEvents != nil {
+		b = b.WatchesRawSource(source.Channel(healthEvents, &handler.EnqueueRequestForObject{}))
+	}
+	return b.Complete(r)
+}
+
+func (r *LogDrainReconciler) drainsForApp(ctx context.Context, obj client.Object) []reconcile.Request {
+	return r.drainsBy(ctx, obj.GetNamespace(), drainAppIndex, obj.GetName())
+}
+
+func (r *LogDrainReconciler) drainsForSecret(ctx context.Context, obj *metav1.PartialObjectMetadata) []reconcile.Request {
+	return r.drainsBy(ctx, obj.GetNamespace(), drainSecretIndex, obj.GetName())
+}
+
+func (r *LogDrainReconciler) drainsBy(ctx context.Context, ns, field, value string) []reconcile.Request {
+	var l kubeplexv1alpha1.LogDrainList
+	if err := r.Client.List(ctx, &l, client.InNamespace(ns), client.MatchingFields{field: value}); err != nil {
+		logf.FromContext(ctx).Error(err, "list drains", "field", field)
+		return nil
+	}
+	out := make([]reconcile.Request, len(l.Items))
+	for i := range l.Items {
+		out[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&l.Items[i])}
+	}
+	return out
+}

@@ -1,0 +1,249 @@
+// Package routes renders LogApps and LogDrains into the routing table the routers run.
+// Render is a pure function of the objects it is given, so its output is golden-tested
+// and two managers given the same objects write the same bytes.
+package routes
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/internal/routing"
+)
+
+var (
+	ingestTokenRE = regexp.MustCompile(`^t\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+	drainTokenRE  = regexp.MustCompile(`^d\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+	hmacKeyRE     = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// ValidIngestToken reports whether s has the form t.<uuid>.
+func ValidIngestToken(s string) bool { return ingestTokenRE.MatchString(s) }
+
+// ValidDrainToken reports whether s has the form d.<uuid>.
+func ValidDrainToken(s string) bool { return drainTokenRE.MatchString(s) }
+
+// ValidHMACKey reports whether s is a hex 256-bit key.
+func ValidHMACKey(s string) bool { return hmacKeyRE.MatchString(s) }
+
+// AcceptedDrain is what the LogDrain reconciler stores in the drain's Secret under
+// kubeplexv1alpha1.DrainConfigSecretKey once the drain passed every check: the URL
+// policy, its app and its credentials. Render reads only this, never the spec, so a
+// spec edit cannot reach the routers before it has been checked.
+type AcceptedDrain struct {
+	// App is the name of the LogApp (same namespace) the drain was accepted for.
+	App string `json:"app"`
+	// URL without userinfo.
+	URL      string       `json:"url"`
+	Username string       `json:"username,omitempty"`
+	Password string       `json:"password,omitempty"`
+	TLS      *routing.TLS `json:"tls,omitempty"`
+	// Generation of the LogDrain that was accepted.
+	Generation int64 `json:"generation"`
+}
+
+// Input is everything the table is made of. Secrets holds the manager's own Secrets
+// (token and drain Secrets); others are ignored.
+type Input struct {
+	Apps    []kubeplexv1alpha1.LogApp
+	Drains  []kubeplexv1alpha1.LogDrain
+	Secrets []corev1.Secret
+}
+
+// Problem is an object Render left out, in whole or in part, and why. The reconcilers
+// report problems in the object's own status and Events; the rest of the table is
+// unaffected.
+type Problem struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Reason    string `json:"reason"`
+	Message   string `json:"message"`
+}
+
+// Problem reasons.
+const (
+	ReasonTokenSecretMissing = "TokenSecretMissing"
+	ReasonTokenInvalid       = "TokenInvalid"
+	ReasonHostConflict       = "HostConflict"
+	ReasonDrainNotAccepted   = "DrainNotAccepted"
+	ReasonDrainSecretInvalid = "DrainSecretInvalid"
+	ReasonAppNotRouted       = "AppNotRouted"
+)
+
+// Result is Render's output: a sealed table and the problems met on the way.
+type Result struct {
+	Table    *routing.Table
+	Problems []Problem
+}
+
+// Token sources: collectors send worker output as "app" and their own process events
+// as "kubeplex" (LOGPLEX-FACTS: the platform's lines carry the platform source).
+const (
+	tokenSource         = "app"
+	platformSource      = "kubeplex"
+	defaultHistoryLines = routing.DefaultHistory
+)
+
+// Render builds the routing table. An app is routed when its token Secret holds a
+// valid token; a drain when its Secret holds an accepted destination for an app that
+// is routed. Anything else is left out and reported, never an error: one bad object
+// must not stop the table for everyone else.
+func Render(in Input) Result {
+	secrets := make(map[types.NamespacedName]*corev1.Secret, len(in.Secrets))
+	for i := range in.Secrets {
+		s := &in.Secrets[i]
+		secrets[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
+	}
+	var res Result
+	problem := func(kind string, m metav1.Object, reason, format string, args ...any) {
+		res.Problems = append(res.Problems, Problem{
+			Kind: kind, Namespace: m.GetNamespace(), Name: m.GetName(),
+			Reason: reason, Message: fmt.Sprintf(format, args...),
+		})
+	}
+
+	// Oldest first, so that when two apps claim the same host the one that had it
+	// first keeps it, whatever order the cache lists them in.
+	apps := slices.Clone(in.Apps)
+	slices.SortFunc(apps, func(a, b kubeplexv1alpha1.LogApp) int {
+		return cmp.Or(
+			a.CreationTimestamp.Compare(b.CreationTimestamp.Time),
+			strings.Compare(a.Namespace, b.Namespace),
+			strings.Compare(a.Name, b.Name))
+	})
+	table := &routing.Table{Apps: []routing.App{}}
+	index := map[string]int{} // app ID → position in table.Apps
+	hostOwner := map[string]string{}
+	for i := range apps {
+		app := &apps[i]
+		if !app.DeletionTimestamp.IsZero() {
+			continue
+		}
+		id := ID(app.Namespace, app.Name)
+		s := secrets[types.NamespacedName{Namespace: app.Namespace, Name: app.Name + kubeplexv1alpha1.TokenSecretSuffix}]
+		if s == nil || !ownedBy(s, app.UID) {
+			problem("LogApp", app, ReasonTokenSecretMissing, "token Secret %s%s not found or not owned by this LogApp", app.Name, kubeplexv1alpha1.TokenSecretSuffix)
+			continue
+		}
+		tok := string(s.Data[kubeplexv1alpha1.TokenSecretKey])
+		if !ValidIngestToken(tok) {
+			problem("LogApp", app, ReasonTokenInvalid, "token Secret %s holds no valid token", s.Name)
+			continue
+		}
+		ra := routing.App{
+			ID:      id,
+			History: int(app.Spec.HistorySize),
+			Tokens:  []routing.Token{ingestToken(tok, nil)},
+		}
+		if app.Spec.CollectorMode == "" && ra.History == 0 {
+			// An object that never went through the API server's defaulting (the
+			// schema defaults historySize to 1500 and collectorMode to Exec).
+			ra.History = defaultHistoryLines
+		}
+		if prev := string(s.Data[kubeplexv1alpha1.PreviousTokenSecretKey]); prev != "" {
+			notAfter, err := time.Parse(time.RFC3339, s.Annotations[kubeplexv1alpha1.PreviousTokenNotAfterAnnotation])
+			switch {
+			case !ValidIngestToken(prev):
+				problem("LogApp", app, ReasonTokenInvalid, "token Secret %s holds an invalid previous token; left out", s.Name)
+			case err != nil:
+				problem("LogApp", app, ReasonTokenInvalid, "token Secret %s: previous token has no valid %s; left out", s.Name, kubeplexv1alpha1.PreviousTokenNotAfterAnnotation)
+			default:
+				notAfter = notAfter.UTC()
+				ra.Tokens = append(ra.Tokens, ingestToken(prev, &notAfter))
+			}
+		}
+		for _, h := range app.Spec.Hosts {
+			h = strings.ToLower(strings.TrimSuffix(h, "."))
+			if owner, taken := hostOwner[h]; taken {
+				if owner != id {
+					problem("LogApp", app, ReasonHostConflict, "host %s already belongs to app %s; left out", h, owner)
+				}
+				continue
+			}
+			hostOwner[h] = id
+			ra.Hosts = append(ra.Hosts, h)
+		}
+		index[id] = len(table.Apps)
+		table.Apps = append(table.Apps, ra)
+	}
+
+	for i := range in.Drains {
+		d := &in.Drains[i]
+		if !d.DeletionTimestamp.IsZero() {
+			continue
+		}
+		s := secrets[types.NamespacedName{Namespace: d.Namespace, Name: d.Name + kubeplexv1alpha1.DrainSecretSuffix}]
+		if s == nil || !ownedBy(s, d.UID) {
+			problem("LogDrain", d, ReasonDrainNotAccepted, "drain Secret not found yet")
+			continue
+		}
+		raw, ok := s.Data[kubeplexv1alpha1.DrainConfigSecretKey]
+		if !ok {
+			problem("LogDrain", d, ReasonDrainNotAccepted, "no accepted destination")
+			continue
+		}
+		var acc AcceptedDrain
+		if err := json.Unmarshal(raw, &acc); err != nil || acc.URL == "" || acc.App == "" {
+			problem("LogDrain", d, ReasonDrainSecretInvalid, "drain Secret holds an unreadable accepted destination")
+			continue
+		}
+		tok := string(s.Data[kubeplexv1alpha1.DrainTokenSecretKey])
+		key := string(s.Data[kubeplexv1alpha1.DrainHMACKeySecretKey])
+		if !ValidDrainToken(tok) || !ValidHMACKey(key) {
+			problem("LogDrain", d, ReasonDrainSecretInvalid, "drain Secret holds no valid drain token or signing key")
+			continue
+		}
+		pos, ok := index[ID(d.Namespace, acc.App)]
+		if !ok {
+			problem("LogDrain", d, ReasonAppNotRouted, "app %s is not in the routing table", acc.App)
+			continue
+		}
+		table.Apps[pos].Drains = append(table.Apps[pos].Drains, routing.Drain{
+			ID:       ID(d.Namespace, d.Name),
+			Token:    tok,
+			URL:      acc.URL,
+			Username: acc.Username,
+			Password: acc.Password,
+			HMACKey:  key,
+			TLS:      acc.TLS,
+		})
+	}
+	table.Seal()
+	slices.SortFunc(res.Problems, func(a, b Problem) int {
+		return cmp.Or(strings.Compare(a.Kind, b.Kind), strings.Compare(a.Namespace, b.Namespace),
+			strings.Compare(a.Name, b.Name), strings.Compare(a.Reason, b.Reason), strings.Compare(a.Message, b.Message))
+	})
+	res.Table = table
+	return res
+}
+
+func ingestToken(tok string, notAfter *time.Time) routing.Token {
+	return routing.Token{
+		SHA256:         routing.HashToken(tok),
+		Source:         tokenSource,
+		AllowedSources: []string{platformSource},
+		NotAfter:       notAfter,
+	}
+}
+
+// ID is the routing-table ID of a namespaced object: "<namespace>/<name>".
+func ID(namespace, name string) string { return namespace + "/" + name }
+
+func ownedBy(s *corev1.Secret, uid types.UID) bool {
+	for _, ref := range s.OwnerReferences {
+		if ref.UID == uid && ref.Controller != nil && *ref.Controller {
+			return true
+		}
+	}
+	return false
+}

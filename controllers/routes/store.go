@@ -1,0 +1,186 @@
+package routes
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/internal/routing"
+)
+
+// DefaultMaxShardBytes keeps each shard well under the API server's 1 MiB limit on a
+// Secret's data, leaving room for metadata and base64 overhead in etcd's 1.5 MiB
+// request limit.
+const DefaultMaxShardBytes = 900 << 10
+
+// Store writes a sealed table into Secrets Namespace/Base, Base-1, … .
+type Store struct {
+	Client    client.Client
+	Namespace string
+	Base      string
+	// MaxShardBytes bounds each shard's JSON; 0 means DefaultMaxShardBytes.
+	MaxShardBytes int
+}
+
+// WriteResult says what Write did.
+type WriteResult struct {
+	Shards  int
+	Sizes   []int // bytes of each shard
+	Written int   // Secrets created or updated
+	Deleted int   // stale shards removed
+}
+
+// Changed reports whether anything was written.
+func (r WriteResult) Changed() bool { return r.Written > 0 || r.Deleted > 0 }
+
+// Write stores t. Shards 1..n-1 are written before shard 0, and stale shards from a
+// bigger table are deleted after it: a router that sees a new version in shard 0
+// finds every shard it names already in place (routing.Join refuses mixed versions
+// and the router retries). Unchanged Secrets are not written.
+func (s *Store) Write(ctx context.Context, t *routing.Table) (WriteResult, error) {
+	max := s.MaxShardBytes
+	if max <= 0 {
+		max = DefaultMaxShardBytes
+	}
+	shards, err := routing.Split(t, max)
+	if err != nil {
+		return WriteResult{}, fmt.Errorf("write routing table: %w", err)
+	}
+	existing, err := s.list(ctx)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	res := WriteResult{Shards: len(shards)}
+	for _, b := range shards {
+		res.Sizes = append(res.Sizes, len(b))
+	}
+	for i := len(shards) - 1; i >= 0; i-- {
+		written, err := s.put(ctx, existing[i], i, t.Version, shards[i])
+		if err != nil {
+			return res, err
+		}
+		if written {
+			res.Written++
+		}
+	}
+	for i, sec := range existing {
+		if i < len(shards) {
+			continue
+		}
+		if err := s.Client.Delete(ctx, sec); client.IgnoreNotFound(err) != nil {
+			return res, fmt.Errorf("delete stale routing shard %s: %w", sec.Name, err)
+		}
+		res.Deleted++
+	}
+	return res, nil
+}
+
+// list returns the existing shard Secrets by index.
+func (s *Store) list(ctx context.Context) (map[int]*corev1.Secret, error) {
+	var l corev1.SecretList
+	if err := s.Client.List(ctx, &l, client.InNamespace(s.Namespace),
+		client.MatchingLabels{kubeplexv1alpha1.SecretRoleLabel: kubeplexv1alpha1.SecretRoleRoutes}); err != nil {
+		return nil, fmt.Errorf("list routing shards: %w", err)
+	}
+	out := map[int]*corev1.Secret{}
+	for i := range l.Items {
+		sec := &l.Items[i]
+		if idx, ok := s.shardIndex(sec.Name); ok {
+			out[idx] = sec
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) shardIndex(name string) (int, bool) {
+	if name == s.Base {
+		return 0, true
+	}
+	rest, ok := strings.CutPrefix(name, s.Base+"-")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(rest)
+	if err != nil || n < 1 || strconv.Itoa(n) != rest {
+		return 0, false
+	}
+	return n, true
+}
+
+func (s *Store) put(ctx context.Context, cur *corev1.Secret, i int, version string, data []byte) (bool, error) {
+	name := routing.ShardName(s.Base, i)
+	if cur == nil {
+		sec := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: name, Namespace: s.Namespace,
+				Labels:      Labels(kubeplexv1alpha1.SecretRoleRoutes),
+				Annotations: map[string]string{kubeplexv1alpha1.RoutesVersionAnnotation: version},
+			},
+			Type: corev1.SecretTypeOpaque,
+			Data: map[string][]byte{routing.SecretKey: data},
+		}
+		if err := s.Client.Create(ctx, sec); err != nil {
+			return false, fmt.Errorf("create routing shard %s: %w", name, err)
+		}
+		return true, nil
+	}
+	if bytes.Equal(cur.Data[routing.SecretKey], data) && cur.Annotations[kubeplexv1alpha1.RoutesVersionAnnotation] == version &&
+		hasLabels(cur.Labels, Labels(kubeplexv1alpha1.SecretRoleRoutes)) && len(cur.Data) == 1 {
+		return false, nil
+	}
+	upd := cur.DeepCopy()
+	if upd.Annotations == nil {
+		upd.Annotations = map[string]string{}
+	}
+	upd.Annotations[kubeplexv1alpha1.RoutesVersionAnnotation] = version
+	if upd.Labels == nil {
+		upd.Labels = map[string]string{}
+	}
+	for k, v := range Labels(kubeplexv1alpha1.SecretRoleRoutes) {
+		upd.Labels[k] = v
+	}
+	upd.Data = map[string][]byte{routing.SecretKey: data}
+	if err := s.Client.Update(ctx, upd); err != nil {
+		if apierrors.IsConflict(err) {
+			return false, fmt.Errorf("update routing shard %s (will retry): %w", name, err)
+		}
+		return false, fmt.Errorf("update routing shard %s: %w", name, err)
+	}
+	return true, nil
+}
+
+// Labels are the labels of a manager-owned Secret with the given role. The manager's
+// cache holds only Secrets with these labels.
+func Labels(role string) map[string]string {
+	return map[string]string{
+		kubeplexv1alpha1.ManagedByLabel:  kubeplexv1alpha1.ManagedByValue,
+		kubeplexv1alpha1.SecretRoleLabel: role,
+	}
+}
+
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// ShardNames lists the shard Secret names of a table with n shards.
+func ShardNames(base string, n int) []string {
+	out := make([]string, n)
+	for i := range n {
+		out[i] = routing.ShardName(base, i)
+	}
+	return slices.Clip(out)
+}

@@ -1,0 +1,186 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/controllers/routes"
+)
+
+// RoutesReconciler renders every LogApp and LogDrain into the routing table and
+// stores it in the routing Secrets. It has one work item: any change anywhere
+// re-renders the whole table, and the work queue folds bursts into one run.
+type RoutesReconciler struct {
+	Client   client.Client
+	Store    *routes.Store
+	Recorder EventRecorder
+	Metrics  *RoutesMetrics
+
+	mu       sync.Mutex
+	problems map[routes.Problem]bool // reported already, so Events mark changes only
+}
+
+// +kubebuilder:rbac:groups="",namespace=kubeplex-system,resources=secrets,verbs=delete
+
+// Reconcile renders and writes the table.
+func (r *RoutesReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
+	var in routes.Input
+	var apps kubeplexv1alpha1.LogAppList
+	if err := r.Client.List(ctx, &apps); err != nil {
+		return ctrl.Result{}, fmt.Errorf("list logapps: %w", err)
+	}
+	var drains kubeplexv1alpha1.LogDrainList
+	if err := r.Client.List(ctx, &drains); err != nil {
+		return ctrl.Result{}, fmt.Errorf("list logdrains: %w", err)
+	}
+	var secrets corev1.SecretList
+	if err := r.Client.List(ctx, &secrets, client.MatchingLabels{kubeplexv1alpha1.ManagedByLabel: kubeplexv1alpha1.ManagedByValue}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("list secrets: %w", err)
+	}
+	in.Apps, in.Drains = apps.Items, drains.Items
+	for _, s := range secrets.Items {
+		if role := s.Labels[kubeplexv1alpha1.SecretRoleLabel]; role == kubeplexv1alpha1.SecretRoleToken || role == kubeplexv1alpha1.SecretRoleDrain {
+			in.Secrets = append(in.Secrets, s)
+		}
+	}
+
+	start := time.Now()
+	res := routes.Render(in)
+	rendered := time.Since(start)
+	wr, err := r.Store.Write(ctx, res.Table)
+	if err != nil {
+		r.Metrics.observe(res, wr, rendered, false)
+		return ctrl.Result{}, fmt.Errorf("store routing table: %w", err)
+	}
+	r.Metrics.observe(res, wr, rendered, true)
+	r.reportProblems(res.Problems, apps.Items)
+	if wr.Changed() {
+		n := 0
+		for _, a := range res.Table.Apps {
+			n += len(a.Drains)
+		}
+		log.Info("routing table stored", "version", res.Table.Version, "apps", len(res.Table.Apps), "drains", n,
+			"shards", wr.Shards, "written", wr.Written, "deleted", wr.Deleted, "problems", len(res.Problems))
+	}
+	return ctrl.Result{}, nil
+}
+
+// reportProblems turns problems only the renderer can see (two apps claiming one host)
+// into Warning Events on the object, once per problem. Problems that mirror a drain's
+// or app's own condition (not accepted yet, no token yet) are left to that condition.
+func (r *RoutesReconciler) reportProblems(problems []routes.Problem, apps []kubeplexv1alpha1.LogApp) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[routes.Problem]bool{}
+	for _, p := range problems {
+		if p.Reason != routes.ReasonHostConflict {
+			continue
+		}
+		seen[p] = true
+		if r.problems[p] {
+			continue
+		}
+		for i := range apps {
+			if apps[i].Namespace == p.Namespace && apps[i].Name == p.Name {
+				r.Recorder.Eventf(&apps[i], nil, corev1.EventTypeWarning, p.Reason, "RenderRoutes", "%s", p.Message)
+			}
+		}
+	}
+	r.problems = seen
+}
+
+// SetupWithManager registers the controller under the fixed key Namespace/Base.
+func (r *RoutesReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	key := types.NamespacedName{Namespace: r.Store.Namespace, Name: r.Store.Base}
+	toKey := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{{NamespacedName: key}}
+	})
+	// What the table is made of: app specs, drain existence, token and drain Secrets,
+	// and the shards themselves (someone editing or deleting one is repaired).
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("routes").
+		Watches(&kubeplexv1alpha1.LogApp{}, toKey, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&kubeplexv1alpha1.LogDrain{}, toKey, builder.WithPredicates(createOrDelete())).
+		Watches(&corev1.Secret{}, toKey).
+		Complete(r)
+}
+
+func createOrDelete() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc:  func(event.UpdateEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
+}
+
+// RoutesMetrics are the routing table's Prometheus metrics.
+type RoutesMetrics struct {
+	Shards   prometheus.Gauge
+	Bytes    prometheus.Gauge
+	Apps     prometheus.Gauge
+	Drains   prometheus.Gauge
+	Problems prometheus.Gauge
+	Render   prometheus.Histogram
+	Writes   *prometheus.CounterVec
+}
+
+// NewRoutesMetrics creates the metrics and registers them with reg (if not nil).
+func NewRoutesMetrics(reg prometheus.Registerer) *RoutesMetrics {
+	m := &RoutesMetrics{
+		Shards:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "kubeplex_routes_shards", Help: "Number of Secrets the routing table is stored in."}),
+		Bytes:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "kubeplex_routes_bytes", Help: "Encoded size of the routing table (all shards)."}),
+		Apps:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "kubeplex_routes_apps", Help: "Apps in the routing table."}),
+		Drains:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "kubeplex_routes_drains", Help: "Drains in the routing table."}),
+		Problems: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kubeplex_routes_left_out", Help: "Objects (or parts) left out of the routing table."}),
+		Render: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kubeplex_routes_render_seconds", Help: "Time to render the routing table.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		Writes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubeplex_routes_store_total", Help: "Routing table store attempts by result."}, []string{"result"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Shards, m.Bytes, m.Apps, m.Drains, m.Problems, m.Render, m.Writes)
+	}
+	return m
+}
+
+func (m *RoutesMetrics) observe(res routes.Result, wr routes.WriteResult, rendered time.Duration, ok bool) {
+	if m == nil {
+		return
+	}
+	m.Render.Observe(rendered.Seconds())
+	if !ok {
+		m.Writes.WithLabelValues("error").Inc()
+		return
+	}
+	result := "unchanged"
+	if wr.Changed() {
+		result = "written"
+	}
+	m.Writes.WithLabelValues(result).Inc()
+	total, drains := 0, 0
+	for _, s := range wr.Sizes {
+		total += s
+	}
+	for _, a := range res.Table.Apps {
+		drains += len(a.Drains)
+	}
+	m.Shards.Set(float64(wr.Shards))
+	m.Bytes.Set(float64(total))
+	m.Apps.Set(float64(len(res.Table.Apps)))
+	m.Drains.Set(float64(drains))
+	m.Problems.Set(float64(len(res.Problems)))
+}

@@ -1,0 +1,140 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/controllers/health"
+	"github.com/kubeplex/kubeplex/controllers/routes"
+	"github.com/kubeplex/kubeplex/controllers/urlpolicy"
+)
+
+// Config wires the reconcilers.
+type Config struct {
+	// Namespace holds the routing Secrets and the router Service.
+	Namespace     string
+	RoutesSecret  string
+	MaxShardBytes int
+	Policy        *urlpolicy.Policy
+
+	TokenGracePeriod time.Duration
+
+	// Router health: EndpointSlices of RouterService (port RouterStatusPortName) plus
+	// RouterStatusURLs, read every RouterStatusInterval. No service and no URLs turns
+	// health reporting off.
+	RouterService        string
+	RouterStatusPortName string
+	RouterStatusURLs     []string
+	RouterStatusInterval time.Duration
+	// StatusInterval throttles counter-only LogDrain status writes.
+	StatusInterval time.Duration
+
+	// Registerer takes the manager's own metrics (nil: not registered).
+	Registerer prometheus.Registerer
+}
+
+// Setup adds the reconcilers, the field indexes, the Secret metadata cache and the
+// router health poller to mgr. The manager's cache must hold only kubeplex-managed
+// Secrets (see cmd/manager); nothing here needs more.
+func Setup(ctx context.Context, mgr ctrl.Manager, c Config) error {
+	if err := IndexFields(ctx, mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
+	// The drains' credential Secrets belong to users and are outside the manager's
+	// label-filtered cache; a second cache watches every Secret's metadata (no data)
+	// so a drain waiting for one heals as soon as it appears.
+	secretsMeta, err := cache.New(mgr.GetConfig(), cache.Options{
+		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient(),
+		DefaultTransform: cache.TransformStripManagedFields(),
+	})
+	if err != nil {
+		return fmt.Errorf("create secret metadata cache: %w", err)
+	}
+	if err := mgr.Add(secretsMeta); err != nil {
+		return fmt.Errorf("add secret metadata cache: %w", err)
+	}
+	recorder := mgr.GetEventRecorder("kubeplex-manager")
+
+	var store *health.Store
+	var healthEvents chan event.TypedGenericEvent[client.Object]
+	interval := c.StatusInterval
+	if interval <= 0 {
+		interval = DefaultStatusInterval
+	}
+	if c.RouterService != "" || len(c.RouterStatusURLs) > 0 {
+		store = health.NewStore(time.Now(), interval)
+		healthEvents = make(chan event.TypedGenericEvent[client.Object], 1024)
+		disc := &health.EndpointSliceDiscovery{
+			Reader: mgr.GetAPIReader(), Namespace: c.Namespace, Service: c.RouterService,
+			PortName: c.RouterStatusPortName, Static: c.RouterStatusURLs,
+		}
+		statusErrors := prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kubeplex_router_status_errors_total", Help: "Failed reads of a router's /status."})
+		if c.Registerer != nil {
+			if err := c.Registerer.Register(statusErrors); err != nil {
+				return fmt.Errorf("register metrics: %w", err)
+			}
+		}
+		pi := c.RouterStatusInterval
+		if pi <= 0 {
+			pi = 15 * time.Second
+		}
+		poller := &health.Poller{
+			Store: store, Discover: disc.Discover, Interval: pi,
+			Client: &http.Client{Timeout: 5 * time.Second},
+			Log:    mgr.GetLogger().WithName("router-health"), Errors: statusErrors,
+			Notify: func(ids []string) {
+				for _, id := range ids {
+					ns, name, ok := splitID(id)
+					if !ok {
+						continue
+					}
+					obj := &kubeplexv1alpha1.LogDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+					select {
+					case healthEvents <- event.TypedGenericEvent[client.Object]{Object: obj}:
+					case <-ctx.Done():
+						return
+					}
+				}
+			},
+		}
+		if err := mgr.Add(poller); err != nil {
+			return fmt.Errorf("add router health poller: %w", err)
+		}
+	}
+
+	if err := (&LogAppReconciler{
+		Client: mgr.GetClient(), Recorder: recorder, TokenGracePeriod: c.TokenGracePeriod,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up logapp controller: %w", err)
+	}
+	if err := (&LogDrainReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder,
+		Policy: c.Policy, Health: store, StatusInterval: interval,
+	}).SetupWithManager(mgr, secretsMeta, healthEvents); err != nil {
+		return fmt.Errorf("set up logdrain controller: %w", err)
+	}
+	if err := (&RoutesReconciler{
+		Client: mgr.GetClient(), Recorder: recorder, Metrics: NewRoutesMetrics(c.Registerer),
+		Store: &routes.Store{Client: mgr.GetClient(), Namespace: c.Namespace, Base: c.RoutesSecret, MaxShardBytes: c.MaxShardBytes},
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up routes controller: %w", err)
+	}
+	return nil
+}
+
+func splitID(id string) (string, string, bool) {
+	ns, name, ok := strings.Cut(id, "/")
+	return ns, name, ok && ns != "" && name != ""
+}

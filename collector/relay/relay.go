@@ -149,16 +149,9 @@ func (c *Client) send(deadline time.Time) error {
 		c.conn = nil
 		// Part of the batch may have arrived; count all of it: the loss is announced,
 		// never hidden (at worst a few lines are both delivered and counted).
-		since := now
-		if loss.Dropped > 0 && loss.DroppedSince.Before(since) {
-			since = loss.DroppedSince
-		}
-		if loss.Lost > 0 && loss.LostSince.Before(since) {
-			since = loss.LostSince
-		}
 		c.Queue.LoseEntries(c.es, now)
-		if n := loss.Dropped + loss.Lost; n > 0 {
-			c.Queue.AddLoss(queue.Loss{Lost: n, LostSince: since})
+		if !loss.Zero() {
+			c.Queue.AddLoss(loss)
 		}
 		clear(c.es)
 		return fmt.Errorf("write to sidecar: %w", err)

@@ -199,7 +199,10 @@ func (s *Shipper) send(ctx context.Context) error {
 	delay := s.opts.BackoffMin
 	var err error
 	for attempt := 1; attempt <= s.opts.Attempts; attempt++ {
-		if err = s.post(ctx); err == nil {
+		// An attempt under way is not cut short by ctx: the router may already have
+		// taken the batch, and sending it again after a cut would repeat it. Each
+		// request is bounded by the client's timeout instead.
+		if err = s.post(context.WithoutCancel(ctx)); err == nil {
 			s.q.Commit(s.pending)
 			s.settle()
 			return nil
@@ -226,21 +229,12 @@ func (s *Shipper) send(ctx context.Context) error {
 	return err
 }
 
-// lose counts the pending batch as lost: its records, and the counts its notices
-// carried, are announced again as one L13.
+// lose counts the pending batch as lost (L13). The counts its notices carried are put
+// back as they were, to be announced with the next batch that gets through.
 func (s *Shipper) lose() {
-	now := time.Now()
-	s.q.LoseEntries(s.pending, now)
+	s.q.LoseEntries(s.pending, time.Now())
 	if !s.loss.Zero() {
-		l := s.loss
-		since := now
-		if l.Dropped > 0 && l.DroppedSince.Before(since) {
-			since = l.DroppedSince
-		}
-		if l.Lost > 0 && l.LostSince.Before(since) {
-			since = l.LostSince
-		}
-		s.q.AddLoss(queue.Loss{Lost: l.Dropped + l.Lost, LostSince: since})
+		s.q.AddLoss(s.loss)
 	}
 	s.settle()
 }

@@ -58,8 +58,9 @@ func (r *Router) URL() string { return "http://" + r.Addr + "/logs" }
 
 func (r *Router) serve(ln net.Listener) {
 	r.ln = ln
-	r.srv = &http.Server{Handler: http.HandlerFunc(r.handle), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = r.srv.Serve(ln) }()
+	srv := &http.Server{Handler: http.HandlerFunc(r.handle), ReadHeaderTimeout: 5 * time.Second}
+	r.srv = srv
+	go func() { _ = srv.Serve(ln) }()
 }
 
 // Down closes the listener and every connection: the collector sees connection

@@ -1,0 +1,380 @@
+// Package webhook is the manager's mutating admission webhook for Pods: it adds the
+// kubeplex collector to the pods of a LogApp (native sidecar, exec wrapper or CRI-log
+// tail) as described in docs/injection.md. It never denies a pod: anything it cannot
+// do cleanly leaves the pod as it was, annotated with the reason.
+package webhook
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+)
+
+// Names and paths of what the webhook adds to a pod. The collector side relies on the
+// paths (docs/architecture.md, "Collector").
+const (
+	VolumeName           = "kubeplex-collector"
+	PodLogsVolumeName    = "kubeplex-pod-logs"
+	InstallContainerName = "kubeplex-collector-install"
+	SidecarContainerName = "kubeplex-collector"
+
+	MountPath     = "/kubeplex"
+	CollectorPath = "/kubeplex/bin/collector"
+	SocketPath    = "/kubeplex/collector.sock"
+	PodLogsPath   = "/var/log/pods"
+
+	// ImageBinary is the collector binary inside the collector image (the Dockerfile
+	// puts every binary at /<name>; distroless has no shell and /<name> is not on PATH).
+	ImageBinary = "/collector"
+
+	// PodIndexLabel is set by the StatefulSet and indexed-Job controllers; the
+	// collector uses it for the process ordinal (web.1, web.2, ...).
+	PodIndexLabel = "apps.kubernetes.io/pod-index"
+
+	// ContainersAnnotation on a pod lists (comma-separated) the containers to capture;
+	// default: all of them. It lets a pod keep a third-party container without a
+	// command (a mesh proxy, say) out of Exec mode.
+	ContainersAnnotation = "kubeplex.io/containers"
+)
+
+// Environment variables the collector reads (docs/architecture.md, "Collector").
+const (
+	EnvRouterURL    = "KUBEPLEX_ROUTER_URL"
+	EnvToken        = "KUBEPLEX_TOKEN"
+	EnvSocket       = "KUBEPLEX_SOCKET"
+	EnvProcessType  = "KUBEPLEX_PROCESS_TYPE"
+	EnvMode         = "KUBEPLEX_MODE"
+	EnvContainers   = "KUBEPLEX_CONTAINERS"
+	EnvPodName      = "KUBEPLEX_POD_NAME"
+	EnvPodNamespace = "KUBEPLEX_POD_NAMESPACE"
+	EnvPodUID       = "KUBEPLEX_POD_UID"
+	EnvPodIndex     = "KUBEPLEX_POD_INDEX"
+)
+
+// Config is what the manager's flags decide about injected containers.
+type Config struct {
+	// CollectorImage is the image with the collector binary at ImageBinary.
+	CollectorImage string
+	// ImagePullPolicy for the collector containers; empty leaves the cluster default.
+	ImagePullPolicy corev1.PullPolicy
+	// RouterURL is the router's ingest URL (KUBEPLEX_ROUTER_URL).
+	RouterURL string
+	// Resources of the sidecar and the install step; zero means DefaultResources.
+	Resources corev1.ResourceRequirements
+}
+
+// DefaultResources keep the collector schedulable next to small workers (it aims at
+// 15 MiB RSS; the chart's collector.resources say the same), and the memory limit
+// stops a leak from hurting the node.
+func DefaultResources() corev1.ResourceRequirements {
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("10m"),
+			corev1.ResourceMemory: resource.MustParse("16Mi"),
+		},
+		Limits: corev1.ResourceList{
+			corev1.ResourceMemory: resource.MustParse("64Mi"),
+		},
+	}
+}
+
+// Target is what the webhook needs to know about the pod's LogApp.
+type Target struct {
+	// App is the LogApp's name.
+	App string
+	// TokenSecretName holds the ingest token under the key "token".
+	TokenSecretName string
+	// Mode is the LogApp's collectorMode; empty means Exec.
+	Mode kubeplexv1alpha1.CollectorMode
+	// PodSecurityEnforce is the namespace's pod-security.kubernetes.io/enforce level.
+	PodSecurityEnforce string
+}
+
+// AlreadyProcessed reports whether the webhook has seen this pod before: it carries
+// the injection annotation or any of the containers or volumes the webhook adds. A
+// re-invoked webhook, or a pod created from a copy of an injected one, is left alone.
+func AlreadyProcessed(pod *corev1.Pod) bool {
+	if _, ok := pod.Annotations[kubeplexv1alpha1.InjectionAnnotation]; ok {
+		return true
+	}
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name == SidecarContainerName || c.Name == InstallContainerName {
+			return true
+		}
+	}
+	for _, v := range pod.Spec.Volumes {
+		if v.Name == VolumeName || v.Name == PodLogsVolumeName {
+			return true
+		}
+	}
+	return false
+}
+
+// Skip leaves the pod's spec alone and records why in its annotations, where the
+// LogApp reconciler counts it (status.uninjectedPods) and users see it.
+func Skip(pod *corev1.Pod, reason string) {
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
+	}
+	pod.Annotations[kubeplexv1alpha1.InjectionAnnotation] = kubeplexv1alpha1.InjectionSkipped
+	pod.Annotations[kubeplexv1alpha1.InjectionReasonAnnotation] = reason
+}
+
+// Mutate adds the collector to pod for target t, or, when that cannot be done without
+// guessing, calls Skip. It reports whether the collector was added. pod must not be
+// AlreadyProcessed.
+func Mutate(pod *corev1.Pod, t Target, cfg Config) bool {
+	workers, reason := workerContainers(pod)
+	if reason != "" {
+		Skip(pod, reason)
+		return false
+	}
+	mode := t.Mode
+	if mode == "" {
+		mode = kubeplexv1alpha1.CollectorExec
+	}
+	switch mode {
+	case kubeplexv1alpha1.CollectorExec:
+		var noCommand []string
+		for _, i := range workers {
+			c := &pod.Spec.Containers[i]
+			if len(c.Command) == 0 {
+				noCommand = append(noCommand, c.Name)
+			}
+			// A second mount at the same path would make the pod invalid, and a
+			// webhook must never be the reason a pod is rejected.
+			for _, m := range c.VolumeMounts {
+				if path.Clean(m.MountPath) == MountPath {
+					Skip(pod, fmt.Sprintf("container %q already mounts %s", c.Name, MountPath))
+					return false
+				}
+			}
+		}
+		if len(noCommand) > 0 {
+			// The image's ENTRYPOINT is not in the pod spec and the webhook cannot read
+			// images, so wrapping would mean guessing the command.
+			Skip(pod, fmt.Sprintf("containers without an explicit command cannot be wrapped: %s "+
+				"(set command, list the containers to capture in %s, or use collectorMode CRITail)",
+				strings.Join(noCommand, ","), ContainersAnnotation))
+			return false
+		}
+		injectExec(pod, workers, t, cfg)
+	case kubeplexv1alpha1.CollectorCRITail:
+		// Pod Security admission runs after the webhooks and would reject the whole pod
+		// for the hostPath volume; better an uncaptured pod than no pod.
+		if lvl := t.PodSecurityEnforce; lvl == "baseline" || lvl == "restricted" {
+			Skip(pod, fmt.Sprintf("collectorMode CRITail needs a hostPath volume, which the namespace's Pod Security level %q forbids", lvl))
+			return false
+		}
+		injectCRITail(pod, workers, t, cfg)
+	default:
+		Skip(pod, fmt.Sprintf("LogApp %q has unknown collectorMode %q", t.App, mode))
+		return false
+	}
+
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
+	}
+	pod.Annotations[kubeplexv1alpha1.InjectionAnnotation] = kubeplexv1alpha1.InjectionInjected
+	delete(pod.Annotations, kubeplexv1alpha1.InjectionReasonAnnotation)
+	return true
+}
+
+// workerContainers returns the indexes of the containers to capture, in pod order.
+func workerContainers(pod *corev1.Pod) ([]int, string) {
+	if len(pod.Spec.Containers) == 0 {
+		return nil, "pod has no containers"
+	}
+	list, ok := pod.Annotations[ContainersAnnotation]
+	if !ok {
+		idx := make([]int, len(pod.Spec.Containers))
+		for i := range idx {
+			idx[i] = i
+		}
+		return idx, ""
+	}
+	var idx []int
+	for name := range strings.SplitSeq(list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		i := slices.IndexFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == name })
+		if i < 0 {
+			return nil, fmt.Sprintf("%s names unknown container %q", ContainersAnnotation, name)
+		}
+		if !slices.Contains(idx, i) {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		return nil, ContainersAnnotation + " names no container"
+	}
+	slices.Sort(idx)
+	return idx, ""
+}
+
+func injectExec(pod *corev1.Pod, workers []int, t Target, cfg Config) {
+	pod.Spec.Volumes = append(pod.Spec.Volumes, sharedVolume())
+	install := corev1.Container{
+		Name:            InstallContainerName,
+		Image:           cfg.CollectorImage,
+		ImagePullPolicy: cfg.ImagePullPolicy,
+		Command:         []string{ImageBinary, "install", CollectorPath},
+		Resources:       resources(cfg),
+		SecurityContext: restrictedSecurityContext(),
+		VolumeMounts:    []corev1.VolumeMount{{Name: VolumeName, MountPath: MountPath}},
+	}
+	sidecar := sidecarContainer(t, cfg)
+	// Ours go first: the binary must be in place, and the sidecar listening, before
+	// any other init container or worker starts.
+	pod.Spec.InitContainers = append([]corev1.Container{install, sidecar}, pod.Spec.InitContainers...)
+
+	for _, i := range workers {
+		c := &pod.Spec.Containers[i]
+		if len(c.Command) == 0 || c.Command[0] != CollectorPath {
+			// Args are folded into the command: the wrapper passes everything after
+			// "--" to the child verbatim. $(VAR) references are expanded by the kubelet
+			// in command and args alike, so moving them keeps their meaning.
+			cmd := make([]string, 0, 3+len(c.Command)+len(c.Args))
+			cmd = append(cmd, CollectorPath, "run", "--")
+			cmd = append(cmd, c.Command...)
+			cmd = append(cmd, c.Args...)
+			c.Command, c.Args = cmd, nil
+		}
+		processType := pod.Labels[kubeplexv1alpha1.ProcessTypeLabel]
+		if processType == "" {
+			processType = c.Name
+		}
+		env := []corev1.EnvVar{
+			{Name: EnvSocket, Value: SocketPath},
+			{Name: EnvProcessType, Value: processType},
+		}
+		c.Env = mergeEnv(c.Env, append(env, podEnv()...))
+		// Read-only: the worker only executes the binary and connects to the socket
+		// (connect(2) on a socket needs no writable mount).
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: VolumeName, MountPath: MountPath, ReadOnly: true})
+	}
+}
+
+func injectCRITail(pod *corev1.Pod, workers []int, t Target, cfg Config) {
+	hostPathType := corev1.HostPathDirectory
+	pod.Spec.Volumes = append(pod.Spec.Volumes, sharedVolume(), corev1.Volume{
+		Name: PodLogsVolumeName,
+		VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
+			Path: PodLogsPath, Type: &hostPathType,
+		}},
+	})
+	names := make([]string, len(workers))
+	for j, i := range workers {
+		names[j] = pod.Spec.Containers[i].Name
+	}
+	sidecar := sidecarContainer(t, cfg)
+	extra := []corev1.EnvVar{
+		{Name: EnvMode, Value: string(kubeplexv1alpha1.CollectorCRITail)},
+		{Name: EnvContainers, Value: strings.Join(names, ",")},
+	}
+	if pt := pod.Labels[kubeplexv1alpha1.ProcessTypeLabel]; pt != "" {
+		extra = append(extra, corev1.EnvVar{Name: EnvProcessType, Value: pt})
+	}
+	// Before the downward-API variables, after the socket: keeps the order stable.
+	sidecar.Env = slices.Insert(sidecar.Env, 3, extra...)
+	sidecar.VolumeMounts = append(sidecar.VolumeMounts, corev1.VolumeMount{
+		Name: PodLogsVolumeName, MountPath: PodLogsPath, ReadOnly: true,
+	})
+	// CRI log files are root-owned and mode 0640 on the node; reading them takes uid 0
+	// (no capabilities are kept). This is the price of tail mode, see docs/injection.md.
+	root := int64(0)
+	nonRoot := false
+	sidecar.SecurityContext.RunAsUser = &root
+	sidecar.SecurityContext.RunAsNonRoot = &nonRoot
+	pod.Spec.InitContainers = append([]corev1.Container{sidecar}, pod.Spec.InitContainers...)
+}
+
+func sharedVolume() corev1.Volume {
+	return corev1.Volume{Name: VolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+}
+
+func sidecarContainer(t Target, cfg Config) corev1.Container {
+	always := corev1.ContainerRestartPolicyAlways
+	env := []corev1.EnvVar{
+		{Name: EnvRouterURL, Value: cfg.RouterURL},
+		// The token only ever travels as a Secret reference: it never appears in the
+		// pod spec, its annotations or the webhook's logs.
+		{Name: EnvToken, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: t.TokenSecretName},
+			Key:                  kubeplexv1alpha1.TokenSecretKey,
+		}}},
+		{Name: EnvSocket, Value: SocketPath},
+	}
+	return corev1.Container{
+		Name:            SidecarContainerName,
+		Image:           cfg.CollectorImage,
+		ImagePullPolicy: cfg.ImagePullPolicy,
+		Command:         []string{ImageBinary, "sidecar"},
+		// A native sidecar (KEP-753): starts before the workers, keeps running beside
+		// them and is stopped after them, so it can flush their last lines.
+		RestartPolicy:   &always,
+		Env:             append(env, podEnv()...),
+		Resources:       resources(cfg),
+		SecurityContext: restrictedSecurityContext(),
+		VolumeMounts:    []corev1.VolumeMount{{Name: VolumeName, MountPath: MountPath}},
+	}
+}
+
+// podEnv is the pod's identity through the downward API; the collector derives the
+// process name (<type>.<n>) and, in tail mode, the log directory from it.
+func podEnv() []corev1.EnvVar {
+	field := func(name, path string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{
+			FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path},
+		}}
+	}
+	return []corev1.EnvVar{
+		field(EnvPodName, "metadata.name"),
+		field(EnvPodNamespace, "metadata.namespace"),
+		field(EnvPodUID, "metadata.uid"),
+		field(EnvPodIndex, "metadata.labels['"+PodIndexLabel+"']"),
+	}
+}
+
+// mergeEnv appends the variables of add that env does not define yet: a value the
+// pod author set on purpose wins.
+func mergeEnv(env, add []corev1.EnvVar) []corev1.EnvVar {
+	for _, e := range add {
+		if !slices.ContainsFunc(env, func(o corev1.EnvVar) bool { return o.Name == e.Name }) {
+			env = append(env, e)
+		}
+	}
+	return env
+}
+
+func resources(cfg Config) corev1.ResourceRequirements {
+	if cfg.Resources.Requests == nil && cfg.Resources.Limits == nil {
+		return DefaultResources()
+	}
+	return *cfg.Resources.DeepCopy()
+}
+
+// restrictedSecurityContext satisfies the "restricted" Pod Security Standard, so
+// injection never makes a pod inadmissible in such a namespace (Exec mode). 65532 is
+// the collector image's user.
+func restrictedSecurityContext() *corev1.SecurityContext {
+	no := false
+	yes := true
+	uid := int64(65532)
+	return &corev1.SecurityContext{
+		AllowPrivilegeEscalation: &no,
+		ReadOnlyRootFilesystem:   &yes,
+		RunAsNonRoot:             &yes,
+		RunAsUser:                &uid,
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}

@@ -1,0 +1,170 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/kubeplex/kubeplex/internal/certs"
+)
+
+// Values of --webhook-cert-management.
+const (
+	// CertSelf: the manager keeps its own CA and serving certificate (internal/certs).
+	CertSelf = "self"
+	// CertManager and CertExternal: something else (cert-manager and its CA injector,
+	// a mounted Secret) provides the certificate files and the caBundle.
+	CertManager  = "cert-manager"
+	CertExternal = "external"
+)
+
+// Options are the manager flags of the pod-injection webhook. The manager sets
+// Namespace from its own --namespace.
+type Options struct {
+	Namespace string
+
+	CollectorImage           string
+	CollectorImagePullPolicy string
+	RouterURL                string
+
+	CertManagement string
+	Service        string
+	Configuration  string
+	CertSecret     string
+	CertHosts      string
+
+	// Not flags: tests shorten lifetimes and move the clock.
+	CAValidity, ServingValidity, CertCheckInterval time.Duration
+	Now                                            func() time.Time
+}
+
+// BindFlags registers the webhook's flags on fs.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.CollectorImage, "collector-image", "", "image of the collector the webhook injects (binary at /collector); required when the webhook is on")
+	fs.StringVar(&o.CollectorImagePullPolicy, "collector-image-pull-policy", "", "imagePullPolicy of the injected collector containers (Always, IfNotPresent, Never); empty: the cluster default")
+	fs.StringVar(&o.RouterURL, "router-url", "", "router ingest URL given to injected collectors; empty: http://kubeplex-router.<namespace>.svc:8080/logs")
+	fs.StringVar(&o.CertManagement, "webhook-cert-management", CertSelf, "who provides the webhook's serving certificate: self (the manager creates, rotates and injects it) or cert-manager/external (files in the webhook server's cert dir)")
+	fs.StringVar(&o.Service, "webhook-service", "kubeplex-webhook", "Service in front of the webhook (names in the self-managed certificate)")
+	fs.StringVar(&o.Configuration, "webhook-configuration", "kubeplex-injector", "MutatingWebhookConfiguration whose caBundle the manager keeps (self-managed certificates)")
+	fs.StringVar(&o.CertSecret, "webhook-cert-secret", certs.DefaultSecretName, "Secret in --namespace holding the self-managed CA and serving certificate")
+	fs.StringVar(&o.CertHosts, "webhook-cert-hosts", "", "comma-separated extra DNS names and IP addresses for the self-managed certificate (e.g. 127.0.0.1 for a manager run outside the cluster)")
+}
+
+func (o *Options) complete() error {
+	var errs []error
+	if o.Namespace == "" {
+		errs = append(errs, errors.New("namespace is required"))
+	}
+	if o.CollectorImage == "" {
+		errs = append(errs, errors.New("--collector-image is required when the webhook is on"))
+	}
+	switch corev1.PullPolicy(o.CollectorImagePullPolicy) {
+	case "", corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		errs = append(errs, fmt.Errorf("--collector-image-pull-policy: unknown policy %q", o.CollectorImagePullPolicy))
+	}
+	if o.RouterURL == "" {
+		o.RouterURL = "http://kubeplex-router." + o.Namespace + ".svc:8080/logs"
+	}
+	if u, err := url.Parse(o.RouterURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("--router-url: want an http(s) URL, got %q", o.RouterURL))
+	} else if u.User != nil {
+		// Pod specs are readable by many; credentials belong in the token Secret.
+		errs = append(errs, errors.New("--router-url must not carry credentials"))
+	}
+	switch o.CertManagement {
+	case CertSelf, CertManager, CertExternal:
+	default:
+		errs = append(errs, fmt.Errorf("--webhook-cert-management: want %s, %s or %s, got %q", CertSelf, CertManager, CertExternal, o.CertManagement))
+	}
+	if o.CertManagement == CertSelf && o.Service == "" && o.CertHosts == "" {
+		errs = append(errs, errors.New("--webhook-service or --webhook-cert-hosts is required for self-managed certificates"))
+	}
+	return errors.Join(errs...)
+}
+
+// Setup registers the pod mutator on mgr's webhook server and, with self-managed
+// certificates, provisions the serving certificate before returning (the webhook
+// server loads it when the manager starts) and adds the renewal loop to mgr.
+func Setup(ctx context.Context, mgr manager.Manager, o Options) error {
+	if err := o.complete(); err != nil {
+		return fmt.Errorf("webhook options: %w", err)
+	}
+	srv := mgr.GetWebhookServer()
+	if o.CertManagement == CertSelf {
+		cm, err := newCertManager(mgr, srv, o)
+		if err != nil {
+			return err
+		}
+		if err := cm.Ensure(ctx); err != nil {
+			return fmt.Errorf("provision webhook certificate: %w", err)
+		}
+		if err := mgr.Add(cm); err != nil {
+			return fmt.Errorf("add webhook certificate manager: %w", err)
+		}
+	}
+	h := &Handler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Decoder:   admission.NewDecoder(mgr.GetScheme()),
+		Config: Config{
+			CollectorImage:  o.CollectorImage,
+			ImagePullPolicy: corev1.PullPolicy(o.CollectorImagePullPolicy),
+			RouterURL:       o.RouterURL,
+		},
+		SkipNamespaces: []string{o.Namespace, "kube-system"},
+	}
+	srv.Register(Path, &admission.Webhook{Handler: h})
+	return nil
+}
+
+func newCertManager(mgr manager.Manager, srv ctrlwebhook.Server, o Options) (*certs.Manager, error) {
+	ds, ok := srv.(*ctrlwebhook.DefaultServer)
+	if !ok {
+		return nil, fmt.Errorf("self-managed certificates need controller-runtime's default webhook server, got %T", srv)
+	}
+	// The same defaults the server applies when it starts.
+	dir, certName, keyName := ds.Options.CertDir, ds.Options.CertName, ds.Options.KeyName
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs")
+	}
+	var dnsNames []string
+	if o.Service != "" {
+		dnsNames = certs.ServiceDNSNames(o.Service, o.Namespace)
+	}
+	var ips []net.IP
+	for h := range strings.SplitSeq(o.CertHosts, ",") {
+		h = strings.TrimSpace(h)
+		if ip := net.ParseIP(h); ip != nil {
+			ips = append(ips, ip)
+		} else if h != "" {
+			dnsNames = append(dnsNames, h)
+		}
+	}
+	return certs.New(mgr.GetAPIReader(), mgr.GetClient(), certs.Options{
+		Namespace:         o.Namespace,
+		SecretName:        o.CertSecret,
+		WebhookConfigName: o.Configuration,
+		CertDir:           dir,
+		CertName:          certName,
+		KeyName:           keyName,
+		CAValidity:        o.CAValidity,
+		ServingValidity:   o.ServingValidity,
+		DNSNames:          dnsNames,
+		IPAddresses:       ips,
+		CheckInterval:     o.CertCheckInterval,
+		Now:               o.Now,
+	})
+}

@@ -36,6 +36,7 @@ import (
 	"github.com/kubeplex/kubeplex/controllers"
 	"github.com/kubeplex/kubeplex/controllers/routes"
 	"github.com/kubeplex/kubeplex/controllers/urlpolicy"
+	podwebhook "github.com/kubeplex/kubeplex/internal/webhook"
 )
 
 // options are the manager's flags.
@@ -47,6 +48,7 @@ type options struct {
 	HealthProbeBindAddress string
 	LeaderElect            bool
 	WebhookPort            int // 0 turns the webhook off
+	Webhook                podwebhook.Options
 
 	// URL policy.
 	AllowCIDRs   string // CIDRs, addresses and host names drains may reach despite the defaults
@@ -75,6 +77,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz; 0 turns it off")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect a leader with a Lease so only one replica writes")
 	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "port of the pod-injection webhook; 0 turns it off")
+	o.Webhook.BindFlags(fs)
 	fs.StringVar(&o.AllowCIDRs, "allow-cidrs", "", "comma-separated CIDRs, addresses and host names (*.example.com allowed) drains may reach although the URL policy denies them by default")
 	fs.StringVar(&o.DenyCIDRs, "deny-cidrs", "", "comma-separated CIDRs drains may not reach, beyond the defaults")
 	fs.StringVar(&o.ServiceCIDRs, "service-cidrs", "", "the cluster's Service CIDRs (denied to drains)")

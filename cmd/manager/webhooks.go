@@ -4,12 +4,15 @@ import (
 	"context"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	podwebhook "github.com/kubeplex/kubeplex/internal/webhook"
 )
 
-// setupWebhooks registers the admission webhooks (the pod-injection webhook of
-// internal/webhook) on mgr.GetWebhookServer(). run calls it only when --webhook-port
-// is above 0. Until the webhook lands it registers nothing, and controller-runtime
-// does not start a webhook server that has no handlers.
-func setupWebhooks(_ context.Context, _ ctrl.Manager, _ options) error {
-	return nil
+// setupWebhooks registers the pod-injection webhook (internal/webhook) on
+// mgr.GetWebhookServer() and, with self-managed certificates, provisions them before
+// the server starts. run calls it only when --webhook-port is above 0.
+func setupWebhooks(ctx context.Context, mgr ctrl.Manager, opts options) error {
+	wo := opts.Webhook
+	wo.Namespace = opts.Namespace
+	return podwebhook.Setup(ctx, mgr, wo)
 }

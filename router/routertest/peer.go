@@ -381,3 +381,73 @@ func WaitHTTP(t testing.TB, url string, timeout time.Duration) {
 		}
 	}
 }
+
+// Blackhole accepts TCP connections and never reads from them.
+type Blackhole struct {
+	ln    net.Listener
+	Addr  string
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+// NewBlackhole listens on 127.0.0.1.
+func NewBlackhole(t testing.TB) *Blackhole {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Blackhole{ln: ln, Addr: ln.Addr().String()}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetReadBuffer(4096) // fill up quickly
+			}
+			b.mu.Lock()
+			b.conns = append(b.conns, c)
+			b.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		b.mu.Lock()
+		for _, c := range b.conns {
+			_ = c.Close()
+		}
+		b.mu.Unlock()
+	})
+	return b
+}
+
+// Conns returns how many connections were accepted.
+func (b *Blackhole) Conns() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.conns)
+}
+
+// ClosedAddr returns a 127.0.0.1 address nothing listens on (connections are refused).
+func ClosedAddr(t testing.TB) string {
+	return FreeAddr(t)
+}
+
+// NewSyslogSinkAt is NewSyslogSink on a given address.
+func NewSyslogSinkAt(t testing.TB, addr string, tlsCfg *tls.Config) *SyslogSink {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
+	s := &SyslogSink{ln: ln, Addr: ln.Addr().String(), live: map[net.Conn]struct{}{}}
+	s.cond = sync.NewCond(&s.mu)
+	go s.serve()
+	t.Cleanup(s.Close)
+	return s
+}

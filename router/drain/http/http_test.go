@@ -1,0 +1,333 @@
+package http_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/wire"
+	"github.com/kubeplex/kubeplex/router/drain"
+	httpdrain "github.com/kubeplex/kubeplex/router/drain/http"
+	"github.com/kubeplex/kubeplex/router/message"
+	"github.com/kubeplex/kubeplex/router/routertest"
+)
+
+const (
+	token   = "d.0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+	hmacKey = "5f2b9c0e7d41a8836b1e0f4a2c9d7e31"
+)
+
+type harness struct {
+	runner *drain.Runner
+	queue  *drain.Queue
+	stats  *drain.Stats
+	errs   atomic.Int64
+}
+
+func start(t *testing.T, d routing.Drain, opts httpdrain.Options, queue int) *harness {
+	t.Helper()
+	u, err := url.Parse(d.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.ID, d.Token = "ns/d", token
+	cfg := &drain.Config{Drain: d, App: "ns/app", URL: u}
+	h := &harness{stats: &drain.Stats{}}
+	h.queue = drain.NewQueue(queue, h.stats)
+	env := drain.Env{
+		Dialer:    &drain.Dialer{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Report:    func(err error) { h.errs.Add(1); h.stats.Fail(err.Error(), time.Now()) },
+		UserAgent: "kubeplex-router/test",
+	}
+	s, err := httpdrain.New(cfg, env, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.runner = drain.NewRunner(cfg, h.queue, h.stats, s, env.Logger, nil)
+	t.Cleanup(func() { h.stop(0) })
+	return h
+}
+
+func (h *harness) stop(grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	h.runner.Stop(ctx, false)
+}
+
+// push offers n lines in one queue operation, as one ingest batch would.
+func (h *harness) push(from, n, pad int) {
+	recs := make([][]byte, 0, n)
+	for i := from; i < from+n; i++ {
+		text := fmt.Sprint("line ", i)
+		if pad > 0 {
+			text += " " + strings.Repeat("x", pad)
+		}
+		recs = append(recs, message.AppendStrings(nil, 190, time.Unix(1764064800, 0), "app", "web.1", text))
+	}
+	h.queue.Push(recs)
+}
+
+func eventually(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestHeadersAndSignature(t *testing.T) {
+	rv := routertest.NewHTTPReceiver(t, nil, nil)
+	h := start(t, routing.Drain{URL: rv.URL + "/drain?x=1", Username: "user", Password: "s3cret", HMACKey: hmacKey}, httpdrain.Options{}, 100)
+	h.push(0, 3, 0)
+	rv.WaitAccepted(t, 3, 10*time.Second)
+	var total int
+	for _, r := range rv.Requests() {
+		hd := r.Header
+		checks := map[string]string{
+			"Content-Type":        wire.ContentType,
+			wire.HeaderMsgCount:   strconv.Itoa(len(r.Msgs)),
+			wire.HeaderDrainToken: token,
+			"User-Agent":          "kubeplex-router/test",
+		}
+		for k, want := range checks {
+			if got := hd.Get(k); got != want {
+				t.Errorf("%s = %q, want %q", k, got, want)
+			}
+		}
+		if len(hd.Get(wire.HeaderFrameID)) != 36 {
+			t.Errorf("frame id %q", hd.Get(wire.HeaderFrameID))
+		}
+		if r.User != "user" || r.Pass != "s3cret" {
+			t.Errorf("basic auth %q:%q", r.User, r.Pass)
+		}
+		// Verify as a receiver would (docs/drains.md).
+		mac := hmac.New(sha256.New, []byte(hmacKey))
+		mac.Write(r.Body)
+		if want := "sha256=" + hex.EncodeToString(mac.Sum(nil)); hd.Get(httpdrain.HeaderSignature) != want {
+			t.Errorf("signature %q, want %q", hd.Get(httpdrain.HeaderSignature), want)
+		}
+		for _, m := range r.Msgs {
+			if m.Hostname != token || m.AppName != "app" || m.ProcID != "web.1" {
+				t.Errorf("message %+v", m)
+			}
+		}
+		if r.Bad != 0 {
+			t.Errorf("%d bad frames", r.Bad)
+		}
+		total += len(r.Msgs)
+	}
+	if total != 3 {
+		t.Errorf("received %d messages", total)
+	}
+}
+
+func TestBatchBounds(t *testing.T) {
+	tests := []struct {
+		name    string
+		n, pad  int
+		maxMsgs int
+	}{
+		{name: "small lines bounded by count", n: 3000, pad: 0, maxMsgs: 1024},
+		{name: "1 KiB lines bounded by bytes", n: 400, pad: 1024, maxMsgs: 1024},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			release := make(chan struct{})
+			rv := routertest.NewHTTPReceiver(t, nil, func(n int, _ *routertest.Request) int {
+				if n == 0 {
+					<-release // hold the first batch so the queue fills
+				}
+				return 200
+			})
+			h := start(t, routing.Drain{URL: rv.URL}, httpdrain.Options{}, 10000)
+			h.push(0, 1, tt.pad)
+			eventually(t, "first request", func() bool { return h.queue.Len() == 0 })
+			h.push(1, tt.n-1, tt.pad)
+			close(release)
+			got := rv.WaitAccepted(t, tt.n, 20*time.Second)
+			for i, m := range got {
+				if !strings.HasPrefix(string(m.Text), fmt.Sprint("line ", i)) {
+					t.Fatalf("message %d = %q", i, m.Text)
+				}
+			}
+			for _, r := range rv.Requests() {
+				if len(r.Msgs) > tt.maxMsgs || len(r.Body) > 100<<10 {
+					t.Errorf("batch of %d messages, %d bytes", len(r.Msgs), len(r.Body))
+				}
+			}
+			if len(rv.Requests()) < 3 {
+				t.Errorf("only %d requests", len(rv.Requests()))
+			}
+		})
+	}
+}
+
+func TestRetriesKeepFrameID(t *testing.T) {
+	answers := []int{500, 429, 503, 200}
+	rv := routertest.NewHTTPReceiver(t, nil, func(n int, _ *routertest.Request) int {
+		if n < len(answers) {
+			return answers[n]
+		}
+		return 200
+	})
+	h := start(t, routing.Drain{URL: rv.URL}, httpdrain.Options{Attempts: 4, MinBackoff: time.Millisecond}, 100)
+	h.push(0, 5, 0)
+	rv.WaitAccepted(t, 5, 10*time.Second)
+	reqs := rv.Requests()
+	if len(reqs) != 4 {
+		t.Fatalf("%d requests, want 4", len(reqs))
+	}
+	id := reqs[0].Header.Get(wire.HeaderFrameID)
+	for i, r := range reqs {
+		if r.Header.Get(wire.HeaderFrameID) != id || string(r.Body) != string(reqs[0].Body) {
+			t.Errorf("attempt %d: frame id %q body differs=%v", i, r.Header.Get(wire.HeaderFrameID), string(r.Body) != string(reqs[0].Body))
+		}
+	}
+	eventually(t, "accounting", func() bool { return h.stats.Delivered.Load() == 5 })
+	if h.stats.Dropped.Load() != 0 {
+		t.Errorf("dropped %d", h.stats.Dropped.Load())
+	}
+}
+
+// TestRefusedBatchAnnounced: a 4xx other than 429 drops the batch without retry; the
+// drop is counted and announced in the next delivered batch. Retries exhausted on 5xx
+// count the same way.
+func TestRefusedBatchAnnounced(t *testing.T) {
+	tests := []struct {
+		name     string
+		answers  []int
+		attempts int
+		requests int
+	}{
+		{name: "400 dropped at once", answers: []int{400}, attempts: 3, requests: 2},
+		{name: "redirect not followed", answers: []int{302}, attempts: 3, requests: 2},
+		{name: "5xx until attempts run out", answers: []int{500, 502, 503}, attempts: 3, requests: 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			rv := routertest.NewHTTPReceiver(t, nil, func(n int, _ *routertest.Request) int {
+				mu.Lock()
+				defer mu.Unlock()
+				if n < len(tt.answers) {
+					return tt.answers[n]
+				}
+				return 200
+			})
+			h := start(t, routing.Drain{URL: rv.URL}, httpdrain.Options{Attempts: tt.attempts, MinBackoff: time.Millisecond}, 100)
+			h.push(0, 4, 0)
+			eventually(t, "refusal", func() bool { return h.stats.Dropped.Load() == 4 })
+			h.push(4, 2, 0)
+			got := rv.WaitAccepted(t, 3, 10*time.Second)
+			ann, other := routertest.L10Count(got)
+			if ann != 4 || other != 2 {
+				t.Errorf("accepted %d app messages and an L10 for %d, want 2 and 4: %v", other, ann, got)
+			}
+			// The refused attempts, then the notice and the new lines (in one batch or two,
+			// depending on whether the lines were queued when the notice left).
+			if r := len(rv.Requests()); r != tt.requests && r != tt.requests+1 {
+				t.Errorf("%d requests, want %d or %d", r, tt.requests, tt.requests+1)
+			}
+			for _, r := range rv.Requests() {
+				if a, _ := routertest.L10Count(r.Msgs); a > 0 && r.Header.Get(wire.HeaderMsgCount) != strconv.Itoa(len(r.Msgs)) {
+					t.Errorf("msg count of the batch with the notice = %s, want %d (the notice counts)", r.Header.Get(wire.HeaderMsgCount), len(r.Msgs))
+				}
+			}
+			if st := h.stats.Status(0); st.LastError == "" || st.Delivered != 2 || st.Dropped != 4 {
+				t.Errorf("status %+v", st)
+			}
+			if h.stats.Announced.Load() != 4 {
+				t.Errorf("announced %d", h.stats.Announced.Load())
+			}
+		})
+	}
+}
+
+// TestSlowReceiverAccounting: a receiver slower than the producer. Every message sent
+// is either accepted by the receiver or announced to it in an L10 count.
+func TestSlowReceiverAccounting(t *testing.T) {
+	rv := routertest.NewHTTPReceiver(t, nil, func(int, *routertest.Request) int {
+		time.Sleep(20 * time.Millisecond)
+		return 200
+	})
+	h := start(t, routing.Drain{URL: rv.URL}, httpdrain.Options{}, 1024)
+	const n = 30000
+	for i := 0; i < n; i += 100 {
+		h.push(i, 100, 0)
+		time.Sleep(100 * time.Microsecond)
+	}
+	eventually(t, "queue drained", func() bool {
+		return h.stats.Delivered.Load()+h.stats.Dropped.Load() == n && h.queue.Len() == 0 &&
+			h.stats.Announced.Load() == h.stats.Dropped.Load()
+	})
+	got := rv.Accepted()
+	ann, other := routertest.L10Count(got)
+	t.Logf("sent %d: receiver got %d messages and %d announced drops in %d requests", n, other, ann, len(rv.Requests()))
+	if ann+other != n {
+		t.Fatalf("sent %d != received %d + announced %d", n, other, ann)
+	}
+	if ann == 0 {
+		t.Error("a slow receiver caused no drops; the test did not test overflow")
+	}
+	// Delivered order is preserved among what survives.
+	last := -1
+	for _, m := range got {
+		var i int
+		if _, err := fmt.Sscanf(string(m.Text), "line %d", &i); err == nil {
+			if i <= last {
+				t.Fatalf("line %d after %d", i, last)
+			}
+			last = i
+		}
+	}
+}
+
+func TestHTTPS(t *testing.T) {
+	ca := routertest.NewCA(t)
+	cert := ca.Server(t)
+	rv := routertest.NewHTTPReceiver(t, &cert, nil)
+	h := start(t, routing.Drain{URL: rv.URL, TLS: &routing.TLS{CAPEM: string(ca.PEM)}}, httpdrain.Options{}, 100)
+	h.push(0, 2, 0)
+	rv.WaitAccepted(t, 2, 10*time.Second)
+
+	// Without the CA the certificate is refused and nothing is accepted.
+	rv2 := routertest.NewHTTPReceiver(t, &cert, nil)
+	h2 := start(t, routing.Drain{URL: rv2.URL}, httpdrain.Options{Attempts: 1}, 100)
+	h2.push(0, 2, 0)
+	eventually(t, "drop", func() bool { return h2.stats.Dropped.Load() == 2 })
+	if len(rv2.Requests()) != 0 {
+		t.Error("request reached a receiver with an unverified certificate")
+	}
+	if st := h2.stats.Status(0); !strings.Contains(st.LastError, "certificate") {
+		t.Errorf("last error %q", st.LastError)
+	}
+}
+
+func TestNoCredentialsInErrors(t *testing.T) {
+	h := start(t, routing.Drain{URL: "http://127.0.0.1:1/secret-path", Username: "user", Password: "s3cret"}, httpdrain.Options{Attempts: 1}, 10)
+	h.push(0, 1, 0)
+	eventually(t, "error", func() bool { return h.errs.Load() > 0 })
+	st := h.stats.Status(0)
+	if strings.Contains(st.LastError, "s3cret") || strings.Contains(st.LastError, "secret-path") {
+		t.Errorf("last error leaks: %q", st.LastError)
+	}
+	_ = http.StatusOK
+}

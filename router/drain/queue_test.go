@@ -1,0 +1,156 @@
+package drain
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeplex/kubeplex/router/message"
+)
+
+func rec(text string) []byte {
+	return message.AppendStrings(nil, 190, time.Unix(1764064800, 0), "app", "web.1", text)
+}
+
+func texts(t *testing.T, b *Batch) []string {
+	t.Helper()
+	var out []string
+	for i := range b.Len() {
+		m, err := b.Msg(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, string(m.Text))
+	}
+	return out
+}
+
+func TestQueueDropOldestAndL10(t *testing.T) {
+	st := &Stats{}
+	q := NewQueue(3, st)
+	var recs [][]byte
+	for i := range 5 {
+		recs = append(recs, rec(fmt.Sprint("m", i)))
+	}
+	before := time.Now()
+	q.Push(recs)
+	if got := st.Dropped.Load(); got != 2 {
+		t.Fatalf("dropped %d, want 2", got)
+	}
+	var b Batch
+	n, since := q.Take(&b, Limits{Messages: 10, Bytes: 1 << 20})
+	if n != 2 || since.Before(before) {
+		t.Fatalf("notice %d since %v", n, since)
+	}
+	got := texts(t, &b)
+	if len(got) != 4 || !strings.HasPrefix(got[0], "Error L10 (output buffer overflow): 2 messages dropped since ") ||
+		!strings.HasSuffix(got[0], ".") || fmt.Sprint(got[1:]) != "[m2 m3 m4]" {
+		t.Fatalf("batch = %q", got)
+	}
+	m, _ := b.Msg(0)
+	if string(m.Source) != "kubeplex" || string(m.ProcID) != "router" {
+		t.Errorf("notice from %s[%s], want kubeplex[router]", m.Source, m.ProcID)
+	}
+	// The notice was taken: the next batch carries none.
+	q.Push(recs[:1])
+	if n, _ := q.Take(&b, Limits{Messages: 10, Bytes: 1 << 20}); n != 0 || b.Len() != 1 {
+		t.Fatalf("second take: notice %d, len %d", n, b.Len())
+	}
+	// A notice put back is announced again, summed with new drops.
+	q.restoreNotice(2, since)
+	q.Dropped(3)
+	if n, s := q.Take(&b, Limits{Messages: 10, Bytes: 1 << 20}); n != 5 || !s.Equal(since) {
+		t.Fatalf("restored notice %d since %v, want 5 since %v", n, s, since)
+	}
+	if st.Offered.Load() != 6 || st.Dropped.Load() != 5 {
+		t.Errorf("offered %d dropped %d", st.Offered.Load(), st.Dropped.Load())
+	}
+}
+
+func TestQueueTakeLimits(t *testing.T) {
+	q := NewQueue(100, &Stats{})
+	r := rec(strings.Repeat("x", 100))
+	for range 10 {
+		q.Push([][]byte{r})
+	}
+	var b Batch
+	q.Take(&b, Limits{Messages: 4, Bytes: 1 << 20})
+	if b.Len() != 4 {
+		t.Fatalf("by count: %d", b.Len())
+	}
+	q.Take(&b, Limits{Messages: 100, Bytes: 3*len(r) + 1})
+	if b.Len() != 3 {
+		t.Fatalf("by bytes: %d", b.Len())
+	}
+	q.Take(&b, Limits{Messages: 100, Bytes: 3 * (len(r) + 50), Overhead: 50})
+	if b.Len() != 3 || q.Len() != 0 {
+		t.Fatalf("by bytes with overhead: %d, left %d", b.Len(), q.Len())
+	}
+}
+
+func TestQueueClosed(t *testing.T) {
+	st := &Stats{}
+	q := NewQueue(10, st)
+	q.Push([][]byte{rec("a")})
+	if n := q.close(); n != 1 {
+		t.Fatalf("close returned %d", n)
+	}
+	q.Push([][]byte{rec("b")})
+	if st.Offered.Load() != 2 || st.Dropped.Load() != 1 {
+		t.Errorf("offered %d dropped %d after push to closed queue", st.Offered.Load(), st.Dropped.Load())
+	}
+}
+
+func TestBatchDrop(t *testing.T) {
+	var b Batch
+	for _, s := range []string{"a", "b", "c"} {
+		b.Add(rec(s))
+	}
+	b.Drop(2)
+	if got := texts(t, &b); fmt.Sprint(got) != "[c]" {
+		t.Fatalf("after Drop(2): %q", got)
+	}
+}
+
+func TestDialerCheck(t *testing.T) {
+	tests := []struct {
+		ip    string
+		allow []string
+		ok    bool
+	}{
+		{ip: "127.0.0.1", ok: false},
+		{ip: "127.0.0.1", allow: []string{"127.0.0.0/8"}, ok: true},
+		{ip: "::1", allow: []string{"127.0.0.0/8"}, ok: false},
+		{ip: "::ffff:127.0.0.1", ok: false},
+		{ip: "10.1.2.3", ok: false},
+		{ip: "172.16.0.1", ok: false},
+		{ip: "192.168.1.1", ok: false},
+		{ip: "169.254.169.254", ok: false}, // cloud metadata
+		{ip: "100.64.0.1", ok: false},
+		{ip: "0.0.0.0", ok: false},
+		{ip: "fe80::1", ok: false},
+		{ip: "fd00::1", ok: false},
+		{ip: "224.0.0.1", ok: false},
+		{ip: "10.1.2.3", allow: []string{"10.1.0.0/16"}, ok: true},
+		{ip: "93.184.216.34", ok: true},
+		{ip: "2606:2800:220:1::1", ok: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.ip+fmt.Sprint(tt.allow), func(t *testing.T) {
+			allow, err := ParseAllow(tt.allow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := &Dialer{Allow: allow}
+			err = d.Check(netip.MustParseAddr(tt.ip))
+			if (err == nil) != tt.ok {
+				t.Errorf("Check(%s) = %v, want ok=%v", tt.ip, err, tt.ok)
+			}
+		})
+	}
+	if _, err := ParseAllow([]string{"nonsense"}); err == nil {
+		t.Error("ParseAllow accepted nonsense")
+	}
+}

@@ -1,0 +1,254 @@
+package syslog_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/router/drain"
+	"github.com/kubeplex/kubeplex/router/drain/syslog"
+	"github.com/kubeplex/kubeplex/router/message"
+	"github.com/kubeplex/kubeplex/router/routertest"
+)
+
+const token = "d.0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+
+type harness struct {
+	runner    *drain.Runner
+	queue     *drain.Queue
+	stats     *drain.Stats
+	mu        sync.Mutex
+	announced []string
+	reported  []error
+}
+
+func (h *harness) Announced() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.announced...)
+}
+
+func (h *harness) Reported() []error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]error(nil), h.reported...)
+}
+
+func start(t *testing.T, rawURL string, tlsOpt *routing.TLS, allow []netip.Prefix, opts syslog.Options, queue int) *harness {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &drain.Config{Drain: routing.Drain{ID: "ns/d", Token: token, URL: rawURL, TLS: tlsOpt}, App: "ns/app", URL: u}
+	h := &harness{stats: &drain.Stats{}}
+	h.queue = drain.NewQueue(queue, h.stats)
+	env := drain.Env{
+		Dialer:   &drain.Dialer{Allow: allow, Timeout: time.Second},
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Report: func(err error) {
+			h.stats.Fail(err.Error(), time.Now())
+			h.mu.Lock()
+			h.reported = append(h.reported, err)
+			h.mu.Unlock()
+		},
+		Announce: func(s string) { h.mu.Lock(); h.announced = append(h.announced, s); h.mu.Unlock() },
+	}
+	s, err := syslog.New(cfg, env, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.runner = drain.NewRunner(cfg, h.queue, h.stats, s, env.Logger, nil)
+	t.Cleanup(func() { h.stop(0) })
+	return h
+}
+
+func (h *harness) stop(grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	h.runner.Stop(ctx, false)
+}
+
+func (h *harness) push(from, n int) {
+	h.pushPadded(from, n, 0)
+}
+
+func (h *harness) pushPadded(from, n, pad int) {
+	for i := from; i < from+n; i++ {
+		text := fmt.Sprint("line ", i)
+		if pad > 0 {
+			text += " " + strings.Repeat("x", pad)
+		}
+		h.queue.Push([][]byte{message.AppendStrings(nil, 190, time.Unix(1764064800, int64(i)*1000), "app", "web.1", text)})
+	}
+}
+
+func eventually(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestDeliversFramesInOrder(t *testing.T) {
+	sink := routertest.NewSyslogSink(t, nil)
+	h := start(t, "syslog://"+sink.Addr, nil, loopback, syslog.Options{}, 100000)
+	const n = 5000
+	h.push(0, n)
+	got := sink.WaitFor(t, n, 20*time.Second)
+	for i, m := range got {
+		if m.Hostname != token || m.AppName != "app" || m.ProcID != "web.1" || string(m.Text) != fmt.Sprint("line ", i) || m.Priority != 190 {
+			t.Fatalf("message %d = %+v", i, m)
+		}
+	}
+	if c := sink.Conns(); c != 1 {
+		t.Errorf("%d connections, want 1", c)
+	}
+	eventually(t, "delivered count", func() bool { return h.stats.Delivered.Load() == n })
+	if h.stats.Dropped.Load() != 0 {
+		t.Errorf("dropped %d", h.stats.Dropped.Load())
+	}
+}
+
+func TestReconnectsAfterReceiverRestart(t *testing.T) {
+	sink := routertest.NewSyslogSink(t, nil)
+	h := start(t, "syslog://"+sink.Addr, nil, loopback, syslog.Options{MinBackoff: 10 * time.Millisecond}, 1000)
+	h.push(0, 10)
+	sink.WaitFor(t, 10, 10*time.Second)
+	sink.DropConnections()
+	// The connection's reader sees the hang-up; the next batch goes on a new connection.
+	time.Sleep(200 * time.Millisecond)
+	h.push(10, 10)
+	got := sink.WaitFor(t, 20, 10*time.Second)
+	if string(got[19].Text) != "line 19" {
+		t.Errorf("last message %q", got[19].Text)
+	}
+	if c := sink.Conns(); c != 2 {
+		t.Errorf("%d connections, want 2", c)
+	}
+}
+
+func TestRefusedThenUp(t *testing.T) {
+	addr := routertest.ClosedAddr(t)
+	h := start(t, "syslog://"+addr, nil, loopback, syslog.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, 1000)
+	h.push(0, 5)
+	eventually(t, "connection errors reported", func() bool { return len(h.Reported()) >= 3 })
+	if h.stats.Delivered.Load() != 0 {
+		t.Fatal("delivered to a refusing address")
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("port taken meanwhile: %v", err) // another process grabbed the freed port
+	}
+	ln.Close()
+	sink := routertest.NewSyslogSinkAt(t, addr, nil)
+	got := sink.WaitFor(t, 5, 10*time.Second)
+	if string(got[0].Text) != "line 0" {
+		t.Errorf("first message %q", got[0].Text)
+	}
+	if st := h.stats.Status(0); st.LastError == "" || st.LastSuccess == nil {
+		t.Errorf("status %+v, want last error and last success", st)
+	}
+}
+
+func TestForbiddenAddress(t *testing.T) {
+	sink := routertest.NewSyslogSink(t, nil)
+	h := start(t, "syslog://"+sink.Addr, nil, nil, syslog.Options{MinBackoff: 10 * time.Millisecond}, 10)
+	h.push(0, 1)
+	eventually(t, "refusal reported", func() bool { return len(h.Reported()) > 0 })
+	if err := h.Reported()[0]; !errors.Is(err, drain.ErrForbiddenAddress) {
+		t.Errorf("error %v, want ErrForbiddenAddress", err)
+	}
+	if sink.Conns() != 0 {
+		t.Error("router connected to a loopback drain without an allowlist")
+	}
+}
+
+func TestTLS(t *testing.T) {
+	ca := routertest.NewCA(t)
+	other := routertest.NewCA(t)
+	srvCfg := &tls.Config{Certificates: []tls.Certificate{ca.Server(t, "drain.example")}}
+	tests := []struct {
+		name    string
+		tls     *routing.TLS
+		deliver bool
+		l14     string
+	}{
+		{name: "CA from table", tls: &routing.TLS{CAPEM: string(ca.PEM)}, deliver: true},
+		{name: "CA and server name", tls: &routing.TLS{CAPEM: string(ca.PEM), ServerName: "drain.example"}, deliver: true},
+		{name: "wrong CA", tls: &routing.TLS{CAPEM: string(other.PEM)}, l14: "certificate signed by unknown authority"},
+		{name: "system roots", tls: nil, l14: "certificate signed by unknown authority"},
+		{name: "wrong name", tls: &routing.TLS{CAPEM: string(ca.PEM), ServerName: "other.example"}, l14: "other.example"},
+		{name: "insecure opt-out", tls: &routing.TLS{InsecureSkipVerify: true}, deliver: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := routertest.NewSyslogSink(t, srvCfg)
+			h := start(t, "syslog+tls://"+sink.Addr, tt.tls, loopback, syslog.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}, 10)
+			h.push(0, 3)
+			if tt.deliver {
+				got := sink.WaitFor(t, 3, 10*time.Second)
+				if got[0].Hostname != token {
+					t.Errorf("hostname %q", got[0].Hostname)
+				}
+				return
+			}
+			eventually(t, "L14 notice", func() bool { return len(h.Announced()) > 0 })
+			// Several failed handshakes, one notice per failure streak.
+			eventually(t, "retries", func() bool { return len(h.Reported()) >= 3 })
+			a := h.Announced()
+			if len(a) != 1 || !strings.HasPrefix(a[0], "Error L14 (certificate validation): error=") ||
+				!strings.Contains(a[0], tt.l14) || !strings.Contains(a[0], `uri="syslog+tls://`+sink.Addr+`/"`) {
+				t.Errorf("announced %q", a)
+			}
+			if len(sink.Messages()) != 0 || h.stats.Delivered.Load() != 0 {
+				t.Error("delivered over an unverified connection")
+			}
+		})
+	}
+}
+
+// TestBlackholeAccounting: a receiver that accepts and never reads. Writes time out,
+// the queue overflows, and at the end every message offered is delivered (written)
+// or dropped, nothing in between.
+func TestBlackholeAccounting(t *testing.T) {
+	bh := routertest.NewBlackhole(t)
+	h := start(t, "syslog://"+bh.Addr, nil, loopback, syslog.Options{WriteTimeout: 100 * time.Millisecond,
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}, 100)
+	// Push 1 KiB lines until the socket buffers are full and writes time out (bounded:
+	// at most 200 MiB).
+	n := 0
+	for ; n < 200000 && len(h.Reported()) < 2; n += 1000 {
+		h.pushPadded(n, 1000, 1024)
+		time.Sleep(time.Millisecond)
+	}
+	if len(h.Reported()) < 2 {
+		t.Fatalf("no write timeouts after %d messages", n)
+	}
+	h.stop(200 * time.Millisecond)
+	off, del, drop := h.stats.Offered.Load(), h.stats.Delivered.Load(), h.stats.Dropped.Load()
+	t.Logf("offered %d delivered %d dropped %d connections %d", off, del, drop, bh.Conns())
+	if off != int64(n) || del+drop != off {
+		t.Fatalf("offered %d != delivered %d + dropped %d", off, del, drop)
+	}
+	if drop == 0 {
+		t.Error("nothing dropped to a blackhole")
+	}
+}

@@ -1,0 +1,189 @@
+package message
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/kubeplex/kubeplex/internal/wire"
+)
+
+func TestAppendDecodeRoundTrip(t *testing.T) {
+	tests := []struct {
+		name string
+		m    Msg
+		want Msg // after clipping
+	}{
+		{name: "plain", m: Msg{Priority: 190, Time: 1764064800123456, Source: []byte("app"), ProcID: []byte("web.1"), Text: []byte("hello")},
+			want: Msg{Priority: 190, Time: 1764064800123456, Source: []byte("app"), ProcID: []byte("web.1"), Text: []byte("hello")}},
+		{name: "empty fields", m: Msg{Priority: 0, Time: 0}, want: Msg{}},
+		{name: "clipped source and proc", m: Msg{Source: bytes.Repeat([]byte("s"), 60), ProcID: bytes.Repeat([]byte("p"), 200), Text: []byte("x")},
+			want: Msg{Source: bytes.Repeat([]byte("s"), 48), ProcID: bytes.Repeat([]byte("p"), 128), Text: []byte("x")}},
+		{name: "negative time", m: Msg{Time: -1, Text: []byte("before 1970")}, want: Msg{Time: -1, Text: []byte("before 1970")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := Append([]byte("prefix"), &tt.m)[len("prefix"):]
+			got, err := Decode(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Priority != tt.want.Priority || got.Time != tt.want.Time || !bytes.Equal(got.Source, tt.want.Source) ||
+				!bytes.Equal(got.ProcID, tt.want.ProcID) || !bytes.Equal(got.Text, tt.want.Text) {
+				t.Errorf("Decode(Append(m)) = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecodeCorrupt(t *testing.T) {
+	for _, b := range [][]byte{nil, {1, 2, 3}, append(make([]byte, 9), 5, 'a'), append(make([]byte, 9), 0, 7, 'a')} {
+		if _, err := Decode(b); err == nil {
+			t.Errorf("Decode(%v) succeeded", b)
+		}
+	}
+}
+
+func TestAppendRFC5424Parses(t *testing.T) {
+	m := Msg{Priority: 187, Time: 1764064800123456, Source: []byte("app"), ProcID: []byte("worker.3"), Text: []byte("boom ü")}
+	rec := AppendRFC5424(nil, &m, "d.token")
+	want := "<187>1 2025-11-25T10:00:00.123456+00:00 d.token app worker.3 - - boom ü"
+	if string(rec) != want {
+		t.Fatalf("record = %q, want %q", rec, want)
+	}
+	p, err := wire.Parse(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Time.UnixMicro() != m.Time || p.AppName != "app" || p.ProcID != "worker.3" || p.Hostname != "d.token" {
+		t.Errorf("parsed = %+v", p)
+	}
+	frame, _ := AppendFrame(nil, nil, &m, "d.token")
+	if string(frame) != strconv.Itoa(len(want))+" "+want {
+		t.Errorf("frame = %q", frame)
+	}
+	if got := string(AppendText(nil, &m)); got != "2025-11-25T10:00:00.123456+00:00 app[worker.3]: boom ü" {
+		t.Errorf("text = %q", got)
+	}
+}
+
+func TestParseTimestamp(t *testing.T) {
+	tests := []struct {
+		in      string
+		wantErr bool
+	}{
+		{in: "2026-11-25T10:00:00.123456+00:00"},
+		{in: "2026-11-25T10:00:00Z"},
+		{in: "2026-11-25T10:00:00.1Z"},
+		{in: "2026-11-25T10:00:00.123456789Z"},
+		{in: "1985-04-12T23:20:50.52Z"},
+		{in: "1985-04-12T19:20:50.52-04:00"},
+		{in: "2003-10-11T22:14:15.003Z"},
+		{in: "2000-02-29T23:59:59+14:00"},
+		{in: "1969-12-31T23:59:59Z"},
+		{in: "2026-11-25 10:00:00Z", wantErr: true},
+		{in: "2026-13-25T10:00:00Z", wantErr: true},
+		{in: "2026-11-25T10:00:00", wantErr: true},
+		{in: "2026-11-25T10:00:00.Z", wantErr: true},
+		{in: "2026-11-25T10:00:00+0000", wantErr: true},
+		{in: "2026-11-25T24:00:00Z", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseTimestamp([]byte(tt.in))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if tt.wantErr {
+				return
+			}
+			ref, err := time.Parse(time.RFC3339Nano, tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := ref.UnixMicro(); got != want {
+				t.Errorf("ParseTimestamp = %d, want %d", got, want)
+			}
+		})
+	}
+}
+
+// FuzzParseTimestamp checks agreement with time.Parse on everything both accept.
+func FuzzParseTimestamp(f *testing.F) {
+	for _, s := range []string{"2026-11-25T10:00:00.123456+00:00", "1985-04-12T19:20:50.52-04:00", "2000-02-29T23:59:59Z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := ParseTimestamp([]byte(s))
+		if err != nil {
+			return
+		}
+		ref, rerr := time.Parse(time.RFC3339Nano, s)
+		if rerr != nil {
+			// time.Parse refuses day 31 of short months and leap seconds; the router
+			// only re-emits timestamps, so it accepts them.
+			return
+		}
+		if got != ref.UnixMicro() {
+			t.Fatalf("ParseTimestamp(%q) = %d, time.Parse = %d", s, got, ref.UnixMicro())
+		}
+	})
+}
+
+func TestSplitText(t *testing.T) {
+	tests := []struct {
+		name string
+		text string
+		max  int
+		want []string
+	}{
+		{name: "short", text: "abc", max: 10, want: []string{"abc"}},
+		{name: "empty", text: "", max: 10, want: []string{""}},
+		{name: "exact", text: "abcde", max: 5, want: []string{"abcde"}},
+		{name: "split", text: "abcdefghijk", max: 5, want: []string{"abcde", "fghij", "k"}},
+		{name: "no cut inside rune", text: "abcdü", max: 5, want: []string{"abcd", "ü"}},
+		{name: "euro sign", text: "ab€€", max: 4, want: []string{"ab", "€", "€"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			SplitText([]byte(tt.text), tt.max, func(p []byte) { got = append(got, string(p)) })
+			if strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Errorf("pieces = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	// Logplex's limit: a 25,000-byte line becomes 10,000 + 10,000 + 5,000.
+	long := strings.Repeat("é", 12500)
+	var sizes []int
+	SplitText([]byte(long), MaxLine, func(p []byte) {
+		if !utf8.Valid(p) {
+			t.Error("piece is not valid UTF-8")
+		}
+		sizes = append(sizes, len(p))
+	})
+	if len(sizes) != 3 || sizes[0] != 10000 || sizes[1] != 10000 || sizes[2] != 5000 {
+		t.Errorf("sizes = %v", sizes)
+	}
+}
+
+func BenchmarkAppendFrame(b *testing.B) {
+	m := Msg{Priority: 190, Time: time.Now().UnixMicro(), Source: []byte("app"), ProcID: []byte("web.1"),
+		Text: bytes.Repeat([]byte("x"), 120)}
+	var dst, scratch []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		dst, scratch = AppendFrame(dst[:0], scratch, &m, "d.0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d")
+	}
+}
+
+func BenchmarkParseTimestamp(b *testing.B) {
+	ts := []byte("2026-11-25T10:00:00.123456+00:00")
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = ParseTimestamp(ts)
+	}
+}

@@ -57,8 +57,8 @@ func start(t *testing.T, rawURL string, tlsOpt *routing.TLS, allow []netip.Prefi
 	h := &harness{stats: &drain.Stats{}}
 	h.queue = drain.NewQueue(queue, h.stats)
 	env := drain.Env{
-		Dialer:   &drain.Dialer{Allow: allow, Timeout: time.Second},
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Dialer: &drain.Dialer{Allow: allow, Timeout: time.Second},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Report: func(err error) {
 			h.stats.Fail(err.Error(), time.Now())
 			h.mu.Lock()

@@ -33,6 +33,7 @@ type Router struct {
 	bad     []string
 	gzipped int
 	status  int // answer instead of 204 when non-zero
+	delay   time.Duration
 	ln      net.Listener
 	srv     *http.Server
 	changed chan struct{}
@@ -101,6 +102,14 @@ func (r *Router) SetStatus(status int) {
 	r.mu.Unlock()
 }
 
+// SetDelay makes the router wait d before taking each batch; a batch whose sender
+// hangs up meanwhile is not taken, as a real router would not have answered it.
+func (r *Router) SetDelay(d time.Duration) {
+	r.mu.Lock()
+	r.delay = d
+	r.mu.Unlock()
+}
+
 func (r *Router) handle(w http.ResponseWriter, req *http.Request) {
 	if req.Method != http.MethodPost || req.URL.Path != "/logs" {
 		http.NotFound(w, req)
@@ -114,7 +123,7 @@ func (r *Router) handle(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r.mu.Lock()
-	status := r.status
+	status, delay := r.status, r.delay
 	r.mu.Unlock()
 	if status != 0 {
 		http.Error(w, http.StatusText(status), status)
@@ -132,6 +141,13 @@ func (r *Router) handle(w http.ResponseWriter, req *http.Request) {
 		}
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
+	}
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-req.Context().Done():
+			return
+		}
 	}
 	var recs []Record
 	for _, rec := range b.Records {

@@ -30,17 +30,20 @@ func scan3164(b []byte, now time.Time) (wire.Fields, error) {
 	f.Priority = uint8(pri)
 	i++
 	rest := b[i:]
-	// "Mmm dd hh:mm:ss " is 16 bytes; the day is space-padded.
+	// "Mmm dd hh:mm:ss " is 16 bytes; the day is space-padded. Without a timestamp
+	// there is no HOSTNAME either: everything is content (section 4.3.3).
+	stamped := false
 	if len(rest) >= 16 && rest[15] == ' ' && rest[3] == ' ' && rest[9] == ':' && rest[12] == ':' {
 		if t, ok := parse3164Time(rest[:15], now); ok {
 			us := t.UnixMicro()
 			f.Timestamp = message.AppendRFC3339Micro(nil, us)
 			rest = rest[16:]
+			stamped = true
 		}
 	}
 	// HOST, then TAG up to '[' or ':'.
 	sp := indexByte(rest, ' ')
-	if sp > 0 && (rest[sp-1] != ':') {
+	if stamped && sp > 0 && (rest[sp-1] != ':') {
 		f.Hostname = rest[:sp]
 		rest = rest[sp+1:]
 	}

@@ -1,0 +1,216 @@
+package dispatch_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/wire"
+	"github.com/kubeplex/kubeplex/router/dispatch"
+	"github.com/kubeplex/kubeplex/router/drain"
+	"github.com/kubeplex/kubeplex/router/message"
+	"github.com/kubeplex/kubeplex/router/routertest"
+)
+
+const (
+	tok1 = "t.11111111-1111-4111-8111-111111111111"
+	tok2 = "t.22222222-2222-4222-8222-222222222222"
+	dt1  = "d.aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
+	dt2  = "d.bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
+)
+
+func newDispatcher(t *testing.T) *dispatch.Dispatcher {
+	t.Helper()
+	d := dispatch.New(dispatch.Options{
+		Dialer: &drain.Dialer{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Router: "test",
+	})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		d.Shutdown(ctx)
+	})
+	return d
+}
+
+func apply(t *testing.T, d *dispatch.Dispatcher, apps ...routing.App) string {
+	t.Helper()
+	tbl := routing.Table{Apps: apps}
+	tbl.Seal()
+	if err := d.Apply(&tbl); err != nil {
+		t.Fatal(err)
+	}
+	return tbl.Version
+}
+
+func publish(t *testing.T, d *dispatch.Dispatcher, token string, texts ...string) {
+	t.Helper()
+	rt, ok := d.ByToken(token)
+	if !ok {
+		t.Fatalf("token %s not routed", token[:6])
+	}
+	var recs [][]byte
+	for _, s := range texts {
+		recs = append(recs, message.AppendStrings(nil, 190, time.Now(), "app", "web.1", s))
+	}
+	rt.App.Publish(recs)
+}
+
+func texts(ms []wire.Message) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, fmt.Sprintf("%s[%s] %s", m.AppName, m.ProcID, m.Text))
+	}
+	return out
+}
+
+func TestLiveTableChanges(t *testing.T) {
+	s1 := routertest.NewSyslogSink(t, nil)
+	s2 := routertest.NewSyslogSink(t, nil)
+	s3 := routertest.NewSyslogSink(t, nil)
+	d := newDispatcher(t)
+	if d.Ready() {
+		t.Fatal("ready before a table")
+	}
+	app := routing.App{ID: "shop/web", History: 10,
+		Tokens: []routing.Token{{Token: tok1, Source: "app"}},
+		Drains: []routing.Drain{{ID: "shop/one", Token: dt1, URL: "syslog://" + s1.Addr}}}
+	v1 := apply(t, d, app)
+	if !d.Ready() || d.Version() != v1 {
+		t.Fatalf("version %q, want %q", d.Version(), v1)
+	}
+	publish(t, d, tok1, "a")
+	s1.WaitFor(t, 1, 10*time.Second)
+
+	// Add a drain: the unchanged one keeps its connection; both hear about the new one.
+	app.Drains = append(app.Drains, routing.Drain{ID: "shop/two", Token: dt2, URL: "syslog://" + s2.Addr})
+	apply(t, d, app)
+	publish(t, d, tok1, "b")
+	got1 := s1.WaitFor(t, 3, 10*time.Second)
+	got2 := s2.WaitFor(t, 2, 10*time.Second)
+	added := "kubeplex[router] drain " + dt2 + " added"
+	if want := []string{"app[web.1] a", added, "app[web.1] b"}; fmt.Sprint(texts(got1)) != fmt.Sprint(want) {
+		t.Errorf("drain one got %q, want %q", texts(got1), want)
+	}
+	if want := []string{added, "app[web.1] b"}; fmt.Sprint(texts(got2)) != fmt.Sprint(want) {
+		t.Errorf("drain two got %q, want %q", texts(got2), want)
+	}
+	if s1.Conns() != 1 {
+		t.Errorf("unchanged drain reconnected: %d connections", s1.Conns())
+	}
+
+	// Remove drain one: drain two hears about it, drain one gets nothing more.
+	app.Drains = app.Drains[1:]
+	apply(t, d, app)
+	publish(t, d, tok1, "c")
+	got2 = s2.WaitFor(t, 4, 10*time.Second)
+	if want := "kubeplex[router] drain " + dt1 + " removed"; texts(got2)[2] != want {
+		t.Errorf("drain two got %q, want %q third", texts(got2), want)
+	}
+	// Give a wrongly still-running drain one a chance to deliver "c".
+	time.Sleep(100 * time.Millisecond)
+	if n := len(s1.Messages()); n != 3 {
+		t.Errorf("removed drain got %d messages, want 3", n)
+	}
+
+	// Rotate the token: the old one stops working, history stays.
+	app.Tokens = []routing.Token{{SHA256: routing.HashToken(tok2), Source: "app"}}
+	apply(t, d, app)
+	if _, ok := d.ByToken(tok1); ok {
+		t.Error("rotated-out token still routes")
+	}
+	publish(t, d, tok2, "d")
+	a, _ := d.App("shop/web")
+	var hist []string
+	a.History.Last(100, func(rec []byte) bool {
+		m, _ := message.Decode(rec)
+		hist = append(hist, string(m.Text))
+		return true
+	})
+	if want := []string{"a", "drain " + dt2 + " added", "b", "drain " + dt1 + " removed", "c", "d"}; fmt.Sprint(hist) != fmt.Sprint(want) {
+		t.Errorf("history %q, want %q", hist, want)
+	}
+
+	// Move drain two to a new destination: no notice (same drain token), the queue
+	// moves with it.
+	app.Drains[0].URL = "syslog://" + s3.Addr
+	apply(t, d, app)
+	publish(t, d, tok2, "e")
+	if got3 := s3.WaitFor(t, 1, 10*time.Second); texts(got3)[0] != "app[web.1] e" {
+		t.Errorf("moved drain got %q", texts(got3))
+	}
+
+	// Remove the app.
+	apply(t, d)
+	if _, ok := d.ByToken(tok2); ok {
+		t.Error("removed app's token still routes")
+	}
+	if _, ok := d.App("shop/web"); ok {
+		t.Error("removed app still present")
+	}
+}
+
+func TestTokenNotAfter(t *testing.T) {
+	d := newDispatcher(t)
+	past, future := time.Now().Add(-time.Minute), time.Now().Add(time.Hour)
+	apply(t, d, routing.App{ID: "a/b", Tokens: []routing.Token{
+		{Token: tok1, Source: "app", NotAfter: &past},
+		{Token: tok2, Source: "app", NotAfter: &future},
+	}})
+	if _, ok := d.ByToken(tok1); ok {
+		t.Error("expired token routes")
+	}
+	if _, ok := d.ByToken(tok2); !ok {
+		t.Error("token in its grace period refused")
+	}
+}
+
+func TestSourceRuleAndHosts(t *testing.T) {
+	d := newDispatcher(t)
+	apply(t, d, routing.App{ID: "a/b", Hosts: []string{"Shop.Example.com"},
+		Tokens: []routing.Token{{Token: tok1, Source: "app", AllowedSources: []string{"kubeplex"}}}})
+	rt, _ := d.ByToken(tok1)
+	for in, want := range map[string]string{"": "app", "app": "app", "kubeplex": "kubeplex", "heroku": "app", "kubeplexx": "app"} {
+		if got := string(rt.SourceFor([]byte(in))); got != want {
+			t.Errorf("SourceFor(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for host, ok := range map[string]bool{"shop.example.com": true, "SHOP.EXAMPLE.COM": true, "other.example.com": false, "": false} {
+		if _, got := d.ByHost([]byte(host)); got != ok {
+			t.Errorf("ByHost(%q) = %v", host, got)
+		}
+	}
+}
+
+func TestStatusReportsBrokenDrains(t *testing.T) {
+	d := newDispatcher(t)
+	s := routertest.NewSyslogSink(t, nil)
+	v := apply(t, d, routing.App{ID: "a/b", Drains: []routing.Drain{
+		{ID: "a/ok", Token: dt1, URL: "syslog://" + s.Addr},
+		{ID: "a/bad", Token: dt2, URL: "ftp://user:pw@example.com/"},
+	}})
+	st := d.Status()
+	if st.Version != v || st.Router != "test" || st.Started.IsZero() {
+		t.Errorf("status head %+v", st)
+	}
+	if _, ok := st.Drains["a/ok"]; !ok {
+		t.Error("good drain missing from status")
+	}
+	bad := st.Drains["a/bad"]
+	if !strings.Contains(bad.LastError, "unsupported scheme") || strings.Contains(bad.LastError, "pw") {
+		t.Errorf("bad drain status %+v", bad)
+	}
+	if err := d.Apply(&routing.Table{Apps: []routing.App{{ID: "x"}, {ID: "x"}}}); err == nil {
+		t.Error("invalid table applied")
+	}
+	if d.Version() != v {
+		t.Error("invalid table changed the version")
+	}
+}

@@ -1,0 +1,350 @@
+package ingest_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/wire"
+	"github.com/kubeplex/kubeplex/router/dispatch"
+	"github.com/kubeplex/kubeplex/router/ingest"
+	"github.com/kubeplex/kubeplex/router/message"
+	"github.com/kubeplex/kubeplex/router/metrics"
+	"github.com/kubeplex/kubeplex/router/routertest"
+)
+
+const (
+	tokWeb = "t.11111111-1111-4111-8111-111111111111"
+	tokAPI = "t.22222222-2222-4222-8222-222222222222"
+)
+
+type env struct {
+	d   *dispatch.Dispatcher
+	m   *metrics.Metrics
+	url string
+}
+
+func setup(t *testing.T, limits ingest.Limits) *env {
+	t.Helper()
+	m := metrics.New()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	d := dispatch.New(dispatch.Options{Metrics: m, Logger: log})
+	tbl := routing.Table{Apps: []routing.App{
+		{ID: "shop/web", Hosts: []string{"shop.example.com"},
+			Tokens: []routing.Token{{Token: tokWeb, Source: "app", AllowedSources: []string{"kubeplex"}}}},
+		{ID: "shop/api", Tokens: []routing.Token{{SHA256: routing.HashToken(tokAPI), Source: "app"}}},
+	}}
+	tbl.Seal()
+	if err := d.Apply(&tbl); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ingest.NewHTTP(d, limits, m, log))
+	t.Cleanup(srv.Close)
+	return &env{d: d, m: m, url: srv.URL}
+}
+
+// lines returns "source[proc] text" of an app's history.
+func (e *env) lines(id string) []string {
+	a, ok := e.d.App(id)
+	if !ok {
+		return nil
+	}
+	var out []string
+	a.History.Last(10000, func(rec []byte) bool {
+		m, _ := message.Decode(rec)
+		out = append(out, fmt.Sprintf("%s[%s] %s", m.Source, m.ProcID, m.Text))
+		return true
+	})
+	return out
+}
+
+func (e *env) waitLines(t *testing.T, id string, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := e.lines(id)
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("app %s has %d lines, want %d: %q", id, len(got), n, got)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func frames(recs ...string) []byte {
+	var b []byte
+	for _, r := range recs {
+		b = wire.AppendFrame(b, []byte(r))
+	}
+	return b
+}
+
+// TestLogShuttle sends what an unmodified log-shuttle sends: user "token" with the
+// token as password, a chunked body without Content-Length, X-Request-Id and no
+// Logplex-Frame-Id, 500 lines whose APP-NAME is log-shuttle's appname.
+func TestLogShuttle(t *testing.T) {
+	e := setup(t, ingest.Limits{})
+	var recs []string
+	for i := range 500 {
+		recs = append(recs, fmt.Sprintf("<190>1 2026-11-25T10:00:00.%06d+00:00 shuttle %s shuttle - - line %d", i, tokWeb, i))
+	}
+	body := frames(recs...)
+	pr, pw := io.Pipe()
+	go func() {
+		// Several writes: the client sends chunks as they come.
+		for i := 0; i < len(body); i += 4096 {
+			_, _ = pw.Write(body[i:min(i+4096, len(body))])
+		}
+		_ = pw.Close()
+	}()
+	req, _ := http.NewRequest(http.MethodPost, e.url+"/logs", pr)
+	req.Header.Set("Content-Type", "application/logplex-1")
+	req.Header.Set("Logplex-Msg-Count", "500")
+	req.Header.Set("X-Request-Id", "0f8f9a1c-5b0e-4a53-9b0e-1c3c2f7d9e10")
+	req.Header.Set("User-Agent", "log-shuttle/0.17.0 (go1.26; linux; amd64)")
+	req.SetBasicAuth("token", tokWeb)
+	req.TransferEncoding = []string{"chunked"} // no Content-Length, as log-shuttle
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	got := e.lines("shop/web")
+	if len(got) != 500 || got[0] != "app[shuttle] line 0" || got[499] != "app[shuttle] line 499" {
+		t.Fatalf("history has %d lines: first %q", len(got), got[:min(2, len(got))])
+	}
+	for _, l := range got {
+		if strings.Contains(l, tokWeb) {
+			t.Fatal("token leaked into a line")
+		}
+	}
+}
+
+func TestHTTPVariants(t *testing.T) {
+	long := strings.Repeat("x", 25000)
+	gz := func(b []byte) []byte {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		_, _ = zw.Write(b)
+		_ = zw.Close()
+		return buf.Bytes()
+	}
+	tests := []struct {
+		name   string
+		auth   func(*http.Request)
+		hdr    map[string]string
+		body   []byte
+		code   int
+		app    string
+		want   []string
+		reason string
+	}{
+		{name: "bearer", auth: func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tokAPI) },
+			body: frames("<190>1 2026-11-25T10:00:00Z h app web.2 - - via bearer"), code: 204, app: "shop/api",
+			want: []string{"app[web.2] via bearer"}},
+		{name: "gzip", auth: basic(tokWeb), hdr: map[string]string{"Content-Encoding": "gzip"},
+			body: gz(frames("<190>1 2026-11-25T10:00:00Z h app web.1 - - zipped")), code: 204, app: "shop/web",
+			want: []string{"app[web.1] zipped"}},
+		{name: "allowed platform source", auth: basic(tokWeb),
+			body: frames("<190>1 2026-11-25T10:00:00Z h kubeplex web.1 - - Starting process"), code: 204, app: "shop/web",
+			want: []string{"kubeplex[web.1] Starting process"}},
+		{name: "token cannot pick app or platform source", auth: basic(tokAPI),
+			body: frames("<190>1 2026-11-25T10:00:00Z shop.example.com kubeplex web.1 - - spoof"), code: 204, app: "shop/api",
+			want: []string{"app[web.1] spoof"}},
+		{name: "long line split as Logplex", auth: basic(tokWeb),
+			body: frames("<190>1 2026-11-25T10:00:00Z h app web.1 - - " + long), code: 204, app: "shop/web",
+			want: []string{"app[web.1] " + long[:10000], "app[web.1] " + long[:10000], "app[web.1] " + long[:5000]}},
+		{name: "frame over limit", auth: basic(tokWeb),
+			body: frames("<190>1 2026-11-25T10:00:00Z h app web.1 - - " + strings.Repeat("y", 70000)), code: 400,
+			reason: wire.ReasonMalformed},
+		{name: "body over limit", auth: basic(tokWeb),
+			body: frames(strings.Repeat("<190>1 2026-11-25T10:00:00Z h app web.1 - - "+strings.Repeat("z", 1000)+"\x00", 1100)), code: 413,
+			reason: wire.ReasonTooLarge},
+		{name: "bad gzip", auth: basic(tokWeb), hdr: map[string]string{"Content-Encoding": "gzip"},
+			body: []byte("not gzip"), code: 400, reason: wire.ReasonMalformed},
+		{name: "one bad record refuses the batch", auth: basic(tokWeb),
+			body: frames("<190>1 2026-11-25T10:00:00Z h app web.1 - - ok", "garbage"), code: 400, reason: wire.ReasonMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := setup(t, ingest.Limits{MaxFrame: 64 << 10, MaxBody: 1 << 20})
+			req, _ := http.NewRequest(http.MethodPost, e.url+"/logs", bytes.NewReader(tt.body))
+			req.Header.Set("Content-Type", "application/logplex-1")
+			for k, v := range tt.hdr {
+				req.Header.Set(k, v)
+			}
+			tt.auth(req)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.code || !strings.Contains(string(b), tt.reason) {
+				t.Fatalf("answer %d %q, want %d %q", resp.StatusCode, b, tt.code, tt.reason)
+			}
+			if tt.app == "" {
+				if n := len(e.lines("shop/web")) + len(e.lines("shop/api")); n != 0 {
+					t.Fatalf("refused request left %d lines", n)
+				}
+				return
+			}
+			if got := e.lines(tt.app); fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("lines %.200q, want %.200q", got, tt.want)
+			}
+		})
+	}
+}
+
+func basic(tok string) func(*http.Request) {
+	return func(r *http.Request) { r.SetBasicAuth("token", tok) }
+}
+
+func startSyslog(t *testing.T, e *env, readTimeout time.Duration) (tcp, tlsAddr, udp string, ca *routertest.CA) {
+	t.Helper()
+	sl := ingest.NewSyslog(e.d, ingest.Limits{MaxFrame: 16 << 10}, readTimeout, e.m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = sl.ServeTCP(ln, "tcp") }()
+	ca = routertest.NewCA(t)
+	dir := t.TempDir()
+	certFile, keyFile := routertest.WriteFiles(t, dir, ca.Server(t))
+	tln, err := ingest.ListenTLS("127.0.0.1:0", certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = sl.ServeTCP(tln, "tls") }()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = sl.ServeUDP(pc) }()
+	t.Cleanup(func() { ln.Close(); tln.Close(); pc.Close(); sl.Shutdown() })
+	_ = os.Remove(certFile)
+	return ln.Addr().String(), tln.Addr().String(), pc.LocalAddr().String(), ca
+}
+
+func TestSyslogTCP(t *testing.T) {
+	tests := []struct {
+		name string
+		send string
+		app  string
+		want []string
+	}{
+		{name: "octet counting, token in APP-NAME",
+			send: string(frames("<190>1 2026-11-25T10:00:00Z host "+tokWeb+" web.1 - - one", "<190>1 2026-11-25T10:00:01Z host "+tokWeb+" web.1 - - two")),
+			app:  "shop/web", want: []string{"app[web.1] one", "app[web.1] two"}},
+		{name: "newline framing",
+			send: "<190>1 2026-11-25T10:00:00Z host " + tokAPI + " worker.1 - - a\n<190>1 2026-11-25T10:00:00Z host " + tokAPI + " worker.1 - - b\r\n",
+			app:  "shop/api", want: []string{"app[worker.1] a", "app[worker.1] b"}},
+		{name: "host mapping (RFC 5424)",
+			send: string(frames(`<134>1 2026-11-25T10:00:00Z shop.example.com nginx 12 - - GET / 200`)),
+			app:  "shop/web", want: []string{"kubeplex[nginx] GET / 200"}},
+		{name: "vhost field, BSD syslog from nginx",
+			send: "<190>Nov 25 10:00:00 ingress-7d9f nginx: vhost=shop.example.com GET /cart 200\n",
+			app:  "shop/web", want: []string{"kubeplex[nginx] vhost=shop.example.com GET /cart 200"}},
+		{name: "unknown app and junk are dropped, the rest kept",
+			send: string(frames("<190>1 2026-11-25T10:00:00Z nowhere.example x - - - lost", "<190>1 2026-11-25T10:00:00Z host "+tokWeb+" web.1 - - kept")),
+			app:  "shop/web", want: []string{"app[web.1] kept"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := setup(t, ingest.Limits{})
+			tcp, _, _, _ := startSyslog(t, e, time.Minute)
+			c, err := net.Dial("tcp", tcp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Write([]byte(tt.send)); err != nil {
+				t.Fatal(err)
+			}
+			got := e.waitLines(t, tt.app, len(tt.want))
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("lines %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSyslogLimits(t *testing.T) {
+	e := setup(t, ingest.Limits{})
+	tcp, _, _, _ := startSyslog(t, e, 300*time.Millisecond)
+	c, err := net.Dial("tcp", tcp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// A good frame, then one declaring more than the frame limit: the connection is
+	// closed without reading (or allocating) the big frame.
+	_, _ = c.Write(frames("<190>1 2026-11-25T10:00:00Z host " + tokWeb + " web.1 - - before"))
+	_, _ = c.Write([]byte("999999 <190>1 "))
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("connection still open after an oversized frame")
+	}
+	if got := e.lines("shop/web"); fmt.Sprint(got) != "[app[web.1] before]" {
+		t.Errorf("lines %q", got)
+	}
+	// A silent connection is closed after the read timeout.
+	c2, err := net.Dial("tcp", tcp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	_ = c2.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c2.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+		t.Fatalf("silent connection: %v, want closed by the router", err)
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+func TestSyslogTLSAndUDP(t *testing.T) {
+	e := setup(t, ingest.Limits{})
+	_, tlsAddr, udp, ca := startSyslog(t, e, time.Minute)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca.PEM)
+	c, err := tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.Write(frames("<190>1 2026-11-25T10:00:00Z host " + tokWeb + " web.1 - - over tls"))
+	e.waitLines(t, "shop/web", 1)
+	c.Close()
+
+	u, err := net.Dial("udp", udp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	_, _ = u.Write([]byte("<190>1 2026-11-25T10:00:00Z host " + tokWeb + " web.1 - - udp plain\n"))
+	_, _ = u.Write(frames("<190>1 2026-11-25T10:00:00Z host "+tokWeb+" web.1 - - udp a", "<190>1 2026-11-25T10:00:00Z host "+tokWeb+" web.1 - - udp b"))
+	got := e.waitLines(t, "shop/web", 4)
+	if want := "[app[web.1] over tls app[web.1] udp plain app[web.1] udp a app[web.1] udp b]"; fmt.Sprint(got) != want {
+		t.Errorf("lines %q", got)
+	}
+}
+

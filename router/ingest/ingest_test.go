@@ -347,4 +347,3 @@ func TestSyslogTLSAndUDP(t *testing.T) {
 		t.Errorf("lines %q", got)
 	}
 }
-

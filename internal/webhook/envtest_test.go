@@ -340,7 +340,9 @@ func createPod(t *testing.T, c client.Client, ns string, labels map[string]strin
 	return &stored
 }
 
-func appLabels(app string) map[string]string { return map[string]string{kubeplexv1alpha1.AppLabel: app} }
+func appLabels(app string) map[string]string {
+	return map[string]string{kubeplexv1alpha1.AppLabel: app}
+}
 
 func findInit(pod *corev1.Pod, name string) *corev1.Container {
 	for i := range pod.Spec.InitContainers {

@@ -6,6 +6,7 @@ package config
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -59,6 +60,7 @@ func (f *File) Run(ctx context.Context, apply Apply) error {
 	if err != nil {
 		return err
 	}
+	var bad []byte // the last content refused, so it is reported once
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	for {
@@ -68,10 +70,17 @@ func (f *File) Run(ctx context.Context, apply Apply) error {
 		case <-tick.C:
 			b, err := f.load(apply, last)
 			if err != nil {
+				var rerr *readError
+				if errors.As(err, &rerr) && bytes.Equal(rerr.content, bad) {
+					continue
+				}
+				if rerr != nil {
+					bad = rerr.content
+				}
 				log.Error("reload routing table file", "path", f.Path, "err", err)
 				continue
 			}
-			last = b
+			last, bad = b, nil
 		}
 	}
 }
@@ -85,11 +94,20 @@ func (f *File) load(apply Apply, last []byte) ([]byte, error) {
 		return last, nil
 	}
 	t, err := DecodeFile(b)
-	if err != nil {
-		return last, err
+	if err == nil {
+		err = apply(t)
 	}
-	if err := apply(t); err != nil {
-		return last, err
+	if err != nil {
+		return last, &readError{content: b, err: err}
 	}
 	return b, nil
 }
+
+// readError is a table file that was read but refused.
+type readError struct {
+	content []byte
+	err     error
+}
+
+func (e *readError) Error() string { return e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }

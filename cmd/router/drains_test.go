@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/wire"
+	peer "github.com/kubeplex/kubeplex/router/routertest"
+)
+
+// lines builds a logplex-1 body of n lines numbered from `from`.
+func lines(from, n int) (string, map[string]string) {
+	var b []byte
+	for i := from; i < from+n; i++ {
+		b = wire.AppendFrame(b, fmt.Appendf(nil, "<190>1 2026-11-25T10:00:00.000000+00:00 host app web.1 - - line %d", i))
+	}
+	return string(b), map[string]string{wire.HeaderMsgCount: fmt.Sprint(n)}
+}
+
+func startRouter(t *testing.T, tbl routing.Table, extra ...string) (*peer.Process, string, string) {
+	t.Helper()
+	routes := writeTable(t, tbl)
+	addr := peer.FreeAddr(t)
+	args := append([]string{"--http-addr", addr, "--routes", routes, "--allow-cidrs", "127.0.0.0/8"}, extra...)
+	p := peer.Start(t, routerBin, args...)
+	base := "http://" + addr
+	peer.WaitHTTP(t, base+"/readyz", 20*time.Second)
+	return p, base, routes
+}
+
+// TestRsyslogReceivesDrain: Debian's rsyslog, as a real syslog drain receiver, gets
+// every line with the drain token as HOSTNAME, the source as APP-NAME and the process
+// as PROCID.
+func TestRsyslogReceivesDrain(t *testing.T) {
+	rs := peer.StartRsyslog(t)
+	_, base, _ := startRouter(t, routing.Table{Apps: []routing.App{{
+		ID:     "shop/web",
+		Tokens: []routing.Token{{Token: ingestToken, Source: "app"}},
+		Drains: []routing.Drain{{ID: "shop/rsyslog", Token: drainToken, URL: "syslog://" + rs.Addr}},
+	}}})
+	const n = 2000
+	for i := 0; i < n; i += 500 {
+		body, hdr := lines(i, 500)
+		if resp, b := post(t, base+"/logs", ingestToken, body, hdr); resp.StatusCode != 204 {
+			t.Fatalf("POST = %d %s", resp.StatusCode, b)
+		}
+	}
+	got := rs.WaitLines(t, n, 30*time.Second)
+	for i, l := range got {
+		want := fmt.Sprintf("%s app web.1 2026-11-25T10:00:00", drainToken)
+		if !strings.HasPrefix(l, want) || !strings.HasSuffix(l, fmt.Sprintf(" line %d", i)) {
+			t.Fatalf("rsyslog line %d = %q, want %q… line %d", i, l, want, i)
+		}
+	}
+	if len(got) != n {
+		t.Errorf("rsyslog wrote %d lines, want %d", len(got), n)
+	}
+}
+
+// TestAccountingWithFailingDrains: one app, five drains — rsyslog, a refusing port, a
+// blackhole, a slow HTTP receiver and a fast HTTP receiver. The broken ones must not
+// hold back the healthy ones or ingest, and for every drain the count is exact:
+// receivers see sent = delivered + announced L10 drops, and the router's own final
+// counts say sent = delivered + dropped.
+func TestAccountingWithFailingDrains(t *testing.T) {
+	rs := peer.StartRsyslog(t)
+	bh := peer.NewBlackhole(t)
+	slow := peer.NewHTTPReceiver(t, nil, func(int, *peer.Request) int { time.Sleep(30 * time.Millisecond); return 200 })
+	fast := peer.NewHTTPReceiver(t, nil, nil)
+	refused := peer.ClosedAddr(t)
+	tbl := routing.Table{Apps: []routing.App{{
+		ID:     "shop/web",
+		Tokens: []routing.Token{{Token: ingestToken, Source: "app"}},
+		Drains: []routing.Drain{
+			{ID: "shop/rsyslog", Token: "d.00000000-0000-4000-8000-000000000001", URL: "syslog://" + rs.Addr},
+			{ID: "shop/refused", Token: "d.00000000-0000-4000-8000-000000000002", URL: "syslog://" + refused},
+			{ID: "shop/blackhole", Token: "d.00000000-0000-4000-8000-000000000003", URL: "syslog://" + bh.Addr},
+			{ID: "shop/slow", Token: "d.00000000-0000-4000-8000-000000000004", URL: slow.URL},
+			{ID: "shop/fast", Token: "d.00000000-0000-4000-8000-000000000005", URL: fast.URL},
+		},
+	}}}
+	p, base, _ := startRouter(t, tbl, "--queue-size", "10000", "--shutdown-grace", "5s")
+	const n, per = 30000, 500
+	for i := 0; i < n; i += per {
+		body, hdr := lines(i, per)
+		if resp, b := post(t, base+"/logs", ingestToken, body, hdr); resp.StatusCode != 204 {
+			t.Fatalf("POST = %d %s", resp.StatusCode, b)
+		}
+		time.Sleep(3 * time.Millisecond) // under 170k lines/s: the healthy drains keep up
+	}
+	// Healthy drains get everything, slow ones everything or its announcement.
+	rsLines := rs.WaitLines(t, n, 60*time.Second)
+	fastAnn, _ := waitAccounted(t, "fast receiver", fast, n)
+	slowAnn, _ := waitAccounted(t, "slow receiver", slow, n)
+	if slowAnn == 0 {
+		t.Error("slow receiver saw no drops; the test did not exercise overflow")
+	}
+	if len(rsLines) != n {
+		t.Errorf("rsyslog got %d lines, want %d", len(rsLines), n)
+	}
+	if fastAnn != 0 {
+		t.Errorf("fast receiver: %d drops announced, want none", fastAnn)
+	}
+
+	st := status(t, base)
+	for id, ds := range st.Drains {
+		t.Logf("%s: %+v", id, ds)
+	}
+	if st.Drains["shop/refused"].LastError == "" || st.Drains["shop/refused"].Delivered != 0 {
+		t.Errorf("refused drain status %+v", st.Drains["shop/refused"])
+	}
+
+	// Graceful stop: final counts are exact for every drain, the dead ones included.
+	if err := p.Stop(t, 30*time.Second); err != nil {
+		t.Fatalf("router exit: %v", err)
+	}
+	final := finalCounts(t, p.Output())
+	for _, d := range tbl.Apps[0].Drains {
+		c, ok := final[d.ID]
+		if !ok {
+			t.Errorf("no final count for %s", d.ID)
+			continue
+		}
+		if c[0]+c[1] != n {
+			t.Errorf("%s: delivered %d + dropped %d != sent %d", d.ID, c[0], c[1], n)
+		}
+	}
+	if c := final["shop/refused"]; c[0] != 0 {
+		t.Errorf("refused drain delivered %d", c[0])
+	}
+}
+
+// waitAccounted waits until a receiver has seen, as lines or announced drops, all n
+// lines sent, and fails if it sees more.
+func waitAccounted(t *testing.T, name string, rv *peer.HTTPReceiver, n int) (announced, received int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ann, other := peer.L10Count(rv.Accepted())
+		if ann+other == n {
+			t.Logf("%s: %d lines, %d announced drops, %d requests", name, other, ann, len(rv.Requests()))
+			return ann, other
+		}
+		if ann+other > n || time.Now().After(deadline) {
+			t.Fatalf("%s: %d lines + %d announced != %d sent", name, other, ann, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// finalCounts reads the router's "drain final count" log lines: id -> {delivered, dropped}.
+func finalCounts(t *testing.T, out string) map[string][2]int64 {
+	t.Helper()
+	res := map[string][2]int64{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var l struct {
+			Msg       string `json:"msg"`
+			Drain     string `json:"drain"`
+			Delivered int64  `json:"delivered"`
+			Dropped   int64  `json:"dropped"`
+		}
+		if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "drain final count" {
+			res[l.Drain] = [2]int64{l.Delivered, l.Dropped}
+		}
+	}
+	return res
+}
+
+// TestShutdownFlushes: lines accepted just before SIGTERM still reach the drain.
+func TestShutdownFlushes(t *testing.T) {
+	sink := peer.NewSyslogSink(t, nil)
+	p, base, _ := startRouter(t, routing.Table{Apps: []routing.App{{
+		ID:     "shop/web",
+		Tokens: []routing.Token{{Token: ingestToken, Source: "app"}},
+		Drains: []routing.Drain{{ID: "shop/tcp", Token: drainToken, URL: "syslog://" + sink.Addr}},
+	}}}, "--queue-size", "100000")
+	body, hdr := lines(0, 5000)
+	for range 10 {
+		if resp, _ := post(t, base+"/logs", ingestToken, body, hdr); resp.StatusCode != 204 {
+			t.Fatal(resp.Status)
+		}
+	}
+	if err := p.Stop(t, 30*time.Second); err != nil {
+		t.Fatalf("router exit: %v", err)
+	}
+	// The router wrote everything before exiting; the sink may still be reading.
+	if got := len(sink.WaitFor(t, 50000, 20*time.Second)); got != 50000 {
+		t.Errorf("sink got %d of 50000 lines accepted before shutdown", got)
+	}
+	if c := finalCounts(t, p.Output())["shop/tcp"]; c != [2]int64{50000, 0} {
+		t.Errorf("final count %v", c)
+	}
+}
+
+// TestLiveReloadSyslogIngestAndMetrics: the binary picks up a changed table file,
+// announces the new drain into the app's stream, ingests syslog over TCP, and exports
+// metrics without any token in them.
+func TestLiveReloadSyslogIngestAndMetrics(t *testing.T) {
+	s1 := peer.NewSyslogSink(t, nil)
+	s2 := peer.NewSyslogSink(t, nil)
+	tcpAddr := peer.FreeAddr(t)
+	app := routing.App{
+		ID:     "shop/web",
+		Tokens: []routing.Token{{Token: ingestToken, Source: "app"}},
+		Drains: []routing.Drain{{ID: "shop/one", Token: drainToken, URL: "syslog://" + s1.Addr}},
+	}
+	_, base, routes := startRouter(t, routing.Table{Apps: []routing.App{app}}, "--syslog-tcp-addr", tcpAddr)
+	before := status(t, base).Version
+
+	const newDrain = "d.99999999-9999-4999-8999-999999999999"
+	app.Drains = append(app.Drains, routing.Drain{ID: "shop/two", Token: newDrain, URL: "syslog://" + s2.Addr})
+	b, _ := json.Marshal(routing.Table{Apps: []routing.App{app}})
+	if err := os.WriteFile(routes, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := s2.WaitFor(t, 1, 20*time.Second)
+	if m := got[0]; m.AppName != "kubeplex" || m.ProcID != "router" || string(m.Text) != "drain "+newDrain+" added" {
+		t.Errorf("first line on the new drain: %s[%s] %q", m.AppName, m.ProcID, m.Text)
+	}
+	if v := status(t, base).Version; v == before || v == "" {
+		t.Errorf("version %q after reload, was %q", v, before)
+	}
+
+	c, err := net.Dial("tcp", tcpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.Write(wire.AppendFrame(nil, []byte("<190>1 2026-11-25T10:00:00Z host "+ingestToken+" worker.1 - - over tcp")))
+	c.Close()
+	got = s2.WaitFor(t, 2, 20*time.Second)
+	if m := got[1]; m.AppName != "app" || m.ProcID != "worker.1" || string(m.Text) != "over tcp" {
+		t.Errorf("syslog-ingested line: %s[%s] %q", m.AppName, m.ProcID, m.Text)
+	}
+
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	metrics := string(mb)
+	for _, want := range []string{
+		`kubeplex_router_app_messages_in_total{app="shop/web"}`,
+		`kubeplex_router_drain_messages_delivered_total{app="shop/web",drain="shop/two"}`,
+		`kubeplex_router_drain_messages_dropped_total{app="shop/web",drain="shop/one"} 0`,
+		`kubeplex_router_drain_queue_depth{app="shop/web",drain="shop/one"}`,
+		`kubeplex_router_ingest_messages_total{protocol="tcp"} 1`,
+		`kubeplex_router_delivery_latency_seconds_bucket{type="syslog"`,
+		`kubeplex_router_routing_table_swaps_total 2`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	for _, secret := range []string{ingestToken, drainToken, newDrain} {
+		if strings.Contains(metrics, secret) {
+			t.Errorf("metrics contain a token")
+		}
+	}
+}

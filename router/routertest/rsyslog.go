@@ -1,0 +1,129 @@
+package routertest
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// RsyslogBinary finds rsyslogd, the Debian package's daemon.
+func RsyslogBinary() (string, error) {
+	for _, p := range []string{"/usr/sbin/rsyslogd", "/sbin/rsyslogd"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("rsyslogd"); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("rsyslogd not found: install the Debian package (apt-get install -y rsyslog)")
+}
+
+// Rsyslog is an rsyslogd process receiving syslog over TCP (imtcp, which takes both
+// octet-counted and LF framing) and writing one line per message to a file.
+type Rsyslog struct {
+	Addr string
+	out  string
+}
+
+// StartRsyslog runs rsyslogd in the foreground with its own config in a temp dir, on
+// an unprivileged port; it is stopped at test cleanup. A missing rsyslogd fails the
+// test: CI installs it.
+func StartRsyslog(t testing.TB) *Rsyslog {
+	t.Helper()
+	bin, err := RsyslogBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	addr := FreeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	r := &Rsyslog{Addr: addr, out: filepath.Join(dir, "out.log")}
+	conf := fmt.Sprintf(`global(workDirectory=%q maxMessageSize="64k")
+module(load="imtcp")
+template(name="kubeplex" type="string" string="%%HOSTNAME%% %%APP-NAME%% %%PROCID%% %%TIMESTAMP:::date-rfc3339%% %%msg%%\n")
+ruleset(name="in") {
+  action(type="omfile" file=%q template="kubeplex" flushOnTXEnd="on" asyncWriting="off")
+}
+input(type="imtcp" address="127.0.0.1" port=%q ruleset="in")
+`, dir, r.out, port)
+	confPath := filepath.Join(dir, "rsyslog.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-n", "-f", confPath, "-i", filepath.Join(dir, "rsyslogd.pid"))
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start rsyslogd: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("rsyslogd output:\n%s", out.String())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return r
+		}
+		select {
+		case <-exited:
+			t.Fatalf("rsyslogd exited: %s", out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rsyslogd not listening on %s: %v\n%s", addr, err, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Lines returns what rsyslog wrote: "HOSTNAME APP-NAME PROCID TIMESTAMP MSG" per message.
+func (r *Rsyslog) Lines() []string {
+	f, err := os.Open(r.out)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 128<<10), 128<<10)
+	for sc.Scan() {
+		out = append(out, sc.Text())
+	}
+	return out
+}
+
+// WaitLines waits until rsyslog wrote at least n lines.
+func (r *Rsyslog) WaitLines(t testing.TB, n int, timeout time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := r.Lines()
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rsyslog wrote %d lines, want %d: %s", len(got), n, strings.Join(got[:min(5, len(got))], " | "))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -115,4 +116,15 @@ func appReadyChanged() predicate.Predicate {
 		},
 		GenericFunc: func(event.GenericEvent) bool { return false },
 	}
+}
+
+// findCondition returns a copy of the condition of type typ, or nil. A copy, because
+// meta.SetStatusCondition updates the slice element in place.
+func findCondition(conds []metav1.Condition, typ string) *metav1.Condition {
+	c := meta.FindStatusCondition(conds, typ)
+	if c == nil {
+		return nil
+	}
+	cp := *c
+	return &cp
 }

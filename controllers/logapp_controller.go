@@ -251,7 +251,7 @@ func (r *LogAppReconciler) reconcileDrainCount(ctx context.Context, app *kubeple
 }
 
 func (r *LogAppReconciler) setReady(app *kubeplexv1alpha1.LogApp, status metav1.ConditionStatus, reason, msg string) {
-	old := meta.FindStatusCondition(app.Status.Conditions, kubeplexv1alpha1.ReadyCondition)
+	old := findCondition(app.Status.Conditions, kubeplexv1alpha1.ReadyCondition)
 	meta.SetStatusCondition(&app.Status.Conditions, metav1.Condition{
 		Type: kubeplexv1alpha1.ReadyCondition, Status: status, Reason: reason, Message: msg,
 		ObservedGeneration: app.Generation,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"sync"
 	"time"
@@ -61,6 +62,17 @@ type LogDrainReconciler struct {
 	mu         sync.Mutex
 	lastCounts map[types.UID]time.Time // when counters were last written, per drain
 	seeds      map[types.UID]seed      // status counters when this process first saw the drain
+	verdicts   map[types.UID]verdict   // URL policy answers, reused for policyTTL
+}
+
+// policyTTL is how long a URL policy answer (a DNS lookup for host names) is reused;
+// drains come back this often to look again. The router checks every dial anyway.
+const policyTTL = 5 * time.Minute
+
+type verdict struct {
+	url string
+	at  time.Time
+	err error
 }
 
 // +kubebuilder:rbac:groups=kubeplex.io,resources=logdrains,verbs=get;list;watch
@@ -115,7 +127,14 @@ func (r *LogDrainReconciler) reconcileNormal(ctx context.Context, d *kubeplexv1a
 		return ctrl.Result{}, err
 	}
 	r.setReady(d, metav1.ConditionTrue, kubeplexv1alpha1.ReconciledReason, "destination accepted; the drain is in the routing table")
-	return r.reconcileHealth(d), nil
+	res := r.reconcileHealth(d)
+	if u, err := url.Parse(d.Spec.URL); err == nil && !isIPLiteral(u.Hostname()) {
+		// What a host name resolves to can change: look again when the answer expires.
+		if res.RequeueAfter == 0 || res.RequeueAfter > policyTTL {
+			res.RequeueAfter = policyTTL
+		}
+	}
+	return res, nil
 }
 
 // fail records why the drain is not ready. Spec problems take the drain out of the
@@ -242,7 +261,7 @@ func (r *LogDrainReconciler) checkDestination(ctx context.Context, d *kubeplexv1
 	default:
 		return nil, &specError{reason: kubeplexv1alpha1.InvalidURLReason, msg: fmt.Sprintf("url scheme %q is not one of syslog, syslog+tls, http, https", u.Scheme)}
 	}
-	if _, err := r.Policy.Check(ctx, d.Spec.URL); err != nil {
+	if err := r.checkPolicy(ctx, d); err != nil {
 		var na *urlpolicy.NotAllowedError
 		var re *urlpolicy.ResolveError
 		switch {
@@ -266,6 +285,32 @@ func (r *LogDrainReconciler) checkDestination(ctx context.Context, d *kubeplexv1
 	clean.User = nil
 	acc.URL = clean.String()
 	return acc, nil
+}
+
+// checkPolicy applies the URL policy, reusing an answer for the same URL younger than
+// policyTTL: health reports bring active drains back every few seconds, and each
+// would otherwise cost a DNS lookup. Lookup failures are never reused.
+func (r *LogDrainReconciler) checkPolicy(ctx context.Context, d *kubeplexv1alpha1.LogDrain) error {
+	now := r.now()
+	r.mu.Lock()
+	v, ok := r.verdicts[d.UID]
+	r.mu.Unlock()
+	if ok && v.url == d.Spec.URL && now.Sub(v.at) < policyTTL {
+		return v.err
+	}
+	_, err := r.Policy.Check(ctx, d.Spec.URL)
+	var re *urlpolicy.ResolveError
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.verdicts == nil {
+		r.verdicts = map[types.UID]verdict{}
+	}
+	if errors.As(err, &re) {
+		delete(r.verdicts, d.UID)
+	} else {
+		r.verdicts[d.UID] = verdict{url: d.Spec.URL, at: now, err: err}
+	}
+	return err
 }
 
 // resolveCredentials reads the Secrets the drain refers to. A missing Secret or key
@@ -306,6 +351,11 @@ func (r *LogDrainReconciler) resolveCredentials(ctx context.Context, d *kubeplex
 		}
 	}
 	return nil
+}
+
+func isIPLiteral(host string) bool {
+	_, err := netip.ParseAddr(host)
+	return err == nil
 }
 
 func hasScheme(u, scheme string) bool {
@@ -395,7 +445,7 @@ func (r *LogDrainReconciler) setDelivering(d *kubeplexv1alpha1.LogDrain, status 
 // setCondition sets a condition and records an Event when its status or reason
 // changes (a state change), not when only the message does.
 func (r *LogDrainReconciler) setCondition(d *kubeplexv1alpha1.LogDrain, typ string, status metav1.ConditionStatus, reason, msg string) {
-	old := meta.FindStatusCondition(d.Status.Conditions, typ)
+	old := findCondition(d.Status.Conditions, typ)
 	meta.SetStatusCondition(&d.Status.Conditions, metav1.Condition{
 		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: d.Generation,
 	})

@@ -30,16 +30,30 @@ type RoutesReconciler struct {
 	Store    *routes.Store
 	Recorder EventRecorder
 	Metrics  *RoutesMetrics
+	// MinWriteInterval spaces table writes: every write replaces every shard (they
+	// carry the version), so a burst of changes (a thousand drains applied at once)
+	// must become a few writes, not a thousand. 0 means no spacing.
+	MinWriteInterval time.Duration
 
-	mu       sync.Mutex
-	problems map[routes.Problem]bool // reported already, so Events mark changes only
+	mu        sync.Mutex
+	problems  map[routes.Problem]bool // reported already, so Events mark changes only
+	lastWrite time.Time
 }
+
+// DefaultRoutesWriteInterval is the default MinWriteInterval.
+const DefaultRoutesWriteInterval = time.Second
 
 // +kubebuilder:rbac:groups="",namespace=kubeplex-system,resources=secrets,verbs=delete
 
 // Reconcile renders and writes the table.
 func (r *RoutesReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
+	r.mu.Lock()
+	wait := r.MinWriteInterval - time.Since(r.lastWrite)
+	r.mu.Unlock()
+	if wait > 0 {
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
 	var in routes.Input
 	var apps kubeplexv1alpha1.LogAppList
 	if err := r.Client.List(ctx, &apps); err != nil {
@@ -71,6 +85,9 @@ func (r *RoutesReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.
 	r.Metrics.observe(res, wr, rendered, true)
 	r.reportProblems(res.Problems, apps.Items)
 	if wr.Changed() {
+		r.mu.Lock()
+		r.lastWrite = time.Now()
+		r.mu.Unlock()
 		n := 0
 		for _, a := range res.Table.Apps {
 			n += len(a.Drains)

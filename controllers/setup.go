@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -39,6 +41,10 @@ type Config struct {
 	RouterStatusInterval time.Duration
 	// StatusInterval throttles counter-only LogDrain status writes.
 	StatusInterval time.Duration
+
+	// RoutesWriteInterval spaces routing-table writes; 0 means
+	// DefaultRoutesWriteInterval, negative means none.
+	RoutesWriteInterval time.Duration
 
 	// Registerer takes the manager's own metrics (nil: not registered).
 	Registerer prometheus.Registerer
@@ -125,8 +131,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, c Config) error {
 	}).SetupWithManager(mgr, secretsMeta, healthEvents); err != nil {
 		return fmt.Errorf("set up logdrain controller: %w", err)
 	}
+	writeInterval := c.RoutesWriteInterval
+	if writeInterval == 0 {
+		writeInterval = DefaultRoutesWriteInterval
+	}
 	if err := (&RoutesReconciler{
-		Client: mgr.GetClient(), Recorder: recorder, Metrics: NewRoutesMetrics(c.Registerer),
+		Client: mgr.GetClient(), Recorder: recorder, Metrics: NewRoutesMetrics(c.Registerer), MinWriteInterval: writeInterval,
 		Store: &routes.Store{Client: mgr.GetClient(), Namespace: c.Namespace, Base: c.RoutesSecret, MaxShardBytes: c.MaxShardBytes},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up routes controller: %w", err)
@@ -137,4 +147,16 @@ func Setup(ctx context.Context, mgr ctrl.Manager, c Config) error {
 func splitID(id string) (string, string, bool) {
 	ns, name, ok := strings.Cut(id, "/")
 	return ns, name, ok && ns != "" && name != ""
+}
+
+// CacheOptions keep the manager's memory small in big clusters: of all Secrets, the
+// cache holds only the manager's own (label app.kubernetes.io/managed-by=kubeplex).
+// Users' credential Secrets are read directly and watched by metadata only (Setup).
+func CacheOptions() cache.Options {
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{kubeplexv1alpha1.ManagedByLabel: kubeplexv1alpha1.ManagedByValue})},
+		},
+	}
 }

@@ -9,23 +9,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/netip"
-	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -141,7 +134,7 @@ func run(ctx context.Context, opts options) error {
 		LeaderElectionID:              "kubeplex-manager.kubeplex.io",
 		LeaderElectionNamespace:       opts.Namespace,
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         cacheOptions(),
+		Cache:                         controllers.CacheOptions(),
 	}
 	if opts.WebhookPort > 0 {
 		mopts.WebhookServer = webhook.NewServer(webhook.Options{Port: opts.WebhookPort})
@@ -187,18 +180,6 @@ func run(ctx context.Context, opts options) error {
 	return nil
 }
 
-// cacheOptions keep the manager's memory small in big clusters: of all Secrets, the
-// cache holds only the manager's own (label app.kubernetes.io/managed-by=kubeplex).
-// Users' credential Secrets are read directly, and watched by metadata only.
-func cacheOptions() cache.Options {
-	return cache.Options{
-		DefaultTransform: cache.TransformStripManagedFields(),
-		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{kubeplexv1alpha1.ManagedByLabel: kubeplexv1alpha1.ManagedByValue})},
-		},
-	}
-}
-
 func restConfig(kubeconfig string) (*rest.Config, error) {
 	var cfg *rest.Config
 	var err error
@@ -229,49 +210,17 @@ func urlPolicy(ctx context.Context, opts options, cfg *rest.Config) (*urlpolicy.
 		}
 		p.Deny = append(p.Deny, d...)
 	}
-	eps, err := apiServerEndpoints(ctx, cfg.Host)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	eps, err := urlpolicy.Endpoints(rctx, cfg.Host, nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("API server address: %w", err)
 	}
 	p.DenyEndpoints = eps
 	for _, ep := range eps {
 		p.Deny = append(p.Deny, netip.PrefixFrom(ep.Addr(), ep.Addr().BitLen()))
 	}
 	return p, nil
-}
-
-func apiServerEndpoints(ctx context.Context, host string) ([]netip.AddrPort, error) {
-	if !strings.Contains(host, "://") {
-		host = "https://" + host
-	}
-	u, err := url.Parse(host)
-	if err != nil {
-		return nil, fmt.Errorf("parse API server address: %w", err)
-	}
-	port := uint16(443)
-	if s := u.Port(); s != "" {
-		n, err := strconv.ParseUint(s, 10, 16)
-		if err != nil {
-			return nil, fmt.Errorf("parse API server port: %w", err)
-		}
-		port = uint16(n)
-	}
-	var addrs []netip.Addr
-	if a, err := netip.ParseAddr(u.Hostname()); err == nil {
-		addrs = []netip.Addr{a.Unmap()}
-	} else {
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		addrs, err = net.DefaultResolver.LookupNetIP(rctx, "ip", u.Hostname())
-		if err != nil {
-			return nil, fmt.Errorf("resolve API server address: %w", err)
-		}
-	}
-	out := make([]netip.AddrPort, len(addrs))
-	for i, a := range addrs {
-		out[i] = netip.AddrPortFrom(a.Unmap(), port)
-	}
-	return out, nil
 }
 
 func splitList(s string) []string {

@@ -306,3 +306,46 @@ func embeddedIPv4(a netip.Addr) (netip.Addr, bool) {
 	}
 	return netip.Addr{}, false
 }
+
+// Endpoints returns the addresses and port of a server given as a URL or host[:port]
+// (a rest.Config's Host): the API server, which the policy refuses outright.
+func Endpoints(ctx context.Context, server string, r Resolver) ([]netip.AddrPort, error) {
+	if !strings.Contains(server, "://") {
+		server = "https://" + server
+	}
+	u, err := url.Parse(server)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("parse server address: %w", err)
+	}
+	port := uint16(443)
+	if u.Scheme == "http" {
+		port = 80
+	}
+	if s := u.Port(); s != "" {
+		n, err := strconv.ParseUint(s, 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("parse server port: %w", err)
+		}
+		port = uint16(n)
+	}
+	var addrs []netip.Addr
+	if a, err := netip.ParseAddr(u.Hostname()); err == nil {
+		addrs = []netip.Addr{a}
+	} else {
+		if r == nil {
+			r = net.DefaultResolver
+		}
+		if addrs, err = r.LookupNetIP(ctx, "ip", u.Hostname()); err != nil {
+			return nil, fmt.Errorf("resolve server address: %w", err)
+		}
+	}
+	out := make([]netip.AddrPort, len(addrs))
+	for i, a := range addrs {
+		out[i] = netip.AddrPortFrom(a.Unmap(), port)
+	}
+	return out, nil
+}

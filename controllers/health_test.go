@@ -1,0 +1,144 @@
+package controllers
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/controllers/health"
+	"github.com/kubeplex/kubeplex/controllers/routes"
+	"github.com/kubeplex/kubeplex/internal/routing"
+)
+
+// fakeRouter serves GET /status like a router, from a report the test changes.
+type fakeRouter struct {
+	mu  sync.Mutex
+	rep routing.RouterStatus
+}
+
+func (f *fakeRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/status" {
+		http.NotFound(w, r)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_ = json.NewEncoder(w).Encode(f.rep)
+}
+
+func (f *fakeRouter) set(id string, ds routing.DrainStatus) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rep.Drains = map[string]routing.DrainStatus{id: ds}
+}
+
+// TestDeliveringFromRouterReports: the manager reads a router's /status and writes Delivering, counters and
+// the redacted last error into the drain's status; counter-only changes wait for the
+// status interval, state changes do not.
+func TestDeliveringFromRouterReports(t *testing.T) {
+	fr := &fakeRouter{rep: routing.RouterStatus{Router: "router-0", Started: time.Now().Add(time.Minute), Version: "v"}}
+	srv := httptest.NewServer(fr)
+	defer srv.Close()
+	m := startManager(t, Config{RouterStatusURLs: []string{srv.URL + "/status"}, RouterStatusInterval: 100 * time.Millisecond})
+	ns := newNamespace(t)
+	create(t, newApp(ns, "web"))
+	d := newDrain(ns, "sink", "web", "syslog://127.0.0.2:514")
+	create(t, d)
+	condition(t, d, kubeplexv1alpha1.ReadyCondition, metav1.ConditionTrue, kubeplexv1alpha1.ReconciledReason)
+	condition(t, d, kubeplexv1alpha1.DeliveringCondition, metav1.ConditionUnknown, kubeplexv1alpha1.NoRouterReportReason)
+	id := routes.ID(ns, "sink")
+
+	fr.set(id, routing.DrainStatus{})
+	condition(t, d, kubeplexv1alpha1.DeliveringCondition, metav1.ConditionUnknown, kubeplexv1alpha1.NoTrafficReason)
+
+	t1 := time.Now().UTC().Truncate(time.Second)
+	fr.set(id, routing.DrainStatus{Delivered: 10, Dropped: 1, LastSuccess: &t1})
+	condition(t, d, kubeplexv1alpha1.DeliveringCondition, metav1.ConditionTrue, kubeplexv1alpha1.DeliveredReason)
+	if d.Status.Delivered != 10 || d.Status.Dropped != 1 || d.Status.LastDeliveryTime == nil || !d.Status.LastDeliveryTime.Time.Equal(t1) {
+		t.Fatalf("status delivered %d dropped %d last %v, want 10 1 %v", d.Status.Delivered, d.Status.Dropped, d.Status.LastDeliveryTime, t1)
+	}
+
+	// Counters move, the state does not: nothing is written within the interval.
+	rv := d.ResourceVersion
+	for i := range 20 {
+		t2 := t1.Add(time.Duration(i+1) * time.Second)
+		fr.set(id, routing.DrainStatus{Delivered: int64(20 + i), Dropped: 1, LastSuccess: &t2})
+		time.Sleep(100 * time.Millisecond)
+	}
+	get(t, d)
+	if d.ResourceVersion != rv || d.Status.Delivered != 10 {
+		t.Fatalf("counter-only changes written within the status interval: rv %s→%s, delivered %d", rv, d.ResourceVersion, d.Status.Delivered)
+	}
+
+	// A failure is a state change: written at once, with the error redacted.
+	const password, token = "s3cret-drain-pw", "t.6f1c7a52-1d6e-4f6b-9d8e-2b1b7c0e9a11"
+	t3 := t1.Add(time.Minute)
+	lastOK := t1.Add(20 * time.Second)
+	fr.set(id, routing.DrainStatus{Delivered: 40, Dropped: 7, LastSuccess: &lastOK,
+		LastError: "dial tcp: https://bob:" + password + "@203.0.113.9/x refused (token " + token + ")", LastErrorTime: &t3})
+	c := condition(t, d, kubeplexv1alpha1.DeliveringCondition, metav1.ConditionFalse, kubeplexv1alpha1.DeliveryFailedReason)
+	if d.Status.Delivered != 40 || d.Status.Dropped != 7 || !strings.Contains(d.Status.LastError, "refused") {
+		t.Errorf("after failure: delivered %d dropped %d lastError %q", d.Status.Delivered, d.Status.Dropped, d.Status.LastError)
+	}
+	if strings.Contains(c.Message+d.Status.LastError, password) || strings.Contains(c.Message+d.Status.LastError, token) {
+		t.Errorf("status holds a secret: %q / %q", c.Message, d.Status.LastError)
+	}
+
+	// Recovery is a state change too.
+	t4 := t3.Add(time.Second)
+	fr.set(id, routing.DrainStatus{Delivered: 41, Dropped: 7, LastSuccess: &t4, LastError: "old", LastErrorTime: &t3})
+	condition(t, d, kubeplexv1alpha1.DeliveringCondition, metav1.ConditionTrue, kubeplexv1alpha1.DeliveredReason)
+	waitEvents(t, d, kubeplexv1alpha1.DeliveryFailedReason, kubeplexv1alpha1.DeliveredReason)
+
+	// The router goes away: nobody reports the drain.
+	srv.Close()
+	condition(t, d, kubeplexv1alpha1.DeliveringCondition, metav1.ConditionUnknown, kubeplexv1alpha1.NoRouterReportReason)
+	assertNoLeak(t, m.logs, ns, map[string]string{"drain password": password, "ingest token": token})
+}
+
+// TestRouterDiscovery: router pods are found through the EndpointSlices of the router
+// Service (ready endpoints, the named port), next to the static URLs.
+func TestRouterDiscovery(t *testing.T) {
+	slice := func(name, svc string, ready bool, addrs ...string) *discoveryv1.EndpointSlice {
+		return &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: systemNS, Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: addrs, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(ready)}}},
+			Ports: []discoveryv1.EndpointPort{
+				{Name: ptr.To("syslog"), Port: ptr.To(int32(6514)), Protocol: ptr.To(corev1.ProtocolTCP)},
+				{Name: ptr.To("http"), Port: ptr.To(int32(8080)), Protocol: ptr.To(corev1.ProtocolTCP)},
+			},
+		}
+	}
+	objs := []*discoveryv1.EndpointSlice{
+		slice("router-a", "kubeplex-router", true, "10.244.0.5", "10.244.0.6"),
+		slice("router-b", "kubeplex-router", false, "10.244.0.7"),
+		slice("other", "something-else", true, "10.244.0.8"),
+	}
+	for _, o := range objs {
+		create(t, o)
+		defer func() { _ = k8s.Delete(t.Context(), o) }()
+	}
+	disc := &health.EndpointSliceDiscovery{Reader: k8s, Namespace: systemNS, Service: "kubeplex-router", PortName: "http",
+		Static: []string{"http://127.0.0.1:9/status"}}
+	got, err := disc.Discover(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	want := []string{"http://10.244.0.5:8080/status", "http://10.244.0.6:8080/status", "http://127.0.0.1:9/status"}
+	if !slices.Equal(got, want) {
+		t.Errorf("discovered %v, want %v", got, want)
+	}
+}

@@ -1,0 +1,208 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/controllers/routes"
+	"github.com/kubeplex/kubeplex/internal/routing"
+)
+
+func pod(ns, name string, labels, annotations map[string]string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels, Annotations: annotations},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "example.invalid/web:1"}}},
+	}
+}
+
+func tokenSecret(t *testing.T, app *kubeplexv1alpha1.LogApp) *corev1.Secret {
+	t.Helper()
+	s := &corev1.Secret{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: app.Namespace, Name: app.Name + kubeplexv1alpha1.TokenSecretSuffix}, s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestLogAppTokenPodsAndDrains: a LogApp gets an owned token Secret, Ready=True, its
+// pods counted by what the webhook annotated, its drains counted; a second reconcile
+// of the unchanged object writes nothing.
+func TestLogAppTokenPodsAndDrains(t *testing.T) {
+	m := startManager(t, Config{})
+	ns := newNamespace(t)
+	ctx := context.Background()
+	app := newApp(ns, "web")
+	create(t, app,
+		pod(ns, "web-1", map[string]string{kubeplexv1alpha1.AppLabel: "web"}, map[string]string{kubeplexv1alpha1.InjectionAnnotation: kubeplexv1alpha1.InjectionInjected}),
+		pod(ns, "web-2", map[string]string{kubeplexv1alpha1.AppLabel: "web"}, map[string]string{kubeplexv1alpha1.InjectionAnnotation: kubeplexv1alpha1.InjectionInjected}),
+		pod(ns, "web-3", map[string]string{kubeplexv1alpha1.AppLabel: "web"}, map[string]string{kubeplexv1alpha1.InjectionAnnotation: kubeplexv1alpha1.InjectionSkipped}),
+		pod(ns, "web-4", map[string]string{kubeplexv1alpha1.AppLabel: "web"}, nil),
+		pod(ns, "other", map[string]string{kubeplexv1alpha1.AppLabel: "other"}, map[string]string{kubeplexv1alpha1.InjectionAnnotation: kubeplexv1alpha1.InjectionInjected}),
+	)
+	condition(t, app, kubeplexv1alpha1.ReadyCondition, metav1.ConditionTrue, kubeplexv1alpha1.ReconciledReason)
+	if app.Status.TokenSecretName != "web-kubeplex-token" {
+		t.Errorf("tokenSecretName %q", app.Status.TokenSecretName)
+	}
+	sec := tokenSecret(t, app)
+	tok := string(sec.Data[kubeplexv1alpha1.TokenSecretKey])
+	if !routes.ValidIngestToken(tok) || !metav1.IsControlledBy(sec, app) {
+		t.Fatalf("token secret: token valid %v, controlled by app %v", routes.ValidIngestToken(tok), metav1.IsControlledBy(sec, app))
+	}
+	counts := func(pods, injected, uninjected, drains int32) func() error {
+		return func() error {
+			get(t, app)
+			s := app.Status
+			if s.Pods != pods || s.InjectedPods != injected || s.UninjectedPods != uninjected || s.Drains != drains {
+				return fmt.Errorf("pods %d injected %d uninjected %d drains %d, want %d %d %d %d",
+					s.Pods, s.InjectedPods, s.UninjectedPods, s.Drains, pods, injected, uninjected, drains)
+			}
+			return nil
+		}
+	}
+	eventually(t, "pod counts", counts(4, 2, 1, 0))
+	create(t, pod(ns, "web-5", map[string]string{kubeplexv1alpha1.AppLabel: "web"}, map[string]string{kubeplexv1alpha1.InjectionAnnotation: kubeplexv1alpha1.InjectionSkipped}))
+	eventually(t, "new pod counted", counts(5, 2, 2, 0))
+	create(t, newDrain(ns, "d1", "web", "syslog://127.0.0.2:514"), newDrain(ns, "d2", "web", "syslog://127.0.0.2:515"))
+	eventually(t, "drains counted", counts(5, 2, 2, 2))
+	if err := k8s.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-1"}}, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "deleted pod uncounted", counts(4, 1, 2, 2))
+
+	tableApp(t, routes.ID(ns, "web"), func(a *routing.App) error {
+		if a == nil || len(a.Tokens) != 1 || a.Tokens[0].SHA256 != routing.HashToken(tok) || len(a.Drains) != 2 {
+			return fmt.Errorf("entry %+v", a)
+		}
+		return nil
+	})
+
+	// A second reconcile of the unchanged app writes nothing.
+	get(t, app)
+	sec = tokenSecret(t, app)
+	r := &LogAppReconciler{Client: m.client, Recorder: discardRecorder{}, TokenGracePeriod: time.Hour}
+	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(app)}); err != nil {
+		t.Fatal(err)
+	}
+	app2, sec2 := app.DeepCopy(), sec.DeepCopy()
+	get(t, app2)
+	get(t, sec2)
+	if app2.ResourceVersion != app.ResourceVersion || sec2.ResourceVersion != sec.ResourceVersion {
+		t.Errorf("no-op reconcile wrote: app rv %s→%s, secret rv %s→%s", app.ResourceVersion, app2.ResourceVersion, sec.ResourceVersion, sec2.ResourceVersion)
+	}
+	waitEvents(t, app, "TokenIssued", kubeplexv1alpha1.ReconciledReason)
+	assertNoLeak(t, m.logs, ns, map[string]string{"ingest token": tok})
+}
+
+// TestLogAppTokenRotation: changing the rotate annotation issues a new token; the old
+// one stays in the routing table with notAfter until the grace period ends, then
+// leaves the Secret and the table. The same annotation value never rotates twice.
+func TestLogAppTokenRotation(t *testing.T) {
+	const grace = 4 * time.Second
+	m := startManager(t, Config{TokenGracePeriod: grace})
+	ns := newNamespace(t)
+	ctx := context.Background()
+	app := newApp(ns, "api")
+	create(t, app)
+	condition(t, app, kubeplexv1alpha1.ReadyCondition, metav1.ConditionTrue, kubeplexv1alpha1.ReconciledReason)
+	old := string(tokenSecret(t, app).Data[kubeplexv1alpha1.TokenSecretKey])
+
+	patch := client.MergeFrom(app.DeepCopy())
+	app.Annotations = map[string]string{kubeplexv1alpha1.RotateTokenAnnotation: "2026-11-25T10:00:00Z"}
+	if err := k8s.Patch(ctx, app, patch); err != nil {
+		t.Fatal(err)
+	}
+	var cur string
+	eventually(t, "rotated token", func() error {
+		s := tokenSecret(t, app)
+		cur = string(s.Data[kubeplexv1alpha1.TokenSecretKey])
+		if cur == old || !routes.ValidIngestToken(cur) || string(s.Data[kubeplexv1alpha1.PreviousTokenSecretKey]) != old {
+			return fmt.Errorf("token changed %v, previous kept %v", cur != old, string(s.Data[kubeplexv1alpha1.PreviousTokenSecretKey]) == old)
+		}
+		if _, err := time.Parse(time.RFC3339, s.Annotations[kubeplexv1alpha1.PreviousTokenNotAfterAnnotation]); err != nil {
+			return err
+		}
+		return nil
+	})
+	tableApp(t, routes.ID(ns, "api"), func(a *routing.App) error {
+		if a == nil || len(a.Tokens) != 2 {
+			return fmt.Errorf("entry %+v", a)
+		}
+		if a.Tokens[0].SHA256 != routing.HashToken(cur) || a.Tokens[0].NotAfter != nil ||
+			a.Tokens[1].SHA256 != routing.HashToken(old) || a.Tokens[1].NotAfter == nil {
+			return fmt.Errorf("tokens %+v: want the new one and the old one with notAfter", a.Tokens)
+		}
+		return nil
+	})
+	get(t, app)
+	if app.Status.LastTokenRotation == nil {
+		t.Error("status.lastTokenRotation not set")
+	}
+	waitEvents(t, app, "TokenRotated")
+
+	// The grace period ends: only the new token remains.
+	tableApp(t, routes.ID(ns, "api"), func(a *routing.App) error {
+		if a == nil || len(a.Tokens) != 1 || a.Tokens[0].SHA256 != routing.HashToken(cur) {
+			return fmt.Errorf("tokens %+v, want only the new one", a.Tokens)
+		}
+		return nil
+	})
+	s := tokenSecret(t, app)
+	if _, ok := s.Data[kubeplexv1alpha1.PreviousTokenSecretKey]; ok || string(s.Data[kubeplexv1alpha1.TokenSecretKey]) != cur {
+		t.Errorf("after the grace period the Secret holds previous=%v, token unchanged=%v", ok, string(s.Data[kubeplexv1alpha1.TokenSecretKey]) == cur)
+	}
+	waitEvents(t, app, "TokenRetired")
+
+	// Reconciling again with the same annotation value does not rotate.
+	r := &LogAppReconciler{Client: m.client, Recorder: discardRecorder{}, TokenGracePeriod: grace}
+	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(app)}); err != nil {
+		t.Fatal(err)
+	}
+	if s2 := tokenSecret(t, app); s2.ResourceVersion != s.ResourceVersion {
+		t.Error("reconcile with an unchanged rotate annotation rewrote the token Secret")
+	}
+	assertNoLeak(t, m.logs, ns, map[string]string{"old ingest token": old, "new ingest token": cur})
+}
+
+// TestLogAppSecretProblems: a foreign Secret in the token Secret's place, and an
+// invalid selector, give Ready=False with a reason; removing the cause heals.
+func TestLogAppSecretProblems(t *testing.T) {
+	startManager(t, Config{})
+	ns := newNamespace(t)
+	ctx := context.Background()
+	foreign := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "squat" + kubeplexv1alpha1.TokenSecretSuffix},
+		StringData: map[string]string{"token": "mine"}}
+	create(t, foreign)
+	app := newApp(ns, "squat")
+	create(t, app)
+	c := condition(t, app, kubeplexv1alpha1.ReadyCondition, metav1.ConditionFalse, kubeplexv1alpha1.TokenSecretErrorReason)
+	t.Logf("foreign secret: %s", c.Message)
+	if err := k8s.Delete(ctx, foreign); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing watches a foreign Secret's deletion; a spec change brings the app back.
+	patch := client.MergeFrom(app.DeepCopy())
+	app.Spec.HistorySize = 100
+	if err := k8s.Patch(ctx, app, patch); err != nil {
+		t.Fatal(err)
+	}
+	condition(t, app, kubeplexv1alpha1.ReadyCondition, metav1.ConditionTrue, kubeplexv1alpha1.ReconciledReason)
+
+	bad := newApp(ns, "badsel")
+	bad.Spec.Selector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: "Sideways"}}}
+	create(t, bad)
+	condition(t, bad, kubeplexv1alpha1.ReadyCondition, metav1.ConditionFalse, kubeplexv1alpha1.InvalidSelectorReason)
+	patch = client.MergeFrom(bad.DeepCopy())
+	bad.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "web"}}
+	if err := k8s.Patch(ctx, bad, patch); err != nil {
+		t.Fatal(err)
+	}
+	condition(t, bad, kubeplexv1alpha1.ReadyCondition, metav1.ConditionTrue, kubeplexv1alpha1.ReconciledReason)
+}

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"testing"
@@ -141,6 +142,14 @@ func TestStoreTenThousandDrains(t *testing.T) {
 	}
 	if order[len(order)-1] != base {
 		t.Errorf("write order %v: shard 0 must come last", order)
+	}
+
+	limited := &routes.Store{Client: k8s, Namespace: systemNS, Base: "limited-routes", MaxShards: 2}
+	if res, err := limited.Write(ctx, big); !errors.Is(err, routes.ErrTooManyShards) || res.Written != 0 {
+		t.Errorf("table over the shard limit: %+v %v, want ErrTooManyShards and nothing written", res, err)
+	}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: systemNS, Name: "limited-routes"}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+		t.Errorf("over-limit table written: %v", err)
 	}
 
 	again, err := store.Write(ctx, big)

@@ -56,6 +56,7 @@ type options struct {
 	RouterStatusInterval time.Duration
 	StatusInterval       time.Duration
 	MaxShardBytes        int
+	MaxShards            int
 
 	Zap zap.Options
 }
@@ -82,6 +83,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.RouterStatusInterval, "router-status-interval", 15*time.Second, "how often to read the routers' /status")
 	fs.DurationVar(&o.StatusInterval, "drain-status-interval", controllers.DefaultStatusInterval, "least time between two LogDrain status writes while only counters change")
 	fs.IntVar(&o.MaxShardBytes, "max-shard-bytes", routes.DefaultMaxShardBytes, "largest routing-table shard, in bytes")
+	fs.IntVar(&o.MaxShards, "max-shards", routes.DefaultMaxShards, "most routing-table shards the routers may read (their Role names this many Secrets)")
 	o.Zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -147,6 +149,7 @@ func run(ctx context.Context, opts options) error {
 		Namespace:            opts.Namespace,
 		RoutesSecret:         opts.RoutesSecret,
 		MaxShardBytes:        opts.MaxShardBytes,
+		MaxShards:            opts.MaxShards,
 		Policy:               policy,
 		TokenGracePeriod:     opts.TokenGracePeriod,
 		RouterService:        opts.RouterService,

@@ -66,6 +66,7 @@ func (s *syncBuffer) String() string {
 }
 
 type cluster struct {
+	env        *envtest.Environment
 	client     client.Client
 	kubeconfig string
 	host       string // API server host:port
@@ -100,7 +101,7 @@ func startCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	host := strings.TrimPrefix(strings.TrimPrefix(cfg.Host, "https://"), "http://")
-	return &cluster{client: c, kubeconfig: kc, host: host}
+	return &cluster{env: env, client: c, kubeconfig: kc, host: host}
 }
 
 // startManager runs the real binary with the flags the walking-skeleton test uses.

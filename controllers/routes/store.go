@@ -3,8 +3,8 @@ package routes
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -29,7 +29,18 @@ type Store struct {
 	Base      string
 	// MaxShardBytes bounds each shard's JSON; 0 means DefaultMaxShardBytes.
 	MaxShardBytes int
+	// MaxShards is how many shards the routers may read (their Role names that many
+	// Secrets); 0 means DefaultMaxShards. A bigger table is not written: the routers
+	// keep the last one rather than fail to read a new one.
+	MaxShards int
 }
+
+// DefaultMaxShards matches the router Role in config/rbac (kubeplex-routes,
+// kubeplex-routes-1 … -15) and the chart's router.maxShards.
+const DefaultMaxShards = 16
+
+// ErrTooManyShards means the table outgrew what the routers may read.
+var ErrTooManyShards = errors.New("routing table needs more shards than the routers may read")
 
 // WriteResult says what Write did.
 type WriteResult struct {
@@ -54,6 +65,13 @@ func (s *Store) Write(ctx context.Context, t *routing.Table) (WriteResult, error
 	shards, err := routing.Split(t, max)
 	if err != nil {
 		return WriteResult{}, fmt.Errorf("write routing table: %w", err)
+	}
+	maxShards := s.MaxShards
+	if maxShards <= 0 {
+		maxShards = DefaultMaxShards
+	}
+	if len(shards) > maxShards {
+		return WriteResult{Shards: len(shards)}, fmt.Errorf("write routing table: %w: %d shards, limit %d (--max-shards, router Role)", ErrTooManyShards, len(shards), maxShards)
 	}
 	existing, err := s.list(ctx)
 	if err != nil {
@@ -174,13 +192,4 @@ func hasLabels(have, want map[string]string) bool {
 		}
 	}
 	return true
-}
-
-// ShardNames lists the shard Secret names of a table with n shards.
-func ShardNames(base string, n int) []string {
-	out := make([]string, n)
-	for i := range n {
-		out[i] = routing.ShardName(base, i)
-	}
-	return slices.Clip(out)
 }

@@ -88,7 +88,7 @@ func TestPlan(t *testing.T) {
 }
 
 func TestServingCertificate(t *testing.T) {
-	t0 := time.Now()
+	t0 := time.Now().Truncate(time.Second) // x509 times have whole seconds
 	b := mustRenew(t, Bundle{}, t0, testPolicy)
 	ca := mustCert(t, b.CACert)
 	leaf := mustCert(t, b.Cert)
@@ -123,7 +123,7 @@ func TestServingCertificate(t *testing.T) {
 }
 
 func TestRenewKeepsPreviousCA(t *testing.T) {
-	t0 := time.Now()
+	t0 := time.Now().Truncate(time.Second) // x509 times have whole seconds
 	b1 := mustRenew(t, Bundle{}, t0, testPolicy)
 
 	// Serving renewal alone keeps the CA and adds nothing to the trust bundle.

@@ -122,8 +122,19 @@ func (s *Shipper) Run(ctx context.Context) error {
 				continue
 			}
 		}
-		if err := s.send(ctx); err != nil && ctx.Err() != nil {
-			return nil
+		if err := s.send(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			// A batch was given up (a refusal such as 401, or retries exhausted): pause
+			// before the next one, or its L13 notice, meets the same answer.
+			t := time.NewTimer(s.opts.BackoffMax)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			}
 		}
 	}
 }

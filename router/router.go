@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"strings"
 	"sync"
@@ -56,6 +57,8 @@ type Options struct {
 	ShutdownGrace time.Duration
 	// Name identifies this replica in /status.
 	Name string
+	// DebugAddr serves net/http/pprof when set (off by default: it exposes internals).
+	DebugAddr string
 
 	Syslog syslog.Options
 	HTTP   httpdrain.Options
@@ -152,6 +155,16 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}()
 	}
+	if o.DebugAddr != "" {
+		dln, err := net.Listen("tcp", o.DebugAddr)
+		if err != nil {
+			return fmt.Errorf("listen debug: %w", err)
+		}
+		addrs["debug"] = dln.Addr().String()
+		dsrv := &http.Server{Handler: debugMux(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = dsrv.Serve(dln) }()
+		defer dsrv.Close()
+	}
 	log.Info("router serving", "addrs", addrs)
 	if o.Listening != nil {
 		o.Listening(addrs)
@@ -217,6 +230,16 @@ func source(o Options, log *slog.Logger) (config.Source, error) {
 		return &config.Secret{Client: cs, Namespace: ns, Name: name, Logger: log}, nil
 	}
 	return nil, errors.New("configure router: one of --routes or --routes-secret is required")
+}
+
+func debugMux() http.Handler {
+	mx := http.NewServeMux()
+	mx.HandleFunc("/debug/pprof/", pprof.Index)
+	mx.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mx.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mx.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mx.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mx
 }
 
 func mux(d *dispatch.Dispatcher, m *metrics.Metrics, limits ingest.Limits, log *slog.Logger) http.Handler {

@@ -52,6 +52,7 @@ func parseFlags(args []string) (router.Options, error) {
 	fs.DurationVar(&o.ReadTimeout, "read-timeout", ingest.DefaultReadTimeout, "close syslog connections silent this long")
 	fs.DurationVar(&o.ShutdownGrace, "shutdown-grace", 10*time.Second, "time to flush drain queues at shutdown")
 	fs.StringVar(&o.Name, "name", os.Getenv("POD_NAME"), "replica name in /status (default: $POD_NAME or host name)")
+	fs.StringVar(&o.DebugAddr, "debug-addr", "", "serve net/http/pprof on this address (empty = off)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return o, err

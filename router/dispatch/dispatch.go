@@ -107,12 +107,44 @@ func (a *App) Publish(recs [][]byte) {
 		return
 	}
 	a.History.Append(recs...)
-	if rs := a.runners.Load(); rs != nil {
-		for _, r := range *rs {
-			r.Queue.Push(recs)
+	if rs := a.runners.Load(); rs != nil && len(*rs) > 0 {
+		// Encode for drains once; every drain copies the same bytes with its token.
+		w, _ := wirePool.Get().(*wireBatch)
+		if w == nil {
+			w = &wireBatch{}
 		}
+		w.encode(recs)
+		for _, r := range *rs {
+			r.Queue.Push(w.recs)
+		}
+		wirePool.Put(w)
 	}
 	a.In.Add(int64(len(recs)))
+}
+
+type wireBatch struct {
+	buf  []byte
+	ends []int
+	recs [][]byte
+}
+
+var wirePool sync.Pool
+
+func (w *wireBatch) encode(recs [][]byte) {
+	w.buf, w.ends, w.recs = w.buf[:0], w.ends[:0], w.recs[:0]
+	for _, rec := range recs {
+		m, err := message.Decode(rec)
+		if err != nil {
+			continue // written by this process: cannot happen
+		}
+		w.buf = message.AppendWire(w.buf, &m)
+		w.ends = append(w.ends, len(w.buf))
+	}
+	start := 0
+	for _, end := range w.ends {
+		w.recs = append(w.recs, w.buf[start:end])
+		start = end
+	}
 }
 
 // Announce publishes a line from the router itself (source kubeplex, process router).

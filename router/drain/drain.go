@@ -13,7 +13,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/url"
-	"slices"
 
 	"github.com/kubeplex/kubeplex/internal/routing"
 	"github.com/kubeplex/kubeplex/router/message"
@@ -32,12 +31,10 @@ type Drain interface {
 	Close() error
 }
 
-// Limits bound one batch: at most Messages records whose lengths plus Overhead each
-// sum to at most Bytes (Overhead lets a drain bound its encoded size).
+// Limits bound one batch: at most Messages frames of at most Bytes in all.
 type Limits struct {
 	Messages int
 	Bytes    int
-	Overhead int
 }
 
 // Config is one drain as the routing table describes it.
@@ -75,7 +72,9 @@ type Env struct {
 	UserAgent string
 }
 
-// Batch is a run of message records (message package encoding) taken from a queue.
+// Batch is a run of octet-counted frames taken from a queue, each already carrying
+// the drain token in HOSTNAME, laid end to end: a syslog drain writes Bytes() as is
+// and an HTTP drain posts it as the body.
 type Batch struct {
 	buf  []byte
 	ends []int
@@ -83,52 +82,40 @@ type Batch struct {
 	Enqueued int64
 }
 
-// Len returns the number of records.
+// Len returns the number of frames.
 func (b *Batch) Len() int { return len(b.ends) }
 
-// Record returns record i; valid until the batch is reset.
-func (b *Batch) Record(i int) []byte {
-	start := 0
-	if i > 0 {
-		start = b.ends[i-1]
+// Frame returns frame i; valid until the batch is reset.
+func (b *Batch) Frame(i int) []byte {
+	return b.buf[b.Start(i):b.ends[i]]
+}
+
+// Start and End return the byte offsets of frame i in Bytes().
+func (b *Batch) Start(i int) int {
+	if i == 0 {
+		return 0
 	}
-	return b.buf[start:b.ends[i]]
+	return b.ends[i-1]
 }
 
-// Msg decodes record i.
-func (b *Batch) Msg(i int) (message.Msg, error) {
-	return message.Decode(b.Record(i))
-}
+// End returns the offset just past frame i.
+func (b *Batch) End(i int) int { return b.ends[i] }
 
-// Add appends a record (copied).
-func (b *Batch) Add(rec []byte) {
-	b.buf = append(b.buf, rec...)
+// Bytes returns all frames.
+func (b *Batch) Bytes() []byte { return b.buf }
+
+// Size returns the total frame bytes.
+func (b *Batch) Size() int { return len(b.buf) }
+
+// AddRecord frames a drain record (message.AppendWire) with host and appends it.
+func (b *Batch) AddRecord(wrec []byte, host string) {
+	b.buf = message.AppendFrameHost(b.buf, wrec, host)
 	b.ends = append(b.ends, len(b.buf))
 }
 
 // Reset empties the batch, keeping its memory.
 func (b *Batch) Reset() {
 	b.buf, b.ends, b.Enqueued = b.buf[:0], b.ends[:0], 0
-}
-
-// Bytes returns the total record bytes.
-func (b *Batch) Bytes() int { return len(b.buf) }
-
-// Drop removes the first n records.
-func (b *Batch) Drop(n int) {
-	if n <= 0 {
-		return
-	}
-	if n >= len(b.ends) {
-		b.Reset()
-		return
-	}
-	cut := b.ends[n-1]
-	b.buf = append(b.buf[:0], b.buf[cut:]...)
-	b.ends = slices.Delete(b.ends, 0, n)
-	for i := range b.ends {
-		b.ends[i] -= cut
-	}
 }
 
 // ErrClosed is returned by a drain used after Close.

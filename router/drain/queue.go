@@ -41,7 +41,7 @@ func NewQueue(size int, st *Stats) *Queue {
 	return &Queue{r: ring.New(size), stats: st, notify: make(chan struct{}, 1)}
 }
 
-// Push offers records to the drain. It never blocks on delivery: a full queue drops
+// Push offers drain records (message.AppendWire) to the drain. It never blocks on delivery: a full queue drops
 // its oldest records, which is what keeps a slow drain from slowing ingest.
 func (q *Queue) Push(recs [][]byte) {
 	var stamp [8]byte
@@ -108,28 +108,30 @@ func (q *Queue) Len() int {
 // Notify is signalled after pushes.
 func (q *Queue) Notify() <-chan struct{} { return q.notify }
 
-// Take moves up to lim into b (which it resets). When drops are pending, the batch
-// starts with an L10 notice, counted in lim, and Take returns the count it announces
-// and since when, so the caller can put it back if the batch fails.
-func (q *Queue) Take(b *Batch, lim Limits) (notice int64, since time.Time) {
+// Take moves up to lim into b (which it resets) as frames with host in HOSTNAME.
+// When drops are pending, the batch starts with an L10 notice, counted in lim, and
+// Take returns the count it announces and since when, so the caller can put it back
+// if the batch fails.
+func (q *Queue) Take(b *Batch, lim Limits, host string) (notice int64, since time.Time) {
 	b.Reset()
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.pending > 0 {
 		notice, since = q.pending, q.since
 		q.pending = 0
-		b.buf = appendL10(b.buf, notice, since)
-		b.ends = append(b.ends, len(b.buf))
+		var l10 [256]byte
+		b.AddRecord(appendL10(l10[:0], notice, since), host)
 	}
 	first := true
-	// Queue records carry an 8-byte enqueue stamp, which the byte limit must not count.
-	used := b.Bytes() + b.Len()*lim.Overhead
-	q.r.Pop(lim.Messages-b.Len(), lim.Bytes-used, lim.Overhead-8, func(rec []byte) {
+	// A queue record is an 8-byte enqueue stamp and a 2-byte offset before the record;
+	// its frame adds the host and a length prefix of at most 6 bytes.
+	grow := len(host) + 6 - 10
+	q.r.Pop(lim.Messages-b.Len(), lim.Bytes-b.Size(), grow, func(rec []byte) {
 		if first {
 			b.Enqueued = int64(binary.LittleEndian.Uint64(rec[:8]))
 			first = false
 		}
-		b.Add(rec[8:])
+		b.AddRecord(rec[8:], host)
 	})
 	return notice, since
 }
@@ -167,6 +169,7 @@ func appendL10Text(dst []byte, n int64, since time.Time) []byte {
 
 func appendL10(dst []byte, n int64, since time.Time) []byte {
 	var text [128]byte
-	return message.AppendStrings(dst, wire.PriorityError, time.Now(), message.SourcePlatform,
-		message.ProcRouter, string(appendL10Text(text[:0], n, since)))
+	m := message.Msg{Priority: wire.PriorityError, Time: time.Now().UnixMicro(), Source: []byte(message.SourcePlatform),
+		ProcID: []byte(message.ProcRouter), Text: appendL10Text(text[:0], n, since)}
+	return message.AppendWire(dst, &m)
 }

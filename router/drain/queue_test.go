@@ -7,21 +7,34 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/message"
 )
 
 func rec(text string) []byte {
-	return message.AppendStrings(nil, 190, time.Unix(1764064800, 0), "app", "web.1", text)
+	return message.AppendWireStrings(nil, 190, time.Unix(1764064800, 0), "app", "web.1", text)
+}
+
+func msgs(t *testing.T, b *Batch) []wire.Message {
+	t.Helper()
+	var out []wire.Message
+	for i := range b.Len() {
+		_, err := wire.SplitFrames(b.Frame(i), 0, func(r []byte) error {
+			m, err := wire.Parse(r)
+			out = append(out, m)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
 }
 
 func texts(t *testing.T, b *Batch) []string {
 	t.Helper()
 	var out []string
-	for i := range b.Len() {
-		m, err := b.Msg(i)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, m := range msgs(t, b) {
 		out = append(out, string(m.Text))
 	}
 	return out
@@ -40,7 +53,7 @@ func TestQueueDropOldestAndL10(t *testing.T) {
 		t.Fatalf("dropped %d, want 2", got)
 	}
 	var b Batch
-	n, since := q.Take(&b, Limits{Messages: 10, Bytes: 1 << 20})
+	n, since := q.Take(&b, Limits{Messages: 10, Bytes: 1 << 20}, "d.x")
 	if n != 2 || since.Before(before) {
 		t.Fatalf("notice %d since %v", n, since)
 	}
@@ -49,19 +62,18 @@ func TestQueueDropOldestAndL10(t *testing.T) {
 		!strings.HasSuffix(got[0], ".") || fmt.Sprint(got[1:]) != "[m2 m3 m4]" {
 		t.Fatalf("batch = %q", got)
 	}
-	m, _ := b.Msg(0)
-	if string(m.Source) != "kubeplex" || string(m.ProcID) != "router" {
-		t.Errorf("notice from %s[%s], want kubeplex[router]", m.Source, m.ProcID)
+	if m := msgs(t, &b)[0]; m.AppName != "kubeplex" || m.ProcID != "router" || m.Hostname != "d.x" {
+		t.Errorf("notice from %s %s[%s], want d.x kubeplex[router]", m.Hostname, m.AppName, m.ProcID)
 	}
 	// The notice was taken: the next batch carries none.
 	q.Push(recs[:1])
-	if n, _ := q.Take(&b, Limits{Messages: 10, Bytes: 1 << 20}); n != 0 || b.Len() != 1 {
+	if n, _ := q.Take(&b, Limits{Messages: 10, Bytes: 1 << 20}, "d.x"); n != 0 || b.Len() != 1 {
 		t.Fatalf("second take: notice %d, len %d", n, b.Len())
 	}
 	// A notice put back is announced again, summed with new drops.
 	q.restoreNotice(2, since)
 	q.Dropped(3)
-	if n, s := q.Take(&b, Limits{Messages: 10, Bytes: 1 << 20}); n != 5 || !s.Equal(since) {
+	if n, s := q.Take(&b, Limits{Messages: 10, Bytes: 1 << 20}, "d.x"); n != 5 || !s.Equal(since) {
 		t.Fatalf("restored notice %d since %v, want 5 since %v", n, s, since)
 	}
 	if st.Offered.Load() != 6 || st.Dropped.Load() != 5 {
@@ -76,17 +88,24 @@ func TestQueueTakeLimits(t *testing.T) {
 		q.Push([][]byte{r})
 	}
 	var b Batch
-	q.Take(&b, Limits{Messages: 4, Bytes: 1 << 20})
+	q.Take(&b, Limits{Messages: 4, Bytes: 1 << 20}, "d.x")
 	if b.Len() != 4 {
 		t.Fatalf("by count: %d", b.Len())
 	}
-	q.Take(&b, Limits{Messages: 100, Bytes: 3*len(r) + 1})
-	if b.Len() != 3 {
-		t.Fatalf("by bytes: %d", b.Len())
+	frame := len(b.Frame(0))
+	q.Take(&b, Limits{Messages: 100, Bytes: 3*frame + 10}, "d.x")
+	if b.Len() != 3 || b.Size() > 3*frame+10 {
+		t.Fatalf("by bytes: %d frames, %d bytes", b.Len(), b.Size())
 	}
-	q.Take(&b, Limits{Messages: 100, Bytes: 3 * (len(r) + 50), Overhead: 50})
-	if b.Len() != 3 || q.Len() != 0 {
-		t.Fatalf("by bytes with overhead: %d, left %d", b.Len(), q.Len())
+	// A longer host makes bigger frames, so fewer fit.
+	q.Take(&b, Limits{Messages: 100, Bytes: 3*frame + 10}, strings.Repeat("h", 60))
+	if b.Len() != 2 {
+		t.Fatalf("by bytes with a long host: %d", b.Len())
+	}
+	for i := range b.Len() {
+		if !strings.Contains(string(b.Frame(i)), " "+strings.Repeat("h", 60)+" app web.1 ") {
+			t.Fatalf("frame %q lacks the host", b.Frame(i))
+		}
 	}
 }
 
@@ -100,17 +119,6 @@ func TestQueueClosed(t *testing.T) {
 	q.Push([][]byte{rec("b")})
 	if st.Offered.Load() != 2 || st.Dropped.Load() != 1 {
 		t.Errorf("offered %d dropped %d after push to closed queue", st.Offered.Load(), st.Dropped.Load())
-	}
-}
-
-func TestBatchDrop(t *testing.T) {
-	var b Batch
-	for _, s := range []string{"a", "b", "c"} {
-		b.Add(rec(s))
-	}
-	b.Drop(2)
-	if got := texts(t, &b); fmt.Sprint(got) != "[c]" {
-		t.Fatalf("after Drop(2): %q", got)
 	}
 }
 

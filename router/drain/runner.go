@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/kubeplex/kubeplex/router/message"
 )
 
 // Runner moves batches from a queue to a drain in one goroutine: a slow destination
@@ -40,8 +42,9 @@ func (r *Runner) loop() {
 	defer close(r.done)
 	var b Batch
 	lim := r.drain.Limits()
+	host := message.Host(r.Config.Token)
 	for {
-		notice, since := r.Queue.Take(&b, lim)
+		notice, since := r.Queue.Take(&b, lim, host)
 		if b.Len() == 0 {
 			select {
 			case <-r.Queue.Notify():

@@ -102,17 +102,28 @@ func (s *Syslog) Shutdown() {
 
 // connReader publishes the pending batch before every read that may block, so a
 // message never waits in the router for the sender's next one, and renews the read
-// deadline.
+// deadline. It also keeps the time of the last read, which stamps messages without
+// a timestamp: one clock read per read syscall instead of one per message.
 type connReader struct {
-	c       net.Conn
-	timeout time.Duration
-	flush   func()
+	c        net.Conn
+	timeout  time.Duration
+	flush    func()
+	now      time.Time
+	deadline time.Time
 }
 
 func (r *connReader) Read(p []byte) (int, error) {
 	r.flush()
-	_ = r.c.SetReadDeadline(time.Now().Add(r.timeout))
-	return r.c.Read(p)
+	r.now = time.Now()
+	// Renewing a deadline costs a timer update; do it when an eighth of the timeout
+	// has passed rather than on every read.
+	if r.deadline.Sub(r.now) < r.timeout-r.timeout/8 {
+		r.deadline = r.now.Add(r.timeout)
+		_ = r.c.SetReadDeadline(r.deadline)
+	}
+	n, err := r.c.Read(p)
+	r.now = time.Now()
+	return n, err
 }
 
 // resolver maps records to apps for one connection or datagram, caching the last
@@ -202,7 +213,8 @@ func (s *Syslog) serveConn(c net.Conn, proto string) {
 			n = 0
 		}
 	}
-	fr := wire.NewFrameReader(&connReader{c: c, timeout: s.readTimeout, flush: flush}, s.limits.MaxFrame)
+	cr := &connReader{c: c, timeout: s.readTimeout, flush: flush}
+	fr := wire.NewFrameReader(cr, s.limits.MaxFrame)
 	fr.AllowNewline = true
 	res := s.newResolver()
 	for {
@@ -222,7 +234,7 @@ func (s *Syslog) serveConn(c net.Conn, proto string) {
 			}
 			return
 		}
-		n += s.accept(&b, res, rec, proto, time.Now())
+		n += s.accept(&b, res, rec, proto, cr.now)
 	}
 }
 

@@ -187,3 +187,42 @@ func BenchmarkParseTimestamp(b *testing.B) {
 		_, _ = ParseTimestamp(ts)
 	}
 }
+
+func TestWireRecordMatchesEncoder(t *testing.T) {
+	tests := []Msg{
+		{Priority: 190, Time: 1764064800123456, Source: []byte("app"), ProcID: []byte("web.1"), Text: []byte("hello")},
+		{Priority: 0, Time: 0},
+		{Priority: 187, Time: -5, Source: []byte("kubeplex"), ProcID: []byte("router"), Text: []byte("a b  c ")},
+		{Priority: 13, Time: 1, Text: bytes.Repeat([]byte("ü"), 5000)},
+	}
+	for _, host := range []string{"d.0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "-", "h"} {
+		for i, m := range tests {
+			wrec := AppendWire([]byte("junk"), &m)[4:]
+			got := AppendFrameHost([]byte("x"), wrec, host)[1:]
+			want, _ := AppendFrame(nil, nil, &m, host)
+			if !bytes.Equal(got, want) {
+				t.Errorf("%d/%s: frame %q, want %q", i, host, got, want)
+			}
+			if WireHostSize(wrec, host) != len(AppendRFC5424(nil, &m, host)) {
+				t.Errorf("%d: WireHostSize wrong", i)
+			}
+		}
+	}
+	if Host("") != "-" || Host("a b") != "a_b" || len(Host(strings.Repeat("h", 300))) != 255 {
+		t.Error("Host does not sanitize")
+	}
+}
+
+func BenchmarkWireFanout10(b *testing.B) {
+	m := Msg{Priority: 190, Time: time.Now().UnixMicro(), Source: []byte("app"), ProcID: []byte("web.1"),
+		Text: bytes.Repeat([]byte("x"), 120)}
+	var w, dst []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		w = AppendWire(w[:0], &m)
+		dst = dst[:0]
+		for range 10 {
+			dst = AppendFrameHost(dst, w, "d.0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d")
+		}
+	}
+}

@@ -23,7 +23,6 @@ import (
 	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/drain"
 	"github.com/kubeplex/kubeplex/router/drain/syslog"
-	"github.com/kubeplex/kubeplex/router/message"
 )
 
 // HeaderSignature carries "sha256=<hex HMAC-SHA256 of the request body>" keyed with
@@ -87,9 +86,6 @@ type Sink struct {
 	client    *http.Client
 	transport *http.Transport
 	born      time.Time
-
-	body    []byte
-	scratch []byte
 }
 
 var _ drain.Drain = (*Sink)(nil)
@@ -143,10 +139,9 @@ func (s *Sink) newClient() error {
 	return nil
 }
 
-// Limits: Logplex's batch bounds. Overhead bounds how much a record grows when encoded
-// (timestamp text, drain token, framing), so MaxBytes bounds the body.
+// Limits: Logplex's batch bounds; MaxBytes bounds the body.
 func (s *Sink) Limits() drain.Limits {
-	return drain.Limits{Messages: s.opts.MaxMessages, Bytes: s.opts.MaxBytes, Overhead: 48 + len(s.cfg.Token)}
+	return drain.Limits{Messages: s.opts.MaxMessages, Bytes: s.opts.MaxBytes}
 }
 
 // statusError is a non-2xx answer.
@@ -167,7 +162,6 @@ func retryable(err error) bool {
 // Deliver POSTs b as one logplex-1 batch, retrying transient failures with the same
 // frame id and capped exponential backoff, up to Attempts tries.
 func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
-	s.encode(b)
 	if time.Since(s.born) > s.opts.MaxAge {
 		if err := s.newClient(); err != nil {
 			return 0, err
@@ -175,7 +169,7 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 	}
 	br := wire.BatchRequest{
 		URL:        s.url,
-		Body:       s.body,
+		Body:       b.Bytes(),
 		Count:      b.Len(),
 		FrameID:    uuid.NewString(),
 		DrainToken: s.cfg.Token,
@@ -185,7 +179,7 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 	}
 	var sig string
 	if s.cfg.HMACKey != "" {
-		sig = Sign([]byte(s.cfg.HMACKey), s.body)
+		sig = Sign([]byte(s.cfg.HMACKey), b.Bytes())
 	}
 	backoff := s.opts.MinBackoff
 	var err error
@@ -245,18 +239,6 @@ func redact(err error) error {
 		}
 	}
 	return err
-}
-
-func (s *Sink) encode(b *drain.Batch) {
-	s.body = s.body[:0]
-	for i := 0; i < b.Len(); i++ {
-		m, err := b.Msg(i)
-		if err != nil {
-			m = message.Msg{Priority: wire.PriorityError, Time: time.Now().UnixMicro(),
-				Source: []byte(message.SourcePlatform), ProcID: []byte(message.ProcRouter), Text: []byte("corrupt record")}
-		}
-		s.body, s.scratch = message.AppendFrame(s.body, s.scratch, &m, s.cfg.Token)
-	}
 }
 
 // Sign returns the Logplex-Signature value for body: "sha256=" and the hex HMAC-SHA256.

@@ -77,7 +77,7 @@ func (h *harness) push(from, n, pad int) {
 		if pad > 0 {
 			text += " " + strings.Repeat("x", pad)
 		}
-		recs = append(recs, message.AppendStrings(nil, 190, time.Unix(1764064800, 0), "app", "web.1", text))
+		recs = append(recs, message.AppendWireStrings(nil, 190, time.Unix(1764064800, 0), "app", "web.1", text))
 	}
 	h.queue.Push(recs)
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/kubeplex/kubeplex/router/drain"
-	"github.com/kubeplex/kubeplex/router/message"
 )
 
 // Options tune a syslog drain; zero values take the defaults in brackets.
@@ -63,10 +62,6 @@ type Sink struct {
 	backoff time.Duration
 	// l14 is set once the current failure streak has been announced.
 	l14 bool
-
-	out     []byte
-	ends    []int
-	scratch []byte
 }
 
 var _ drain.Drain = (*Sink)(nil)
@@ -124,7 +119,7 @@ func (s *Sink) Limits() drain.Limits {
 // are all written or ctx ends. Frames cut by a failed write are sent again on the
 // next connection; the receiver discards the partial frame with the old connection.
 func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
-	s.encode(b)
+	out := b.Bytes()
 	written, sent := 0, 0 // bytes and whole frames confirmed written
 	var lastErr error
 	for {
@@ -140,9 +135,9 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 			continue
 		}
 		_ = s.conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
-		n, err := s.conn.Write(s.out[written:])
+		n, err := s.conn.Write(out[written:])
 		written += n
-		for sent < len(s.ends) && s.ends[sent] <= written {
+		for sent < b.Len() && b.End(sent) <= written {
 			sent++
 		}
 		if err == nil {
@@ -155,29 +150,10 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 		s.fail(lastErr)
 		s.closeConn()
 		// Resend from the first frame not wholly written.
-		if sent > 0 {
-			written = s.ends[sent-1]
-		} else {
-			written = 0
-		}
+		written = b.Start(sent)
 		if !s.sleep(ctx) {
 			return sent, errors.Join(ctx.Err(), lastErr)
 		}
-	}
-}
-
-func (s *Sink) encode(b *drain.Batch) {
-	s.out, s.ends = s.out[:0], s.ends[:0]
-	for i := 0; i < b.Len(); i++ {
-		m, err := b.Msg(i)
-		if err != nil {
-			// A corrupt record would be a router bug; send nothing for it but keep the
-			// batch's frame accounting aligned.
-			s.ends = append(s.ends, len(s.out))
-			continue
-		}
-		s.out, s.scratch = message.AppendFrame(s.out, s.scratch, &m, s.cfg.Token)
-		s.ends = append(s.ends, len(s.out))
 	}
 }
 

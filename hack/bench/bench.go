@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"log"
+	"net/http"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type bench struct {
+	o   options
+	dir string
+}
+
+type throughput struct {
+	Relay     string
+	Conns     int
+	Drains    int
+	Sent      int64
+	Delivered int64 // per drain, minimum over drains
+	Rate      float64
+	CPUus     float64 // relay CPU per input message
+	PeakRSS   int64
+	Runs      []float64
+}
+
+type latency struct {
+	Relay     string
+	Rate      int
+	Sent      int
+	Delivered int
+	P50, P99  time.Duration
+	Max       time.Duration
+	CPUus     float64
+}
+
+type historyMem struct {
+	Apps, Messages int
+	RSSBefore      int64
+	RSSAfter       int64
+	Footprint      int64 // kubeplex_router_app_history_bytes summed
+}
+
+type report struct {
+	Messages   int
+	Reps       int
+	Throughput []throughput
+	Latency    []latency
+	History    *historyMem
+	Took       time.Duration
+	CPUs       int
+	Rsyslog    string
+}
+
+func (b *bench) all(ctx context.Context) (*report, error) {
+	rep := &report{Messages: b.o.messages, Reps: b.o.reps, CPUs: runtime.NumCPU()}
+	type scenario struct {
+		relay  string
+		conns  int
+		drains int
+	}
+	for _, sc := range []scenario{
+		{"loopback", 1, 1}, {"loopback", 4, 1},
+		{"rsyslog", 1, 1}, {"rsyslog", 4, 1},
+		{"router", 1, 1}, {"router", 4, 1},
+		{"router", 1, 10},
+	} {
+		if b.o.only != "" && sc.relay != b.o.only {
+			continue
+		}
+		var runs []throughput
+		for rep := 0; rep < b.o.reps; rep++ {
+			tp, err := b.throughput(ctx, sc.relay, sc.conns, sc.drains)
+			if err != nil {
+				return nil, fmt.Errorf("%s %d conns: %w", sc.relay, sc.conns, err)
+			}
+			log.Printf("%-8s conns=%d drains=%d: %.0f msg/s, %.2f CPU-µs/msg, peak RSS %d MiB, delivered %d/%d",
+				sc.relay, sc.conns, sc.drains, tp.Rate, tp.CPUus, tp.PeakRSS>>20, tp.Delivered, tp.Sent)
+			runs = append(runs, tp)
+		}
+		slices.SortFunc(runs, func(a, b throughput) int { return cmpFloat(a.Rate, b.Rate) })
+		med := runs[len(runs)/2]
+		for _, r := range runs {
+			med.Runs = append(med.Runs, r.Rate)
+		}
+		rep.Throughput = append(rep.Throughput, med)
+	}
+	if b.o.only != "" {
+		return rep, nil
+	}
+	for _, relay := range []string{"loopback", "rsyslog", "router"} {
+		ls, err := b.latency(ctx, relay)
+		if err != nil {
+			return nil, fmt.Errorf("%s latency: %w", relay, err)
+		}
+		rep.Latency = append(rep.Latency, ls...)
+	}
+	h, err := b.history(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("history memory: %w", err)
+	}
+	rep.History = h
+	return rep, nil
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (b *bench) start(ctx context.Context, relay string, sinks []*sink, queue int) (*relay, error) {
+	var addrs []string
+	for _, s := range sinks {
+		addrs = append(addrs, s.Addr)
+	}
+	switch relay {
+	case "rsyslog":
+		return b.startRsyslog(ctx, addrs[0])
+	case "router":
+		return b.startRouter(ctx, addrs, 1, queue)
+	}
+	return nil, fmt.Errorf("unknown relay %q", relay)
+}
+
+// throughput relays o.messages frames and measures delivered frames per second from
+// the first write to the last frame received.
+func (b *bench) throughput(ctx context.Context, name string, conns, drains int) (throughput, error) {
+	tp := throughput{Relay: name, Conns: conns, Drains: drains, Sent: int64(b.o.messages)}
+	var sinks []*sink
+	for range drains {
+		s, err := newSink()
+		if err != nil {
+			return tp, err
+		}
+		defer s.close()
+		sinks = append(sinks, s)
+	}
+	target := sinks[0].Addr
+	var r *relay
+	if name != "loopback" {
+		var err error
+		// Queue as deep as rsyslog's default main queue (100,000), so neither relay
+		// is measured by how it sheds load.
+		if r, err = b.start(ctx, name, sinks, 100_000); err != nil {
+			return tp, err
+		}
+		defer r.stop()
+		target = r.addr
+	}
+	var cpu0 time.Duration
+	if r != nil {
+		cpu0 = r.cpu()
+		if r.debug != "" {
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				saveProfile(r.debug, fmt.Sprintf("%s-%dc-%dd.pprof", b.o.profile, conns, drains))
+			}()
+			defer func() { <-done }()
+		}
+	}
+	t0 := time.Now()
+	if err := sendBulk(ctx, target, conns, b.o.messages); err != nil {
+		return tp, err
+	}
+	total, last, err := waitCount(ctx, sinks, int64(b.o.messages*drains), 3*time.Second)
+	if err != nil {
+		return tp, err
+	}
+	tp.Delivered = int64(b.o.messages)
+	for _, s := range sinks {
+		tp.Delivered = min(tp.Delivered, s.count.Load())
+	}
+	_ = total
+	tp.Rate = float64(tp.Delivered) / last.Sub(t0).Seconds()
+	if r != nil {
+		tp.CPUus = float64((r.cpu() - cpu0).Microseconds()) / float64(b.o.messages)
+		tp.PeakRSS, _ = r.memory()
+	}
+	return tp, nil
+}
+
+func (b *bench) latency(ctx context.Context, name string) ([]latency, error) {
+	s, err := newSink()
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	var r *relay
+	if name != "loopback" {
+		if r, err = b.start(ctx, name, []*sink{s}, 100_000); err != nil {
+			return nil, err
+		}
+		defer r.stop()
+	}
+	s.latency.Store(true)
+	var out []latency
+	target := s.Addr
+	if r != nil {
+		target = r.addr
+	}
+	for _, rate := range b.o.rates {
+		before := s.count.Load()
+		var cpu0 time.Duration
+		if r != nil {
+			cpu0 = r.cpu()
+		}
+		sent, err := sendPaced(ctx, target, rate, b.o.latDur)
+		if err != nil {
+			return nil, err
+		}
+		got, _, err := waitCount(ctx, []*sink{s}, before+int64(sent), 3*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		samples := s.takeSamples()
+		sortInt64(samples)
+		l := latency{Relay: name, Rate: rate, Sent: sent, Delivered: int(got - before),
+			P50: percentile(samples, 0.50), P99: percentile(samples, 0.99), Max: percentile(samples, 1)}
+		if r != nil {
+			l.CPUus = float64((r.cpu() - cpu0).Microseconds()) / float64(max(sent, 1))
+		}
+		log.Printf("%-8s latency at %d msg/s: p50 %s p99 %s max %s (%d/%d delivered, %.2f CPU-µs/msg)",
+			name, rate, l.P50, l.P99, l.Max, l.Delivered, l.Sent, l.CPUus)
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// history fills o.apps apps with 1500 lines each (no drains) and measures the
+// router's RSS growth per buffered line.
+func (b *bench) history(ctx context.Context) (*historyMem, error) {
+	r, err := b.startRouter(ctx, nil, b.o.apps, 1024)
+	if err != nil {
+		return nil, err
+	}
+	defer r.stop()
+	h := &historyMem{Apps: b.o.apps}
+	time.Sleep(500 * time.Millisecond)
+	_, h.RSSBefore = r.memory()
+	n, err := sendHistory(ctx, r.addr, b.o.apps)
+	if err != nil {
+		return nil, err
+	}
+	h.Messages = n
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		in, fp, err := scrape(r.http)
+		if err != nil {
+			return nil, err
+		}
+		if in >= float64(n) {
+			h.Footprint = int64(fp)
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("router ingested %.0f of %d lines", in, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Let the garbage of ingest be collected and returned, as it would be in a
+	// router that holds full histories for a while.
+	time.Sleep(3 * time.Second)
+	_, h.RSSAfter = r.memory()
+	log.Printf("history: %d lines in %d apps: RSS %d -> %d MiB (%.0f B/line), structure %.0f B/line",
+		n, h.Apps, h.RSSBefore>>20, h.RSSAfter>>20, float64(h.RSSAfter-h.RSSBefore)/float64(n), float64(h.Footprint)/float64(n))
+	return h, nil
+}
+
+func saveProfile(addr, path string) {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=1")
+	if err != nil {
+		log.Printf("profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		log.Printf("profile: %v", err)
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
+}
+
+// scrape sums messages in and history bytes over apps from /metrics.
+func scrape(addr string) (in, footprint float64, err error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, 0, fmt.Errorf("scrape router: %w", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(line[i+1:], 64)
+		switch {
+		case strings.HasPrefix(line, "kubeplex_router_app_messages_in_total{"):
+			in += v
+		case strings.HasPrefix(line, "kubeplex_router_app_history_bytes{"):
+			footprint += v
+		}
+	}
+	return in, footprint, sc.Err()
+}

@@ -1,0 +1,394 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// relay is a process under test (router or rsyslogd) that reads frames on addr.
+type relay struct {
+	name string
+	cmd  *exec.Cmd
+	addr string
+	http  string // router only
+	debug string // router pprof address, when profiling
+	done chan struct{}
+	out  *os.File
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func (b *bench) startProcess(name string, bin string, args ...string) (*relay, error) {
+	out, err := os.CreateTemp(b.dir, name+"-*.log")
+	if err != nil {
+		return nil, fmt.Errorf("create log: %w", err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	r := &relay{name: name, cmd: cmd, done: make(chan struct{}), out: out}
+	go func() { _ = cmd.Wait(); close(r.done) }()
+	return r, nil
+}
+
+type benchApp struct {
+	ID      string          `json:"id"`
+	History int             `json:"history"`
+	Tokens  []benchToken    `json:"tokens"`
+	Drains  []benchDrainCfg `json:"drains,omitempty"`
+}
+type benchToken struct {
+	Token  string `json:"token"`
+	Source string `json:"source"`
+}
+type benchDrainCfg struct {
+	ID    string `json:"id"`
+	Token string `json:"token"`
+	URL   string `json:"url"`
+}
+
+// startRouter runs the router with a table file: apps[i] uses tokens[i]; the first app
+// drains to every sink address.
+func (b *bench) startRouter(ctx context.Context, sinks []string, apps int, queue int) (*relay, error) {
+	var tbl struct {
+		Apps []benchApp `json:"apps"`
+	}
+	for i := range apps {
+		a := benchApp{ID: fmt.Sprintf("bench/app-%05d", i), History: 1500,
+			Tokens: []benchToken{{Token: appToken(i), Source: "app"}}}
+		if i == 0 {
+			for k, s := range sinks {
+				a.Drains = append(a.Drains, benchDrainCfg{ID: fmt.Sprintf("bench/drain-%02d", k),
+					Token: fmt.Sprintf("d.00000000-0000-4000-8000-%012d", k), URL: "syslog://" + s})
+			}
+		}
+		tbl.Apps = append(tbl.Apps, a)
+	}
+	js, err := json.Marshal(tbl)
+	if err != nil {
+		return nil, fmt.Errorf("encode routes: %w", err)
+	}
+	routes := filepath.Join(b.dir, "routes.json")
+	if err := os.WriteFile(routes, js, 0o600); err != nil {
+		return nil, fmt.Errorf("write routes: %w", err)
+	}
+	in, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	httpAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"--routes", routes, "--http-addr", httpAddr,
+		"--syslog-tcp-addr", in, "--allow-cidrs", "127.0.0.0/8", "--queue-size", strconv.Itoa(queue),
+		"--log-level", "warn", "--shutdown-grace", "2s"}
+	if b.o.profile != "" {
+		args = append(args, "--debug-addr", "127.0.0.1:0", "--log-level", "info")
+	}
+	r, err := b.startProcess("router", b.o.router, args...)
+	if err != nil {
+		return nil, err
+	}
+	r.addr, r.http = in, httpAddr
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				if b.o.profile != "" {
+					r.debug = debugAddr(r.out.Name())
+				}
+				return r, nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			r.stop()
+			return nil, fmt.Errorf("router not ready: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// startRsyslog runs rsyslogd as a relay: imtcp in, omfwd TCP out with octet-counted
+// framing and an RFC 5424 template that re-emits every header field.
+func (b *bench) startRsyslog(ctx context.Context, sink string) (*relay, error) {
+	in, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	_, inPort, _ := net.SplitHostPort(in)
+	sh, sp, _ := net.SplitHostPort(sink)
+	work, err := os.MkdirTemp(b.dir, "rsyslog")
+	if err != nil {
+		return nil, fmt.Errorf("create rsyslog dir: %w", err)
+	}
+	conf := fmt.Sprintf(`global(workDirectory=%q maxMessageSize="64k")
+module(load="imtcp")
+template(name="fwd" type="string" string="<%%PRI%%>1 %%TIMESTAMP:::date-rfc3339%% %%HOSTNAME%% %%APP-NAME%% %%PROCID%% %%MSGID%% %%STRUCTURED-DATA%% %%msg%%")
+ruleset(name="relay") {
+  action(type="omfwd" target=%q port=%q protocol="tcp" TCP_Framing="octet-counted" template="fwd")
+}
+input(type="imtcp" address="127.0.0.1" port=%q ruleset="relay")
+`, work, sh, sp, inPort)
+	confPath := filepath.Join(work, "rsyslog.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		return nil, fmt.Errorf("write rsyslog config: %w", err)
+	}
+	r, err := b.startProcess("rsyslog", b.o.rsyslogd, "-n", "-f", confPath, "-i", filepath.Join(work, "pid"))
+	if err != nil {
+		return nil, err
+	}
+	r.addr = in
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", in, time.Second)
+		if err == nil {
+			c.Close()
+			return r, nil
+		}
+		select {
+		case <-r.done:
+			b, _ := os.ReadFile(r.out.Name())
+			return nil, fmt.Errorf("rsyslogd exited: %s", b)
+		default:
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			r.stop()
+			return nil, fmt.Errorf("rsyslogd not listening: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (r *relay) stop() {
+	_ = r.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-r.done:
+	case <-time.After(10 * time.Second):
+		_ = r.cmd.Process.Kill()
+		<-r.done
+	}
+	r.out.Close()
+}
+
+// cpu returns user+system CPU time of the process so far.
+func (r *relay) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", r.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesised command name; utime and stime are 14 and 15.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+// memory returns VmHWM (peak RSS) and VmRSS in bytes.
+func (r *relay) memory() (peak, cur int64) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", r.cmd.Process.Pid))
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch k {
+		case "VmHWM":
+			peak = n << 10
+		case "VmRSS":
+			cur = n << 10
+		}
+	}
+	return peak, cur
+}
+
+// sink counts octet-counted frames and, when asked, records per-frame latency from
+// the send time the generator put in the last 19 bytes of each message.
+type sink struct {
+	ln      net.Listener
+	Addr    string
+	count   atomic.Int64
+	last    atomic.Int64 // unix nanos of the latest frame
+	latency atomic.Bool
+	mu      sync.Mutex
+	samples []int64
+	conns   sync.WaitGroup
+	live    sync.Map
+}
+
+func newSink() (*sink, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen sink: %w", err)
+	}
+	s := &sink{ln: ln, Addr: ln.Addr().String()}
+	go s.serve()
+	return s, nil
+}
+
+func (s *sink) close() {
+	_ = s.ln.Close()
+	s.live.Range(func(k, _ any) bool { _ = k.(net.Conn).Close(); return true })
+}
+
+func (s *sink) serve() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.live.Store(c, true)
+		go s.read(c)
+	}
+}
+
+func (s *sink) read(c net.Conn) {
+	defer func() { c.Close(); s.live.Delete(c) }()
+	br := bufio.NewReaderSize(c, 256<<10)
+	var local []int64
+	for {
+		// "<len> <record>"; a tolerant fast path, not a validating parser.
+		n := 0
+		for {
+			ch, err := br.ReadByte()
+			if err != nil {
+				s.flush(local)
+				return
+			}
+			if ch == ' ' {
+				break
+			}
+			if ch == '\n' {
+				continue
+			}
+			n = n*10 + int(ch-'0')
+		}
+		rec, err := br.Peek(n)
+		if err != nil {
+			s.flush(local)
+			return
+		}
+		now := time.Now().UnixNano()
+		if s.latency.Load() && n > 19 {
+			if sent, err := strconv.ParseInt(string(rec[n-19:]), 10, 64); err == nil {
+				local = append(local, now-sent)
+			}
+		}
+		_, _ = br.Discard(n)
+		s.count.Add(1)
+		s.last.Store(now)
+		if len(local) >= 4096 {
+			s.flush(local)
+			local = local[:0]
+		}
+	}
+}
+
+func (s *sink) flush(l []int64) {
+	if len(l) == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.samples = append(s.samples, l...)
+	s.mu.Unlock()
+}
+
+func (s *sink) takeSamples() []int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.samples
+	s.samples = nil
+	return out
+}
+
+func percentile(sorted []int64, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(p * float64(len(sorted)-1))
+	return time.Duration(sorted[i])
+}
+
+func sortInt64(a []int64) { sort.Slice(a, func(i, j int) bool { return a[i] < a[j] }) }
+
+// waitCount waits until total reaches want or stops moving for idle; it returns the
+// final count and the time of the last frame.
+func waitCount(ctx context.Context, sinks []*sink, want int64, idle time.Duration) (int64, time.Time, error) {
+	var lastTotal int64 = -1
+	lastMove := time.Now()
+	for {
+		var total, last int64
+		for _, s := range sinks {
+			total += s.count.Load()
+			if l := s.last.Load(); l > last {
+				last = l
+			}
+		}
+		if total >= want {
+			return total, time.Unix(0, last), nil
+		}
+		if total != lastTotal {
+			lastTotal, lastMove = total, time.Now()
+		} else if time.Since(lastMove) > idle {
+			return total, time.Unix(0, last), nil
+		}
+		select {
+		case <-ctx.Done():
+			return total, time.Unix(0, last), ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+var errShort = errors.New("short write")
+
+// debugAddr reads the pprof address from the router's "router serving" log line.
+func debugAddr(logFile string) string {
+	for range 100 {
+		b, _ := os.ReadFile(logFile)
+		for _, line := range strings.Split(string(b), "\n") {
+			var l struct {
+				Addrs map[string]string `json:"addrs"`
+			}
+			if json.Unmarshal([]byte(line), &l) == nil && l.Addrs["debug"] != "" {
+				return l.Addrs["debug"]
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return ""
+}

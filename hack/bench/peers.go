@@ -22,13 +22,13 @@ import (
 
 // relay is a process under test (router or rsyslogd) that reads frames on addr.
 type relay struct {
-	name string
-	cmd  *exec.Cmd
-	addr string
+	name  string
+	cmd   *exec.Cmd
+	addr  string
 	http  string // router only
 	debug string // router pprof address, when profiling
-	done chan struct{}
-	out  *os.File
+	done  chan struct{}
+	out   *os.File
 }
 
 func freeAddr() (string, error) {

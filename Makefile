@@ -58,6 +58,10 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
 envtest: ## Build kube-apiserver, etcd and kubectl from the module proxy into bin/k8s (once).
 	@if [ "$(KUBEBUILDER_ASSETS)" = "$(ENVTEST_DIR)" ]; then hack/envtest-assets.sh $(ENVTEST_DIR) >/dev/null; fi
 
+.PHONY: bench
+bench: ## Router vs rsyslog relay, loopback, fan-out, history memory into docs/benchmarks.md.
+	hack/bench/run.sh
+
 .PHONY: bench-collector
 bench-collector: ## Collector footprint (10,000 lines/s for 30 s) into docs/benchmarks.md.
 	go run ./collector/bench -doc docs/benchmarks.md

@@ -74,7 +74,7 @@ func TestRsyslogReceivesDrain(t *testing.T) {
 func TestAccountingWithFailingDrains(t *testing.T) {
 	rs := peer.StartRsyslog(t)
 	bh := peer.NewBlackhole(t)
-	slow := peer.NewHTTPReceiver(t, nil, func(int, *peer.Request) int { time.Sleep(30 * time.Millisecond); return 200 })
+	slow := peer.NewHTTPReceiver(t, nil, func(int, *peer.Request) int { time.Sleep(200 * time.Millisecond); return 200 })
 	fast := peer.NewHTTPReceiver(t, nil, nil)
 	refused := peer.ClosedAddr(t)
 	tbl := routing.Table{Apps: []routing.App{{
@@ -88,7 +88,7 @@ func TestAccountingWithFailingDrains(t *testing.T) {
 			{ID: "shop/fast", Token: "d.00000000-0000-4000-8000-000000000005", URL: fast.URL},
 		},
 	}}}
-	p, base, _ := startRouter(t, tbl, "--queue-size", "10000", "--shutdown-grace", "5s")
+	p, base, _ := startRouter(t, tbl, "--queue-size", "20000", "--shutdown-grace", "5s")
 	const n, per = 30000, 500
 	for i := 0; i < n; i += per {
 		body, hdr := lines(i, per)
@@ -117,6 +117,9 @@ func TestAccountingWithFailingDrains(t *testing.T) {
 	}
 	if st.Drains["shop/refused"].LastError == "" || st.Drains["shop/refused"].Delivered != 0 {
 		t.Errorf("refused drain status %+v", st.Drains["shop/refused"])
+	}
+	if m := scrape(t, base); !strings.Contains(m, `kubeplex_router_drain_errors_total{app="shop/web",drain="shop/refused",reason="connect"}`) {
+		t.Errorf("no connect errors counted for the refused drain")
 	}
 
 	// Graceful stop: final counts are exact for every drain, the dead ones included.
@@ -243,13 +246,7 @@ func TestLiveReloadSyslogIngestAndMetrics(t *testing.T) {
 		t.Errorf("syslog-ingested line: %s[%s] %q", m.AppName, m.ProcID, m.Text)
 	}
 
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mb, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	metrics := string(mb)
+	metrics := scrape(t, base)
 	for _, want := range []string{
 		`kubeplex_router_app_messages_in_total{app="shop/web"}`,
 		`kubeplex_router_drain_messages_delivered_total{app="shop/web",drain="shop/two"}`,
@@ -268,4 +265,15 @@ func TestLiveReloadSyslogIngestAndMetrics(t *testing.T) {
 			t.Errorf("metrics contain a token")
 		}
 	}
+}
+
+func scrape(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

@@ -3,6 +3,7 @@ package dispatch
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kubeplex/kubeplex/router/drain"
 	"github.com/kubeplex/kubeplex/router/metrics"
 )
 
@@ -21,7 +22,7 @@ var (
 	descDrainOut     = desc("drain_messages_delivered_total", "Messages delivered to a drain.", "app", "drain")
 	descDrainDropped = desc("drain_messages_dropped_total", "Messages dropped for a drain (queue overflow, refused or lost batches).", "app", "drain")
 	descDrainAnn     = desc("drain_drops_announced_total", "Dropped messages announced in-band to a drain (L10).", "app", "drain")
-	descDrainErrors  = desc("drain_errors_total", "Delivery errors of a drain.", "app", "drain")
+	descDrainErrors  = desc("drain_errors_total", "Delivery errors of a drain, by reason.", "app", "drain", "reason")
 	descDrainQueue   = desc("drain_queue_depth", "Messages waiting in a drain's queue.", "app", "drain")
 	descTable        = desc("routing_table_info", "The routing table version in use (value 1).", "version")
 )
@@ -49,7 +50,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descDrainOut, prometheus.CounterValue, float64(st.Delivered.Load()), a.ID, id)
 			ch <- prometheus.MustNewConstMetric(descDrainDropped, prometheus.CounterValue, float64(st.Dropped.Load()), a.ID, id)
 			ch <- prometheus.MustNewConstMetric(descDrainAnn, prometheus.CounterValue, float64(st.Announced.Load()), a.ID, id)
-			ch <- prometheus.MustNewConstMetric(descDrainErrors, prometheus.CounterValue, float64(st.Errors.Load()), a.ID, id)
+			for i, reason := range drain.Reasons {
+				if n := st.ByReason[i].Load(); n > 0 {
+					ch <- prometheus.MustNewConstMetric(descDrainErrors, prometheus.CounterValue, float64(n), a.ID, id, reason)
+				}
+			}
 			ch <- prometheus.MustNewConstMetric(descDrainQueue, prometheus.GaugeValue, float64(r.Queue.Len()), a.ID, id)
 		}
 	}

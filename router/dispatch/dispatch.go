@@ -421,7 +421,7 @@ func (d *Dispatcher) startRunner(a *App, cfg *drain.Config, q *drain.Queue, st *
 		Dialer:    d.opts.Dialer,
 		Logger:    log,
 		UserAgent: d.opts.UserAgent,
-		Report:    func(err error) { st.Fail(err.Error(), time.Now()) },
+		Report:    func(err error) { st.Fail(err, time.Now()) },
 		Announce:  func(text string) { a.Announce(wire.PriorityError, text) },
 	}
 	var (

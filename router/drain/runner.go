@@ -94,8 +94,9 @@ func (r *Runner) deliver(b *Batch, notice int64, since time.Time) {
 	if lost > 0 {
 		r.Queue.Dropped(int64(lost))
 	}
+	// Drains report each failed attempt through Env.Report as it happens; here the
+	// outcome is only logged.
 	if err != nil && !errors.Is(err, context.Canceled) {
-		r.Stats.Fail(err.Error(), now)
 		r.log.Warn("drain delivery failed", "drain", r.Config.ID, "delivered", real, "lost", lost, "err", err)
 	}
 }

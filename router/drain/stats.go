@@ -1,6 +1,11 @@
 package drain
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +23,8 @@ type Stats struct {
 	Announced atomic.Int64
 	Batches   atomic.Int64
 	Errors    atomic.Int64
+	// ByReason counts errors by Reasons index.
+	ByReason [len(Reasons)]atomic.Int64
 
 	mu          sync.Mutex
 	lastSuccess time.Time
@@ -31,8 +38,13 @@ func (s *Stats) success(t time.Time) {
 	s.mu.Unlock()
 }
 
-// Fail records a delivery error; msg must already be free of credentials.
-func (s *Stats) Fail(msg string, t time.Time) {
+// Fail records a delivery error; its text must already be free of credentials.
+func (s *Stats) Fail(err error, t time.Time) {
+	s.ByReason[reason(err)].Add(1)
+	s.fail(err.Error(), t)
+}
+
+func (s *Stats) fail(msg string, t time.Time) {
 	s.Errors.Add(1)
 	s.mu.Lock()
 	s.lastError, s.lastErrorAt = msg, t
@@ -57,4 +69,41 @@ func (s *Stats) Status(queued int) routing.DrainStatus {
 		st.LastError, st.LastErrorTime = s.lastError, &t
 	}
 	return st
+}
+
+// Reasons label delivery errors in metrics.
+var Reasons = [...]string{"other", "forbidden_address", "connect", "tls", "timeout", "io", "http_429", "http_4xx", "http_5xx"}
+
+// StatusCoder is an error carrying an HTTP status.
+type StatusCoder interface{ StatusCode() int }
+
+func reason(err error) int {
+	var sc StatusCoder
+	var ne net.Error
+	var op *net.OpError
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	switch {
+	case errors.As(err, &sc):
+		switch c := sc.StatusCode(); {
+		case c == 429:
+			return 6
+		case c >= 500:
+			return 8
+		default:
+			return 7
+		}
+	case errors.Is(err, ErrForbiddenAddress):
+		return 1
+	case errors.As(err, &cv), errors.As(err, &ua), errors.As(err, &hn):
+		return 3
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return 4
+	case errors.As(err, &op) && op.Op == "dial":
+		return 2
+	case errors.As(err, &op):
+		return 5
+	}
+	return 0
 }

@@ -149,6 +149,9 @@ type statusError struct{ code int }
 
 func (e *statusError) Error() string { return "http drain answered " + strconv.Itoa(e.code) }
 
+// StatusCode lets the runner classify the error.
+func (e *statusError) StatusCode() int { return e.code }
+
 // retryable: 429 and 5xx are the receiver asking for a retry; other 4xx and 3xx mean
 // the batch will never be accepted (Logplex drops and counts it).
 func retryable(err error) bool {

@@ -51,7 +51,7 @@ func start(t *testing.T, d routing.Drain, opts httpdrain.Options, queue int) *ha
 	env := drain.Env{
 		Dialer:    &drain.Dialer{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Report:    func(err error) { h.errs.Add(1); h.stats.Fail(err.Error(), time.Now()) },
+		Report:    func(err error) { h.errs.Add(1); h.stats.Fail(err, time.Now()) },
 		UserAgent: "kubeplex-router/test",
 	}
 	s, err := httpdrain.New(cfg, env, opts)

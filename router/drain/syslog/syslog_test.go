@@ -60,7 +60,7 @@ func start(t *testing.T, rawURL string, tlsOpt *routing.TLS, allow []netip.Prefi
 		Dialer: &drain.Dialer{Allow: allow, Timeout: time.Second},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Report: func(err error) {
-			h.stats.Fail(err.Error(), time.Now())
+			h.stats.Fail(err, time.Now())
 			h.mu.Lock()
 			h.reported = append(h.reported, err)
 			h.mu.Unlock()

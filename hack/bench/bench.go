@@ -76,6 +76,9 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 		if b.o.only != "" && sc.relay != b.o.only {
 			continue
 		}
+		if b.o.only == "latency" {
+			break
+		}
 		var runs []throughput
 		for rep := 0; rep < b.o.reps; rep++ {
 			tp, err := b.throughput(ctx, sc.relay, sc.conns, sc.drains)
@@ -93,7 +96,7 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 		}
 		rep.Throughput = append(rep.Throughput, med)
 	}
-	if b.o.only != "" {
+	if b.o.only != "" && b.o.only != "latency" {
 		return rep, nil
 	}
 	for _, relay := range []string{"loopback", "rsyslog", "router"} {
@@ -102,6 +105,9 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 			return nil, fmt.Errorf("%s latency: %w", relay, err)
 		}
 		rep.Latency = append(rep.Latency, ls...)
+	}
+	if b.o.only != "" {
+		return rep, nil
 	}
 	h, err := b.history(ctx)
 	if err != nil {

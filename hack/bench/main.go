@@ -39,7 +39,7 @@ func main() {
 	flag.DurationVar(&o.latDur, "latency-duration", 3*time.Second, "duration of each fixed-rate latency run")
 	flag.IntVar(&o.apps, "history-apps", 1000, "apps filled with 1500 lines each for the history memory run")
 	flag.StringVar(&o.profile, "router-cpuprofile", "", "save router CPU profiles during throughput runs to this prefix")
-	flag.StringVar(&o.only, "only", "", "run only throughput scenarios of this relay (debugging)")
+	flag.StringVar(&o.only, "only", "", "run only the throughput runs of this relay, or \"latency\" for the latency runs (debugging)")
 	flag.Parse()
 	o.rates = []int{10_000, 50_000, 100_000}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

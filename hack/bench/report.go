@@ -26,7 +26,8 @@ func rsyslogVersion() string {
 		return "rsyslog"
 	}
 	first, _, _ := strings.Cut(string(out), "\n")
-	return strings.TrimSpace(first)
+	first = strings.TrimSuffix(strings.TrimSpace(first), "compiled with:")
+	return strings.Join(strings.Fields(first), " ")
 }
 
 func (r *report) markdown() string {

@@ -291,14 +291,11 @@ func (d *Dispatcher) Apply(t *routing.Table) error {
 		for _, h := range ta.Hosts {
 			next.hosts[strings.ToLower(h)] = a
 		}
-		runners, added, removed := d.reconcileDrains(a, ta.Drains, broken)
+		runners, texts, stopped := d.reconcileDrains(a, ta.Drains, broken)
 		a.runners.Store(&runners)
-		stops = append(stops, removed...)
-		for _, r := range removed {
-			notices = append(notices, notice{a, "drain " + r.Config.Token + " removed"})
-		}
-		for _, r := range added {
-			notices = append(notices, notice{a, "drain " + r.Config.Token + " added"})
+		stops = append(stops, stopped...)
+		for _, text := range texts {
+			notices = append(notices, notice{a, text})
 		}
 	}
 	// Apps gone from the table: stop their drains and free their history.
@@ -334,7 +331,8 @@ func (d *Dispatcher) Apply(t *routing.Table) error {
 
 // reconcileDrains returns the app's new runner set, reusing runners whose drain did
 // not change; a drain whose destination changed gets a new runner on the same queue.
-func (d *Dispatcher) reconcileDrains(a *App, want []routing.Drain, broken map[string]routing.DrainStatus) (runners, added, removed []*drain.Runner) {
+// It also returns the lines to announce and the runners to stop.
+func (d *Dispatcher) reconcileDrains(a *App, want []routing.Drain, broken map[string]routing.DrainStatus) (runners []*drain.Runner, notices []string, stops []*drain.Runner) {
 	old := map[string]*drain.Runner{}
 	for _, r := range a.Drains() {
 		old[r.Config.ID] = r
@@ -369,22 +367,25 @@ func (d *Dispatcher) reconcileDrains(a *App, want []routing.Drain, broken map[st
 			now := time.Now()
 			broken[td.ID] = routing.DrainStatus{LastError: err.Error(), LastErrorTime: &now}
 			if had {
-				removed = append(removed, prev)
+				// No successor for the handed-over queue: stopping prev again closes it.
+				stops = append(stops, prev)
+				notices = append(notices, "drain "+prev.Config.Token+" removed")
 			}
 			continue
 		}
 		runners = append(runners, r)
+		if had && prev.Config.Token != cfg.Token {
+			notices = append(notices, "drain "+prev.Config.Token+" removed")
+		}
 		if !had || prev.Config.Token != cfg.Token {
-			added = append(added, r)
-			if had {
-				removed = append(removed, prev)
-			}
+			notices = append(notices, "drain "+cfg.Token+" added")
 		}
 	}
 	for _, r := range old {
-		removed = append(removed, r)
+		stops = append(stops, r)
+		notices = append(notices, "drain "+r.Config.Token+" removed")
 	}
-	return runners, added, removed
+	return runners, notices, stops
 }
 
 func newConfig(app string, td routing.Drain) (*drain.Config, error) {

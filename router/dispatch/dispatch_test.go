@@ -147,6 +147,23 @@ func TestLiveTableChanges(t *testing.T) {
 		t.Errorf("moved drain got %q", texts(got3))
 	}
 
+	// A new drain token for the same drain: announced as removed and added, and the
+	// queue carried over stays open.
+	const dt3 = "d.cccccccc-cccc-4ccc-8ccc-cccccccccccc"
+	app.Drains[0].Token = dt3
+	apply(t, d, app)
+	publish(t, d, tok2, "f")
+	time.Sleep(50 * time.Millisecond) // let a wrongly running stop reach the queue
+	publish(t, d, tok2, "g")
+	got3 := s3.WaitFor(t, 5, 10*time.Second)
+	if want := []string{"app[web.1] e", "kubeplex[router] drain " + dt2 + " removed", "kubeplex[router] drain " + dt3 + " added",
+		"app[web.1] f", "app[web.1] g"}; fmt.Sprint(texts(got3)) != fmt.Sprint(want) {
+		t.Errorf("re-tokened drain got %q, want %q", texts(got3), want)
+	}
+	if got3[4].Hostname != dt3 {
+		t.Errorf("hostname %q, want the new token", got3[4].Hostname)
+	}
+
 	// Remove the app.
 	apply(t, d)
 	if _, ok := d.ByToken(tok2); ok {

@@ -72,7 +72,8 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, be.Reason, code)
 		return
 	}
-	if cap(b.Body) <= 2*h.limits.MaxBody {
+	// Keep ordinary bodies' buffers for reuse, not the rare huge one.
+	if cap(b.Body) <= 1<<20 {
 		st.body = b.Body[:0]
 	}
 	now := time.Now()

@@ -16,8 +16,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -289,9 +289,10 @@ func (r *LogAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&kubeplexv1alpha1.LogApp{}).
 		Owns(&corev1.Secret{}).
-		WatchesMetadata(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.appsForPod)).
-		Watches(&kubeplexv1alpha1.LogDrain{}, handler.EnqueueRequestsFromMapFunc(appForDrain),
+		WatchesMetadata(&corev1.Pod{}, enqueueAfter(coalesceDelay, r.appsForPod)).
+		Watches(&kubeplexv1alpha1.LogDrain{}, enqueueAfter(coalesceDelay, appForDrain),
 			builder.WithPredicates(drainAppChanged())).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 2}).
 		Named("logapp").
 		Complete(r)
 }

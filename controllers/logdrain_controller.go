@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -105,26 +105,27 @@ func (r *LogDrainReconciler) now() time.Time {
 	return time.Now()
 }
 
-// reconcileNormal: drain Secret → destination check → credentials → app → accept →
-// delivery health. Every failure before "accept" takes the drain out of the table.
+// reconcileNormal: find the drain Secret → check the destination, credentials and
+// app → write the drain Secret once (token, signing key, and the accepted
+// destination only if every check passed) → status and delivery health.
 func (r *LogDrainReconciler) reconcileNormal(ctx context.Context, d *kubeplexv1alpha1.LogDrain) (ctrl.Result, error) {
 	d.Status.ObservedGeneration = d.Generation
-	sec, err := r.reconcileDrainSecret(ctx, d)
+	cur, err := r.getDrainSecret(ctx, d)
 	if err != nil {
-		return r.fail(ctx, d, nil, err)
+		return r.fail(d, err)
 	}
-	acc, err := r.checkDestination(ctx, d)
+	acc, verr := r.check(ctx, d)
+	// An unresolvable host may be a passing DNS failure: keep what was accepted for
+	// the same URL rather than cut a working drain off. Anything else withdraws it.
+	var re *urlpolicy.ResolveError
+	keep := errors.As(verr, &re) && cur != nil && sameAcceptedURL(cur, d.Spec.URL)
+	sec, err := r.writeDrainSecret(ctx, d, cur, acc, keep)
 	if err != nil {
-		return r.fail(ctx, d, sec, err)
+		return r.fail(d, err)
 	}
-	if err := r.resolveCredentials(ctx, d, acc); err != nil {
-		return r.fail(ctx, d, sec, err)
-	}
-	if err := r.checkApp(ctx, d); err != nil {
-		return r.fail(ctx, d, sec, err)
-	}
-	if err := r.accept(ctx, sec, acc); err != nil {
-		return ctrl.Result{}, err
+	d.Status.Token = string(sec.Data[kubeplexv1alpha1.DrainTokenSecretKey])
+	if verr != nil {
+		return r.fail(d, verr)
 	}
 	r.setReady(d, metav1.ConditionTrue, kubeplexv1alpha1.ReconciledReason, "destination accepted; the drain is in the routing table")
 	res := r.reconcileHealth(d)
@@ -137,114 +138,153 @@ func (r *LogDrainReconciler) reconcileNormal(ctx context.Context, d *kubeplexv1a
 	return res, nil
 }
 
-// fail records why the drain is not ready. Spec problems take the drain out of the
-// routing table and end in a TerminalError (watches bring it back when a referenced
-// object changes); an unresolvable host keeps the last accepted destination and is
-// retried; other errors are returned for backoff.
-func (r *LogDrainReconciler) fail(ctx context.Context, d *kubeplexv1alpha1.LogDrain, sec *corev1.Secret, err error) (ctrl.Result, error) {
+// check runs the checks that decide whether the drain may be routed.
+func (r *LogDrainReconciler) check(ctx context.Context, d *kubeplexv1alpha1.LogDrain) (*routes.AcceptedDrain, error) {
+	acc, err := r.checkDestination(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.resolveCredentials(ctx, d, acc); err != nil {
+		return nil, err
+	}
+	if err := r.checkApp(ctx, d); err != nil {
+		return nil, err
+	}
+	return acc, nil
+}
+
+// fail records why the drain is not ready. Spec problems end in a TerminalError
+// (watches bring the drain back when a referenced object changes); an unresolvable
+// host is retried; other errors are returned for backoff.
+func (r *LogDrainReconciler) fail(d *kubeplexv1alpha1.LogDrain, err error) (ctrl.Result, error) {
 	var se *specError
 	var re *urlpolicy.ResolveError
 	switch {
 	case errors.As(err, &se):
 		r.setReady(d, metav1.ConditionFalse, se.reason, se.msg)
-		if sec != nil {
-			if werr := r.withdraw(ctx, sec); werr != nil {
-				return ctrl.Result{}, werr
-			}
-		}
 		r.setDelivering(d, metav1.ConditionUnknown, kubeplexv1alpha1.NoRouterReportReason, "the drain is not in the routing table")
 		return ctrl.Result{}, reconcile.TerminalError(err)
 	case errors.As(err, &re):
 		r.setReady(d, metav1.ConditionFalse, kubeplexv1alpha1.HostNotResolvedReason, re.Error()+"; retrying")
-		if sec != nil && !sameAcceptedURL(sec, d.Spec.URL) {
-			if werr := r.withdraw(ctx, sec); werr != nil {
-				return ctrl.Result{}, werr
-			}
-		}
 		return ctrl.Result{RequeueAfter: hostRetryInterval}, nil
 	default:
 		return ctrl.Result{}, err
 	}
 }
 
-// reconcileDrainSecret makes sure the drain's Secret exists with a drain token and a
-// signing key, and mirrors the token into status. The Secret, not the status, is the
-// token's durable home: status can be lost (backup restores, status wipes), and the
-// token must stay the same for the drain's life.
-func (r *LogDrainReconciler) reconcileDrainSecret(ctx context.Context, d *kubeplexv1alpha1.LogDrain) (*corev1.Secret, error) {
+// getDrainSecret returns the drain's Secret, nil if there is none yet, or a spec
+// error if the name is taken by a Secret the drain does not own.
+func (r *LogDrainReconciler) getDrainSecret(ctx context.Context, d *kubeplexv1alpha1.LogDrain) (*corev1.Secret, error) {
 	name := d.Name + kubeplexv1alpha1.DrainSecretSuffix
 	sec := &corev1.Secret{}
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: name}, sec)
-	if apierrors.IsNotFound(err) {
-		tok := d.Status.Token
-		if !routes.ValidDrainToken(tok) {
-			if tok, err = newToken("d"); err != nil {
-				return nil, err
-			}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: name}, sec); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
 		}
-		key, err := newHMACKey()
-		if err != nil {
-			return nil, err
-		}
-		sec = &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: d.Namespace, Labels: routes.Labels(kubeplexv1alpha1.SecretRoleDrain)},
-			Type:       corev1.SecretTypeOpaque,
-			Data: map[string][]byte{
-				kubeplexv1alpha1.DrainTokenSecretKey:   []byte(tok),
-				kubeplexv1alpha1.DrainHMACKeySecretKey: []byte(key),
-			},
-		}
-		if err := controllerutil.SetControllerReference(d, sec, r.Client.Scheme()); err != nil {
-			return nil, fmt.Errorf("set owner of drain secret: %w", err)
-		}
-		if err := r.Client.Create(ctx, sec); err != nil {
-			if apierrors.IsAlreadyExists(err) {
-				return nil, &specError{reason: kubeplexv1alpha1.DrainSecretErrorReason,
-					msg: fmt.Sprintf("Secret %s exists and is not managed by kubeplex; delete or rename it", name)}
-			}
-			return nil, fmt.Errorf("create drain secret: %w", err)
-		}
-		logf.FromContext(ctx).Info("created drain secret", "secret", name)
-		d.Status.Token = tok
-		return sec, nil
-	}
-	if err != nil {
 		return nil, fmt.Errorf("get drain secret: %w", err)
 	}
 	if !metav1.IsControlledBy(sec, d) {
 		return nil, &specError{reason: kubeplexv1alpha1.DrainSecretErrorReason,
 			msg: fmt.Sprintf("Secret %s exists and is not owned by this LogDrain", name)}
 	}
-	tok := string(sec.Data[kubeplexv1alpha1.DrainTokenSecretKey])
-	key := string(sec.Data[kubeplexv1alpha1.DrainHMACKeySecretKey])
-	if !routes.ValidDrainToken(tok) || !routes.ValidHMACKey(key) {
-		upd := sec.DeepCopy()
-		if upd.Data == nil {
-			upd.Data = map[string][]byte{}
-		}
-		if !routes.ValidDrainToken(tok) {
-			// Prefer the token receivers already know from status.
-			if tok = d.Status.Token; !routes.ValidDrainToken(tok) {
-				if tok, err = newToken("d"); err != nil {
-					return nil, err
-				}
-			}
-			upd.Data[kubeplexv1alpha1.DrainTokenSecretKey] = []byte(tok)
-		}
-		if !routes.ValidHMACKey(key) {
-			if key, err = newHMACKey(); err != nil {
-				return nil, err
-			}
-			upd.Data[kubeplexv1alpha1.DrainHMACKeySecretKey] = []byte(key)
-		}
-		if err := r.Client.Update(ctx, upd); err != nil {
-			return nil, fmt.Errorf("repair drain secret: %w", err)
-		}
-		r.Recorder.Eventf(d, nil, corev1.EventTypeWarning, "DrainSecretRepaired", "Reconcile", "drain Secret %s lacked a valid token or signing key; repaired", name)
-		sec = upd
-	}
-	d.Status.Token = tok
 	return sec, nil
+}
+
+// writeDrainSecret creates or updates the drain's Secret in one write: the drain
+// token, the signing key and, when acc is set (or keep), the accepted destination.
+// The Secret, not the status, is the token's durable home: status can be lost
+// (restores, wipes), and the token must stay the same for the drain's life.
+func (r *LogDrainReconciler) writeDrainSecret(ctx context.Context, d *kubeplexv1alpha1.LogDrain, cur *corev1.Secret, acc *routes.AcceptedDrain, keep bool) (*corev1.Secret, error) {
+	want := map[string][]byte{}
+	var have map[string][]byte
+	if cur != nil {
+		have = cur.Data
+	}
+	repaired := false
+	switch tok := string(have[kubeplexv1alpha1.DrainTokenSecretKey]); {
+	case routes.ValidDrainToken(tok):
+		want[kubeplexv1alpha1.DrainTokenSecretKey] = []byte(tok)
+	case routes.ValidDrainToken(d.Status.Token):
+		// The token receivers already know, from status.
+		want[kubeplexv1alpha1.DrainTokenSecretKey] = []byte(d.Status.Token)
+		repaired = cur != nil
+	default:
+		tok, err := newToken("d")
+		if err != nil {
+			return nil, err
+		}
+		want[kubeplexv1alpha1.DrainTokenSecretKey] = []byte(tok)
+		repaired = cur != nil
+	}
+	if key := string(have[kubeplexv1alpha1.DrainHMACKeySecretKey]); routes.ValidHMACKey(key) {
+		want[kubeplexv1alpha1.DrainHMACKeySecretKey] = []byte(key)
+	} else {
+		key, err := newHMACKey()
+		if err != nil {
+			return nil, err
+		}
+		want[kubeplexv1alpha1.DrainHMACKeySecretKey] = []byte(key)
+		repaired = repaired || cur != nil
+	}
+	switch {
+	case acc != nil:
+		b, err := json.Marshal(acc)
+		if err != nil {
+			return nil, fmt.Errorf("encode accepted drain: %w", err)
+		}
+		want[kubeplexv1alpha1.DrainConfigSecretKey] = b
+	case keep:
+		want[kubeplexv1alpha1.DrainConfigSecretKey] = have[kubeplexv1alpha1.DrainConfigSecretKey]
+	}
+
+	name := d.Name + kubeplexv1alpha1.DrainSecretSuffix
+	if cur == nil {
+		sec := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: d.Namespace, Labels: routes.Labels(kubeplexv1alpha1.SecretRoleDrain)},
+			Type:       corev1.SecretTypeOpaque,
+			Data:       want,
+		}
+		if err := controllerutil.SetControllerReference(d, sec, r.Client.Scheme()); err != nil {
+			return nil, fmt.Errorf("set owner of drain secret: %w", err)
+		}
+		if err := r.Client.Create(ctx, sec); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				// Someone else's Secret, outside the manager's label-filtered cache.
+				return nil, &specError{reason: kubeplexv1alpha1.DrainSecretErrorReason,
+					msg: fmt.Sprintf("Secret %s exists and is not managed by kubeplex; delete or rename it", name)}
+			}
+			return nil, fmt.Errorf("create drain secret: %w", err)
+		}
+		logf.FromContext(ctx).Info("created drain secret", "secret", name)
+		return sec, nil
+	}
+	if equality.Semantic.DeepEqual(cur.Data, want) && hasLabels(cur.Labels, routes.Labels(kubeplexv1alpha1.SecretRoleDrain)) {
+		return cur, nil
+	}
+	upd := cur.DeepCopy()
+	upd.Data = want
+	for k, v := range routes.Labels(kubeplexv1alpha1.SecretRoleDrain) {
+		if upd.Labels == nil {
+			upd.Labels = map[string]string{}
+		}
+		upd.Labels[k] = v
+	}
+	if err := r.Client.Update(ctx, upd); err != nil {
+		return nil, fmt.Errorf("update drain secret: %w", err)
+	}
+	if repaired {
+		r.Recorder.Eventf(d, nil, corev1.EventTypeWarning, "DrainSecretRepaired", "Reconcile", "drain Secret %s lacked a valid token or signing key; repaired", name)
+	}
+	return upd, nil
+}
+
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // checkDestination parses the URL, applies the URL policy and fills the display
@@ -387,37 +427,6 @@ func (r *LogDrainReconciler) checkApp(ctx context.Context, d *kubeplexv1alpha1.L
 	return nil
 }
 
-// accept stores the checked destination in the drain Secret; only from there does it
-// reach the routing table.
-func (r *LogDrainReconciler) accept(ctx context.Context, sec *corev1.Secret, acc *routes.AcceptedDrain) error {
-	b, err := json.Marshal(acc)
-	if err != nil {
-		return fmt.Errorf("encode accepted drain: %w", err)
-	}
-	if bytes.Equal(sec.Data[kubeplexv1alpha1.DrainConfigSecretKey], b) {
-		return nil
-	}
-	upd := sec.DeepCopy()
-	upd.Data[kubeplexv1alpha1.DrainConfigSecretKey] = b
-	if err := r.Client.Update(ctx, upd); err != nil {
-		return fmt.Errorf("store accepted drain: %w", err)
-	}
-	return nil
-}
-
-// withdraw removes the accepted destination: the routing table drops the drain.
-func (r *LogDrainReconciler) withdraw(ctx context.Context, sec *corev1.Secret) error {
-	if _, ok := sec.Data[kubeplexv1alpha1.DrainConfigSecretKey]; !ok {
-		return nil
-	}
-	upd := sec.DeepCopy()
-	delete(upd.Data, kubeplexv1alpha1.DrainConfigSecretKey)
-	if err := r.Client.Update(ctx, upd); err != nil {
-		return fmt.Errorf("withdraw accepted drain: %w", err)
-	}
-	return nil
-}
-
 func sameAcceptedURL(sec *corev1.Secret, raw string) bool {
 	var acc routes.AcceptedDrain
 	if err := json.Unmarshal(sec.Data[kubeplexv1alpha1.DrainConfigSecretKey], &acc); err != nil {
@@ -551,6 +560,7 @@ func (r *LogDrainReconciler) SetupWithManager(mgr ctrl.Manager, secretsMeta cach
 		Owns(&corev1.Secret{}).
 		Watches(&kubeplexv1alpha1.LogApp{}, handler.EnqueueRequestsFromMapFunc(r.drainsForApp), builder.WithPredicates(appReadyChanged())).
 		WatchesRawSource(source.Kind(secretsMeta, meta, handler.TypedEnqueueRequestsFromMapFunc(r.drainsForSecret))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Named("logdrain")
 	if healthEvents != nil {
 		b = b.WatchesRawSource(source.Channel(healthEvents, &handler.EnqueueRequestForObject{}))

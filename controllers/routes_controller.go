@@ -38,6 +38,7 @@ type RoutesReconciler struct {
 	mu        sync.Mutex
 	problems  map[routes.Problem]bool // reported already, so Events mark changes only
 	lastWrite time.Time
+	lastCost  time.Duration // how long the last render and store took
 }
 
 // DefaultRoutesWriteInterval is the default MinWriteInterval.
@@ -49,7 +50,12 @@ const DefaultRoutesWriteInterval = time.Second
 func (r *RoutesReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
 	r.mu.Lock()
-	wait := r.MinWriteInterval - time.Since(r.lastWrite)
+	// Space writes by the interval, or by a few times what one run costs when the
+	// table is big: a busy manager must not spend all its time rewriting megabytes.
+	wait := max(r.MinWriteInterval, 3*r.lastCost) - time.Since(r.lastWrite)
+	if r.MinWriteInterval <= 0 {
+		wait = 0
+	}
 	r.mu.Unlock()
 	if wait > 0 {
 		return ctrl.Result{RequeueAfter: wait}, nil
@@ -87,6 +93,7 @@ func (r *RoutesReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.
 	if wr.Changed() {
 		r.mu.Lock()
 		r.lastWrite = time.Now()
+		r.lastCost = time.Since(start)
 		r.mu.Unlock()
 		n := 0
 		for _, a := range res.Table.Apps {

@@ -194,6 +194,12 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig: %w", err)
 	}
+	if cfg.QPS == 0 {
+		// As ctrl.GetConfig does: no client-side throttling (client-go's default is 5
+		// requests/s); the API server's priority and fairness protects it instead. At
+		// 5/s, 10,000 drains would take an hour to reconcile.
+		cfg.QPS = -1
+	}
 	return cfg, nil
 }
 

@@ -64,8 +64,12 @@ func (r *report) markdown() string {
 	w("\n### Latency at fixed rates (1 connection, send → sink receive)\n\n")
 	w("| relay | rate msgs/s | p50 | p99 | max | CPU µs/msg | delivered |\n|---|---|---|---|---|---|---|\n")
 	for _, l := range r.Latency {
-		w("| %s | %d | %s | %s | %s | %.2f | %d/%d |\n", l.Relay, l.Rate, l.P50.Round(time.Microsecond),
-			l.P99.Round(time.Microsecond), l.Max.Round(time.Microsecond), l.CPUus, l.Delivered, l.Sent)
+		cpu, name := fmt.Sprintf("%.2f", l.CPUus), l.Relay
+		if l.Relay == "loopback" {
+			cpu, name = "—", "raw loopback (harness floor)"
+		}
+		w("| %s | %d | %s | %s | %s | %s | %d/%d |\n", name, l.Rate, l.P50.Round(time.Microsecond),
+			l.P99.Round(time.Microsecond), l.Max.Round(time.Microsecond), cpu, l.Delivered, l.Sent)
 	}
 	if h := r.History; h != nil {
 		w("\n### History memory\n\n")

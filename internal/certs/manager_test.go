@@ -27,40 +27,57 @@ const (
 	guardTime = 60 * time.Second // failure guard for eventual states, never a timing goal
 )
 
-var k8s client.Client
+var (
+	envOnce sync.Once
+	env     *envtest.Environment
+	k8s     client.Client
+	envErr  error
+)
 
-func TestMain(m *testing.M) {
+// startEnv starts one kube-apiserver + etcd for the package on first use (the pure
+// PKI tests do not need it). Missing assets fail the test.
+func startEnv(t *testing.T) {
+	t.Helper()
+	envOnce.Do(func() { envErr = doStartEnv() })
+	if envErr != nil {
+		t.Fatal(envErr)
+	}
+}
+
+func doStartEnv() error {
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
-		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: point it at kube-apiserver and etcd (make test does; e.g. bin/k8s/1.37.2)")
-		os.Exit(1)
+		return fmt.Errorf("KUBEBUILDER_ASSETS is not set: point it at kube-apiserver and etcd (make test does; e.g. bin/k8s/1.37.2)")
 	}
-	env := &envtest.Environment{}
+	env = &envtest.Environment{}
 	cfg, err := env.Start()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "start envtest (KUBEBUILDER_ASSETS=%s): %v\n", assets, err)
-		os.Exit(1)
+		env = nil
+		return fmt.Errorf("start envtest (KUBEBUILDER_ASSETS=%s): %w", assets, err)
 	}
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		panic(err)
+		return err
 	}
-	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		panic(err)
+	if k8s, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		return err
 	}
-	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		panic(err)
-	}
+	return k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+}
+
+func TestMain(m *testing.M) {
 	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintf(os.Stderr, "stop envtest: %v\n", err)
+	if env != nil {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "stop envtest: %v\n", err)
+		}
 	}
 	os.Exit(code)
 }
 
 func newManager(t *testing.T, secret string) (*Manager, string) {
 	t.Helper()
+	startEnv(t)
 	dir := filepath.Join(t.TempDir(), "certs")
 	m, err := New(k8s, k8s, Options{
 		Namespace: ns, SecretName: secret, WebhookConfigName: cfgName, CertDir: dir,
@@ -104,6 +121,7 @@ func filesMatch(t *testing.T, dir string, s *corev1.Secret) {
 
 func createConfig(t *testing.T, webhooks int) {
 	t.Helper()
+	startEnv(t)
 	url := "https://127.0.0.1:1/x"
 	none := admissionregistrationv1.SideEffectClassNone
 	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: cfgName}}

@@ -68,43 +68,62 @@ func (l *logSink) String() string {
 }
 
 var (
+	scheme = runtime.NewScheme()
+	logs   = &logSink{}
+
+	envOnce sync.Once
+	env     *envtest.Environment
 	restCfg *rest.Config
-	scheme  = runtime.NewScheme()
-	logs    = &logSink{}
+	envErr  error
 )
 
-func TestMain(m *testing.M) {
-	flag := os.Getenv("KUBEBUILDER_ASSETS")
-	if flag == "" {
-		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: point it at kube-apiserver and etcd (make test does; e.g. bin/k8s/1.37.2)")
-		os.Exit(1)
-	}
-	logf.SetLogger(zap.New(zap.WriteTo(logs), zap.Level(zapcore.Level(-5)), zap.UseDevMode(true)))
+func init() {
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		panic(err)
 	}
 	if err := kubeplexv1alpha1.AddToScheme(scheme); err != nil {
 		panic(err)
 	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
+}
+
+// startEnv starts one kube-apiserver + etcd for the package, on first use, so the
+// pure tests and the fuzz workers do not pay for it. Missing assets fail the test.
+func startEnv(t *testing.T) *rest.Config {
+	t.Helper()
+	envOnce.Do(func() {
+		assets := os.Getenv("KUBEBUILDER_ASSETS")
+		if assets == "" {
+			envErr = fmt.Errorf("KUBEBUILDER_ASSETS is not set: point it at kube-apiserver and etcd (make test does; e.g. bin/k8s/1.37.2)")
+			return
+		}
+		logf.SetLogger(zap.New(zap.WriteTo(logs), zap.Level(zapcore.Level(-5)), zap.UseDevMode(true)))
+		env = &envtest.Environment{
+			CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+			ErrorIfCRDPathMissing: true,
+		}
+		restCfg, envErr = env.Start()
+		if envErr != nil {
+			envErr = fmt.Errorf("start envtest (KUBEBUILDER_ASSETS=%s): %w", assets, envErr)
+			env = nil
+		}
+	})
+	if envErr != nil {
+		t.Fatal(envErr)
 	}
-	var err error
-	restCfg, err = env.Start()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "start envtest (KUBEBUILDER_ASSETS=%s): %v\n", flag, err)
-		os.Exit(1)
-	}
+	return restCfg
+}
+
+func TestMain(m *testing.M) {
 	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintf(os.Stderr, "stop envtest: %v\n", err)
-	}
-	if code != 0 {
-		// The manager's log helps with a failed test; it carries no secrets (asserted).
-		fmt.Fprintln(os.Stderr, "--- manager log (tail)")
-		s := logs.String()
-		fmt.Fprintln(os.Stderr, s[max(0, len(s)-20000):])
+	if env != nil {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "stop envtest: %v\n", err)
+		}
+		if code != 0 {
+			// The manager's log helps with a failed test; it carries no secrets (asserted).
+			s := logs.String()
+			fmt.Fprintf(os.Stderr, "--- manager log (tail)\n%s\n", s[max(0, len(s)-20000):])
+		}
 	}
 	os.Exit(code)
 }
@@ -140,6 +159,7 @@ func freePort(t *testing.T) int {
 func startStack(t *testing.T) *stack {
 	t.Helper()
 	ctx := t.Context()
+	restCfg := startEnv(t)
 	c, err := client.New(restCfg, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)

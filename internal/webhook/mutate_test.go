@@ -161,3 +161,70 @@ func compareGolden(t *testing.T, path string, pod *corev1.Pod) {
 		t.Errorf("%s differs from the mutated pod:\n--- got\n%s\n--- want\n%s", path, got, want)
 	}
 }
+
+// FuzzMutate checks Mutate's invariants on arbitrary container lists, commands,
+// process-type labels and kubeplex.io/containers annotations: no panic; the outcome is
+// recorded; a re-invocation is recognised; a wrapped worker runs exactly its original
+// command and args after "--"; a skipped pod differs only in annotations.
+func FuzzMutate(f *testing.F) {
+	f.Add("web", "/bin/web", "--port 8080", "", "", "", false)
+	f.Add("web", "", "--verbose", "worker", "web", "helper", true)
+	f.Add("a", "sh -c", "exec x", "", "a,b,,", "b", false)
+	f.Add("kubeplex-collector", "/kubeplex/bin/collector run --", "", "", " ", "", true)
+	f.Fuzz(func(t *testing.T, name, command, args, processType, containers, second string, tail bool) {
+		split := func(s string) []string {
+			if s == "" {
+				return nil
+			}
+			return strings.Split(s, " ")
+		}
+		pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{
+			{Name: name, Command: split(command), Args: split(args)},
+		}}}
+		if second != "" {
+			pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: second, Args: []string{"x"}})
+		}
+		if processType != "" {
+			pod.Labels = map[string]string{kubeplexv1alpha1.ProcessTypeLabel: processType}
+		}
+		if containers != "" {
+			pod.Annotations = map[string]string{ContainersAnnotation: containers}
+		}
+		if AlreadyProcessed(pod) {
+			return
+		}
+		mode := kubeplexv1alpha1.CollectorExec
+		if tail {
+			mode = kubeplexv1alpha1.CollectorCRITail
+		}
+		in := pod.DeepCopy()
+		injected := Mutate(pod, Target{App: "a", TokenSecretName: "a-kubeplex-token", Mode: mode}, testConfig)
+		if !AlreadyProcessed(pod) {
+			t.Fatal("outcome not recorded")
+		}
+		if !injected {
+			back := pod.DeepCopy()
+			back.Annotations, in.Annotations = nil, nil
+			if !equality.Semantic.DeepEqual(back, in) {
+				t.Fatal("skipped pod changed beyond its annotations")
+			}
+			return
+		}
+		for i, c := range pod.Spec.Containers {
+			orig := in.Spec.Containers[i]
+			if tail || len(c.Command) == 0 || c.Command[0] != CollectorPath {
+				if !equality.Semantic.DeepEqual(c.Command, orig.Command) {
+					t.Fatalf("container %q command changed to %q", c.Name, c.Command)
+				}
+				continue
+			}
+			if len(orig.Command) > 0 && orig.Command[0] == CollectorPath {
+				continue // pre-wrapped by the author
+			}
+			want := append(append([]string{CollectorPath, "run", "--"}, orig.Command...), orig.Args...)
+			if !equality.Semantic.DeepEqual(c.Command, want) || len(c.Args) != 0 {
+				t.Fatalf("container %q: command %q args %q, want %q", c.Name, c.Command, c.Args, want)
+			}
+		}
+	})
+}

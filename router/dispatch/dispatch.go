@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -114,10 +115,18 @@ func (a *App) Publish(recs [][]byte) {
 			w = &wireBatch{}
 		}
 		w.encode(recs)
+		busy := false
 		for _, r := range *rs {
-			r.Queue.Push(w.recs)
+			busy = r.Queue.Push(w.recs) || busy
 		}
 		wirePool.Put(w)
+		if busy {
+			// A filling queue usually means its runner is short of CPU rather than of
+			// network: let it run before this producer reads more. This yields, never
+			// waits, so a dead drain (whose queue stays full) costs ingest a scheduler
+			// pass per batch, not throughput.
+			runtime.Gosched()
+		}
 	}
 	a.In.Add(int64(len(recs)))
 }

@@ -41,9 +41,10 @@ func NewQueue(size int, st *Stats) *Queue {
 	return &Queue{r: ring.New(size), stats: st, notify: make(chan struct{}, 1)}
 }
 
-// Push offers drain records (message.AppendWire) to the drain. It never blocks on delivery: a full queue drops
-// its oldest records, which is what keeps a slow drain from slowing ingest.
-func (q *Queue) Push(recs [][]byte) {
+// Push offers drain records (message.AppendWire) to the drain. It never blocks on
+// delivery: a full queue drops its oldest records, which is what keeps a slow drain
+// from slowing ingest. It reports whether the queue is more than half full.
+func (q *Queue) Push(recs [][]byte) (busy bool) {
 	var stamp [8]byte
 	binary.LittleEndian.PutUint64(stamp[:], uint64(Nanotime()))
 	var dropped int64
@@ -52,7 +53,7 @@ func (q *Queue) Push(recs [][]byte) {
 		q.mu.Unlock()
 		q.stats.Offered.Add(int64(len(recs)))
 		q.stats.Dropped.Add(int64(len(recs)))
-		return
+		return false
 	}
 	for _, rec := range recs {
 		ev, ok := q.r.Push2(stamp[:], rec)
@@ -63,6 +64,7 @@ func (q *Queue) Push(recs [][]byte) {
 	if dropped > 0 {
 		q.addDropsLocked(dropped, time.Now())
 	}
+	busy = q.r.Len() > q.r.Max()/2
 	q.mu.Unlock()
 	q.stats.Offered.Add(int64(len(recs)))
 	q.stats.Dropped.Add(dropped)
@@ -70,6 +72,7 @@ func (q *Queue) Push(recs [][]byte) {
 	case q.notify <- struct{}{}:
 	default:
 	}
+	return busy
 }
 
 func (q *Queue) addDropsLocked(n int64, since time.Time) {

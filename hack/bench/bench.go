@@ -57,11 +57,11 @@ type report struct {
 	History    *historyMem
 	Took       time.Duration
 	CPUs       int
-	Rsyslog    string
+	Load       string
 }
 
 func (b *bench) all(ctx context.Context) (*report, error) {
-	rep := &report{Messages: b.o.messages, Reps: b.o.reps, CPUs: runtime.NumCPU()}
+	rep := &report{Messages: b.o.messages, Reps: b.o.reps, CPUs: runtime.NumCPU(), Load: loadAvg()}
 	type scenario struct {
 		relay  string
 		conns  int

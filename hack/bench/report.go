@@ -18,6 +18,18 @@ func (r *report) find(relay string, conns, drains int) *throughput {
 	return nil
 }
 
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 
 func rsyslogVersion() string {
@@ -34,8 +46,9 @@ func (r *report) markdown() string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	w("## Router\n\n")
-	w("Written by `make bench` (hack/bench) on %s, %d CPUs, %s; took %s.\n", time.Now().UTC().Format("2006-01-02"),
-		r.CPUs, rsyslogVersion(), r.Took.Round(time.Second))
+	w("Written by `make bench` (hack/bench) on %s, %d CPUs, %s; took %s; load average at start %s\n",
+		time.Now().UTC().Format("2006-01-02"), r.CPUs, rsyslogVersion(), r.Took.Round(time.Second), r.Load)
+	w("(other work on the machine shows up in every row, loopback included).\n")
 	w("The same %d octet-counted RFC 5424 frames of 204 bytes go TCP in → relay → TCP out to a counting sink;\n", r.Messages)
 	w("rsyslog runs imtcp → omfwd (TCP, octet-counted, RFC 5424 template re-emitting every header field);\n")
 	w("the router runs with one app whose token is the frames' APP-NAME and a syslog:// drain.\n")

@@ -2,11 +2,13 @@ package controllers
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -375,7 +377,7 @@ func (r *LogDrainReconciler) resolveCredentials(ctx context.Context, d *kubeplex
 		}
 		acc.Username, acc.Password = string(data[userKey]), string(pass)
 	}
-	if t := d.Spec.TLS; t != nil && (d.Status.Destination != "" && (hasScheme(acc.URL, "https") || hasScheme(acc.URL, "syslog+tls"))) {
+	if t := d.Spec.TLS; t != nil && (strings.HasPrefix(acc.URL, "https://") || strings.HasPrefix(acc.URL, "syslog+tls://")) {
 		acc.TLS = &routing.TLS{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
 		if ref := t.CASecretRef; ref != nil {
 			data, err := r.secretData(ctx, d.Namespace, ref.Name)
@@ -387,6 +389,10 @@ func (r *LogDrainReconciler) resolveCredentials(ctx context.Context, d *kubeplex
 				return &specError{reason: kubeplexv1alpha1.SecretNotFoundReason,
 					msg: fmt.Sprintf("Secret %s has no key %q", ref.Name, ref.Key)}
 			}
+			if !x509.NewCertPool().AppendCertsFromPEM(ca) {
+				return &specError{reason: kubeplexv1alpha1.InvalidTLSReason,
+					msg: fmt.Sprintf("Secret %s key %q holds no PEM certificate", ref.Name, ref.Key)}
+			}
 			acc.TLS.CAPEM = string(ca)
 		}
 	}
@@ -396,10 +402,6 @@ func (r *LogDrainReconciler) resolveCredentials(ctx context.Context, d *kubeplex
 func isIPLiteral(host string) bool {
 	_, err := netip.ParseAddr(host)
 	return err == nil
-}
-
-func hasScheme(u, scheme string) bool {
-	return len(u) > len(scheme)+3 && u[:len(scheme)+3] == scheme+"://"
 }
 
 func (r *LogDrainReconciler) secretData(ctx context.Context, namespace, name string) (map[string][]byte, error) {

@@ -2,11 +2,19 @@ package controllers
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -245,4 +253,48 @@ func TestLogDrainHostNotResolved(t *testing.T) {
 	create(t, d)
 	c := condition(t, d, kubeplexv1alpha1.ReadyCondition, metav1.ConditionFalse, kubeplexv1alpha1.HostNotResolvedReason)
 	t.Logf("unresolvable: %s", c.Message)
+}
+
+// selfSignedPEM returns a PEM certificate for a drain's CA bundle.
+func selfSignedPEM(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// TestLogDrainTLS: a CA bundle that is no PEM gives InvalidTLS; a real one reaches the
+// routing table with the server name.
+func TestLogDrainTLS(t *testing.T) {
+	startManager(t, Config{})
+	ns := newNamespace(t)
+	ctx := context.Background()
+	create(t, newApp(ns, "web"))
+	ca := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ca"}, StringData: map[string]string{"ca.crt": "not a certificate"}}
+	create(t, ca)
+	d := newDrain(ns, "tls", "web", "syslog+tls://allowed.test:6514")
+	d.Spec.TLS = &kubeplexv1alpha1.DrainTLS{ServerName: "logs.example.com", CASecretRef: &kubeplexv1alpha1.SecretKeyReference{Name: "ca", Key: "ca.crt"}}
+	create(t, d)
+	condition(t, d, kubeplexv1alpha1.ReadyCondition, metav1.ConditionFalse, kubeplexv1alpha1.InvalidTLSReason)
+	pemCA := selfSignedPEM(t)
+	get(t, ca)
+	ca.Data = map[string][]byte{"ca.crt": pemCA}
+	if err := k8s.Update(ctx, ca); err != nil {
+		t.Fatal(err)
+	}
+	condition(t, d, kubeplexv1alpha1.ReadyCondition, metav1.ConditionTrue, kubeplexv1alpha1.ReconciledReason)
+	tableApp(t, routes.ID(ns, "web"), func(a *routing.App) error {
+		if a == nil || len(a.Drains) != 1 || a.Drains[0].TLS == nil || a.Drains[0].TLS.CAPEM != string(pemCA) || a.Drains[0].TLS.ServerName != "logs.example.com" {
+			return fmt.Errorf("drain TLS not in the table")
+		}
+		return nil
+	})
 }

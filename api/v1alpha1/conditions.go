@@ -27,6 +27,8 @@ const (
 	TokenSecretErrorReason = "TokenSecretError"
 	// InvalidSelectorReason: the LogApp's pod selector cannot be parsed.
 	InvalidSelectorReason = "InvalidSelector"
+	// InvalidTLSReason: the drain's TLS settings cannot be used (a CA that is no PEM).
+	InvalidTLSReason = "InvalidTLS"
 	// HostNotResolvedReason: the drain's host name did not resolve (a transient state;
 	// the drain keeps its last accepted destination while it is retried).
 	HostNotResolvedReason = "HostNotResolved"

@@ -72,8 +72,10 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 		{"rsyslog", 1, 1}, {"rsyslog", 4, 1},
 		{"router", 1, 1}, {"router", 4, 1},
 		{"router", 1, 10},
+		{"router-1p", 1, 1}, {"router-1p", 4, 1},
+		{"router-1p", 1, 10},
 	} {
-		if b.o.only != "" && sc.relay != b.o.only {
+		if b.o.only != "" && sc.relay != b.o.only && b.o.only != "latency" {
 			continue
 		}
 		if b.o.only == "latency" {
@@ -99,7 +101,7 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 	if b.o.only != "" && b.o.only != "latency" {
 		return rep, nil
 	}
-	for _, relay := range []string{"loopback", "rsyslog", "router"} {
+	for _, relay := range []string{"loopback", "rsyslog", "router", "router-1p"} {
 		ls, err := b.latency(ctx, relay)
 		if err != nil {
 			return nil, fmt.Errorf("%s latency: %w", relay, err)
@@ -137,6 +139,10 @@ func (b *bench) start(ctx context.Context, relay string, sinks []*sink, queue in
 		return b.startRsyslog(ctx, addrs[0])
 	case "router":
 		return b.startRouter(ctx, addrs, 1, queue)
+	case "router-1p":
+		// One P: what a pod with a CPU limit of 1 gets (Go sizes GOMAXPROCS from the
+		// cgroup limit), and no cross-CPU wake-ups between ingest and drain.
+		return b.startRouter(ctx, addrs, 1, queue, "GOMAXPROCS=1")
 	}
 	return nil, fmt.Errorf("unknown relay %q", relay)
 }

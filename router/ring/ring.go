@@ -23,7 +23,8 @@ type entry struct {
 
 type chunk struct {
 	seq uint32
-	buf []byte // len = bytes used, cap = chunk size
+	buf []byte  // len = bytes used, cap = chunk size
+	box *[]byte // pool handle for buf, reused so returning a chunk allocates nothing
 }
 
 // Ring holds at most Max records; pushing into a full ring evicts the oldest.
@@ -103,7 +104,8 @@ func (r *Ring) tail(n int) *chunk {
 	// waste at most two chunks of maxChunk.
 	size := r.live / 8
 	size = max(min(size, maxChunk), minChunk, n)
-	r.chunks = append(r.chunks, chunk{seq: r.nextSeq, buf: getChunk(size)})
+	box := getChunk(size)
+	r.chunks = append(r.chunks, chunk{seq: r.nextSeq, buf: *box, box: box})
 	r.nextSeq++
 	return &r.chunks[len(r.chunks)-1]
 }
@@ -129,14 +131,14 @@ func (r *Ring) popFront() {
 	}
 	i := 0
 	for i < len(r.chunks) && r.chunks[i].seq < keep && i < len(r.chunks)-1 {
-		putChunk(r.chunks[i].buf)
+		putChunk(r.chunks[i])
 		i++
 	}
 	if r.n == 0 && len(r.chunks) > 0 {
 		// Empty: keep the last chunk for reuse but rewind it.
 		last := r.chunks[len(r.chunks)-1]
 		for _, c := range r.chunks[i : len(r.chunks)-1] {
-			putChunk(c.buf)
+			putChunk(c)
 		}
 		last.buf = last.buf[:0]
 		r.chunks = append(r.chunks[:0], last)
@@ -206,7 +208,7 @@ func (r *Ring) Resize(max int) int {
 // Reset drops every record and returns the chunks to the pool.
 func (r *Ring) Reset() {
 	for _, c := range r.chunks {
-		putChunk(c.buf)
+		putChunk(c)
 	}
 	r.chunks, r.idx, r.head, r.n, r.live = nil, nil, 0, 0, 0
 }
@@ -224,22 +226,25 @@ func class(size int) int {
 	return c
 }
 
-func getChunk(size int) []byte {
+func getChunk(size int) *[]byte {
 	c := class(size)
 	if c >= len(pools) {
-		return make([]byte, 0, size)
+		b := make([]byte, 0, size)
+		return &b
 	}
 	if b, ok := pools[c].Get().(*[]byte); ok {
-		return (*b)[:0]
+		*b = (*b)[:0]
+		return b
 	}
-	return make([]byte, 0, minChunk<<c)
+	b := make([]byte, 0, minChunk<<c)
+	return &b
 }
 
-func putChunk(b []byte) {
-	c := class(cap(b))
-	if c >= len(pools) || cap(b) != minChunk<<c {
+func putChunk(ch chunk) {
+	c := class(cap(ch.buf))
+	if c >= len(pools) || cap(ch.buf) != minChunk<<c || ch.box == nil {
 		return
 	}
-	b = b[:0]
-	pools[c].Put(&b)
+	*ch.box = ch.buf[:0]
+	pools[c].Put(ch.box)
 }

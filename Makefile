@@ -24,7 +24,7 @@ all: build
 
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook manifests from markers.
-	$(CONTROLLER_GEN) rbac:roleName=kubeplex-manager crd webhook paths="./api/..." paths="./controllers/..." \
+	$(CONTROLLER_GEN) rbac:roleName=kubeplex-manager crd webhook paths="./api/..." paths="./controllers/..." paths="./internal/webhook/..." paths="./internal/certs/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	@mkdir -p charts/kubeplex/crds charts/kubeplex/files
 	cp config/crd/bases/*.yaml charts/kubeplex/crds/

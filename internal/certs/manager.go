@@ -6,6 +6,11 @@
 // their life is left; a replaced CA stays in the caBundle until it expires.
 package certs
 
+// The self-managed certificate lives in a Secret in the manager namespace and its CA
+// is written into the MutatingWebhookConfiguration's caBundle.
+// +kubebuilder:rbac:groups="",namespace=kubeplex-system,resources=secrets,verbs=get;create;update
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;update
+
 import (
 	"bytes"
 	"context"

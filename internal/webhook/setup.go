@@ -1,5 +1,10 @@
 package webhook
 
+// The webhook reads LogApps (to find the token Secret) and namespaces (to check Pod
+// Security before CRITail injection).
+// +kubebuilder:rbac:groups=kubeplex.io,resources=logapps,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+
 import (
 	"context"
 	"errors"

@@ -157,8 +157,11 @@ func TestHelmChart(t *testing.T) {
 			checkFlags(t, objs)
 			if i == 0 {
 				checkRouterRole(t, objs, "kubeplex-routes")
-				// cert-manager kinds are not installed in the test API server.
-				applyAll(t, c, objs, "Certificate", "Issuer")
+				// `helm install --create-namespace` makes the release namespace; cert-manager
+				// kinds are not installed in the test API server.
+				ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace",
+					"metadata": map[string]any{"name": systemNS}}}
+				applyAll(t, c, append(objs, ns), "Certificate", "Issuer")
 			}
 		})
 	}

@@ -49,6 +49,8 @@ type Options struct {
 
 	// AllowCIDRs are internal prefixes drains may connect to anyway.
 	AllowCIDRs []netip.Prefix
+	// AllowHosts are host names drains may reach even when they resolve internally.
+	AllowHosts []string
 	QueueSize  int
 	Limits     ingest.Limits
 	// ReadTimeout closes syslog connections silent this long.
@@ -85,7 +87,7 @@ func Run(ctx context.Context, o Options) error {
 	m := metrics.New()
 	d := dispatch.New(dispatch.Options{
 		QueueSize: o.QueueSize,
-		Dialer:    &drain.Dialer{Allow: o.AllowCIDRs, KeepAlive: 30 * time.Second},
+		Dialer:    &drain.Dialer{Allow: o.AllowCIDRs, AllowHosts: o.AllowHosts, KeepAlive: 30 * time.Second},
 		Logger:    log,
 		Metrics:   m,
 		UserAgent: UserAgent,

@@ -44,7 +44,7 @@ func parseFlags(args []string) (router.Options, error) {
 	fs.StringVar(&o.Routes, "routes", "", "routing table file (standalone use)")
 	fs.StringVar(&o.RoutesSecret, "routes-secret", "", "routing table Secret as NAMESPACE/NAME")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config)")
-	allow := fs.String("allow-cidrs", "", "comma-separated internal CIDRs drains may connect to (default: none)")
+	allow := fs.String("allow-cidrs", "", "comma-separated CIDRs, addresses and host names (*.suffix allowed) drains may reach although internal; give it the manager's list")
 	fs.IntVar(&o.QueueSize, "queue-size", drain.DefaultQueueSize, "messages buffered per drain before the oldest are dropped")
 	fs.IntVar(&o.Limits.MaxFrame, "max-frame", 64<<10, "largest accepted frame in bytes, refused before it is read")
 	fs.IntVar(&o.Limits.MaxLine, "max-line", 10000, "longest message text; longer lines are split")
@@ -65,10 +65,10 @@ func parseFlags(args []string) (router.Options, error) {
 		return o, fmt.Errorf("router: --log-level: %w", err)
 	}
 	o.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
-	p, err := drain.ParseAllow(strings.Split(*allow, ","))
+	p, hosts, err := drain.ParseAllow(strings.Split(*allow, ","))
 	if err != nil {
 		return o, fmt.Errorf("router: --allow-cidrs: %w", err)
 	}
-	o.AllowCIDRs = p
+	o.AllowCIDRs, o.AllowHosts = p, hosts
 	return o, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -21,6 +22,10 @@ var ErrForbiddenAddress = errors.New("drain address not allowed")
 type Dialer struct {
 	// Allow lists prefixes that are reachable even though they are internal.
 	Allow []netip.Prefix
+	// AllowHosts lists host names ("logs.internal", or "*.corp.example" for every name
+	// under a suffix) that may resolve to internal addresses: the admin trusts these
+	// names, as the manager's --allow-cidrs does.
+	AllowHosts []string
 	// Timeout bounds connection setup (Logplex: 3 s).
 	Timeout time.Duration
 	// KeepAlive for TCP connections.
@@ -78,6 +83,9 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		timeout = 3 * time.Second
 	}
 	nd := net.Dialer{Timeout: timeout, KeepAlive: d.KeepAlive, Control: d.control}
+	if host, _, err := net.SplitHostPort(addr); err == nil && d.hostAllowed(host) {
+		nd.Control = nil
+	}
 	c, err := nd.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial drain: %w", err)
@@ -85,18 +93,43 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	return c, nil
 }
 
-// ParseAllow parses a comma-separated list of CIDR prefixes (the --allow-cidrs flag).
-func ParseAllow(list []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
+func (d *Dialer) hostAllowed(host string) bool {
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	for _, h := range d.AllowHosts {
+		if suffix, ok := strings.CutPrefix(h, "*."); ok {
+			if strings.HasSuffix(host, "."+suffix) {
+				return true
+			}
+		} else if host == h {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseAllow parses the entries of the --allow-cidrs flag, the same list the manager
+// takes: CIDR prefixes, single addresses, and host names (exact or "*.suffix").
+func ParseAllow(list []string) ([]netip.Prefix, []string, error) {
+	var prefixes []netip.Prefix
+	var hosts []string
 	for _, s := range list {
+		s = strings.TrimSpace(s)
 		if s == "" {
 			continue
 		}
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return nil, fmt.Errorf("parse allowed CIDR %q: %w", s, err)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			prefixes = append(prefixes, p.Masked())
+			continue
 		}
-		out = append(out, p.Masked())
+		if a, err := netip.ParseAddr(s); err == nil {
+			prefixes = append(prefixes, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		name := strings.TrimSuffix(strings.ToLower(s), ".")
+		if strings.ContainsAny(name, "/:") || strings.Contains(strings.TrimPrefix(name, "*."), "*") || name == "" {
+			return nil, nil, fmt.Errorf("parse allowlist entry %q: not a CIDR, an address or a host name", s)
+		}
+		hosts = append(hosts, name)
 	}
-	return out, nil
+	return prefixes, hosts, nil
 }

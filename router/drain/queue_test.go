@@ -1,7 +1,10 @@
 package drain
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -147,7 +150,7 @@ func TestDialerCheck(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.ip+fmt.Sprint(tt.allow), func(t *testing.T) {
-			allow, err := ParseAllow(tt.allow)
+			allow, _, err := ParseAllow(tt.allow)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -158,7 +161,65 @@ func TestDialerCheck(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ParseAllow([]string{"nonsense"}); err == nil {
-		t.Error("ParseAllow accepted nonsense")
+	for _, bad := range []string{"10.0.0.0/99", "logs*.example.com", "[::1]:80"} {
+		if _, _, err := ParseAllow([]string{bad}); err == nil {
+			t.Errorf("ParseAllow accepted %q", bad)
+		}
+	}
+}
+
+// TestDialerAllowHosts dials a real listener by name: an allowlisted host name may
+// resolve to loopback, any other name may not, and the entry forms parse as the
+// manager's --allow-cidrs does.
+func TestDialerAllowHosts(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	prefixes, hosts, err := ParseAllow([]string{" 192.0.2.7 ", "LocalHost.", "*.corp.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(prefixes) != 1 || prefixes[0].String() != "192.0.2.7/32" || len(hosts) != 2 || hosts[0] != "localhost" {
+		t.Fatalf("ParseAllow = %v %v", prefixes, hosts)
+	}
+	tests := []struct {
+		name  string
+		hosts []string
+		addr  string
+		ok    bool
+	}{
+		{name: "allowlisted name", hosts: hosts, addr: "localhost:" + port, ok: true},
+		{name: "name not allowlisted", hosts: []string{"*.corp.example"}, addr: "localhost:" + port, ok: false},
+		{name: "address is not a name", hosts: hosts, addr: "127.0.0.1:" + port, ok: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := &Dialer{AllowHosts: tt.hosts}
+			c, err := d.DialContext(context.Background(), "tcp4", tt.addr)
+			if c != nil {
+				c.Close()
+			}
+			if (err == nil) != tt.ok {
+				t.Fatalf("dial %s: %v, want ok=%v", tt.addr, err, tt.ok)
+			}
+			if err != nil && !errors.Is(err, ErrForbiddenAddress) {
+				t.Fatalf("dial %s failed for another reason: %v", tt.addr, err)
+			}
+		})
+	}
+	if !(&Dialer{AllowHosts: hosts}).hostAllowed("logs.corp.example") || (&Dialer{AllowHosts: hosts}).hostAllowed("corp.example") {
+		t.Error("wildcard host matching is wrong")
 	}
 }

@@ -7,11 +7,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -29,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/internal/routing"
 	"github.com/kubeplex/kubeplex/internal/wire"
 )
 
@@ -117,6 +120,11 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	// Start the worker only once the router runs a table that knows the app, or its
+	// first lines would meet a 401.
+	if err := waitRouter(ctx, "http://"+o.routerAddr); err != nil {
+		return err
+	}
 	worker := command(ctx, o, "collector", []string{"KUBEPLEX_ROUTER_URL=http://" + o.routerAddr + "/logs", "KUBEPLEX_TOKEN=" + token,
 		"KUBEPLEX_PROCESS=worker.1"}, "run", "--", "sh", "-c", o.workerCmd)
 	if err := worker.Start(); err != nil {
@@ -185,6 +193,24 @@ func waitToken(ctx context.Context, c client.Client) (string, error) {
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func waitRouter(ctx context.Context, base string) error {
+	for {
+		if resp, err := http.Get(base + "/status"); err == nil {
+			var st routing.RouterStatus
+			err = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if err == nil && len(st.Drains) > 0 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/kubeplex/kubeplex/collector/queue"
 	"github.com/kubeplex/kubeplex/collector/relay"
 	"github.com/kubeplex/kubeplex/collector/ship"
+	"github.com/kubeplex/kubeplex/collector/token"
 	"github.com/kubeplex/kubeplex/collector/trace"
 	"github.com/kubeplex/kubeplex/collector/wrap"
 	"github.com/kubeplex/kubeplex/internal/wire"
@@ -41,8 +42,13 @@ type RunOptions struct {
 // ShipOptions are shared by run (direct mode) and sidecar.
 type ShipOptions struct {
 	RouterURL string
-	Token     string
-	Gzip      bool
+	// Token is a fixed ingest token; TokenFile, when set, is read instead and
+	// re-read every TokenRefresh (0: token.DefaultInterval) and after a 401, so a
+	// rotated token in a Secret volume is picked up without a restart.
+	Token        string
+	TokenFile    string
+	TokenRefresh time.Duration
+	Gzip         bool
 	// QueueLines and QueueBytes bound the in-memory queue.
 	QueueLines, QueueBytes int
 	// Attempts per batch and the cap of the backoff between them.
@@ -87,11 +93,11 @@ func Run(ctx context.Context, opts RunOptions) (wrap.Exit, error) {
 	if opts.Socket != "" {
 		out = &relay.Client{Path: opts.Socket, Queue: q, Hostname: opts.Hostname, Proc: opts.Process, Log: log}
 	} else {
-		out = shipOutlet{ship.New(q, ship.Options{
-			URL: opts.Ship.RouterURL, Token: opts.Ship.Token, Gzip: opts.Ship.Gzip,
-			Attempts: opts.Ship.Attempts, BackoffMax: opts.Ship.BackoffMax,
-			Hostname: opts.Hostname, Proc: opts.Process, Log: log,
-		})}
+		so, err := shipOptions(opts.Ship, opts.Hostname, opts.Process, log)
+		if err != nil {
+			return wrap.Exit{}, fmt.Errorf("run: %w", err)
+		}
+		out = shipOutlet{ship.New(q, so)}
 	}
 	outCtx, stopOut := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopOut()
@@ -125,6 +131,24 @@ func Run(ctx context.Context, opts RunOptions) (wrap.Exit, error) {
 		log.Warn("lines not delivered before the flush timeout", "lines", left)
 	}
 	return exit, nil
+}
+
+// shipOptions turns the shared options into the shipper's, opening the token file
+// when one is named.
+func shipOptions(o ShipOptions, hostname, process string, log *slog.Logger) (ship.Options, error) {
+	so := ship.Options{
+		URL: o.RouterURL, Token: o.Token, Gzip: o.Gzip,
+		Attempts: o.Attempts, BackoffMax: o.BackoffMax,
+		Hostname: hostname, Proc: process, Log: log,
+	}
+	if o.TokenFile != "" {
+		f, err := token.Open(o.TokenFile, o.TokenRefresh)
+		if err != nil {
+			return so, err
+		}
+		so.Tokens = f
+	}
+	return so, nil
 }
 
 func newQueue(o ShipOptions) *queue.Queue {

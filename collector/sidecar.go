@@ -71,18 +71,18 @@ func Sidecar(ctx context.Context, opts SidecarOptions) error {
 		return fmt.Errorf("sidecar: unknown mode %q (want %q or empty)", opts.Mode, ModeCRITail)
 	}
 
-	sh := ship.New(q, ship.Options{
-		URL: opts.Ship.RouterURL, Token: opts.Ship.Token, Gzip: opts.Ship.Gzip,
-		Attempts: opts.Ship.Attempts, BackoffMax: opts.Ship.BackoffMax,
-		Hostname: opts.Hostname, Proc: opts.Process, Log: log,
-		AfterBatch: func() {
-			if state != nil {
-				if err := state.Save(); err != nil {
-					log.Error("save tail positions", "error", err)
-				}
+	so, err := shipOptions(opts.Ship, opts.Hostname, opts.Process, log)
+	if err != nil {
+		return fmt.Errorf("sidecar: %w", err)
+	}
+	so.AfterBatch = func() {
+		if state != nil {
+			if err := state.Save(); err != nil {
+				log.Error("save tail positions", "error", err)
 			}
-		},
-	})
+		}
+	}
+	sh := ship.New(q, so)
 
 	var srv *relay.Server
 	if opts.Socket != "" {
@@ -104,7 +104,7 @@ func Sidecar(ctx context.Context, opts SidecarOptions) error {
 	}
 	tr.Serve()
 	log.Info("collector sidecar started", "process", opts.Process, "socket", opts.Socket,
-		"trace_syslog", tr.SyslogAddr(), "trace_http", tr.HTTPAddr(), "mode", opts.Mode, "tailed", len(tailers))
+		"trace_syslog", tr.SyslogAddr(), "trace_http", tr.HTTPAddr(), "mode", opts.Mode, "tailed", len(tailers), "token_file", opts.Ship.TokenFile)
 
 	shipCtx, stopShip := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopShip()

@@ -99,6 +99,8 @@ func parse(argv []string, getenv func(string) string) (options, error) {
 	fs.StringVar(&o.traceHTTP, "trace-http-addr", envOr(getenv, "KUBEPLEX_TRACE_HTTP_ADDR", traceHTTPDef), "loopback address for POST /trace; empty = off (env KUBEPLEX_TRACE_HTTP_ADDR)")
 	fs.StringVar(&o.mode, "mode", getenv("KUBEPLEX_MODE"), "sidecar mode: empty or CRITail (env KUBEPLEX_MODE)")
 	fs.StringVar(&o.podLogDir, "pod-log-dir", orDefault(getenv("KUBEPLEX_POD_LOG_DIR"), "/var/log/pods"), "kubelet pod log root for CRI tail mode (env KUBEPLEX_POD_LOG_DIR)")
+	fs.StringVar(&o.ship.TokenFile, "token-file", getenv("KUBEPLEX_TOKEN_FILE"), "file holding the ingest token, re-read when it changes and after a 401; wins over KUBEPLEX_TOKEN (env KUBEPLEX_TOKEN_FILE)")
+	fs.DurationVar(&o.ship.TokenRefresh, "token-refresh", envDuration(getenv("KUBEPLEX_TOKEN_REFRESH"), 30*time.Second), "how often to check the token file for a new token (env KUBEPLEX_TOKEN_REFRESH)")
 	fs.BoolVar(&o.ship.Gzip, "gzip", envBool(getenv("KUBEPLEX_GZIP")), "gzip batches (env KUBEPLEX_GZIP)")
 	fs.IntVar(&o.ship.QueueLines, "queue-lines", envInt(getenv("KUBEPLEX_QUEUE_LINES"), 10000), "queue bound in lines (env KUBEPLEX_QUEUE_LINES)")
 	fs.IntVar(&o.ship.QueueBytes, "queue-bytes", envInt(getenv("KUBEPLEX_QUEUE_BYTES"), 4<<20), "queue bound in bytes (env KUBEPLEX_QUEUE_BYTES)")
@@ -109,7 +111,10 @@ func parse(argv []string, getenv func(string) string) (options, error) {
 	if err := fs.Parse(argv[1:]); err != nil {
 		return o, fmt.Errorf("parse flags: %w", err)
 	}
-	o.ship.Token = getenv("KUBEPLEX_TOKEN")
+	if o.ship.TokenFile == "" {
+		// Outside Kubernetes, and in pods injected before the token moved to a file.
+		o.ship.Token = getenv("KUBEPLEX_TOKEN")
+	}
 	o.args = fs.Args()
 	o.namespace = getenv("KUBEPLEX_POD_NAMESPACE")
 	o.podName = getenv("KUBEPLEX_POD_NAME")

@@ -22,9 +22,11 @@ import (
 
 // Options configure a Shipper. Zero values take the defaults in brackets.
 type Options struct {
-	URL   string
-	Token string
-	Gzip  bool
+	URL string
+	// Token is a fixed ingest token; Tokens, when set, is used instead.
+	Token  string
+	Tokens TokenSource
+	Gzip   bool
 	// BatchSize bounds the lines of one POST, notices included [500].
 	BatchSize int
 	// Linger is how long a batch waits to fill after its first line [250ms].
@@ -42,6 +44,20 @@ type Options struct {
 	UserAgent  string
 	Log        *slog.Logger
 }
+
+// TokenSource gives the ingest token for each POST (token.File, for a Secret volume).
+type TokenSource interface {
+	Token() string
+	// Reload re-reads the token after the router refused it and reports whether it
+	// changed.
+	Reload() (changed bool, err error)
+}
+
+// fixedToken is a token that never changes (KUBEPLEX_TOKEN).
+type fixedToken string
+
+func (t fixedToken) Token() string                   { return string(t) }
+func (fixedToken) Reload() (changed bool, err error) { return false, nil }
 
 // Shipper drains one queue into the router.
 type Shipper struct {
@@ -87,6 +103,9 @@ func New(q *queue.Queue, opts Options) *Shipper {
 	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()
+	}
+	if opts.Tokens == nil {
+		opts.Tokens = fixedToken(opts.Token)
 	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
@@ -201,14 +220,19 @@ func (s *Shipper) fill() bool {
 	return true
 }
 
-// errPermanent marks an answer that retrying cannot fix (4xx other than 429).
-var errPermanent = errors.New("permanent")
+// errPermanent marks an answer that retrying cannot fix (4xx other than 429);
+// errUnauthorized, a 401, is one of them unless the token has changed meanwhile.
+var (
+	errPermanent    = errors.New("permanent")
+	errUnauthorized = fmt.Errorf("%w: token refused", errPermanent)
+)
 
 // send delivers the pending batch with retries. On success or after the last attempt
 // the batch is settled; when ctx ends first it stays pending.
 func (s *Shipper) send(ctx context.Context) error {
 	delay := s.opts.BackoffMin
 	var err error
+	reauthed := false
 	for attempt := 1; attempt <= s.opts.Attempts; attempt++ {
 		// An attempt under way is not cut short by ctx: the router may already have
 		// taken the batch, and sending it again after a cut would repeat it. Each
@@ -217,6 +241,22 @@ func (s *Shipper) send(ctx context.Context) error {
 			s.q.Commit(s.pending)
 			s.settle()
 			return nil
+		}
+		// A rotated token reaches a Secret volume some time after the Secret changed;
+		// a 401 is the sign that the old one has expired, so look at the file now and,
+		// if it holds another token, send the batch once more with it. The retry costs
+		// no attempt: the refusal said nothing about the router's health.
+		if errors.Is(err, errUnauthorized) && !reauthed {
+			reauthed = true
+			changed, rerr := s.opts.Tokens.Reload()
+			if rerr != nil {
+				s.log.Warn("reload ingest token", "error", rerr)
+			}
+			if changed {
+				s.log.Info("ingest token refused; retrying the batch with the new token", "frame_id", s.frameID)
+				attempt--
+				continue
+			}
 		}
 		if ctx.Err() != nil || errors.Is(err, errPermanent) {
 			break
@@ -263,7 +303,7 @@ func (s *Shipper) settle() {
 func (s *Shipper) post(ctx context.Context) error {
 	br := wire.BatchRequest{
 		URL: s.opts.URL, Body: s.body, Count: s.count, FrameID: s.frameID,
-		UserAgent: s.opts.UserAgent, Username: "token", Password: s.opts.Token, Gzip: s.opts.Gzip,
+		UserAgent: s.opts.UserAgent, Username: "token", Password: s.opts.Tokens.Token(), Gzip: s.opts.Gzip,
 	}
 	req, err := br.NewRequest(ctx)
 	if err != nil {
@@ -280,6 +320,8 @@ func (s *Shipper) post(ctx context.Context) error {
 	switch {
 	case resp.StatusCode/100 == 2:
 		return nil
+	case resp.StatusCode == http.StatusUnauthorized:
+		return fmt.Errorf("%w: post batch: router answered %s", errUnauthorized, resp.Status)
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		return fmt.Errorf("post batch: router answered %s", resp.Status)
 	default:

@@ -5,8 +5,10 @@ package routertest
 
 import (
 	"errors"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,10 +26,12 @@ type Record struct {
 
 // Router records what it receives.
 type Router struct {
-	Token string
-	Addr  string
+	Addr string
 
 	mu      sync.Mutex
+	tokens  []string // accepted
+	refused int      // 401 answers
+	used    map[string]int
 	records []Record
 	batches int
 	bad     []string
@@ -43,7 +47,7 @@ type Router struct {
 // Start starts a router that accepts token.
 func Start(t testing.TB, token string) *Router {
 	t.Helper()
-	r := &Router{Token: token, t: t, changed: make(chan struct{}, 1)}
+	r := &Router{tokens: []string{token}, used: map[string]int{}, t: t, changed: make(chan struct{}, 1)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
@@ -102,6 +106,22 @@ func (r *Router) SetStatus(status int) {
 	r.mu.Unlock()
 }
 
+// SetTokens replaces the accepted tokens (a rotation: the new one plus, during the
+// grace period, the old one).
+func (r *Router) SetTokens(tokens ...string) {
+	r.mu.Lock()
+	r.tokens = slices.Clone(tokens)
+	r.mu.Unlock()
+}
+
+// Auth returns how many batches each token got accepted and how many POSTs were
+// refused with 401.
+func (r *Router) Auth() (accepted map[string]int, refused int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.used), r.refused
+}
+
 // SetDelay makes the router wait d before taking each batch; a batch whose sender
 // hangs up meanwhile is not taken, as a real router would not have answered it.
 func (r *Router) SetDelay(d time.Duration) {
@@ -117,13 +137,15 @@ func (r *Router) handle(w http.ResponseWriter, req *http.Request) {
 	}
 	user, _, _ := req.BasicAuth()
 	tok, ok := wire.RequestToken(req)
-	if !ok || tok != r.Token || user != "token" {
+	r.mu.Lock()
+	status, delay := r.status, r.delay
+	if !ok || !slices.Contains(r.tokens, tok) || user != "token" {
+		r.refused++
+		r.mu.Unlock()
 		w.Header().Set("WWW-Authenticate", `Basic realm="kubeplex"`)
 		http.Error(w, "Unauthorized", http.StatusUnauthorized)
 		return
 	}
-	r.mu.Lock()
-	status, delay := r.status, r.delay
 	r.mu.Unlock()
 	if status != 0 {
 		http.Error(w, http.StatusText(status), status)
@@ -164,6 +186,7 @@ func (r *Router) handle(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	r.records = append(r.records, recs...)
 	r.batches++
+	r.used[tok]++
 	if req.Header.Get("Content-Encoding") == "gzip" {
 		r.gzipped++
 	}

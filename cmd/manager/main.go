@@ -175,6 +175,14 @@ func run(ctx context.Context, opts options) error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("add ready check: %w", err)
 	}
+	if opts.WebhookPort > 0 {
+		// Not ready until the webhook server answers TLS: the Service must not send
+		// admission requests to a replica that cannot take them yet (they would be
+		// ignored, failurePolicy Ignore, and the pod start without its collector).
+		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+			return fmt.Errorf("add webhook ready check: %w", err)
+		}
+	}
 	log.Info("starting manager", "namespace", opts.Namespace, "routesSecret", opts.RoutesSecret,
 		"leaderElection", opts.LeaderElect, "webhookPort", opts.WebhookPort)
 	if err := mgr.Start(ctx); err != nil {

@@ -107,12 +107,19 @@ func startCluster(t *testing.T) *cluster {
 // startManager runs the real binary with the flags the walking-skeleton test uses.
 func startManager(t *testing.T, c *cluster, extra ...string) *syncBuffer {
 	t.Helper()
+	return startManagerEnv(t, c, nil, extra...)
+}
+
+// startManagerEnv is startManager with env added to the test's environment.
+func startManagerEnv(t *testing.T, c *cluster, env []string, extra ...string) *syncBuffer {
+	t.Helper()
 	out := &syncBuffer{}
 	args := append([]string{
 		"--kubeconfig", c.kubeconfig, "--namespace", "kubeplex-system", "--routes-secret", "kubeplex-routes",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--leader-elect=false", "--webhook-port", "0",
 	}, extra...)
 	cmd := exec.Command(managerBin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

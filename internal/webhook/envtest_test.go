@@ -23,7 +23,9 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -143,6 +145,12 @@ type stack struct {
 	done    chan error
 }
 
+// stackResources are the collector resources startStack's flags ask for.
+var stackResources = corev1.ResourceRequirements{
+	Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("25m"), corev1.ResourceMemory: resource.MustParse("20Mi")},
+	Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("200m"), corev1.ResourceMemory: resource.MustParse("80Mi")},
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -202,6 +210,10 @@ func startStack(t *testing.T) *stack {
 		CollectorImage:           "kubeplex/collector:test",
 		CollectorImagePullPolicy: "IfNotPresent",
 		RouterURL:                "http://kubeplex-router.kubeplex-system.svc:8080/logs",
+		CollectorCPURequest:      "25m",
+		CollectorMemoryRequest:   "20Mi",
+		CollectorCPULimit:        "200m",
+		CollectorMemoryLimit:     "80Mi",
 		CertManagement:           CertSelf,
 		Service:                  "kubeplex-webhook",
 		Configuration:            configName,
@@ -393,6 +405,43 @@ func assertNoToken(t *testing.T, pod *corev1.Pod) {
 	}
 }
 
+// assertTokenVolume checks that the sidecar reads the token from the LogApp's Secret
+// mounted as a volume (which the kubelet refreshes after a rotation), with only the
+// current token projected, and that no env var carries it.
+func assertTokenVolume(t *testing.T, pod *corev1.Pod, side *corev1.Container) {
+	t.Helper()
+	var vol *corev1.Volume
+	for i := range pod.Spec.Volumes {
+		if pod.Spec.Volumes[i].Name == TokenVolumeName {
+			vol = &pod.Spec.Volumes[i]
+		}
+	}
+	if vol == nil || vol.Secret == nil || vol.Secret.SecretName != pod.Labels[kubeplexv1alpha1.AppLabel]+kubeplexv1alpha1.TokenSecretSuffix ||
+		len(vol.Secret.Items) != 1 || vol.Secret.Items[0].Key != "token" || vol.Secret.Items[0].Path != "token" {
+		t.Errorf("token volume missing or wrong: %+v", vol)
+	}
+	mounted := 0
+	for _, c := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
+		for _, m := range c.VolumeMounts {
+			if m.Name == TokenVolumeName {
+				mounted++
+				if c.Name != SidecarContainerName || m.MountPath != "/var/run/kubeplex/token" || !m.ReadOnly || m.SubPath != "" {
+					t.Errorf("container %s mounts the token volume as %+v; want only the sidecar, read-only at /var/run/kubeplex/token", c.Name, m)
+				}
+			}
+		}
+	}
+	if mounted != 1 {
+		t.Errorf("token volume mounted %d times, want once (the sidecar)", mounted)
+	}
+	if e := envOf(side, EnvTokenFile); e == nil || e.Value != "/var/run/kubeplex/token/token" {
+		t.Errorf("KUBEPLEX_TOKEN_FILE = %+v", e)
+	}
+	if e := envOf(side, "KUBEPLEX_TOKEN"); e != nil {
+		t.Errorf("sidecar still gets KUBEPLEX_TOKEN: %+v", e)
+	}
+}
+
 func assertUntouched(t *testing.T, pod *corev1.Pod) {
 	t.Helper()
 	if _, ok := pod.Annotations[kubeplexv1alpha1.InjectionAnnotation]; ok {
@@ -472,10 +521,12 @@ func TestWebhookEnvtest(t *testing.T) {
 		if pod.Spec.InitContainers[0].Name != InstallContainerName || pod.Spec.InitContainers[1].Name != SidecarContainerName {
 			t.Errorf("init order %s, %s; want install then sidecar", pod.Spec.InitContainers[0].Name, pod.Spec.InitContainers[1].Name)
 		}
-		tok := envOf(side, EnvToken)
-		if tok == nil || tok.Value != "" || tok.ValueFrom == nil || tok.ValueFrom.SecretKeyRef == nil ||
-			tok.ValueFrom.SecretKeyRef.Name != "web-kubeplex-token" || tok.ValueFrom.SecretKeyRef.Key != "token" {
-			t.Errorf("KUBEPLEX_TOKEN is not a secretKeyRef to web-kubeplex-token/token: %+v", tok)
+		assertTokenVolume(t, pod, side)
+		// Resources from the manager's --collector-* flags (startStack sets non-defaults).
+		for _, c := range []*corev1.Container{side, install} {
+			if got := c.Resources; !equality.Semantic.DeepEqual(got, stackResources) {
+				t.Errorf("%s resources %v, want %v", c.Name, got, stackResources)
+			}
 		}
 		if e := envOf(side, EnvRouterURL); e == nil || e.Value != "http://kubeplex-router.kubeplex-system.svc:8080/logs" {
 			t.Errorf("KUBEPLEX_ROUTER_URL = %+v", e)
@@ -492,7 +543,7 @@ func TestWebhookEnvtest(t *testing.T) {
 		if e := envOf(&w, EnvPodIndex); e == nil || e.ValueFrom == nil || e.ValueFrom.FieldRef.FieldPath != "metadata.labels['apps.kubernetes.io/pod-index']" {
 			t.Errorf("worker KUBEPLEX_POD_INDEX = %+v", e)
 		}
-		if len(pod.Spec.Volumes) != 1 || pod.Spec.Volumes[0].EmptyDir == nil || len(w.VolumeMounts) != 1 || w.VolumeMounts[0].MountPath != MountPath {
+		if len(pod.Spec.Volumes) != 2 || pod.Spec.Volumes[0].EmptyDir == nil || len(w.VolumeMounts) != 1 || w.VolumeMounts[0].MountPath != MountPath {
 			t.Errorf("shared volume or worker mount missing: %+v %+v", pod.Spec.Volumes, w.VolumeMounts)
 		}
 		assertNoToken(t, pod)
@@ -559,6 +610,7 @@ func TestWebhookEnvtest(t *testing.T) {
 		if pod.Spec.Containers[0].Command != nil || len(pod.Spec.Containers[0].VolumeMounts) != 0 {
 			t.Errorf("worker changed in CRITail mode: %+v", pod.Spec.Containers[0])
 		}
+		assertTokenVolume(t, pod, side)
 		assertNoToken(t, pod)
 	})
 

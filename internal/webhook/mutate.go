@@ -20,6 +20,7 @@ import (
 // paths (docs/architecture.md, "Collector").
 const (
 	VolumeName           = "kubeplex-collector"
+	TokenVolumeName      = "kubeplex-token"
 	PodLogsVolumeName    = "kubeplex-pod-logs"
 	InstallContainerName = "kubeplex-collector-install"
 	SidecarContainerName = "kubeplex-collector"
@@ -28,6 +29,10 @@ const (
 	CollectorPath = "/kubeplex/bin/collector"
 	SocketPath    = "/kubeplex/collector.sock"
 	PodLogsPath   = "/var/log/pods"
+	// TokenDir holds the LogApp's token Secret (key "token" only) in the sidecar;
+	// TokenPath is the file the collector reads (KUBEPLEX_TOKEN_FILE).
+	TokenDir  = "/var/run/kubeplex/token"
+	TokenPath = TokenDir + "/" + kubeplexv1alpha1.TokenSecretKey
 
 	// ImageBinary is the collector binary inside the collector image (the Dockerfile
 	// puts every binary at /<name>; distroless has no shell and /<name> is not on PATH).
@@ -46,7 +51,7 @@ const (
 // Environment variables the collector reads (docs/architecture.md, "Collector").
 const (
 	EnvRouterURL    = "KUBEPLEX_ROUTER_URL"
-	EnvToken        = "KUBEPLEX_TOKEN"
+	EnvTokenFile    = "KUBEPLEX_TOKEN_FILE"
 	EnvSocket       = "KUBEPLEX_SOCKET"
 	EnvProcessType  = "KUBEPLEX_PROCESS_TYPE"
 	EnvMode         = "KUBEPLEX_MODE"
@@ -65,8 +70,9 @@ type Config struct {
 	ImagePullPolicy corev1.PullPolicy
 	// RouterURL is the router's ingest URL (KUBEPLEX_ROUTER_URL).
 	RouterURL string
-	// Resources of the sidecar and the install step; zero means DefaultResources.
-	Resources corev1.ResourceRequirements
+	// Resources of the sidecar and the install step; nil means DefaultResources (the
+	// manager always sets them, from its --collector-* flags).
+	Resources *corev1.ResourceRequirements
 }
 
 // DefaultResources keep the collector schedulable next to small workers (it aims at
@@ -109,7 +115,7 @@ func AlreadyProcessed(pod *corev1.Pod) bool {
 		}
 	}
 	for _, v := range pod.Spec.Volumes {
-		if v.Name == VolumeName || v.Name == PodLogsVolumeName {
+		if v.Name == VolumeName || v.Name == TokenVolumeName || v.Name == PodLogsVolumeName {
 			return true
 		}
 	}
@@ -221,7 +227,7 @@ func workerContainers(pod *corev1.Pod) ([]int, string) {
 }
 
 func injectExec(pod *corev1.Pod, workers []int, t Target, cfg Config) {
-	pod.Spec.Volumes = append(pod.Spec.Volumes, sharedVolume())
+	pod.Spec.Volumes = append(pod.Spec.Volumes, sharedVolume(), tokenVolume(t))
 	install := corev1.Container{
 		Name:            InstallContainerName,
 		Image:           cfg.CollectorImage,
@@ -231,7 +237,7 @@ func injectExec(pod *corev1.Pod, workers []int, t Target, cfg Config) {
 		SecurityContext: restrictedSecurityContext(),
 		VolumeMounts:    []corev1.VolumeMount{{Name: VolumeName, MountPath: MountPath}},
 	}
-	sidecar := sidecarContainer(t, cfg)
+	sidecar := sidecarContainer(cfg)
 	// Ours go first: the binary must be in place, and the sidecar listening, before
 	// any other init container or worker starts.
 	pod.Spec.InitContainers = append([]corev1.Container{install, sidecar}, pod.Spec.InitContainers...)
@@ -265,7 +271,7 @@ func injectExec(pod *corev1.Pod, workers []int, t Target, cfg Config) {
 
 func injectCRITail(pod *corev1.Pod, workers []int, t Target, cfg Config) {
 	hostPathType := corev1.HostPathDirectory
-	pod.Spec.Volumes = append(pod.Spec.Volumes, sharedVolume(), corev1.Volume{
+	pod.Spec.Volumes = append(pod.Spec.Volumes, sharedVolume(), tokenVolume(t), corev1.Volume{
 		Name: PodLogsVolumeName,
 		VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
 			Path: PodLogsPath, Type: &hostPathType,
@@ -275,7 +281,7 @@ func injectCRITail(pod *corev1.Pod, workers []int, t Target, cfg Config) {
 	for j, i := range workers {
 		names[j] = pod.Spec.Containers[i].Name
 	}
-	sidecar := sidecarContainer(t, cfg)
+	sidecar := sidecarContainer(cfg)
 	extra := []corev1.EnvVar{
 		{Name: EnvMode, Value: string(kubeplexv1alpha1.CollectorCRITail)},
 		{Name: EnvContainers, Value: strings.Join(names, ",")},
@@ -301,16 +307,26 @@ func sharedVolume() corev1.Volume {
 	return corev1.Volume{Name: VolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
 }
 
-func sidecarContainer(t Target, cfg Config) corev1.Container {
+// tokenVolume is the LogApp's token Secret as a volume. The token only ever travels
+// as a Secret reference: it never appears in the pod spec, its annotations or the
+// webhook's logs. A volume, not an env var: the kubelet rewrites a mounted Secret
+// after a rotation, while env vars keep the value the container started with, and
+// the old token stops working when its grace period ends (docs/architecture.md).
+// Only the current token is projected; previous-token stays out of the pod.
+func tokenVolume(t Target) corev1.Volume {
+	mode := int32(0o444)
+	return corev1.Volume{Name: TokenVolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+		SecretName:  t.TokenSecretName,
+		Items:       []corev1.KeyToPath{{Key: kubeplexv1alpha1.TokenSecretKey, Path: kubeplexv1alpha1.TokenSecretKey}},
+		DefaultMode: &mode,
+	}}}
+}
+
+func sidecarContainer(cfg Config) corev1.Container {
 	always := corev1.ContainerRestartPolicyAlways
 	env := []corev1.EnvVar{
 		{Name: EnvRouterURL, Value: cfg.RouterURL},
-		// The token only ever travels as a Secret reference: it never appears in the
-		// pod spec, its annotations or the webhook's logs.
-		{Name: EnvToken, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-			LocalObjectReference: corev1.LocalObjectReference{Name: t.TokenSecretName},
-			Key:                  kubeplexv1alpha1.TokenSecretKey,
-		}}},
+		{Name: EnvTokenFile, Value: TokenPath},
 		{Name: EnvSocket, Value: SocketPath},
 	}
 	return corev1.Container{
@@ -324,7 +340,12 @@ func sidecarContainer(t Target, cfg Config) corev1.Container {
 		Env:             append(env, podEnv()...),
 		Resources:       resources(cfg),
 		SecurityContext: restrictedSecurityContext(),
-		VolumeMounts:    []corev1.VolumeMount{{Name: VolumeName, MountPath: MountPath}},
+		// The whole directory, not a subPath: the kubelet does not update subPath
+		// mounts of a Secret.
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: VolumeName, MountPath: MountPath},
+			{Name: TokenVolumeName, MountPath: TokenDir, ReadOnly: true},
+		},
 	}
 }
 
@@ -356,7 +377,7 @@ func mergeEnv(env, add []corev1.EnvVar) []corev1.EnvVar {
 }
 
 func resources(cfg Config) corev1.ResourceRequirements {
-	if cfg.Resources.Requests == nil && cfg.Resources.Limits == nil {
+	if cfg.Resources == nil {
 		return DefaultResources()
 	}
 	return *cfg.Resources.DeepCopy()

@@ -108,6 +108,9 @@ func TestAlreadyProcessed(t *testing.T) {
 		{"volume present", podWith(func(p *corev1.Pod) {
 			p.Spec.Volumes = []corev1.Volume{{Name: VolumeName}}
 		}), true},
+		{"token volume present", podWith(func(p *corev1.Pod) {
+			p.Spec.Volumes = []corev1.Volume{{Name: TokenVolumeName}}
+		}), true},
 		{"unrelated init container and volume", podWith(func(p *corev1.Pod) {
 			p.Spec.InitContainers = []corev1.Container{{Name: "migrate"}}
 			p.Spec.Volumes = []corev1.Volume{{Name: "kubeplex"}}

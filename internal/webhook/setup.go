@@ -18,6 +18,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -44,6 +45,13 @@ type Options struct {
 	CollectorImagePullPolicy string
 	RouterURL                string
 
+	// Resources of the injected collector containers, as quantities ("" = none).
+	CollectorCPURequest    string
+	CollectorMemoryRequest string
+	CollectorCPULimit      string
+	CollectorMemoryLimit   string
+	resources              corev1.ResourceRequirements
+
 	CertManagement string
 	Service        string
 	Configuration  string
@@ -60,6 +68,11 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.CollectorImage, "collector-image", "", "image of the collector the webhook injects (binary at /collector); required when the webhook is on")
 	fs.StringVar(&o.CollectorImagePullPolicy, "collector-image-pull-policy", "", "imagePullPolicy of the injected collector containers (Always, IfNotPresent, Never); empty: the cluster default")
 	fs.StringVar(&o.RouterURL, "router-url", "", "router ingest URL given to injected collectors; empty: http://kubeplex-router.<namespace>.svc:8080/logs")
+	def := DefaultResources()
+	fs.StringVar(&o.CollectorCPURequest, "collector-cpu-request", def.Requests.Cpu().String(), "CPU request of the injected collector containers; empty: none")
+	fs.StringVar(&o.CollectorMemoryRequest, "collector-memory-request", def.Requests.Memory().String(), "memory request of the injected collector containers; empty: none")
+	fs.StringVar(&o.CollectorCPULimit, "collector-cpu-limit", "", "CPU limit of the injected collector containers; empty: none")
+	fs.StringVar(&o.CollectorMemoryLimit, "collector-memory-limit", def.Limits.Memory().String(), "memory limit of the injected collector containers; empty: none")
 	fs.StringVar(&o.CertManagement, "webhook-cert-management", CertSelf, "who provides the webhook's serving certificate: self (the manager creates, rotates and injects it) or cert-manager/external (files in the webhook server's cert dir)")
 	fs.StringVar(&o.Service, "webhook-service", "kubeplex-webhook", "Service in front of the webhook (names in the self-managed certificate)")
 	fs.StringVar(&o.Configuration, "webhook-configuration", "kubeplex-injector", "MutatingWebhookConfiguration whose caBundle the manager keeps (self-managed certificates)")
@@ -89,6 +102,11 @@ func (o *Options) complete() error {
 		// Pod specs are readable by many; credentials belong in the token Secret.
 		errs = append(errs, errors.New("--router-url must not carry credentials"))
 	}
+	res, err := o.collectorResources()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	o.resources = res
 	switch o.CertManagement {
 	case CertSelf, CertManager, CertExternal:
 	default:
@@ -98,6 +116,47 @@ func (o *Options) complete() error {
 		errs = append(errs, errors.New("--webhook-service or --webhook-cert-hosts is required for self-managed certificates"))
 	}
 	return errors.Join(errs...)
+}
+
+// collectorResources parses the resource flags. A request above its limit would make
+// every injected pod invalid, so it is refused here, at start-up.
+func (o *Options) collectorResources() (corev1.ResourceRequirements, error) {
+	res := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
+	var errs []error
+	for _, f := range []struct {
+		flag, value string
+		list        corev1.ResourceList
+		name        corev1.ResourceName
+	}{
+		{"--collector-cpu-request", o.CollectorCPURequest, res.Requests, corev1.ResourceCPU},
+		{"--collector-memory-request", o.CollectorMemoryRequest, res.Requests, corev1.ResourceMemory},
+		{"--collector-cpu-limit", o.CollectorCPULimit, res.Limits, corev1.ResourceCPU},
+		{"--collector-memory-limit", o.CollectorMemoryLimit, res.Limits, corev1.ResourceMemory},
+	} {
+		if f.value = strings.TrimSpace(f.value); f.value == "" {
+			continue
+		}
+		q, err := resource.ParseQuantity(f.value)
+		if err != nil || q.Sign() < 0 {
+			errs = append(errs, fmt.Errorf("%s: want a non-negative quantity such as 10m or 64Mi, got %q", f.flag, f.value))
+			continue
+		}
+		f.list[f.name] = q
+	}
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		req, hasReq := res.Requests[name]
+		limit, hasLimit := res.Limits[name]
+		if hasReq && hasLimit && req.Cmp(limit) > 0 {
+			errs = append(errs, fmt.Errorf("collector %s request %s is above its limit %s", name, req.String(), limit.String()))
+		}
+	}
+	if len(res.Requests) == 0 {
+		res.Requests = nil
+	}
+	if len(res.Limits) == 0 {
+		res.Limits = nil
+	}
+	return res, errors.Join(errs...)
 }
 
 // Setup registers the pod mutator on mgr's webhook server and, with self-managed
@@ -128,6 +187,7 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options) error {
 			CollectorImage:  o.CollectorImage,
 			ImagePullPolicy: corev1.PullPolicy(o.CollectorImagePullPolicy),
 			RouterURL:       o.RouterURL,
+			Resources:       &o.resources,
 		},
 		SkipNamespaces: []string{o.Namespace, "kube-system"},
 	}

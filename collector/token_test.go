@@ -200,3 +200,24 @@ func TestTokenFileMissing(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want a failure naming the token file", st.ExitCode(), p.stderr.String())
 	}
 }
+
+// TestTokenNotYetKnown: a new app's token reaches the routers a moment after its
+// Secret exists, so the first batches of a fresh pod may be refused with 401. They are
+// retried with backoff, not given up: once the router knows the token, every line
+// arrives and nothing is counted lost.
+func TestTokenNotYetKnown(t *testing.T) {
+	rig := startTokenRig(t, "1h")
+	rig.r.SetTokens() // the router has not loaded the table with this app yet
+	rig.send(10)
+	rig.waitRefused(2) // the same batch, refused and retried
+	rig.r.SetTokens(tokenA)
+	rig.send(10)
+	rig.settled()
+	rig.sc.stop(t)
+
+	recs := rig.r.Records()
+	dropped, lost := routertest.Loss(recs)
+	if got := appTexts(recs, "web.1", 0); len(got) != rig.sent || lost != 0 || dropped != 0 {
+		t.Fatalf("sent %d: delivered %d, lost %d, dropped %d; want all delivered", rig.sent, len(got), lost, dropped)
+	}
+}

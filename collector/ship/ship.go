@@ -145,7 +145,7 @@ func (s *Shipper) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			// A batch was given up (a refusal such as 401, or retries exhausted): pause
+			// A batch was given up (a permanent refusal, or retries exhausted): pause
 			// before the next one, or its L13 notice, meets the same answer.
 			t := time.NewTimer(s.opts.BackoffMax)
 			select {
@@ -220,11 +220,13 @@ func (s *Shipper) fill() bool {
 	return true
 }
 
-// errPermanent marks an answer that retrying cannot fix (4xx other than 429);
-// errUnauthorized, a 401, is one of them unless the token has changed meanwhile.
+// errPermanent marks an answer that retrying cannot fix (4xx other than 401 and 429).
+// errUnauthorized, a 401, is retried like a 5xx: a new app's token reaches the routers
+// a moment after its Secret exists (they load the routing table by watch), so the first
+// batches of a fresh pod can meet a router that does not know the token yet.
 var (
 	errPermanent    = errors.New("permanent")
-	errUnauthorized = fmt.Errorf("%w: token refused", errPermanent)
+	errUnauthorized = errors.New("token refused")
 )
 
 // send delivers the pending batch with retries. On success or after the last attempt

@@ -117,7 +117,7 @@ func (a *App) Publish(recs [][]byte) {
 		w.encode(recs)
 		busy := false
 		for _, r := range *rs {
-			busy = r.Queue.Push(w.recs) || busy
+			busy = r.Offer(w.recs) || busy
 		}
 		wirePool.Put(w)
 		if busy {

@@ -31,6 +31,18 @@ type Drain interface {
 	Close() error
 }
 
+// Immediate is implemented by drains that can take bytes from the producer's
+// goroutine without waiting (a plain TCP syslog connection that is up). The runner
+// uses it when it is idle, so that a message does not wait for the runner goroutine
+// to be woken and scheduled: on a busy machine that hand-off is where the latency
+// tail comes from.
+type Immediate interface {
+	// TryWrite writes b.Bytes()[from:] as far as the destination takes it at once and
+	// returns the offset reached (from when it wrote nothing, for whatever reason; the
+	// runner's Deliver then carries on from there and deals with errors).
+	TryWrite(b *Batch, from int) int
+}
+
 // Limits bound one batch: at most Messages frames of at most Bytes in all.
 type Limits struct {
 	Messages int
@@ -80,6 +92,9 @@ type Batch struct {
 	ends []int
 	// Enqueued is when the oldest record entered the queue (monotonic nanoseconds).
 	Enqueued int64
+	// Written is how many bytes of Bytes() an Immediate write already sent; Deliver
+	// starts after them.
+	Written int
 }
 
 // Len returns the number of frames.
@@ -115,7 +130,7 @@ func (b *Batch) AddRecord(wrec []byte, host string) {
 
 // Reset empties the batch, keeping its memory.
 func (b *Batch) Reset() {
-	b.buf, b.ends, b.Enqueued = b.buf[:0], b.ends[:0], 0
+	b.buf, b.ends, b.Enqueued, b.Written = b.buf[:0], b.ends[:0], 0, 0
 }
 
 // ErrClosed is returned by a drain used after Close.

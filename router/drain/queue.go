@@ -45,6 +45,21 @@ func NewQueue(size int, st *Stats) *Queue {
 // delivery: a full queue drops its oldest records, which is what keeps a slow drain
 // from slowing ingest. It reports whether the queue is more than half full.
 func (q *Queue) Push(recs [][]byte) (busy bool) {
+	busy = q.push(recs)
+	q.wake()
+	return busy
+}
+
+// wake signals the runner without blocking.
+func (q *Queue) wake() {
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
+}
+
+// push is Push without waking the runner.
+func (q *Queue) push(recs [][]byte) (busy bool) {
 	var stamp [8]byte
 	binary.LittleEndian.PutUint64(stamp[:], uint64(Nanotime()))
 	var dropped int64
@@ -68,10 +83,6 @@ func (q *Queue) Push(recs [][]byte) (busy bool) {
 	q.mu.Unlock()
 	q.stats.Offered.Add(int64(len(recs)))
 	q.stats.Dropped.Add(dropped)
-	select {
-	case q.notify <- struct{}{}:
-	default:
-	}
 	return busy
 }
 

@@ -12,12 +12,19 @@ import (
 
 // Runner moves batches from a queue to a drain in one goroutine: a slow destination
 // stalls only its own runner while the queue drops the oldest messages.
+//
+// When the runner is idle and its drain is Immediate, Offer writes the batch from the
+// producer's goroutine instead, without blocking; only what the destination does not
+// take at once is left to the runner goroutine.
 type Runner struct {
 	Config *Config
 	Queue  *Queue
 	Stats  *Stats
 
 	drain    Drain
+	imm      Immediate // drain, when it can write without waiting
+	lim      Limits
+	host     string
 	log      *slog.Logger
 	observe  func(latency time.Duration)
 	stopping chan struct{}
@@ -25,38 +32,118 @@ type Runner struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	stopOnce sync.Once
+
+	// mu is held by whoever delivers (the runner goroutine, or Offer), so batches go
+	// out one at a time in queue order. The fields below are guarded by it.
+	mu sync.Mutex
+	b  Batch
+	// pending: b was taken and partly written by Offer; the runner finishes it
+	// before it takes anything else.
+	pending bool
+	notice  int64
+	since   time.Time
+	// ended: the runner goroutine has returned; Offer leaves records in the queue.
+	ended bool
 }
 
 // NewRunner starts delivering from q to d. observe, when set, receives the queue
 // age of the oldest message of each delivered batch.
 func NewRunner(cfg *Config, q *Queue, st *Stats, d Drain, log *slog.Logger, observe func(time.Duration)) *Runner {
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Runner{Config: cfg, Queue: q, Stats: st, drain: d, log: log, observe: observe,
-		stopping: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	r := &Runner{Config: cfg, Queue: q, Stats: st, drain: d, lim: d.Limits(), host: message.Host(cfg.Token),
+		log: log, observe: observe, stopping: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	r.imm, _ = d.(Immediate)
 	q.reopen()
 	go r.loop()
 	return r
 }
 
+// Offer queues drain records (see Queue.Push) and gets them moving: written at once
+// from the caller's goroutine when the runner is idle and the drain can take them
+// without waiting, otherwise by waking the runner. It never blocks on delivery. It
+// reports whether the queue is more than half full.
+func (r *Runner) Offer(recs [][]byte) (busy bool) {
+	busy = r.Queue.push(recs)
+	if r.imm == nil || !r.mu.TryLock() {
+		// The runner is delivering (or the drain cannot write inline): it takes
+		// these records next.
+		r.Queue.wake()
+		return busy
+	}
+	if r.ended || r.pending {
+		r.mu.Unlock()
+		r.Queue.wake()
+		return busy
+	}
+	notice, since := r.Queue.Take(&r.b, r.lim, r.host)
+	if r.b.Len() == 0 {
+		r.mu.Unlock()
+		return busy
+	}
+	r.b.Written = r.imm.TryWrite(&r.b, 0)
+	if r.b.Written == r.b.Size() {
+		r.account(&r.b, r.b.Len(), notice, since, nil)
+		r.mu.Unlock()
+		if r.Queue.Len() > 0 {
+			// More than one batch's worth was queued: the runner sends the rest.
+			r.Queue.wake()
+		}
+		return busy
+	}
+	// The destination did not take it all at once: the runner finishes this batch,
+	// and may wait for the destination, which Offer must not.
+	r.pending, r.notice, r.since = true, notice, since
+	r.mu.Unlock()
+	r.Queue.wake()
+	return busy
+}
+
 func (r *Runner) loop() {
 	defer close(r.done)
-	var b Batch
-	lim := r.drain.Limits()
-	host := message.Host(r.Config.Token)
+	defer func() {
+		r.mu.Lock()
+		r.ended = true
+		if r.pending {
+			// Offer left a batch after the last look (the runner was cancelled):
+			// deliver or count it now.
+			r.pending = false
+			r.deliver(&r.b, r.notice, r.since)
+		}
+		r.mu.Unlock()
+	}()
 	for {
-		notice, since := r.Queue.Take(&b, lim, host)
-		if b.Len() == 0 {
+		r.mu.Lock()
+		notice, since := r.notice, r.since
+		if r.pending {
+			r.pending = false
+		} else {
+			notice, since = r.Queue.Take(&r.b, r.lim, r.host)
+		}
+		if r.b.Len() == 0 {
+			r.mu.Unlock()
 			select {
 			case <-r.Queue.Notify():
 				continue
 			case <-r.stopping:
-				// Flushed: nothing queued and nothing in flight.
-				return
+				// Done once flushed: nothing queued and nothing in flight. Checked
+				// under mu so that Offer sees ended from then on.
+				r.mu.Lock()
+				flushed := !r.pending && r.Queue.Len() == 0
+				if flushed {
+					r.ended = true
+				}
+				r.mu.Unlock()
+				if flushed {
+					return
+				}
+				continue
 			case <-r.ctx.Done():
 				return
 			}
 		}
-		r.deliver(&b, notice, since)
+		r.deliver(&r.b, notice, since)
+		r.b.Reset()
+		r.mu.Unlock()
 		if r.ctx.Err() != nil {
 			return
 		}
@@ -65,6 +152,12 @@ func (r *Runner) loop() {
 
 func (r *Runner) deliver(b *Batch, notice int64, since time.Time) {
 	n, err := r.drain.Deliver(r.ctx, b)
+	r.account(b, n, notice, since, err)
+}
+
+// account books the outcome of a batch of which the first n frames reached the
+// destination.
+func (r *Runner) account(b *Batch, n int, notice int64, since time.Time, err error) {
 	now := time.Now()
 	total := b.Len()
 	if n > total {

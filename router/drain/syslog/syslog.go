@@ -11,6 +11,7 @@ import (
 	"net"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/kubeplex/kubeplex/router/drain"
@@ -55,16 +56,23 @@ type Sink struct {
 	addr string
 	tls  *tls.Config // nil for plain TCP
 
-	conn    net.Conn
-	dead    *atomic.Bool // set by the connection's reader when the peer hangs up
-	born    time.Time
-	lastUse time.Time
-	backoff time.Duration
+	conn net.Conn
+	raw  syscall.RawConn // conn's socket for TryWrite; nil for TLS
+	// deadline: conn has a write deadline set (by Deliver) that TryWrite must clear,
+	// since it does not renew it and an expired one would refuse every write.
+	deadline bool
+	dead     *atomic.Bool // set by the connection's reader when the peer hangs up
+	born     time.Time
+	lastUse  time.Time
+	backoff  time.Duration
 	// l14 is set once the current failure streak has been announced.
 	l14 bool
 }
 
-var _ drain.Drain = (*Sink)(nil)
+var (
+	_ drain.Drain     = (*Sink)(nil)
+	_ drain.Immediate = (*Sink)(nil)
+)
 
 // New returns a drain for cfg (scheme syslog or syslog+tls).
 func New(cfg *drain.Config, env drain.Env, opts Options) (*Sink, error) {
@@ -120,7 +128,10 @@ func (s *Sink) Limits() drain.Limits {
 // next connection; the receiver discards the partial frame with the old connection.
 func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 	out := b.Bytes()
-	written, sent := 0, 0 // bytes and whole frames confirmed written
+	written, sent := b.Written, 0 // bytes and whole frames confirmed written
+	for sent < b.Len() && b.End(sent) <= written {
+		sent++
+	}
 	var lastErr error
 	for {
 		if err := s.ensureConn(ctx); err != nil {
@@ -135,6 +146,7 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 			continue
 		}
 		_ = s.conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+		s.deadline = true
 		n, err := s.conn.Write(out[written:])
 		written += n
 		for sent < b.Len() && b.End(sent) <= written {
@@ -155,6 +167,36 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 			return sent, errors.Join(ctx.Err(), lastErr)
 		}
 	}
+}
+
+// TryWrite writes what the socket buffer takes at once with one non-blocking write(2)
+// on a plain TCP connection that is up and not due for recycling. Errors are left
+// to Deliver, which sees them again on its next write.
+func (s *Sink) TryWrite(b *drain.Batch, from int) int {
+	if s.raw == nil || s.dead.Load() || from >= b.Size() {
+		return from
+	}
+	now := time.Now()
+	if now.Sub(s.lastUse) > s.opts.IdleTimeout || now.Sub(s.born) > s.opts.MaxAge {
+		return from // Deliver recycles the connection
+	}
+	if s.deadline {
+		if s.conn.SetWriteDeadline(time.Time{}) != nil {
+			return from
+		}
+		s.deadline = false
+	}
+	out := b.Bytes()[from:]
+	n := 0
+	err := s.raw.Write(func(fd uintptr) bool {
+		n, _ = syscall.Write(int(fd), out)
+		return true // never wait for the socket to become writable
+	})
+	if err != nil || n <= 0 {
+		return from
+	}
+	s.lastUse = now
+	return from + n
 }
 
 func (s *Sink) fail(err error) {
@@ -187,10 +229,14 @@ func (s *Sink) ensureConn(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var raw syscall.RawConn
 	if tc, ok := c.(*net.TCPConn); ok {
 		// Each write is a whole batch taken when the queue had something: Nagle would
 		// only add latency (and delayed-ACK stalls) on top.
 		_ = tc.SetNoDelay(true)
+		if s.tls == nil {
+			raw, _ = tc.SyscallConn()
+		}
 	}
 	if s.tls != nil {
 		tlsc := tls.Client(c, s.tls)
@@ -207,7 +253,7 @@ func (s *Sink) ensureConn(ctx context.Context) error {
 	}
 	dead := new(atomic.Bool)
 	go watch(c, dead)
-	s.conn, s.dead, s.born, s.lastUse = c, dead, now, now
+	s.conn, s.raw, s.dead, s.born, s.lastUse, s.deadline = c, raw, dead, now, now, false
 	return nil
 }
 
@@ -252,7 +298,7 @@ func watch(c net.Conn, dead *atomic.Bool) {
 func (s *Sink) closeConn() {
 	if s.conn != nil {
 		_ = s.conn.Close()
-		s.conn = nil
+		s.conn, s.raw = nil, nil
 	}
 }
 

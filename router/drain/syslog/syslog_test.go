@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/drain"
 	"github.com/kubeplex/kubeplex/router/drain/syslog"
 	"github.com/kubeplex/kubeplex/router/message"
@@ -250,5 +251,116 @@ func TestBlackholeAccounting(t *testing.T) {
 	}
 	if drop == 0 {
 		t.Error("nothing dropped to a blackhole")
+	}
+}
+
+// pausedReceiver accepts one connection and reads nothing from it until release is
+// closed, so the sender's socket buffers fill and its writes go through in pieces.
+func pausedReceiver(t *testing.T, release <-chan struct{}) (addr string, got <-chan []string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	out := make(chan []string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			out <- nil
+			return
+		}
+		defer c.Close()
+		<-release
+		var texts []string
+		fr := wire.NewFrameReader(c, 0)
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		for {
+			rec, err := fr.Next()
+			if err != nil {
+				out <- texts
+				return
+			}
+			m, err := wire.Parse(rec)
+			if err != nil {
+				texts = append(texts, "unparsable: "+err.Error())
+				continue
+			}
+			texts = append(texts, string(m.Text))
+		}
+	}()
+	return ln.Addr().String(), out
+}
+
+// TestOfferInlineAndPartialWrites: batches offered while the runner is idle are
+// written from the caller's goroutine; when the receiver stops reading, writes go
+// out in pieces and the runner finishes them. Every frame arrives whole, once, in
+// order.
+func TestOfferInlineAndPartialWrites(t *testing.T) {
+	release := make(chan struct{})
+	addr, got := pausedReceiver(t, release)
+	h := start(t, "syslog://"+addr, nil, loopback, syslog.Options{}, 1_000_000)
+	// The first batch makes the runner dial; later ones may go inline.
+	const n, per = 20000, 100
+	pad := strings.Repeat("x", 1000)
+	for i := 0; i < n; i += per {
+		var recs [][]byte
+		for k := i; k < i+per; k++ {
+			recs = append(recs, message.AppendWireStrings(nil, 190, time.Unix(1764064800, 0), "app", "web.1", fmt.Sprint("line ", k, " ", pad)))
+		}
+		h.runner.Offer(recs)
+	}
+	close(release)
+	eventually(t, "delivered count", func() bool { return h.stats.Delivered.Load() == n })
+	h.stop(5 * time.Second) // closes the connection: the receiver sees the end
+	texts := <-got
+	if len(texts) != n {
+		t.Fatalf("received %d frames, want %d", len(texts), n)
+	}
+	for i, s := range texts {
+		if want := fmt.Sprint("line ", i, " ", pad); s != want {
+			t.Fatalf("frame %d = %.40q…, want %.40q…", i, s, want)
+		}
+	}
+	if d := h.stats.Dropped.Load(); d != 0 {
+		t.Errorf("dropped %d", d)
+	}
+}
+
+// TestTryWriteAfterDeadline: an inline write after a Deliver whose write deadline has
+// since passed still goes out (TryWrite clears the deadline rather than tripping on it).
+func TestTryWriteAfterDeadline(t *testing.T) {
+	sink := routertest.NewSyslogSink(t, nil)
+	u, _ := url.Parse("syslog://" + sink.Addr)
+	cfg := &drain.Config{Drain: routing.Drain{ID: "ns/d", Token: token, URL: u.String()}, App: "ns/app", URL: u}
+	s, err := syslog.New(cfg, drain.Env{Dialer: &drain.Dialer{Allow: loopback}}, syslog.Options{WriteTimeout: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	batch := func(text string) *drain.Batch {
+		var b drain.Batch
+		b.AddRecord(message.AppendWireStrings(nil, 190, time.Unix(1764064800, 0), "app", "web.1", text), message.Host(token))
+		return &b
+	}
+	var b drain.Batch
+	if to := s.TryWrite(&b, 0); to != 0 {
+		t.Fatalf("TryWrite of an empty batch = %d", to)
+	}
+	first := batch("first")
+	if to := s.TryWrite(first, 0); to != 0 {
+		t.Fatalf("TryWrite before any connection wrote %d bytes", to)
+	}
+	if n, err := s.Deliver(context.Background(), first); n != 1 || err != nil {
+		t.Fatalf("Deliver = %d, %v", n, err)
+	}
+	time.Sleep(60 * time.Millisecond) // past the write deadline Deliver set
+	second := batch("second")
+	if to := s.TryWrite(second, 0); to != second.Size() {
+		t.Fatalf("TryWrite wrote %d of %d bytes", to, second.Size())
+	}
+	got := sink.WaitFor(t, 2, 10*time.Second)
+	if string(got[0].Text) != "first" || string(got[1].Text) != "second" {
+		t.Fatalf("got %q, %q", got[0].Text, got[1].Text)
 	}
 }

@@ -106,7 +106,10 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 	if b.o.only != "" && b.o.only != "latency" {
 		return rep, nil
 	}
-	for _, relay := range []string{"loopback", "rsyslog", "router", "router-1p"} {
+	for _, relay := range []string{"loopback", "copy", "rsyslog", "router", "router-1p"} {
+		if b.o.latencyRelays != "" && !slices.Contains(strings.Split(b.o.latencyRelays, ","), relay) {
+			continue
+		}
 		// Tail latency of one short run is noisy: repeat, report the run with the
 		// median p99 per rate and keep every p99.
 		var runs [][]latency
@@ -159,6 +162,8 @@ func (b *bench) start(ctx context.Context, relay string, sinks []*sink, queue in
 	switch relay {
 	case "rsyslog":
 		return b.startRsyslog(ctx, addrs[0])
+	case "copy":
+		return b.startCopy(ctx, addrs[0])
 	case "router":
 		return b.startRouter(ctx, addrs, 1, queue)
 	case "router-1p":
@@ -201,7 +206,7 @@ func (b *bench) throughput(ctx context.Context, name string, conns, drains int) 
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				saveProfile(r.debug, fmt.Sprintf("%s-%dc-%dd.pprof", b.o.profile, conns, drains))
+				saveProfile(r.debug, "profile?seconds=1", fmt.Sprintf("%s-%s-%dc-%dd.pprof", b.o.profile, name, conns, drains))
 			}()
 			defer func() { <-done }()
 		}
@@ -269,7 +274,18 @@ func (b *bench) latency(ctx context.Context, name string) ([]latency, error) {
 		if r != nil {
 			cpu0 = r.cpu()
 		}
+		var prof sync.WaitGroup
+		if r != nil && r.debug != "" {
+			// CPU profile and execution trace of the router while it runs at this rate.
+			base := fmt.Sprintf("%s-%s-%d", b.o.profile, name, rate)
+			prof.Go(func() { saveProfile(r.debug, "profile?seconds=2", base+".pprof") })
+			prof.Go(func() { saveProfile(r.debug, fmt.Sprintf("trace?seconds=%d", int(b.o.latDur.Seconds())), base+".trace") })
+		}
+		if os.Getenv("BENCH_STALLS") != "" {
+			log.Printf("run starts")
+		}
 		sent, err := sendPaced(ctx, target, rate, b.o.latDur)
+		prof.Wait()
 		if err != nil {
 			return nil, err
 		}
@@ -278,6 +294,22 @@ func (b *bench) latency(ctx context.Context, name string) ([]latency, error) {
 			return nil, err
 		}
 		samples := s.takeSamples()
+		if os.Getenv("BENCH_STALLS") != "" {
+			in := false
+			var st, n int
+			for i, v := range samples {
+				if v > 1e6 && !in {
+					in, st, n = true, i, 0
+				}
+				if in {
+					n++
+					if v < 5e5 {
+						log.Printf("stall at sample %d (%.2fs): %d msgs, peak %v", st, float64(st)/float64(rate), n, time.Duration(slices.Max(samples[st:i+1])))
+						in = false
+					}
+				}
+			}
+		}
 		sortInt64(samples)
 		l := latency{Relay: name, Rate: rate, Sent: sent, Delivered: int(got - before),
 			P50: percentile(samples, 0.50), P99: percentile(samples, 0.99), Max: percentile(samples, 1)}
@@ -331,8 +363,8 @@ func (b *bench) history(ctx context.Context) (*historyMem, error) {
 	return h, nil
 }
 
-func saveProfile(addr, path string) {
-	resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=1")
+func saveProfile(addr, what, path string) {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/" + what)
 	if err != nil {
 		log.Printf("profile: %v", err)
 		return

@@ -11,6 +11,8 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -27,6 +29,10 @@ type options struct {
 	// profile, when set, saves a CPU profile of the router during its throughput runs.
 	profile string
 	only    string
+	// latencyRelays limits the latency runs to these relays (comma-separated).
+	latencyRelays string
+	routerEnv     string
+	keep          bool
 }
 
 func main() {
@@ -38,10 +44,30 @@ func main() {
 	flag.StringVar(&o.doc, "doc", "docs/benchmarks.md", "markdown file whose ## Router section is rewritten (empty: print only)")
 	flag.DurationVar(&o.latDur, "latency-duration", 3*time.Second, "duration of each fixed-rate latency run")
 	flag.IntVar(&o.apps, "history-apps", 1000, "apps filled with 1500 lines each for the history memory run")
-	flag.StringVar(&o.profile, "router-cpuprofile", "", "save router CPU profiles during throughput runs to this prefix")
+	flag.StringVar(&o.profile, "router-cpuprofile", "", "save router CPU profiles (and execution traces of latency runs) to this prefix")
 	flag.StringVar(&o.only, "only", "", "run only the throughput runs of this relay, or \"latency\" for the latency runs (debugging)")
+	flag.StringVar(&o.latencyRelays, "latency-relays", "", "comma-separated relays for the latency runs (default all; debugging)")
+	flag.StringVar(&o.routerEnv, "router-env", "", "comma-separated NAME=VALUE added to the router's environment (debugging)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work directory with the relays' logs (debugging)")
+	rates := flag.String("rates", "10000,50000,100000", "comma-separated rates of the latency runs, msgs/s")
+	copyIn := flag.String("copy-relay", "", "internal: run as the copy relay listening on this address")
+	copyOut := flag.String("copy-to", "", "internal: the copy relay's sink address")
 	flag.Parse()
-	o.rates = []int{10_000, 50_000, 100_000}
+	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
+	if *copyIn != "" {
+		if err := copyRelay(*copyIn, *copyOut); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
+	o.rates = nil
+	for _, f := range strings.Split(*rates, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			log.Fatalf("parse -rates: %v", err)
+		}
+		o.rates = append(o.rates, n)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o); err != nil {
@@ -55,7 +81,11 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("create work dir: %w", err)
 	}
-	defer os.RemoveAll(dir)
+	if o.keep {
+		log.Printf("work directory: %s", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	b := &bench{o: o, dir: dir}
 	rep, err := b.all(ctx)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -112,6 +113,9 @@ func (b *bench) startRouter(ctx context.Context, sinks []string, apps int, queue
 	if b.o.profile != "" {
 		args = append(args, "--debug-addr", "127.0.0.1:0", "--log-level", "info")
 	}
+	if b.o.routerEnv != "" {
+		env = append(env, strings.Split(b.o.routerEnv, ",")...)
+	}
 	r, err := b.startProcess("router", env, b.o.router, args...)
 	if err != nil {
 		return nil, err
@@ -124,6 +128,9 @@ func (b *bench) startRouter(ctx context.Context, sinks []string, apps int, queue
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
+				if os.Getenv("BENCH_STALLS") != "" {
+					log.Printf("router ready")
+				}
 				if b.o.profile != "" {
 					r.debug = debugAddr(r.out.Name())
 				}
@@ -168,22 +175,48 @@ input(type="imtcp" address="127.0.0.1" port=%q ruleset="relay")
 		return nil, err
 	}
 	r.addr = in
+	if err := waitListening(ctx, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// startCopy runs this binary as the copy relay in front of sink.
+func (b *bench) startCopy(ctx context.Context, sink string) (*relay, error) {
+	in, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own binary: %w", err)
+	}
+	r, err := b.startProcess("copy", nil, self, "-copy-relay", in, "-copy-to", sink)
+	if err != nil {
+		return nil, err
+	}
+	r.addr = in
+	return r, waitListening(ctx, r)
+}
+
+// waitListening waits until r accepts connections on r.addr.
+func waitListening(ctx context.Context, r *relay) error {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", in, time.Second)
+		c, err := net.DialTimeout("tcp", r.addr, time.Second)
 		if err == nil {
 			c.Close()
-			return r, nil
+			return nil
 		}
 		select {
 		case <-r.done:
 			b, _ := os.ReadFile(r.out.Name())
-			return nil, fmt.Errorf("rsyslogd exited: %s", b)
+			return fmt.Errorf("%s exited: %s", r.name, b)
 		default:
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			r.stop()
-			return nil, fmt.Errorf("rsyslogd not listening: %v", err)
+			return fmt.Errorf("%s not listening: %v", r.name, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

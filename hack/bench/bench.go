@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -262,12 +263,27 @@ func (b *bench) latency(ctx context.Context, name string) ([]latency, error) {
 		}
 		defer r.stop()
 	}
-	s.latency.Store(true)
-	var out []latency
 	target := s.Addr
 	if r != nil {
 		target = r.addr
 	}
+	// One connection for all rates, warmed up first: the first messages of a fresh
+	// relay pay for dialling its drain and growing its buffers (10-15 ms here), which
+	// is not the steady state the percentiles describe.
+	c, err := net.Dial("tcp", target)
+	if err != nil {
+		return nil, fmt.Errorf("dial relay: %w", err)
+	}
+	defer c.Close()
+	warm, err := sendPaced(ctx, c, b.o.rates[0], 500*time.Millisecond)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := waitCount(ctx, []*sink{s}, int64(warm), 3*time.Second); err != nil {
+		return nil, err
+	}
+	s.latency.Store(true)
+	var out []latency
 	for _, rate := range b.o.rates {
 		before := s.count.Load()
 		var cpu0 time.Duration
@@ -279,12 +295,11 @@ func (b *bench) latency(ctx context.Context, name string) ([]latency, error) {
 			// CPU profile and execution trace of the router while it runs at this rate.
 			base := fmt.Sprintf("%s-%s-%d", b.o.profile, name, rate)
 			prof.Go(func() { saveProfile(r.debug, "profile?seconds=2", base+".pprof") })
-			prof.Go(func() { saveProfile(r.debug, fmt.Sprintf("trace?seconds=%d", int(b.o.latDur.Seconds())), base+".trace") })
+			prof.Go(func() {
+				saveProfile(r.debug, fmt.Sprintf("trace?seconds=%d", int(b.o.latDur.Seconds())), base+".trace")
+			})
 		}
-		if os.Getenv("BENCH_STALLS") != "" {
-			log.Printf("run starts")
-		}
-		sent, err := sendPaced(ctx, target, rate, b.o.latDur)
+		sent, err := sendPaced(ctx, c, rate, b.o.latDur)
 		prof.Wait()
 		if err != nil {
 			return nil, err
@@ -294,21 +309,8 @@ func (b *bench) latency(ctx context.Context, name string) ([]latency, error) {
 			return nil, err
 		}
 		samples := s.takeSamples()
-		if os.Getenv("BENCH_STALLS") != "" {
-			in := false
-			var st, n int
-			for i, v := range samples {
-				if v > 1e6 && !in {
-					in, st, n = true, i, 0
-				}
-				if in {
-					n++
-					if v < 5e5 {
-						log.Printf("stall at sample %d (%.2fs): %d msgs, peak %v", st, float64(st)/float64(rate), n, time.Duration(slices.Max(samples[st:i+1])))
-						in = false
-					}
-				}
-			}
+		if b.o.stalls {
+			logStalls(samples, rate)
 		}
 		sortInt64(samples)
 		l := latency{Relay: name, Rate: rate, Sent: sent, Delivered: int(got - before),
@@ -412,4 +414,21 @@ func selfCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// logStalls prints each run of messages slower than 1 ms (a stall): where in the run
+// it started, how many messages it held up and the worst latency, so stalls can be
+// matched with a trace (-router-cpuprofile).
+func logStalls(samples []int64, rate int) {
+	start, in := 0, false
+	for i, v := range samples {
+		switch {
+		case v > int64(time.Millisecond) && !in:
+			start, in = i, true
+		case v < int64(500*time.Microsecond) && in:
+			in = false
+			log.Printf("stall at +%.3fs: %d messages, worst %v", float64(start)/float64(rate), i-start,
+				time.Duration(slices.Max(samples[start:i])))
+		}
+	}
 }

@@ -82,14 +82,9 @@ func sendBulk(ctx context.Context, addr string, conns, n int) error {
 	return <-errs
 }
 
-// sendPaced writes frames for app 0 at rate frames/s for d over one connection, each
-// stamped with its send time; it returns the number sent.
-func sendPaced(ctx context.Context, addr string, rate int, d time.Duration) (int, error) {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		return 0, fmt.Errorf("dial relay: %w", err)
-	}
-	defer c.Close()
+// sendPaced writes frames for app 0 at rate frames/s for d over c, each stamped with
+// its send time; it returns the number sent.
+func sendPaced(ctx context.Context, c net.Conn, rate int, d time.Duration) (int, error) {
 	tok := appToken(0)
 	start := time.Now()
 	sent := 0

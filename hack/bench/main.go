@@ -33,6 +33,7 @@ type options struct {
 	latencyRelays string
 	routerEnv     string
 	keep          bool
+	stalls        bool
 }
 
 func main() {
@@ -48,6 +49,7 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "run only the throughput runs of this relay, or \"latency\" for the latency runs (debugging)")
 	flag.StringVar(&o.latencyRelays, "latency-relays", "", "comma-separated relays for the latency runs (default all; debugging)")
 	flag.StringVar(&o.routerEnv, "router-env", "", "comma-separated NAME=VALUE added to the router's environment (debugging)")
+	flag.BoolVar(&o.stalls, "stalls", false, "log every stall (messages over 1 ms) of the latency runs (debugging)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory with the relays' logs (debugging)")
 	rates := flag.String("rates", "10000,50000,100000", "comma-separated rates of the latency runs, msgs/s")
 	copyIn := flag.String("copy-relay", "", "internal: run as the copy relay listening on this address")

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
 	"os"
@@ -128,9 +127,6 @@ func (b *bench) startRouter(ctx context.Context, sinks []string, apps int, queue
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				if os.Getenv("BENCH_STALLS") != "" {
-					log.Printf("router ready")
-				}
 				if b.o.profile != "" {
 					r.debug = debugAddr(r.out.Name())
 				}

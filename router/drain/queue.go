@@ -122,6 +122,42 @@ func (q *Queue) Len() int {
 // Notify is signalled after pushes.
 func (q *Queue) Notify() <-chan struct{} { return q.notify }
 
+// takeDirect is push followed by Take for the case where the queue is empty and
+// recs fit in one batch: the records are framed straight into b instead of being
+// copied into the ring and out again. It does nothing and reports false otherwise.
+func (q *Queue) takeDirect(recs [][]byte, b *Batch, lim Limits, host string) (notice int64, since time.Time, ok bool) {
+	size := 0
+	for _, rec := range recs {
+		if len(rec)+8 > ring.MaxRecord {
+			return 0, time.Time{}, false // the ring refuses it; let push count it
+		}
+		size += len(rec) + len(host) + 6
+	}
+	// One message and 300 bytes spare for an L10 notice.
+	if len(recs)+1 > lim.Messages || size+300 > lim.Bytes {
+		return 0, time.Time{}, false
+	}
+	q.mu.Lock()
+	if q.closed || q.r.Len() > 0 {
+		q.mu.Unlock()
+		return 0, time.Time{}, false
+	}
+	notice, since = q.pending, q.since
+	q.pending = 0
+	q.mu.Unlock()
+	b.Reset()
+	if notice > 0 {
+		var l10 [256]byte
+		b.AddRecord(appendL10(l10[:0], notice, since), host)
+	}
+	for _, rec := range recs {
+		b.AddRecord(rec, host)
+	}
+	b.Enqueued = Nanotime()
+	q.stats.Offered.Add(int64(len(recs)))
+	return notice, since, true
+}
+
 // Take moves up to lim into b (which it resets) as frames with host in HOSTNAME.
 // When drops are pending, the batch starts with an L10 notice, counted in lim, and
 // Take returns the count it announces and since when, so the caller can put it back

@@ -223,3 +223,74 @@ func TestDialerAllowHosts(t *testing.T) {
 		t.Error("wildcard host matching is wrong")
 	}
 }
+
+// takeDirect frames records straight into the batch only when that is the same as
+// pushing them and taking them back: an empty, open queue and one batch's worth.
+func TestQueueTakeDirect(t *testing.T) {
+	lim := Limits{Messages: 10, Bytes: 1 << 20}
+	tests := []struct {
+		name    string
+		queued  []string // pushed before
+		drops   int64    // unannounced drops before
+		closed  bool
+		offer   int
+		lim     Limits
+		direct  bool
+		want    []string // texts of the batch when direct
+		offered int64
+	}{
+		{name: "empty queue", offer: 3, lim: lim, direct: true, want: []string{"o0", "o1", "o2"}, offered: 3},
+		{name: "pending drops lead", drops: 4, offer: 2, lim: lim, direct: true,
+			want: []string{"Error L10 (output buffer overflow): 4 messages dropped since", "o0", "o1"}, offered: 2},
+		{name: "queued records go first", queued: []string{"q0"}, offer: 2, lim: lim, offered: 1},
+		{name: "more than a batch", offer: 10, lim: lim},
+		{name: "bigger than a batch", offer: 2, lim: Limits{Messages: 10, Bytes: 200}},
+		{name: "closed", closed: true, offer: 1, lim: lim},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &Stats{}
+			q := NewQueue(100, st)
+			for _, s := range tt.queued {
+				q.Push([][]byte{rec(s)})
+			}
+			q.Dropped(tt.drops)
+			if tt.closed {
+				q.close()
+			}
+			var recs [][]byte
+			for i := range tt.offer {
+				recs = append(recs, rec(fmt.Sprint("o", i)))
+			}
+			var b Batch
+			notice, _, ok := q.takeDirect(recs, &b, tt.lim, "d.x")
+			if ok != tt.direct {
+				t.Fatalf("direct = %v, want %v", ok, tt.direct)
+			}
+			if st.Offered.Load() != tt.offered {
+				t.Errorf("offered %d, want %d", st.Offered.Load(), tt.offered)
+			}
+			if !ok {
+				if q.Len() != len(tt.queued) && !tt.closed {
+					t.Errorf("queue holds %d, want %d untouched", q.Len(), len(tt.queued))
+				}
+				return
+			}
+			if notice != tt.drops {
+				t.Errorf("notice %d, want %d", notice, tt.drops)
+			}
+			got := texts(t, &b)
+			if len(got) != len(tt.want) {
+				t.Fatalf("batch = %q, want %q", got, tt.want)
+			}
+			for i := range got {
+				if !strings.HasPrefix(got[i], tt.want[i]) {
+					t.Fatalf("batch = %q, want %q", got, tt.want)
+				}
+			}
+			if b.Enqueued == 0 {
+				t.Error("batch has no enqueue stamp")
+			}
+		})
+	}
+}

@@ -63,19 +63,24 @@ func NewRunner(cfg *Config, q *Queue, st *Stats, d Drain, log *slog.Logger, obse
 // without waiting, otherwise by waking the runner. It never blocks on delivery. It
 // reports whether the queue is more than half full.
 func (r *Runner) Offer(recs [][]byte) (busy bool) {
-	busy = r.Queue.push(recs)
 	if r.imm == nil || !r.mu.TryLock() {
 		// The runner is delivering (or the drain cannot write inline): it takes
 		// these records next.
+		busy = r.Queue.push(recs)
 		r.Queue.wake()
 		return busy
 	}
 	if r.ended || r.pending {
 		r.mu.Unlock()
+		busy = r.Queue.push(recs)
 		r.Queue.wake()
 		return busy
 	}
-	notice, since := r.Queue.Take(&r.b, r.lim, r.host)
+	notice, since, direct := r.Queue.takeDirect(recs, &r.b, r.lim, r.host)
+	if !direct {
+		busy = r.Queue.push(recs)
+		notice, since = r.Queue.Take(&r.b, r.lim, r.host)
+	}
 	if r.b.Len() == 0 {
 		r.mu.Unlock()
 		return busy

@@ -63,6 +63,7 @@ type report struct {
 	Took       time.Duration
 	CPUs       int
 	Load       string
+	LoadEnd    string
 	LatDur     time.Duration
 }
 

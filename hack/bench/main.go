@@ -94,6 +94,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	rep.Took = time.Since(start)
+	rep.LoadEnd = loadAvg()
 	md := rep.markdown()
 	fmt.Print(md)
 	if o.doc != "" {

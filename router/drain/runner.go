@@ -109,10 +109,15 @@ func (r *Runner) loop() {
 		r.mu.Lock()
 		r.ended = true
 		if r.pending {
-			// Offer left a batch after the last look (the runner was cancelled):
-			// deliver or count it now.
+			// Offer left a batch after the runner's last look, which only happens when
+			// it was cancelled: what Offer wrote is delivered, the rest is lost, as
+			// with a delivery cut short.
 			r.pending = false
-			r.deliver(&r.b, r.notice, r.since)
+			n := 0
+			for n < r.b.Len() && r.b.End(n) <= r.b.Written {
+				n++
+			}
+			r.account(&r.b, n, r.notice, r.since, nil)
 		}
 		r.mu.Unlock()
 	}()

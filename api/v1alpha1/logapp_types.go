@@ -131,7 +131,3 @@ type LogAppList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []LogApp `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&LogApp{}, &LogAppList{})
-}

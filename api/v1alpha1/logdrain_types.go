@@ -157,7 +157,3 @@ type LogDrainList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []LogDrain `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&LogDrain{}, &LogDrainList{})
-}

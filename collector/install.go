@@ -19,7 +19,7 @@ func Install(dest string) error {
 	if err != nil {
 		return fmt.Errorf("open own binary: %w", err)
 	}
-	defer src.Close()
+	defer func() { _ = src.Close() }() // read-only
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		return fmt.Errorf("create install directory: %w", err)
 	}
@@ -27,13 +27,15 @@ func Install(dest string) error {
 	if err != nil {
 		return fmt.Errorf("create install file: %w", err)
 	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
+	// After the rename this finds nothing; before it, a leftover temp file in the
+	// shared volume is harmless, so its error is not worth reporting.
+	defer func() { _ = os.Remove(tmp.Name()) }()
 	if _, err := io.Copy(tmp, src); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the copy error is the one worth reporting; the file is removed
 		return fmt.Errorf("copy binary: %w", err)
 	}
 	if err := tmp.Chmod(0o755); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return fmt.Errorf("make binary executable: %w", err)
 	}
 	if err := tmp.Close(); err != nil {

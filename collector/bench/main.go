@@ -117,7 +117,7 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return fmt.Errorf("create temp dir: %w", err)
 		}
-		defer os.RemoveAll(dir)
+		defer func() { _ = os.RemoveAll(dir) }() // best effort: a leftover temp dir harms nothing
 		o.collector = filepath.Join(dir, "collector")
 		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", o.collector, "github.com/kubeplex/kubeplex/cmd/collector")
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -284,7 +284,8 @@ func format(o options, r result) string {
 	b.WriteString("machines timings vary by up to ±30% run to run; RSS does not.\n\n")
 	b.WriteString("| measure | value | goal |\n|---|---|---|\n")
 	fmt.Fprintf(&b, "| collector peak RSS (VmRSS, sampled every 200 ms) | %.1f MiB | ≤ 15 MiB |\n", float64(r.peakRSS)/(1<<20))
-	fmt.Fprintf(&b, "| collector CPU (its own threads, /proc) | %.1f%% of a core (%.2f s) | ≤ 5%% |\n", pct(r.collectorCPU), r.collectorCPU.Seconds())
+	fmt.Fprintf(&b, "| collector CPU (its own threads, /proc) | %.1f%% of a core (%.2f s) | ≤ 5%% |\n",
+		pct(r.collectorCPU), r.collectorCPU.Seconds())
 	fmt.Fprintf(&b, "| extra CPU: (worker + collector) − worker alone | %.1f%% of a core | ≤ 5%% |\n", pct(r.totalCPU-r.workerCPU))
 	fmt.Fprintf(&b, "| worker alone CPU | %.1f%% of a core (%.2f s) | |\n", pct(r.workerCPU), r.workerCPU.Seconds())
 	fmt.Fprintf(&b, "| worker + collector CPU | %.1f%% of a core (%.2f s) | |\n", pct(r.totalCPU), r.totalCPU.Seconds())

@@ -173,18 +173,19 @@ func (t *Tailer) openAt(f fileInfo, off int64) error {
 	if err != nil {
 		return fmt.Errorf("open container log: %w", err)
 	}
+	// fh is only read: a Close error on the paths that give it up loses nothing.
 	st, err := fh.Stat()
 	if err != nil {
-		fh.Close()
+		_ = fh.Close()
 		return fmt.Errorf("stat container log: %w", err)
 	}
 	if inode(st) != f.ino {
 		// Renamed between listing and opening: list again next time.
-		fh.Close()
+		_ = fh.Close()
 		return errors.New("log file changed while opening")
 	}
 	if _, err := fh.Seek(off, io.SeekStart); err != nil {
-		fh.Close()
+		_ = fh.Close()
 		return fmt.Errorf("seek container log: %w", err)
 	}
 	if t.cur != nil {

@@ -58,7 +58,9 @@ func (f *File) Token() string {
 	if now := time.Now(); now.Sub(f.checked) >= f.interval {
 		f.checked = now
 		if info, err := os.Stat(f.path); err == nil && !sameVersion(info, f.info) {
-			f.reloadLocked()
+			// On an error reloadLocked keeps the token in hand, which is all a
+			// caller of Token can use; the next check or a 401's Reload tries again.
+			_, _ = f.reloadLocked()
 		}
 	}
 	return f.token
@@ -91,7 +93,7 @@ func (f *File) read() (string, os.FileInfo, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("read token file: %w", err)
 	}
-	defer fh.Close()
+	defer func() { _ = fh.Close() }() // read-only
 	info, err := fh.Stat()
 	if err != nil {
 		return "", nil, fmt.Errorf("read token file: %w", err)

@@ -35,6 +35,16 @@ import (
 	"github.com/kubeplex/kubeplex/internal/wire"
 )
 
+// The names devstack creates: the demo app and its drain, and the namespace and
+// identity the manager and router run with (the chart's defaults).
+const (
+	demoNamespace   = "demo"
+	demoApp         = "web"
+	systemNamespace = "kubeplex-system"
+	routerName      = "kubeplex-router"
+	routesSecret    = "kubeplex-routes"
+)
+
 type options struct {
 	binDir     string
 	stateDir   string
@@ -91,14 +101,14 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	defer sink.Close()
+	defer func() { _ = sink.Close() }() // only ends printDrain's Accept loop
 	go printDrain(sink)
 
 	procs := []*exec.Cmd{
-		command(ctx, o, "manager", nil, "--kubeconfig", admin, "--namespace", "kubeplex-system", "--routes-secret", "kubeplex-routes",
+		command(ctx, o, "manager", nil, "--kubeconfig", admin, "--namespace", systemNamespace, "--routes-secret", routesSecret,
 			"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--leader-elect=false", "--webhook-port", "0",
 			"--allow-cidrs", "127.0.0.0/8"),
-		command(ctx, o, "router", nil, "--http-addr", o.routerAddr, "--routes-secret", "kubeplex-system/kubeplex-routes",
+		command(ctx, o, "router", nil, "--http-addr", o.routerAddr, "--routes-secret", systemNamespace+"/"+routesSecret,
 			"--kubeconfig", routerKC, "--allow-cidrs", "127.0.0.0/8"),
 	}
 	for _, p := range procs {
@@ -107,10 +117,10 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	for _, o := range []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "demo"}},
-		&kubeplexv1alpha1.LogApp{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "demo"}},
-		&kubeplexv1alpha1.LogDrain{ObjectMeta: metav1.ObjectMeta{Name: "console", Namespace: "demo"},
-			Spec: kubeplexv1alpha1.LogDrainSpec{AppRef: kubeplexv1alpha1.AppReference{Name: "web"}, URL: "syslog://" + sink.Addr().String()}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: demoNamespace}},
+		&kubeplexv1alpha1.LogApp{ObjectMeta: metav1.ObjectMeta{Name: demoApp, Namespace: demoNamespace}},
+		&kubeplexv1alpha1.LogDrain{ObjectMeta: metav1.ObjectMeta{Name: "console", Namespace: demoNamespace},
+			Spec: kubeplexv1alpha1.LogDrainSpec{AppRef: kubeplexv1alpha1.AppReference{Name: demoApp}, URL: "syslog://" + sink.Addr().String()}},
 	} {
 		if err := c.Create(ctx, o); err != nil {
 			return fmt.Errorf("create %s: %w", o.GetName(), err)
@@ -155,18 +165,18 @@ func command(ctx context.Context, o options, name string, env []string, args ...
 }
 
 func routerKubeconfig(ctx context.Context, env *envtest.Environment, c client.Client, dir string) (string, error) {
-	u, err := env.AddUser(envtest.User{Name: "kubeplex-router"}, nil)
+	u, err := env.AddUser(envtest.User{Name: routerName}, nil)
 	if err != nil {
 		return "", err
 	}
 	objs := []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kubeplex-system"}},
-		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "kubeplex-router", Namespace: "kubeplex-system"},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: routerName, Namespace: systemNamespace},
 			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"},
-				ResourceNames: []string{"kubeplex-routes"}, Verbs: []string{"get", "list", "watch"}}}},
-		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "kubeplex-router", Namespace: "kubeplex-system"},
-			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "kubeplex-router"},
-			Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: "kubeplex-router"}}},
+				ResourceNames: []string{routesSecret}, Verbs: []string{"get", "list", "watch"}}}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: routerName, Namespace: systemNamespace},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: routerName},
+			Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: routerName}}},
 	}
 	for _, o := range objs {
 		if err := c.Create(ctx, o); err != nil {
@@ -184,9 +194,9 @@ func routerKubeconfig(ctx context.Context, env *envtest.Environment, c client.Cl
 func waitToken(ctx context.Context, c client.Client) (string, error) {
 	for {
 		var app kubeplexv1alpha1.LogApp
-		if err := c.Get(ctx, client.ObjectKey{Namespace: "demo", Name: "web"}, &app); err == nil && app.Status.TokenSecretName != "" {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: demoNamespace, Name: demoApp}, &app); err == nil && app.Status.TokenSecretName != "" {
 			var s corev1.Secret
-			if err := c.Get(ctx, client.ObjectKey{Namespace: "demo", Name: app.Status.TokenSecretName}, &s); err == nil {
+			if err := c.Get(ctx, client.ObjectKey{Namespace: demoNamespace, Name: app.Status.TokenSecretName}, &s); err == nil {
 				return string(s.Data[kubeplexv1alpha1.TokenSecretKey]), nil
 			}
 		}
@@ -203,7 +213,7 @@ func waitRouter(ctx context.Context, base string) error {
 		if resp, err := http.Get(base + "/status"); err == nil {
 			var st routing.RouterStatus
 			err = json.NewDecoder(resp.Body).Decode(&st)
-			resp.Body.Close()
+			_ = resp.Body.Close() // read-only; the decode result decides
 			if err == nil && len(st.Drains) > 0 {
 				return nil
 			}
@@ -225,7 +235,7 @@ func printDrain(l net.Listener) {
 			return
 		}
 		go func() {
-			defer conn.Close()
+			defer func() { _ = conn.Close() }() // read-only side of the drain
 			fr := wire.NewFrameReader(bufio.NewReader(conn), 0)
 			for {
 				rec, err := fr.Next()

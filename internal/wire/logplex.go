@@ -89,7 +89,8 @@ func ReadBatch(req *http.Request, maxBody, maxFrame int, buf []byte) (*Batch, er
 		if err != nil {
 			return nil, &BatchError{Reason: ReasonMalformed, Err: fmt.Errorf("gzip: %w", err)}
 		}
-		defer zr.Close()
+		// gzip.Reader.Close only reports an earlier read error, which ReadFrom below sees.
+		defer func() { _ = zr.Close() }()
 		body = zr
 	default:
 		return nil, &BatchError{Reason: ReasonEncoding, Err: fmt.Errorf("got %q", enc)}

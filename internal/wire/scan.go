@@ -27,38 +27,11 @@ var ErrMalformedRecord = errors.New("malformed rfc5424 record")
 // beyond its shape; the router only re-emits timestamps, never computes with them.
 func Scan(b []byte) (Fields, error) {
 	var f Fields
-	i := 0
-	// PRI = "<" 1*3DIGIT ">", value 0..191, no leading zeros except "<0>".
-	if len(b) < 3 || b[0] != '<' {
-		return f, malformed("missing <PRI>")
+	pri, i, err := scanPriVersion(b)
+	if err != nil {
+		return f, err
 	}
-	i = 1
-	pri := 0
-	start := i
-	for i < len(b) && b[i] >= '0' && b[i] <= '9' && i-start < 3 {
-		pri = pri*10 + int(b[i]-'0')
-		i++
-	}
-	if i == start || i >= len(b) || b[i] != '>' || pri > 191 || (b[start] == '0' && i-start > 1) {
-		return f, malformed("bad PRI")
-	}
-	f.Priority = uint8(pri)
-	i++
-	// VERSION = NONZERO-DIGIT 0*2DIGIT. Only 1 exists, but the grammar allows more and
-	// go-syslog accepts them, so Scan does too.
-	if i >= len(b) || b[i] < '1' || b[i] > '9' {
-		return f, malformed("bad VERSION")
-	}
-	for v := i; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
-		if i-v >= 3 {
-			return f, malformed("bad VERSION")
-		}
-	}
-	if i >= len(b) || b[i] != ' ' {
-		return f, malformed("bad VERSION")
-	}
-	i++
-	var err error
+	f.Priority = pri
 	if f.Timestamp, i, err = headerField(b, i, 64); err != nil {
 		return f, err
 	}
@@ -98,6 +71,40 @@ func Scan(b []byte) (Fields, error) {
 		return f, malformed("junk after STRUCTURED-DATA")
 	}
 	return f, nil
+}
+
+// scanPriVersion reads PRI and VERSION and the space after them, and returns the
+// priority and the index of the TIMESTAMP.
+func scanPriVersion(b []byte) (uint8, int, error) {
+	// PRI = "<" 1*3DIGIT ">", value 0..191, no leading zeros except "<0>".
+	if len(b) < 3 || b[0] != '<' {
+		return 0, 0, malformed("missing <PRI>")
+	}
+	i := 1
+	pri := 0
+	start := i
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' && i-start < 3 {
+		pri = pri*10 + int(b[i]-'0')
+		i++
+	}
+	if i == start || i >= len(b) || b[i] != '>' || pri > 191 || (b[start] == '0' && i-start > 1) {
+		return 0, 0, malformed("bad PRI")
+	}
+	i++
+	// VERSION = NONZERO-DIGIT 0*2DIGIT. Only 1 exists, but the grammar allows more and
+	// go-syslog accepts them, so Scan does too.
+	if i >= len(b) || b[i] < '1' || b[i] > '9' {
+		return 0, 0, malformed("bad VERSION")
+	}
+	for v := i; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		if i-v >= 3 {
+			return 0, 0, malformed("bad VERSION")
+		}
+	}
+	if i >= len(b) || b[i] != ' ' {
+		return 0, 0, malformed("bad VERSION")
+	}
+	return uint8(pri), i + 1, nil
 }
 
 // headerField reads a space-terminated field of printable US-ASCII at b[i:].
@@ -179,12 +186,12 @@ func scanSD(b []byte, i int) (int, error) {
 	}
 	for i < len(b) && b[i] == '[' {
 		i++
-		if i, _ = sdName(b, i); i < 0 {
+		if i = sdName(b, i); i < 0 {
 			return 0, malformed("bad SD-ID")
 		}
 		for i < len(b) && b[i] == ' ' {
 			i++
-			if i, _ = sdName(b, i); i < 0 || i+1 >= len(b) || b[i] != '=' || b[i+1] != '"' {
+			if i = sdName(b, i); i < 0 || i+1 >= len(b) || b[i] != '=' || b[i+1] != '"' {
 				return 0, malformed("bad SD-PARAM")
 			}
 			i += 2
@@ -208,7 +215,7 @@ func scanSD(b []byte, i int) (int, error) {
 }
 
 // sdName reads an SD-NAME (1*32 printable except '=', ' ', ']', '"'); -1 on error.
-func sdName(b []byte, i int) (int, bool) {
+func sdName(b []byte, i int) int {
 	start := i
 	for i < len(b) {
 		c := b[i]
@@ -218,9 +225,9 @@ func sdName(b []byte, i int) (int, bool) {
 		i++
 	}
 	if i == start || i-start > 32 {
-		return -1, false
+		return -1
 	}
-	return i, true
+	return i
 }
 
 func malformed(why string) error {

@@ -104,7 +104,8 @@ func Sidecar(ctx context.Context, opts SidecarOptions) error {
 	}
 	tr.Serve()
 	log.Info("collector sidecar started", "process", opts.Process, "socket", opts.Socket,
-		"trace_syslog", tr.SyslogAddr(), "trace_http", tr.HTTPAddr(), "mode", opts.Mode, "tailed", len(tailers), "token_file", opts.Ship.TokenFile)
+		"trace_syslog", tr.SyslogAddr(), "trace_http", tr.HTTPAddr(), "mode", opts.Mode, "tailed", len(tailers),
+		"token_file", opts.Ship.TokenFile)
 
 	shipCtx, stopShip := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopShip()
@@ -164,7 +165,8 @@ func Sidecar(ctx context.Context, opts SidecarOptions) error {
 // criTailers prepares one tailer per container, resuming from saved positions.
 func criTailers(opts SidecarOptions, q *queue.Queue, log *slog.Logger) (*cri.State, []*cri.Tailer, error) {
 	if opts.Namespace == "" || opts.PodName == "" || opts.PodUID == "" || len(opts.Containers) == 0 {
-		return nil, nil, errors.New("sidecar: CRI tail mode needs KUBEPLEX_POD_NAMESPACE, KUBEPLEX_POD_NAME, KUBEPLEX_POD_UID and KUBEPLEX_CONTAINERS")
+		return nil, nil, errors.New("sidecar: CRI tail mode needs KUBEPLEX_POD_NAMESPACE, KUBEPLEX_POD_NAME, " +
+			"KUBEPLEX_POD_UID and KUBEPLEX_CONTAINERS")
 	}
 	if opts.StateDir == "" {
 		return nil, nil, errors.New("sidecar: CRI tail mode needs a state directory (KUBEPLEX_STATE_DIR or the socket's directory)")

@@ -164,7 +164,8 @@ func (r *LogAppReconciler) reconcileTokenSecret(ctx context.Context, app *kubepl
 		delete(upd.Annotations, kubeplexv1alpha1.PreviousTokenNotAfterAnnotation)
 		upd.Annotations[kubeplexv1alpha1.TokenRotationAnnotation] = rotation
 		event = func() {
-			r.Recorder.Eventf(app, nil, corev1.EventTypeWarning, "TokenReissued", "RotateToken", "token Secret %s held no valid token; issued a new one", name)
+			r.Recorder.Eventf(app, nil, corev1.EventTypeWarning, "TokenReissued", "RotateToken",
+				"token Secret %s held no valid token; issued a new one", name)
 		}
 	case upd.Annotations[kubeplexv1alpha1.TokenRotationAnnotation] != rotation:
 		tok, err := newToken("t")

@@ -196,7 +196,9 @@ func (r *LogDrainReconciler) getDrainSecret(ctx context.Context, d *kubeplexv1al
 // token, the signing key and, when acc is set (or keep), the accepted destination.
 // The Secret, not the status, is the token's durable home: status can be lost
 // (restores, wipes), and the token must stay the same for the drain's life.
-func (r *LogDrainReconciler) writeDrainSecret(ctx context.Context, d *kubeplexv1alpha1.LogDrain, cur *corev1.Secret, acc *routes.AcceptedDrain, keep bool) (*corev1.Secret, error) {
+func (r *LogDrainReconciler) writeDrainSecret(
+	ctx context.Context, d *kubeplexv1alpha1.LogDrain, cur *corev1.Secret, acc *routes.AcceptedDrain, keep bool,
+) (*corev1.Secret, error) {
 	want := map[string][]byte{}
 	var have map[string][]byte
 	if cur != nil {
@@ -275,7 +277,8 @@ func (r *LogDrainReconciler) writeDrainSecret(ctx context.Context, d *kubeplexv1
 		return nil, fmt.Errorf("update drain secret: %w", err)
 	}
 	if repaired {
-		r.Recorder.Eventf(d, nil, corev1.EventTypeWarning, "DrainSecretRepaired", "Reconcile", "drain Secret %s lacked a valid token or signing key; repaired", name)
+		r.Recorder.Eventf(d, nil, corev1.EventTypeWarning, "DrainSecretRepaired", "Reconcile",
+			"drain Secret %s lacked a valid token or signing key; repaired", name)
 	}
 	return upd, nil
 }
@@ -301,7 +304,8 @@ func (r *LogDrainReconciler) checkDestination(ctx context.Context, d *kubeplexv1
 	switch u.Scheme {
 	case "syslog", "syslog+tls", "http", "https":
 	default:
-		return nil, &specError{reason: kubeplexv1alpha1.InvalidURLReason, msg: fmt.Sprintf("url scheme %q is not one of syslog, syslog+tls, http, https", u.Scheme)}
+		return nil, &specError{reason: kubeplexv1alpha1.InvalidURLReason,
+			msg: fmt.Sprintf("url scheme %q is not one of syslog, syslog+tls, http, https", u.Scheme)}
 	}
 	if err := r.checkPolicy(ctx, d); err != nil {
 		var na *urlpolicy.NotAllowedError
@@ -554,14 +558,17 @@ func deliveringCondition(s health.Summary) (metav1.ConditionStatus, string, stri
 // metadata of every Secret: the drain's credential Secrets are the user's, outside
 // the manager's label-filtered Secret cache, and a drain waiting for one must heal as
 // soon as it appears. healthEvents carries drains whose router reports changed.
-func (r *LogDrainReconciler) SetupWithManager(mgr ctrl.Manager, secretsMeta cache.Cache, healthEvents <-chan event.TypedGenericEvent[client.Object]) error {
-	meta := &metav1.PartialObjectMetadata{}
-	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+func (r *LogDrainReconciler) SetupWithManager(
+	mgr ctrl.Manager, secretsMeta cache.Cache, healthEvents <-chan event.TypedGenericEvent[client.Object],
+) error {
+	secretMeta := &metav1.PartialObjectMetadata{}
+	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	specOrLabels := predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{})
 	b := ctrl.NewControllerManagedBy(mgr).
-		For(&kubeplexv1alpha1.LogDrain{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
+		For(&kubeplexv1alpha1.LogDrain{}, builder.WithPredicates(specOrLabels)).
 		Owns(&corev1.Secret{}).
 		Watches(&kubeplexv1alpha1.LogApp{}, handler.EnqueueRequestsFromMapFunc(r.drainsForApp), builder.WithPredicates(appReadyChanged())).
-		WatchesRawSource(source.Kind(secretsMeta, meta, handler.TypedEnqueueRequestsFromMapFunc(r.drainsForSecret))).
+		WatchesRawSource(source.Kind(secretsMeta, secretMeta, handler.TypedEnqueueRequestsFromMapFunc(r.drainsForSecret))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Named("logdrain")
 	if healthEvents != nil {

@@ -70,12 +70,14 @@ func (r *RoutesReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.
 		return ctrl.Result{}, fmt.Errorf("list logdrains: %w", err)
 	}
 	var secrets corev1.SecretList
-	if err := r.Client.List(ctx, &secrets, client.MatchingLabels{kubeplexv1alpha1.ManagedByLabel: kubeplexv1alpha1.ManagedByValue}); err != nil {
+	managed := client.MatchingLabels{kubeplexv1alpha1.ManagedByLabel: kubeplexv1alpha1.ManagedByValue}
+	if err := r.Client.List(ctx, &secrets, managed); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list secrets: %w", err)
 	}
 	in.Apps, in.Drains = apps.Items, drains.Items
 	for _, s := range secrets.Items {
-		if role := s.Labels[kubeplexv1alpha1.SecretRoleLabel]; role == kubeplexv1alpha1.SecretRoleToken || role == kubeplexv1alpha1.SecretRoleDrain {
+		switch s.Labels[kubeplexv1alpha1.SecretRoleLabel] {
+		case kubeplexv1alpha1.SecretRoleToken, kubeplexv1alpha1.SecretRoleDrain:
 			in.Secrets = append(in.Secrets, s)
 		}
 	}
@@ -165,15 +167,21 @@ type RoutesMetrics struct {
 
 // NewRoutesMetrics creates the metrics and registers them with reg (if not nil).
 func NewRoutesMetrics(reg prometheus.Registerer) *RoutesMetrics {
+	gauge := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+	}
 	m := &RoutesMetrics{
-		Shards:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "kubeplex_routes_shards", Help: "Number of Secrets the routing table is stored in."}),
-		Bytes:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "kubeplex_routes_bytes", Help: "Encoded size of the routing table (all shards)."}),
-		Apps:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "kubeplex_routes_apps", Help: "Apps in the routing table."}),
-		Drains:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "kubeplex_routes_drains", Help: "Drains in the routing table."}),
-		Problems: prometheus.NewGauge(prometheus.GaugeOpts{Name: "kubeplex_routes_left_out", Help: "Objects (or parts) left out of the routing table."}),
-		Render: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kubeplex_routes_render_seconds", Help: "Time to render the routing table.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
-		Writes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubeplex_routes_store_total", Help: "Routing table store attempts by result."}, []string{"result"}),
+		Shards:   gauge("kubeplex_routes_shards", "Number of Secrets the routing table is stored in."),
+		Bytes:    gauge("kubeplex_routes_bytes", "Encoded size of the routing table (all shards)."),
+		Apps:     gauge("kubeplex_routes_apps", "Apps in the routing table."),
+		Drains:   gauge("kubeplex_routes_drains", "Drains in the routing table."),
+		Problems: gauge("kubeplex_routes_left_out", "Objects (or parts) left out of the routing table."),
+		Render: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "kubeplex_routes_render_seconds", Help: "Time to render the routing table.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+		Writes: prometheus.NewCounterVec(
+			prometheus.CounterOpts{Name: "kubeplex_routes_store_total", Help: "Routing table store attempts by result."}, []string{"result"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Shards, m.Bytes, m.Apps, m.Drains, m.Problems, m.Render, m.Writes)

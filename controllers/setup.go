@@ -138,7 +138,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, c Config) error {
 	}
 	if err := (&RoutesReconciler{
 		Client: mgr.GetClient(), Recorder: recorder, Metrics: NewRoutesMetrics(c.Registerer), MinWriteInterval: writeInterval,
-		Store: &routes.Store{Client: mgr.GetClient(), Namespace: c.Namespace, Base: c.RoutesSecret, MaxShardBytes: c.MaxShardBytes, MaxShards: c.MaxShards},
+		Store: &routes.Store{Client: mgr.GetClient(), Namespace: c.Namespace, Base: c.RoutesSecret,
+			MaxShardBytes: c.MaxShardBytes, MaxShards: c.MaxShards},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up routes controller: %w", err)
 	}

@@ -31,6 +31,13 @@ const usage = `usage:
   collector install DEST
 `
 
+// The subcommands.
+const (
+	cmdRun     = "run"
+	cmdSidecar = "sidecar"
+	cmdInstall = "install"
+)
+
 type options struct {
 	command string
 	args    []string
@@ -92,7 +99,7 @@ func parse(argv []string, getenv func(string) string) (options, error) {
 	fs.StringVar(&o.socket, "socket", getenv("KUBEPLEX_SOCKET"), "sidecar unix socket (env KUBEPLEX_SOCKET)")
 	fs.StringVar(&o.stateDir, "state-dir", getenv("KUBEPLEX_STATE_DIR"), "directory for restart counts and CRI offsets (env KUBEPLEX_STATE_DIR; default: the socket's directory)")
 	traceSyslogDef, traceHTTPDef := "", ""
-	if argv[0] == "sidecar" {
+	if argv[0] == cmdSidecar {
 		traceSyslogDef, traceHTTPDef = "127.0.0.1:5140", "127.0.0.1:5141"
 	}
 	fs.StringVar(&o.traceSyslog, "trace-syslog-addr", envOr(getenv, "KUBEPLEX_TRACE_SYSLOG_ADDR", traceSyslogDef), "loopback address for syslog trace input, UDP and TCP; empty = off (env KUBEPLEX_TRACE_SYSLOG_ADDR)")
@@ -146,14 +153,14 @@ func parse(argv []string, getenv func(string) string) (options, error) {
 		o.hostname, _ = os.Hostname()
 	}
 	switch o.command {
-	case "run":
+	case cmdRun:
 		if len(o.args) == 0 {
 			return o, errors.New("run: no command after --")
 		}
 		o.process = env.Name(o.args[0])
-	case "sidecar":
+	case cmdSidecar:
 		o.process = env.Name("")
-	case "install":
+	case cmdInstall:
 		if len(o.args) != 1 {
 			return o, errors.New("install: want exactly one DEST")
 		}
@@ -173,9 +180,9 @@ func run(ctx context.Context, o options) error {
 	// the worker's stderr copy, so they say who they are.
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("component", "kubeplex-collector")
 	switch o.command {
-	case "install":
+	case cmdInstall:
 		return collector.Install(o.install)
-	case "run":
+	case cmdRun:
 		exit, err := collector.Run(ctx, collector.RunOptions{
 			Args: o.args, Ship: o.ship, Process: o.process, Hostname: o.hostname,
 			Socket: o.socket, StateDir: o.stateDir,
@@ -186,7 +193,7 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		return &exitError{code: exit.Code, signal: exit.Signal}
-	case "sidecar":
+	case cmdSidecar:
 		ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
 		return collector.Sidecar(ctx, collector.SidecarOptions{

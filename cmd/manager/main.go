@@ -220,7 +220,8 @@ func urlPolicy(ctx context.Context, opts options, cfg *rest.Config) (*urlpolicy.
 	if p.Allow, p.AllowHosts, err = urlpolicy.ParseList(opts.AllowCIDRs); err != nil {
 		return nil, fmt.Errorf("--allow-cidrs: %w", err)
 	}
-	for flagName, v := range map[string]string{"--deny-cidrs": opts.DenyCIDRs, "--service-cidrs": opts.ServiceCIDRs, "--pod-cidrs": opts.PodCIDRs} {
+	denyFlags := map[string]string{"--deny-cidrs": opts.DenyCIDRs, "--service-cidrs": opts.ServiceCIDRs, "--pod-cidrs": opts.PodCIDRs}
+	for flagName, v := range denyFlags {
 		d, err := urlpolicy.ParsePrefixes(v)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", flagName, err)

@@ -132,7 +132,8 @@ func Render(in Input) Result {
 		id := ID(app.Namespace, app.Name)
 		s := secrets[types.NamespacedName{Namespace: app.Namespace, Name: app.Name + kubeplexv1alpha1.TokenSecretSuffix}]
 		if s == nil || !ownedBy(s, app.UID) {
-			problem("LogApp", app, ReasonTokenSecretMissing, "token Secret %s%s not found or not owned by this LogApp", app.Name, kubeplexv1alpha1.TokenSecretSuffix)
+			problem("LogApp", app, ReasonTokenSecretMissing, "token Secret %s%s not found or not owned by this LogApp",
+				app.Name, kubeplexv1alpha1.TokenSecretSuffix)
 			continue
 		}
 		tok := string(s.Data[kubeplexv1alpha1.TokenSecretKey])
@@ -156,7 +157,8 @@ func Render(in Input) Result {
 			case !ValidIngestToken(prev):
 				problem("LogApp", app, ReasonTokenInvalid, "token Secret %s holds an invalid previous token; left out", s.Name)
 			case err != nil:
-				problem("LogApp", app, ReasonTokenInvalid, "token Secret %s: previous token has no valid %s; left out", s.Name, kubeplexv1alpha1.PreviousTokenNotAfterAnnotation)
+				problem("LogApp", app, ReasonTokenInvalid, "token Secret %s: previous token has no valid %s; left out",
+					s.Name, kubeplexv1alpha1.PreviousTokenNotAfterAnnotation)
 			default:
 				notAfter = notAfter.UTC()
 				ra.Tokens = append(ra.Tokens, ingestToken(prev, &notAfter))

@@ -71,7 +71,8 @@ func (s *Store) Write(ctx context.Context, t *routing.Table) (WriteResult, error
 		maxShards = DefaultMaxShards
 	}
 	if len(shards) > maxShards {
-		return WriteResult{Shards: len(shards)}, fmt.Errorf("write routing table: %w: %d shards, limit %d (--max-shards, router Role)", ErrTooManyShards, len(shards), maxShards)
+		return WriteResult{Shards: len(shards)}, fmt.Errorf("write routing table: %w: %d shards, limit %d (--max-shards, router Role)",
+			ErrTooManyShards, len(shards), maxShards)
 	}
 	existing, err := s.list(ctx)
 	if err != nil {

@@ -44,6 +44,8 @@ type Policy struct {
 	Resolver Resolver
 }
 
+const rfc1918 = "private (RFC 1918)"
+
 // defaultDeny are the ranges no drain may reach unless allowlisted.
 var defaultDeny = []struct {
 	prefix netip.Prefix
@@ -51,9 +53,9 @@ var defaultDeny = []struct {
 }{
 	{netip.MustParsePrefix("0.0.0.0/8"), "this-network"},
 	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
-	{netip.MustParsePrefix("10.0.0.0/8"), "private (RFC 1918)"},
-	{netip.MustParsePrefix("172.16.0.0/12"), "private (RFC 1918)"},
-	{netip.MustParsePrefix("192.168.0.0/16"), "private (RFC 1918)"},
+	{netip.MustParsePrefix("10.0.0.0/8"), rfc1918},
+	{netip.MustParsePrefix("172.16.0.0/12"), rfc1918},
+	{netip.MustParsePrefix("192.168.0.0/16"), rfc1918},
 	{netip.MustParsePrefix("100.64.0.0/10"), "shared address space (RFC 6598)"},
 	{netip.MustParsePrefix("169.254.0.0/16"), "link-local"},
 	{netip.MustParsePrefix("192.0.0.0/24"), "IETF protocol assignments"},
@@ -144,12 +146,16 @@ func validHostPattern(h string) bool {
 			return false
 		}
 		for _, c := range label {
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			if !hostPatternChar(c) {
 				return false
 			}
 		}
 	}
 	return true
+}
+
+func hostPatternChar(c rune) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 }
 
 // Check parses raw and applies the policy to its host. It returns the parsed URL on

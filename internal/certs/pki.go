@@ -21,6 +21,9 @@ import (
 // server whose clock runs a little behind the manager's accepts it at once.
 const backdate = time.Hour
 
+// pemCertificate is the PEM block type of an X.509 certificate (RFC 7468 section 5.1).
+const pemCertificate = "CERTIFICATE"
+
 // Secret data keys. tls.crt/tls.key are the kubernetes.io/tls convention, so the same
 // Secret could be mounted as the webhook server's CertDir.
 const (
@@ -198,7 +201,7 @@ func newCACert(now time.Time, validity time.Duration) (certPEM, keyPEM []byte, e
 	if err != nil {
 		return nil, nil, fmt.Errorf("create CA certificate: %w", err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
+	return pem.EncodeToMemory(&pem.Block{Type: pemCertificate, Bytes: der}), keyPEM, nil
 }
 
 func newServingCert(caPEM, caKeyPEM []byte, now time.Time, p Policy) (certPEM, keyPEM []byte, err error) {
@@ -236,12 +239,12 @@ func newServingCert(caPEM, caKeyPEM []byte, now time.Time, p Policy) (certPEM, k
 	if err != nil {
 		return nil, nil, fmt.Errorf("create serving certificate: %w", err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
+	return pem.EncodeToMemory(&pem.Block{Type: pemCertificate, Bytes: der}), keyPEM, nil
 }
 
 func parseCert(certPEM []byte) (*x509.Certificate, error) {
 	block, _ := pem.Decode(certPEM)
-	if block == nil || block.Type != "CERTIFICATE" {
+	if block == nil || block.Type != pemCertificate {
 		return nil, errors.New("no PEM certificate")
 	}
 	return x509.ParseCertificate(block.Bytes)

@@ -258,11 +258,11 @@ func injectExec(pod *corev1.Pod, workers []int, t Target, cfg Config) {
 		if processType == "" {
 			processType = c.Name
 		}
-		env := []corev1.EnvVar{
+		env := append([]corev1.EnvVar{
 			{Name: EnvSocket, Value: SocketPath},
 			{Name: EnvProcessType, Value: processType},
-		}
-		c.Env = mergeEnv(c.Env, append(env, podEnv()...))
+		}, podEnv()...)
+		c.Env = mergeEnv(c.Env, env)
 		// Read-only: the worker only executes the binary and connects to the socket
 		// (connect(2) on a socket needs no writable mount).
 		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: VolumeName, MountPath: MountPath, ReadOnly: true})
@@ -324,11 +324,11 @@ func tokenVolume(t Target) corev1.Volume {
 
 func sidecarContainer(cfg Config) corev1.Container {
 	always := corev1.ContainerRestartPolicyAlways
-	env := []corev1.EnvVar{
+	env := append([]corev1.EnvVar{
 		{Name: EnvRouterURL, Value: cfg.RouterURL},
 		{Name: EnvTokenFile, Value: TokenPath},
 		{Name: EnvSocket, Value: SocketPath},
-	}
+	}, podEnv()...)
 	return corev1.Container{
 		Name:            SidecarContainerName,
 		Image:           cfg.CollectorImage,
@@ -337,7 +337,7 @@ func sidecarContainer(cfg Config) corev1.Container {
 		// A native sidecar (KEP-753): starts before the workers, keeps running beside
 		// them and is stopped after them, so it can flush their last lines.
 		RestartPolicy:   &always,
-		Env:             append(env, podEnv()...),
+		Env:             env,
 		Resources:       resources(cfg),
 		SecurityContext: restrictedSecurityContext(),
 		// The whole directory, not a subPath: the kubelet does not update subPath
@@ -352,9 +352,9 @@ func sidecarContainer(cfg Config) corev1.Container {
 // podEnv is the pod's identity through the downward API; the collector derives the
 // process name (<type>.<n>) and, in tail mode, the log directory from it.
 func podEnv() []corev1.EnvVar {
-	field := func(name, path string) corev1.EnvVar {
+	field := func(name, fieldPath string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{
-			FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path},
+			FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: fieldPath},
 		}}
 	}
 	return []corev1.EnvVar{

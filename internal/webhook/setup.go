@@ -110,7 +110,8 @@ func (o *Options) complete() error {
 	switch o.CertManagement {
 	case CertSelf, CertManager, CertExternal:
 	default:
-		errs = append(errs, fmt.Errorf("--webhook-cert-management: want %s, %s or %s, got %q", CertSelf, CertManager, CertExternal, o.CertManagement))
+		errs = append(errs, fmt.Errorf("--webhook-cert-management: want %s, %s or %s, got %q",
+			CertSelf, CertManager, CertExternal, o.CertManagement))
 	}
 	if o.CertManagement == CertSelf && o.Service == "" && o.CertHosts == "" {
 		errs = append(errs, errors.New("--webhook-service or --webhook-cert-hosts is required for self-managed certificates"))

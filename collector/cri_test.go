@@ -26,7 +26,11 @@ func openCRI(t *testing.T, path string) *criLog {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { f.Close() })
+	t.Cleanup(func() {
+		if err := f.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	return &criLog{t: t, f: f}
 }
 

@@ -72,7 +72,9 @@ func (p *proc) wait(t *testing.T, timeout time.Duration) *os.ProcessState {
 	return p.cmd.ProcessState
 }
 
-func collectorEnv(url, token, process string) []string {
+// collectorEnv is the environment of a collector that ships as process to url with
+// the test token.
+func collectorEnv(url, process string) []string {
 	return []string{"KUBEPLEX_ROUTER_URL=" + url, "KUBEPLEX_TOKEN=" + token, "KUBEPLEX_PROCESS=" + process}
 }
 

@@ -21,7 +21,7 @@ const token = "t.5f0c3c1e-9d4b-4b7e-a0b5-2f3b0c1d2e3f"
 // worker's code after flushing.
 func TestRunShipsStdoutAndStderr(t *testing.T) {
 	r := routertest.Start(t, token)
-	p := start(t, collectorEnv(r.URL(), token, "web.1"), "run", "--", "sh", "-c", "echo hello; echo oops >&2; exit 3")
+	p := start(t, collectorEnv(r.URL(), "web.1"), "run", "--", "sh", "-c", "echo hello; echo oops >&2; exit 3")
 	st := p.wait(t, 30*time.Second)
 	if st.ExitCode() != 3 {
 		t.Fatalf("exit code = %d, want 3; stderr:\n%s", st.ExitCode(), p.stderr.String())
@@ -83,7 +83,7 @@ func TestRunExitStatus(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			proc := fmt.Sprintf("exit.%d", i)
-			p := start(t, collectorEnv(r.URL(), token, proc), append([]string{"run", "--"}, tt.args...)...)
+			p := start(t, collectorEnv(r.URL(), proc), append([]string{"run", "--"}, tt.args...)...)
 			st := p.wait(t, 30*time.Second)
 			ws := st.Sys().(syscall.WaitStatus)
 			if tt.signal != 0 {
@@ -127,7 +127,7 @@ func TestRunForwardsSignals(t *testing.T) {
 	r := routertest.Start(t, token)
 	dir := t.TempDir()
 	script := `trap 'echo got HUP' HUP; trap 'echo got TERM; exit 7' TERM; touch ` + dir + `/ready; while :; do sleep 0.05; done`
-	p := start(t, collectorEnv(r.URL(), token, "sig.1"), "run", "--", "sh", "-c", script)
+	p := start(t, collectorEnv(r.URL(), "sig.1"), "run", "--", "sh", "-c", script)
 	waitFile(t, filepath.Join(dir, "ready"))
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
@@ -172,7 +172,7 @@ func TestRunKeepsOrderPerStream(t *testing.T) {
 	r := routertest.Start(t, token)
 	const n = 3000
 	script := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done`, n)
-	p := start(t, collectorEnv(r.URL(), token, "order.1"), "run", "--", "sh", "-c", script)
+	p := start(t, collectorEnv(r.URL(), "order.1"), "run", "--", "sh", "-c", script)
 	if st := p.wait(t, 60*time.Second); st.ExitCode() != 0 {
 		t.Fatalf("exit code %d; stderr tail: %s", st.ExitCode(), tail(p.stderr.String()))
 	}
@@ -216,7 +216,7 @@ func TestRunSplitsLongLines(t *testing.T) {
 	if err := os.WriteFile(file, append(append([]byte("short\n"), big...), []byte("\nno newline at the end")...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := start(t, collectorEnv(r.URL(), token, "big.1"), "run", "--", "cat", file)
+	p := start(t, collectorEnv(r.URL(), "big.1"), "run", "--", "cat", file)
 	if st := p.wait(t, 60*time.Second); st.ExitCode() != 0 {
 		t.Fatalf("exit code %d", st.ExitCode())
 	}
@@ -256,7 +256,7 @@ func TestRunRouterDown(t *testing.T) {
 	// exit, so the collector's final flush happens with the router back up.
 	script := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do echo "line $i"; i=$((i+1)); done; touch %s/printed; while [ ! -e %s/exit ]; do sleep 0.05; done`, n, dir, dir)
 	r.Down()
-	env := append(collectorEnv(r.URL(), token, "down.1"),
+	env := append(collectorEnv(r.URL(), "down.1"),
 		"KUBEPLEX_QUEUE_LINES=2000", "KUBEPLEX_ATTEMPTS=3", "KUBEPLEX_BACKOFF_MAX=1s", "KUBEPLEX_FLUSH_TIMEOUT=60s")
 	p := start(t, env, "run", "--", "sh", "-c", script)
 	// The worker finishes printing while the router is still down: its writes never
@@ -311,7 +311,7 @@ func TestRunRetriesServerErrors(t *testing.T) {
 	dir := t.TempDir()
 	r.SetStatus(503)
 	script := fmt.Sprintf(`for i in 1 2 3; do echo "retry $i"; done; touch %s/printed; while [ ! -e %s/exit ]; do sleep 0.05; done`, dir, dir)
-	env := append(collectorEnv(r.URL(), token, "retry.1"), "KUBEPLEX_GZIP=true", "KUBEPLEX_ATTEMPTS=100", "KUBEPLEX_BACKOFF_MAX=200ms")
+	env := append(collectorEnv(r.URL(), "retry.1"), "KUBEPLEX_GZIP=true", "KUBEPLEX_ATTEMPTS=100", "KUBEPLEX_BACKOFF_MAX=200ms")
 	p := start(t, env, "run", "--", "sh", "-c", script)
 	waitFile(t, filepath.Join(dir, "printed"))
 	time.Sleep(time.Second)
@@ -338,7 +338,7 @@ func TestRunRetriesServerErrors(t *testing.T) {
 // directory) is reported as a restart with how the previous run ended.
 func TestRunRestartEvent(t *testing.T) {
 	r := routertest.Start(t, token)
-	env := append(collectorEnv(r.URL(), token, "restart.1"), "KUBEPLEX_STATE_DIR="+t.TempDir())
+	env := append(collectorEnv(r.URL(), "restart.1"), "KUBEPLEX_STATE_DIR="+t.TempDir())
 	start(t, env, "run", "--", "sh", "-c", "exit 3").wait(t, 30*time.Second)
 	start(t, env, "run", "--", "true").wait(t, 30*time.Second)
 	events := eventsOf(r.Records(), "restart.1")

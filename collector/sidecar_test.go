@@ -119,8 +119,10 @@ func TestTraceEndpoints(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
 		if _, err := c.Write([]byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -134,7 +136,7 @@ func TestTraceEndpoints(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close() // the status is the answer; the body is empty
 		if resp.StatusCode != http.StatusNoContent {
 			t.Errorf("POST /trace %s: %s", ct, resp.Status)
 		}
@@ -150,7 +152,7 @@ func TestTraceEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close() // only the status is checked
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("malformed logplex-1 body: %s, want 400", resp.Status)
 	}

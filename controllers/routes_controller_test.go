@@ -68,8 +68,8 @@ func readShards(t *testing.T, base string) (*routing.Table, []corev1.Secret) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var secs []corev1.Secret
-	var raw [][]byte
+	secs := make([]corev1.Secret, 0, n)
+	raw := make([][]byte, 0, n)
 	for i := range n {
 		s, ok := byName[routing.ShardName(base, i)]
 		if !ok {

@@ -284,9 +284,8 @@ func readTable(ctx context.Context) (*routing.Table, error) {
 }
 
 // tableApp waits until the routing table's entry for app satisfies ok.
-func tableApp(t *testing.T, id string, ok func(*routing.App) error) routing.App {
+func tableApp(t *testing.T, id string, ok func(*routing.App) error) {
 	t.Helper()
-	var got routing.App
 	eventually(t, "routing table entry "+id, func() error {
 		tb, err := readTable(context.Background())
 		if err != nil {
@@ -294,13 +293,11 @@ func tableApp(t *testing.T, id string, ok func(*routing.App) error) routing.App 
 		}
 		for _, a := range tb.Apps {
 			if a.ID == id {
-				got = a
 				return ok(&a)
 			}
 		}
 		return ok(nil)
 	})
-	return got
 }
 
 func drainIDs(a *routing.App) []string {
@@ -331,7 +328,7 @@ func assertNoLeak(t *testing.T, logs *syncBuffer, ns string, secrets map[string]
 	if err := k8s.List(ctx, &drains, client.InNamespace(ns)); err != nil {
 		t.Fatal(err)
 	}
-	var statuses []any
+	statuses := make([]any, 0, len(apps.Items)+len(drains.Items))
 	for _, a := range apps.Items {
 		statuses = append(statuses, a.Status)
 	}

@@ -179,7 +179,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }() // only held so the drains' port is taken
 	port := ln.Addr().(*net.TCPAddr).Port
 
 	app := &kubeplexv1alpha1.LogApp{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "web"}}

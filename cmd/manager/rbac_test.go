@@ -100,8 +100,11 @@ func freePort(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }
 
 func httpGet(url string) (int, string, error) {
@@ -109,8 +112,8 @@ func httpGet(url string) (int, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
-	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close() // read-only; ReadAll reported any error that matters
 	return resp.StatusCode, string(b), err
 }
 
@@ -151,8 +154,11 @@ func TestLeastPrivilege(t *testing.T) {
 	for _, p := range []string{"/healthz", "/readyz"} {
 		eventually(t, "probe "+p, func() error {
 			code, body, err := httpGet("http://" + probes + p)
-			if err != nil || code != http.StatusOK {
-				return fmt.Errorf("%d %q %v", code, body, err)
+			if err != nil {
+				return err
+			}
+			if code != http.StatusOK {
+				return fmt.Errorf("%d %q", code, body)
 			}
 			return nil
 		})
@@ -193,8 +199,11 @@ func TestLeastPrivilege(t *testing.T) {
 	})
 	eventually(t, "metrics", func() error {
 		code, body, err := httpGet("http://" + metrics + "/metrics")
-		if err != nil || code != http.StatusOK {
-			return fmt.Errorf("%d %v", code, err)
+		if err != nil {
+			return err
+		}
+		if code != http.StatusOK {
+			return fmt.Errorf("status %d", code)
 		}
 		for _, want := range []string{"kubeplex_routes_drains 1", "kubeplex_routes_shards 1", `controller_runtime_reconcile_total{controller="logdrain"`} {
 			if !strings.Contains(body, want) {

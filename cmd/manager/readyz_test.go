@@ -28,8 +28,11 @@ func TestReadyzWaitsForWebhook(t *testing.T) {
 
 	eventually(t, "ready with the webhook check", func() error {
 		code, body, err := httpGet("http://" + probes + "/readyz?verbose=1")
-		if err != nil || code != http.StatusOK {
-			return fmt.Errorf("/readyz: %d %q %v", code, body, err)
+		if err != nil {
+			return fmt.Errorf("/readyz: %w", err)
+		}
+		if code != http.StatusOK {
+			return fmt.Errorf("/readyz: %d %q", code, body)
 		}
 		if !strings.Contains(body, "[+]webhook ok") {
 			return fmt.Errorf("/readyz lists no webhook check: %q", body)

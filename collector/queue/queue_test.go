@@ -10,7 +10,7 @@ import (
 func rec(i int) Entry { return Entry{Record: []byte(fmt.Sprintf("rec %d", i))} }
 
 func texts(es []Entry) []string {
-	var out []string
+	out := make([]string, 0, len(es))
 	for _, e := range es {
 		out = append(out, string(e.Record))
 	}

@@ -147,7 +147,7 @@ func caBundles(t *testing.T) [][]byte {
 	if err := k8s.Get(t.Context(), client.ObjectKey{Name: cfgName}, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	var out [][]byte
+	out := make([][]byte, 0, len(cfg.Webhooks))
 	for _, w := range cfg.Webhooks {
 		out = append(out, w.ClientConfig.CABundle)
 	}

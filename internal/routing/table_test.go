@@ -6,7 +6,8 @@ import (
 	"testing"
 )
 
-func sample(apps, drainsPerApp int) *Table {
+func sample(apps int) *Table {
+	const drainsPerApp = 2
 	t := &Table{}
 	for i := apps - 1; i >= 0; i-- { // reverse order: Seal must sort
 		a := App{ID: fmt.Sprintf("ns/app-%05d", i), History: 1500,
@@ -22,14 +23,14 @@ func sample(apps, drainsPerApp int) *Table {
 }
 
 func TestSealIsDeterministic(t *testing.T) {
-	a, b := sample(5, 2), sample(5, 2)
+	a, b := sample(5), sample(5)
 	if a.Version == "" || a.Version != b.Version {
 		t.Fatalf("versions %q %q", a.Version, b.Version)
 	}
 	if a.Apps[0].ID != "ns/app-00000" {
 		t.Fatalf("apps not sorted: first is %q", a.Apps[0].ID)
 	}
-	c := sample(5, 2)
+	c := sample(5)
 	c.Apps[3].Drains[0].URL = "syslog://other:514"
 	c.Seal()
 	if c.Version == a.Version {
@@ -50,7 +51,7 @@ func TestSplitJoin(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tbl := sample(tt.apps, 2)
+			tbl := sample(tt.apps)
 			shards, err := Split(tbl, tt.maxBytes)
 			if err != nil {
 				t.Fatal(err)
@@ -78,11 +79,11 @@ func TestSplitJoin(t *testing.T) {
 }
 
 func TestJoinRefusesMixedVersions(t *testing.T) {
-	a, err := Split(sample(5000, 2), 900<<10)
+	a, err := Split(sample(5000), 900<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other := sample(5001, 2)
+	other := sample(5001)
 	b, err := Split(other, 900<<10)
 	if err != nil {
 		t.Fatal(err)

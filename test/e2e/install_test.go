@@ -41,8 +41,9 @@ func renderChart(t *testing.T, set ...string) []*unstructured.Unstructured {
 	if helm == "" {
 		t.Fatal("HELM is not set: run `make test`, which builds helm into bin/")
 	}
-	args := []string{"template", "kubeplex", filepath.Join(repoRoot(t), "charts", "kubeplex"),
-		"--namespace", systemNS, "--include-crds"}
+	args := make([]string, 0, 6+2*len(set))
+	args = append(args, "template", "kubeplex", filepath.Join(repoRoot(t), "charts", "kubeplex"),
+		"--namespace", systemNS, "--include-crds")
 	for _, s := range set {
 		args = append(args, "--set", s)
 	}

@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
+		defer func() { _ = os.RemoveAll(dir) }() // best effort: a leftover temp dir harms nothing
 		for _, name := range []string{"manager", "router", "collector"} {
 			out := filepath.Join(dir, name)
 			cmd := exec.Command("go", "build", "-o", out, "github.com/kubeplex/kubeplex/cmd/"+name)
@@ -80,14 +80,15 @@ func start(t *testing.T, name string, env []string, args ...string) *proc {
 	go func() { p.done <- p.cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Signal(os.Interrupt)
+		var exit error
 		select {
-		case <-p.done:
+		case exit = <-p.done:
 		case <-time.After(15 * time.Second):
 			_ = p.cmd.Process.Kill()
-			<-p.done
+			exit = <-p.done
 		}
 		if t.Failed() {
-			t.Logf("---- %s output ----\n%s", name, p.out.String())
+			t.Logf("---- %s output (exit: %v) ----\n%s", name, exit, p.out.String())
 		}
 	})
 	return p
@@ -100,15 +101,18 @@ func freePort(t *testing.T) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return port
 }
 
 // eventually polls cond until it returns nil or the deadline passes. The deadline is a
 // failure guard, not a performance claim.
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() error) {
+func eventually(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	deadline := time.Now().Add(waitTimeout)
 	var err error
 	for time.Now().Before(deadline) {
 		if err = cond(); err == nil {
@@ -116,7 +120,7 @@ func eventually(t *testing.T, what string, timeout time.Duration, cond func() er
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("%s: not reached within %v: %v", what, timeout, err)
+	t.Fatalf("%s: not reached within %v: %v", what, waitTimeout, err)
 }
 
 func repoRoot(t *testing.T) string {

@@ -1,0 +1,65 @@
+package testenv
+
+import (
+	"bytes"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// WaitTimeout bounds every wait for an eventual state. It is a failure guard, never
+// a timing goal: a healthy run waits a fraction of it.
+const WaitTimeout = 60 * time.Second
+
+// Eventually calls cond until it returns nil and fails the test with cond's last
+// error if that has not happened within WaitTimeout. cond runs at least once.
+func Eventually(t testing.TB, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(WaitTimeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached within %v: %v", what, WaitTimeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago, for a server that
+// must be told its port before it starts (a flag, a webhook configuration).
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+// SyncBuffer is a bytes.Buffer safe for one writer (a process's output, a logger)
+// and readers in the test at the same time.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

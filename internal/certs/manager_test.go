@@ -15,62 +15,35 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/kubeplex/kubeplex/internal/testenv"
 )
 
 const (
-	ns        = "kubeplex-system"
-	cfgName   = "kubeplex-injector"
-	guardTime = 60 * time.Second // failure guard for eventual states, never a timing goal
+	ns      = "kubeplex-system"
+	cfgName = "kubeplex-injector"
 )
 
 var (
-	envOnce sync.Once
-	env     *envtest.Environment
-	k8s     client.Client
-	envErr  error
+	// cluster starts on first use: the pure PKI tests do not need it.
+	cluster = testenv.LazyCluster{Setup: func(c *testenv.Cluster) error {
+		k8s = c.Client
+		return k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	}}
+	k8s client.Client
 )
 
-// startEnv starts one kube-apiserver + etcd for the package on first use (the pure
-// PKI tests do not need it). Missing assets fail the test.
+// startEnv makes sure the package's API server runs and k8s is its client.
 func startEnv(t *testing.T) {
 	t.Helper()
-	envOnce.Do(func() { envErr = doStartEnv() })
-	if envErr != nil {
-		t.Fatal(envErr)
-	}
-}
-
-func doStartEnv() error {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		return fmt.Errorf("KUBEBUILDER_ASSETS is not set: point it at kube-apiserver and etcd (make test does; e.g. bin/k8s/1.37.2)")
-	}
-	env = &envtest.Environment{}
-	cfg, err := env.Start()
-	if err != nil {
-		env = nil
-		return fmt.Errorf("start envtest (KUBEBUILDER_ASSETS=%s): %w", assets, err)
-	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
-	}
-	if k8s, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
-		return err
-	}
-	return k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	cluster.Get(t)
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if env != nil {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "stop envtest: %v\n", err)
-		}
+	if err := cluster.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "stop envtest: %v\n", err)
 	}
 	os.Exit(code)
 }
@@ -259,7 +232,7 @@ func TestStartRepairs(t *testing.T) {
 	if err := k8s.Delete(t.Context(), old); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "Secret re-created with a new CA and the files and caBundle following it", func() error {
+	testenv.Eventually(t, "Secret re-created with a new CA and the files and caBundle following it", func() error {
 		var s corev1.Secret
 		if err := k8s.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "loop-cert"}, &s); err != nil {
 			return err
@@ -284,25 +257,10 @@ func TestStartRepairs(t *testing.T) {
 	if err := k8s.Update(t.Context(), &cfg); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "caBundle restored", func() error {
+	testenv.Eventually(t, "caBundle restored", func() error {
 		if len(caBundles(t)[0]) == 0 {
 			return fmt.Errorf("caBundle still empty")
 		}
 		return nil
 	})
-}
-
-func eventually(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(guardTime)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after %v: %v", what, guardTime, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

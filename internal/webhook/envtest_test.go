@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,11 +27,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -41,84 +37,32 @@ import (
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/internal/certs"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 )
 
 const (
 	managerNS  = "kubeplex-system"
 	configName = "kubeplex-injector"
 	testToken  = "t.4f9c1b1e-9d2a-4c55-8f0e-2b7d6c3a9e10"
-	guard      = 60 * time.Second // failure guard for eventual states, never a timing goal
 )
-
-// logSink collects everything the manager logs, so tests can check that no token
-// leaks into it.
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
 
 var (
-	scheme = runtime.NewScheme()
-	logs   = &logSink{}
-
-	envOnce sync.Once
-	env     *envtest.Environment
-	restCfg *rest.Config
-	envErr  error
-)
-
-func init() {
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		panic(err)
-	}
-	if err := kubeplexv1alpha1.AddToScheme(scheme); err != nil {
-		panic(err)
-	}
-}
-
-// startEnv starts one kube-apiserver + etcd for the package, on first use, so the
-// pure tests and the fuzz workers do not pay for it. Missing assets fail the test.
-func startEnv(t *testing.T) *rest.Config {
-	t.Helper()
-	envOnce.Do(func() {
-		assets := os.Getenv("KUBEBUILDER_ASSETS")
-		if assets == "" {
-			envErr = fmt.Errorf("KUBEBUILDER_ASSETS is not set: point it at kube-apiserver and etcd (make test does; e.g. bin/k8s/1.37.2)")
-			return
-		}
+	scheme = testenv.Scheme()
+	// logs collects everything the manager logs, so tests can check that no token
+	// leaks into it.
+	logs = &testenv.SyncBuffer{}
+	// cluster starts on first use, so the pure tests and the fuzz workers do not pay
+	// for it; the manager's logger is set with it.
+	cluster = testenv.LazyCluster{Setup: func(*testenv.Cluster) error {
 		logf.SetLogger(zap.New(zap.WriteTo(logs), zap.Level(zapcore.Level(-5)), zap.UseDevMode(true)))
-		env = &envtest.Environment{
-			CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
-			ErrorIfCRDPathMissing: true,
-		}
-		restCfg, envErr = env.Start()
-		if envErr != nil {
-			envErr = fmt.Errorf("start envtest (KUBEBUILDER_ASSETS=%s): %w", assets, envErr)
-			env = nil
-		}
-	})
-	if envErr != nil {
-		t.Fatal(envErr)
-	}
-	return restCfg
-}
+		return nil
+	}}
+)
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if env != nil {
-		if err := env.Stop(); err != nil {
+	if cluster.Started() {
+		if err := cluster.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "stop envtest: %v\n", err)
 		}
 		if code != 0 {
@@ -151,31 +95,15 @@ var stackResources = corev1.ResourceRequirements{
 	Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("200m"), corev1.ResourceMemory: resource.MustParse("80Mi")},
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return port
-}
-
 // startStack installs the webhook configuration from config/webhook, pointed at a
 // URL on 127.0.0.1 instead of the Service, then runs a manager serving it with
 // self-managed certificates exactly as cmd/manager does (Setup).
 func startStack(t *testing.T) *stack {
 	t.Helper()
 	ctx := t.Context()
-	restCfg := startEnv(t)
-	c, err := client.New(restCfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &stack{c: c, port: freePort(t), certDir: t.TempDir(), clock: &clock{}, done: make(chan error, 1)}
+	env := cluster.Get(t)
+	restCfg, c := env.Config, env.Client
+	s := &stack{c: c, port: testenv.FreePort(t), certDir: t.TempDir(), clock: &clock{}, done: make(chan error, 1)}
 	ensureNamespace(t, c, managerNS, nil)
 
 	var cfg admissionregistrationv1.MutatingWebhookConfiguration
@@ -236,14 +164,14 @@ func startStack(t *testing.T) *stack {
 	go func() { s.done <- mgr.Start(mctx) }()
 	t.Cleanup(func() { s.shutdown(t) })
 	// Ready once the server answers TLS with a certificate the configured CA trusts.
-	waitFor(t, "webhook server serving a trusted certificate", func() error {
+	testenv.Eventually(t, "webhook server serving a trusted certificate", func() error {
 		_, err := s.servedCert(ctx)
 		return err
 	})
 	return s
 }
 
-// shutdown stops the manager and waits for it, within the guard. What the manager
+// shutdown stops the manager and waits for it, within testenv.WaitTimeout. What the manager
 // returned is logged, not asserted: the tests judge the webhook, not its shutdown.
 func (s *stack) shutdown(t *testing.T) {
 	if s.stop == nil {
@@ -256,7 +184,7 @@ func (s *stack) shutdown(t *testing.T) {
 		if err != nil {
 			t.Logf("manager stopped: %v", err)
 		}
-	case <-time.After(guard):
+	case <-time.After(testenv.WaitTimeout):
 	}
 }
 
@@ -289,21 +217,6 @@ func (s *stack) servedCert(ctx context.Context) (*x509.Certificate, error) {
 	}
 	defer func() { _ = conn.Close() }() // the handshake is done; nothing was written
 	return conn.(*tls.Conn).ConnectionState().PeerCertificates[0], nil
-}
-
-func waitFor(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(guard)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after %v: %v", what, guard, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func ensureNamespace(t *testing.T, c client.Client, name string, labels map[string]string) {
@@ -689,7 +602,7 @@ func TestWebhookEnvtest(t *testing.T) {
 
 		// 11 minutes on, the 15-minute serving certificate is due; the CA is not.
 		s.clock.Advance(11 * time.Minute)
-		waitFor(t, "new serving certificate served", func() error {
+		testenv.Eventually(t, "new serving certificate served", func() error {
 			got, err := s.servedCert(ctx)
 			if err != nil {
 				return err
@@ -708,7 +621,7 @@ func TestWebhookEnvtest(t *testing.T) {
 
 		// 41 minutes on, the 60-minute CA is due: new CA, the old one still trusted.
 		s.clock.Advance(30 * time.Minute)
-		waitFor(t, "caBundle with the new and the previous CA", func() error {
+		testenv.Eventually(t, "caBundle with the new and the previous CA", func() error {
 			b, err := s.caBundle(ctx)
 			if err != nil {
 				return err
@@ -718,7 +631,7 @@ func TestWebhookEnvtest(t *testing.T) {
 			}
 			return nil
 		})
-		waitFor(t, "serving certificate from the new CA", func() error {
+		testenv.Eventually(t, "serving certificate from the new CA", func() error {
 			got, err := s.servedCert(ctx)
 			if err != nil {
 				return err
@@ -737,7 +650,7 @@ func TestWebhookEnvtest(t *testing.T) {
 
 	t.Run("pods are still created while the webhook is down", func(t *testing.T) {
 		s.shutdown(t)
-		waitFor(t, "webhook server gone", func() error {
+		testenv.Eventually(t, "webhook server gone", func() error {
 			conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(s.port), time.Second)
 			if err == nil {
 				_ = conn.Close() // only the dial mattered

@@ -14,6 +14,7 @@ import (
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/controllers/routes"
 	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 )
 
 func pod(ns, name string, labels, annotations map[string]string) *corev1.Pod {
@@ -67,15 +68,15 @@ func TestLogAppTokenPodsAndDrains(t *testing.T) {
 			return nil
 		}
 	}
-	eventually(t, "pod counts", counts(4, 2, 1, 0))
+	testenv.Eventually(t, "pod counts", counts(4, 2, 1, 0))
 	create(t, pod(ns, "web-5", map[string]string{kubeplexv1alpha1.AppLabel: "web"}, map[string]string{kubeplexv1alpha1.InjectionAnnotation: kubeplexv1alpha1.InjectionSkipped}))
-	eventually(t, "new pod counted", counts(5, 2, 2, 0))
+	testenv.Eventually(t, "new pod counted", counts(5, 2, 2, 0))
 	create(t, newDrain(ns, "d1", "web", "syslog://127.0.0.2:514"), newDrain(ns, "d2", "web", "syslog://127.0.0.2:515"))
-	eventually(t, "drains counted", counts(5, 2, 2, 2))
+	testenv.Eventually(t, "drains counted", counts(5, 2, 2, 2))
 	if err := k8s.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-1"}}, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "deleted pod uncounted", counts(4, 1, 2, 2))
+	testenv.Eventually(t, "deleted pod uncounted", counts(4, 1, 2, 2))
 
 	tableApp(t, routes.ID(ns, "web"), func(a *routing.App) error {
 		if a == nil || len(a.Tokens) != 1 || a.Tokens[0].SHA256 != routing.HashToken(tok) || len(a.Drains) != 2 {
@@ -120,7 +121,7 @@ func TestLogAppTokenRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	var cur string
-	eventually(t, "rotated token", func() error {
+	testenv.Eventually(t, "rotated token", func() error {
 		s := tokenSecret(t, app)
 		cur = string(s.Data[kubeplexv1alpha1.TokenSecretKey])
 		if cur == old || !routes.ValidIngestToken(cur) || string(s.Data[kubeplexv1alpha1.PreviousTokenSecretKey]) != old {

@@ -25,6 +25,7 @@ import (
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/controllers/routes"
 	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 )
 
 type discardRecorder struct{}
@@ -156,7 +157,7 @@ func TestLogDrainHeals(t *testing.T) {
 	t.Logf("missing secret: %s", c.Message)
 	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "drain-creds"}, StringData: map[string]string{"username": "shop"}}
 	create(t, creds)
-	eventually(t, "missing key named", func() error {
+	testenv.Eventually(t, "missing key named", func() error {
 		c = condition(t, withCreds, kubeplexv1alpha1.ReadyCondition, metav1.ConditionFalse, kubeplexv1alpha1.SecretNotFoundReason)
 		if !strings.Contains(c.Message, `no key "password"`) {
 			return fmt.Errorf("message %q does not name the missing key", c.Message)
@@ -228,7 +229,7 @@ func TestLogDrainHeals(t *testing.T) {
 	if err := k8s.Patch(ctx, withCreds, patch); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "token restored", func() error {
+	testenv.Eventually(t, "token restored", func() error {
 		get(t, withCreds)
 		if withCreds.Status.Token != token {
 			return fmt.Errorf("token %q, want %q", withCreds.Status.Token, token)

@@ -19,6 +19,7 @@ import (
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/controllers/routes"
 	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 )
 
 // manyDrains renders apps × perApp drains, each with credentials and a signing key.
@@ -136,7 +137,7 @@ func TestStoreTenThousandDrains(t *testing.T) {
 		select {
 		case ev := <-w.ResultChan():
 			order = append(order, ev.Object.(*corev1.Secret).Name)
-		case <-time.After(waitTimeout):
+		case <-time.After(testenv.WaitTimeout):
 			t.Fatalf("watch saw only %v", order)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 )
 
 // TestTenThousandDrainObjects applies 100 LogApps with 100 LogDrains each to the API
@@ -92,7 +93,7 @@ func TestTenThousandDrainObjects(t *testing.T) {
 	// Once everything is reconciled, nothing is written: the table and the drains
 	// keep their resourceVersions while the manager keeps running.
 	var quiet string
-	eventually(t, "a quiet cluster", func() error {
+	testenv.Eventually(t, "a quiet cluster", func() error {
 		var l kubeplexv1alpha1.LogDrainList
 		if err := m.client.List(ctx, &l, client.InNamespace(ns)); err != nil {
 			return err

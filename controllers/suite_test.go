@@ -1,17 +1,14 @@
 package controllers
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,60 +18,41 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/controllers/urlpolicy"
 	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 )
 
 const (
-	systemNS    = "kubeplex-system"
-	routesName  = "kubeplex-routes"
-	waitTimeout = 60 * time.Second
+	systemNS   = "kubeplex-system"
+	routesName = "kubeplex-routes"
 )
 
 var (
 	cfg       *rest.Config
 	k8s       client.Client
-	scheme    = runtime.NewScheme()
+	scheme    = testenv.Scheme()
 	nsCounter atomic.Int32
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run `make test` (or `make envtest` and export KUBEBUILDER_ASSETS=bin/k8s/1.37.2)")
+	cluster, err := testenv.StartCluster()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, kubeplexv1alpha1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			panic(err)
-		}
-	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	var err error
-	if cfg, err = env.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "start envtest:", err)
-		os.Exit(1)
-	}
+	cfg, k8s = cluster.Config, cluster.Client
 	code := func() int {
-		defer func() { _ = env.Stop() }()
-		if k8s, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
+		defer func() { _ = cluster.Stop() }()
 		if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNS}}); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -82,24 +60,6 @@ func TestMain(m *testing.M) {
 		return m.Run()
 	}()
 	os.Exit(code)
-}
-
-// syncBuffer collects a manager's log output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // testPolicy is the URL policy of the test managers: the defaults, the API server
@@ -125,7 +85,7 @@ var filesOnlyResolver = &net.Resolver{PreferGo: true, Dial: func(context.Context
 
 // testManager is a running manager: its log output and its (cached) client.
 type testManager struct {
-	logs   *syncBuffer
+	logs   *testenv.SyncBuffer
 	client client.Client
 }
 
@@ -133,7 +93,7 @@ type testManager struct {
 // where the test left it empty, until the test ends. One manager runs at a time.
 func startManager(t *testing.T, c Config) testManager {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	if c.Namespace == "" {
 		c.Namespace = systemNS
 	}
@@ -193,19 +153,6 @@ func newNamespace(t *testing.T) string {
 	return name
 }
 
-func eventually(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: %v", what, err)
-}
-
 func get(t *testing.T, obj client.Object) {
 	t.Helper()
 	if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
@@ -238,7 +185,7 @@ func newDrain(ns, name, app, url string) *kubeplexv1alpha1.LogDrain {
 func condition(t *testing.T, obj client.Object, typ string, status metav1.ConditionStatus, reason string) metav1.Condition {
 	t.Helper()
 	var got metav1.Condition
-	eventually(t, fmt.Sprintf("%s %s=%s/%s", obj.GetName(), typ, status, reason), func() error {
+	testenv.Eventually(t, fmt.Sprintf("%s %s=%s/%s", obj.GetName(), typ, status, reason), func() error {
 		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
 			return err
 		}
@@ -286,7 +233,7 @@ func readTable(ctx context.Context) (*routing.Table, error) {
 // tableApp waits until the routing table's entry for app satisfies ok.
 func tableApp(t *testing.T, id string, ok func(*routing.App) error) {
 	t.Helper()
-	eventually(t, "routing table entry "+id, func() error {
+	testenv.Eventually(t, "routing table entry "+id, func() error {
 		tb, err := readTable(context.Background())
 		if err != nil {
 			return err
@@ -313,7 +260,7 @@ func drainIDs(a *routing.App) []string {
 
 // assertNoLeak checks that no secret appears in the manager's logs, in any Event of
 // the namespace or in the status of any LogApp or LogDrain there.
-func assertNoLeak(t *testing.T, logs *syncBuffer, ns string, secrets map[string]string) {
+func assertNoLeak(t *testing.T, logs *testenv.SyncBuffer, ns string, secrets map[string]string) {
 	t.Helper()
 	ctx := context.Background()
 	var evs eventsv1.EventList
@@ -373,7 +320,7 @@ func eventReasons(t *testing.T, obj client.Object) []string {
 // sends them asynchronously).
 func waitEvents(t *testing.T, obj client.Object, reasons ...string) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("events %v for %s", reasons, obj.GetName()), func() error {
+	testenv.Eventually(t, fmt.Sprintf("events %v for %s", reasons, obj.GetName()), func() error {
 		got := eventReasons(t, obj)
 		for _, r := range reasons {
 			if !slices.Contains(got, r) {

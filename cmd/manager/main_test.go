@@ -1,157 +1,68 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 )
-
-const waitTimeout = 60 * time.Second
 
 var managerBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "kubeplex-manager-test")
+	bins, cleanup, err := testenv.Build("github.com/kubeplex/kubeplex/cmd/manager")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	managerBin = filepath.Join(dir, "manager")
-	build := exec.Command("go", "build", "-o", managerBin, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build manager:", err)
-		os.Exit(1)
-	}
+	managerBin = bins["manager"]
 	code := m.Run()
-	_ = os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
-// syncBuffer collects the manager's output for the secret-leak check.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
+// cluster is the test's API server and the admin kubeconfig the manager runs with.
 type cluster struct {
-	env        *envtest.Environment
-	client     client.Client
+	*testenv.Cluster
 	kubeconfig string
-	host       string // API server host:port
 }
 
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test` (or `make envtest` and export KUBEBUILDER_ASSETS=bin/k8s/1.37.2)")
-	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("start envtest: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, kubeplexv1alpha1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc := filepath.Join(t.TempDir(), "admin.kubeconfig")
-	if err := os.WriteFile(kc, env.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	host := strings.TrimPrefix(strings.TrimPrefix(cfg.Host, "https://"), "http://")
-	return &cluster{env: env, client: c, kubeconfig: kc, host: host}
+	c := testenv.NewCluster(t)
+	return &cluster{Cluster: c, kubeconfig: c.AdminKubeconfig(t)}
 }
 
 // startManager runs the real binary with the flags the walking-skeleton test uses.
-func startManager(t *testing.T, c *cluster, extra ...string) *syncBuffer {
+func startManager(t *testing.T, c *cluster, extra ...string) *testenv.SyncBuffer {
 	t.Helper()
 	return startManagerEnv(t, c, nil, extra...)
 }
 
-// startManagerEnv is startManager with env added to the test's environment.
-func startManagerEnv(t *testing.T, c *cluster, env []string, extra ...string) *syncBuffer {
+// startManagerEnv is startManager with env added to the test's environment. The
+// output is kept for the secret-leak checks; SHOW_MANAGER_LOG logs it even when the
+// test passes.
+func startManagerEnv(t *testing.T, c *cluster, env []string, extra ...string) *testenv.SyncBuffer {
 	t.Helper()
-	out := &syncBuffer{}
 	args := append([]string{
 		"--kubeconfig", c.kubeconfig, "--namespace", "kubeplex-system", "--routes-secret", "kubeplex-routes",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--leader-elect=false", "--webhook-port", "0",
 	}, extra...)
-	cmd := exec.Command(managerBin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() || os.Getenv("SHOW_MANAGER_LOG") != "" {
-			t.Logf("manager output:\n%s", out.String())
-		}
-	})
-	return out
-}
-
-func eventually(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: %v", what, err)
+	p := testenv.Start(t, managerBin, env, args...)
+	p.ShowOutput = os.Getenv("SHOW_MANAGER_LOG") != ""
+	return p.Out
 }
 
 func readyCondition(conds []metav1.Condition) (*metav1.Condition, error) {
@@ -169,7 +80,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	c := startCluster(t)
 	ctx := context.Background()
 	for _, ns := range []string{"kubeplex-system", "demo"} {
-		if err := c.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -183,7 +94,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 
 	app := &kubeplexv1alpha1.LogApp{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "web"}}
-	if err := c.client.Create(ctx, app); err != nil {
+	if err := c.Client.Create(ctx, app); err != nil {
 		t.Fatal(err)
 	}
 	const password = "Sup3r-s3cret-pa55"
@@ -191,17 +102,17 @@ func TestWalkingSkeleton(t *testing.T) {
 		drain("sink", fmt.Sprintf("syslog://127.0.0.1:%d", port)),
 		drain("web-hook", fmt.Sprintf("http://user:%s@127.0.0.1:%d/logs", password, port)),
 		drain("private", "syslog://10.0.0.1:514"),
-		drain("apiserver", "https://"+c.host+"/api"),
+		drain("apiserver", "https://"+c.Host()+"/api"),
 	}
 	for _, d := range drains {
-		if err := c.client.Create(ctx, d); err != nil {
+		if err := c.Client.Create(ctx, d); err != nil {
 			t.Fatal(err)
 		}
 	}
 
 	var token string
-	eventually(t, "LogApp Ready with token Secret", func() error {
-		if err := c.client.Get(ctx, client.ObjectKeyFromObject(app), app); err != nil {
+	testenv.Eventually(t, "LogApp Ready with token Secret", func() error {
+		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(app), app); err != nil {
 			return err
 		}
 		cond, err := readyCondition(app.Status.Conditions)
@@ -215,7 +126,7 @@ func TestWalkingSkeleton(t *testing.T) {
 			return fmt.Errorf("tokenSecretName %q", app.Status.TokenSecretName)
 		}
 		var s corev1.Secret
-		if err := c.client.Get(ctx, client.ObjectKey{Namespace: "demo", Name: app.Status.TokenSecretName}, &s); err != nil {
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "demo", Name: app.Status.TokenSecretName}, &s); err != nil {
 			return err
 		}
 		if !metav1.IsControlledBy(&s, app) {
@@ -236,8 +147,8 @@ func TestWalkingSkeleton(t *testing.T) {
 	}
 	drainTokens := map[string]string{}
 	for _, d := range drains {
-		eventually(t, "LogDrain "+d.Name+" condition", func() error {
-			if err := c.client.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
+		testenv.Eventually(t, "LogDrain "+d.Name+" condition", func() error {
+			if err := c.Client.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
 				return err
 			}
 			cond, err := readyCondition(d.Status.Conditions)
@@ -257,9 +168,9 @@ func TestWalkingSkeleton(t *testing.T) {
 	}
 
 	var table *routing.Table
-	eventually(t, "routing table with the app and its two valid drains", func() error {
+	testenv.Eventually(t, "routing table with the app and its two valid drains", func() error {
 		var s corev1.Secret
-		if err := c.client.Get(ctx, client.ObjectKey{Namespace: "kubeplex-system", Name: "kubeplex-routes"}, &s); err != nil {
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "kubeplex-system", Name: "kubeplex-routes"}, &s); err != nil {
 			return err
 		}
 		tb, err := routing.Decode(s.Data[routing.SecretKey])

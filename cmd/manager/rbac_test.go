@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,10 +19,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 )
 
 // applyRBAC creates the RBAC objects of config/rbac/<files>, binding them to user
@@ -66,45 +67,17 @@ func applyRBAC(t *testing.T, c *cluster, user string, files ...string) {
 			case *rbacv1.RoleBinding:
 				o.Subjects = userSubject
 			}
-			if err := c.client.Create(ctx, obj); err != nil {
+			if err := c.Client.Create(ctx, obj); err != nil {
 				t.Fatalf("%s: create %s %s: %v", f, head.Kind, obj.GetName(), err)
 			}
 		}
 	}
 }
 
-func userKubeconfig(t *testing.T, c *cluster, name string) (string, client.Client) {
+// freeAddr is a loopback address whose port was free a moment ago.
+func freeAddr(t *testing.T) string {
 	t.Helper()
-	u, err := c.env.AddUser(envtest.User{Name: name}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc, err := u.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), name+".kubeconfig")
-	if err := os.WriteFile(path, kc, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := client.New(u.Config(), client.Options{Scheme: c.client.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return path, cl
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(testenv.FreePort(t)))
 }
 
 func httpGet(url string) (int, string, error) {
@@ -125,25 +98,25 @@ func TestLeastPrivilege(t *testing.T) {
 	c := startCluster(t)
 	ctx := context.Background()
 	for _, ns := range []string{"kubeplex-system", "demo"} {
-		if err := c.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	applyRBAC(t, c, "kubeplex-manager", "role.yaml", "role_binding.yaml", "leader_election_role.yaml", "leader_election_role_binding.yaml")
 	applyRBAC(t, c, "kubeplex-router", "router_role.yaml", "router_role_binding.yaml")
-	kc, _ := userKubeconfig(t, c, "kubeplex-manager")
-	_, router := userKubeconfig(t, c, "kubeplex-router")
+	kc, _ := c.User(t, "kubeplex-manager")
+	_, router := c.User(t, "kubeplex-router")
 
-	metrics, probes := freePort(t), freePort(t)
+	metrics, probes := freeAddr(t), freeAddr(t)
 	admin := c.kubeconfig
 	c.kubeconfig = kc
 	out := startManager(t, c, "--leader-elect=true", "--metrics-bind-address", metrics, "--health-probe-bind-address", probes,
 		"--allow-cidrs", "127.0.0.0/8")
 	c.kubeconfig = admin
 
-	eventually(t, "Lease held", func() error {
+	testenv.Eventually(t, "Lease held", func() error {
 		var l coordinationv1.Lease
-		if err := c.client.Get(ctx, client.ObjectKey{Namespace: "kubeplex-system", Name: "kubeplex-manager.kubeplex.io"}, &l); err != nil {
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "kubeplex-system", Name: "kubeplex-manager.kubeplex.io"}, &l); err != nil {
 			return err
 		}
 		if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
@@ -152,7 +125,7 @@ func TestLeastPrivilege(t *testing.T) {
 		return nil
 	})
 	for _, p := range []string{"/healthz", "/readyz"} {
-		eventually(t, "probe "+p, func() error {
+		testenv.Eventually(t, "probe "+p, func() error {
 			code, body, err := httpGet("http://" + probes + p)
 			if err != nil {
 				return err
@@ -171,12 +144,12 @@ func TestLeastPrivilege(t *testing.T) {
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "web-1", Labels: map[string]string{kubeplexv1alpha1.AppLabel: "web"}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "example.invalid/web"}}}}
 	for _, o := range []client.Object{creds, app, d, pod} {
-		if err := c.client.Create(ctx, o); err != nil {
+		if err := c.Client.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "drain Ready", func() error {
-		if err := c.client.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
+	testenv.Eventually(t, "drain Ready", func() error {
+		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
 			return err
 		}
 		cond, err := readyCondition(d.Status.Conditions)
@@ -188,8 +161,8 @@ func TestLeastPrivilege(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, "app counts its pod", func() error {
-		if err := c.client.Get(ctx, client.ObjectKeyFromObject(app), app); err != nil {
+	testenv.Eventually(t, "app counts its pod", func() error {
+		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(app), app); err != nil {
 			return err
 		}
 		if app.Status.Pods != 1 || app.Status.Drains != 1 {
@@ -197,7 +170,7 @@ func TestLeastPrivilege(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, "metrics", func() error {
+	testenv.Eventually(t, "metrics", func() error {
 		code, body, err := httpGet("http://" + metrics + "/metrics")
 		if err != nil {
 			return err

@@ -9,16 +9,18 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubeplex/kubeplex/internal/testenv"
 )
 
 // TestReadyzWaitsForWebhook: with the webhook on, /readyz includes a check that the
 // webhook server answers TLS, so a replica takes admission requests only once it can.
 func TestReadyzWaitsForWebhook(t *testing.T) {
 	c := startCluster(t)
-	if err := c.client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kubeplex-system"}}); err != nil {
+	if err := c.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kubeplex-system"}}); err != nil {
 		t.Fatal(err)
 	}
-	probes, webhookAddr := freePort(t), freePort(t)
+	probes, webhookAddr := freeAddr(t), freeAddr(t)
 	webhookPort := webhookAddr[strings.LastIndexByte(webhookAddr, ':')+1:]
 	// TMPDIR keeps the self-managed certificate files (default cert dir under
 	// os.TempDir()) inside the test.
@@ -26,7 +28,7 @@ func TestReadyzWaitsForWebhook(t *testing.T) {
 		"--health-probe-bind-address", probes, "--webhook-port", webhookPort,
 		"--collector-image", "kubeplex/collector:test", "--webhook-cert-hosts", "127.0.0.1")
 
-	eventually(t, "ready with the webhook check", func() error {
+	testenv.Eventually(t, "ready with the webhook check", func() error {
 		code, body, err := httpGet("http://" + probes + "/readyz?verbose=1")
 		if err != nil {
 			return fmt.Errorf("/readyz: %w", err)

@@ -14,6 +14,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/kubeplex/kubeplex/internal/testenv"
 )
 
 // decodeManifests splits a multi-document YAML stream into objects.
@@ -94,7 +96,7 @@ func checkFlags(t *testing.T, objs []*unstructured.Unstructured) {
 // against the server's schemas and validation.
 func applyAll(t *testing.T, c *cluster, objs []*unstructured.Unstructured, skipKinds ...string) {
 	t.Helper()
-	ctx := contextFor(t, waitTimeout)
+	ctx := contextFor(t, testenv.WaitTimeout)
 	slices.SortStableFunc(objs, func(a, b *unstructured.Unstructured) int {
 		rank := func(o *unstructured.Unstructured) int {
 			switch o.GetKind() {
@@ -111,7 +113,7 @@ func applyAll(t *testing.T, c *cluster, objs []*unstructured.Unstructured, skipK
 		if slices.Contains(skipKinds, o.GetKind()) {
 			continue
 		}
-		err := c.client.Create(ctx, o)
+		err := c.Client.Create(ctx, o)
 		if err != nil && !strings.Contains(err.Error(), "already exists") {
 			t.Errorf("create %s %s: %v", o.GetKind(), o.GetName(), err)
 		}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,70 +19,38 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 	"github.com/kubeplex/kubeplex/internal/wire"
 )
 
 const (
-	systemNS    = "kubeplex-system"
-	routesName  = "kubeplex-routes"
-	routerUser  = "kubeplex-router"
-	waitTimeout = 60 * time.Second
+	systemNS   = "kubeplex-system"
+	routesName = "kubeplex-routes"
+	routerUser = "kubeplex-router"
 )
 
 // cluster is a real kube-apiserver + etcd with kubeplex's CRDs installed.
 type cluster struct {
-	client     client.Client
+	*testenv.Cluster
 	kubeconfig string // admin, for the manager
-	env        *envtest.Environment
 }
 
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test` (or `make envtest` and export it)")
-	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(repoRoot(t), "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("start envtest: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, kubeplexv1alpha1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc := filepath.Join(t.TempDir(), "admin.kubeconfig")
-	if err := os.WriteFile(kc, env.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &cluster{client: c, kubeconfig: kc, env: env}
+	c := testenv.NewCluster(t)
+	return &cluster{Cluster: c, kubeconfig: c.AdminKubeconfig(t)}
 }
 
 // routerKubeconfig provisions a user with no rights beyond reading the routing-table
 // Secrets by name, as the router's RBAC allows in a cluster, and returns its kubeconfig.
 func (c *cluster) routerKubeconfig(t *testing.T) string {
 	t.Helper()
-	ctx := contextFor(t, waitTimeout)
-	u, err := c.env.AddUser(envtest.User{Name: routerUser}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx := contextFor(t, testenv.WaitTimeout)
+	kc, _ := c.User(t, routerUser)
 	names := []string{routesName}
 	for i := 1; i < 16; i++ {
 		names = append(names, routing.ShardName(routesName, i))
@@ -95,23 +62,15 @@ func (c *cluster) routerKubeconfig(t *testing.T) string {
 	}
 	binding := &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "kubeplex-router", Namespace: systemNS},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: routerUser}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: routerUser}},
 	}
 	for _, o := range []client.Object{role, binding} {
-		if err := c.client.Create(ctx, o); err != nil {
+		if err := c.Client.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
 	}
-	kc, err := u.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "router.kubeconfig")
-	if err := os.WriteFile(path, kc, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return kc
 }
 
 // syslogSink is a TCP syslog receiver that parses every octet-counted frame with
@@ -180,7 +139,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	c := startCluster(t)
 	ctx := contextFor(t, 5*time.Minute)
 	for _, ns := range []string{systemNS, "shop"} {
-		if err := c.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -189,7 +148,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	manager := start(t, "manager", nil, "--kubeconfig", c.kubeconfig, "--namespace", systemNS,
 		"--routes-secret", routesName, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
 		"--leader-elect=false", "--webhook-port", "0", "--allow-cidrs", "127.0.0.0/8")
-	routerPort := freePort(t)
+	routerPort := testenv.FreePort(t)
 	routerURL := fmt.Sprintf("http://127.0.0.1:%d", routerPort)
 	router := start(t, "router", nil, "--http-addr", fmt.Sprintf("127.0.0.1:%d", routerPort),
 		"--routes-secret", systemNS+"/"+routesName, "--kubeconfig", c.routerKubeconfig(t),
@@ -202,7 +161,7 @@ func TestWalkingSkeleton(t *testing.T) {
 			URL: "syslog://" + sink.addr},
 	}
 	for _, o := range []client.Object{app, drain} {
-		if err := c.client.Create(ctx, o); err != nil {
+		if err := c.Client.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -218,7 +177,7 @@ func TestWalkingSkeleton(t *testing.T) {
 				ObjectMeta: metav1.ObjectMeta{GenerateName: "bad-", Namespace: "shop"},
 				Spec:       kubeplexv1alpha1.LogDrainSpec{AppRef: kubeplexv1alpha1.AppReference{Name: "web"}, URL: tt.url},
 			}
-			err := c.client.Create(ctx, bad)
+			err := c.Client.Create(ctx, bad)
 			if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("create drain with url %q: err = %v, want Invalid containing %q", tt.url, err, tt.want)
 			}
@@ -228,16 +187,16 @@ func TestWalkingSkeleton(t *testing.T) {
 	// The manager makes the app Ready with a token Secret, and the drain Ready with a
 	// drain token.
 	var token, drainToken string
-	eventually(t, "LogApp Ready with a token Secret", func() error {
+	testenv.Eventually(t, "LogApp Ready with a token Secret", func() error {
 		var got kubeplexv1alpha1.LogApp
-		if err := c.client.Get(ctx, client.ObjectKeyFromObject(app), &got); err != nil {
+		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(app), &got); err != nil {
 			return err
 		}
 		if !meta.IsStatusConditionTrue(got.Status.Conditions, kubeplexv1alpha1.ReadyCondition) || got.Status.TokenSecretName == "" {
 			return fmt.Errorf("status %+v", got.Status)
 		}
 		var sec corev1.Secret
-		if err := c.client.Get(ctx, client.ObjectKey{Namespace: "shop", Name: got.Status.TokenSecretName}, &sec); err != nil {
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "shop", Name: got.Status.TokenSecretName}, &sec); err != nil {
 			return err
 		}
 		token = string(sec.Data[kubeplexv1alpha1.TokenSecretKey])
@@ -246,9 +205,9 @@ func TestWalkingSkeleton(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, "LogDrain Ready with a drain token", func() error {
+	testenv.Eventually(t, "LogDrain Ready with a drain token", func() error {
 		var got kubeplexv1alpha1.LogDrain
-		if err := c.client.Get(ctx, client.ObjectKeyFromObject(drain), &got); err != nil {
+		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(drain), &got); err != nil {
 			return err
 		}
 		if !meta.IsStatusConditionTrue(got.Status.Conditions, kubeplexv1alpha1.ReadyCondition) || !strings.HasPrefix(got.Status.Token, "d.") {
@@ -259,9 +218,9 @@ func TestWalkingSkeleton(t *testing.T) {
 	})
 
 	// The router runs the table the manager wrote.
-	eventually(t, "router runs the manager's routing table", func() error {
+	testenv.Eventually(t, "router runs the manager's routing table", func() error {
 		var sec corev1.Secret
-		if err := c.client.Get(ctx, client.ObjectKey{Namespace: systemNS, Name: routesName}, &sec); err != nil {
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: systemNS, Name: routesName}, &sec); err != nil {
 			return err
 		}
 		tbl, err := routing.Decode(sec.Data[routing.SecretKey])
@@ -319,7 +278,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	// A worker under the collector prints one line per stream and exits 3.
 	cmd := exec.CommandContext(ctx, bins["collector"], "run", "--", "sh", "-c", "echo hello; echo oops >&2; exit 3")
 	cmd.Env = append(os.Environ(), "KUBEPLEX_ROUTER_URL="+routerURL+"/logs", "KUBEPLEX_TOKEN="+token, "KUBEPLEX_PROCESS=web.1")
-	var collectorOut syncBuffer
+	var collectorOut testenv.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &collectorOut, &collectorOut
 	err := cmd.Run()
 	var exit *exec.ExitError
@@ -332,7 +291,7 @@ func TestWalkingSkeleton(t *testing.T) {
 		}
 	}
 
-	eventually(t, "both lines at the syslog drain", func() error {
+	testenv.Eventually(t, "both lines at the syslog drain", func() error {
 		msgs, errs := sink.snapshot()
 		if len(errs) > 0 {
 			t.Fatalf("sink received invalid frames: %v", errs)
@@ -359,8 +318,8 @@ func TestWalkingSkeleton(t *testing.T) {
 	})
 
 	// No process may print the ingest token.
-	for _, p := range []*proc{manager, router} {
-		mustContainNone(t, p.name+" output", p.out.String(), token)
+	for _, p := range []*testenv.Process{manager, router} {
+		mustContainNone(t, p.Name+" output", p.Out.String(), token)
 	}
 	mustContainNone(t, "collector output", collectorOut.String(), token)
 }

@@ -1,40 +1,34 @@
 package collector_test
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/kubeplex/kubeplex/internal/testenv"
 )
 
 // bin is the real collector binary, built once for every process-level test.
 var bin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "collector-test-")
+	bins, cleanup, err := testenv.Build("github.com/kubeplex/kubeplex/cmd/collector")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bin = filepath.Join(dir, "collector")
-	build := exec.Command("go", "build", "-o", bin, "github.com/kubeplex/kubeplex/cmd/collector")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build collector: %v\n%s", err, out)
-		os.Exit(1)
-	}
+	bin = bins["collector"]
 	code := m.Run()
-	_ = os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
 // proc is a collector process under test.
 type proc struct {
 	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
+	stdout, stderr *testenv.SyncBuffer
 }
 
 // start starts `collector ARGS...` with env added to a minimal environment.
@@ -42,7 +36,7 @@ func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
-	p := &proc{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	p := &proc{cmd: cmd, stdout: &testenv.SyncBuffer{}, stderr: &testenv.SyncBuffer{}}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start collector: %v", err)
@@ -76,28 +70,4 @@ func (p *proc) wait(t *testing.T, timeout time.Duration) *os.ProcessState {
 // the test token.
 func collectorEnv(url, process string) []string {
 	return []string{"KUBEPLEX_ROUTER_URL=" + url, "KUBEPLEX_TOKEN=" + token, "KUBEPLEX_PROCESS=" + process}
-}
-
-type syncBuffer struct {
-	mu  chan struct{}
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) lock() {
-	if b.mu == nil {
-		b.mu = make(chan struct{}, 1)
-	}
-	b.mu <- struct{}{}
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.lock()
-	defer func() { <-b.mu }()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.lock()
-	defer func() { <-b.mu }()
-	return b.buf.String()
 }

@@ -284,14 +284,22 @@ func TestRunRouterDown(t *testing.T) {
 			len(got), dropped, lost, events, n)
 	}
 	// Delivered lines are unique and in order.
+	lastLine(t, got)
+}
+
+// lastLine checks that lines are "line N" with N rising, as a sender numbers them
+// (none delivered twice or out of order), and returns the last N, -1 for none.
+func lastLine(t *testing.T, lines []string) int {
+	t.Helper()
 	prev := -1
-	for _, line := range got {
+	for _, line := range lines {
 		var i int
 		if _, err := fmt.Sscanf(line, "line %d", &i); err != nil || i <= prev {
 			t.Fatalf("line %q after line %d: duplicate, reordered or malformed", line, prev)
 		}
 		prev = i
 	}
+	return prev
 }
 
 func countNotices(recs []routertest.Record) int {

@@ -33,7 +33,10 @@ func main() {
 }
 
 func parseFlags(args []string) (router.Options, error) {
-	var o router.Options
+	var (
+		o            router.Options
+		allow, level string
+	)
 	fs := flag.NewFlagSet("router", flag.ContinueOnError)
 	fs.StringVar(&o.HTTPAddr, "http-addr", ":8080", "address for POST /logs, /healthz, /readyz, /status, /metrics")
 	fs.StringVar(&o.SyslogTCPAddr, "syslog-tcp-addr", "", "syslog over TCP listen address (empty = off)")
@@ -44,7 +47,7 @@ func parseFlags(args []string) (router.Options, error) {
 	fs.StringVar(&o.Routes, "routes", "", "routing table file (standalone use)")
 	fs.StringVar(&o.RoutesSecret, "routes-secret", "", "routing table Secret as NAMESPACE/NAME")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config)")
-	allow := fs.String("allow-cidrs", "", "comma-separated CIDRs, addresses and host names (*.suffix allowed) drains may reach although internal; give it the manager's list")
+	fs.StringVar(&allow, "allow-cidrs", "", "comma-separated CIDRs, addresses and host names (*.suffix allowed) drains may reach although internal; give it the manager's list")
 	fs.IntVar(&o.QueueSize, "queue-size", drain.DefaultQueueSize, "messages buffered per drain before the oldest are dropped")
 	fs.IntVar(&o.Limits.MaxFrame, "max-frame", 64<<10, "largest accepted frame in bytes, refused before it is read")
 	fs.IntVar(&o.Limits.MaxLine, "max-line", 10000, "longest message text; longer lines are split")
@@ -53,7 +56,7 @@ func parseFlags(args []string) (router.Options, error) {
 	fs.DurationVar(&o.ShutdownGrace, "shutdown-grace", 10*time.Second, "time to flush drain queues at shutdown")
 	fs.StringVar(&o.Name, "name", os.Getenv("POD_NAME"), "replica name in /status (default: $POD_NAME or host name)")
 	fs.StringVar(&o.DebugAddr, "debug-addr", "", "serve net/http/pprof on this address (empty = off)")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -61,11 +64,11 @@ func parseFlags(args []string) (router.Options, error) {
 		return o, fmt.Errorf("router: unexpected arguments %q", fs.Args())
 	}
 	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return o, fmt.Errorf("router: --log-level: %w", err)
 	}
 	o.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
-	p, hosts, err := drain.ParseAllow(strings.Split(*allow, ","))
+	p, hosts, err := drain.ParseAllow(strings.Split(allow, ","))
 	if err != nil {
 		return o, fmt.Errorf("router: --allow-cidrs: %w", err)
 	}

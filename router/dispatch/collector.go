@@ -20,11 +20,12 @@ var (
 	descAppMemory    = desc("app_history_bytes", "Bytes held by an app's history (records, index and chunk slack).", "app")
 	descDrainOffered = desc("drain_messages_offered_total", "Messages offered to a drain's queue.", "app", "drain")
 	descDrainOut     = desc("drain_messages_delivered_total", "Messages delivered to a drain.", "app", "drain")
-	descDrainDropped = desc("drain_messages_dropped_total", "Messages dropped for a drain (queue overflow, refused or lost batches).", "app", "drain")
 	descDrainAnn     = desc("drain_drops_announced_total", "Dropped messages announced in-band to a drain (L10).", "app", "drain")
 	descDrainErrors  = desc("drain_errors_total", "Delivery errors of a drain, by reason.", "app", "drain", "reason")
 	descDrainQueue   = desc("drain_queue_depth", "Messages waiting in a drain's queue.", "app", "drain")
 	descTable        = desc("routing_table_info", "The routing table version in use (value 1).", "version")
+	descDrainDropped = desc("drain_messages_dropped_total",
+		"Messages dropped for a drain (queue overflow, refused or lost batches).", "app", "drain")
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -341,7 +342,9 @@ func (d *Dispatcher) Apply(t *routing.Table) error {
 // reconcileDrains returns the app's new runner set, reusing runners whose drain did
 // not change; a drain whose destination changed gets a new runner on the same queue.
 // It also returns the lines to announce and the runners to stop.
-func (d *Dispatcher) reconcileDrains(a *App, want []routing.Drain, broken map[string]routing.DrainStatus) (runners []*drain.Runner, notices []string, stops []*drain.Runner) {
+func (d *Dispatcher) reconcileDrains(a *App, want []routing.Drain, broken map[string]routing.DrainStatus) (
+	runners []*drain.Runner, notices []string, stops []*drain.Runner,
+) {
 	old := map[string]*drain.Runner{}
 	for _, r := range a.Drains() {
 		old[r.Config.ID] = r
@@ -408,19 +411,26 @@ func newConfig(app string, td routing.Drain) (*drain.Config, error) {
 
 // redactURLError drops the URL text from a parse error, which may hold userinfo.
 func redactURLError(err error) error {
-	if ue, ok := err.(*url.Error); ok {
+	var ue *url.Error
+	if errors.As(err, &ue) {
 		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
 	}
 	return err
 }
 
+// Drain types, as DrainType returns them and as the delivery metrics label them.
+const (
+	TypeSyslog = "syslog"
+	TypeHTTP   = "http"
+)
+
 // DrainType names the implementation for a URL scheme.
 func DrainType(scheme string) string {
 	switch scheme {
 	case "syslog", "syslog+tcp", "syslog+tls":
-		return "syslog"
+		return TypeSyslog
 	case "http", "https":
-		return "http"
+		return TypeHTTP
 	}
 	return ""
 }
@@ -440,9 +450,9 @@ func (d *Dispatcher) startRunner(a *App, cfg *drain.Config, q *drain.Queue, st *
 	)
 	// One case per drain type; a new type is a new package and a new case.
 	switch DrainType(cfg.URL.Scheme) {
-	case "syslog":
+	case TypeSyslog:
 		dr, err = syslog.New(cfg, env, d.opts.Syslog)
-	case "http":
+	case TypeHTTP:
 		dr, err = httpdrain.New(cfg, env, d.opts.HTTP)
 	default:
 		err = fmt.Errorf("new drain %s: unsupported scheme %q", cfg.ID, cfg.URL.Scheme)

@@ -70,7 +70,7 @@ func isSpecial(ip netip.Addr) bool {
 func (d *Dialer) control(_, address string, _ syscall.RawConn) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrForbiddenAddress, err)
+		return fmt.Errorf("%w: %w", ErrForbiddenAddress, err)
 	}
 	return d.Check(ap.Addr())
 }

@@ -67,8 +67,6 @@ func (b *batch) add(app *dispatch.App, f *wire.Fields, source, proc []byte, now 
 	return n
 }
 
-func (b *batch) len() int { return len(b.ends) }
-
 // flush publishes the collected records.
 func (b *batch) flush() {
 	if len(b.ends) == 0 {

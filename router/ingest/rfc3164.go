@@ -47,26 +47,7 @@ func scan3164(b []byte, now time.Time) (wire.Fields, error) {
 		f.Hostname = rest[:sp]
 		rest = rest[sp+1:]
 	}
-	j := 0
-	for j < len(rest) && j < 48 && rest[j] != '[' && rest[j] != ':' && rest[j] != ' ' {
-		j++
-	}
-	if j > 0 && j < len(rest) && (rest[j] == '[' || rest[j] == ':') {
-		f.AppName = rest[:j]
-		rest = rest[j:]
-		if rest[0] == '[' {
-			if k := indexByte(rest, ']'); k > 0 {
-				f.ProcID = rest[1:k]
-				rest = rest[k+1:]
-			}
-		}
-		if len(rest) > 0 && rest[0] == ':' {
-			rest = rest[1:]
-		}
-		if len(rest) > 0 && rest[0] == ' ' {
-			rest = rest[1:]
-		}
-	}
+	f.AppName, f.ProcID, rest = scanTag(rest)
 	for _, c := range f.Hostname {
 		if c < 33 || c > 126 {
 			f.Hostname = nil
@@ -75,6 +56,33 @@ func scan3164(b []byte, now time.Time) (wire.Fields, error) {
 	}
 	f.Text = rest
 	return f, nil
+}
+
+// scanTag splits "TAG[PID]: MSG" (RFC 3164 section 4.1.3: the TAG is at most 32
+// alphanumerics, read generously here) into the tag, the PID and the content. Without
+// a tag ended by '[' or ':' all of b is content.
+func scanTag(b []byte) (tag, pid, rest []byte) {
+	j := 0
+	for j < len(b) && j < 48 && b[j] != '[' && b[j] != ':' && b[j] != ' ' {
+		j++
+	}
+	if j == 0 || j >= len(b) || (b[j] != '[' && b[j] != ':') {
+		return nil, nil, b
+	}
+	tag, rest = b[:j], b[j:]
+	if rest[0] == '[' {
+		if k := indexByte(rest, ']'); k > 0 {
+			pid = rest[1:k]
+			rest = rest[k+1:]
+		}
+	}
+	if len(rest) > 0 && rest[0] == ':' {
+		rest = rest[1:]
+	}
+	if len(rest) > 0 && rest[0] == ' ' {
+		rest = rest[1:]
+	}
+	return tag, pid, rest
 }
 
 var months = [...]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}

@@ -203,7 +203,8 @@ func vhost(text []byte) []byte {
 }
 
 func (s *Syslog) serveConn(c net.Conn, proto string) {
-	defer c.Close()
+	// The peer is done or broken; a close error adds nothing the read loop has not seen.
+	defer func() { _ = c.Close() }()
 	var b batch
 	n := 0
 	flush := func() {

@@ -23,45 +23,61 @@ func ParseTimestamp(b []byte) (int64, error) {
 	hour, ok4 := digits(b[11:13])
 	minute, ok5 := digits(b[14:16])
 	sec, ok6 := digits(b[17:19])
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 || day > 31 ||
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || month < 1 || month > 12 || day < 1 || day > 31 ||
 		hour > 23 || minute > 59 || sec > 60 {
 		return 0, errTimestamp
 	}
-	rest := b[19:]
-	var micros int64
-	if rest[0] == '.' {
-		n := 1
-		scale := int64(100000)
-		for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
-			if scale > 0 {
-				micros += int64(rest[n]-'0') * scale
-				scale /= 10
-			}
-			n++
-		}
-		if n == 1 {
-			return 0, errTimestamp
-		}
-		rest = rest[n:]
+	micros, rest, ok := secFrac(b[19:])
+	if !ok {
+		return 0, errTimestamp
 	}
-	var off int64
-	switch {
-	case len(rest) == 1 && (rest[0] == 'Z' || rest[0] == 'z'):
-	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
-		oh, ok1 := digits(rest[1:3])
-		om, ok2 := digits(rest[4:6])
-		if !ok1 || !ok2 || oh > 23 || om > 59 {
-			return 0, errTimestamp
-		}
-		off = int64(oh*3600 + om*60)
-		if rest[0] == '-' {
-			off = -off
-		}
-	default:
+	off, ok := zoneOffset(rest)
+	if !ok {
 		return 0, errTimestamp
 	}
 	secs := daysFromCivil(year, month, day)*86400 + int64(hour*3600+minute*60+sec) - off
 	return secs*1e6 + micros, nil
+}
+
+// secFrac reads an optional TIME-SECFRAC (".123456") at the start of b and returns it
+// in microseconds with the rest of b. Digits past the sixth are read and dropped.
+func secFrac(b []byte) (micros int64, rest []byte, ok bool) {
+	if len(b) == 0 || b[0] != '.' {
+		return 0, b, true
+	}
+	n := 1
+	scale := int64(100000)
+	for n < len(b) && b[n] >= '0' && b[n] <= '9' {
+		if scale > 0 {
+			micros += int64(b[n]-'0') * scale
+			scale /= 10
+		}
+		n++
+	}
+	if n == 1 {
+		return 0, nil, false
+	}
+	return micros, b[n:], true
+}
+
+// zoneOffset reads a whole TIME-OFFSET ("Z" or "+hh:mm") into seconds east of UTC.
+func zoneOffset(b []byte) (int64, bool) {
+	switch {
+	case len(b) == 1 && (b[0] == 'Z' || b[0] == 'z'):
+		return 0, true
+	case len(b) == 6 && (b[0] == '+' || b[0] == '-') && b[3] == ':':
+		oh, ok1 := digits(b[1:3])
+		om, ok2 := digits(b[4:6])
+		if !ok1 || !ok2 || oh > 23 || om > 59 {
+			return 0, false
+		}
+		off := int64(oh*3600 + om*60)
+		if b[0] == '-' {
+			off = -off
+		}
+		return off, true
+	}
+	return 0, false
 }
 
 func digits(b []byte) (int, bool) {

@@ -240,7 +240,9 @@ func TestLiveReloadSyslogIngestAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _ = c.Write(wire.AppendFrame(nil, []byte("<190>1 2026-11-25T10:00:00Z host "+ingestToken+" worker.1 - - over tcp")))
-	c.Close()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
 	got = s2.WaitFor(t, 2, 20*time.Second)
 	if m := got[1]; m.AppName != "app" || m.ProcID != "worker.1" || string(m.Text) != "over tcp" {
 		t.Errorf("syslog-ingested line: %s[%s] %q", m.AppName, m.ProcID, m.Text)
@@ -273,7 +275,7 @@ func scrape(t *testing.T, base string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close() // read to the end; the callers check the text
 	return string(b)
 }

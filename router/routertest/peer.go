@@ -21,7 +21,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -41,8 +40,6 @@ type SyslogSink struct {
 	bad   int
 	conns int
 	cond  *sync.Cond
-	// Pause makes the sink stop reading (a slow or blackholing receiver) until closed.
-	pause chan struct{}
 	live  map[net.Conn]struct{}
 }
 
@@ -269,19 +266,6 @@ func WriteFiles(t testing.TB, dir string, c tls.Certificate) (certFile, keyFile 
 	return certFile, keyFile
 }
 
-// BuildRouter compiles cmd/router into dir and returns its path.
-func BuildRouter(dir string) (string, error) {
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
-	out := filepath.Join(dir, "router")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/router")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build router: %w\n%s", err, b)
-	}
-	return out, nil
-}
-
 // Process is a running router binary.
 type Process struct {
 	Cmd    *exec.Cmd
@@ -355,8 +339,11 @@ func FreeAddr(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }
 
 // WaitHTTP polls url until it answers 200 or the timeout passes.
@@ -369,7 +356,7 @@ func WaitHTTP(t testing.TB, url string, timeout time.Duration) {
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
+			_ = resp.Body.Close() // drained; only the status matters
 			if resp.StatusCode == 200 {
 				return
 			}

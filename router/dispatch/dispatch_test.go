@@ -3,7 +3,6 @@ package dispatch_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -29,7 +28,7 @@ func newDispatcher(t *testing.T) *dispatch.Dispatcher {
 	t.Helper()
 	d := dispatch.New(dispatch.Options{
 		Dialer: &drain.Dialer{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.DiscardHandler),
 		Router: "test",
 	})
 	t.Cleanup(func() {
@@ -56,7 +55,7 @@ func publish(t *testing.T, d *dispatch.Dispatcher, token string, texts ...string
 	if !ok {
 		t.Fatalf("token %s not routed", token[:6])
 	}
-	var recs [][]byte
+	recs := make([][]byte, 0, len(texts))
 	for _, s := range texts {
 		recs = append(recs, message.AppendStrings(nil, 190, time.Now(), "app", "web.1", s))
 	}
@@ -64,7 +63,7 @@ func publish(t *testing.T, d *dispatch.Dispatcher, token string, texts ...string
 }
 
 func texts(ms []wire.Message) []string {
-	var out []string
+	out := make([]string, 0, len(ms))
 	for _, m := range ms {
 		out = append(out, fmt.Sprintf("%s[%s] %s", m.AppName, m.ProcID, m.Text))
 	}

@@ -36,8 +36,9 @@ func msgs(t *testing.T, b *Batch) []wire.Message {
 
 func texts(t *testing.T, b *Batch) []string {
 	t.Helper()
-	var out []string
-	for _, m := range msgs(t, b) {
+	ms := msgs(t, b)
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
 		out = append(out, string(m.Text))
 	}
 	return out
@@ -46,7 +47,7 @@ func texts(t *testing.T, b *Batch) []string {
 func TestQueueDropOldestAndL10(t *testing.T) {
 	st := &Stats{}
 	q := NewQueue(3, st)
-	var recs [][]byte
+	recs := make([][]byte, 0, 5)
 	for i := range 5 {
 		recs = append(recs, rec(fmt.Sprint("m", i)))
 	}
@@ -176,14 +177,14 @@ func TestDialerAllowHosts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }() // the test is over
 	go func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
-			c.Close()
+			_ = c.Close() // accepting was the point
 		}
 	}()
 	_, port, _ := net.SplitHostPort(l.Addr().String())
@@ -209,7 +210,7 @@ func TestDialerAllowHosts(t *testing.T) {
 			d := &Dialer{AllowHosts: tt.hosts}
 			c, err := d.DialContext(context.Background(), "tcp4", tt.addr)
 			if c != nil {
-				c.Close()
+				_ = c.Close() // connecting was the point
 			}
 			if (err == nil) != tt.ok {
 				t.Fatalf("dial %s: %v, want ok=%v", tt.addr, err, tt.ok)

@@ -2,7 +2,6 @@ package ingest_test
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -23,7 +22,7 @@ import (
 func BenchmarkSyslogRelay(b *testing.B) {
 	sink := routertest.NewSyslogSink(b, nil)
 	m := metrics.New()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	d := dispatch.New(dispatch.Options{Metrics: m, Logger: log,
 		Dialer: &drain.Dialer{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}})
 	tbl := routing.Table{Apps: []routing.App{{ID: "a/b", Tokens: []routing.Token{{Token: tokWeb, Source: "app"}},
@@ -38,12 +37,12 @@ func BenchmarkSyslogRelay(b *testing.B) {
 		b.Fatal(err)
 	}
 	go func() { _ = sl.ServeTCP(ln, "tcp") }()
-	defer ln.Close()
+	defer func() { _ = ln.Close() }() // the benchmark is over
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }() // the benchmark is over
 	var chunk []byte
 	for i := range 10 {
 		chunk = wire.AppendFrame(chunk, fmt.Appendf(nil, "<190>1 2026-11-25T10:00:00.123456+00:00 h %s web.1 - - line %d %0120d", tokWeb, i, 0))

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -39,7 +40,7 @@ type env struct {
 func setup(t *testing.T, limits ingest.Limits) *env {
 	t.Helper()
 	m := metrics.New()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	d := dispatch.New(dispatch.Options{Metrics: m, Logger: log})
 	tbl := routing.Table{Apps: []routing.App{
 		{ID: "shop/web", Hosts: []string{"shop.example.com"},
@@ -98,7 +99,7 @@ func frames(recs ...string) []byte {
 // Logplex-Frame-Id, 500 lines whose APP-NAME is log-shuttle's appname.
 func TestLogShuttle(t *testing.T) {
 	e := setup(t, ingest.Limits{})
-	var recs []string
+	recs := make([]string, 0, 500)
 	for i := range 500 {
 		recs = append(recs, fmt.Sprintf("<190>1 2026-11-25T10:00:00.%06d+00:00 shuttle %s shuttle - - line %d", i, tokWeb, i))
 	}
@@ -122,7 +123,7 @@ func TestLogShuttle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close() // only the status is checked
 	if resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
@@ -196,7 +197,7 @@ func TestHTTPVariants(t *testing.T) {
 				t.Fatal(err)
 			}
 			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			_ = resp.Body.Close() // read to the end
 			if resp.StatusCode != tt.code || !strings.Contains(string(b), tt.reason) {
 				t.Fatalf("answer %d %q, want %d %q", resp.StatusCode, b, tt.code, tt.reason)
 			}
@@ -219,7 +220,7 @@ func basic(tok string) func(*http.Request) {
 
 func startSyslog(t *testing.T, e *env, readTimeout time.Duration) (tcp, tlsAddr, udp string, ca *routertest.CA) {
 	t.Helper()
-	sl := ingest.NewSyslog(e.d, ingest.Limits{MaxFrame: 16 << 10}, readTimeout, e.m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	sl := ingest.NewSyslog(e.d, ingest.Limits{MaxFrame: 16 << 10}, readTimeout, e.m, slog.New(slog.DiscardHandler))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +239,11 @@ func startSyslog(t *testing.T, e *env, readTimeout time.Duration) (tcp, tlsAddr,
 		t.Fatal(err)
 	}
 	go func() { _ = sl.ServeUDP(pc) }()
-	t.Cleanup(func() { ln.Close(); tln.Close(); pc.Close(); sl.Shutdown() })
+	t.Cleanup(func() {
+		// The test is over; Shutdown stops what the closed listeners served.
+		_, _, _ = ln.Close(), tln.Close(), pc.Close()
+		sl.Shutdown()
+	})
 	_ = os.Remove(certFile)
 	return ln.Addr().String(), tln.Addr().String(), pc.LocalAddr().String(), ca
 }
@@ -274,7 +279,7 @@ func TestSyslogTCP(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.Close()
+			defer func() { _ = c.Close() }() // the subtest is over
 			if _, err := c.Write([]byte(tt.send)); err != nil {
 				t.Fatal(err)
 			}
@@ -293,7 +298,7 @@ func TestSyslogLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }() // the router closes it first; see below
 	// A good frame, then one declaring more than the frame limit: the connection is
 	// closed without reading (or allocating) the big frame.
 	_, _ = c.Write(frames("<190>1 2026-11-25T10:00:00Z host " + tokWeb + " web.1 - - before"))
@@ -310,7 +315,7 @@ func TestSyslogLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c2.Close()
+	defer func() { _ = c2.Close() }() // the router closes it first; see below
 	_ = c2.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c2.Read(make([]byte, 1)); err == nil || isTimeout(err) {
 		t.Fatalf("silent connection: %v, want closed by the router", err)
@@ -318,8 +323,8 @@ func TestSyslogLimits(t *testing.T) {
 }
 
 func isTimeout(err error) bool {
-	ne, ok := err.(net.Error)
-	return ok && ne.Timeout()
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func TestSyslogTLSAndUDP(t *testing.T) {
@@ -333,13 +338,13 @@ func TestSyslogTLSAndUDP(t *testing.T) {
 	}
 	_, _ = c.Write(frames("<190>1 2026-11-25T10:00:00Z host " + tokWeb + " web.1 - - over tls"))
 	e.waitLines(t, "shop/web", 1)
-	c.Close()
+	_ = c.Close() // the line arrived; closing only ends the session
 
 	u, err := net.Dial("udp", udp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer u.Close()
+	defer func() { _ = u.Close() }() // the test is over
 	_, _ = u.Write([]byte("<190>1 2026-11-25T10:00:00Z host " + tokWeb + " web.1 - - udp plain\n"))
 	_, _ = u.Write(frames("<190>1 2026-11-25T10:00:00Z host "+tokWeb+" web.1 - - udp a", "<190>1 2026-11-25T10:00:00Z host "+tokWeb+" web.1 - - udp b"))
 	got := e.waitLines(t, "shop/web", 4)

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -50,7 +49,7 @@ func start(t *testing.T, d routing.Drain, opts httpdrain.Options, queue int) *ha
 	h.queue = drain.NewQueue(queue, h.stats)
 	env := drain.Env{
 		Dialer:    &drain.Dialer{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:    slog.New(slog.DiscardHandler),
 		Report:    func(err error) { h.errs.Add(1); h.stats.Fail(err, time.Now()) },
 		UserAgent: "kubeplex-router/test",
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -59,7 +58,7 @@ func start(t *testing.T, rawURL string, tlsOpt *routing.TLS, allow []netip.Prefi
 	h.queue = drain.NewQueue(queue, h.stats)
 	env := drain.Env{
 		Dialer: &drain.Dialer{Allow: allow, Timeout: time.Second},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.DiscardHandler),
 		Report: func(err error) {
 			h.stats.Fail(err, time.Now())
 			h.mu.Lock()
@@ -158,7 +157,9 @@ func TestRefusedThenUp(t *testing.T) {
 	if err != nil {
 		t.Skipf("port taken meanwhile: %v", err) // another process grabbed the freed port
 	}
-	ln.Close()
+	if err := ln.Close(); err != nil { // frees the port again for the sink
+		t.Fatal(err)
+	}
 	sink := routertest.NewSyslogSinkAt(t, addr, nil)
 	got := sink.WaitFor(t, 5, 10*time.Second)
 	if string(got[0].Text) != "line 0" {
@@ -262,7 +263,7 @@ func pausedReceiver(t *testing.T, release <-chan struct{}) (addr string, got <-c
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	t.Cleanup(func() { _ = ln.Close() }) // the test is over
 	out := make(chan []string, 1)
 	go func() {
 		c, err := ln.Accept()
@@ -270,7 +271,7 @@ func pausedReceiver(t *testing.T, release <-chan struct{}) (addr string, got <-c
 			out <- nil
 			return
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }() // reading is over; the texts are the result
 		<-release
 		var texts []string
 		fr := wire.NewFrameReader(c, 0)
@@ -337,7 +338,7 @@ func TestTryWriteAfterDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }() // Sink.Close always returns nil
 	batch := func(text string) *drain.Batch {
 		var b drain.Batch
 		b.AddRecord(message.AppendWireStrings(nil, 190, time.Unix(1764064800, 0), "app", "web.1", text), message.Host(token))

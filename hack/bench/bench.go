@@ -18,6 +18,17 @@ import (
 	"time"
 )
 
+// Relay names, as -only and -latency-relays take them and the report rows show them.
+const (
+	relayLoopback = "loopback" // no relay: the harness's own ceiling
+	relayCopy     = "copy"
+	relayRsyslog  = "rsyslog"
+	relayRouter   = "router"
+	relayRouter1P = "router-1p"
+	// onlyLatency is the -only value for the latency runs alone.
+	onlyLatency = "latency"
+)
+
 type bench struct {
 	o   options
 	dir string
@@ -75,17 +86,17 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 		drains int
 	}
 	for _, sc := range []scenario{
-		{"loopback", 1, 1}, {"loopback", 4, 1}, {"loopback", 1, 10},
-		{"rsyslog", 1, 1}, {"rsyslog", 4, 1},
-		{"router", 1, 1}, {"router", 4, 1},
-		{"router", 1, 10},
-		{"router-1p", 1, 1}, {"router-1p", 4, 1},
-		{"router-1p", 1, 10},
+		{relayLoopback, 1, 1}, {relayLoopback, 4, 1}, {relayLoopback, 1, 10},
+		{relayRsyslog, 1, 1}, {relayRsyslog, 4, 1},
+		{relayRouter, 1, 1}, {relayRouter, 4, 1},
+		{relayRouter, 1, 10},
+		{relayRouter1P, 1, 1}, {relayRouter1P, 4, 1},
+		{relayRouter1P, 1, 10},
 	} {
-		if b.o.only != "" && sc.relay != b.o.only && b.o.only != "latency" {
+		if b.o.only != "" && sc.relay != b.o.only && b.o.only != onlyLatency {
 			continue
 		}
-		if b.o.only == "latency" {
+		if b.o.only == onlyLatency {
 			break
 		}
 		var runs []throughput
@@ -105,10 +116,10 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 		}
 		rep.Throughput = append(rep.Throughput, med)
 	}
-	if b.o.only != "" && b.o.only != "latency" {
+	if b.o.only != "" && b.o.only != onlyLatency {
 		return rep, nil
 	}
-	for _, relay := range []string{"loopback", "copy", "rsyslog", "router", "router-1p"} {
+	for _, relay := range []string{relayLoopback, relayCopy, relayRsyslog, relayRouter, relayRouter1P} {
 		if b.o.latencyRelays != "" && !slices.Contains(strings.Split(b.o.latencyRelays, ","), relay) {
 			continue
 		}
@@ -157,18 +168,18 @@ func cmpFloat(a, b float64) int {
 }
 
 func (b *bench) start(ctx context.Context, relay string, sinks []*sink, queue int) (*relay, error) {
-	var addrs []string
+	addrs := make([]string, 0, len(sinks))
 	for _, s := range sinks {
 		addrs = append(addrs, s.Addr)
 	}
 	switch relay {
-	case "rsyslog":
+	case relayRsyslog:
 		return b.startRsyslog(ctx, addrs[0])
-	case "copy":
+	case relayCopy:
 		return b.startCopy(ctx, addrs[0])
-	case "router":
+	case relayRouter:
 		return b.startRouter(ctx, addrs, 1, queue)
-	case "router-1p":
+	case relayRouter1P:
 		// One P: what a pod with a CPU limit of 1 gets (Go sizes GOMAXPROCS from the
 		// cgroup limit), and no cross-CPU wake-ups between ingest and drain.
 		return b.startRouter(ctx, addrs, 1, queue, "GOMAXPROCS=1")
@@ -191,7 +202,7 @@ func (b *bench) throughput(ctx context.Context, name string, conns, drains int) 
 	}
 	target := sinks[0].Addr
 	var r *relay
-	if name != "loopback" {
+	if name != relayLoopback {
 		var err error
 		// Queue as deep as rsyslog's default main queue (100,000), so neither relay
 		// is measured by how it sheds load.
@@ -215,7 +226,7 @@ func (b *bench) throughput(ctx context.Context, name string, conns, drains int) 
 	}
 	self0 := selfCPU()
 	t0 := time.Now()
-	if name == "loopback" && drains > 1 {
+	if name == relayLoopback && drains > 1 {
 		// The harness's own ceiling for fan-out: the same frames written straight to
 		// every sink, one connection each, as a relay with that many drains would.
 		var wg sync.WaitGroup
@@ -258,7 +269,7 @@ func (b *bench) latency(ctx context.Context, name string) ([]latency, error) {
 	}
 	defer s.close()
 	var r *relay
-	if name != "loopback" {
+	if name != relayLoopback {
 		if r, err = b.start(ctx, name, []*sink{s}, 100_000); err != nil {
 			return nil, err
 		}
@@ -275,7 +286,7 @@ func (b *bench) latency(ctx context.Context, name string) ([]latency, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial relay: %w", err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }() // the runs are over; the sink counted what arrived
 	warm, err := sendPaced(ctx, c, b.o.rates[0], 500*time.Millisecond)
 	if err != nil {
 		return nil, err
@@ -372,14 +383,19 @@ func saveProfile(addr, what, path string) {
 		log.Printf("profile: %v", err)
 		return
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read-only; io.Copy reports read errors
 	f, err := os.Create(path)
 	if err != nil {
 		log.Printf("profile: %v", err)
 		return
 	}
-	defer f.Close()
-	_, _ = io.Copy(f, resp.Body)
+	_, err = io.Copy(f, resp.Body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		log.Printf("profile: %v", err)
+	}
 }
 
 // scrape sums messages in and history bytes over apps from /metrics.
@@ -388,7 +404,7 @@ func scrape(addr string) (in, footprint float64, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("scrape router: %w", err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read-only; the scanner reports read errors
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {

@@ -21,12 +21,13 @@ func copyRelay(listen, sink string) error {
 			return fmt.Errorf("accept copy relay: %w", err)
 		}
 		go func() {
-			defer in.Close()
+			// The copy is over either way; a close error has nobody to tell.
+			defer func() { _ = in.Close() }()
 			out, err := net.Dial("tcp", sink)
 			if err != nil {
 				return
 			}
-			defer out.Close()
+			defer func() { _ = out.Close() }()
 			_, _ = io.Copy(out, in)
 		}()
 	}

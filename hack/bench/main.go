@@ -86,7 +86,11 @@ func run(ctx context.Context, o options) error {
 	if o.keep {
 		log.Printf("work directory: %s", dir)
 	} else {
-		defer os.RemoveAll(dir)
+		defer func() {
+			if err := os.RemoveAll(dir); err != nil {
+				log.Printf("remove work directory: %v", err)
+			}
+		}()
 	}
 	b := &bench{o: o, dir: dir}
 	rep, err := b.all(ctx)

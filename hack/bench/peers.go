@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -37,8 +36,11 @@ func freeAddr() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("find free port: %w", err)
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		return "", fmt.Errorf("free port: %w", err)
+	}
+	return addr, nil
 }
 
 func (b *bench) startProcess(name string, env []string, bin string, args ...string) (*relay, error) {
@@ -115,7 +117,7 @@ func (b *bench) startRouter(ctx context.Context, sinks []string, apps int, queue
 	if b.o.routerEnv != "" {
 		env = append(env, strings.Split(b.o.routerEnv, ",")...)
 	}
-	r, err := b.startProcess("router", env, b.o.router, args...)
+	r, err := b.startProcess(relayRouter, env, b.o.router, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -125,21 +127,27 @@ func (b *bench) startRouter(ctx context.Context, sinks []string, apps int, queue
 		resp, err := http.Get("http://" + httpAddr + "/readyz")
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
+			_ = resp.Body.Close() // drained; only the status matters
 			if resp.StatusCode == 200 {
 				if b.o.profile != "" {
 					r.debug = debugAddr(r.out.Name())
 				}
 				return r, nil
 			}
+			err = fmt.Errorf("/readyz answered %s", resp.Status)
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			r.stop()
-			return nil, fmt.Errorf("router not ready: %v", err)
+			return nil, fmt.Errorf("router not ready: %w", err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// rsyslogFwdTemplate re-emits every RFC 5424 header field (section 6), so rsyslog
+// does the same formatting work per message as the router.
+const rsyslogFwdTemplate = "<%PRI%>1 %TIMESTAMP:::date-rfc3339% %HOSTNAME% %APP-NAME% %PROCID% " +
+	"%MSGID% %STRUCTURED-DATA% %msg%"
 
 // startRsyslog runs rsyslogd as a relay: imtcp in, omfwd TCP out with octet-counted
 // framing and an RFC 5424 template that re-emits every header field.
@@ -156,17 +164,17 @@ func (b *bench) startRsyslog(ctx context.Context, sink string) (*relay, error) {
 	}
 	conf := fmt.Sprintf(`global(workDirectory=%q maxMessageSize="64k")
 module(load="imtcp")
-template(name="fwd" type="string" string="<%%PRI%%>1 %%TIMESTAMP:::date-rfc3339%% %%HOSTNAME%% %%APP-NAME%% %%PROCID%% %%MSGID%% %%STRUCTURED-DATA%% %%msg%%")
+template(name="fwd" type="string" string=%q)
 ruleset(name="relay") {
   action(type="omfwd" target=%q port=%q protocol="tcp" TCP_Framing="octet-counted" template="fwd")
 }
 input(type="imtcp" address="127.0.0.1" port=%q ruleset="relay")
-`, work, sh, sp, inPort)
+`, work, rsyslogFwdTemplate, sh, sp, inPort)
 	confPath := filepath.Join(work, "rsyslog.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("write rsyslog config: %w", err)
 	}
-	r, err := b.startProcess("rsyslog", nil, b.o.rsyslogd, "-n", "-f", confPath, "-i", filepath.Join(work, "pid"))
+	r, err := b.startProcess(relayRsyslog, nil, b.o.rsyslogd, "-n", "-f", confPath, "-i", filepath.Join(work, "pid"))
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +195,7 @@ func (b *bench) startCopy(ctx context.Context, sink string) (*relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find own binary: %w", err)
 	}
-	r, err := b.startProcess("copy", nil, self, "-copy-relay", in, "-copy-to", sink)
+	r, err := b.startProcess(relayCopy, nil, self, "-copy-relay", in, "-copy-to", sink)
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +209,7 @@ func waitListening(ctx context.Context, r *relay) error {
 	for {
 		c, err := net.DialTimeout("tcp", r.addr, time.Second)
 		if err == nil {
-			c.Close()
+			_ = c.Close() // a probe: the relay accepted, which is all it was for
 			return nil
 		}
 		select {
@@ -212,7 +220,7 @@ func waitListening(ctx context.Context, r *relay) error {
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			r.stop()
-			return fmt.Errorf("%s not listening: %v", r.name, err)
+			return fmt.Errorf("%s not listening: %w", r.name, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -226,7 +234,7 @@ func (r *relay) stop() {
 		_ = r.cmd.Process.Kill()
 		<-r.done
 	}
-	r.out.Close()
+	_ = r.out.Close() // the process wrote its log through its own descriptor; ours is only read by name
 }
 
 // cpu returns user+system CPU time of the process so far.
@@ -249,7 +257,7 @@ func (r *relay) memory() (peak, cur int64) {
 	if err != nil {
 		return 0, 0
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), ":")
@@ -285,7 +293,6 @@ type sink struct {
 	latency atomic.Bool
 	mu      sync.Mutex
 	samples []int64
-	conns   sync.WaitGroup
 	live    sync.Map
 }
 
@@ -367,7 +374,7 @@ func (f *frameScanner) scan(p []byte, latency bool) (frames int) {
 }
 
 func (s *sink) read(c net.Conn) {
-	defer func() { c.Close(); s.live.Delete(c) }()
+	defer func() { _ = c.Close(); s.live.Delete(c) }()
 	buf := make([]byte, 256<<10)
 	var f frameScanner
 	var local []int64
@@ -464,8 +471,6 @@ func waitCount(ctx context.Context, sinks []*sink, want int64, idle time.Duratio
 		}
 	}
 }
-
-var errShort = errors.New("short write")
 
 // debugAddr reads the pprof address from the router's "router serving" log line.
 func debugAddr(logFile string) string {

@@ -32,13 +32,13 @@ func loadAvg() string {
 
 func relayName(r string) string {
 	switch r {
-	case "loopback":
+	case relayLoopback:
 		return "raw loopback (ceiling)"
-	case "copy":
+	case relayCopy:
 		return "copy relay (floor of one process hop)"
-	case "router":
+	case relayRouter:
 		return "router (GOMAXPROCS=2, default here)"
-	case "router-1p":
+	case relayRouter1P:
 		return "router (GOMAXPROCS=1)"
 	}
 	return r
@@ -79,10 +79,10 @@ func (r *report) markdown() string {
 	w("|---|---|---|---|---|---|---|---|---|\n")
 	for _, t := range r.Throughput {
 		cpu, rss := "—", "—"
-		if t.Relay != "loopback" {
+		if t.Relay != relayLoopback {
 			cpu, rss = fmt.Sprintf("%.2f", t.CPUus), mib(t.PeakRSS)
 		}
-		var runs []string
+		runs := make([]string, 0, len(t.Runs))
 		for _, x := range t.Runs {
 			runs = append(runs, fmt.Sprintf("%.0fk", x/1000))
 		}
@@ -97,10 +97,10 @@ func (r *report) markdown() string {
 	w("| relay | rate msgs/s | p50 | p99 | p99 of all runs | max | CPU µs/msg | delivered |\n|---|---|---|---|---|---|---|---|\n")
 	for _, l := range r.Latency {
 		cpu, name := fmt.Sprintf("%.2f", l.CPUus), relayName(l.Relay)
-		if l.Relay == "loopback" {
+		if l.Relay == relayLoopback {
 			cpu, name = "—", "raw loopback (harness floor)"
 		}
-		var all []string
+		all := make([]string, 0, len(l.P99s))
 		for _, p := range l.P99s {
 			all = append(all, p.Round(10*time.Microsecond).String())
 		}
@@ -116,8 +116,8 @@ func (r *report) markdown() string {
 			float64(h.RSSAfter-h.RSSBefore)/float64(h.Messages)*15e6/(1<<30))
 	}
 	w("\n### Against the goals\n\n")
-	rs1, rs4, ceil := r.find("rsyslog", 1, 1), r.find("rsyslog", 4, 1), r.find("loopback", 1, 10)
-	for _, v := range []string{"router", "router-1p"} {
+	rs1, rs4, ceil := r.find(relayRsyslog, 1, 1), r.find(relayRsyslog, 4, 1), r.find(relayLoopback, 1, 10)
+	for _, v := range []string{relayRouter, relayRouter1P} {
 		rt1, rt4, fan := r.find(v, 1, 1), r.find(v, 4, 1), r.find(v, 1, 10)
 		if rs1 == nil || rs4 == nil || rt1 == nil || rt4 == nil || fan == nil {
 			continue
@@ -152,7 +152,7 @@ func (r *report) markdown() string {
 }
 
 func durations(ds []time.Duration) string {
-	var s []string
+	s := make([]string, 0, len(ds))
 	for _, d := range ds {
 		s = append(s, d.Round(10*time.Microsecond).String())
 	}

@@ -388,12 +388,13 @@ func (s *sink) read(c net.Conn) {
 					local = append(local, now-sent)
 				}
 				f.stamps = f.stamps[:0]
+				// Hand the samples over before the count moves: a run ends when the count
+				// says all its frames arrived, and its samples must all be in by then, not
+				// spill into the next rate's percentiles.
+				s.flush(local)
+				local = local[:0]
 				s.count.Add(int64(frames))
 				s.last.Store(now)
-				if len(local) >= 4096 {
-					s.flush(local)
-					local = local[:0]
-				}
 			}
 		}
 		if err != nil {

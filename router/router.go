@@ -21,13 +21,13 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/kubeplex/kubeplex/router/config"
 	"github.com/kubeplex/kubeplex/router/dispatch"
 	"github.com/kubeplex/kubeplex/router/drain"
 	httpdrain "github.com/kubeplex/kubeplex/router/drain/http"
 	"github.com/kubeplex/kubeplex/router/drain/syslog"
 	"github.com/kubeplex/kubeplex/router/ingest"
 	"github.com/kubeplex/kubeplex/router/metrics"
+	"github.com/kubeplex/kubeplex/router/tablesource"
 )
 
 // UserAgent is sent by HTTP drains.
@@ -204,12 +204,12 @@ func orDefault(s, def string) string {
 	return s
 }
 
-func source(o Options, log *slog.Logger) (config.Source, error) {
+func source(o Options, log *slog.Logger) (tablesource.Source, error) {
 	switch {
 	case o.Routes != "" && o.RoutesSecret != "":
 		return nil, errors.New("configure router: --routes and --routes-secret are exclusive")
 	case o.Routes != "":
-		return &config.File{Path: o.Routes, Logger: log}, nil
+		return &tablesource.File{Path: o.Routes, Logger: log}, nil
 	case o.RoutesSecret != "":
 		ns, name, ok := strings.Cut(o.RoutesSecret, "/")
 		if !ok || ns == "" || name == "" {
@@ -230,7 +230,7 @@ func source(o Options, log *slog.Logger) (config.Source, error) {
 		if err != nil {
 			return nil, fmt.Errorf("configure kubernetes client: %w", err)
 		}
-		return &config.Secret{Client: cs, Namespace: ns, Name: name, Logger: log}, nil
+		return &tablesource.Secret{Client: cs, Namespace: ns, Name: name, Logger: log}, nil
 	}
 	return nil, errors.New("configure router: one of --routes or --routes-secret is required")
 }

@@ -1,4 +1,4 @@
-package config
+package tablesource
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package config_test
+package tablesource_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/kubeplex/kubeplex/internal/routing"
-	"github.com/kubeplex/kubeplex/router/config"
+	"github.com/kubeplex/kubeplex/router/tablesource"
 )
 
 type recorder struct{ ch chan *routing.Table }
@@ -45,7 +45,7 @@ func TestFileReload(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- (&config.File{Path: path, Poll: 10 * time.Millisecond}).Run(ctx, rec.apply) }()
+	go func() { done <- (&tablesource.File{Path: path, Poll: 10 * time.Millisecond}).Run(ctx, rec.apply) }()
 	first := rec.next(t)
 	if first.Version == "" || len(first.Apps) != 1 {
 		t.Fatalf("first table %+v", first)
@@ -67,7 +67,7 @@ func TestFileReload(t *testing.T) {
 }
 
 func TestFileMissing(t *testing.T) {
-	err := (&config.File{Path: filepath.Join(t.TempDir(), "nope.json")}).Run(context.Background(), newRecorder().apply)
+	err := (&tablesource.File{Path: filepath.Join(t.TempDir(), "nope.json")}).Run(context.Background(), newRecorder().apply)
 	if err == nil {
 		t.Fatal("missing file accepted")
 	}

@@ -1,7 +1,7 @@
-// Package config feeds routing tables to the router: from a file for standalone use,
+// Package tablesource feeds routing tables to the router: from a file for standalone use,
 // or by watching the manager's Secret with client-go (get/list/watch on that one
 // Secret name only, so RBAC resourceNames is enough).
-package config
+package tablesource
 
 import (
 	"bytes"

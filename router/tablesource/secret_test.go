@@ -1,4 +1,4 @@
-package config_test
+package tablesource_test
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/kubeplex/kubeplex/internal/routing"
-	"github.com/kubeplex/kubeplex/router/config"
+	"github.com/kubeplex/kubeplex/router/tablesource"
 )
 
 const (
@@ -112,7 +112,7 @@ func TestSecretWatch(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
-		_ = (&config.Secret{Client: routerClient, Namespace: ns, Name: base, Retry: 50 * time.Millisecond}).Run(ctx, rec.apply)
+		_ = (&tablesource.Secret{Client: routerClient, Namespace: ns, Name: base, Retry: 50 * time.Millisecond}).Run(ctx, rec.apply)
 	}()
 
 	// One Secret.

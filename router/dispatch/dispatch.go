@@ -192,7 +192,7 @@ func New(opts Options) *Dispatcher {
 		opts.Router, _ = os.Hostname()
 	}
 	d := &Dispatcher{opts: opts, started: time.Now(), apps: map[string]*App{}, broken: map[string]routing.DrainStatus{}}
-	d.opts.Metrics.Registry.MustRegister(&collector{d: d})
+	d.opts.Metrics.Registry.MustRegister(&scrapeMetrics{d: d})
 	return d
 }
 

@@ -13,8 +13,8 @@ import (
 	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/dispatch"
 	"github.com/kubeplex/kubeplex/router/drain"
+	"github.com/kubeplex/kubeplex/router/drainpeer"
 	"github.com/kubeplex/kubeplex/router/message"
-	"github.com/kubeplex/kubeplex/router/routertest"
 )
 
 const (
@@ -71,9 +71,9 @@ func texts(ms []wire.Message) []string {
 }
 
 func TestLiveTableChanges(t *testing.T) {
-	s1 := routertest.NewSyslogSink(t, nil)
-	s2 := routertest.NewSyslogSink(t, nil)
-	s3 := routertest.NewSyslogSink(t, nil)
+	s1 := drainpeer.NewSyslogSink(t, nil)
+	s2 := drainpeer.NewSyslogSink(t, nil)
+	s3 := drainpeer.NewSyslogSink(t, nil)
 	d := newDispatcher(t)
 	if d.Ready() {
 		t.Fatal("ready before a table")
@@ -207,7 +207,7 @@ func TestSourceRuleAndHosts(t *testing.T) {
 
 func TestStatusReportsBrokenDrains(t *testing.T) {
 	d := newDispatcher(t)
-	s := routertest.NewSyslogSink(t, nil)
+	s := drainpeer.NewSyslogSink(t, nil)
 	v := apply(t, d, routing.App{ID: "a/b", Drains: []routing.Drain{
 		{ID: "a/ok", Token: dt1, URL: "syslog://" + s.Addr},
 		{ID: "a/bad", Token: dt2, URL: "ftp://user:pw@example.com/"},

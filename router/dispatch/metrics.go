@@ -7,8 +7,9 @@ import (
 	"github.com/kubeplex/kubeplex/router/metrics"
 )
 
-// collector exports the per-app and per-drain atomics at scrape time.
-type collector struct{ d *Dispatcher }
+// scrapeMetrics is the Prometheus collector that exports the per-app and per-drain
+// atomics at scrape time.
+type scrapeMetrics struct{ d *Dispatcher }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc(metrics.Namespace+"_"+name, help, labels, nil)
@@ -28,14 +29,14 @@ var (
 		"Messages dropped for a drain (queue overflow, refused or lost batches).", "app", "drain")
 )
 
-func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+func (c *scrapeMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAppIn, descAppHistory, descAppMemory, descDrainOffered, descDrainOut,
 		descDrainDropped, descDrainAnn, descDrainErrors, descDrainQueue, descTable} {
 		ch <- d
 	}
 }
 
-func (c *collector) Collect(ch chan<- prometheus.Metric) {
+func (c *scrapeMetrics) Collect(ch chan<- prometheus.Metric) {
 	s := c.d.snap.Load()
 	if s == nil {
 		return

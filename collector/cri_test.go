@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubeplex/kubeplex/collector/internal/routertest"
+	"github.com/kubeplex/kubeplex/collector/internal/fakerouter"
 	"github.com/kubeplex/kubeplex/internal/wire"
 )
 
@@ -43,7 +43,7 @@ func (c *criLog) write(stream, tag, content string) {
 	}
 }
 
-func criEnv(r *routertest.Router, root, state string) []string {
+func criEnv(r *fakerouter.Router, root, state string) []string {
 	return []string{"KUBEPLEX_ROUTER_URL=" + r.URL(), "KUBEPLEX_TOKEN=" + token,
 		"KUBEPLEX_MODE=CRITail", "KUBEPLEX_POD_LOG_DIR=" + root, "KUBEPLEX_POD_NAMESPACE=shop",
 		"KUBEPLEX_POD_NAME=web-0", "KUBEPLEX_POD_UID=0b9c2f9e-1111-2222-3333-444455556666",
@@ -64,7 +64,7 @@ func containerDir(t *testing.T, root string) string {
 // split at 10,000 bytes; the tailer follows a kubelet rotation (rename, late writes to
 // the old file, new file) and a container restart (1.log), losing and repeating nothing.
 func TestCRITailPartialsRotationRestart(t *testing.T) {
-	r := routertest.Start(t, token)
+	r := fakerouter.Start(t, token)
 	root, state := t.TempDir(), t.TempDir()
 	dir := containerDir(t, root)
 	log0 := openCRI(t, filepath.Join(dir, "0.log"))
@@ -81,7 +81,7 @@ func TestCRITailPartialsRotationRestart(t *testing.T) {
 	log0.write("stdout", "F", "end")
 
 	sc := startSidecar(t, criEnv(r, root, state))
-	r.WaitFor(30*time.Second, "the first file", func(recs []routertest.Record) bool {
+	r.WaitFor(30*time.Second, "the first file", func(recs []fakerouter.Record) bool {
 		return len(appTexts(recs, "web.0", 0)) >= 6
 	})
 	log0.write("stdout", "F", "after start")
@@ -102,7 +102,7 @@ func TestCRITailPartialsRotationRestart(t *testing.T) {
 
 	want := []string{"first", "partial joined", "to stderr", "", strings.Repeat("x", 10000), strings.Repeat("x", 8000) + "end",
 		"after start", "late in the rotated file", "in the new file", "split across writes", "after restart"}
-	r.WaitFor(30*time.Second, "every line", func(recs []routertest.Record) bool {
+	r.WaitFor(30*time.Second, "every line", func(recs []fakerouter.Record) bool {
 		return len(appTexts(recs, "web.0", 0)) >= len(want)
 	})
 	sc.stop(t)
@@ -151,7 +151,7 @@ func short(s string) string {
 // started again, delivers every line exactly once: it resumes from the offset it saved
 // after the router accepted each batch.
 func TestCRITailKill9(t *testing.T) {
-	r := routertest.Start(t, token)
+	r := fakerouter.Start(t, token)
 	// A slow router keeps batches in flight, so the kill lands inside one.
 	r.SetDelay(200 * time.Millisecond)
 	root, state := t.TempDir(), t.TempDir()
@@ -162,7 +162,7 @@ func TestCRITailKill9(t *testing.T) {
 		log0.write("stdout", "F", fmt.Sprintf("line %d", i))
 	}
 	sc := startSidecar(t, criEnv(r, root, state))
-	r.WaitFor(60*time.Second, "some batches", func(recs []routertest.Record) bool {
+	r.WaitFor(60*time.Second, "some batches", func(recs []fakerouter.Record) bool {
 		return len(recs) >= 1000
 	})
 	// Land the kill inside the next batch's wait, not between its answer and the
@@ -182,7 +182,7 @@ func TestCRITailKill9(t *testing.T) {
 	}
 	r.SetDelay(0)
 	sc = startSidecar(t, criEnv(r, root, state))
-	r.WaitFor(60*time.Second, "every line", func(recs []routertest.Record) bool {
+	r.WaitFor(60*time.Second, "every line", func(recs []fakerouter.Record) bool {
 		return len(appTexts(recs, "web.0", 0)) >= first+second
 	})
 	sc.stop(t)

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubeplex/kubeplex/collector/internal/routertest"
+	"github.com/kubeplex/kubeplex/collector/internal/fakerouter"
 	"github.com/kubeplex/kubeplex/internal/wire"
 )
 
@@ -20,7 +20,7 @@ const token = "t.5f0c3c1e-9d4b-4b7e-a0b5-2f3b0c1d2e3f"
 // as RFC 5424 records with the worker's process name, and the collector exits with the
 // worker's code after flushing.
 func TestRunShipsStdoutAndStderr(t *testing.T) {
-	r := routertest.Start(t, token)
+	r := fakerouter.Start(t, token)
 	p := start(t, collectorEnv(r.URL(), "web.1"), "run", "--", "sh", "-c", "echo hello; echo oops >&2; exit 3")
 	st := p.wait(t, 30*time.Second)
 	if st.ExitCode() != 3 {
@@ -28,7 +28,7 @@ func TestRunShipsStdoutAndStderr(t *testing.T) {
 	}
 	// Run flushes before exiting, so everything is there once it has exited.
 	recs := r.Records()
-	var app []routertest.Record
+	var app []fakerouter.Record
 	for _, rec := range recs {
 		if rec.ProcID != "web.1" {
 			t.Errorf("record %q has PROCID %q, want web.1", rec.Text, rec.ProcID)
@@ -39,7 +39,7 @@ func TestRunShipsStdoutAndStderr(t *testing.T) {
 	}
 	want := map[string]uint8{"hello": wire.PriorityInfo, "oops": wire.PriorityError}
 	if len(app) != len(want) {
-		t.Fatalf("got %d app records %q, want %d", len(app), routertest.Texts(recs, "app"), len(want))
+		t.Fatalf("got %d app records %q, want %d", len(app), fakerouter.Texts(recs, "app"), len(want))
 	}
 	for _, rec := range app {
 		pri, ok := want[string(rec.Text)]
@@ -50,7 +50,7 @@ func TestRunShipsStdoutAndStderr(t *testing.T) {
 			t.Errorf("record %q has no timestamp", rec.Text)
 		}
 	}
-	events := routertest.Texts(recs, "kubeplex")
+	events := fakerouter.Texts(recs, "kubeplex")
 	if !slices.ContainsFunc(events, func(s string) bool { return strings.HasPrefix(s, "Starting process with command `sh -c") }) ||
 		!slices.ContainsFunc(events, func(s string) bool { return strings.HasPrefix(s, "Process exited with status 3 after ") }) {
 		t.Errorf("process events = %q, want start and exit", events)
@@ -66,7 +66,7 @@ func TestRunShipsStdoutAndStderr(t *testing.T) {
 
 // TestRunExitStatus: the collector ends the way its worker ended.
 func TestRunExitStatus(t *testing.T) {
-	r := routertest.Start(t, token)
+	r := fakerouter.Start(t, token)
 	tests := []struct {
 		name   string
 		args   []string
@@ -101,7 +101,7 @@ func TestRunExitStatus(t *testing.T) {
 	}
 }
 
-func eventsOf(recs []routertest.Record, proc string) []string {
+func eventsOf(recs []fakerouter.Record, proc string) []string {
 	var out []string
 	for _, r := range recs {
 		if r.ProcID == proc && r.AppName == "kubeplex" {
@@ -111,7 +111,7 @@ func eventsOf(recs []routertest.Record, proc string) []string {
 	return out
 }
 
-func appTexts(recs []routertest.Record, proc string, pri uint8) []string {
+func appTexts(recs []fakerouter.Record, proc string, pri uint8) []string {
 	var out []string
 	for _, r := range recs {
 		if r.ProcID == proc && r.AppName == "app" && (pri == 0 || r.Priority == pri) {
@@ -124,7 +124,7 @@ func appTexts(recs []routertest.Record, proc string, pri uint8) []string {
 // TestRunForwardsSignals: SIGTERM and SIGHUP sent to the collector reach the worker,
 // which decides when to stop; its last lines are still shipped.
 func TestRunForwardsSignals(t *testing.T) {
-	r := routertest.Start(t, token)
+	r := fakerouter.Start(t, token)
 	dir := t.TempDir()
 	script := `trap 'echo got HUP' HUP; trap 'echo got TERM; exit 7' TERM; touch ` + dir + `/ready; while :; do sleep 0.05; done`
 	p := start(t, collectorEnv(r.URL(), "sig.1"), "run", "--", "sh", "-c", script)
@@ -132,7 +132,7 @@ func TestRunForwardsSignals(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	r.WaitFor(30*time.Second, "got HUP", func(recs []routertest.Record) bool {
+	r.WaitFor(30*time.Second, "got HUP", func(recs []fakerouter.Record) bool {
 		return slices.Contains(appTexts(recs, "sig.1", 0), "got HUP")
 	})
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -169,7 +169,7 @@ func waitFile(t *testing.T, path string) {
 // TestRunKeepsOrderPerStream: thousands of lines on both streams all arrive, each
 // stream in its own order.
 func TestRunKeepsOrderPerStream(t *testing.T) {
-	r := routertest.Start(t, token)
+	r := fakerouter.Start(t, token)
 	const n = 3000
 	script := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done`, n)
 	p := start(t, collectorEnv(r.URL(), "order.1"), "run", "--", "sh", "-c", script)
@@ -191,7 +191,7 @@ func TestRunKeepsOrderPerStream(t *testing.T) {
 			}
 		}
 	}
-	if d, l := routertest.Loss(recs); d+l != 0 {
+	if d, l := fakerouter.Loss(recs); d+l != 0 {
 		t.Errorf("loss notices with a live router: dropped %d lost %d", d, l)
 	}
 }
@@ -206,7 +206,7 @@ func tail(s string) string {
 // TestRunSplitsLongLines: a 1 MiB line arrives whole, in 10,000-byte messages, and a
 // last line without a newline is flushed at exit.
 func TestRunSplitsLongLines(t *testing.T) {
-	r := routertest.Start(t, token)
+	r := fakerouter.Start(t, token)
 	dir := t.TempDir()
 	big := make([]byte, 1<<20)
 	for i := range big {
@@ -249,7 +249,7 @@ func TestRunSplitsLongLines(t *testing.T) {
 // at full speed without waiting, and afterwards every line is either delivered or
 // counted exactly in an L12 (queue overflow) or L13 (delivery failure) notice.
 func TestRunRouterDown(t *testing.T) {
-	r := routertest.Start(t, token)
+	r := fakerouter.Start(t, token)
 	dir := t.TempDir()
 	const n = 20000
 	// The worker prints n lines, says it is done, then waits for the test to let it
@@ -272,7 +272,7 @@ func TestRunRouterDown(t *testing.T) {
 	}
 	recs := r.Records()
 	got := appTexts(recs, "down.1", 0)
-	dropped, lost := routertest.Loss(recs)
+	dropped, lost := fakerouter.Loss(recs)
 	// The process events (start, exit) also pass through the queue and may be among
 	// the counted; they are the only non-app records the worker's queue holds.
 	events := len(eventsOf(recs, "down.1")) - countNotices(recs)
@@ -302,7 +302,7 @@ func lastLine(t *testing.T, lines []string) int {
 	return prev
 }
 
-func countNotices(recs []routertest.Record) int {
+func countNotices(recs []fakerouter.Record) int {
 	n := 0
 	for _, r := range recs {
 		if r.AppName == "kubeplex" && (strings.HasPrefix(string(r.Text), "Error L12: ") || strings.HasPrefix(string(r.Text), "Error L13: ")) {
@@ -315,7 +315,7 @@ func countNotices(recs []routertest.Record) int {
 // TestRunRetriesServerErrors: 503 answers are retried under the same frame id, gzip
 // bodies are accepted, and nothing is lost or repeated.
 func TestRunRetriesServerErrors(t *testing.T) {
-	r := routertest.Start(t, token)
+	r := fakerouter.Start(t, token)
 	dir := t.TempDir()
 	r.SetStatus(503)
 	script := fmt.Sprintf(`for i in 1 2 3; do echo "retry $i"; done; touch %s/printed; while [ ! -e %s/exit ]; do sleep 0.05; done`, dir, dir)
@@ -324,7 +324,7 @@ func TestRunRetriesServerErrors(t *testing.T) {
 	waitFile(t, filepath.Join(dir, "printed"))
 	time.Sleep(time.Second)
 	r.SetStatus(0)
-	r.WaitFor(30*time.Second, "lines after 503s", func(recs []routertest.Record) bool {
+	r.WaitFor(30*time.Second, "lines after 503s", func(recs []fakerouter.Record) bool {
 		return len(appTexts(recs, "retry.1", 0)) == 3
 	})
 	_ = os.WriteFile(filepath.Join(dir, "exit"), nil, 0o644)
@@ -333,7 +333,7 @@ func TestRunRetriesServerErrors(t *testing.T) {
 	if got := appTexts(recs, "retry.1", 0); !slices.Equal(got, []string{"retry 1", "retry 2", "retry 3"}) {
 		t.Errorf("lines = %q", got)
 	}
-	if d, l := routertest.Loss(recs); d+l != 0 {
+	if d, l := fakerouter.Loss(recs); d+l != 0 {
 		t.Errorf("loss notices: dropped %d lost %d", d, l)
 	}
 	batches, gz, bad := r.Stats()
@@ -345,7 +345,7 @@ func TestRunRetriesServerErrors(t *testing.T) {
 // TestRunRestartEvent: a second start of the same process in the same pod (same state
 // directory) is reported as a restart with how the previous run ended.
 func TestRunRestartEvent(t *testing.T) {
-	r := routertest.Start(t, token)
+	r := fakerouter.Start(t, token)
 	env := append(collectorEnv(r.URL(), "restart.1"), "KUBEPLEX_STATE_DIR="+t.TempDir())
 	start(t, env, "run", "--", "sh", "-c", "exit 3").wait(t, 30*time.Second)
 	start(t, env, "run", "--", "true").wait(t, 30*time.Second)

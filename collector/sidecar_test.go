@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubeplex/kubeplex/collector/internal/routertest"
+	"github.com/kubeplex/kubeplex/collector/internal/fakerouter"
 	"github.com/kubeplex/kubeplex/internal/wire"
 )
 
@@ -53,7 +53,7 @@ func (s *sidecar) stop(t *testing.T) {
 // TestWrapperHandsLinesToSidecar: in a pod, `collector run` passes its lines over the
 // unix socket and the sidecar ships them, outliving the worker to flush.
 func TestWrapperHandsLinesToSidecar(t *testing.T) {
-	r := routertest.Start(t, token)
+	r := fakerouter.Start(t, token)
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "collector.sock")
 	sc := startSidecar(t, []string{"KUBEPLEX_ROUTER_URL=" + r.URL(), "KUBEPLEX_TOKEN=" + token,
@@ -85,7 +85,7 @@ func TestWrapperHandsLinesToSidecar(t *testing.T) {
 	if !slices.ContainsFunc(events, func(s string) bool { return strings.HasPrefix(s, "Process exited with status 5") }) {
 		t.Errorf("events = %q", events)
 	}
-	if d, l := routertest.Loss(recs); d+l != 0 {
+	if d, l := fakerouter.Loss(recs); d+l != 0 {
 		t.Errorf("loss notices: dropped %d lost %d", d, l)
 	}
 }
@@ -107,7 +107,7 @@ func TestWrapperWithoutSidecar(t *testing.T) {
 // TestTraceEndpoints: syslog over UDP and TCP (RFC 5424 and RFC 3164, both TCP
 // framings) and POST /trace (text and logplex-1) all reach the app's stream.
 func TestTraceEndpoints(t *testing.T) {
-	r := routertest.Start(t, token)
+	r := fakerouter.Start(t, token)
 	sc := startSidecar(t, []string{"KUBEPLEX_ROUTER_URL=" + r.URL(), "KUBEPLEX_TOKEN=" + token,
 		"KUBEPLEX_PROCESS=web.1", "KUBEPLEX_TRACE_SYSLOG_ADDR=127.0.0.1:0", "KUBEPLEX_TRACE_HTTP_ADDR=127.0.0.1:0"})
 	if sc.syslog == "" || sc.http == "" {
@@ -158,7 +158,7 @@ func TestTraceEndpoints(t *testing.T) {
 	}
 	want := []string{"udp rfc5424", "udp rfc3164", "tcp octet counted", "tcp rfc3164 newline",
 		"second newline line", "http one", "http two", "logplex one", "logplex two"}
-	r.WaitFor(30*time.Second, "trace lines", func(recs []routertest.Record) bool {
+	r.WaitFor(30*time.Second, "trace lines", func(recs []fakerouter.Record) bool {
 		return len(appTexts(recs, "web.1", 0)) >= len(want)
 	})
 	sc.stop(t)
@@ -179,7 +179,7 @@ func TestTraceEndpoints(t *testing.T) {
 // TestTraceRefusesNonLoopback: the endpoints carry no authentication, so only
 // loopback addresses are accepted.
 func TestTraceRefusesNonLoopback(t *testing.T) {
-	r := routertest.Start(t, token)
+	r := fakerouter.Start(t, token)
 	p := start(t, []string{"KUBEPLEX_ROUTER_URL=" + r.URL(), "KUBEPLEX_TOKEN=" + token,
 		"KUBEPLEX_TRACE_SYSLOG_ADDR=0.0.0.0:0"}, "sidecar")
 	st := p.wait(t, 30*time.Second)

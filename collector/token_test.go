@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubeplex/kubeplex/collector/internal/routertest"
+	"github.com/kubeplex/kubeplex/collector/internal/fakerouter"
 	"github.com/kubeplex/kubeplex/collector/internal/secretvol"
 )
 
@@ -22,7 +22,7 @@ const (
 // through POST /trace so the test decides exactly what was sent and when.
 type tokenRig struct {
 	t    *testing.T
-	r    *routertest.Router
+	r    *fakerouter.Router
 	sc   *sidecar
 	dir  string
 	sent int
@@ -30,7 +30,7 @@ type tokenRig struct {
 
 func startTokenRig(t *testing.T, refresh string) *tokenRig {
 	t.Helper()
-	rig := &tokenRig{t: t, r: routertest.Start(t, tokenA), dir: filepath.Join(t.TempDir(), "token")}
+	rig := &tokenRig{t: t, r: fakerouter.Start(t, tokenA), dir: filepath.Join(t.TempDir(), "token")}
 	rig.writeToken(tokenA)
 	rig.sc = startSidecar(t, []string{"KUBEPLEX_ROUTER_URL=" + rig.r.URL(),
 		"KUBEPLEX_TOKEN_FILE=" + filepath.Join(rig.dir, "token"), "KUBEPLEX_TOKEN=" + envToken,
@@ -68,8 +68,8 @@ func (rig *tokenRig) send(n int) {
 // settled waits until every line sent is delivered or counted lost (L13).
 func (rig *tokenRig) settled() {
 	rig.t.Helper()
-	rig.r.WaitFor(60*time.Second, fmt.Sprintf("%d lines delivered or counted", rig.sent), func(recs []routertest.Record) bool {
-		_, lost := routertest.Loss(recs)
+	rig.r.WaitFor(60*time.Second, fmt.Sprintf("%d lines delivered or counted", rig.sent), func(recs []fakerouter.Record) bool {
+		_, lost := fakerouter.Loss(recs)
 		return len(appTexts(recs, "web.1", 0))+lost >= rig.sent
 	})
 }
@@ -157,7 +157,7 @@ func TestTokenFileRotation(t *testing.T) {
 
 			recs := rig.r.Records()
 			got := appTexts(recs, "web.1", 0)
-			dropped, lost := routertest.Loss(recs)
+			dropped, lost := fakerouter.Loss(recs)
 			if dropped != 0 || len(got)+lost != rig.sent || lost < tt.wantLost || (tt.wantLost == 0 && lost != 0) {
 				t.Errorf("sent %d: delivered %d, lost %d (want ≥ %d), dropped %d", rig.sent, len(got), lost, tt.wantLost, dropped)
 			}
@@ -183,7 +183,7 @@ func TestTokenFileRotation(t *testing.T) {
 // TestTokenFileMissing: a token file that cannot be read stops the sidecar at once
 // with the path in the message, rather than shipping batches bound to be refused.
 func TestTokenFileMissing(t *testing.T) {
-	r := routertest.Start(t, tokenA)
+	r := fakerouter.Start(t, tokenA)
 	path := filepath.Join(t.TempDir(), "absent", "token")
 	p := start(t, []string{"KUBEPLEX_ROUTER_URL=" + r.URL(), "KUBEPLEX_TOKEN_FILE=" + path,
 		"KUBEPLEX_TOKEN=" + envToken, "KUBEPLEX_TRACE_SYSLOG_ADDR=", "KUBEPLEX_TRACE_HTTP_ADDR="}, "sidecar")
@@ -208,7 +208,7 @@ func TestTokenNotYetKnown(t *testing.T) {
 	rig.sc.stop(t)
 
 	recs := rig.r.Records()
-	dropped, lost := routertest.Loss(recs)
+	dropped, lost := fakerouter.Loss(recs)
 	if got := appTexts(recs, "web.1", 0); len(got) != rig.sent || lost != 0 || dropped != 0 {
 		t.Fatalf("sent %d: delivered %d, lost %d, dropped %d; want all delivered", rig.sent, len(got), lost, dropped)
 	}

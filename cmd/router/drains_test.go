@@ -13,8 +13,9 @@ import (
 	"time"
 
 	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 	"github.com/kubeplex/kubeplex/internal/wire"
-	peer "github.com/kubeplex/kubeplex/router/routertest"
+	peer "github.com/kubeplex/kubeplex/router/drainpeer"
 )
 
 // lines builds a logplex-1 body of n lines numbered from `from`.
@@ -26,14 +27,14 @@ func lines(from, n int) (string, map[string]string) {
 	return string(b), map[string]string{wire.HeaderMsgCount: fmt.Sprint(n)}
 }
 
-func startRouter(t *testing.T, tbl routing.Table, extra ...string) (*peer.Process, string, string) {
+func startRouter(t *testing.T, tbl routing.Table, extra ...string) (*testenv.Process, string, string) {
 	t.Helper()
 	routes := writeTable(t, tbl)
-	addr := peer.FreeAddr(t)
+	addr := testenv.FreeAddr(t)
 	args := append([]string{"--http-addr", addr, "--routes", routes, "--allow-cidrs", "127.0.0.0/8"}, extra...)
-	p := peer.Start(t, routerBin, args...)
+	p := testenv.Start(t, routerBin, nil, args...)
 	base := "http://" + addr
-	peer.WaitHTTP(t, base+"/readyz", 20*time.Second)
+	testenv.WaitHTTP(t, base+"/readyz")
 	return p, base, routes
 }
 
@@ -76,7 +77,7 @@ func TestAccountingWithFailingDrains(t *testing.T) {
 	bh := peer.NewBlackhole(t)
 	slow := peer.NewHTTPReceiver(t, nil, func(int, *peer.Request) int { time.Sleep(200 * time.Millisecond); return 200 })
 	fast := peer.NewHTTPReceiver(t, nil, nil)
-	refused := peer.ClosedAddr(t)
+	refused := testenv.FreeAddr(t)
 	tbl := routing.Table{Apps: []routing.App{{
 		ID:     "shop/web",
 		Tokens: []routing.Token{{Token: ingestToken, Source: "app"}},
@@ -123,10 +124,10 @@ func TestAccountingWithFailingDrains(t *testing.T) {
 	}
 
 	// Graceful stop: final counts are exact for every drain, the dead ones included.
-	if err := p.Stop(t, 30*time.Second); err != nil {
+	if err := p.Stop(30 * time.Second); err != nil {
 		t.Fatalf("router exit: %v", err)
 	}
-	final := finalCounts(t, p.Output())
+	final := finalCounts(t, p.Out.String())
 	for _, d := range tbl.Apps[0].Drains {
 		c, ok := final[d.ID]
 		if !ok {
@@ -194,14 +195,14 @@ func TestShutdownFlushes(t *testing.T) {
 			t.Fatal(resp.Status)
 		}
 	}
-	if err := p.Stop(t, 30*time.Second); err != nil {
+	if err := p.Stop(30 * time.Second); err != nil {
 		t.Fatalf("router exit: %v", err)
 	}
 	// The router wrote everything before exiting; the sink may still be reading.
 	if got := len(sink.WaitFor(t, 50000, 20*time.Second)); got != 50000 {
 		t.Errorf("sink got %d of 50000 lines accepted before shutdown", got)
 	}
-	if c := finalCounts(t, p.Output())["shop/tcp"]; c != [2]int64{50000, 0} {
+	if c := finalCounts(t, p.Out.String())["shop/tcp"]; c != [2]int64{50000, 0} {
 		t.Errorf("final count %v", c)
 	}
 }
@@ -212,7 +213,7 @@ func TestShutdownFlushes(t *testing.T) {
 func TestLiveReloadSyslogIngestAndMetrics(t *testing.T) {
 	s1 := peer.NewSyslogSink(t, nil)
 	s2 := peer.NewSyslogSink(t, nil)
-	tcpAddr := peer.FreeAddr(t)
+	tcpAddr := testenv.FreeAddr(t)
 	app := routing.App{
 		ID:     "shop/web",
 		Tokens: []routing.Token{{Token: ingestToken, Source: "app"}},

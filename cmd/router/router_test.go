@@ -14,7 +14,7 @@ import (
 	"github.com/kubeplex/kubeplex/internal/routing"
 	"github.com/kubeplex/kubeplex/internal/testenv"
 	"github.com/kubeplex/kubeplex/internal/wire"
-	peer "github.com/kubeplex/kubeplex/router/routertest"
+	peer "github.com/kubeplex/kubeplex/router/drainpeer"
 )
 
 var routerBin string
@@ -89,10 +89,10 @@ func TestStandaloneToSyslogDrain(t *testing.T) {
 		Tokens: []routing.Token{{Token: ingestToken, Source: "app", AllowedSources: []string{"kubeplex"}}},
 		Drains: []routing.Drain{{ID: "shop/tcp", Token: drainToken, URL: "syslog://" + sink.Addr}},
 	}}})
-	addr := peer.FreeAddr(t)
+	addr := testenv.FreeAddr(t)
 	base := "http://" + addr
-	p := peer.Start(t, routerBin, "--http-addr", addr, "--routes", routes, "--allow-cidrs", "127.0.0.0/8")
-	peer.WaitHTTP(t, base+"/readyz", 20*time.Second)
+	p := testenv.Start(t, routerBin, nil, "--http-addr", addr, "--routes", routes, "--allow-cidrs", "127.0.0.0/8")
+	testenv.WaitHTTP(t, base+"/readyz")
 
 	body := frames(
 		"<190>1 2026-11-25T10:00:00.123456+00:00 host app web.1 - - hello",
@@ -132,10 +132,10 @@ func TestStandaloneToSyslogDrain(t *testing.T) {
 	if st.Version == "" || st.Drains["shop/tcp"].Delivered != 3 || st.Drains["shop/tcp"].LastSuccess == nil {
 		t.Errorf("status = %+v, want a version and 3 delivered to shop/tcp", st)
 	}
-	if err := p.Stop(t, 20*time.Second); err != nil {
+	if err := p.Stop(20 * time.Second); err != nil {
 		t.Errorf("router exit: %v", err)
 	}
-	if strings.Contains(p.Output(), ingestToken) {
+	if strings.Contains(p.Out.String(), ingestToken) {
 		t.Error("router output contains the ingest token")
 	}
 }
@@ -163,10 +163,10 @@ func TestIngestRefusals(t *testing.T) {
 		Tokens: []routing.Token{{SHA256: routing.HashToken(ingestToken), Source: "app"}},
 		Drains: []routing.Drain{{ID: "shop/tcp", Token: drainToken, URL: "syslog://" + sink.Addr}},
 	}}})
-	addr := peer.FreeAddr(t)
+	addr := testenv.FreeAddr(t)
 	base := "http://" + addr
-	peer.Start(t, routerBin, "--http-addr", addr, "--routes", routes, "--allow-cidrs", "127.0.0.0/8")
-	peer.WaitHTTP(t, base+"/readyz", 20*time.Second)
+	testenv.Start(t, routerBin, nil, "--http-addr", addr, "--routes", routes, "--allow-cidrs", "127.0.0.0/8")
+	testenv.WaitHTTP(t, base+"/readyz")
 
 	good := frames("<190>1 2026-11-25T10:00:00Z host app web.1 - - fine")
 	tests := []struct {

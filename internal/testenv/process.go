@@ -47,6 +47,9 @@ type Process struct {
 	Out  *SyncBuffer
 	// ShowOutput logs Out at the end of the test even when it passed.
 	ShowOutput bool
+
+	exited chan struct{} // closed when Cmd.Wait returned
+	err    error         // what Cmd.Wait returned, set before exited closes
 }
 
 // Start runs the binary at bin with args, and env added to the test's environment,
@@ -54,27 +57,39 @@ type Process struct {
 // SIGKILL. Its output is logged if the test failed.
 func Start(t testing.TB, bin string, env []string, args ...string) *Process {
 	t.Helper()
-	p := &Process{Name: filepath.Base(bin), Out: &SyncBuffer{}}
+	p := &Process{Name: filepath.Base(bin), Out: &SyncBuffer{}, exited: make(chan struct{})}
 	p.Cmd = exec.Command(bin, args...)
 	p.Cmd.Env = append(os.Environ(), env...)
 	p.Cmd.Stdout, p.Cmd.Stderr = p.Out, p.Out
 	if err := p.Cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", p.Name, err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- p.Cmd.Wait() }()
+	go func() { p.err = p.Cmd.Wait(); close(p.exited) }()
 	t.Cleanup(func() {
-		_ = p.Cmd.Process.Signal(os.Interrupt) // it may have exited already
-		var exit error
-		select {
-		case exit = <-done:
-		case <-time.After(stopGrace):
-			_ = p.Cmd.Process.Kill()
-			exit = <-done
-		}
+		exit := p.Stop(stopGrace)
 		if t.Failed() || p.ShowOutput {
 			t.Logf("---- %s output (exit: %v) ----\n%s", p.Name, exit, p.Out.String())
 		}
 	})
 	return p
+}
+
+// Stop sends SIGINT and waits up to grace for the exit, then kills the process. It
+// returns the exit error: nil only for a clean exit within grace. Once the process
+// has exited, Stop (as the test cleanup calls it) only returns what Wait returned.
+func (p *Process) Stop(grace time.Duration) error {
+	select {
+	case <-p.exited:
+		return p.err
+	default:
+	}
+	_ = p.Cmd.Process.Signal(os.Interrupt) // it may exit on its own meanwhile
+	select {
+	case <-p.exited:
+		return p.err
+	case <-time.After(grace):
+		_ = p.Cmd.Process.Kill()
+		<-p.exited
+		return fmt.Errorf("%s did not exit within %s of SIGINT: %w", p.Name, grace, p.err)
+	}
 }

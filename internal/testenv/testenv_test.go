@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -78,4 +80,57 @@ func TestStartCapturesOutput(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestStopReportsCleanExit(t *testing.T) {
+	p := Start(t, "/bin/sh", nil, "-c", `trap 'exit 0' INT; echo ready; while :; do sleep 1; done`)
+	Eventually(t, "trap installed", func() error {
+		if !strings.Contains(p.Out.String(), "ready") {
+			return errors.New("no output yet")
+		}
+		return nil
+	})
+	if err := p.Stop(WaitTimeout); err != nil {
+		t.Errorf("stop: %v, want a clean exit", err)
+	}
+	if err := p.Stop(WaitTimeout); err != nil {
+		t.Errorf("second stop: %v, want the same clean exit", err)
+	}
+}
+
+func TestCAServerCertificateVerifies(t *testing.T) {
+	ca := NewCA(t)
+	cert := ca.Server(t, "peer.test")
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }() // the test is over
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.(*tls.Conn).Handshake() // the client side reports the outcome
+			_ = c.Close()
+		}
+	}()
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca.PEM) {
+		t.Fatal("CA PEM does not parse")
+	}
+	for _, name := range []string{"peer.test", "127.0.0.1"} {
+		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: pool, ServerName: name, MinVersion: tls.VersionTLS12})
+		if err != nil {
+			t.Errorf("dial as %s: %v", name, err)
+			continue
+		}
+		_ = c.Close()
+	}
+	dir := t.TempDir()
+	certFile, keyFile := WriteKeyPair(t, dir, cert)
+	if _, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+		t.Errorf("written key pair does not load: %v", err)
+	}
 }

@@ -2,7 +2,11 @@ package testenv
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -42,6 +46,30 @@ func FreePort(t testing.TB) int {
 		t.Fatal(err)
 	}
 	return port
+}
+
+// FreeAddr is FreePort as a 127.0.0.1 host:port, for a listen flag. Nothing listens
+// there, so it is also an address whose connections are refused.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+}
+
+// WaitHTTP waits until a GET of url answers 200 (a server's /readyz).
+func WaitHTTP(t testing.TB, url string) {
+	t.Helper()
+	Eventually(t, "GET "+url+" answers 200", func() error {
+		resp, err := http.Get(url)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close() // drained; only the status matters
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
 }
 
 // SyncBuffer is a bytes.Buffer safe for one writer (a process's output, a logger)

@@ -12,15 +12,15 @@ import (
 	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/dispatch"
 	"github.com/kubeplex/kubeplex/router/drain"
+	"github.com/kubeplex/kubeplex/router/drainpeer"
 	"github.com/kubeplex/kubeplex/router/ingest"
 	"github.com/kubeplex/kubeplex/router/metrics"
-	"github.com/kubeplex/kubeplex/router/routertest"
 )
 
 // BenchmarkSyslogRelay measures TCP in → history + one syslog drain → TCP out, with
 // allocations, in one process. Writes are small (10 frames) as at moderate rates.
 func BenchmarkSyslogRelay(b *testing.B) {
-	sink := routertest.NewSyslogSink(b, nil)
+	sink := drainpeer.NewSyslogSink(b, nil)
 	m := metrics.New()
 	log := slog.New(slog.DiscardHandler)
 	d := dispatch.New(dispatch.Options{Metrics: m, Logger: log,

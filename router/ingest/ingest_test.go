@@ -18,12 +18,12 @@ import (
 	"time"
 
 	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/dispatch"
 	"github.com/kubeplex/kubeplex/router/ingest"
 	"github.com/kubeplex/kubeplex/router/message"
 	"github.com/kubeplex/kubeplex/router/metrics"
-	"github.com/kubeplex/kubeplex/router/routertest"
 )
 
 const (
@@ -218,7 +218,7 @@ func basic(tok string) func(*http.Request) {
 	return func(r *http.Request) { r.SetBasicAuth("token", tok) }
 }
 
-func startSyslog(t *testing.T, e *env, readTimeout time.Duration) (tcp, tlsAddr, udp string, ca *routertest.CA) {
+func startSyslog(t *testing.T, e *env, readTimeout time.Duration) (tcp, tlsAddr, udp string, ca *testenv.CA) {
 	t.Helper()
 	sl := ingest.NewSyslog(e.d, ingest.Limits{MaxFrame: 16 << 10}, readTimeout, e.m, slog.New(slog.DiscardHandler))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -226,9 +226,9 @@ func startSyslog(t *testing.T, e *env, readTimeout time.Duration) (tcp, tlsAddr,
 		t.Fatal(err)
 	}
 	go func() { _ = sl.ServeTCP(ln, "tcp") }()
-	ca = routertest.NewCA(t)
+	ca = testenv.NewCA(t)
 	dir := t.TempDir()
-	certFile, keyFile := routertest.WriteFiles(t, dir, ca.Server(t))
+	certFile, keyFile := testenv.WriteKeyPair(t, dir, ca.Server(t))
 	tln, err := ingest.ListenTLS("127.0.0.1:0", certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)

@@ -18,11 +18,12 @@ import (
 	"time"
 
 	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/drain"
 	httpdrain "github.com/kubeplex/kubeplex/router/drain/http"
+	"github.com/kubeplex/kubeplex/router/drainpeer"
 	"github.com/kubeplex/kubeplex/router/message"
-	"github.com/kubeplex/kubeplex/router/routertest"
 )
 
 const (
@@ -93,7 +94,7 @@ func eventually(t *testing.T, what string, f func() bool) {
 }
 
 func TestHeadersAndSignature(t *testing.T) {
-	rv := routertest.NewHTTPReceiver(t, nil, nil)
+	rv := drainpeer.NewHTTPReceiver(t, nil, nil)
 	h := start(t, routing.Drain{URL: rv.URL + "/drain?x=1", Username: "user", Password: "s3cret", HMACKey: hmacKey}, httpdrain.Options{}, 100)
 	h.push(0, 3, 0)
 	rv.WaitAccepted(t, 3, 10*time.Second)
@@ -150,7 +151,7 @@ func TestBatchBounds(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			release := make(chan struct{})
-			rv := routertest.NewHTTPReceiver(t, nil, func(n int, _ *routertest.Request) int {
+			rv := drainpeer.NewHTTPReceiver(t, nil, func(n int, _ *drainpeer.Request) int {
 				if n == 0 {
 					<-release // hold the first batch so the queue fills
 				}
@@ -181,7 +182,7 @@ func TestBatchBounds(t *testing.T) {
 
 func TestRetriesKeepFrameID(t *testing.T) {
 	answers := []int{500, 429, 503, 200}
-	rv := routertest.NewHTTPReceiver(t, nil, func(n int, _ *routertest.Request) int {
+	rv := drainpeer.NewHTTPReceiver(t, nil, func(n int, _ *drainpeer.Request) int {
 		if n < len(answers) {
 			return answers[n]
 		}
@@ -223,7 +224,7 @@ func TestRefusedBatchAnnounced(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var mu sync.Mutex
-			rv := routertest.NewHTTPReceiver(t, nil, func(n int, _ *routertest.Request) int {
+			rv := drainpeer.NewHTTPReceiver(t, nil, func(n int, _ *drainpeer.Request) int {
 				mu.Lock()
 				defer mu.Unlock()
 				if n < len(tt.answers) {
@@ -236,7 +237,7 @@ func TestRefusedBatchAnnounced(t *testing.T) {
 			eventually(t, "refusal", func() bool { return h.stats.Dropped.Load() == 4 })
 			h.push(4, 2, 0)
 			got := rv.WaitAccepted(t, 3, 10*time.Second)
-			ann, other := routertest.L10Count(got)
+			ann, other := drainpeer.L10Count(got)
 			if ann != 4 || other != 2 {
 				t.Errorf("accepted %d app messages and an L10 for %d, want 2 and 4: %v", other, ann, got)
 			}
@@ -246,7 +247,7 @@ func TestRefusedBatchAnnounced(t *testing.T) {
 				t.Errorf("%d requests, want %d or %d", r, tt.requests, tt.requests+1)
 			}
 			for _, r := range rv.Requests() {
-				if a, _ := routertest.L10Count(r.Msgs); a > 0 && r.Header.Get(wire.HeaderMsgCount) != strconv.Itoa(len(r.Msgs)) {
+				if a, _ := drainpeer.L10Count(r.Msgs); a > 0 && r.Header.Get(wire.HeaderMsgCount) != strconv.Itoa(len(r.Msgs)) {
 					t.Errorf("msg count of the batch with the notice = %s, want %d (the notice counts)", r.Header.Get(wire.HeaderMsgCount), len(r.Msgs))
 				}
 			}
@@ -263,7 +264,7 @@ func TestRefusedBatchAnnounced(t *testing.T) {
 // TestSlowReceiverAccounting: a receiver slower than the producer. Every message sent
 // is either accepted by the receiver or announced to it in an L10 count.
 func TestSlowReceiverAccounting(t *testing.T) {
-	rv := routertest.NewHTTPReceiver(t, nil, func(int, *routertest.Request) int {
+	rv := drainpeer.NewHTTPReceiver(t, nil, func(int, *drainpeer.Request) int {
 		time.Sleep(20 * time.Millisecond)
 		return 200
 	})
@@ -278,7 +279,7 @@ func TestSlowReceiverAccounting(t *testing.T) {
 			h.stats.Announced.Load() == h.stats.Dropped.Load()
 	})
 	got := rv.Accepted()
-	ann, other := routertest.L10Count(got)
+	ann, other := drainpeer.L10Count(got)
 	t.Logf("sent %d: receiver got %d messages and %d announced drops in %d requests", n, other, ann, len(rv.Requests()))
 	if ann+other != n {
 		t.Fatalf("sent %d != received %d + announced %d", n, other, ann)
@@ -300,15 +301,15 @@ func TestSlowReceiverAccounting(t *testing.T) {
 }
 
 func TestHTTPS(t *testing.T) {
-	ca := routertest.NewCA(t)
+	ca := testenv.NewCA(t)
 	cert := ca.Server(t)
-	rv := routertest.NewHTTPReceiver(t, &cert, nil)
+	rv := drainpeer.NewHTTPReceiver(t, &cert, nil)
 	h := start(t, routing.Drain{URL: rv.URL, TLS: &routing.TLS{CAPEM: string(ca.PEM)}}, httpdrain.Options{}, 100)
 	h.push(0, 2, 0)
 	rv.WaitAccepted(t, 2, 10*time.Second)
 
 	// Without the CA the certificate is refused and nothing is accepted.
-	rv2 := routertest.NewHTTPReceiver(t, &cert, nil)
+	rv2 := drainpeer.NewHTTPReceiver(t, &cert, nil)
 	h2 := start(t, routing.Drain{URL: rv2.URL}, httpdrain.Options{Attempts: 1}, 100)
 	h2.push(0, 2, 0)
 	eventually(t, "drop", func() bool { return h2.stats.Dropped.Load() == 2 })

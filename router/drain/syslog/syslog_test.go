@@ -15,11 +15,12 @@ import (
 	"time"
 
 	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/drain"
 	"github.com/kubeplex/kubeplex/router/drain/syslog"
+	"github.com/kubeplex/kubeplex/router/drainpeer"
 	"github.com/kubeplex/kubeplex/router/message"
-	"github.com/kubeplex/kubeplex/router/routertest"
 )
 
 const token = "d.0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
@@ -108,7 +109,7 @@ func eventually(t *testing.T, what string, f func() bool) {
 }
 
 func TestDeliversFramesInOrder(t *testing.T) {
-	sink := routertest.NewSyslogSink(t, nil)
+	sink := drainpeer.NewSyslogSink(t, nil)
 	h := start(t, "syslog://"+sink.Addr, nil, loopback, syslog.Options{}, 100000)
 	const n = 5000
 	h.push(0, n)
@@ -128,7 +129,7 @@ func TestDeliversFramesInOrder(t *testing.T) {
 }
 
 func TestReconnectsAfterReceiverRestart(t *testing.T) {
-	sink := routertest.NewSyslogSink(t, nil)
+	sink := drainpeer.NewSyslogSink(t, nil)
 	h := start(t, "syslog://"+sink.Addr, nil, loopback, syslog.Options{MinBackoff: 10 * time.Millisecond}, 1000)
 	h.push(0, 10)
 	sink.WaitFor(t, 10, 10*time.Second)
@@ -146,7 +147,7 @@ func TestReconnectsAfterReceiverRestart(t *testing.T) {
 }
 
 func TestRefusedThenUp(t *testing.T) {
-	addr := routertest.ClosedAddr(t)
+	addr := testenv.FreeAddr(t)
 	h := start(t, "syslog://"+addr, nil, loopback, syslog.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, 1000)
 	h.push(0, 5)
 	eventually(t, "connection errors reported", func() bool { return len(h.Reported()) >= 3 })
@@ -160,7 +161,7 @@ func TestRefusedThenUp(t *testing.T) {
 	if err := ln.Close(); err != nil { // frees the port again for the sink
 		t.Fatal(err)
 	}
-	sink := routertest.NewSyslogSinkAt(t, addr, nil)
+	sink := drainpeer.NewSyslogSinkAt(t, addr, nil)
 	got := sink.WaitFor(t, 5, 10*time.Second)
 	if string(got[0].Text) != "line 0" {
 		t.Errorf("first message %q", got[0].Text)
@@ -171,7 +172,7 @@ func TestRefusedThenUp(t *testing.T) {
 }
 
 func TestForbiddenAddress(t *testing.T) {
-	sink := routertest.NewSyslogSink(t, nil)
+	sink := drainpeer.NewSyslogSink(t, nil)
 	h := start(t, "syslog://"+sink.Addr, nil, nil, syslog.Options{MinBackoff: 10 * time.Millisecond}, 10)
 	h.push(0, 1)
 	eventually(t, "refusal reported", func() bool { return len(h.Reported()) > 0 })
@@ -184,8 +185,8 @@ func TestForbiddenAddress(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	ca := routertest.NewCA(t)
-	other := routertest.NewCA(t)
+	ca := testenv.NewCA(t)
+	other := testenv.NewCA(t)
 	srvCfg := &tls.Config{Certificates: []tls.Certificate{ca.Server(t, "drain.example")}}
 	tests := []struct {
 		name    string
@@ -202,7 +203,7 @@ func TestTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sink := routertest.NewSyslogSink(t, srvCfg)
+			sink := drainpeer.NewSyslogSink(t, srvCfg)
 			h := start(t, "syslog+tls://"+sink.Addr, tt.tls, loopback, syslog.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}, 10)
 			h.push(0, 3)
 			if tt.deliver {
@@ -231,7 +232,7 @@ func TestTLS(t *testing.T) {
 // the queue overflows, and at the end every message offered is delivered (written)
 // or dropped, nothing in between.
 func TestBlackholeAccounting(t *testing.T) {
-	bh := routertest.NewBlackhole(t)
+	bh := drainpeer.NewBlackhole(t)
 	h := start(t, "syslog://"+bh.Addr, nil, loopback, syslog.Options{WriteTimeout: 100 * time.Millisecond,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}, 100)
 	// Push 1 KiB lines until the socket buffers are full and writes time out (bounded:
@@ -331,7 +332,7 @@ func TestOfferInlineAndPartialWrites(t *testing.T) {
 // TestTryWriteAfterDeadline: an inline write after a Deliver whose write deadline has
 // since passed still goes out (TryWrite clears the deadline rather than tripping on it).
 func TestTryWriteAfterDeadline(t *testing.T) {
-	sink := routertest.NewSyslogSink(t, nil)
+	sink := drainpeer.NewSyslogSink(t, nil)
 	u, _ := url.Parse("syslog://" + sink.Addr)
 	cfg := &drain.Config{Drain: routing.Drain{ID: "ns/d", Token: token, URL: u.String()}, App: "ns/app", URL: u}
 	s, err := syslog.New(cfg, drain.Env{Dialer: &drain.Dialer{Allow: loopback}}, syslog.Options{WriteTimeout: 20 * time.Millisecond})

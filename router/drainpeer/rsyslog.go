@@ -1,4 +1,4 @@
-package routertest
+package drainpeer
 
 import (
 	"bufio"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kubeplex/kubeplex/internal/testenv"
 )
 
 // RsyslogBinary finds rsyslogd, the Debian package's daemon.
@@ -42,7 +44,7 @@ func StartRsyslog(t testing.TB) *Rsyslog {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	addr := FreeAddr(t)
+	addr := testenv.FreeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	r := &Rsyslog{Addr: addr, out: filepath.Join(dir, "out.log")}
 	conf := fmt.Sprintf(`global(workDirectory=%q maxMessageSize="64k")
@@ -58,7 +60,7 @@ input(type="imtcp" address="127.0.0.1" port=%q ruleset="in")
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-n", "-f", confPath, "-i", filepath.Join(dir, "rsyslogd.pid"))
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start rsyslogd: %v", err)

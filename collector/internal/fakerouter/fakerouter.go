@@ -1,7 +1,7 @@
-// Package routertest is a real logplex-1 HTTP receiver on 127.0.0.1 for the
+// Package fakerouter is a real logplex-1 HTTP receiver on 127.0.0.1 for the
 // collector's tests: it decodes every batch with wire.ReadBatch, checks the token, and
 // can be taken down (connection refused) and brought back on the same port.
-package routertest
+package fakerouter
 
 import (
 	"errors"

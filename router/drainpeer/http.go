@@ -1,4 +1,4 @@
-package routertest
+package drainpeer
 
 import (
 	"crypto/tls"

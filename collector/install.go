@@ -46,3 +46,18 @@ func Install(dest string) error {
 	}
 	return nil
 }
+
+// MakeStateDirs creates each directory world-writable (mode 0777, whatever the
+// umask). The webhook mounts them into the workers' containers with subPath, and the
+// workers run as any user: without this the kubelet would create them owned by root.
+func MakeStateDirs(dirs []string) error {
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o777); err != nil {
+			return fmt.Errorf("create state directory: %w", err)
+		}
+		if err := os.Chmod(d, 0o777); err != nil {
+			return fmt.Errorf("open state directory to the workers: %w", err)
+		}
+	}
+	return nil
+}

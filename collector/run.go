@@ -36,7 +36,10 @@ type RunOptions struct {
 	TraceSyslogAddr, TraceHTTPAddr string
 	// FlushTimeout bounds the flush after the child has exited.
 	FlushTimeout time.Duration
-	Log          *slog.Logger
+	// SidecarWait bounds the wait for the sidecar's socket before the worker starts
+	// (a native sidecar is started first, but may not be listening yet) [5s].
+	SidecarWait time.Duration
+	Log         *slog.Logger
 }
 
 // ShipOptions are shared by run (direct mode) and sidecar.
@@ -91,7 +94,17 @@ func Run(ctx context.Context, opts RunOptions) (wrap.Exit, error) {
 	prod := &queue.Producer{Queue: q, Hostname: opts.Hostname, Proc: opts.Process}
 	var out outlet
 	if opts.Socket != "" {
-		out = &relay.Client{Path: opts.Socket, Queue: q, Hostname: opts.Hostname, Proc: opts.Process, Log: log}
+		rc := &relay.Client{Path: opts.Socket, Queue: q, Hostname: opts.Hostname, Proc: opts.Process, Log: log}
+		// Hold the socket's trusted connection before the worker can open one.
+		if opts.SidecarWait <= 0 {
+			opts.SidecarWait = 5 * time.Second
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opts.SidecarWait)
+		if err := rc.Connect(cctx); err != nil {
+			log.Warn("sidecar not reachable; the worker starts anyway", "error", err)
+		}
+		cancel()
+		out = rc
 	} else {
 		so, err := shipOptions(opts.Ship, opts.Hostname, opts.Process, log)
 		if err != nil {
@@ -168,7 +181,10 @@ func supervise(opts RunOptions, prod *queue.Producer, log *slog.Logger) wrap.Exi
 	signal.Notify(sigs, forwarded...)
 	defer signal.Stop(sigs)
 
-	runs := runState{path: statePath(opts.StateDir, opts.Process)}
+	runs := runState{path: statePath(opts.StateDir, opts.Process), warn: func(text string) {
+		prod.Warning(queue.MsgIDStateError, text)
+		log.Warn("process state not kept", "path", statePath(opts.StateDir, opts.Process), "detail", text)
+	}}
 	if msg := runs.start(); msg != "" {
 		prod.Event(wire.PriorityInfo, msg)
 	}
@@ -233,12 +249,16 @@ func statePath(dir, process string) string {
 	return filepath.Join(dir, "run-"+filepath.Base(process)+".json")
 }
 
-// runState remembers, in the pod's shared volume, how often this process has been
-// started and how its last run ended: the kubelet restarts the container, not the
-// collector, so only a file that outlives the container can tell a restart.
+// runState remembers, in the container's state directory, how often this process has
+// been started and how its last run ended: the kubelet restarts the container, not
+// the collector, so only a file that outlives the container can tell a restart.
+// A state that cannot be read or written is reported once, as a warning in the
+// stream (MSGID state-error, counted by the router), never silently.
 type runState struct {
-	path string
-	st   struct {
+	path   string
+	warn   func(text string)
+	warned bool
+	st     struct {
 		Starts   int    `json:"starts"`
 		Running  bool   `json:"running"`
 		LastExit string `json:"lastExit,omitempty"`
@@ -250,8 +270,15 @@ func (r *runState) start() string {
 	if r.path == "" {
 		return ""
 	}
-	if b, err := os.ReadFile(r.path); err == nil {
-		_ = json.Unmarshal(b, &r.st)
+	b, err := os.ReadFile(r.path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &r.st); err != nil {
+			r.fail(fmt.Errorf("decode %s: %w", r.path, err))
+			r.st.Starts, r.st.Running, r.st.LastExit = 0, false, ""
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		r.fail(err)
 	}
 	msg := ""
 	if r.st.Starts > 0 {
@@ -277,11 +304,24 @@ func (r *runState) exit(msg string) {
 }
 
 func (r *runState) save() {
-	b, _ := json.Marshal(r.st)
-	tmp := r.path + ".tmp"
-	if os.WriteFile(tmp, b, 0o644) == nil {
-		_ = os.Rename(tmp, r.path)
+	b, err := json.Marshal(r.st)
+	if err == nil {
+		tmp := r.path + ".tmp"
+		if err = os.WriteFile(tmp, b, 0o666); err == nil {
+			err = os.Rename(tmp, r.path)
+		}
 	}
+	if err != nil {
+		r.fail(err)
+	}
+}
+
+func (r *runState) fail(err error) {
+	if r.warned || r.warn == nil {
+		return
+	}
+	r.warned = true
+	r.warn(fmt.Sprintf("Warning: cannot keep this process's restart count (%v); restarts will not be reported", err))
 }
 
 func lowerFirst(s string) string {

@@ -25,8 +25,13 @@ type SidecarOptions struct {
 	Ship     ShipOptions
 	Process  string
 	Hostname string
-	// Socket is where wrappers connect ("" = no wrappers).
+	// Socket is where wrappers connect ("" = none): one socket for every wrapper, for
+	// collectors run by hand.
 	Socket string
+	// StateRoot holds one state directory per wrapped container (Containers, when Mode
+	// is not CRITail), each with that container's own socket: in a pod (the webhook's
+	// layout) a container reaches only its own socket.
+	StateRoot string
 	// Trace endpoints ("" = off).
 	TraceSyslogAddr, TraceHTTPAddr string
 	// CRI tail mode: the pod's log directory is <PodLogDir>/<ns>_<name>_<uid>/.
@@ -84,12 +89,19 @@ func Sidecar(ctx context.Context, opts SidecarOptions) error {
 	}
 	sh := ship.New(q, so)
 
-	var srv *relay.Server
-	if opts.Socket != "" {
-		srv = &relay.Server{Queue: q, Log: log}
-		if err := srv.Listen(opts.Socket); err != nil {
+	var srvs []*relay.Server
+	closeAll := func(ctx context.Context) {
+		for _, srv := range srvs {
+			srv.Close(ctx)
+		}
+	}
+	for _, path := range socketPaths(opts) {
+		srv := &relay.Server{Queue: q, Log: log}
+		if err := srv.Listen(path); err != nil {
+			closeAll(context.Background())
 			return fmt.Errorf("sidecar: %w", err)
 		}
+		srvs = append(srvs, srv)
 		go srv.Serve()
 	}
 	tr, err := trace.Listen(trace.Options{
@@ -97,13 +109,11 @@ func Sidecar(ctx context.Context, opts SidecarOptions) error {
 		Line: func(pri uint8, t time.Time, text []byte) { prod.Line(pri, t, text) },
 	})
 	if err != nil {
-		if srv != nil {
-			srv.Close(context.Background())
-		}
+		closeAll(context.Background())
 		return fmt.Errorf("sidecar: %w", err)
 	}
 	tr.Serve()
-	log.Info("collector sidecar started", "process", opts.Process, "socket", opts.Socket,
+	log.Info("collector sidecar started", "process", opts.Process, "sockets", len(srvs),
 		"trace_syslog", tr.SyslogAddr(), "trace_http", tr.HTTPAddr(), "mode", opts.Mode, "tailed", len(tailers),
 		"token_file", opts.Ship.TokenFile)
 
@@ -132,9 +142,9 @@ func Sidecar(ctx context.Context, opts SidecarOptions) error {
 	defer cancel()
 	// Wrappers have exited before a native sidecar is told to stop; give a late one a
 	// moment to finish its last write, then stop listening.
-	if srv != nil {
+	if len(srvs) > 0 {
 		sctx, scancel := context.WithTimeout(fctx, min(time.Second, opts.FlushTimeout/4))
-		srv.Close(sctx)
+		closeAll(sctx)
 		scancel()
 	}
 	tr.Close()
@@ -160,6 +170,22 @@ func Sidecar(ctx context.Context, opts SidecarOptions) error {
 	}
 	log.Info("collector sidecar stopped", "process", opts.Process)
 	return nil
+}
+
+// SocketName is the socket's file name in each wrapped container's state directory.
+const SocketName = "collector.sock"
+
+func socketPaths(opts SidecarOptions) []string {
+	var paths []string
+	if opts.Socket != "" {
+		paths = append(paths, opts.Socket)
+	}
+	if opts.StateRoot != "" && opts.Mode != ModeCRITail {
+		for _, c := range opts.Containers {
+			paths = append(paths, filepath.Join(opts.StateRoot, c, SocketName))
+		}
+	}
+	return paths
 }
 
 // criTailers prepares one tailer per container, resuming from saved positions.

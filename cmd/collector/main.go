@@ -28,7 +28,7 @@ import (
 const usage = `usage:
   collector run [flags] -- CMD [ARGS...]
   collector sidecar [flags]
-  collector install DEST
+  collector install DEST [STATE-DIR...]
 `
 
 // The subcommands.
@@ -39,18 +39,21 @@ const (
 )
 
 type options struct {
-	command string
-	args    []string
-	install string
+	command   string
+	args      []string
+	install   string
+	stateDirs []string
 
 	ship         collector.ShipOptions
 	process      string
 	hostname     string
 	socket       string
 	stateDir     string
+	stateRoot    string
 	traceSyslog  string
 	traceHTTP    string
 	flushTimeout time.Duration
+	sidecarWait  time.Duration
 	logLevel     string
 
 	// CRI tail mode (sidecar).
@@ -97,6 +100,7 @@ func parse(argv []string, getenv func(string) string) (options, error) {
 	fs.StringVar(&o.ship.RouterURL, "router-url", getenv("KUBEPLEX_ROUTER_URL"), "router ingest URL (env KUBEPLEX_ROUTER_URL)")
 	fs.StringVar(&o.process, "process", "", "process name (default: from KUBEPLEX_PROCESS, KUBEPLEX_PROCESS_TYPE, the pod)")
 	fs.StringVar(&o.socket, "socket", getenv("KUBEPLEX_SOCKET"), "sidecar unix socket (env KUBEPLEX_SOCKET)")
+	fs.StringVar(&o.stateRoot, "state-root", getenv("KUBEPLEX_STATE_ROOT"), "sidecar: the workers' state directories, one per container in KUBEPLEX_CONTAINERS, each with its socket (env KUBEPLEX_STATE_ROOT)")
 	fs.StringVar(&o.stateDir, "state-dir", getenv("KUBEPLEX_STATE_DIR"), "directory for restart counts and CRI offsets (env KUBEPLEX_STATE_DIR; default: the socket's directory)")
 	traceSyslogDef, traceHTTPDef := "", ""
 	if argv[0] == cmdSidecar {
@@ -114,6 +118,7 @@ func parse(argv []string, getenv func(string) string) (options, error) {
 	fs.IntVar(&o.ship.Attempts, "attempts", envInt(getenv("KUBEPLEX_ATTEMPTS"), 5), "POST attempts per batch before its lines count as lost (env KUBEPLEX_ATTEMPTS)")
 	fs.DurationVar(&o.ship.BackoffMax, "backoff-max", envDuration(getenv("KUBEPLEX_BACKOFF_MAX"), 4*time.Second), "cap of the retry backoff (env KUBEPLEX_BACKOFF_MAX)")
 	fs.DurationVar(&o.flushTimeout, "flush-timeout", envDuration(getenv("KUBEPLEX_FLUSH_TIMEOUT"), 5*time.Second), "how long to flush after the worker exits or on SIGTERM (env KUBEPLEX_FLUSH_TIMEOUT)")
+	fs.DurationVar(&o.sidecarWait, "sidecar-wait", envDuration(getenv("KUBEPLEX_SIDECAR_WAIT"), 5*time.Second), "run: how long to wait for the sidecar's socket before starting the worker anyway (env KUBEPLEX_SIDECAR_WAIT)")
 	fs.StringVar(&o.logLevel, "log-level", orDefault(getenv("KUBEPLEX_LOG_LEVEL"), "info"), "debug, info, warn or error (env KUBEPLEX_LOG_LEVEL)")
 	if err := fs.Parse(argv[1:]); err != nil {
 		return o, fmt.Errorf("parse flags: %w", err)
@@ -161,10 +166,10 @@ func parse(argv []string, getenv func(string) string) (options, error) {
 	case cmdSidecar:
 		o.process = env.Name("")
 	case cmdInstall:
-		if len(o.args) != 1 {
-			return o, errors.New("install: want exactly one DEST")
+		if len(o.args) < 1 {
+			return o, errors.New("install: want DEST [STATE-DIR...]")
 		}
-		o.install = o.args[0]
+		o.install, o.stateDirs = o.args[0], o.args[1:]
 	default:
 		return o, fmt.Errorf("unknown command %q", o.command)
 	}
@@ -181,13 +186,16 @@ func run(ctx context.Context, o options) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("component", "kubeplex-collector")
 	switch o.command {
 	case cmdInstall:
-		return collector.Install(o.install)
+		if err := collector.Install(o.install); err != nil {
+			return err
+		}
+		return collector.MakeStateDirs(o.stateDirs)
 	case cmdRun:
 		exit, err := collector.Run(ctx, collector.RunOptions{
 			Args: o.args, Ship: o.ship, Process: o.process, Hostname: o.hostname,
 			Socket: o.socket, StateDir: o.stateDir,
 			TraceSyslogAddr: o.traceSyslog, TraceHTTPAddr: o.traceHTTP,
-			FlushTimeout: o.flushTimeout, Log: log,
+			FlushTimeout: o.flushTimeout, SidecarWait: o.sidecarWait, Log: log,
 		})
 		if err != nil {
 			return err
@@ -199,7 +207,8 @@ func run(ctx context.Context, o options) error {
 		return collector.Sidecar(ctx, collector.SidecarOptions{
 			Ship: o.ship, Process: o.process, Hostname: o.hostname, Socket: o.socket,
 			TraceSyslogAddr: o.traceSyslog, TraceHTTPAddr: o.traceHTTP,
-			Mode: o.mode, PodLogDir: o.podLogDir, Namespace: o.namespace, PodName: o.podName,
+			StateRoot: o.stateRoot,
+			Mode:      o.mode, PodLogDir: o.podLogDir, Namespace: o.namespace, PodName: o.podName,
 			PodUID: o.podUID, Containers: o.containers, ContainerProcess: o.containerProcess,
 			StateDir: o.stateDir, FlushTimeout: o.flushTimeout, Log: log,
 		})

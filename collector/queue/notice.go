@@ -77,6 +77,18 @@ func (p *Producer) Record(source string, pri uint8, t time.Time, text []byte) []
 	return wire.AppendRFC5424(make([]byte, 0, 64+len(p.Hostname)+len(p.Proc)+len(text)), &m)
 }
 
+// MsgIDStateError marks the warning that a process's state (its restart count)
+// could not be kept; the router counts such records per app
+// (kubeplex_collector_state_errors_total).
+const MsgIDStateError = "state-error"
+
+// Warning pushes a process event with an RFC 5424 MSGID a machine can count.
+func (p *Producer) Warning(msgID, text string) {
+	m := wire.Message{Priority: wire.PriorityWarning, Time: time.Now(), Hostname: p.Hostname,
+		AppName: SourcePlatform, ProcID: p.Proc, MsgID: msgID, Text: []byte(text)}
+	p.Queue.Push(Entry{Record: wire.AppendRFC5424(nil, &m)})
+}
+
 // Line pushes a worker's line (source app) without ever blocking.
 func (p *Producer) Line(pri uint8, t time.Time, text []byte) {
 	p.Queue.Push(Entry{Record: p.Record(SourceApp, pri, t, text)})

@@ -7,6 +7,13 @@
 // wrapper's rule is never to block the worker, so it buffers in a bounded queue, drops
 // the oldest when the sidecar is slow or absent, and writes its own L12/L13 notices
 // into the stream, which the sidecar forwards with their counts intact.
+//
+// Trust: process events (source kubeplex) are believed only from the socket's first
+// connection, for as long as it stays open. The wrapper connects before it starts the
+// worker (Connect) and keeps that connection for the container's life, and in a pod
+// each container has a socket of its own (its state directory), so the worker, or
+// another container, can open a connection of its own but never the trusted one: its
+// kubeplex records are filed as app and its loss notices carry no counts.
 package relay
 
 import (
@@ -112,6 +119,34 @@ func (c *Client) log() *slog.Logger {
 	return slog.Default()
 }
 
+// Connect connects to the sidecar now, retrying until ctx ends, so that the wrapper
+// holds the socket's trusted connection before the worker starts.
+func (c *Client) Connect(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		if c.conn != nil {
+			c.mu.Unlock()
+			return nil
+		}
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "unix", c.Path)
+		if err == nil {
+			c.conn = conn
+		}
+		c.mu.Unlock()
+		if err == nil {
+			return nil
+		}
+		t := time.NewTimer(20 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("connect to sidecar: %w", err)
+		}
+	}
+}
+
 // send connects if needed and writes one batch. Entries are taken from the queue only
 // once connected, so while the sidecar is away they stay queued (and the oldest are
 // dropped and counted when the queue is full). A failed write counts its batch lost.
@@ -169,6 +204,7 @@ type Server struct {
 	ln    net.Listener
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
+	owner net.Conn // the trusted connection, nil when none is open
 	wg    sync.WaitGroup
 }
 
@@ -197,20 +233,28 @@ func (s *Server) Serve() {
 		}
 		s.mu.Lock()
 		s.conns[conn] = struct{}{}
+		trusted := s.owner == nil
+		if trusted {
+			s.owner = conn
+		}
 		s.mu.Unlock()
 		s.wg.Add(1)
-		go s.read(conn)
+		go s.read(conn, trusted)
 	}
 }
 
-func (s *Server) read(conn net.Conn) {
+func (s *Server) read(conn net.Conn, trusted bool) {
 	defer s.wg.Done()
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, conn)
+		if s.owner == conn {
+			s.owner = nil
+		}
 		s.mu.Unlock()
 		_ = conn.Close()
 	}()
+	warned := false
 	fr := wire.NewFrameReader(conn, wire.DefaultMaxFrame)
 	for {
 		rec, err := fr.Next()
@@ -227,7 +271,13 @@ func (s *Server) read(conn net.Conn) {
 		}
 		e := queue.Entry{Record: append([]byte(nil), rec...)}
 		if string(f.AppName) == queue.SourcePlatform {
-			if n, since, ok := queue.ParseNotice(f.Text); ok {
+			if !trusted {
+				if !warned {
+					s.log().Warn("process events from a connection other than the wrapper's are filed as app")
+					warned = true
+				}
+				e.Record = Refile(rec, &f, queue.SourceApp)
+			} else if n, since, ok := queue.ParseNotice(f.Text); ok {
 				e.Carried, e.Since = n, since
 			}
 		}
@@ -235,6 +285,17 @@ func (s *Server) read(conn net.Conn) {
 		// and counts a dropped notice as the messages it announced.
 		s.Queue.Push(e)
 	}
+}
+
+// Refile returns a copy of rec with APP-NAME replaced by source. f must be rec's
+// fields as wire.Scan returned them (sub-slices of rec).
+func Refile(rec []byte, f *wire.Fields, source string) []byte {
+	start := cap(rec) - cap(f.AppName)
+	end := start + len(f.AppName)
+	out := make([]byte, 0, len(rec)-len(f.AppName)+len(source))
+	out = append(out, rec[:start]...)
+	out = append(out, source...)
+	return append(out, rec[end:]...)
 }
 
 // Close stops accepting, gives connected wrappers until ctx ends to finish writing,

@@ -432,7 +432,7 @@ func TestWebhookEnvtest(t *testing.T) {
 			t.Fatalf("injection annotation %q, want injected (reason %q)", got, pod.Annotations[kubeplexv1alpha1.InjectionReasonAnnotation])
 		}
 		install := findInit(pod, InstallContainerName)
-		if install == nil || strings.Join(install.Command, " ") != "/collector install /kubeplex/bin/collector" {
+		if install == nil || strings.Join(install.Command, " ") != "/collector install /kubeplex/bin/collector /kubeplex-state/web" {
 			t.Fatalf("install step missing or wrong: %+v", install)
 		}
 		side := findInit(pod, SidecarContainerName)
@@ -464,8 +464,10 @@ func TestWebhookEnvtest(t *testing.T) {
 		if e := envOf(&w, EnvPodIndex); e == nil || e.ValueFrom == nil || e.ValueFrom.FieldRef.FieldPath != "metadata.labels['apps.kubernetes.io/pod-index']" {
 			t.Errorf("worker KUBEPLEX_POD_INDEX = %+v", e)
 		}
-		if len(pod.Spec.Volumes) != 2 || pod.Spec.Volumes[0].EmptyDir == nil || len(w.VolumeMounts) != 1 || w.VolumeMounts[0].MountPath != MountPath {
-			t.Errorf("shared volume or worker mount missing: %+v %+v", pod.Spec.Volumes, w.VolumeMounts)
+		if len(pod.Spec.Volumes) != 3 || pod.Spec.Volumes[0].EmptyDir == nil || pod.Spec.Volumes[1].EmptyDir == nil ||
+			len(w.VolumeMounts) != 2 || w.VolumeMounts[0].MountPath != MountPath || !w.VolumeMounts[0].ReadOnly ||
+			w.VolumeMounts[1].MountPath != StatePath || w.VolumeMounts[1].ReadOnly || w.VolumeMounts[1].SubPath != w.Name {
+			t.Errorf("shared or state volume or worker mounts wrong: %+v %+v", pod.Spec.Volumes, w.VolumeMounts)
 		}
 		assertNoToken(t, pod)
 	})

@@ -20,6 +20,7 @@ import (
 // paths (docs/architecture.md, "Collector").
 const (
 	VolumeName           = "kubeplex-collector"
+	StateVolumeName      = "kubeplex-state"
 	TokenVolumeName      = "kubeplex-token"
 	PodLogsVolumeName    = "kubeplex-pod-logs"
 	InstallContainerName = "kubeplex-collector-install"
@@ -27,8 +28,15 @@ const (
 
 	MountPath     = "/kubeplex"
 	CollectorPath = "/kubeplex/bin/collector"
-	SocketPath    = "/kubeplex/collector.sock"
 	PodLogsPath   = "/var/log/pods"
+	// StatePath is the state volume: whole in the sidecar, and in each wrapped
+	// container its own subdirectory (subPath <container name>), writable. The wrapper
+	// keeps its restart count there and finds its sidecar socket (SocketPath), so a
+	// container can reach only its own socket and the sidecar knows which container
+	// every connection comes from (docs/collector.md, "Trust").
+	StatePath  = "/kubeplex-state"
+	SocketName = "collector.sock"
+	SocketPath = StatePath + "/" + SocketName
 	// TokenDir holds the LogApp's token Secret (key "token" only) in the sidecar;
 	// TokenPath is the file the collector reads (KUBEPLEX_TOKEN_FILE).
 	TokenDir  = "/var/run/kubeplex/token"
@@ -53,6 +61,8 @@ const (
 	EnvRouterURL    = "KUBEPLEX_ROUTER_URL"
 	EnvTokenFile    = "KUBEPLEX_TOKEN_FILE"
 	EnvSocket       = "KUBEPLEX_SOCKET"
+	EnvStateDir     = "KUBEPLEX_STATE_DIR"
+	EnvStateRoot    = "KUBEPLEX_STATE_ROOT"
 	EnvProcessType  = "KUBEPLEX_PROCESS_TYPE"
 	EnvMode         = "KUBEPLEX_MODE"
 	EnvContainers   = "KUBEPLEX_CONTAINERS"
@@ -115,7 +125,7 @@ func AlreadyProcessed(pod *corev1.Pod) bool {
 		}
 	}
 	for _, v := range pod.Spec.Volumes {
-		if v.Name == VolumeName || v.Name == TokenVolumeName || v.Name == PodLogsVolumeName {
+		if v.Name == VolumeName || v.Name == StateVolumeName || v.Name == TokenVolumeName || v.Name == PodLogsVolumeName {
 			return true
 		}
 	}
@@ -156,8 +166,8 @@ func Mutate(pod *corev1.Pod, t Target, cfg Config) bool {
 			// A second mount at the same path would make the pod invalid, and a
 			// webhook must never be the reason a pod is rejected.
 			for _, m := range c.VolumeMounts {
-				if path.Clean(m.MountPath) == MountPath {
-					Skip(pod, fmt.Sprintf("container %q already mounts %s", c.Name, MountPath))
+				if p := path.Clean(m.MountPath); p == MountPath || p == StatePath {
+					Skip(pod, fmt.Sprintf("container %q already mounts %s", c.Name, p))
 					return false
 				}
 			}
@@ -227,17 +237,35 @@ func workerContainers(pod *corev1.Pod) ([]int, string) {
 }
 
 func injectExec(pod *corev1.Pod, workers []int, t Target, cfg Config) {
-	pod.Spec.Volumes = append(pod.Spec.Volumes, sharedVolume(), tokenVolume(t))
+	pod.Spec.Volumes = append(pod.Spec.Volumes, sharedVolume(), stateVolume(), tokenVolume(t))
+	names := make([]string, len(workers))
+	stateDirs := make([]string, len(workers))
+	for j, i := range workers {
+		names[j] = pod.Spec.Containers[i].Name
+		stateDirs[j] = StatePath + "/" + names[j]
+	}
 	install := corev1.Container{
 		Name:            InstallContainerName,
 		Image:           cfg.CollectorImage,
 		ImagePullPolicy: cfg.ImagePullPolicy,
-		Command:         []string{ImageBinary, "install", CollectorPath},
+		// The install step also creates each worker's state directory, world-writable:
+		// the kubelet would create a missing subPath directory owned by root with the
+		// volume's mode, and workers run as any user.
+		Command:         append([]string{ImageBinary, "install", CollectorPath}, stateDirs...),
 		Resources:       resources(cfg),
 		SecurityContext: restrictedSecurityContext(),
-		VolumeMounts:    []corev1.VolumeMount{{Name: VolumeName, MountPath: MountPath}},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: VolumeName, MountPath: MountPath},
+			{Name: StateVolumeName, MountPath: StatePath},
+		},
 	}
 	sidecar := sidecarContainer(cfg)
+	// The sidecar listens on one socket per wrapped container, in that container's
+	// state directory; its own state (none in Exec mode) stays in the shared volume.
+	sidecar.Env = slices.Insert(sidecar.Env, 2,
+		corev1.EnvVar{Name: EnvStateRoot, Value: StatePath},
+		corev1.EnvVar{Name: EnvContainers, Value: strings.Join(names, ",")})
+	sidecar.VolumeMounts = append(sidecar.VolumeMounts, corev1.VolumeMount{Name: StateVolumeName, MountPath: StatePath})
 	// Ours go first: the binary must be in place, and the sidecar listening, before
 	// any other init container or worker starts.
 	pod.Spec.InitContainers = append([]corev1.Container{install, sidecar}, pod.Spec.InitContainers...)
@@ -260,12 +288,16 @@ func injectExec(pod *corev1.Pod, workers []int, t Target, cfg Config) {
 		}
 		env := append([]corev1.EnvVar{
 			{Name: EnvSocket, Value: SocketPath},
+			{Name: EnvStateDir, Value: StatePath},
 			{Name: EnvProcessType, Value: processType},
 		}, podEnv()...)
 		c.Env = mergeEnv(c.Env, env)
-		// Read-only: the worker only executes the binary and connects to the socket
-		// (connect(2) on a socket needs no writable mount).
-		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: VolumeName, MountPath: MountPath, ReadOnly: true})
+		c.VolumeMounts = append(c.VolumeMounts,
+			// Read-only: the worker only executes the binary from here.
+			corev1.VolumeMount{Name: VolumeName, MountPath: MountPath, ReadOnly: true},
+			// Writable, and only this container's part: its restart count must outlive
+			// the container, and its socket must be out of other containers' reach.
+			corev1.VolumeMount{Name: StateVolumeName, MountPath: StatePath, SubPath: c.Name})
 	}
 }
 
@@ -303,6 +335,10 @@ func injectCRITail(pod *corev1.Pod, workers []int, t Target, cfg Config) {
 	pod.Spec.InitContainers = append([]corev1.Container{sidecar}, pod.Spec.InitContainers...)
 }
 
+func stateVolume() corev1.Volume {
+	return corev1.Volume{Name: StateVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+}
+
 func sharedVolume() corev1.Volume {
 	return corev1.Volume{Name: VolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
 }
@@ -327,7 +363,7 @@ func sidecarContainer(cfg Config) corev1.Container {
 	env := append([]corev1.EnvVar{
 		{Name: EnvRouterURL, Value: cfg.RouterURL},
 		{Name: EnvTokenFile, Value: TokenPath},
-		{Name: EnvSocket, Value: SocketPath},
+		{Name: EnvStateDir, Value: MountPath},
 	}, podEnv()...)
 	return corev1.Container{
 		Name:            SidecarContainerName,

@@ -20,8 +20,9 @@ const (
 // Priorities used by kubeplex producers: facility local7 (23), as Logplex and
 // log-shuttle use, with severity info for stdout and error for stderr.
 const (
-	PriorityInfo  uint8 = 23*8 + 6 // 190
-	PriorityError uint8 = 23*8 + 3 // 187
+	PriorityInfo    uint8 = 23*8 + 6 // 190
+	PriorityWarning uint8 = 23*8 + 4 // 188
+	PriorityError   uint8 = 23*8 + 3 // 187
 )
 
 // TimeLayout is RFC 3339 with microseconds and a numeric offset, as Logplex writes it

@@ -9,8 +9,13 @@ import (
 
 	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/dispatch"
+	"github.com/kubeplex/kubeplex/router/message"
 	"github.com/kubeplex/kubeplex/router/metrics"
 )
+
+// MsgIDStateError is the MSGID of a collector's warning that it cannot keep a
+// process's restart count (collector/queue.MsgIDStateError).
+const MsgIDStateError = "state-error"
 
 // HTTP serves POST /logs (logplex-1).
 type HTTP struct {
@@ -84,7 +89,11 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			continue
 		}
-		n += st.b.add(route.App, &f, route.SourceFor(f.AppName), f.ProcID, now, h.limits.MaxLine)
+		src := route.SourceFor(f.AppName)
+		if string(f.MsgID) == MsgIDStateError && string(src) == message.SourcePlatform {
+			h.m.CollectorStateErrors.WithLabelValues(route.App.ID).Inc()
+		}
+		n += st.b.add(route.App, &f, src, f.ProcID, now, h.limits.MaxLine)
 	}
 	st.b.flush()
 	st.b.app = nil

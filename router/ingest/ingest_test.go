@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/kubeplex/kubeplex/internal/routing"
 	"github.com/kubeplex/kubeplex/internal/testenv"
 	"github.com/kubeplex/kubeplex/internal/wire"
@@ -350,5 +352,33 @@ func TestSyslogTLSAndUDP(t *testing.T) {
 	got := e.waitLines(t, "shop/web", 4)
 	if want := "[app[web.1] over tls app[web.1] udp plain app[web.1] udp a app[web.1] udp b]"; fmt.Sprint(got) != want {
 		t.Errorf("lines %q", got)
+	}
+}
+
+// TestCollectorStateErrorsCounted: a collector's warning that it cannot keep a
+// process's restart count (MSGID state-error, source kubeplex) is counted per app;
+// the same MSGID in an app line is not.
+func TestCollectorStateErrorsCounted(t *testing.T) {
+	e := setup(t, ingest.Limits{})
+	body := frames(
+		"<188>1 2026-11-25T10:00:00.000001+00:00 web-1 kubeplex web.1 state-error - Warning: cannot keep this process's restart count (read-only file system); restarts will not be reported",
+		"<190>1 2026-11-25T10:00:00.000002+00:00 web-1 app web.1 state-error - an app line that happens to use the MSGID")
+	req, _ := http.NewRequest(http.MethodPost, e.url+"/logs", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/logplex-1")
+	req.SetBasicAuth("token", tokWeb)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close() // only the status is checked
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	var pb dto.Metric
+	if err := e.m.CollectorStateErrors.WithLabelValues("shop/web").Write(&pb); err != nil {
+		t.Fatal(err)
+	}
+	if got := pb.GetCounter().GetValue(); got != 1 {
+		t.Errorf("kubeplex_router_collector_state_errors_total{app=shop/web} = %v, want 1", got)
 	}
 }

@@ -27,6 +27,9 @@ type Metrics struct {
 	// TableSwaps counts routing tables applied; TableErrors counts tables refused.
 	TableSwaps  prometheus.Counter
 	TableErrors prometheus.Counter
+	// CollectorStateErrors counts collectors' warnings that a process's restart count
+	// could not be kept (records with MSGID state-error), by app.
+	CollectorStateErrors *prometheus.CounterVec
 }
 
 // New registers the instruments (and Go/process collectors) in a fresh registry.
@@ -54,8 +57,13 @@ func New() *Metrics {
 			Namespace: Namespace, Name: "routing_table_errors_total",
 			Help: "Routing tables that could not be read or applied.",
 		}),
+		CollectorStateErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "collector_state_errors_total",
+			Help: "Collector warnings that a process's restart count could not be kept, by app.",
+		}, []string{"app"}),
 	}
 	m.Registry.MustRegister(m.IngestMessages, m.IngestErrors, m.DeliveryLatency, m.TableSwaps, m.TableErrors,
+		m.CollectorStateErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -12,8 +12,6 @@ import (
 
 	"github.com/google/uuid"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -23,22 +21,6 @@ import (
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 )
-
-// EventRecorder records Kubernetes Events (events.k8s.io); the manager's
-// GetEventRecorder fits. Notes never carry tokens, passwords or URL userinfo.
-type EventRecorder interface {
-	Eventf(regarding runtime.Object, related runtime.Object, eventtype, reason, action, note string, args ...any)
-}
-
-// specError is a problem with the object's spec (or what it refers to) that retrying
-// will not fix; it becomes a False condition with reason and a TerminalError. Watches
-// bring the object back when what it waits for changes.
-type specError struct {
-	reason string
-	msg    string
-}
-
-func (e *specError) Error() string { return e.msg }
 
 // newToken returns "<prefix>.<uuid v4>" (architecture.md: t.<uuid>, d.<uuid>).
 func newToken(prefix string) (string, error) {
@@ -120,17 +102,6 @@ func appReadyChanged() predicate.Predicate {
 		},
 		GenericFunc: func(event.GenericEvent) bool { return false },
 	}
-}
-
-// findCondition returns a copy of the condition of type typ, or nil. A copy, because
-// meta.SetStatusCondition updates the slice element in place.
-func findCondition(conds []metav1.Condition, typ string) *metav1.Condition {
-	c := meta.FindStatusCondition(conds, typ)
-	if c == nil {
-		return nil
-	}
-	cp := *c
-	return &cp
 }
 
 // coalesceDelay is how long a burst of events about other objects (pods, drains)

@@ -2,20 +2,12 @@ package controllers
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"net/netip"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -23,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -35,8 +26,11 @@ import (
 	"github.com/kubeplex/kubeplex/controllers/health"
 	"github.com/kubeplex/kubeplex/controllers/routes"
 	"github.com/kubeplex/kubeplex/controllers/urlpolicy"
-	"github.com/kubeplex/kubeplex/internal/routing"
 )
+
+// The LogDrain reconciler, by concern: this file (reconcile flow, watches, memory),
+// logdrain_checks.go (URL policy, credentials, app), logdrain_secret.go (the drain
+// Secret), logdrain_status.go (conditions and delivery health).
 
 // DefaultStatusInterval is the least time between two status writes of one drain
 // while only its counters move (issue 4: at most one write per drain per 30 s).
@@ -61,39 +55,72 @@ type LogDrainReconciler struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
-	mu         sync.Mutex
-	lastCounts map[types.UID]time.Time // when counters were last written, per drain
-	seeds      map[types.UID]seed      // status counters when this process first saw the drain
-	verdicts   map[types.UID]verdict   // URL policy answers, reused for policyTTL
+	mu     sync.Mutex
+	memory map[types.NamespacedName]*drainMemory // forgotten when the drain is deleted
 }
 
-// policyTTL is how long a URL policy answer (a DNS lookup for host names) is reused;
-// drains come back this often to look again. The router checks every dial anyway.
-const policyTTL = 5 * time.Minute
+// drainMemory is what the reconciler keeps about one drain between reconciles. It is
+// keyed by name, for the deletion (which has only the name), and carries the UID, so
+// a drain created again under the same name starts afresh.
+type drainMemory struct {
+	uid        types.UID
+	seed       *seed     // status counters when this process first saw the drain
+	lastCounts time.Time // when counters were last written
+	verdict    *verdict  // URL policy answer, reused for policyTTL
+}
 
-type verdict struct {
-	url string
-	at  time.Time
-	err error
+// remember returns the memory of drain d, new if there is none for its UID. The
+// caller holds r.mu.
+func (r *LogDrainReconciler) remember(d *kubeplexv1alpha1.LogDrain) *drainMemory {
+	key := client.ObjectKeyFromObject(d)
+	m := r.memory[key]
+	if m == nil || m.uid != d.UID {
+		if r.memory == nil {
+			r.memory = map[types.NamespacedName]*drainMemory{}
+		}
+		m = &drainMemory{uid: d.UID}
+		r.memory[key] = m
+	}
+	return m
+}
+
+// forget drops what is kept about a deleted drain.
+func (r *LogDrainReconciler) forget(key types.NamespacedName) {
+	r.mu.Lock()
+	delete(r.memory, key)
+	r.mu.Unlock()
+	if r.Health != nil {
+		r.Health.Forget(routes.ID(key.Namespace, key.Name))
+	}
 }
 
 // +kubebuilder:rbac:groups=kubeplex.io,resources=logdrains,verbs=get;list;watch
 // +kubebuilder:rbac:groups=kubeplex.io,resources=logdrains/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=kubeplex.io,resources=logapps,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one LogDrain's Secret and status up to date.
 func (r *LogDrainReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	d := &kubeplexv1alpha1.LogDrain{}
 	if err := r.Client.Get(ctx, req.NamespacedName, d); err != nil {
+		if client.IgnoreNotFound(err) == nil {
+			r.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !d.DeletionTimestamp.IsZero() {
 		// The drain Secret goes with its owner; the routing table drops the drain as
 		// soon as the object is gone. Nothing outside the cluster to undo.
+		r.forget(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
 	base := d.DeepCopy()
 	defer func() {
-		if err := r.patchStatus(ctx, base, d); err != nil {
+		if observed(retErr) {
+			d.Status.ObservedGeneration = d.Generation
+		}
+		if err := patchStatus(ctx, r.Client, "logdrain", base, d, base.Status, d.Status); err != nil {
 			retErr = errors.Join(retErr, err)
 		}
 	}()
@@ -111,7 +138,6 @@ func (r *LogDrainReconciler) now() time.Time {
 // app → write the drain Secret once (token, signing key, and the accepted
 // destination only if every check passed) → status and delivery health.
 func (r *LogDrainReconciler) reconcileNormal(ctx context.Context, d *kubeplexv1alpha1.LogDrain) (ctrl.Result, error) {
-	d.Status.ObservedGeneration = d.Generation
 	cur, err := r.getDrainSecret(ctx, d)
 	if err != nil {
 		return r.fail(d, err)
@@ -140,21 +166,6 @@ func (r *LogDrainReconciler) reconcileNormal(ctx context.Context, d *kubeplexv1a
 	return res, nil
 }
 
-// check runs the checks that decide whether the drain may be routed.
-func (r *LogDrainReconciler) check(ctx context.Context, d *kubeplexv1alpha1.LogDrain) (*routes.AcceptedDrain, error) {
-	acc, err := r.checkDestination(ctx, d)
-	if err != nil {
-		return nil, err
-	}
-	if err := r.resolveCredentials(ctx, d, acc); err != nil {
-		return nil, err
-	}
-	if err := r.checkApp(ctx, d); err != nil {
-		return nil, err
-	}
-	return acc, nil
-}
-
 // fail records why the drain is not ready. Spec problems end in a TerminalError
 // (watches bring the drain back when a referenced object changes); an unresolvable
 // host is retried; other errors are returned for backoff.
@@ -171,386 +182,6 @@ func (r *LogDrainReconciler) fail(d *kubeplexv1alpha1.LogDrain, err error) (ctrl
 		return ctrl.Result{RequeueAfter: hostRetryInterval}, nil
 	default:
 		return ctrl.Result{}, err
-	}
-}
-
-// getDrainSecret returns the drain's Secret, nil if there is none yet, or a spec
-// error if the name is taken by a Secret the drain does not own.
-func (r *LogDrainReconciler) getDrainSecret(ctx context.Context, d *kubeplexv1alpha1.LogDrain) (*corev1.Secret, error) {
-	name := d.Name + kubeplexv1alpha1.DrainSecretSuffix
-	sec := &corev1.Secret{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: name}, sec); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("get drain secret: %w", err)
-	}
-	if !metav1.IsControlledBy(sec, d) {
-		return nil, &specError{reason: kubeplexv1alpha1.DrainSecretErrorReason,
-			msg: fmt.Sprintf("Secret %s exists and is not owned by this LogDrain", name)}
-	}
-	return sec, nil
-}
-
-// writeDrainSecret creates or updates the drain's Secret in one write: the drain
-// token, the signing key and, when acc is set (or keep), the accepted destination.
-// The Secret, not the status, is the token's durable home: status can be lost
-// (restores, wipes), and the token must stay the same for the drain's life.
-func (r *LogDrainReconciler) writeDrainSecret(
-	ctx context.Context, d *kubeplexv1alpha1.LogDrain, cur *corev1.Secret, acc *routes.AcceptedDrain, keep bool,
-) (*corev1.Secret, error) {
-	want := map[string][]byte{}
-	var have map[string][]byte
-	if cur != nil {
-		have = cur.Data
-	}
-	repaired := false
-	switch tok := string(have[kubeplexv1alpha1.DrainTokenSecretKey]); {
-	case routes.ValidDrainToken(tok):
-		want[kubeplexv1alpha1.DrainTokenSecretKey] = []byte(tok)
-	case routes.ValidDrainToken(d.Status.Token):
-		// The token receivers already know, from status.
-		want[kubeplexv1alpha1.DrainTokenSecretKey] = []byte(d.Status.Token)
-		repaired = cur != nil
-	default:
-		tok, err := newToken("d")
-		if err != nil {
-			return nil, err
-		}
-		want[kubeplexv1alpha1.DrainTokenSecretKey] = []byte(tok)
-		repaired = cur != nil
-	}
-	if key := string(have[kubeplexv1alpha1.DrainHMACKeySecretKey]); routes.ValidHMACKey(key) {
-		want[kubeplexv1alpha1.DrainHMACKeySecretKey] = []byte(key)
-	} else {
-		key, err := newHMACKey()
-		if err != nil {
-			return nil, err
-		}
-		want[kubeplexv1alpha1.DrainHMACKeySecretKey] = []byte(key)
-		repaired = repaired || cur != nil
-	}
-	switch {
-	case acc != nil:
-		b, err := json.Marshal(acc)
-		if err != nil {
-			return nil, fmt.Errorf("encode accepted drain: %w", err)
-		}
-		want[kubeplexv1alpha1.DrainConfigSecretKey] = b
-	case keep:
-		want[kubeplexv1alpha1.DrainConfigSecretKey] = have[kubeplexv1alpha1.DrainConfigSecretKey]
-	}
-
-	name := d.Name + kubeplexv1alpha1.DrainSecretSuffix
-	if cur == nil {
-		sec := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: d.Namespace, Labels: routes.Labels(kubeplexv1alpha1.SecretRoleDrain)},
-			Type:       corev1.SecretTypeOpaque,
-			Data:       want,
-		}
-		if err := controllerutil.SetControllerReference(d, sec, r.Client.Scheme()); err != nil {
-			return nil, fmt.Errorf("set owner of drain secret: %w", err)
-		}
-		if err := r.Client.Create(ctx, sec); err != nil {
-			if apierrors.IsAlreadyExists(err) {
-				// Someone else's Secret, outside the manager's label-filtered cache.
-				return nil, &specError{reason: kubeplexv1alpha1.DrainSecretErrorReason,
-					msg: fmt.Sprintf("Secret %s exists and is not managed by kubeplex; delete or rename it", name)}
-			}
-			return nil, fmt.Errorf("create drain secret: %w", err)
-		}
-		logf.FromContext(ctx).Info("created drain secret", "secret", name)
-		return sec, nil
-	}
-	if equality.Semantic.DeepEqual(cur.Data, want) && hasLabels(cur.Labels, routes.Labels(kubeplexv1alpha1.SecretRoleDrain)) {
-		return cur, nil
-	}
-	upd := cur.DeepCopy()
-	upd.Data = want
-	for k, v := range routes.Labels(kubeplexv1alpha1.SecretRoleDrain) {
-		if upd.Labels == nil {
-			upd.Labels = map[string]string{}
-		}
-		upd.Labels[k] = v
-	}
-	if err := r.Client.Update(ctx, upd); err != nil {
-		return nil, fmt.Errorf("update drain secret: %w", err)
-	}
-	if repaired {
-		r.Recorder.Eventf(d, nil, corev1.EventTypeWarning, "DrainSecretRepaired", "Reconcile",
-			"drain Secret %s lacked a valid token or signing key; repaired", name)
-	}
-	return upd, nil
-}
-
-func hasLabels(have, want map[string]string) bool {
-	for k, v := range want {
-		if have[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
-// checkDestination parses the URL, applies the URL policy and fills the display
-// destination. Userinfo never reaches status, Events, logs or the routing table URL.
-func (r *LogDrainReconciler) checkDestination(ctx context.Context, d *kubeplexv1alpha1.LogDrain) (*routes.AcceptedDrain, error) {
-	u, perr := url.Parse(d.Spec.URL)
-	if perr != nil || u.Host == "" {
-		d.Status.Destination = ""
-		return nil, &specError{reason: kubeplexv1alpha1.InvalidURLReason, msg: "url cannot be parsed as scheme://host[:port][/path]"}
-	}
-	d.Status.Destination = u.Scheme + "://" + u.Host
-	switch u.Scheme {
-	case "syslog", "syslog+tls", "http", "https":
-	default:
-		return nil, &specError{reason: kubeplexv1alpha1.InvalidURLReason,
-			msg: fmt.Sprintf("url scheme %q is not one of syslog, syslog+tls, http, https", u.Scheme)}
-	}
-	if err := r.checkPolicy(ctx, d); err != nil {
-		var na *urlpolicy.NotAllowedError
-		var re *urlpolicy.ResolveError
-		switch {
-		case errors.As(err, &na):
-			return nil, &specError{reason: kubeplexv1alpha1.URLNotAllowedReason, msg: na.Error()}
-		case errors.As(err, &re):
-			return nil, re
-		default:
-			return nil, &specError{reason: kubeplexv1alpha1.InvalidURLReason, msg: err.Error()}
-		}
-	}
-	acc := &routes.AcceptedDrain{App: d.Spec.AppRef.Name, Generation: d.Generation}
-	if u.User != nil {
-		if u.Scheme != "http" && u.Scheme != "https" {
-			return nil, &specError{reason: kubeplexv1alpha1.InvalidURLReason, msg: "url userinfo is only used by http and https drains"}
-		}
-		acc.Username = u.User.Username()
-		acc.Password, _ = u.User.Password()
-	}
-	clean := *u
-	clean.User = nil
-	acc.URL = clean.String()
-	return acc, nil
-}
-
-// checkPolicy applies the URL policy, reusing an answer for the same URL younger than
-// policyTTL: health reports bring active drains back every few seconds, and each
-// would otherwise cost a DNS lookup. Lookup failures are never reused.
-func (r *LogDrainReconciler) checkPolicy(ctx context.Context, d *kubeplexv1alpha1.LogDrain) error {
-	now := r.now()
-	r.mu.Lock()
-	v, ok := r.verdicts[d.UID]
-	r.mu.Unlock()
-	if ok && v.url == d.Spec.URL && now.Sub(v.at) < policyTTL {
-		return v.err
-	}
-	_, err := r.Policy.Check(ctx, d.Spec.URL)
-	var re *urlpolicy.ResolveError
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.verdicts == nil {
-		r.verdicts = map[types.UID]verdict{}
-	}
-	if errors.As(err, &re) {
-		delete(r.verdicts, d.UID)
-	} else {
-		r.verdicts[d.UID] = verdict{url: d.Spec.URL, at: now, err: err}
-	}
-	return err
-}
-
-// resolveCredentials reads the Secrets the drain refers to. A missing Secret or key
-// is SecretNotFound; the Secret watch brings the drain back when it appears.
-func (r *LogDrainReconciler) resolveCredentials(ctx context.Context, d *kubeplexv1alpha1.LogDrain, acc *routes.AcceptedDrain) error {
-	if ref := d.Spec.CredentialsSecretRef; ref != nil {
-		data, err := r.secretData(ctx, d.Namespace, ref.Name)
-		if err != nil {
-			return err
-		}
-		userKey, passKey := ref.UsernameKey, ref.PasswordKey
-		if userKey == "" {
-			userKey = "username"
-		}
-		if passKey == "" {
-			passKey = "password"
-		}
-		pass, ok := data[passKey]
-		if !ok {
-			return &specError{reason: kubeplexv1alpha1.SecretNotFoundReason,
-				msg: fmt.Sprintf("Secret %s has no key %q", ref.Name, passKey)}
-		}
-		acc.Username, acc.Password = string(data[userKey]), string(pass)
-	}
-	if t := d.Spec.TLS; t != nil && (strings.HasPrefix(acc.URL, "https://") || strings.HasPrefix(acc.URL, "syslog+tls://")) {
-		acc.TLS = &routing.TLS{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
-		if ref := t.CASecretRef; ref != nil {
-			data, err := r.secretData(ctx, d.Namespace, ref.Name)
-			if err != nil {
-				return err
-			}
-			ca, ok := data[ref.Key]
-			if !ok {
-				return &specError{reason: kubeplexv1alpha1.SecretNotFoundReason,
-					msg: fmt.Sprintf("Secret %s has no key %q", ref.Name, ref.Key)}
-			}
-			if !x509.NewCertPool().AppendCertsFromPEM(ca) {
-				return &specError{reason: kubeplexv1alpha1.InvalidTLSReason,
-					msg: fmt.Sprintf("Secret %s key %q holds no PEM certificate", ref.Name, ref.Key)}
-			}
-			acc.TLS.CAPEM = string(ca)
-		}
-	}
-	return nil
-}
-
-func isIPLiteral(host string) bool {
-	_, err := netip.ParseAddr(host)
-	return err == nil
-}
-
-func (r *LogDrainReconciler) secretData(ctx context.Context, namespace, name string) (map[string][]byte, error) {
-	s := &corev1.Secret{}
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, &specError{reason: kubeplexv1alpha1.SecretNotFoundReason, msg: fmt.Sprintf("Secret %s not found", name)}
-		}
-		return nil, fmt.Errorf("get secret %s: %w", name, err)
-	}
-	return s.Data, nil
-}
-
-func (r *LogDrainReconciler) checkApp(ctx context.Context, d *kubeplexv1alpha1.LogDrain) error {
-	app := &kubeplexv1alpha1.LogApp{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: d.Spec.AppRef.Name}, app); err != nil {
-		if apierrors.IsNotFound(err) {
-			return &specError{reason: kubeplexv1alpha1.AppNotFoundReason, msg: fmt.Sprintf("LogApp %s not found", d.Spec.AppRef.Name)}
-		}
-		return fmt.Errorf("get logapp: %w", err)
-	}
-	if !meta.IsStatusConditionTrue(app.Status.Conditions, kubeplexv1alpha1.ReadyCondition) {
-		return &specError{reason: kubeplexv1alpha1.AppNotReadyReason, msg: fmt.Sprintf("LogApp %s is not Ready", d.Spec.AppRef.Name)}
-	}
-	return nil
-}
-
-func sameAcceptedURL(sec *corev1.Secret, raw string) bool {
-	var acc routes.AcceptedDrain
-	if err := json.Unmarshal(sec.Data[kubeplexv1alpha1.DrainConfigSecretKey], &acc); err != nil {
-		return false
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return false
-	}
-	u.User = nil
-	return u.String() == acc.URL
-}
-
-func (r *LogDrainReconciler) setReady(d *kubeplexv1alpha1.LogDrain, status metav1.ConditionStatus, reason, msg string) {
-	r.setCondition(d, kubeplexv1alpha1.ReadyCondition, status, reason, msg)
-}
-
-func (r *LogDrainReconciler) setDelivering(d *kubeplexv1alpha1.LogDrain, status metav1.ConditionStatus, reason, msg string) {
-	if r.Health == nil {
-		return
-	}
-	r.setCondition(d, kubeplexv1alpha1.DeliveringCondition, status, reason, msg)
-}
-
-// setCondition sets a condition and records an Event when its status or reason
-// changes (a state change), not when only the message does.
-func (r *LogDrainReconciler) setCondition(d *kubeplexv1alpha1.LogDrain, typ string, status metav1.ConditionStatus, reason, msg string) {
-	old := findCondition(d.Status.Conditions, typ)
-	meta.SetStatusCondition(&d.Status.Conditions, metav1.Condition{
-		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: d.Generation,
-	})
-	if old == nil && status == metav1.ConditionUnknown {
-		return
-	}
-	if old == nil || old.Status != status || old.Reason != reason {
-		evType := corev1.EventTypeNormal
-		if status == metav1.ConditionFalse {
-			evType = corev1.EventTypeWarning
-		}
-		r.Recorder.Eventf(d, nil, evType, reason, "Reconcile", "%s=%s: %s", typ, status, msg)
-	}
-}
-
-func (r *LogDrainReconciler) patchStatus(ctx context.Context, base, d *kubeplexv1alpha1.LogDrain) error {
-	if equality.Semantic.DeepEqual(base.Status, d.Status) {
-		return nil
-	}
-	if err := r.Client.Status().Patch(ctx, d, client.MergeFrom(base)); err != nil {
-		return fmt.Errorf("patch logdrain status: %w", client.IgnoreNotFound(err))
-	}
-	return nil
-}
-
-// reconcileHealth writes the routers' view of the drain: the Delivering condition
-// at once when its state changes, counters and last error at most once per
-// StatusInterval otherwise (coming back when the interval ends).
-func (r *LogDrainReconciler) reconcileHealth(d *kubeplexv1alpha1.LogDrain) ctrl.Result {
-	if r.Health == nil {
-		return ctrl.Result{}
-	}
-	sum := r.Health.Get(routes.ID(d.Namespace, d.Name))
-	status, reason, msg := deliveringCondition(sum)
-	old := meta.FindStatusCondition(d.Status.Conditions, kubeplexv1alpha1.DeliveringCondition)
-	stateChanged := old == nil || old.Status != status || old.Reason != reason
-
-	now := r.now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.seeds == nil {
-		r.seeds, r.lastCounts = map[types.UID]seed{}, map[types.UID]time.Time{}
-	}
-	sd, ok := r.seeds[d.UID]
-	if !ok {
-		// Counts from before this manager started are in status already; the store
-		// counts only what routers delivered since.
-		sd = seed{d.Status.Delivered, d.Status.Dropped}
-		r.seeds[d.UID] = sd
-	}
-	want := d.Status.DeepCopy()
-	want.Delivered, want.Dropped = sd.delivered+sum.Delivered, sd.dropped+sum.Dropped
-	if sum.LastSuccess != nil {
-		want.LastDeliveryTime = &metav1.Time{Time: sum.LastSuccess.Truncate(time.Second)}
-	}
-	if sum.LastError != "" {
-		want.LastError = sum.LastError
-	}
-	countersChanged := !equality.Semantic.DeepEqual(want, &d.Status)
-	if !stateChanged && !countersChanged {
-		return ctrl.Result{}
-	}
-	interval := r.StatusInterval
-	if interval <= 0 {
-		interval = DefaultStatusInterval
-	}
-	if !stateChanged {
-		if wait := interval - now.Sub(r.lastCounts[d.UID]); wait > 0 {
-			return ctrl.Result{RequeueAfter: wait}
-		}
-	}
-	r.lastCounts[d.UID] = now
-	d.Status.Delivered, d.Status.Dropped = want.Delivered, want.Dropped
-	d.Status.LastDeliveryTime, d.Status.LastError = want.LastDeliveryTime, want.LastError
-	r.setCondition(d, kubeplexv1alpha1.DeliveringCondition, status, reason, msg)
-	return ctrl.Result{}
-}
-
-type seed struct{ delivered, dropped int64 }
-
-func deliveringCondition(s health.Summary) (metav1.ConditionStatus, string, string) {
-	switch s.State() {
-	case health.StateFailing:
-		return metav1.ConditionFalse, kubeplexv1alpha1.DeliveryFailedReason, "delivery failing: " + s.LastError
-	case health.StateDelivered:
-		return metav1.ConditionTrue, kubeplexv1alpha1.DeliveredReason, "routers deliver to the drain"
-	case health.StateNoTraffic:
-		return metav1.ConditionUnknown, kubeplexv1alpha1.NoTrafficReason, "routers carry the drain; nothing delivered yet"
-	default:
-		return metav1.ConditionUnknown, kubeplexv1alpha1.NoRouterReportReason, "no router has reported on this drain yet"
 	}
 }
 

@@ -170,6 +170,17 @@ func eqTime(a, b *time.Time) bool {
 	return a.Equal(*b)
 }
 
+// Forget drops what the store accumulated for a drain that was deleted, so the
+// store does not grow with every drain ever seen and a drain created again under the
+// same name starts from zero. Routers still carrying it add only what they deliver
+// from now on.
+func (s *Store) Forget(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.acc, id)
+	delete(s.notified, id)
+}
+
 // Get returns the merged summary of a drain.
 func (s *Store) Get(id string) Summary {
 	s.mu.Lock()

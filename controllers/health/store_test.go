@@ -231,3 +231,22 @@ func TestPollerAgainstRouters(t *testing.T) {
 		t.Errorf("routers %v, want [r1]", rs)
 	}
 }
+
+// TestForget: a deleted drain's accumulated counts go; a router still carrying it
+// adds only what it delivers afterwards, and other drains keep theirs.
+func TestForget(t *testing.T) {
+	s := NewStore(t0.Add(-time.Hour), 0)
+	started := t0
+	s.Update(t0, []routing.RouterStatus{report("a", started, map[string]routing.DrainStatus{"ns/gone": {Delivered: 10}, "ns/kept": {Delivered: 4}})})
+	s.Forget("ns/gone")
+	if got := s.Get("ns/gone").Delivered; got != 0 {
+		t.Fatalf("forgotten drain still counts %d", got)
+	}
+	s.Update(t0, []routing.RouterStatus{report("a", started, map[string]routing.DrainStatus{"ns/gone": {Delivered: 12}, "ns/kept": {Delivered: 4}})})
+	if got := s.Get("ns/gone").Delivered; got != 2 {
+		t.Errorf("after forgetting, a router delivering 2 more gives %d, want 2", got)
+	}
+	if got := s.Get("ns/kept").Delivered; got != 4 {
+		t.Errorf("kept drain %d, want 4", got)
+	}
+}

@@ -1,0 +1,186 @@
+package controllers
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+
+	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/controllers/routes"
+	"github.com/kubeplex/kubeplex/controllers/urlpolicy"
+	"github.com/kubeplex/kubeplex/internal/routing"
+)
+
+// policyTTL is how long a URL policy answer (a DNS lookup for host names) is reused;
+// drains come back this often to look again. The router checks every dial anyway.
+const policyTTL = 5 * time.Minute
+
+type verdict struct {
+	url string
+	at  time.Time
+	err error
+}
+
+// check runs the checks that decide whether the drain may be routed.
+func (r *LogDrainReconciler) check(ctx context.Context, d *kubeplexv1alpha1.LogDrain) (*routes.AcceptedDrain, error) {
+	acc, err := r.checkDestination(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.resolveCredentials(ctx, d, acc); err != nil {
+		return nil, err
+	}
+	if err := r.checkApp(ctx, d); err != nil {
+		return nil, err
+	}
+	return acc, nil
+}
+
+// checkDestination parses the URL, applies the URL policy and fills the display
+// destination. Userinfo never reaches status, Events, logs or the routing table URL.
+func (r *LogDrainReconciler) checkDestination(ctx context.Context, d *kubeplexv1alpha1.LogDrain) (*routes.AcceptedDrain, error) {
+	u, perr := url.Parse(d.Spec.URL)
+	if perr != nil || u.Host == "" {
+		d.Status.Destination = ""
+		return nil, &specError{reason: kubeplexv1alpha1.InvalidURLReason, msg: "url cannot be parsed as scheme://host[:port][/path]"}
+	}
+	d.Status.Destination = u.Scheme + "://" + u.Host
+	switch u.Scheme {
+	case "syslog", "syslog+tls", "http", "https":
+	default:
+		return nil, &specError{reason: kubeplexv1alpha1.InvalidURLReason,
+			msg: fmt.Sprintf("url scheme %q is not one of syslog, syslog+tls, http, https", u.Scheme)}
+	}
+	if err := r.checkPolicy(ctx, d); err != nil {
+		var na *urlpolicy.NotAllowedError
+		var re *urlpolicy.ResolveError
+		switch {
+		case errors.As(err, &na):
+			return nil, &specError{reason: kubeplexv1alpha1.URLNotAllowedReason, msg: na.Error()}
+		case errors.As(err, &re):
+			return nil, re
+		default:
+			return nil, &specError{reason: kubeplexv1alpha1.InvalidURLReason, msg: err.Error()}
+		}
+	}
+	acc := &routes.AcceptedDrain{App: d.Spec.AppRef.Name, Generation: d.Generation}
+	if u.User != nil {
+		if u.Scheme != "http" && u.Scheme != "https" {
+			return nil, &specError{reason: kubeplexv1alpha1.InvalidURLReason, msg: "url userinfo is only used by http and https drains"}
+		}
+		acc.Username = u.User.Username()
+		acc.Password, _ = u.User.Password()
+	}
+	clean := *u
+	clean.User = nil
+	acc.URL = clean.String()
+	return acc, nil
+}
+
+// checkPolicy applies the URL policy, reusing an answer for the same URL younger than
+// policyTTL: health reports bring active drains back every few seconds, and each
+// would otherwise cost a DNS lookup. Lookup failures are never reused.
+func (r *LogDrainReconciler) checkPolicy(ctx context.Context, d *kubeplexv1alpha1.LogDrain) error {
+	now := r.now()
+	r.mu.Lock()
+	v := r.remember(d).verdict
+	r.mu.Unlock()
+	if v != nil && v.url == d.Spec.URL && now.Sub(v.at) < policyTTL {
+		return v.err
+	}
+	_, err := r.Policy.Check(ctx, d.Spec.URL)
+	var re *urlpolicy.ResolveError
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.remember(d)
+	if errors.As(err, &re) {
+		m.verdict = nil
+	} else {
+		m.verdict = &verdict{url: d.Spec.URL, at: now, err: err}
+	}
+	return err
+}
+
+// resolveCredentials reads the Secrets the drain refers to. A missing Secret or key
+// is SecretNotFound; the Secret watch brings the drain back when it appears.
+func (r *LogDrainReconciler) resolveCredentials(ctx context.Context, d *kubeplexv1alpha1.LogDrain, acc *routes.AcceptedDrain) error {
+	if ref := d.Spec.CredentialsSecretRef; ref != nil {
+		data, err := r.secretData(ctx, d.Namespace, ref.Name)
+		if err != nil {
+			return err
+		}
+		userKey, passKey := ref.UsernameKey, ref.PasswordKey
+		if userKey == "" {
+			userKey = "username"
+		}
+		if passKey == "" {
+			passKey = "password"
+		}
+		pass, ok := data[passKey]
+		if !ok {
+			return &specError{reason: kubeplexv1alpha1.SecretNotFoundReason,
+				msg: fmt.Sprintf("Secret %s has no key %q", ref.Name, passKey)}
+		}
+		acc.Username, acc.Password = string(data[userKey]), string(pass)
+	}
+	if t := d.Spec.TLS; t != nil && (strings.HasPrefix(acc.URL, "https://") || strings.HasPrefix(acc.URL, "syslog+tls://")) {
+		acc.TLS = &routing.TLS{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+		if ref := t.CASecretRef; ref != nil {
+			data, err := r.secretData(ctx, d.Namespace, ref.Name)
+			if err != nil {
+				return err
+			}
+			ca, ok := data[ref.Key]
+			if !ok {
+				return &specError{reason: kubeplexv1alpha1.SecretNotFoundReason,
+					msg: fmt.Sprintf("Secret %s has no key %q", ref.Name, ref.Key)}
+			}
+			if !x509.NewCertPool().AppendCertsFromPEM(ca) {
+				return &specError{reason: kubeplexv1alpha1.InvalidTLSReason,
+					msg: fmt.Sprintf("Secret %s key %q holds no PEM certificate", ref.Name, ref.Key)}
+			}
+			acc.TLS.CAPEM = string(ca)
+		}
+	}
+	return nil
+}
+
+func isIPLiteral(host string) bool {
+	_, err := netip.ParseAddr(host)
+	return err == nil
+}
+
+func (r *LogDrainReconciler) secretData(ctx context.Context, namespace, name string) (map[string][]byte, error) {
+	s := &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, &specError{reason: kubeplexv1alpha1.SecretNotFoundReason, msg: fmt.Sprintf("Secret %s not found", name)}
+		}
+		return nil, fmt.Errorf("get secret %s: %w", name, err)
+	}
+	return s.Data, nil
+}
+
+func (r *LogDrainReconciler) checkApp(ctx context.Context, d *kubeplexv1alpha1.LogDrain) error {
+	app := &kubeplexv1alpha1.LogApp{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: d.Spec.AppRef.Name}, app); err != nil {
+		if apierrors.IsNotFound(err) {
+			return &specError{reason: kubeplexv1alpha1.AppNotFoundReason, msg: fmt.Sprintf("LogApp %s not found", d.Spec.AppRef.Name)}
+		}
+		return fmt.Errorf("get logapp: %w", err)
+	}
+	if !meta.IsStatusConditionTrue(app.Status.Conditions, kubeplexv1alpha1.ReadyCondition) {
+		return &specError{reason: kubeplexv1alpha1.AppNotReadyReason, msg: fmt.Sprintf("LogApp %s is not Ready", d.Spec.AppRef.Name)}
+	}
+	return nil
+}

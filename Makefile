@@ -24,7 +24,7 @@ all: build
 
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook manifests from markers.
-	$(CONTROLLER_GEN) rbac:roleName=kubeplex-manager crd webhook paths="./api/..." paths="./controllers/..." paths="./internal/webhook/..." paths="./internal/certs/..." \
+	$(CONTROLLER_GEN) rbac:roleName=kubeplex-manager crd webhook paths="./api/..." paths="./controllers/..." paths="./internal/webhook/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	@mkdir -p charts/kubeplex/crds charts/kubeplex/files
 	cp config/crd/bases/*.yaml charts/kubeplex/crds/
@@ -64,7 +64,7 @@ bench: ## Router vs rsyslog relay, loopback, fan-out, history memory into docs/b
 
 .PHONY: bench-collector
 bench-collector: ## Collector footprint (10,000 lines/s for 30 s) into docs/benchmarks.md.
-	go run ./collector/bench -doc docs/benchmarks.md
+	go run ./hack/bench/collector -doc docs/benchmarks.md
 
 ##@ Build
 

@@ -36,8 +36,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
-	"github.com/kubeplex/kubeplex/internal/certs"
 	"github.com/kubeplex/kubeplex/internal/testenv"
+	"github.com/kubeplex/kubeplex/internal/webhook/certs"
 )
 
 const (

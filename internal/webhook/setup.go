@@ -23,12 +23,12 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/kubeplex/kubeplex/internal/certs"
+	"github.com/kubeplex/kubeplex/internal/webhook/certs"
 )
 
 // Values of --webhook-cert-management.
 const (
-	// CertSelf: the manager keeps its own CA and serving certificate (internal/certs).
+	// CertSelf: the manager keeps its own CA and serving certificate (internal/webhook/certs).
 	CertSelf = "self"
 	// CertManager and CertExternal: something else (cert-manager and its CA injector,
 	// a mounted Secret) provides the certificate files and the caBundle.

@@ -162,9 +162,12 @@ func run(ctx context.Context, opts options) error {
 		return err
 	}
 
-	// Webhooks: registered here, on mgr.GetWebhookServer(), when --webhook-port > 0.
+	// The pod-injection webhook, on mgr.GetWebhookServer(); with self-managed
+	// certificates they are provisioned before the server starts.
 	if opts.WebhookPort > 0 {
-		if err := setupWebhooks(ctx, mgr, opts); err != nil {
+		wo := opts.Webhook
+		wo.Namespace = opts.Namespace
+		if err := podwebhook.Setup(ctx, mgr, wo); err != nil {
 			return fmt.Errorf("set up webhooks: %w", err)
 		}
 	}

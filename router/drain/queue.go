@@ -41,15 +41,6 @@ func NewQueue(size int, st *Stats) *Queue {
 	return &Queue{r: ring.New(size), stats: st, notify: make(chan struct{}, 1)}
 }
 
-// Push offers drain records (message.AppendWire) to the drain. It never blocks on
-// delivery: a full queue drops its oldest records, which is what keeps a slow drain
-// from slowing ingest. It reports whether the queue is more than half full.
-func (q *Queue) Push(recs [][]byte) (busy bool) {
-	busy = q.push(recs)
-	q.wake()
-	return busy
-}
-
 // wake signals the runner without blocking.
 func (q *Queue) wake() {
 	select {
@@ -58,7 +49,10 @@ func (q *Queue) wake() {
 	}
 }
 
-// push is Push without waking the runner.
+// push offers drain records (message.AppendWire) to the drain. It never blocks on
+// delivery: a full queue drops its oldest records, which is what keeps a slow drain
+// from slowing ingest. It reports whether the queue is more than half full. The
+// caller (Runner.Offer) wakes the runner.
 func (q *Queue) push(recs [][]byte) (busy bool) {
 	var stamp [8]byte
 	binary.LittleEndian.PutUint64(stamp[:], uint64(Nanotime()))
@@ -202,11 +196,6 @@ func (q *Queue) reopen() {
 	q.mu.Lock()
 	q.closed = false
 	q.mu.Unlock()
-}
-
-// L10Text is Logplex's drain overflow notice.
-func L10Text(n int64, since time.Time) string {
-	return string(appendL10Text(nil, n, since))
 }
 
 func appendL10Text(dst []byte, n int64, since time.Time) []byte {

@@ -52,7 +52,7 @@ func TestQueueDropOldestAndL10(t *testing.T) {
 		recs = append(recs, rec(fmt.Sprint("m", i)))
 	}
 	before := time.Now()
-	q.Push(recs)
+	q.push(recs)
 	if got := st.Dropped.Load(); got != 2 {
 		t.Fatalf("dropped %d, want 2", got)
 	}
@@ -70,7 +70,7 @@ func TestQueueDropOldestAndL10(t *testing.T) {
 		t.Errorf("notice from %s %s[%s], want d.x kubeplex[router]", m.Hostname, m.AppName, m.ProcID)
 	}
 	// The notice was taken: the next batch carries none.
-	q.Push(recs[:1])
+	q.push(recs[:1])
 	if n, _ := q.Take(&b, Limits{Messages: 10, Bytes: 1 << 20}, "d.x"); n != 0 || b.Len() != 1 {
 		t.Fatalf("second take: notice %d, len %d", n, b.Len())
 	}
@@ -89,7 +89,7 @@ func TestQueueTakeLimits(t *testing.T) {
 	q := NewQueue(100, &Stats{})
 	r := rec(strings.Repeat("x", 100))
 	for range 10 {
-		q.Push([][]byte{r})
+		q.push([][]byte{r})
 	}
 	var b Batch
 	q.Take(&b, Limits{Messages: 4, Bytes: 1 << 20}, "d.x")
@@ -116,11 +116,11 @@ func TestQueueTakeLimits(t *testing.T) {
 func TestQueueClosed(t *testing.T) {
 	st := &Stats{}
 	q := NewQueue(10, st)
-	q.Push([][]byte{rec("a")})
+	q.push([][]byte{rec("a")})
 	if n := q.close(); n != 1 {
 		t.Fatalf("close returned %d", n)
 	}
-	q.Push([][]byte{rec("b")})
+	q.push([][]byte{rec("b")})
 	if st.Offered.Load() != 2 || st.Dropped.Load() != 1 {
 		t.Errorf("offered %d dropped %d after push to closed queue", st.Offered.Load(), st.Dropped.Load())
 	}
@@ -253,7 +253,7 @@ func TestQueueTakeDirect(t *testing.T) {
 			st := &Stats{}
 			q := NewQueue(100, st)
 			for _, s := range tt.queued {
-				q.Push([][]byte{rec(s)})
+				q.push([][]byte{rec(s)})
 			}
 			q.Dropped(tt.drops)
 			if tt.closed {

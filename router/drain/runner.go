@@ -58,7 +58,7 @@ func NewRunner(cfg *Config, q *Queue, st *Stats, d Drain, log *slog.Logger, obse
 	return r
 }
 
-// Offer queues drain records (see Queue.Push) and gets them moving: written at once
+// Offer queues drain records (see Queue.push) and gets them moving: written at once
 // from the caller's goroutine when the runner is idle and the drain can take them
 // without waiting, otherwise by waking the runner. It never blocks on delivery. It
 // reports whether the queue is more than half full.
@@ -225,6 +225,3 @@ func (r *Runner) Stop(ctx context.Context, keepQueue bool) {
 		r.log.Debug("close drain", "drain", r.Config.ID, "err", err)
 	}
 }
-
-// Done is closed when the runner's goroutine has ended.
-func (r *Runner) Done() <-chan struct{} { return r.done }

@@ -79,7 +79,7 @@ func (h *harness) push(from, n, pad int) {
 		}
 		recs = append(recs, message.AppendWireStrings(nil, 190, time.Unix(1764064800, 0), "app", "web.1", text))
 	}
-	h.queue.Push(recs)
+	h.runner.Offer(recs)
 }
 
 func eventually(t *testing.T, what string, f func() bool) {

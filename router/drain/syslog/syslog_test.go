@@ -93,7 +93,7 @@ func (h *harness) pushPadded(from, n, pad int) {
 		if pad > 0 {
 			text += " " + strings.Repeat("x", pad)
 		}
-		h.queue.Push([][]byte{message.AppendWireStrings(nil, 190, time.Unix(1764064800, int64(i)*1000), "app", "web.1", text)})
+		h.runner.Offer([][]byte{message.AppendWireStrings(nil, 190, time.Unix(1764064800, int64(i)*1000), "app", "web.1", text)})
 	}
 }
 

@@ -1,11 +1,11 @@
-// Command bench measures the collector's footprint: a worker printing a fixed number
+// Command collector-bench measures the collector's footprint: a worker printing a fixed number
 // of lines per second runs once alone and once under `collector run`, shipping to a
 // logplex-1 receiver in this process; the collector's peak RSS and CPU are sampled
 // from /proc and the result is written to the "## Collector" section of
 // docs/benchmarks.md.
 //
-//	go run ./collector/bench -doc docs/benchmarks.md      (make bench-collector)
-//	go run ./collector/bench worker -rate 10000 -duration 30s
+//	go run ./hack/bench/collector -doc docs/benchmarks.md      (make bench-collector)
+//	go run ./hack/bench/collector worker -rate 10000 -duration 30s
 package main
 
 import (
@@ -274,7 +274,7 @@ func (r *receiver) close() { _ = r.srv.Close() }
 func format(o options, r result) string {
 	pct := func(d time.Duration) float64 { return 100 * d.Seconds() / o.duration.Seconds() }
 	var b strings.Builder
-	fmt.Fprintf(&b, "Measured by `make bench-collector` (`go run ./collector/bench -doc docs/benchmarks.md`) on %s, %d CPUs, %s.\n",
+	fmt.Fprintf(&b, "Measured by `make bench-collector` (`go run ./hack/bench/collector -doc docs/benchmarks.md`) on %s, %d CPUs, %s.\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version())
 	fmt.Fprintf(&b, "A worker prints %d lines/s of %d bytes (one write per line) for %s; once alone, once under\n",
 		o.rate, o.lineBytes, o.duration)

@@ -69,8 +69,9 @@ bench-collector: ## Collector footprint (10,000 lines/s for 30 s) into docs/benc
 ##@ Build
 
 .PHONY: build
-build: ## Build all binaries into bin/.
+build: ## Build all binaries into bin/ (kubectl-kubeplex is the CLI as a kubectl plugin).
 	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/ ./cmd/...
+	cp $(LOCALBIN)/kubeplex $(LOCALBIN)/kubectl-kubeplex
 
 .PHONY: run
 run: build envtest ## Run a local stack: API server, manager, router, a sample worker.

@@ -1,0 +1,432 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+type logsOptions struct {
+	*globals
+	num         int
+	tail        bool
+	source      string
+	dyno        string
+	processType string
+	json        bool
+	forceColors bool
+	routerURL   string
+}
+
+func newLogsCommand(g *globals) *cobra.Command {
+	o := &logsOptions{globals: g}
+	cmd := &cobra.Command{
+		Use:   "logs APP",
+		Short: "Show an app's recent log lines, and follow new ones with --tail",
+		Long: `Show the newest lines of an app's log stream (history merged from every router
+replica, oldest first) and, with --tail, keep streaming new lines until Ctrl-C.
+
+Each line reads as in Heroku: TIME SOURCE[DYNO]: MESSAGE. On a terminal each process
+has its own color; piped output has none. A dropped tail stream reconnects by itself
+(a notice goes to stderr) without printing a line twice.
+
+Reading an app's logs needs RBAC "create" (and "get") on logsessions in its namespace.`,
+		Example: `  kubeplex logs web -n shop                 # the newest 100 lines
+  kubeplex logs web -n shop --tail          # and follow
+  kubeplex logs web -n shop -t -p worker    # follow worker.* only
+  kubeplex logs web -n shop -d web.1 -s app --num 1500 --json
+  kubectl kubeplex logs web -n shop -t`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd.Context(), args[0]) },
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.num, "num", 100, fmt.Sprintf("number of history lines to show (0..%d)", MaxLines))
+	f.BoolVarP(&o.tail, "tail", "t", false, "keep streaming new lines until Ctrl-C")
+	f.StringVarP(&o.source, "source", "s", "", "only lines of this source (app, kubeplex, an add-on's name)")
+	f.StringVarP(&o.dyno, "dyno", "d", "", "only lines of this process (web.1), or of a process type (web); alias --dyno-name")
+	f.StringVarP(&o.processType, "process-type", "p", "", "only lines of this process type (web matches web.*)")
+	f.BoolVar(&o.json, "json", false, "print one JSON object per line (time, source, dyno, message, notice)")
+	f.BoolVar(&o.forceColors, "force-colors", false, "color the output even when it is not a terminal")
+	f.StringVar(&o.routerURL, "router-url", "", "reach the router here instead of the session URL's host (e.g. a port-forward: http://127.0.0.1:8080)")
+	f.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == "dyno-name" { // Heroku's older name for --dyno
+			name = "dyno"
+		}
+		return pflag.NormalizedName(name)
+	})
+	return cmd
+}
+
+func (o *logsOptions) run(ctx context.Context, app string) error {
+	if o.num < 0 || o.num > MaxLines {
+		return fmt.Errorf("--num must be between 0 and %d, not %d", MaxLines, o.num)
+	}
+	dyno := o.dyno
+	if o.processType != "" {
+		if dyno != "" {
+			return errors.New("--dyno and --process-type both filter the process: give one")
+		}
+		if strings.Contains(o.processType, ".") {
+			return fmt.Errorf("--process-type %q is a process (use --dyno for web.1 style names)", o.processType)
+		}
+		dyno = o.processType
+	}
+	c, ns, err := o.client()
+	if err != nil {
+		return err
+	}
+	p := &printer{out: bufio.NewWriter(o.out), errOut: o.err, json: o.json, seen: newSeenSet(MaxLines),
+		started: time.Now().UTC().Format(time.RFC3339Nano)}
+	p.color = !o.json && (o.forceColors || (isTerminal(o.out) && os.Getenv("NO_COLOR") == ""))
+	t := &tailer{
+		c: c, p: p, errOut: o.err, routerURL: o.routerURL,
+		req: SessionRequest{Namespace: ns, App: app, Lines: o.num, Tail: o.tail, Source: o.source, Dyno: dyno},
+	}
+	err = t.run(ctx)
+	if ctx.Err() != nil {
+		return nil // Ctrl-C is how a tail ends
+	}
+	return err
+}
+
+// tailer opens sessions and, for a tail, opens a new one whenever the stream drops.
+type tailer struct {
+	c         client.Client
+	p         *printer
+	errOut    io.Writer
+	routerURL string
+	req       SessionRequest
+	http      *http.Client
+}
+
+// reconnectFor is how long a dropped tail keeps trying before it gives up.
+const reconnectFor = 5 * time.Minute
+
+func (t *tailer) run(ctx context.Context) error {
+	if t.http == nil {
+		// No overall timeout: a tail lasts as long as the user wants it.
+		t.http = &http.Client{Transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+			TLSHandshakeTimeout: 10 * time.Second,
+		}}
+	}
+	req := t.req
+	failingSince := time.Time{}
+	delay := 250 * time.Millisecond
+	for {
+		sess, err := CreateSession(ctx, t.c, req)
+		if err == nil {
+			err = t.read(ctx, sess)
+		}
+		if ctx.Err() != nil || !t.req.Tail {
+			return err
+		}
+		if isPermanent(err) {
+			return err
+		}
+		if t.p.received {
+			failingSince, delay = time.Time{}, 250*time.Millisecond
+		}
+		if failingSince.IsZero() {
+			failingSince = time.Now()
+		}
+		if time.Since(failingSince) > reconnectFor {
+			return fmt.Errorf("gave up reconnecting after %v: %w", reconnectFor, err)
+		}
+		fmt.Fprintf(t.errOut, "kubeplex: tail stream dropped (%s); reconnecting\n", oneLine(errText(err)))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+		// The new session re-reads as much history as a session can hold; the
+		// printer skips what it already printed, so the gap is filled without
+		// duplicates.
+		req.Lines = MaxLines
+		t.p.resume()
+	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "end of stream"
+	}
+	return err.Error()
+}
+
+// errSessionRefused is a router's 4xx answer to a session URL.
+type errSessionRefused struct {
+	status int
+	reason string
+}
+
+func (e *errSessionRefused) Error() string {
+	if strings.Contains(strings.ToLower(e.reason), "expired") {
+		return "session expired: " + e.reason + " (it must be opened within its connect window; try again)"
+	}
+	return fmt.Sprintf("router refused the session (%d %s): %s", e.status, http.StatusText(e.status), e.reason)
+}
+
+// isPermanent says retrying with a new session cannot help.
+func isPermanent(err error) bool {
+	if errors.Is(err, ErrAppNotFound) {
+		return true
+	}
+	if err != nil && strings.HasPrefix(err.Error(), "forbidden:") {
+		return true
+	}
+	return false
+}
+
+// read streams one session to the printer until it ends, fails or ctx is done.
+func (t *tailer) read(ctx context.Context, sess *Session) error {
+	u, err := WithRouterBase(sess.URL, t.routerURL)
+	if err != nil {
+		return err
+	}
+	pu, err := url.Parse(u)
+	if err != nil {
+		return fmt.Errorf("parse session URL: %w", err)
+	}
+	q := pu.Query()
+	q.Set("format", "json")
+	pu.RawQuery = q.Encode()
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, pu.String(), nil)
+	if err != nil {
+		return fmt.Errorf("build session request: %w", err)
+	}
+	hreq.Header.Set("Accept", "application/x-ndjson")
+	hreq.Header.Set("User-Agent", "kubeplex-cli")
+	resp, err := t.http.Do(hreq)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("router unreachable at %s: %v (if that address is cluster-internal, port-forward the router Service and pass --router-url)",
+			pu.Scheme+"://"+pu.Host, unwrapURLError(err))
+	}
+	defer func() { _ = resp.Body.Close() }() // read-only stream
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512)) // the reason, for the message
+		return &errSessionRefused{status: resp.StatusCode, reason: oneLine(string(b))}
+	}
+	br := bufio.NewReaderSize(resp.Body, 64<<10)
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			if perr := t.p.line(line); perr != nil {
+				return perr
+			}
+		}
+		if br.Buffered() == 0 {
+			if ferr := t.p.flush(); ferr != nil {
+				return ferr
+			}
+		}
+		if err != nil {
+			if ferr := t.p.flush(); ferr != nil {
+				return ferr
+			}
+			if errors.Is(err, io.EOF) {
+				if t.req.Tail {
+					return errors.New("the router closed the stream")
+				}
+				return nil
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("read session stream: %w", err)
+		}
+	}
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// Line is one log line as the session's JSON format carries it.
+type Line struct {
+	Time    string `json:"time"`
+	Source  string `json:"source"`
+	Dyno    string `json:"dyno"`
+	Message string `json:"message"`
+	Notice  string `json:"notice,omitempty"`
+}
+
+func (l *Line) key() string {
+	return l.Time + "\x00" + l.Source + "\x00" + l.Dyno + "\x00" + l.Message
+}
+
+// printer writes lines as text (optionally colored) or JSON, and skips, after a
+// reconnect, the lines it already printed.
+type printer struct {
+	out    *bufio.Writer
+	errOut io.Writer
+	json   bool
+	color  bool
+
+	seen     *seenSet
+	received bool   // a line arrived since the last resume
+	started  string // when the first session was asked for, as a line time
+
+	// After a reconnect: the cursor (the newest time printed), the lines printed
+	// that may come again, and whether the new history reached back to them.
+	catchingUp bool
+	cursor     string
+	pending    map[string]int
+	matched    int
+}
+
+// resume prepares for a new session's history, which overlaps what was printed. With
+// nothing printed yet, the cursor is when the first session began, so history the
+// user did not ask for stays unprinted.
+func (p *printer) resume() {
+	p.received = false
+	p.catchingUp = true
+	p.matched = 0
+	p.cursor = p.seen.newest
+	if p.seen.len() == 0 {
+		p.cursor = p.started
+	}
+	p.pending = p.seen.counts()
+}
+
+func (p *printer) line(raw []byte) error {
+	raw = []byte(strings.TrimRight(string(raw), "\r\n"))
+	if len(raw) == 0 {
+		return nil
+	}
+	var l Line
+	if err := json.Unmarshal(raw, &l); err != nil {
+		return fmt.Errorf("the router sent a line that is not JSON: %w", err)
+	}
+	p.received = true
+	k := l.key()
+	if p.catchingUp {
+		// History is oldest first: a line newer than the cursor ends the overlap.
+		if timeAfter(l.Time, p.cursor) {
+			p.catchingUp = false
+			if p.matched == 0 && len(p.pending) > 0 {
+				fmt.Fprintf(p.errOut, "kubeplex: lines after %s may be missing (more arrived while disconnected than history keeps)\n", p.cursor)
+			}
+		} else {
+			if p.pending[k] > 0 {
+				p.pending[k]--
+				p.matched++
+				return nil
+			}
+			if p.seen.len() == 0 || timeBefore(l.Time, p.seen.oldest) {
+				return nil // before the cursor and older than anything remembered
+			}
+		}
+	}
+	p.seen.add(k, l.Time)
+	if p.json {
+		_, err := p.out.Write(append(raw, '\n'))
+		return err
+	}
+	return p.text(&l)
+}
+
+func (p *printer) flush() error { return p.out.Flush() }
+
+// ANSI colors for processes, chosen by a hash of the process name so a process keeps
+// its color across runs.
+var palette = []string{"36", "32", "33", "35", "34", "96", "92", "93", "95", "94"}
+
+func (p *printer) text(l *Line) error {
+	prefix := l.Time + " " + l.Source + "[" + l.Dyno + "]:"
+	if !p.color {
+		_, err := p.out.WriteString(prefix + " " + l.Message + "\n")
+		return err
+	}
+	msg := l.Message
+	if l.Notice != "" {
+		msg = "\x1b[1;31m" + msg + "\x1b[0m" // platform loss notices stand out
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(l.Source + "/" + l.Dyno)) // hash writes cannot fail
+	c := palette[h.Sum32()%uint32(len(palette))]
+	_, err := p.out.WriteString("\x1b[" + c + "m" + prefix + "\x1b[0m " + msg + "\n")
+	return err
+}
+
+// Timestamps are RFC 3339 with a fixed-width fraction (Heroku's form), so they
+// compare as instants once parsed; unparsable ones compare as text.
+func timeAfter(a, b string) bool  { return compareTimes(a, b) > 0 }
+func timeBefore(a, b string) bool { return b != "" && compareTimes(a, b) < 0 }
+
+func compareTimes(a, b string) int {
+	ta, ea := time.Parse(time.RFC3339Nano, a)
+	tb, eb := time.Parse(time.RFC3339Nano, b)
+	if ea != nil || eb != nil {
+		return strings.Compare(a, b)
+	}
+	return ta.Compare(tb)
+}
+
+// seenSet remembers the last n lines printed (a multiset: identical lines can occur
+// in the same microsecond) and the oldest and newest of their times.
+type seenSet struct {
+	n      int
+	ring   []string
+	times  []string
+	next   int
+	count  map[string]int
+	oldest string
+	newest string
+}
+
+func newSeenSet(n int) *seenSet {
+	return &seenSet{n: n, count: map[string]int{}}
+}
+
+func (s *seenSet) len() int { return len(s.ring) }
+
+func (s *seenSet) add(k, t string) {
+	if len(s.ring) < s.n {
+		s.ring = append(s.ring, k)
+		s.times = append(s.times, t)
+	} else {
+		old := s.ring[s.next]
+		if s.count[old]--; s.count[old] <= 0 {
+			delete(s.count, old)
+		}
+		s.ring[s.next], s.times[s.next] = k, t
+		s.next = (s.next + 1) % s.n
+	}
+	s.count[k]++
+	if s.newest == "" || timeAfter(t, s.newest) {
+		s.newest = t
+	}
+	s.oldest = s.times[s.next] // the slot written next holds the oldest (0 while filling)
+}
+
+func (s *seenSet) counts() map[string]int {
+	m := make(map[string]int, len(s.count))
+	for k, v := range s.count {
+		m[k] = v
+	}
+	return m
+}

@@ -13,7 +13,7 @@ import (
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/internal/testenv"
-	"github.com/kubeplex/kubeplex/router/routertest"
+	"github.com/kubeplex/kubeplex/router/drainpeer"
 )
 
 // TestDrainsAndApps drives `drains add/list/remove` and `apps` against a real API
@@ -23,7 +23,7 @@ func TestDrainsAndApps(t *testing.T) {
 	s := newStack(t, 1)
 	ctx := ctxFor(t)
 	token := s.app(t, "web")
-	sink := routertest.NewSyslogSink(t, nil)
+	sink := drainpeer.NewSyslogSink(t, nil)
 
 	out := mustCLI(t, s.admin, "drains", "add", "web", "syslog://"+sink.Addr, "--name", "archive", "-n", s.ns)
 	if !strings.Contains(out, "drain archive added to app web") {

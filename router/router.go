@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -23,8 +22,6 @@ import (
 
 	"github.com/kubeplex/kubeplex/router/dispatch"
 	"github.com/kubeplex/kubeplex/router/drain"
-	httpdrain "github.com/kubeplex/kubeplex/router/drain/http"
-	"github.com/kubeplex/kubeplex/router/drain/syslog"
 	"github.com/kubeplex/kubeplex/router/ingest"
 	"github.com/kubeplex/kubeplex/router/metrics"
 	"github.com/kubeplex/kubeplex/router/tablesource"
@@ -32,43 +29,6 @@ import (
 
 // UserAgent is sent by HTTP drains.
 const UserAgent = "kubeplex-router/0.1"
-
-// Options are the router's flags.
-type Options struct {
-	HTTPAddr      string
-	SyslogTCPAddr string
-	SyslogTLSAddr string
-	SyslogUDPAddr string
-	// TLSCertFile and TLSKeyFile serve the syslog TLS listener.
-	TLSCertFile, TLSKeyFile string
-
-	// Routes is a routing table file; RoutesSecret is "namespace/name" of shard 0.
-	Routes       string
-	RoutesSecret string
-	Kubeconfig   string
-
-	// AllowCIDRs are internal prefixes drains may connect to anyway.
-	AllowCIDRs []netip.Prefix
-	// AllowHosts are host names drains may reach even when they resolve internally.
-	AllowHosts []string
-	QueueSize  int
-	Limits     ingest.Limits
-	// ReadTimeout closes syslog connections silent this long.
-	ReadTimeout time.Duration
-	// ShutdownGrace bounds the flush of drain queues at shutdown.
-	ShutdownGrace time.Duration
-	// Name identifies this replica in /status.
-	Name string
-	// DebugAddr serves net/http/pprof when set (off by default: it exposes internals).
-	DebugAddr string
-
-	Syslog syslog.Options
-	HTTP   httpdrain.Options
-
-	Logger *slog.Logger
-	// Listening, when set, is called with the bound addresses once serving (tests).
-	Listening func(addrs map[string]string)
-}
 
 // Run serves until ctx ends, then shuts down gracefully: stop accepting, flush drain
 // queues within ShutdownGrace, exit.

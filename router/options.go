@@ -1,0 +1,101 @@
+package router
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kubeplex/kubeplex/router/drain"
+	httpdrain "github.com/kubeplex/kubeplex/router/drain/http"
+	"github.com/kubeplex/kubeplex/router/drain/syslog"
+	"github.com/kubeplex/kubeplex/router/ingest"
+)
+
+// Options are the router's flags.
+type Options struct {
+	HTTPAddr      string
+	SyslogTCPAddr string
+	SyslogTLSAddr string
+	SyslogUDPAddr string
+	// TLSCertFile and TLSKeyFile serve the syslog TLS listener.
+	TLSCertFile, TLSKeyFile string
+
+	// Routes is a routing table file; RoutesSecret is "namespace/name" of shard 0.
+	Routes       string
+	RoutesSecret string
+	Kubeconfig   string
+
+	// AllowCIDRs are internal prefixes drains may connect to anyway.
+	AllowCIDRs []netip.Prefix
+	// AllowHosts are host names drains may reach even when they resolve internally.
+	AllowHosts []string
+	QueueSize  int
+	Limits     ingest.Limits
+	// ReadTimeout closes syslog connections silent this long.
+	ReadTimeout time.Duration
+	// ShutdownGrace bounds the flush of drain queues at shutdown.
+	ShutdownGrace time.Duration
+	// Name identifies this replica in /status.
+	Name string
+	// DebugAddr serves net/http/pprof when set (off by default: it exposes internals).
+	DebugAddr string
+
+	Syslog syslog.Options
+	HTTP   httpdrain.Options
+
+	// LogLevel is the level of the JSON logger ParseFlags makes.
+	LogLevel slog.Level
+	Logger   *slog.Logger
+	// Listening, when set, is called with the bound addresses once serving (tests).
+	Listening func(addrs map[string]string)
+}
+
+// BindFlags defines the router's flags on fs, each writing into o.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.HTTPAddr, "http-addr", ":8080", "address for POST /logs, /healthz, /readyz, /status, /metrics")
+	fs.StringVar(&o.SyslogTCPAddr, "syslog-tcp-addr", "", "syslog over TCP listen address (empty = off)")
+	fs.StringVar(&o.SyslogTLSAddr, "syslog-tls-addr", "", "syslog over TLS listen address (empty = off)")
+	fs.StringVar(&o.SyslogUDPAddr, "syslog-udp-addr", "", "syslog over UDP listen address (empty = off)")
+	fs.StringVar(&o.TLSCertFile, "tls-cert", "", "certificate file for --syslog-tls-addr")
+	fs.StringVar(&o.TLSKeyFile, "tls-key", "", "key file for --syslog-tls-addr")
+	fs.StringVar(&o.Routes, "routes", "", "routing table file (standalone use)")
+	fs.StringVar(&o.RoutesSecret, "routes-secret", "", "routing table Secret as NAMESPACE/NAME")
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config)")
+	fs.Func("allow-cidrs", "comma-separated CIDRs, addresses and host names (*.suffix allowed) drains may reach although internal; give it the manager's list", func(s string) error {
+		p, hosts, err := drain.ParseAllow(strings.Split(s, ","))
+		if err != nil {
+			return err
+		}
+		o.AllowCIDRs, o.AllowHosts = p, hosts
+		return nil
+	})
+	fs.IntVar(&o.QueueSize, "queue-size", drain.DefaultQueueSize, "messages buffered per drain before the oldest are dropped")
+	fs.IntVar(&o.Limits.MaxFrame, "max-frame", 64<<10, "largest accepted frame in bytes, refused before it is read")
+	fs.IntVar(&o.Limits.MaxLine, "max-line", 10000, "longest message text; longer lines are split")
+	fs.IntVar(&o.Limits.MaxBody, "max-body", 8<<20, "largest POST /logs body in bytes")
+	fs.DurationVar(&o.ReadTimeout, "read-timeout", ingest.DefaultReadTimeout, "close syslog connections silent this long")
+	fs.DurationVar(&o.ShutdownGrace, "shutdown-grace", 10*time.Second, "time to flush drain queues at shutdown")
+	fs.StringVar(&o.Name, "name", os.Getenv("POD_NAME"), "replica name in /status (default: $POD_NAME or host name)")
+	fs.StringVar(&o.DebugAddr, "debug-addr", "", "serve net/http/pprof on this address (empty = off)")
+	fs.TextVar(&o.LogLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+}
+
+// ParseFlags parses the router's command line (without the program name) and makes
+// the JSON logger on stderr.
+func ParseFlags(args []string) (Options, error) {
+	var o Options
+	fs := flag.NewFlagSet("router", flag.ContinueOnError)
+	o.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("router: unexpected arguments %q", fs.Args())
+	}
+	o.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: o.LogLevel}))
+	return o, nil
+}

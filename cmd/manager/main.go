@@ -5,97 +5,19 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"net/netip"
 	"os"
-	"strings"
-	"time"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
-	"github.com/kubeplex/kubeplex/controllers"
-	"github.com/kubeplex/kubeplex/controllers/routes"
-	"github.com/kubeplex/kubeplex/controllers/urlpolicy"
-	podwebhook "github.com/kubeplex/kubeplex/internal/webhook"
+	"github.com/kubeplex/kubeplex/controllers/manager"
 )
 
-// options are the manager's flags.
-type options struct {
-	Kubeconfig             string
-	Namespace              string // where the routing Secrets, the Lease and the routers live
-	RoutesSecret           string
-	MetricsBindAddress     string
-	HealthProbeBindAddress string
-	LeaderElect            bool
-	WebhookPort            int // 0 turns the webhook off
-	Webhook                podwebhook.Options
-
-	// URL policy.
-	AllowCIDRs   string // CIDRs, addresses and host names drains may reach despite the defaults
-	DenyCIDRs    string // extra denied CIDRs
-	ServiceCIDRs string
-	PodCIDRs     string
-
-	TokenGracePeriod     time.Duration
-	RouterService        string
-	RouterStatusPortName string
-	RouterStatusURLs     string
-	RouterStatusInterval time.Duration
-	StatusInterval       time.Duration
-	MaxShardBytes        int
-	MaxShards            int
-
-	Zap zap.Options
-}
-
-func parseFlags(args []string) (options, error) {
-	var o options
-	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
-	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file; empty means in-cluster config (or $KUBECONFIG)")
-	fs.StringVar(&o.Namespace, "namespace", "kubeplex-system", "namespace of the routing Secrets, the leader-election Lease and the router Service")
-	fs.StringVar(&o.RoutesSecret, "routes-secret", "kubeplex-routes", "name of the routing-table Secret (shards are NAME-1, NAME-2, ...)")
-	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
-	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz; 0 turns it off")
-	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect a leader with a Lease so only one replica writes")
-	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "port of the pod-injection webhook; 0 turns it off")
-	o.Webhook.BindFlags(fs)
-	fs.StringVar(&o.AllowCIDRs, "allow-cidrs", "", "comma-separated CIDRs, addresses and host names (*.example.com allowed) drains may reach although the URL policy denies them by default")
-	fs.StringVar(&o.DenyCIDRs, "deny-cidrs", "", "comma-separated CIDRs drains may not reach, beyond the defaults")
-	fs.StringVar(&o.ServiceCIDRs, "service-cidrs", "", "the cluster's Service CIDRs (denied to drains)")
-	fs.StringVar(&o.PodCIDRs, "pod-cidrs", "", "the cluster's Pod CIDRs (denied to drains)")
-	fs.DurationVar(&o.TokenGracePeriod, "token-grace-period", controllers.DefaultTokenGracePeriod, "how long a rotated-out ingest token stays valid")
-	fs.StringVar(&o.RouterService, "router-service", "kubeplex-router", "Service whose EndpointSlices list the router pods to read /status from; empty turns discovery off")
-	fs.StringVar(&o.RouterStatusPortName, "router-status-port-name", "http", "name of the router Service port that serves /status")
-	fs.StringVar(&o.RouterStatusURLs, "router-status-urls", "", "comma-separated router /status URLs, in addition to discovered ones (tests, standalone routers)")
-	fs.DurationVar(&o.RouterStatusInterval, "router-status-interval", 15*time.Second, "how often to read the routers' /status")
-	fs.DurationVar(&o.StatusInterval, "drain-status-interval", controllers.DefaultStatusInterval, "least time between two LogDrain status writes while only counters change")
-	fs.IntVar(&o.MaxShardBytes, "max-shard-bytes", routes.DefaultMaxShardBytes, "largest routing-table shard, in bytes")
-	fs.IntVar(&o.MaxShards, "max-shards", routes.DefaultMaxShards, "most routing-table shards the routers may read (their Role names this many Secrets)")
-	o.Zap.BindFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return o, err
-	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
-	}
-	return o, nil
-}
-
 func main() {
-	opts, err := parseFlags(os.Args[1:])
+	opts, err := manager.ParseFlags(os.Args[1:])
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
@@ -104,152 +26,8 @@ func main() {
 		os.Exit(2)
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts.Zap)))
-	if err := run(ctrl.SetupSignalHandler(), opts); err != nil {
+	if err := manager.Run(ctrl.SetupSignalHandler(), opts); err != nil {
 		ctrl.Log.Error(err, "manager failed")
 		os.Exit(1)
 	}
-}
-
-func run(ctx context.Context, opts options) error {
-	log := ctrl.Log.WithName("setup")
-	cfg, err := restConfig(opts.Kubeconfig)
-	if err != nil {
-		return err
-	}
-	policy, err := urlPolicy(ctx, opts, cfg)
-	if err != nil {
-		return err
-	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return fmt.Errorf("build scheme: %w", err)
-	}
-	if err := kubeplexv1alpha1.AddToScheme(scheme); err != nil {
-		return fmt.Errorf("build scheme: %w", err)
-	}
-
-	mopts := ctrl.Options{
-		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsBindAddress},
-		HealthProbeBindAddress:        opts.HealthProbeBindAddress,
-		LeaderElection:                opts.LeaderElect,
-		LeaderElectionID:              "kubeplex-manager.kubeplex.io",
-		LeaderElectionNamespace:       opts.Namespace,
-		LeaderElectionReleaseOnCancel: true,
-		Cache:                         controllers.CacheOptions(),
-	}
-	if opts.WebhookPort > 0 {
-		mopts.WebhookServer = webhook.NewServer(webhook.Options{Port: opts.WebhookPort})
-	}
-	mgr, err := ctrl.NewManager(cfg, mopts)
-	if err != nil {
-		return fmt.Errorf("create manager: %w", err)
-	}
-	if err := controllers.Setup(ctx, mgr, controllers.Config{
-		Namespace:            opts.Namespace,
-		RoutesSecret:         opts.RoutesSecret,
-		MaxShardBytes:        opts.MaxShardBytes,
-		MaxShards:            opts.MaxShards,
-		Policy:               policy,
-		TokenGracePeriod:     opts.TokenGracePeriod,
-		RouterService:        opts.RouterService,
-		RouterStatusPortName: opts.RouterStatusPortName,
-		RouterStatusURLs:     splitList(opts.RouterStatusURLs),
-		RouterStatusInterval: opts.RouterStatusInterval,
-		StatusInterval:       opts.StatusInterval,
-		Registerer:           metrics.Registry,
-	}); err != nil {
-		return err
-	}
-
-	// The pod-injection webhook, on mgr.GetWebhookServer(); with self-managed
-	// certificates they are provisioned before the server starts.
-	if opts.WebhookPort > 0 {
-		wo := opts.Webhook
-		wo.Namespace = opts.Namespace
-		if err := podwebhook.Setup(ctx, mgr, wo); err != nil {
-			return fmt.Errorf("set up webhooks: %w", err)
-		}
-	}
-
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return fmt.Errorf("add health check: %w", err)
-	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
-		return fmt.Errorf("add ready check: %w", err)
-	}
-	if opts.WebhookPort > 0 {
-		// Not ready until the webhook server answers TLS: the Service must not send
-		// admission requests to a replica that cannot take them yet (they would be
-		// ignored, failurePolicy Ignore, and the pod start without its collector).
-		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
-			return fmt.Errorf("add webhook ready check: %w", err)
-		}
-	}
-	log.Info("starting manager", "namespace", opts.Namespace, "routesSecret", opts.RoutesSecret,
-		"leaderElection", opts.LeaderElect, "webhookPort", opts.WebhookPort)
-	if err := mgr.Start(ctx); err != nil {
-		return fmt.Errorf("run manager: %w", err)
-	}
-	return nil
-}
-
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	var cfg *rest.Config
-	var err error
-	if kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	} else {
-		cfg, err = ctrl.GetConfig()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("load kubeconfig: %w", err)
-	}
-	if cfg.QPS == 0 {
-		// As ctrl.GetConfig does: no client-side throttling (client-go's default is 5
-		// requests/s); the API server's priority and fairness protects it instead. At
-		// 5/s, 10,000 drains would take an hour to reconcile.
-		cfg.QPS = -1
-	}
-	return cfg, nil
-}
-
-// urlPolicy builds the URL policy from the flags and the API server's address, which
-// is always refused (with its port) and denied by default (other ports: the
-// control-plane node's kubelet and etcd live there too).
-func urlPolicy(ctx context.Context, opts options, cfg *rest.Config) (*urlpolicy.Policy, error) {
-	p := &urlpolicy.Policy{}
-	var err error
-	if p.Allow, p.AllowHosts, err = urlpolicy.ParseList(opts.AllowCIDRs); err != nil {
-		return nil, fmt.Errorf("--allow-cidrs: %w", err)
-	}
-	denyFlags := map[string]string{"--deny-cidrs": opts.DenyCIDRs, "--service-cidrs": opts.ServiceCIDRs, "--pod-cidrs": opts.PodCIDRs}
-	for flagName, v := range denyFlags {
-		d, err := urlpolicy.ParsePrefixes(v)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", flagName, err)
-		}
-		p.Deny = append(p.Deny, d...)
-	}
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	eps, err := urlpolicy.Endpoints(rctx, cfg.Host, nil)
-	if err != nil {
-		return nil, fmt.Errorf("API server address: %w", err)
-	}
-	p.DenyEndpoints = eps
-	for _, ep := range eps {
-		p.Deny = append(p.Deny, netip.PrefixFrom(ep.Addr(), ep.Addr().BitLen()))
-	}
-	return p, nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for item := range strings.SplitSeq(s, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			out = append(out, item)
-		}
-	}
-	return out
 }

@@ -1,0 +1,84 @@
+// Package manager assembles kubeplex's operator: its flags, the controller-runtime
+// manager, the URL policy, the controllers and the pod-injection webhook.
+package manager
+
+import (
+	"flag"
+	"fmt"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/kubeplex/kubeplex/controllers"
+	"github.com/kubeplex/kubeplex/controllers/routes"
+	podwebhook "github.com/kubeplex/kubeplex/internal/webhook"
+)
+
+// Options are the manager's flags.
+type Options struct {
+	Kubeconfig             string
+	Namespace              string // where the routing Secrets, the Lease and the routers live
+	RoutesSecret           string
+	MetricsBindAddress     string
+	HealthProbeBindAddress string
+	LeaderElect            bool
+	WebhookPort            int // 0 turns the webhook off
+	Webhook                podwebhook.Options
+
+	// URL policy.
+	AllowCIDRs   string // CIDRs, addresses and host names drains may reach despite the defaults
+	DenyCIDRs    string // extra denied CIDRs
+	ServiceCIDRs string
+	PodCIDRs     string
+
+	TokenGracePeriod     time.Duration
+	RouterService        string
+	RouterStatusPortName string
+	RouterStatusURLs     string
+	RouterStatusInterval time.Duration
+	StatusInterval       time.Duration
+	MaxShardBytes        int
+	MaxShards            int
+
+	Zap zap.Options
+}
+
+// BindFlags defines the manager's flags on fs, each writing into o.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file; empty means in-cluster config (or $KUBECONFIG)")
+	fs.StringVar(&o.Namespace, "namespace", "kubeplex-system", "namespace of the routing Secrets, the leader-election Lease and the router Service")
+	fs.StringVar(&o.RoutesSecret, "routes-secret", "kubeplex-routes", "name of the routing-table Secret (shards are NAME-1, NAME-2, ...)")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
+	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz; 0 turns it off")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect a leader with a Lease so only one replica writes")
+	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "port of the pod-injection webhook; 0 turns it off")
+	o.Webhook.BindFlags(fs)
+	fs.StringVar(&o.AllowCIDRs, "allow-cidrs", "", "comma-separated CIDRs, addresses and host names (*.example.com allowed) drains may reach although the URL policy denies them by default")
+	fs.StringVar(&o.DenyCIDRs, "deny-cidrs", "", "comma-separated CIDRs drains may not reach, beyond the defaults")
+	fs.StringVar(&o.ServiceCIDRs, "service-cidrs", "", "the cluster's Service CIDRs (denied to drains)")
+	fs.StringVar(&o.PodCIDRs, "pod-cidrs", "", "the cluster's Pod CIDRs (denied to drains)")
+	fs.DurationVar(&o.TokenGracePeriod, "token-grace-period", controllers.DefaultTokenGracePeriod, "how long a rotated-out ingest token stays valid")
+	fs.StringVar(&o.RouterService, "router-service", "kubeplex-router", "Service whose EndpointSlices list the router pods to read /status from; empty turns discovery off")
+	fs.StringVar(&o.RouterStatusPortName, "router-status-port-name", "http", "name of the router Service port that serves /status")
+	fs.StringVar(&o.RouterStatusURLs, "router-status-urls", "", "comma-separated router /status URLs, in addition to discovered ones (tests, standalone routers)")
+	fs.DurationVar(&o.RouterStatusInterval, "router-status-interval", 15*time.Second, "how often to read the routers' /status")
+	fs.DurationVar(&o.StatusInterval, "drain-status-interval", controllers.DefaultStatusInterval, "least time between two LogDrain status writes while only counters change")
+	fs.IntVar(&o.MaxShardBytes, "max-shard-bytes", routes.DefaultMaxShardBytes, "largest routing-table shard, in bytes")
+	fs.IntVar(&o.MaxShards, "max-shards", routes.DefaultMaxShards, "most routing-table shards the routers may read (their Role names this many Secrets)")
+	o.Zap.BindFlags(fs)
+}
+
+// ParseFlags parses the manager's command line (without the program name).
+func ParseFlags(args []string) (Options, error) {
+	var o Options
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	o.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return o, nil
+}
+

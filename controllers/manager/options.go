@@ -81,4 +81,3 @@ func ParseFlags(args []string) (Options, error) {
 	}
 	return o, nil
 }
-

@@ -213,21 +213,24 @@ func (s *Server) syslogMessage(b []byte) {
 	}
 	now := time.Now()
 	if f, err := wire.Scan(b); err == nil {
-		t := now
-		if len(f.Timestamp) > 0 {
-			if pt, err := time.Parse(time.RFC3339Nano, string(f.Timestamp)); err == nil {
-				t = pt
-			}
-		}
-		s.emit(f.Priority, t, f.Text)
+		s.emit(f.Priority, stamp(f.Timestamp, now), f.Text)
 		return
 	}
-	if m, err := ParseRFC3164(b, now, time.Local); err == nil {
+	if m, err := wire.ParseRFC3164(b, now, time.Local); err == nil {
 		// The sender's clock has no year and no zone: the receive time is better.
 		s.emit(m.Priority, now, m.Content)
 		return
 	}
 	s.emit(13, now, b)
+}
+
+// stamp is an RFC 5424 TIMESTAMP as a time, or now when there is none or it does not
+// parse.
+func stamp(ts []byte, now time.Time) time.Time {
+	if us, err := wire.ParseTimestamp(ts); err == nil {
+		return time.UnixMicro(us).UTC()
+	}
+	return now
 }
 
 // emit passes text on, cut into Logplex-sized messages.
@@ -259,11 +262,7 @@ func (s *Server) handleHTTP(w http.ResponseWriter, req *http.Request) {
 		now := time.Now()
 		for _, rec := range b.Records {
 			f, _ := wire.Scan(rec) // ReadBatch has checked every record
-			t := now
-			if pt, err := time.Parse(time.RFC3339Nano, string(f.Timestamp)); err == nil {
-				t = pt
-			}
-			s.emit(f.Priority, t, f.Text)
+			s.emit(f.Priority, stamp(f.Timestamp, now), f.Text)
 		}
 		w.WriteHeader(http.StatusNoContent)
 		return

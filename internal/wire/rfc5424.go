@@ -73,50 +73,6 @@ func AppendRFC5424(dst []byte, m *Message) []byte {
 	return dst
 }
 
-// AppendTimestamp appends t in TimeLayout. It is hand-rolled because it runs once per
-// delivered message and time.AppendFormat costs several times more.
-func AppendTimestamp(dst []byte, t time.Time) []byte {
-	year, month, day := t.Date()
-	hour, minute, sec := t.Clock()
-	if year < 0 || year > 9999 {
-		return t.AppendFormat(dst, TimeLayout)
-	}
-	dst = append4(dst, year)
-	dst = append(dst, '-')
-	dst = append2(dst, int(month))
-	dst = append(dst, '-')
-	dst = append2(dst, day)
-	dst = append(dst, 'T')
-	dst = append2(dst, hour)
-	dst = append(dst, ':')
-	dst = append2(dst, minute)
-	dst = append(dst, ':')
-	dst = append2(dst, sec)
-	dst = append(dst, '.')
-	us := t.Nanosecond() / 1000
-	dst = append2(dst, us/10000)
-	dst = append2(dst, us/100%100)
-	dst = append2(dst, us%100)
-	_, off := t.Zone()
-	sign := byte('+')
-	if off < 0 {
-		sign = '-'
-		off = -off
-	}
-	dst = append(dst, sign)
-	dst = append2(dst, off/3600)
-	dst = append(dst, ':')
-	return append2(dst, off/60%60)
-}
-
-func append2(dst []byte, v int) []byte {
-	return append(dst, byte('0'+v/10%10), byte('0'+v%10))
-}
-
-func append4(dst []byte, v int) []byte {
-	return append(append2(dst, v/100), byte('0'+v/10%10), byte('0'+v%10))
-}
-
 func appendHeaderField(dst []byte, s string, limit int) []byte {
 	if s == "" {
 		return append(dst, '-')

@@ -63,20 +63,6 @@ func TestAppendRFC5424(t *testing.T) {
 	}
 }
 
-func TestAppendTimestampMatchesTimeFormat(t *testing.T) {
-	zones := []*time.Location{time.UTC, time.FixedZone("a", 3600*14), time.FixedZone("b", -3600*12-45*60)}
-	for _, sec := range []int64{0, 1, 951782400, 1764064800, 4102444799} {
-		for _, ns := range []int{0, 999, 1000, 123456789, 999999999} {
-			for _, z := range zones {
-				tm := time.Unix(sec, int64(ns)).In(z)
-				if got, want := string(AppendTimestamp(nil, tm)), tm.Format(TimeLayout); got != want {
-					t.Errorf("AppendTimestamp(%v) = %q, want %q", tm, got, want)
-				}
-			}
-		}
-	}
-}
-
 func TestParse(t *testing.T) {
 	tests := []struct {
 		name    string

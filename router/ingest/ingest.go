@@ -53,7 +53,7 @@ func (b *batch) add(app *dispatch.App, f *wire.Fields, source, proc []byte, now 
 	m := message.Msg{Priority: f.Priority, Source: source, ProcID: proc}
 	m.Time = now.UnixMicro()
 	if len(f.Timestamp) > 0 {
-		if t, err := message.ParseTimestamp(f.Timestamp); err == nil {
+		if t, err := wire.ParseTimestamp(f.Timestamp); err == nil {
 			m.Time = t
 		}
 	}

@@ -55,27 +55,6 @@ func TestScan3164(t *testing.T) {
 	}
 }
 
-func FuzzScan3164(f *testing.F) {
-	for _, s := range []string{"<190>Nov 25 10:00:00 ingress-1 nginx: GET / 200", "<13>Jan  2 00:00:01 web sshd[42]: x", "<1>a[b"} {
-		f.Add(s)
-	}
-	now := time.Now()
-	f.Fuzz(func(t *testing.T, s string) {
-		fl, err := scan3164([]byte(s), now)
-		if err != nil {
-			return
-		}
-		for _, c := range fl.Hostname {
-			if c < 33 || c > 126 {
-				t.Fatalf("hostname %q has a non-printable byte", fl.Hostname)
-			}
-		}
-		if len(fl.AppName) > 48 {
-			t.Fatalf("app name %q too long", fl.AppName)
-		}
-	})
-}
-
 func FuzzVhost(f *testing.F) {
 	f.Add("host=a vhost=b")
 	f.Fuzz(func(t *testing.T, s string) {

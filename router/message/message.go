@@ -115,7 +115,7 @@ func AppendFrame(dst, scratch []byte, m *Msg, host string) (out, scratchOut []by
 // AppendText appends the line as users see it:
 // "2026-11-25T10:00:00.123456+00:00 app[web.1]: message".
 func AppendText(dst []byte, m *Msg) []byte {
-	dst = wire.AppendTimestamp(dst, time.UnixMicro(m.Time).UTC())
+	dst = wire.AppendTimestampMicro(dst, m.Time)
 	dst = append(dst, ' ')
 	dst = append(dst, m.Source...)
 	dst = append(dst, '[')

@@ -70,69 +70,6 @@ func TestAppendRFC5424Parses(t *testing.T) {
 	}
 }
 
-func TestParseTimestamp(t *testing.T) {
-	tests := []struct {
-		in      string
-		wantErr bool
-	}{
-		{in: "2026-11-25T10:00:00.123456+00:00"},
-		{in: "2026-11-25T10:00:00Z"},
-		{in: "2026-11-25T10:00:00.1Z"},
-		{in: "2026-11-25T10:00:00.123456789Z"},
-		{in: "1985-04-12T23:20:50.52Z"},
-		{in: "1985-04-12T19:20:50.52-04:00"},
-		{in: "2003-10-11T22:14:15.003Z"},
-		{in: "2000-02-29T23:59:59+14:00"},
-		{in: "1969-12-31T23:59:59Z"},
-		{in: "2026-11-25 10:00:00Z", wantErr: true},
-		{in: "2026-13-25T10:00:00Z", wantErr: true},
-		{in: "2026-11-25T10:00:00", wantErr: true},
-		{in: "2026-11-25T10:00:00.Z", wantErr: true},
-		{in: "2026-11-25T10:00:00+0000", wantErr: true},
-		{in: "2026-11-25T24:00:00Z", wantErr: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, err := ParseTimestamp([]byte(tt.in))
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
-			}
-			if tt.wantErr {
-				return
-			}
-			ref, err := time.Parse(time.RFC3339Nano, tt.in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := ref.UnixMicro(); got != want {
-				t.Errorf("ParseTimestamp = %d, want %d", got, want)
-			}
-		})
-	}
-}
-
-// FuzzParseTimestamp checks agreement with time.Parse on everything both accept.
-func FuzzParseTimestamp(f *testing.F) {
-	for _, s := range []string{"2026-11-25T10:00:00.123456+00:00", "1985-04-12T19:20:50.52-04:00", "2000-02-29T23:59:59Z"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		got, err := ParseTimestamp([]byte(s))
-		if err != nil {
-			return
-		}
-		ref, rerr := time.Parse(time.RFC3339Nano, s)
-		if rerr != nil {
-			// time.Parse refuses day 31 of short months and leap seconds; the router
-			// only re-emits timestamps, so it accepts them.
-			return
-		}
-		if got != ref.UnixMicro() {
-			t.Fatalf("ParseTimestamp(%q) = %d, time.Parse = %d", s, got, ref.UnixMicro())
-		}
-	})
-}
-
 func TestSplitText(t *testing.T) {
 	tests := []struct {
 		name string
@@ -177,14 +114,6 @@ func BenchmarkAppendFrame(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		dst, scratch = AppendFrame(dst[:0], scratch, &m, "d.0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d")
-	}
-}
-
-func BenchmarkParseTimestamp(b *testing.B) {
-	ts := []byte("2026-11-25T10:00:00.123456+00:00")
-	b.ReportAllocs()
-	for b.Loop() {
-		_, _ = ParseTimestamp(ts)
 	}
 }
 

@@ -1,12 +1,13 @@
-package trace
+package wire
 
 import (
 	"errors"
 	"time"
 )
 
-// BSD is a message in the BSD syslog format of RFC 3164.
-type BSD struct {
+// BSDMessage is a message in the BSD syslog format of RFC 3164, which local senders
+// (glibc's syslog(3), Python's SysLogHandler) and many daemons (nginx) still send.
+type BSDMessage struct {
 	Priority uint8
 	// Time is the TIMESTAMP read in loc, in the year that puts it closest to now
 	// (RFC 3164 carries neither year nor zone); zero when the header had none.
@@ -26,9 +27,10 @@ var months = [12]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", 
 // a receiver: PRI is required; the TIMESTAMP and HOSTNAME of the HEADER are taken
 // when well formed; a TAG ends at "[", ":" or a space and is taken only when followed
 // by ":" (local senders such as glibc's syslog(3) send "<PRI>TIMESTAMP TAG[PID]: MSG"
-// with no hostname). The slices are views into b.
-func ParseRFC3164(b []byte, now time.Time, loc *time.Location) (BSD, error) {
-	var m BSD
+// with no hostname). The slices are views into b; the TIMESTAMP is read in loc
+// (nil: time.Local).
+func ParseRFC3164(b []byte, now time.Time, loc *time.Location) (BSDMessage, error) {
+	var m BSDMessage
 	pri, i, ok := parsePRI(b)
 	if !ok {
 		return m, errNoPRI
@@ -41,8 +43,9 @@ func ParseRFC3164(b []byte, now time.Time, loc *time.Location) (BSD, error) {
 		if len(rest) > 0 && rest[0] == ' ' {
 			rest = rest[1:]
 		}
-		// HOSTNAME is a word followed by a space, unless that word is already the tag.
-		if w := wordEnd(rest); w > 0 && w < len(rest) && rest[w] == ' ' && !isTagEnd(rest[w-1]) {
+		// HOSTNAME is a printable word followed by a space (section 4.1.2), unless
+		// that word is already the tag.
+		if w := wordEnd(rest); w > 0 && w < len(rest) && rest[w] == ' ' && !isTagEnd(rest[w-1]) && printable(rest[:w]) {
 			m.Hostname = rest[:w]
 			rest = rest[w+1:]
 		}
@@ -117,6 +120,15 @@ func wordEnd(b []byte) int {
 		}
 	}
 	return len(b)
+}
+
+func printable(b []byte) bool {
+	for _, c := range b {
+		if c < '!' || c > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 func isTagEnd(c byte) bool { return c == ':' || c == ']' }

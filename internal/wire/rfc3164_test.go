@@ -1,4 +1,4 @@
-package trace
+package wire
 
 import (
 	"bytes"
@@ -33,6 +33,10 @@ func TestParseRFC3164(t *testing.T) {
 		{name: "leading zero", in: "<013>x", wantErr: true},
 		{name: "no pri", in: "hello", wantErr: true},
 		{name: "unterminated pri", in: "<13", wantErr: true},
+		{name: "nginx", in: "<190>Nov 25 10:00:00 ingress-1 nginx: GET / 200",
+			pri: 190, time: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC), host: "ingress-1", tag: "nginx", content: "GET / 200"},
+		{name: "unprintable hostname stays in the message", in: "<13>Nov 25 10:00:00 h\x01st app: x",
+			pri: 13, time: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC), content: "h\x01st app: x"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -55,11 +59,12 @@ func TestParseRFC3164(t *testing.T) {
 	}
 }
 
-// FuzzParseRFC3164: no input panics; accepted messages have a valid PRI and fields
-// that are views of the input.
+// FuzzParseRFC3164: no input panics; accepted messages have a valid PRI, a printable
+// hostname, a tag of at most 48 bytes, and fields that are views of the input.
 func FuzzParseRFC3164(f *testing.F) {
 	for _, s := range []string{"<34>Oct 11 22:14:15 mymachine su: 'su root' failed", "<14>app[1]: x",
-		"<14>Nov  5 01:02:03 app[9]: local", "<0>", "<191>Dec 31 23:59:60 h t[", "<1>a[b]:"} {
+		"<14>Nov  5 01:02:03 app[9]: local", "<0>", "<191>Dec 31 23:59:60 h t[", "<1>a[b]:",
+		"<190>Nov 25 10:00:00 ingress-1 nginx: GET / 200", "<13>Jan  2 00:00:01 web sshd[42]: x", "<1>a[b"} {
 		f.Add([]byte(s))
 	}
 	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
@@ -75,6 +80,14 @@ func FuzzParseRFC3164(f *testing.F) {
 			if len(field) > 0 && !bytes.Contains(b, field) {
 				t.Fatalf("field %q not from input %q", field, b)
 			}
+		}
+		for _, c := range m.Hostname {
+			if c < '!' || c > '~' {
+				t.Fatalf("hostname %q has a non-printable byte", m.Hostname)
+			}
+		}
+		if len(m.Tag) > 48 {
+			t.Fatalf("tag %q too long", m.Tag)
 		}
 		if !bytes.HasSuffix(b, m.Content) {
 			t.Fatalf("content %q is not the tail of %q", m.Content, b)

@@ -1,17 +1,68 @@
-package message
+package wire
 
 import (
 	"errors"
 	"time"
-
-	"github.com/kubeplex/kubeplex/internal/wire"
 )
+
+// TIMESTAMP of RFC 5424 section 6.2.3, read and written once for every binary.
+
+// AppendTimestamp appends t in TimeLayout. It is hand-rolled because it runs once per
+// delivered message and time.AppendFormat costs several times more.
+func AppendTimestamp(dst []byte, t time.Time) []byte {
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(dst, TimeLayout)
+	}
+	dst = append4(dst, year)
+	dst = append(dst, '-')
+	dst = append2(dst, int(month))
+	dst = append(dst, '-')
+	dst = append2(dst, day)
+	dst = append(dst, 'T')
+	dst = append2(dst, hour)
+	dst = append(dst, ':')
+	dst = append2(dst, minute)
+	dst = append(dst, ':')
+	dst = append2(dst, sec)
+	dst = append(dst, '.')
+	us := t.Nanosecond() / 1000
+	dst = append2(dst, us/10000)
+	dst = append2(dst, us/100%100)
+	dst = append2(dst, us%100)
+	_, off := t.Zone()
+	sign := byte('+')
+	if off < 0 {
+		sign = '-'
+		off = -off
+	}
+	dst = append(dst, sign)
+	dst = append2(dst, off/3600)
+	dst = append(dst, ':')
+	return append2(dst, off/60%60)
+}
+
+func append2(dst []byte, v int) []byte {
+	return append(dst, byte('0'+v/10%10), byte('0'+v%10))
+}
+
+func append4(dst []byte, v int) []byte {
+	return append(append2(dst, v/100), byte('0'+v/10%10), byte('0'+v%10))
+}
+
+// AppendTimestampMicro appends microseconds since the epoch as a UTC timestamp in
+// TimeLayout, the form ParseTimestamp reads.
+func AppendTimestampMicro(dst []byte, us int64) []byte {
+	return AppendTimestamp(dst, time.UnixMicro(us).UTC())
+}
 
 var errTimestamp = errors.New("bad RFC 5424 timestamp")
 
 // ParseTimestamp reads an RFC 5424 TIMESTAMP (RFC 3339 profile, section 6.2.3) into
 // microseconds since the epoch. It is hand-rolled for the ingest hot path: time.Parse
-// costs several times more and allocates on some inputs.
+// costs several times more and allocates on some inputs. Unlike time.Parse it takes
+// day 31 of short months and leap seconds: a receiver only re-emits the time.
 func ParseTimestamp(b []byte) (int64, error) {
 	// 2006-01-02T15:04:05[.frac](Z|+hh:mm)
 	if len(b) < 20 || b[4] != '-' || b[7] != '-' || (b[10] != 'T' && b[10] != 't') || b[13] != ':' || b[16] != ':' {
@@ -107,9 +158,4 @@ func daysFromCivil(y, m, d int) int64 {
 	doy := (153*mp+2)/5 + d - 1
 	doe := yoe*365 + yoe/4 - yoe/100 + doy
 	return int64(era*146097 + doe - 719468)
-}
-
-// AppendRFC3339Micro appends a UTC timestamp in the form ParseTimestamp reads.
-func AppendRFC3339Micro(dst []byte, us int64) []byte {
-	return wire.AppendTimestamp(dst, time.UnixMicro(us).UTC())
 }

@@ -1,0 +1,100 @@
+package wire
+
+import (
+	"testing"
+	"time"
+)
+
+func TestAppendTimestampMatchesTimeFormat(t *testing.T) {
+	zones := []*time.Location{time.UTC, time.FixedZone("a", 3600*14), time.FixedZone("b", -3600*12-45*60)}
+	for _, sec := range []int64{0, 1, 951782400, 1764064800, 4102444799} {
+		for _, ns := range []int{0, 999, 1000, 123456789, 999999999} {
+			for _, z := range zones {
+				tm := time.Unix(sec, int64(ns)).In(z)
+				if got, want := string(AppendTimestamp(nil, tm)), tm.Format(TimeLayout); got != want {
+					t.Errorf("AppendTimestamp(%v) = %q, want %q", tm, got, want)
+				}
+			}
+		}
+	}
+}
+
+func TestParseTimestamp(t *testing.T) {
+	tests := []struct {
+		in      string
+		wantErr bool
+	}{
+		{in: "2026-11-25T10:00:00.123456+00:00"},
+		{in: "2026-11-25T10:00:00Z"},
+		{in: "2026-11-25T10:00:00.1Z"},
+		{in: "2026-11-25T10:00:00.123456789Z"},
+		{in: "1985-04-12T23:20:50.52Z"},
+		{in: "1985-04-12T19:20:50.52-04:00"},
+		{in: "2003-10-11T22:14:15.003Z"},
+		{in: "2000-02-29T23:59:59+14:00"},
+		{in: "1969-12-31T23:59:59Z"},
+		{in: "2026-11-25 10:00:00Z", wantErr: true},
+		{in: "2026-13-25T10:00:00Z", wantErr: true},
+		{in: "2026-11-25T10:00:00", wantErr: true},
+		{in: "2026-11-25T10:00:00.Z", wantErr: true},
+		{in: "2026-11-25T10:00:00+0000", wantErr: true},
+		{in: "2026-11-25T24:00:00Z", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseTimestamp([]byte(tt.in))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if tt.wantErr {
+				return
+			}
+			ref, err := time.Parse(time.RFC3339Nano, tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := ref.UnixMicro(); got != want {
+				t.Errorf("ParseTimestamp = %d, want %d", got, want)
+			}
+		})
+	}
+}
+
+// FuzzParseTimestamp checks agreement with time.Parse on everything both accept.
+func FuzzParseTimestamp(f *testing.F) {
+	for _, s := range []string{"2026-11-25T10:00:00.123456+00:00", "1985-04-12T19:20:50.52-04:00", "2000-02-29T23:59:59Z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := ParseTimestamp([]byte(s))
+		if err != nil {
+			return
+		}
+		ref, rerr := time.Parse(time.RFC3339Nano, s)
+		if rerr != nil {
+			// time.Parse refuses day 31 of short months and leap seconds; the router
+			// only re-emits timestamps, so it accepts them.
+			return
+		}
+		if got != ref.UnixMicro() {
+			t.Fatalf("ParseTimestamp(%q) = %d, time.Parse = %d", s, got, ref.UnixMicro())
+		}
+	})
+}
+
+func BenchmarkParseTimestamp(b *testing.B) {
+	ts := []byte("2026-11-25T10:00:00.123456+00:00")
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = ParseTimestamp(ts)
+	}
+}
+
+// TestTimestampRoundTrip: what AppendTimestampMicro writes, ParseTimestamp reads back.
+func TestTimestampRoundTrip(t *testing.T) {
+	for _, us := range []int64{0, 1, -1, 1764064800123456, 4102444799999999} {
+		if got, err := ParseTimestamp(AppendTimestampMicro(nil, us)); err != nil || got != us {
+			t.Errorf("round trip of %d = %d, %v", us, got, err)
+		}
+	}
+}

@@ -34,6 +34,10 @@ type RoutesReconciler struct {
 	// carry the version), so a burst of changes (a thousand drains applied at once)
 	// must become a few writes, not a thousand. 0 means no spacing.
 	MinWriteInterval time.Duration
+	// SessionKeysSecret names the session-keys Secret in Store.Namespace (empty: no
+	// keys). Only that one is read: a Secret elsewhere with the same labels is not
+	// the manager's and must not put keys into the table.
+	SessionKeysSecret string
 
 	mu        sync.Mutex
 	problems  map[routes.Problem]bool // reported already, so Events mark changes only
@@ -79,6 +83,14 @@ func (r *RoutesReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.
 		switch s.Labels[kubeplexv1alpha1.SecretRoleLabel] {
 		case kubeplexv1alpha1.SecretRoleToken, kubeplexv1alpha1.SecretRoleDrain:
 			in.Secrets = append(in.Secrets, s)
+		case kubeplexv1alpha1.SecretRoleSessionKeys:
+			if r.SessionKeysSecret != "" && s.Namespace == r.Store.Namespace && s.Name == r.SessionKeysSecret {
+				keys, err := decodeSessionKeys(&s)
+				if err != nil {
+					log.Error(err, "session keys unreadable; the key controller replaces them")
+				}
+				in.SessionKeys = keys
+			}
 		}
 	}
 

@@ -47,6 +47,9 @@ type Config struct {
 	// DefaultRoutesWriteInterval, negative means none.
 	RoutesWriteInterval time.Duration
 
+	// Sessions configure LogSessions and their signing keys.
+	Sessions SessionOptions
+
 	// Registerer takes the manager's own metrics (nil: not registered).
 	Registerer prometheus.Registerer
 }
@@ -132,12 +135,25 @@ func Setup(ctx context.Context, mgr ctrl.Manager, c Config) error {
 	}).SetupWithManager(mgr, secretsMeta, healthEvents); err != nil {
 		return fmt.Errorf("set up logdrain controller: %w", err)
 	}
+	if c.Sessions.KeysSecret != "" {
+		if err := (&SessionKeyReconciler{
+			Client: mgr.GetClient(), Namespace: c.Namespace, Name: c.Sessions.KeysSecret, Rotation: c.Sessions.KeyRotation,
+		}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("set up session key controller: %w", err)
+		}
+		if err := (&LogSessionReconciler{
+			Client: mgr.GetClient(), Options: c.Sessions, Namespace: c.Namespace,
+		}).SetupWithManager(ctx, mgr); err != nil {
+			return fmt.Errorf("set up logsession controller: %w", err)
+		}
+	}
 	writeInterval := c.RoutesWriteInterval
 	if writeInterval == 0 {
 		writeInterval = DefaultRoutesWriteInterval
 	}
 	if err := (&RoutesReconciler{
 		Client: mgr.GetClient(), Recorder: recorder, Metrics: NewRoutesMetrics(c.Registerer), MinWriteInterval: writeInterval,
+		SessionKeysSecret: c.Sessions.KeysSecret,
 		Store: &routes.Store{Client: mgr.GetClient(), Namespace: c.Namespace, Base: c.RoutesSecret,
 			MaxShardBytes: c.MaxShardBytes, MaxShards: c.MaxShards},
 	}).SetupWithManager(mgr); err != nil {

@@ -1,4 +1,4 @@
-// Package v1alpha1 contains the kubeplex.io/v1alpha1 API: LogApp and LogDrain.
+// Package v1alpha1 contains the kubeplex.io/v1alpha1 API: LogApp, LogDrain and LogSession.
 // +kubebuilder:object:generate=true
 // +groupName=kubeplex.io
 package v1alpha1
@@ -23,7 +23,8 @@ var (
 )
 
 func addKnownTypes(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &LogApp{}, &LogAppList{}, &LogDrain{}, &LogDrainList{})
+	s.AddKnownTypes(GroupVersion, &LogApp{}, &LogAppList{}, &LogDrain{}, &LogDrainList{},
+		&LogSession{}, &LogSessionList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }

@@ -24,6 +24,7 @@ type Options struct {
 	LeaderElect            bool
 	WebhookPort            int // 0 turns the webhook off
 	Webhook                podwebhook.Options
+	Sessions               controllers.SessionOptions
 
 	// URL policy.
 	AllowCIDRs   string // CIDRs, addresses and host names drains may reach despite the defaults
@@ -53,6 +54,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect a leader with a Lease so only one replica writes")
 	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "port of the pod-injection webhook; 0 turns it off")
 	o.Webhook.BindFlags(fs)
+	o.Sessions.BindFlags(fs)
 	fs.StringVar(&o.AllowCIDRs, "allow-cidrs", "", "comma-separated CIDRs, addresses and host names (*.example.com allowed) drains may reach although the URL policy denies them by default")
 	fs.StringVar(&o.DenyCIDRs, "deny-cidrs", "", "comma-separated CIDRs drains may not reach, beyond the defaults")
 	fs.StringVar(&o.ServiceCIDRs, "service-cidrs", "", "the cluster's Service CIDRs (denied to drains)")

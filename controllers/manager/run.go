@@ -73,6 +73,7 @@ func Run(ctx context.Context, opts Options) error {
 		RouterStatusInterval: opts.RouterStatusInterval,
 		StatusInterval:       opts.StatusInterval,
 		Registerer:           metrics.Registry,
+		Sessions:             opts.Sessions,
 	}); err != nil {
 		return err
 	}

@@ -57,6 +57,8 @@ type Input struct {
 	Apps    []kubeplexv1alpha1.LogApp
 	Drains  []kubeplexv1alpha1.LogDrain
 	Secrets []corev1.Secret
+	// SessionKeys go into the table as they are (newest first).
+	SessionKeys []routing.SessionKey
 }
 
 // Problem is an object Render left out, in whole or in part, and why. The reconcilers
@@ -121,7 +123,7 @@ func Render(in Input) Result {
 			strings.Compare(a.Namespace, b.Namespace),
 			strings.Compare(a.Name, b.Name))
 	})
-	table := &routing.Table{Apps: []routing.App{}}
+	table := &routing.Table{Apps: []routing.App{}, SessionKeys: in.SessionKeys}
 	index := map[string]int{} // app ID → position in table.Apps
 	hostOwner := map[string]string{}
 	for i := range apps {

@@ -24,7 +24,12 @@ func Split(t *Table, maxBytes int) ([][]byte, error) {
 	}
 	var shards [][]App
 	cur, size := []App{}, 0
-	const overhead = 128 // version, shard numbers, brackets
+	keys, err := json.Marshal(t.SessionKeys)
+	if err != nil {
+		return nil, fmt.Errorf("split routing table: %w", err)
+	}
+	// Version, shard numbers, brackets, and the session keys shard 0 carries.
+	overhead := 128 + len(keys)
 	for _, a := range t.Apps {
 		b, err := json.Marshal(a)
 		if err != nil {
@@ -43,7 +48,11 @@ func Split(t *Table, maxBytes int) ([][]byte, error) {
 	shards = append(shards, cur)
 	out := make([][]byte, len(shards))
 	for i, apps := range shards {
-		b, err := json.Marshal(Table{Version: t.Version, Shard: i, Shards: len(shards), Apps: apps})
+		sh := Table{Version: t.Version, Shard: i, Shards: len(shards), Apps: apps}
+		if i == 0 {
+			sh.SessionKeys = t.SessionKeys
+		}
+		b, err := json.Marshal(sh)
 		if err != nil {
 			return nil, fmt.Errorf("split routing table: %w", err)
 		}
@@ -74,7 +83,7 @@ func Join(shards [][]byte) (*Table, error) {
 			if t.Shards != len(shards) {
 				return nil, fmt.Errorf("join routing table: %w: shard 0 wants %d shards, have %d", ErrShardsMismatch, t.Shards, len(shards))
 			}
-			whole = &Table{Version: t.Version, Shards: 1}
+			whole = &Table{Version: t.Version, Shards: 1, SessionKeys: t.SessionKeys}
 		} else if t.Version != whole.Version || t.Shard != i {
 			return nil, fmt.Errorf("join routing table: %w: shard %d", ErrShardsMismatch, i)
 		}

@@ -31,6 +31,26 @@ type Table struct {
 	Shards int `json:"shards"`
 	// Apps, sorted by ID.
 	Apps []App `json:"apps"`
+	// SessionKeys sign log-session URLs, newest first. The manager signs; routers
+	// verify a URL with the key its key id names, so a rotated-out key keeps working
+	// until it leaves the list. Only shard 0 carries them.
+	SessionKeys []SessionKey `json:"sessionKeys,omitempty"`
+}
+
+// SessionKey is one HMAC-SHA256 key for session URLs and replica-to-replica calls.
+type SessionKey struct {
+	// ID names the key in a signed URL: short, and not secret.
+	ID string `json:"id"`
+	// Key is the hex-encoded 256-bit secret.
+	Key string `json:"key"`
+	// Created is when the manager made the key (it rotates by age).
+	Created time.Time `json:"created"`
+}
+
+// Bytes returns the decoded key; ok is false when Key is not 32 hex-encoded bytes.
+func (k *SessionKey) Bytes() ([]byte, bool) {
+	b, err := hex.DecodeString(k.Key)
+	return b, err == nil && len(b) == 32
 }
 
 // App is one LogApp.
@@ -119,6 +139,15 @@ func (t *Table) Seal() {
 	if err != nil {
 		panic(fmt.Sprintf("routing: marshal table: %v", err)) // plain structs always marshal
 	}
+	// Keys change the version (routers must see a rotation) but a table without keys
+	// hashes as before.
+	if len(t.SessionKeys) > 0 {
+		k, err := json.Marshal(t.SessionKeys)
+		if err != nil {
+			panic(fmt.Sprintf("routing: marshal session keys: %v", err))
+		}
+		b = append(append(b, '\n'), k...)
+	}
 	sum := sha256.Sum256(b)
 	t.Version = hex.EncodeToString(sum[:8])
 }
@@ -138,6 +167,13 @@ func Decode(b []byte) (*Table, error) {
 // Validate checks what the router relies on: unique app and drain IDs, and a source
 // and secret for every token.
 func (t *Table) Validate() error {
+	keys := map[string]bool{}
+	for _, k := range t.SessionKeys {
+		if _, ok := k.Bytes(); !ok || k.ID == "" || len(k.ID) > 64 || keys[k.ID] {
+			return fmt.Errorf("validate routing table: session key %q empty, repeated or not 32 hex bytes", k.ID)
+		}
+		keys[k.ID] = true
+	}
 	apps := map[string]bool{}
 	drains := map[string]bool{}
 	for _, a := range t.Apps {

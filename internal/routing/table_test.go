@@ -3,6 +3,8 @@ package routing
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -107,6 +109,11 @@ func TestValidate(t *testing.T) {
 		{name: "empty app id", table: Table{Apps: []App{{}}}, wantErr: true},
 		{name: "token without source", table: Table{Apps: []App{{ID: "a/b", Tokens: []Token{{Token: "t.1"}}}}}, wantErr: true},
 		{name: "token without secret", table: Table{Apps: []App{{ID: "a/b", Tokens: []Token{{Source: "app"}}}}}, wantErr: true},
+		{name: "session key", table: Table{SessionKeys: []SessionKey{{ID: "k1", Key: "abababababababababababababababababababababababababababababababab"}}}},
+		{name: "session key not hex", table: Table{SessionKeys: []SessionKey{{ID: "k1", Key: "zz"}}}, wantErr: true},
+		{name: "session key short", table: Table{SessionKeys: []SessionKey{{ID: "k1", Key: "abab"}}}, wantErr: true},
+		{name: "session key without id", table: Table{SessionKeys: []SessionKey{{Key: "abababababababababababababababababababababababababababababababab"}}}, wantErr: true},
+		{name: "repeated session key", table: Table{SessionKeys: []SessionKey{{ID: "k1", Key: "abababababababababababababababababababababababababababababababab"}, {ID: "k1", Key: "abababababababababababababababababababababababababababababababab"}}}, wantErr: true},
 		{name: "repeated drain", table: Table{Apps: []App{{ID: "a/b", Drains: []Drain{{ID: "a/d"}}}, {ID: "a/c", Drains: []Drain{{ID: "a/d"}}}}}, wantErr: true},
 	}
 	for _, tt := range tests {
@@ -126,5 +133,41 @@ func TestTokenMatches(t *testing.T) {
 	tok := Token{Token: "t.secret"}
 	if tok.Digest() != d {
 		t.Fatal("Digest of a plain token differs from HashToken")
+	}
+}
+
+func TestSessionKeysTravelInShardZeroAndChangeVersion(t *testing.T) {
+	var apps []App
+	for i := range 50 {
+		apps = append(apps, App{ID: fmt.Sprintf("ns/app-%02d", i), Hosts: []string{strings.Repeat("h", 100)}})
+	}
+	plain := &Table{Apps: slices.Clone(apps)}
+	plain.Seal()
+	keyed := &Table{Apps: slices.Clone(apps), SessionKeys: []SessionKey{{ID: "k2", Key: strings.Repeat("cd", 32)}, {ID: "k1", Key: strings.Repeat("ab", 32)}}}
+	keyed.Seal()
+	if plain.Version == keyed.Version {
+		t.Fatal("session keys do not change the version")
+	}
+	shards, err := Split(keyed, 2000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shards) < 2 {
+		t.Fatalf("want several shards, got %d", len(shards))
+	}
+	for i, b := range shards {
+		if len(b) > 2000 {
+			t.Errorf("shard %d is %d bytes, limit 2000", i, len(b))
+		}
+		if has := strings.Contains(string(b), "sessionKeys"); has != (i == 0) {
+			t.Errorf("shard %d carries session keys: %v", i, has)
+		}
+	}
+	whole, err := Join(shards)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(whole.SessionKeys, keyed.SessionKeys) || len(whole.Apps) != len(apps) {
+		t.Fatalf("joined table has keys %v and %d apps", whole.SessionKeys, len(whole.Apps))
 	}
 }

@@ -13,6 +13,7 @@ import (
 	httpdrain "github.com/kubeplex/kubeplex/router/drain/http"
 	"github.com/kubeplex/kubeplex/router/drain/syslog"
 	"github.com/kubeplex/kubeplex/router/ingest"
+	"github.com/kubeplex/kubeplex/router/session"
 )
 
 // Options are the router's flags.
@@ -46,6 +47,8 @@ type Options struct {
 
 	Syslog syslog.Options
 	HTTP   httpdrain.Options
+	// Session configures log sessions and how replicas find each other.
+	Session session.Options
 
 	// LogLevel is the level of the JSON logger ParseFlags makes.
 	LogLevel slog.Level
@@ -81,6 +84,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.ShutdownGrace, "shutdown-grace", 10*time.Second, "time to flush drain queues at shutdown")
 	fs.StringVar(&o.Name, "name", os.Getenv("POD_NAME"), "replica name in /status (default: $POD_NAME or host name)")
 	fs.StringVar(&o.DebugAddr, "debug-addr", "", "serve net/http/pprof on this address (empty = off)")
+	o.Session.BindFlags(fs)
 	fs.TextVar(&o.LogLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 }
 

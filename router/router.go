@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -20,10 +21,13 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kubeplex/kubeplex/internal/routing"
 	"github.com/kubeplex/kubeplex/router/dispatch"
 	"github.com/kubeplex/kubeplex/router/drain"
 	"github.com/kubeplex/kubeplex/router/ingest"
 	"github.com/kubeplex/kubeplex/router/metrics"
+	"github.com/kubeplex/kubeplex/router/session"
+	"github.com/kubeplex/kubeplex/router/session/web"
 	"github.com/kubeplex/kubeplex/router/tablesource"
 )
 
@@ -56,13 +60,21 @@ func Run(ctx context.Context, o Options) error {
 		Router:    o.Name,
 	})
 
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	peers, err := sessionPeers(ctx, o)
+	if err != nil {
+		return err
+	}
+	sess := session.New(d, peers, o.Session, web.Handler(), m.Registry, log)
+
 	addrs := map[string]string{}
 	httpLn, err := net.Listen("tcp", orDefault(o.HTTPAddr, ":8080"))
 	if err != nil {
 		return fmt.Errorf("listen http: %w", err)
 	}
 	addrs["http"] = httpLn.Addr().String()
-	srv := &http.Server{Handler: mux(d, m, o.Limits, log), ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: sess.Intercept(mux(d, m, o.Limits, sess, log)), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 60 * time.Second, IdleTimeout: 5 * time.Minute}
 
 	sl := ingest.NewSyslog(d, o.Limits, o.ReadTimeout, m, log)
@@ -96,12 +108,17 @@ func Run(ctx context.Context, o Options) error {
 		serveErrs = append(serveErrs, func() error { return sl.ServeUDP(pc) })
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	errc := make(chan error, 2+len(serveErrs))
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if err := src.Run(ctx, d.Apply); err != nil {
+		apply := func(t *routing.Table) error {
+			if err := d.Apply(t); err != nil {
+				return err
+			}
+			sess.SetKeys(t.SessionKeys)
+			return nil
+		}
+		if err := src.Run(ctx, apply); err != nil {
 			errc <- fmt.Errorf("routing table source: %w", err)
 		}
 	})
@@ -164,6 +181,45 @@ func orDefault(s, def string) string {
 	return s
 }
 
+// sessionPeers finds the other replicas: a static list, or the EndpointSlices of the
+// router Service.
+func sessionPeers(ctx context.Context, o Options) (session.Peers, error) {
+	if o.Session.PeerService == "" {
+		return session.StaticPeers(o.Session.Peers), nil
+	}
+	if len(o.Session.Peers) > 0 {
+		return nil, errors.New("configure router: --peers and --peer-service are exclusive")
+	}
+	ns, name, ok := strings.Cut(o.Session.PeerService, "/")
+	if !ok || ns == "" || name == "" {
+		return nil, fmt.Errorf("configure router: --peer-service %q is not NAMESPACE/NAME", o.Session.PeerService)
+	}
+	cs, err := kubeClient(o)
+	if err != nil {
+		return nil, err
+	}
+	return session.WatchEndpointSlices(ctx, cs, ns, name, o.Session.PeerPort, o.Name, os.Getenv("POD_IP"))
+}
+
+func kubeClient(o Options) (*kubernetes.Clientset, error) {
+	var rc *rest.Config
+	var err error
+	if o.Kubeconfig != "" {
+		rc, err = clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	} else {
+		rc, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("configure kubernetes client: %w", err)
+	}
+	rc.UserAgent = UserAgent
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("configure kubernetes client: %w", err)
+	}
+	return cs, nil
+}
+
 func source(o Options, log *slog.Logger) (tablesource.Source, error) {
 	switch {
 	case o.Routes != "" && o.RoutesSecret != "":
@@ -175,20 +231,9 @@ func source(o Options, log *slog.Logger) (tablesource.Source, error) {
 		if !ok || ns == "" || name == "" {
 			return nil, fmt.Errorf("configure router: --routes-secret %q is not NAMESPACE/NAME", o.RoutesSecret)
 		}
-		var rc *rest.Config
-		var err error
-		if o.Kubeconfig != "" {
-			rc, err = clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
-		} else {
-			rc, err = rest.InClusterConfig()
-		}
+		cs, err := kubeClient(o)
 		if err != nil {
-			return nil, fmt.Errorf("configure kubernetes client: %w", err)
-		}
-		rc.UserAgent = UserAgent
-		cs, err := kubernetes.NewForConfig(rc)
-		if err != nil {
-			return nil, fmt.Errorf("configure kubernetes client: %w", err)
+			return nil, err
 		}
 		return &tablesource.Secret{Client: cs, Namespace: ns, Name: name, Logger: log}, nil
 	}
@@ -205,9 +250,10 @@ func debugMux() http.Handler {
 	return mx
 }
 
-func mux(d *dispatch.Dispatcher, m *metrics.Metrics, limits ingest.Limits, log *slog.Logger) http.Handler {
+func mux(d *dispatch.Dispatcher, m *metrics.Metrics, limits ingest.Limits, sess *session.Handler, log *slog.Logger) http.Handler {
 	mx := http.NewServeMux()
 	mx.Handle("/logs", ingest.NewHTTP(d, limits, m, log))
+	sess.Mount(mx)
 	mx.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})

@@ -4,6 +4,7 @@
 package history
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/kubeplex/kubeplex/router/ring"
@@ -13,6 +14,15 @@ import (
 type History struct {
 	mu sync.RWMutex
 	r  *ring.Ring
+	// subs are offered every appended record under mu, so a subscriber sees each
+	// record exactly once: in its snapshot or in its tail.
+	subs []Subscriber
+}
+
+// Subscriber receives records as they are appended. Offer runs under the history's
+// lock: it must copy what it keeps and never block (tail sessions drop instead).
+type Subscriber interface {
+	Offer(rec []byte)
 }
 
 // New returns a history of at most size lines.
@@ -26,7 +36,36 @@ func (h *History) Append(recs ...[]byte) {
 	for _, rec := range recs {
 		h.r.Push(rec)
 	}
+	for _, s := range h.subs {
+		for _, rec := range recs {
+			s.Offer(rec)
+		}
+	}
 	h.mu.Unlock()
+}
+
+// Subscribe calls fn with every record held, oldest first (fn must copy what it
+// keeps), then, when sub is not nil, offers sub every record appended from then on,
+// until cancel is called. Nothing is appended in between, so the snapshot and the
+// tail neither overlap nor leave a gap.
+func (h *History) Subscribe(fn func(rec []byte) bool, sub Subscriber) (cancel func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.r.Range(0, fn)
+	if sub == nil {
+		return func() {}
+	}
+	h.subs = append(h.subs, sub)
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for i, s := range h.subs {
+			if s == sub {
+				h.subs = slices.Delete(h.subs, i, i+1)
+				return
+			}
+		}
+	}
 }
 
 // Resize changes the line limit, keeping the newest lines.

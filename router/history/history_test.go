@@ -44,3 +44,27 @@ func TestLastAndResize(t *testing.T) {
 		t.Error("Release kept lines")
 	}
 }
+
+type collect struct{ got []string }
+
+func (c *collect) Offer(rec []byte) { c.got = append(c.got, string(rec)) }
+
+func TestSubscribeSnapshotThenTail(t *testing.T) {
+	h := New(3)
+	h.Append([]byte("a"), []byte("b"), []byte("c"), []byte("d"))
+	var snap []string
+	sub := &collect{}
+	cancel := h.Subscribe(func(rec []byte) bool { snap = append(snap, string(rec)); return true }, sub)
+	h.Append([]byte("e"), []byte("f"))
+	cancel()
+	h.Append([]byte("g"))
+	if fmt.Sprint(snap) != "[b c d]" || fmt.Sprint(sub.got) != "[e f]" {
+		t.Fatalf("snapshot %v, tail %v", snap, sub.got)
+	}
+	// Without a subscriber: a snapshot only, and cancel is harmless.
+	snap = nil
+	h.Subscribe(func(rec []byte) bool { snap = append(snap, string(rec)); return true }, nil)()
+	if fmt.Sprint(snap) != "[e f g]" {
+		t.Fatalf("snapshot %v", snap)
+	}
+}

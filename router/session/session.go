@@ -1,0 +1,397 @@
+// Package session serves log sessions on the router: GET /sessions/<id>, where the
+// id is a signed claim the manager issued for a LogSession (internal/session). Any
+// replica verifies it statelessly, gathers the app's history from its own ring and
+// from every other replica (PeerPath), merges it by timestamp, and then, for a tail
+// session, streams new lines from all of them. A slow reader has a bounded buffer and
+// is told what it lost (L11); ingest and drains never wait for a session.
+package session
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/session"
+	"github.com/kubeplex/kubeplex/router/dispatch"
+	"github.com/kubeplex/kubeplex/router/history"
+	"github.com/kubeplex/kubeplex/router/message"
+)
+
+// Path is the route of sessions; metrics and logs name it, never a session's URL.
+const Path = "/sessions/"
+
+// MaxLines is the most history a session gets.
+const MaxLines = session.MaxLines
+
+// Options are the router's session flags.
+type Options struct {
+	// Peers are static base URLs of the other replicas (process tests, standalone).
+	Peers []string
+	// PeerService is "namespace/name" of the router Service whose EndpointSlices list
+	// the replicas; PeerPort names its HTTP port.
+	PeerService string
+	PeerPort    string
+	// BufferLines bounds each tail session's buffer.
+	BufferLines int
+	// PeerTimeout bounds the wait for another replica's history.
+	PeerTimeout time.Duration
+	// ReissueEvery is how often an event-stream session gets a fresh URL.
+	ReissueEvery time.Duration
+}
+
+// BindFlags registers the session flags.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.Func("peers", "comma-separated base URLs of the other router replicas (instead of --peer-service)", func(s string) error {
+		for p := range strings.SplitSeq(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				o.Peers = append(o.Peers, p)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&o.PeerService, "peer-service", "", "router Service as NAMESPACE/NAME whose EndpointSlices list the other replicas")
+	fs.StringVar(&o.PeerPort, "peer-port-name", "http", "name of the router Service port that serves sessions")
+	fs.IntVar(&o.BufferLines, "session-buffer", DefaultBufferLines, "lines buffered per tail session before new ones are dropped (L11)")
+	fs.DurationVar(&o.PeerTimeout, "peer-timeout", 5*time.Second, "how long a session waits for another replica's history")
+}
+
+// Apps finds an app's live state by id ("namespace/name").
+type Apps interface {
+	App(id string) (*dispatch.App, bool)
+}
+
+// Peers lists the base URLs of the other replicas.
+type Peers interface {
+	Peers() []string
+}
+
+// StaticPeers is a fixed list.
+type StaticPeers []string
+
+// Peers returns the list.
+func (s StaticPeers) Peers() []string { return s }
+
+// Handler serves sessions and peer calls.
+type Handler struct {
+	apps    Apps
+	peers   Peers
+	opts    Options
+	log     *slog.Logger
+	client  *http.Client
+	metrics *metrics
+	web     http.Handler
+
+	keysMu sync.RWMutex
+	keySet []routing.SessionKey
+}
+
+// New returns a handler. web serves the viewer page for text/html (nil: 406).
+func New(apps Apps, peers Peers, opts Options, web http.Handler, reg prometheus.Registerer, log *slog.Logger) *Handler {
+	if opts.PeerTimeout <= 0 {
+		opts.PeerTimeout = 5 * time.Second
+	}
+	if opts.ReissueEvery <= 0 {
+		opts.ReissueEvery = 30 * time.Second
+	}
+	if peers == nil {
+		peers = StaticPeers(nil)
+	}
+	return &Handler{
+		apps: apps, peers: peers, opts: opts, log: log, web: web, metrics: newMetrics(reg),
+		// No overall timeout: tail streams last as long as the client listens.
+		client: &http.Client{Transport: &http.Transport{
+			MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, ResponseHeaderTimeout: opts.PeerTimeout,
+		}},
+	}
+}
+
+// SetKeys installs the routing table's session keys (newest first).
+func (h *Handler) SetKeys(keys []routing.SessionKey) {
+	h.keysMu.Lock()
+	h.keySet = slices.Clone(keys)
+	h.keysMu.Unlock()
+}
+
+func (h *Handler) keys() []routing.SessionKey {
+	h.keysMu.RLock()
+	defer h.keysMu.RUnlock()
+	return h.keySet
+}
+
+// Mount adds the session and peer routes to mx.
+func (h *Handler) Mount(mx *http.ServeMux) {
+	mx.Handle(Path, h)
+	mx.HandleFunc("POST "+PeerPath, h.servePeer)
+}
+
+// Intercept routes /sessions/ requests to h before mx sees them: ServeMux would
+// answer a path with "..", "//" or an encoded slash with a redirect to a cleaned
+// path, and a session path must instead be refused as it is.
+func (h *Handler) Intercept(mx http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/sessions") || strings.HasPrefix(r.URL.RawPath, "/sessions") {
+			h.ServeHTTP(w, r)
+			return
+		}
+		mx.ServeHTTP(w, r)
+	})
+}
+
+// refuse answers a one-line reason. Forged and malformed ids get 404 (nothing is
+// there), expired ones 403, as the contract says.
+func (h *Handler) refuse(w http.ResponseWriter, code int, reason, label string) {
+	h.metrics.refused.WithLabelValues(label).Inc()
+	w.Header().Set("Cache-Control", "no-store")
+	http.Error(w, reason, code)
+}
+
+// ServeHTTP serves GET /sessions/<id>.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		h.refuse(w, http.StatusMethodNotAllowed, "method not allowed", "method")
+		return
+	}
+	// The raw path, not the decoded one: an id never contains an escape, so any
+	// percent sign (%2e%2e, %252f) is a trick and refused here.
+	raw := r.URL.EscapedPath()
+	id, ok := strings.CutPrefix(raw, Path)
+	if !ok || id == "" || strings.ContainsAny(id, "/%") || strings.Contains(id, "..") {
+		h.refuse(w, http.StatusNotFound, "session not found", "malformed")
+		return
+	}
+	claims, err := session.Verify(id, h.keys(), time.Now())
+	if err != nil {
+		code, label := http.StatusNotFound, "invalid"
+		if errors.Is(err, session.ErrExpired) {
+			code, label = http.StatusForbidden, "expired"
+		}
+		h.refuse(w, code, err.Error(), label)
+		return
+	}
+	app, ok := h.apps.App(claims.AppID())
+	if !ok {
+		h.refuse(w, http.StatusNotFound, "app not found", "app")
+		return
+	}
+	f, err := negotiate(r)
+	if err != nil {
+		h.refuse(w, http.StatusNotAcceptable, err.Error(), "format")
+		return
+	}
+	if f == formatHTML {
+		if h.web == nil {
+			h.refuse(w, http.StatusNotAcceptable, "the web viewer is not built into this router; ask for text/plain, application/x-ndjson or text/event-stream", "format")
+			return
+		}
+		h.metrics.opened.WithLabelValues(f.name()).Inc()
+		h.web.ServeHTTP(w, r)
+		return
+	}
+	if r.Method == http.MethodHead {
+		w.Header().Set("Content-Type", f.contentType())
+		return
+	}
+	since := claims.Since
+	if f == formatSSE {
+		// EventSource sends the last id it saw when it reconnects on its own.
+		if c, ok := parseCursor(r.Header.Get("Last-Event-ID")); ok && c > since {
+			since = c
+		}
+	}
+	h.metrics.opened.WithLabelValues(f.name()).Inc()
+	h.metrics.active.Inc()
+	defer h.metrics.active.Dec()
+	h.stream(r.Context(), w, r, app, claims, since, f)
+}
+
+// stream sends history, then the tail.
+func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Request, app *dispatch.App,
+	c *session.Claims, since int64, f format) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	filter := Filter{Source: c.Source, Dyno: c.Dyno}
+	var tail *sink
+	if c.Tail {
+		tail = newSink(filter, h.opts.BufferLines)
+	}
+	req := peerRequest{App: c.AppID(), Lines: c.Lines, Tail: c.Tail, Source: c.Source, Dyno: c.Dyno, Since: since}
+	var streams []*peerStream
+	if c.Lines > 0 || c.Tail {
+		for _, p := range h.peers.Peers() {
+			streams = append(streams, h.askPeer(ctx, p, req, tail))
+		}
+	}
+	histFilter := filter
+	histFilter.Since = since
+	local, unsubscribe := snapshot(app, c.Lines, histFilter, tail)
+	defer unsubscribe()
+
+	parts := [][][]byte{local}
+	timeout := time.NewTimer(h.opts.PeerTimeout)
+	defer timeout.Stop()
+	for _, ps := range streams {
+		select {
+		case hist := <-ps.hist:
+			parts = append(parts, hist)
+		case <-timeout.C:
+			h.metrics.peerErrors.Inc()
+			h.log.Warn("session peer history timed out")
+		case <-ctx.Done():
+			return
+		}
+	}
+	hist := merge(parts, c.Lines)
+
+	w.Header().Set("Content-Type", f.contentType())
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if f == formatSSE {
+		w.Header().Set("X-Accel-Buffering", "no") // nginx ingress: do not buffer the stream
+	}
+	fl, _ := w.(http.Flusher)
+	enc := &encoder{f: f}
+	if f == formatSSE {
+		if err := h.reissue(enc, r, c, since); err != nil {
+			h.log.Warn("session re-issue failed", "err", err)
+		}
+	}
+	for _, rec := range hist {
+		enc.record(rec)
+	}
+	h.metrics.lines.Add(float64(len(hist)))
+	if !c.Tail {
+		enc.end()
+		_, _ = w.Write(enc.buf)
+		return
+	}
+	if _, err := w.Write(enc.buf); err != nil {
+		return
+	}
+	if fl != nil {
+		fl.Flush()
+	}
+	reissue := time.NewTicker(h.opts.ReissueEvery)
+	defer reissue.Stop()
+	n := 0
+	for {
+		enc.buf = enc.buf[:0]
+		select {
+		case <-ctx.Done():
+			return
+		case <-reissue.C:
+			if f == formatSSE {
+				if err := h.reissue(enc, r, c, max(since, enc.last)); err != nil {
+					h.log.Warn("session re-issue failed", "err", err)
+				}
+			}
+		case <-tail.notify:
+			tail.take(func(rec []byte) {
+				enc.record(rec)
+				n++
+			})
+		}
+		if len(enc.buf) == 0 {
+			continue
+		}
+		if _, err := w.Write(enc.buf); err != nil {
+			return
+		}
+		if fl != nil {
+			fl.Flush()
+		}
+		h.metrics.lines.Add(float64(n))
+		n = 0
+	}
+}
+
+// reissue writes an SSE "session" event with a fresh id for the same claims that
+// continues after cursor, so a viewer whose stream drops can reconnect after the
+// original connect-by deadline.
+func (h *Handler) reissue(enc *encoder, r *http.Request, c *session.Claims, cursor int64) error {
+	next := session.Claims{Namespace: c.Namespace, App: c.App, Lines: c.Lines, Tail: c.Tail,
+		Source: c.Source, Dyno: c.Dyno, Since: cursor}
+	ttl := time.Duration(c.Expires-c.IssuedAt) * time.Second
+	now := time.Now()
+	id, err := session.Sign(next, h.keys(), now, max(ttl, time.Second))
+	if err != nil {
+		return fmt.Errorf("re-issue session: %w", err)
+	}
+	scheme := "http"
+	if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
+		scheme = "https"
+	}
+	enc.session(scheme+"://"+r.Host+Path+id, session.Expiry(now, max(ttl, time.Second)))
+	return nil
+}
+
+// snapshot copies the newest lines records of app's history that pass f and, when
+// tail is not nil, subscribes it to what comes after, atomically.
+func snapshot(app *dispatch.App, lines int, f Filter, tail *sink) (hist [][]byte, cancel func()) {
+	if lines <= 0 && tail == nil {
+		return nil, func() {}
+	}
+	// Copied under the history's lock (the ring reuses its memory), into one arena.
+	var buf []byte
+	var ends []int
+	var sub history.Subscriber
+	if tail != nil {
+		sub = tail
+	}
+	cancel = app.History.Subscribe(func(rec []byte) bool {
+		if lines <= 0 {
+			return false
+		}
+		m, err := message.Decode(rec)
+		if err == nil && f.Match(&m) {
+			buf = append(buf, rec...)
+			ends = append(ends, len(buf))
+		}
+		return true
+	}, sub)
+	first := max(0, len(ends)-lines)
+	start := 0
+	if first > 0 {
+		start = ends[first-1]
+	}
+	hist = make([][]byte, 0, len(ends)-first)
+	for _, end := range ends[first:] {
+		hist = append(hist, buf[start:end:end])
+		start = end
+	}
+	return hist, cancel
+}
+
+// merge orders the replicas' histories by timestamp (stable: a replica's own order
+// wins for equal times) and keeps the newest lines.
+func merge(parts [][][]byte, lines int) [][]byte {
+	var all [][]byte
+	for _, p := range parts {
+		all = append(all, p...)
+	}
+	slices.SortStableFunc(all, func(a, b []byte) int {
+		ma, _ := message.Decode(a)
+		mb, _ := message.Decode(b)
+		switch {
+		case ma.Time < mb.Time:
+			return -1
+		case ma.Time > mb.Time:
+			return 1
+		}
+		return 0
+	})
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return all
+}

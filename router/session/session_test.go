@@ -1,0 +1,354 @@
+package session
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/session"
+	"github.com/kubeplex/kubeplex/internal/testenv"
+	"github.com/kubeplex/kubeplex/router/dispatch"
+	"github.com/kubeplex/kubeplex/router/message"
+)
+
+var testKeys = []routing.SessionKey{{ID: "k1", Key: strings.Repeat("ab", 32)}}
+
+// replica is one router's session surface: a dispatcher and the handler, served by
+// a real HTTP server on 127.0.0.1.
+type replica struct {
+	d   *dispatch.Dispatcher
+	h   *Handler
+	srv *httptest.Server
+}
+
+type peerList struct {
+	mu   sync.Mutex
+	urls []string
+}
+
+func (p *peerList) Peers() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.urls
+}
+
+// replicas starts n replicas that know each other and run the same table.
+func replicas(t *testing.T, n int, opts Options) []*replica {
+	t.Helper()
+	tbl := routing.Table{Apps: []routing.App{{ID: "shop/web"}, {ID: "other/web"}}, SessionKeys: testKeys}
+	tbl.Seal()
+	var rs []*replica
+	lists := make([]*peerList, n)
+	for i := range n {
+		d := dispatch.New(dispatch.Options{Logger: slog.New(slog.DiscardHandler), Router: fmt.Sprint("r", i)})
+		if err := d.Apply(&tbl); err != nil {
+			t.Fatal(err)
+		}
+		lists[i] = &peerList{}
+		h := New(d, lists[i], opts, nil, nil, slog.New(slog.DiscardHandler))
+		h.SetKeys(tbl.SessionKeys)
+		mx := http.NewServeMux()
+		h.Mount(mx)
+		srv := httptest.NewServer(h.Intercept(mx))
+		t.Cleanup(srv.Close)
+		rs = append(rs, &replica{d: d, h: h, srv: srv})
+	}
+	for i := range n {
+		for j, r := range rs {
+			if j != i {
+				lists[i].urls = append(lists[i].urls, r.srv.URL)
+			}
+		}
+	}
+	return rs
+}
+
+func (r *replica) publish(t *testing.T, app string, at time.Time, source, proc, text string) {
+	t.Helper()
+	a, ok := r.d.App(app)
+	if !ok {
+		t.Fatalf("no app %s", app)
+	}
+	a.Publish([][]byte{message.AppendStrings(nil, 190, at, source, proc, text)})
+}
+
+func sessionID(t *testing.T, c session.Claims) string {
+	t.Helper()
+	id, err := session.Sign(c, testKeys, time.Now(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func get(t *testing.T, url string, hdr ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }() // read to the end below
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+var netDialer net.Dialer
+
+var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+
+// TestHistoryMergedAcrossReplicas: lines sent to three replicas, interleaved in time,
+// come back from any of them in timestamp order, the newest `lines` of them.
+func TestHistoryMergedAcrossReplicas(t *testing.T) {
+	rs := replicas(t, 3, Options{})
+	for i := range 30 {
+		rs[i%3].publish(t, "shop/web", t0.Add(time.Duration(i)*time.Millisecond), "app", fmt.Sprintf("web.%d", i%3+1), fmt.Sprint("line ", i))
+	}
+	rs[0].publish(t, "other/web", t0, "app", "web.1", "secret of other")
+	for _, r := range rs {
+		_, body := get(t, r.srv.URL+Path+sessionID(t, session.Claims{Namespace: "shop", App: "web", Lines: 25}))
+		lines := strings.Split(strings.TrimSuffix(body, "\n"), "\n")
+		if len(lines) != 25 {
+			t.Fatalf("%d lines, want 25:\n%s", len(lines), body)
+		}
+		for k, l := range lines {
+			i := k + 5
+			want := fmt.Sprintf("%s app[web.%d]: line %d", t0.Add(time.Duration(i)*time.Millisecond).Format("2006-01-02T15:04:05.000000+00:00"), i%3+1, i)
+			if l != want {
+				t.Fatalf("line %d = %q, want %q", k, l, want)
+			}
+		}
+		if strings.Contains(body, "secret of other") {
+			t.Fatal("a session of shop/web shows a line of other/web")
+		}
+	}
+}
+
+func TestFilters(t *testing.T) {
+	rs := replicas(t, 2, Options{})
+	at := t0
+	send := func(r *replica, source, proc string) {
+		at = at.Add(time.Millisecond)
+		r.publish(t, "shop/web", at, source, proc, source+" "+proc)
+	}
+	send(rs[0], "app", "web.1")
+	send(rs[1], "app", "web.2")
+	send(rs[0], "app", "worker.1")
+	send(rs[1], "kubeplex", "web.1")
+	send(rs[0], "app", "webhook.1")
+	send(rs[1], "app", "web")
+	tests := []struct {
+		source, dyno string
+		want         []string
+	}{
+		{"", "", []string{"app web.1", "app web.2", "app worker.1", "kubeplex web.1", "app webhook.1", "app web"}},
+		{"app", "", []string{"app web.1", "app web.2", "app worker.1", "app webhook.1", "app web"}},
+		{"kubeplex", "", []string{"kubeplex web.1"}},
+		{"", "web", []string{"app web.1", "app web.2", "kubeplex web.1", "app web"}},
+		{"", "web.1", []string{"app web.1", "kubeplex web.1"}},
+		{"app", "web.2", []string{"app web.2"}},
+		{"", "worker", []string{"app worker.1"}},
+		{"nobody", "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.source+"/"+tt.dyno, func(t *testing.T) {
+			id := sessionID(t, session.Claims{Namespace: "shop", App: "web", Lines: 100, Source: tt.source, Dyno: tt.dyno})
+			_, body := get(t, rs[1].srv.URL+Path+id+"?format=json")
+			var got []string
+			for l := range strings.SplitSeq(strings.TrimSpace(body), "\n") {
+				if l == "" {
+					continue
+				}
+				i := strings.Index(l, `"message":"`)
+				got = append(got, strings.TrimSuffix(l[i+len(`"message":"`):], `"}`))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRefused: every kind of bad URL gets a plain refusal and no line.
+func TestRefused(t *testing.T) {
+	rs := replicas(t, 1, Options{})
+	rs[0].publish(t, "shop/web", t0, "app", "web.1", "private line")
+	good := sessionID(t, session.Claims{Namespace: "shop", App: "web", Lines: 10})
+	expired, err := session.Sign(session.Claims{Namespace: "shop", App: "web", Lines: 10}, testKeys, time.Now().Add(-2*time.Minute), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey, err := session.Sign(session.Claims{Namespace: "shop", App: "web", Lines: 10},
+		[]routing.SessionKey{{ID: "k1", Key: strings.Repeat("cd", 32)}}, time.Now(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := sessionID(t, session.Claims{Namespace: "shop", App: "gone", Lines: 10})
+	tests := []struct {
+		name, path string
+		code       int
+	}{
+		{"expired (replayed after expiry)", Path + expired, http.StatusForbidden},
+		{"forged (other key)", Path + otherKey, http.StatusNotFound},
+		{"truncated", Path + good[:len(good)-3], http.StatusNotFound},
+		{"truncated payload", Path + good[5:], http.StatusNotFound},
+		{"app not in table", Path + missing, http.StatusNotFound},
+		{"dot dot", "/sessions/../status", http.StatusNotFound},
+		{"encoded dot dot", "/sessions/%2e%2e/status", http.StatusNotFound},
+		{"double encoded", "/sessions/%252e%252e%252fstatus", http.StatusNotFound},
+		{"encoded slash", "/sessions/" + strings.Replace(good, ".", "%2F", 1), http.StatusNotFound},
+		{"trailing path", Path + good + "/x", http.StatusNotFound},
+		{"over-long", Path + strings.Repeat("a", 3000) + "." + good, http.StatusNotFound},
+		{"empty", "/sessions/", http.StatusNotFound},
+		{"bare", "/sessions", http.StatusNotFound},
+		{"double slash", "/sessions//" + good, http.StatusNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// A raw request line: Go's client would clean some of these paths.
+			resp, body := rawGet(t, rs[0].srv.Listener.Addr().String(), tt.path)
+			if resp.StatusCode != tt.code || strings.Contains(body, "private line") || strings.Count(body, "\n") > 1 {
+				t.Fatalf("%s = %d %q, want %d and a one-line reason", tt.path, resp.StatusCode, body, tt.code)
+			}
+		})
+	}
+	if resp, body := get(t, rs[0].srv.URL+Path+good); resp.StatusCode != http.StatusOK || !strings.Contains(body, "private line") {
+		t.Fatalf("good id = %d %q", resp.StatusCode, body)
+	}
+	if resp, _ := get(t, rs[0].srv.URL+Path+good, "Accept", "text/html"); resp.StatusCode != http.StatusNotAcceptable {
+		t.Fatalf("html without a viewer = %d, want 406", resp.StatusCode)
+	}
+}
+
+func rawGet(t *testing.T, addr, path string) (*http.Response, string) {
+	t.Helper()
+	c, err := (&netDialer).DialContext(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }() // test connection
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// TestPeerCallsNeedAuthentication: without a valid signature from a session key, a
+// replica gives nothing.
+func TestPeerCallsNeedAuthentication(t *testing.T) {
+	rs := replicas(t, 1, Options{})
+	rs[0].publish(t, "shop/web", t0, "app", "web.1", "private line")
+	body := `{"app":"shop/web","lines":10}`
+	post := func(auth string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, rs[0].srv.URL+PeerPath, strings.NewReader(body))
+		if auth != "" {
+			req.Header.Set(PeerAuthHeader, auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	now := time.Now()
+	good, _ := signPeer(testKeys, now, []byte(body))
+	stale, _ := signPeer(testKeys, now.Add(-time.Minute), []byte(body))
+	forged, _ := signPeer([]routing.SessionKey{{ID: "k1", Key: strings.Repeat("cd", 32)}}, now, []byte(body))
+	otherBody, _ := signPeer(testKeys, now, []byte(`{"app":"other/web","lines":10}`))
+	for name, auth := range map[string]string{"none": "", "stale": stale, "forged": forged, "other body": otherBody, "junk": "k1 1 x"} {
+		if code, b := post(auth); code != http.StatusUnauthorized || strings.Contains(b, "private") {
+			t.Errorf("%s: %d %q, want 401", name, code, b)
+		}
+	}
+	if code, b := post(good); code != http.StatusOK || !strings.Contains(b, "private line") {
+		t.Errorf("authenticated: %d %q", code, b)
+	}
+}
+
+// readLines reads lines from a streaming response into a channel.
+func readLines(body io.Reader) <-chan string {
+	ch := make(chan string, 1024)
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(body)
+		for sc.Scan() {
+			ch <- sc.Text()
+		}
+	}()
+	return ch
+}
+
+func next(t *testing.T, ch <-chan string) string {
+	t.Helper()
+	select {
+	case l, ok := <-ch:
+		if !ok {
+			t.Fatal("stream ended")
+		}
+		return l
+	case <-time.After(testenv.WaitTimeout):
+		t.Fatal("no line")
+	}
+	return ""
+}
+
+// TestTailFromEveryReplica: a tail session opened on one replica gets its history,
+// then new lines sent to each of the replicas.
+func TestTailFromEveryReplica(t *testing.T) {
+	rs := replicas(t, 3, Options{})
+	rs[2].publish(t, "shop/web", t0, "app", "web.1", "before")
+	id := sessionID(t, session.Claims{Namespace: "shop", App: "web", Lines: 5, Tail: true})
+	resp, err := http.Get(rs[0].srv.URL + Path + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	lines := readLines(resp.Body)
+	if l := next(t, lines); !strings.HasSuffix(l, "app[web.1]: before") {
+		t.Fatalf("history line %q", l)
+	}
+	// Every peer subscribed its tail when it answered history, before the session
+	// sent the history line: a line sent to each replica now must arrive.
+	for i, r := range rs {
+		r.publish(t, "shop/web", time.Now(), "app", "web.1", fmt.Sprintf("from r%d", i))
+	}
+	rs[1].publish(t, "other/web", time.Now(), "app", "web.1", "other app")
+	seen := map[string]bool{}
+	for len(seen) < 3 {
+		l := next(t, lines)
+		if strings.Contains(l, "other app") {
+			t.Fatal("tail shows another app's line")
+		}
+		_, from, ok := strings.Cut(l, ": from ")
+		if !ok || seen[from] {
+			t.Fatalf("unexpected line %q (seen %v)", l, seen)
+		}
+		seen[from] = true
+	}
+}

@@ -1,0 +1,112 @@
+package session
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/kubeplex/kubeplex/internal/session"
+	"github.com/kubeplex/kubeplex/internal/wire"
+	"github.com/kubeplex/kubeplex/router/message"
+)
+
+// Filter is a session's source and dyno filters.
+type Filter struct {
+	Source string
+	Dyno   string
+	// Since skips records at or before it (µs since the epoch; 0: none).
+	Since int64
+}
+
+// Match reports whether a decoded record passes.
+func (f *Filter) Match(m *message.Msg) bool {
+	return (f.Source == "" || string(m.Source) == f.Source) && session.MatchDyno(f.Dyno, m.ProcID) && m.Time > f.Since
+}
+
+// DefaultBufferLines bounds a tail session's buffer: beyond it, new lines are dropped
+// and counted, and the reader is told in-band (L11).
+const DefaultBufferLines = 10000
+
+// maxBufferBytes bounds the buffer's memory whatever the line count.
+const maxBufferBytes = 8 << 20
+
+// sink is a tail session's bounded buffer. Offer is called from ingest (under the
+// app's history lock) and from peer readers; it filters, copies into an arena and
+// never waits. The session's writer takes everything at once and swaps arenas.
+type sink struct {
+	filter Filter
+	max    int
+	notify chan struct{}
+
+	mu        sync.Mutex
+	buf       []byte
+	ends      []int
+	dropped   int64
+	dropSince time.Time
+	spare     []byte
+	spareEnds []int
+}
+
+func newSink(f Filter, maxLines int) *sink {
+	if maxLines <= 0 {
+		maxLines = DefaultBufferLines
+	}
+	return &sink{filter: f, max: maxLines, notify: make(chan struct{}, 1)}
+}
+
+// Offer keeps a copy of rec if it passes the filter and there is room.
+func (s *sink) Offer(rec []byte) {
+	m, err := message.Decode(rec)
+	if err != nil || !s.filter.Match(&m) {
+		return
+	}
+	s.mu.Lock()
+	if len(s.ends) >= s.max || len(s.buf)+len(rec) > maxBufferBytes {
+		if s.dropped == 0 {
+			s.dropSince = time.Now()
+		}
+		s.dropped++
+		s.mu.Unlock()
+		return
+	}
+	s.buf = append(s.buf, rec...)
+	s.ends = append(s.ends, len(s.buf))
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// take hands over what is buffered: records (valid until the next take) and the
+// drops since the last take. An L11 notice for the drops comes first.
+func (s *sink) take(fn func(rec []byte)) {
+	s.mu.Lock()
+	buf, ends := s.buf, s.ends
+	dropped, since := s.dropped, s.dropSince
+	s.buf, s.ends = s.spare[:0], s.spareEnds[:0]
+	s.dropped = 0
+	s.mu.Unlock()
+	if dropped > 0 {
+		fn(L11(dropped, since, time.Now()))
+	}
+	start := 0
+	for _, end := range ends {
+		fn(buf[start:end])
+		start = end
+	}
+	s.mu.Lock()
+	s.spare, s.spareEnds = buf, ends
+	s.mu.Unlock()
+}
+
+// L11 returns the record of Logplex's tail-overflow notice, word for word.
+func L11(n int64, since, now time.Time) []byte {
+	text := make([]byte, 0, 128)
+	text = append(text, "Error L11 (Tail buffer overflow) -> This tail session dropped "...)
+	text = strconv.AppendInt(text, n, 10)
+	text = append(text, " messages since "...)
+	text = wire.AppendTimestamp(text, since.UTC())
+	text = append(text, '.')
+	return message.AppendStrings(nil, wire.PriorityError, now, message.SourcePlatform, message.ProcRouter, string(text))
+}

@@ -1,0 +1,324 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/session"
+	"github.com/kubeplex/kubeplex/internal/testenv"
+	"github.com/kubeplex/kubeplex/internal/wire"
+	peer "github.com/kubeplex/kubeplex/router/drainpeer"
+)
+
+const (
+	shopToken  = "t.aaaaaaaa-1111-4111-8111-111111111111"
+	otherToken = "t.bbbbbbbb-2222-4222-8222-222222222222"
+	shopDrain  = "d.cccccccc-3333-4333-8333-333333333333"
+)
+
+var sessionKeys = []routing.SessionKey{{ID: "k1", Key: strings.Repeat("5a", 32), Created: time.Now().UTC().Truncate(time.Second)}}
+
+// startRouters runs n router processes that know each other through --peers, all
+// with the table tbl, and returns their base URLs.
+func startRouters(t *testing.T, n int, tbl routing.Table, extra ...string) []string {
+	t.Helper()
+	routes := writeTable(t, tbl)
+	addrs := make([]string, n)
+	for i := range addrs {
+		addrs[i] = testenv.FreeAddr(t)
+	}
+	var bases []string
+	for i, addr := range addrs {
+		var others []string
+		for j, a := range addrs {
+			if j != i {
+				others = append(others, "http://"+a)
+			}
+		}
+		args := append([]string{"--http-addr", addr, "--routes", routes, "--allow-cidrs", "127.0.0.0/8",
+			"--name", fmt.Sprint("router-", i), "--peers", strings.Join(others, ",")}, extra...)
+		testenv.Start(t, routerBin, nil, args...)
+		bases = append(bases, "http://"+addr)
+	}
+	for _, b := range bases {
+		testenv.WaitHTTP(t, b+"/readyz")
+	}
+	return bases
+}
+
+func sessionTable() routing.Table {
+	return routing.Table{SessionKeys: sessionKeys, Apps: []routing.App{
+		{ID: "shop/web", Tokens: []routing.Token{{Token: shopToken, Source: "app", AllowedSources: []string{"kubeplex"}}}},
+		{ID: "other/web", Tokens: []routing.Token{{Token: otherToken, Source: "app"}}},
+	}}
+}
+
+func sign(t *testing.T, c session.Claims, ttl time.Duration) string {
+	t.Helper()
+	id, err := session.Sign(c, sessionKeys, time.Now(), ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// sendLines POSTs one line per text to base, each with its own timestamp.
+func sendLines(t *testing.T, base, token string, lines ...[3]string) {
+	t.Helper()
+	var recs []string
+	for _, l := range lines { // time, proc, text
+		recs = append(recs, fmt.Sprintf("<190>1 %s host app %s - - %s", l[0], l[1], l[2]))
+	}
+	resp, _ := post(t, base+"/logs", token, frames(recs...), map[string]string{wire.HeaderMsgCount: fmt.Sprint(len(recs))})
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST /logs = %d", resp.StatusCode)
+	}
+}
+
+func stamp(i int) string {
+	return time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond).Format("2006-01-02T15:04:05.000000+00:00")
+}
+
+func getBody(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }() // read to the end
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// TestSessionsAcrossRouterProcesses: with 2 and with 3 router processes, lines sent
+// to each replica come back from a session on any replica merged in timestamp order,
+// the newest `lines`, filtered, and never another namespace's lines; a tail session
+// then gets new lines sent to every replica.
+func TestSessionsAcrossRouterProcesses(t *testing.T) {
+	for _, n := range []int{2, 3} {
+		t.Run(fmt.Sprint(n, " routers"), func(t *testing.T) {
+			bases := startRouters(t, n, sessionTable())
+			const total = 60
+			// Round-robin in time across replicas, each replica's batch in one POST.
+			for r, b := range bases {
+				var ls [][3]string
+				for i := r; i < total; i += n {
+					ls = append(ls, [3]string{stamp(i), fmt.Sprintf("web.%d", i%2+1), fmt.Sprint("line ", i)})
+				}
+				sendLines(t, b, shopToken, ls...)
+				sendLines(t, b, otherToken, [3]string{stamp(1000), "web.1", "line of other"})
+			}
+			for _, b := range bases {
+				code, body := getBody(t, b+"/sessions/"+sign(t, session.Claims{Namespace: "shop", App: "web", Lines: 50}, time.Minute))
+				lines := strings.Split(strings.TrimSuffix(body, "\n"), "\n")
+				if code != http.StatusOK || len(lines) != 50 {
+					t.Fatalf("%s: %d, %d lines:\n%s", b, code, len(lines), body)
+				}
+				for k, l := range lines {
+					i := total - 50 + k
+					if want := fmt.Sprintf("%s app[web.%d]: line %d", stamp(i), i%2+1, i); l != want {
+						t.Fatalf("%s line %d = %q, want %q", b, k, l, want)
+					}
+				}
+				if strings.Contains(body, "other") {
+					t.Fatal("a shop session shows a line of namespace other")
+				}
+			}
+			// Filter on a process across replicas: exactly the web.2 lines (odd i).
+			_, body := getBody(t, bases[n-1]+"/sessions/"+sign(t, session.Claims{Namespace: "shop", App: "web", Lines: 1500, Dyno: "web.2"}, time.Minute)+"?format=json")
+			if got := strings.Count(body, `"dyno":"web.2"`); got != total/2 || strings.Contains(body, `"dyno":"web.1"`) {
+				t.Fatalf("dyno filter: %d web.2 lines of %d:\n%s", got, total/2, body)
+			}
+			// The other namespace's session sees only its own.
+			_, body = getBody(t, bases[0]+"/sessions/"+sign(t, session.Claims{Namespace: "other", App: "web", Lines: 1500}, time.Minute))
+			if strings.Count(body, "\n") != n || strings.Contains(body, "line 1\n") {
+				t.Fatalf("other's session:\n%s", body)
+			}
+
+			// Tail from every replica, opened on the last one.
+			id := sign(t, session.Claims{Namespace: "shop", App: "web", Lines: 1, Tail: true, Source: "app"}, time.Minute)
+			resp, err := http.Get(bases[n-1] + "/sessions/" + id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = resp.Body.Close() }()
+			lines := make(chan string, 100)
+			go func() {
+				sc := bufio.NewScanner(resp.Body)
+				for sc.Scan() {
+					lines <- sc.Text()
+				}
+				close(lines)
+			}()
+			if l := <-lines; !strings.HasSuffix(l, fmt.Sprint("line ", total-1)) {
+				t.Fatalf("history line %q", l)
+			}
+			// History came after every peer had subscribed its tail: one line per
+			// replica now must arrive, and nothing of namespace other.
+			for r, b := range bases {
+				sendLines(t, b, otherToken, [3]string{stamp(2000), "web.1", "tail of other"})
+				sendLines(t, b, shopToken, [3]string{stamp(2000 + r), "web.1", fmt.Sprint("tail from ", r)})
+			}
+			seen := map[string]bool{}
+			for len(seen) < n {
+				select {
+				case l, ok := <-lines:
+					if !ok {
+						t.Fatal("tail ended")
+					}
+					_, from, found := strings.Cut(l, "tail from ")
+					if !found || seen[from] || strings.Contains(l, "other") {
+						t.Fatalf("unexpected tail line %q", l)
+					}
+					seen[from] = true
+				case <-time.After(testenv.WaitTimeout):
+					t.Fatalf("tail got %v of %d replicas", seen, n)
+				}
+			}
+		})
+	}
+}
+
+// rawGet sends path as it is (Go's client would clean some paths first).
+func rawGet(t *testing.T, base, path string) (int, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }() // test connection
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestSessionURLsRefused: expired (with no client ever connecting), forged,
+// truncated and path-trick URLs are refused by the process, with a one-line reason
+// and no line of the app; the router's own output never shows a session id.
+func TestSessionURLsRefused(t *testing.T) {
+	bases := startRouters(t, 1, sessionTable(), "--log-level", "debug")
+	sendLines(t, bases[0], shopToken, [3]string{stamp(1), "web.1", "private line"})
+	short := sign(t, session.Claims{Namespace: "shop", App: "web", Lines: 10}, time.Second)
+	good := sign(t, session.Claims{Namespace: "shop", App: "web", Lines: 10}, time.Minute)
+	forged, err := session.Sign(session.Claims{Namespace: "shop", App: "web", Lines: 10},
+		[]routing.SessionKey{{ID: "k1", Key: strings.Repeat("77", 32)}}, time.Now(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Expiry with no client: the URL works only until its deadline.
+	testenv.Eventually(t, "short session expired", func() error {
+		if code, _ := rawGet(t, bases[0], "/sessions/"+short); code != http.StatusForbidden {
+			return fmt.Errorf("status %d", code)
+		}
+		return nil
+	})
+	p, s, _ := strings.Cut(good, ".")
+	for name, path := range map[string]string{
+		"replayed after expiry": "/sessions/" + short,
+		"forged":                "/sessions/" + forged,
+		"truncated":             "/sessions/" + good[:len(good)-2],
+		"payload cut":           "/sessions/" + p[:len(p)/2] + "." + s,
+		"dot dot":               "/sessions/../status",
+		"encoded dot dot":       "/sessions/%2e%2e/status",
+		"double encoded":        "/sessions/%252e%252e%252fstatus",
+		"over-long":             "/sessions/" + strings.Repeat("A", 4096),
+	} {
+		code, body := rawGet(t, bases[0], path)
+		if code < 400 || code >= 500 || strings.Contains(body, "private") || strings.Count(body, "\n") != 1 {
+			t.Errorf("%s: %d %q", name, code, body)
+		}
+	}
+	if code, body := getBody(t, bases[0]+"/sessions/"+good); code != http.StatusOK || !strings.Contains(body, "private line") {
+		t.Fatalf("good URL: %d %q", code, body)
+	}
+}
+
+// TestSlowSessionReaderLosesOnlyItsOwnLines: a tail session whose client never
+// reads gets an L11 notice when it reads again, while a drain of the same app
+// receives every line: the router never waits for a session.
+func TestSlowSessionReaderLosesOnlyItsOwnLines(t *testing.T) {
+	sink := peer.NewSyslogSink(t, nil)
+	tbl := sessionTable()
+	tbl.Apps[0].Drains = []routing.Drain{{ID: "shop/archive", Token: shopDrain, URL: "syslog://" + sink.Addr}}
+	bases := startRouters(t, 1, tbl, "--session-buffer", "100", "--queue-size", "100000")
+
+	// A client with a tiny receive window that reads the headers and then nothing.
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) }); err != nil {
+			return err
+		}
+		return serr
+	}}
+	conn, err := d.DialContext(context.Background(), "tcp", strings.TrimPrefix(bases[0], "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }() // test connection
+	id := sign(t, session.Claims{Namespace: "shop", App: "web", Tail: true}, time.Minute)
+	if _, err := fmt.Fprintf(conn, "GET /sessions/%s HTTP/1.1\r\nHost: x\r\n\r\n", id); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReaderSize(conn, 512)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("session: %v %v", resp, err)
+	}
+
+	const batches, perBatch = 40, 500
+	text := strings.Repeat("x", 900)
+	for b := range batches {
+		var ls [][3]string
+		for i := range perBatch {
+			ls = append(ls, [3]string{time.Now().UTC().Format("2006-01-02T15:04:05.000000Z07:00"), "web.1", fmt.Sprintf("n=%d %s", b*perBatch+i, text)})
+		}
+		sendLines(t, bases[0], shopToken, ls...)
+	}
+	got := sink.WaitFor(t, batches*perBatch, testenv.WaitTimeout)
+	announced, other := peer.L10Count(got)
+	if announced != 0 || other != batches*perBatch {
+		t.Fatalf("drain: %d lines and %d announced drops, want %d and 0", other, announced, batches*perBatch)
+	}
+	// The reader reads again: somewhere in what it gets is the L11 notice.
+	done := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 64<<10)
+		for sc.Scan() {
+			if l := sc.Text(); strings.Contains(l, "Error L11") {
+				done <- l
+				return
+			}
+		}
+		done <- ""
+	}()
+	select {
+	case l := <-done:
+		var n int
+		var rest string
+		if _, err := fmt.Sscanf(l[strings.Index(l, "Error L11"):], "Error L11 (Tail buffer overflow) -> This tail session dropped %d messages since %s", &n, &rest); err != nil ||
+			!strings.Contains(l, " kubeplex[router]: ") || n <= 0 || n >= batches*perBatch {
+			t.Fatalf("L11 line %q (%v)", l, err)
+		}
+	case <-time.After(testenv.WaitTimeout):
+		t.Fatal("no L11 notice")
+	}
+}

@@ -171,7 +171,8 @@ func TestHelmChart(t *testing.T) {
 }
 
 // checkRouterRole asserts the router may read Secrets only by name, and only the
-// routing-table ones.
+// routing-table ones, and besides them only list/watch EndpointSlices (to find the
+// other replicas for log sessions).
 func checkRouterRole(t *testing.T, objs []*unstructured.Unstructured, routes string) {
 	t.Helper()
 	for _, o := range objs {
@@ -179,8 +180,14 @@ func checkRouterRole(t *testing.T, objs []*unstructured.Unstructured, routes str
 			continue
 		}
 		rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
-		if len(rules) != 1 {
-			t.Fatalf("router Role has %d rules, want 1", len(rules))
+		if len(rules) != 2 {
+			t.Fatalf("router Role has %d rules, want 2", len(rules))
+		}
+		eps := rules[1].(map[string]any)
+		res, _, _ := unstructured.NestedStringSlice(eps, "resources")
+		verbs, _, _ := unstructured.NestedStringSlice(eps, "verbs")
+		if strings.Join(res, ",") != "endpointslices" || strings.Join(verbs, ",") != "list,watch" {
+			t.Fatalf("router Role's second rule = %v, want list/watch on endpointslices", eps)
 		}
 		names, _, _ := unstructured.NestedStringSlice(rules[0].(map[string]any), "resourceNames")
 		if len(names) == 0 || names[0] != routes {

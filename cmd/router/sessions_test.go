@@ -31,12 +31,19 @@ var sessionKeys = []routing.SessionKey{{ID: "k1", Key: strings.Repeat("5a", 32),
 // with the table tbl, and returns their base URLs.
 func startRouters(t *testing.T, n int, tbl routing.Table, extra ...string) []string {
 	t.Helper()
+	bases, _ := startRoutersProcs(t, n, tbl, extra...)
+	return bases
+}
+
+func startRoutersProcs(t *testing.T, n int, tbl routing.Table, extra ...string) ([]string, []*testenv.Process) {
+	t.Helper()
 	routes := writeTable(t, tbl)
 	addrs := make([]string, n)
 	for i := range addrs {
 		addrs[i] = testenv.FreeAddr(t)
 	}
 	var bases []string
+	var procs []*testenv.Process
 	for i, addr := range addrs {
 		var others []string
 		for j, a := range addrs {
@@ -46,13 +53,13 @@ func startRouters(t *testing.T, n int, tbl routing.Table, extra ...string) []str
 		}
 		args := append([]string{"--http-addr", addr, "--routes", routes, "--allow-cidrs", "127.0.0.0/8",
 			"--name", fmt.Sprint("router-", i), "--peers", strings.Join(others, ",")}, extra...)
-		testenv.Start(t, routerBin, nil, args...)
+		procs = append(procs, testenv.Start(t, routerBin, nil, args...))
 		bases = append(bases, "http://"+addr)
 	}
 	for _, b := range bases {
 		testenv.WaitHTTP(t, b+"/readyz")
 	}
-	return bases
+	return bases, procs
 }
 
 func sessionTable() routing.Table {
@@ -214,7 +221,8 @@ func rawGet(t *testing.T, base, path string) (int, string) {
 // truncated and path-trick URLs are refused by the process, with a one-line reason
 // and no line of the app; the router's own output never shows a session id.
 func TestSessionURLsRefused(t *testing.T) {
-	bases := startRouters(t, 1, sessionTable(), "--log-level", "debug")
+	bases, procs := startRoutersProcs(t, 1, sessionTable(), "--log-level", "debug")
+	proc := procs[0]
 	sendLines(t, bases[0], shopToken, [3]string{stamp(1), "web.1", "private line"})
 	short := sign(t, session.Claims{Namespace: "shop", App: "web", Lines: 10}, time.Second)
 	good := sign(t, session.Claims{Namespace: "shop", App: "web", Lines: 10}, time.Minute)
@@ -248,6 +256,22 @@ func TestSessionURLsRefused(t *testing.T) {
 	}
 	if code, body := getBody(t, bases[0]+"/sessions/"+good); code != http.StatusOK || !strings.Contains(body, "private line") {
 		t.Fatalf("good URL: %d %q", code, body)
+	}
+	// A browser gets the viewer page, which holds no line itself.
+	req, _ := http.NewRequest(http.MethodGet, bases[0]+"/sessions/"+good, nil)
+	req.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close() // read to the end
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || strings.Contains(string(page), "private line") {
+		t.Fatalf("viewer page: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	// The router's output never carries a session id.
+	if out := proc.Out.String(); strings.Contains(out, good[:20]) || strings.Contains(out, short[:20]) {
+		t.Fatal("a session id appears in the router's output")
 	}
 }
 

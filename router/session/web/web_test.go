@@ -35,7 +35,7 @@ func TestHandlerServesThePageWithItsPolicy(t *testing.T) {
 	// The policy allows exactly the page's inline script and style, nothing else.
 	policy := resp.Header.Get("Content-Security-Policy")
 	for _, tag := range []string{"script", "style"} {
-		m := regexp.MustCompile(`(?s)<` + tag + `>(.*?)</` + tag + `>`).FindAllSubmatch(body, -1)
+		m := regexp.MustCompile(`(?s)<`+tag+`>(.*?)</`+tag+`>`).FindAllSubmatch(body, -1)
 		if len(m) != 1 {
 			t.Fatalf("%d inline %s elements, want 1", len(m), tag)
 		}

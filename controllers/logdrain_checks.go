@@ -17,7 +17,7 @@ import (
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/controllers/routes"
-	"github.com/kubeplex/kubeplex/controllers/urlpolicy"
+	"github.com/kubeplex/kubeplex/internal/egress"
 	"github.com/kubeplex/kubeplex/internal/routing"
 )
 
@@ -62,8 +62,8 @@ func (r *LogDrainReconciler) checkDestination(ctx context.Context, d *kubeplexv1
 			msg: fmt.Sprintf("url scheme %q is not one of syslog, syslog+tls, http, https", u.Scheme)}
 	}
 	if err := r.checkPolicy(ctx, d); err != nil {
-		var na *urlpolicy.NotAllowedError
-		var re *urlpolicy.ResolveError
+		var na *egress.NotAllowedError
+		var re *egress.ResolveError
 		switch {
 		case errors.As(err, &na):
 			return nil, &specError{reason: kubeplexv1alpha1.URLNotAllowedReason, msg: na.Error()}
@@ -99,7 +99,7 @@ func (r *LogDrainReconciler) checkPolicy(ctx context.Context, d *kubeplexv1alpha
 		return v.err
 	}
 	_, err := r.Policy.Check(ctx, d.Spec.URL)
-	var re *urlpolicy.ResolveError
+	var re *egress.ResolveError
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := r.remember(d)

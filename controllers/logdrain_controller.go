@@ -25,7 +25,7 @@ import (
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/controllers/health"
 	"github.com/kubeplex/kubeplex/controllers/routes"
-	"github.com/kubeplex/kubeplex/controllers/urlpolicy"
+	"github.com/kubeplex/kubeplex/internal/egress"
 )
 
 // The LogDrain reconciler, by concern: this file (reconcile flow, watches, memory),
@@ -47,7 +47,7 @@ type LogDrainReconciler struct {
 	// not hold (it caches only Secrets the manager owns).
 	APIReader client.Reader
 	Recorder  EventRecorder
-	Policy    *urlpolicy.Policy
+	Policy    *egress.Policy
 	// Health merges the routers' reports; nil leaves Delivering and counters alone.
 	Health *health.Store
 	// StatusInterval throttles counter-only status writes; 0 means DefaultStatusInterval.
@@ -145,7 +145,7 @@ func (r *LogDrainReconciler) reconcileNormal(ctx context.Context, d *kubeplexv1a
 	acc, verr := r.check(ctx, d)
 	// An unresolvable host may be a passing DNS failure: keep what was accepted for
 	// the same URL rather than cut a working drain off. Anything else withdraws it.
-	var re *urlpolicy.ResolveError
+	var re *egress.ResolveError
 	keep := errors.As(verr, &re) && cur != nil && sameAcceptedURL(cur, d.Spec.URL)
 	sec, err := r.writeDrainSecret(ctx, d, cur, acc, keep)
 	if err != nil {
@@ -171,7 +171,7 @@ func (r *LogDrainReconciler) reconcileNormal(ctx context.Context, d *kubeplexv1a
 // host is retried; other errors are returned for backoff.
 func (r *LogDrainReconciler) fail(d *kubeplexv1alpha1.LogDrain, err error) (ctrl.Result, error) {
 	var se *specError
-	var re *urlpolicy.ResolveError
+	var re *egress.ResolveError
 	switch {
 	case errors.As(err, &se):
 		r.setReady(d, metav1.ConditionFalse, se.reason, se.msg)

@@ -19,7 +19,7 @@ import (
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/controllers/health"
 	"github.com/kubeplex/kubeplex/controllers/routes"
-	"github.com/kubeplex/kubeplex/controllers/urlpolicy"
+	"github.com/kubeplex/kubeplex/internal/egress"
 )
 
 // Config wires the reconcilers.
@@ -29,7 +29,7 @@ type Config struct {
 	RoutesSecret  string
 	MaxShardBytes int
 	MaxShards     int
-	Policy        *urlpolicy.Policy
+	Policy        *egress.Policy
 
 	TokenGracePeriod time.Duration
 

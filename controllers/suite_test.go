@@ -27,7 +27,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
-	"github.com/kubeplex/kubeplex/controllers/urlpolicy"
+	"github.com/kubeplex/kubeplex/internal/egress"
 	"github.com/kubeplex/kubeplex/internal/routing"
 	"github.com/kubeplex/kubeplex/internal/testenv"
 )
@@ -64,17 +64,17 @@ func TestMain(m *testing.M) {
 
 // testPolicy is the URL policy of the test managers: the defaults, the API server
 // refused, 127.0.0.2 and the name allowed.test allowlisted.
-func testPolicy(t *testing.T) *urlpolicy.Policy {
+func testPolicy(t *testing.T) *egress.Policy {
 	t.Helper()
-	eps, err := urlpolicy.Endpoints(context.Background(), cfg.Host, nil)
+	eps, err := egress.Endpoints(context.Background(), cfg.Host, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	allow, hosts, err := urlpolicy.ParseList("127.0.0.2/32,allowed.test")
+	allow, hosts, err := egress.ParseList("127.0.0.2/32,allowed.test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &urlpolicy.Policy{Allow: allow, AllowHosts: hosts, DenyEndpoints: eps, Resolver: filesOnlyResolver}
+	return &egress.Policy{Allow: allow, AllowHosts: hosts, DenyEndpoints: eps, Resolver: filesOnlyResolver}
 }
 
 // filesOnlyResolver is Go's resolver with DNS cut off: names resolve from /etc/hosts

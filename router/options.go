@@ -1,14 +1,14 @@
 package router
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
-	"strings"
 	"time"
 
+	"github.com/kubeplex/kubeplex/internal/egress"
 	"github.com/kubeplex/kubeplex/router/drain"
 	httpdrain "github.com/kubeplex/kubeplex/router/drain/http"
 	"github.com/kubeplex/kubeplex/router/drain/syslog"
@@ -30,12 +30,12 @@ type Options struct {
 	RoutesSecret string
 	Kubeconfig   string
 
-	// AllowCIDRs are internal prefixes drains may connect to anyway.
-	AllowCIDRs []netip.Prefix
-	// AllowHosts are host names drains may reach even when they resolve internally.
-	AllowHosts []string
-	QueueSize  int
-	Limits     ingest.Limits
+	// Egress is the dial-time egress policy's flags: the manager's values, so both
+	// judge a drain address alike. The API server this router talks to (if any) is
+	// denied as the manager denies its own.
+	Egress    egress.Options
+	QueueSize int
+	Limits    ingest.Limits
 	// ReadTimeout closes syslog connections silent this long.
 	ReadTimeout time.Duration
 	// ShutdownGrace bounds the flush of drain queues at shutdown.
@@ -68,14 +68,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Routes, "routes", "", "routing table file (standalone use)")
 	fs.StringVar(&o.RoutesSecret, "routes-secret", "", "routing table Secret as NAMESPACE/NAME")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config)")
-	fs.Func("allow-cidrs", "comma-separated CIDRs, addresses and host names (*.suffix allowed) drains may reach although internal; give it the manager's list", func(s string) error {
-		p, hosts, err := drain.ParseAllow(strings.Split(s, ","))
-		if err != nil {
-			return err
-		}
-		o.AllowCIDRs, o.AllowHosts = p, hosts
-		return nil
-	})
+	o.Egress.BindFlags(fs)
 	fs.IntVar(&o.QueueSize, "queue-size", drain.DefaultQueueSize, "messages buffered per drain before the oldest are dropped")
 	fs.IntVar(&o.Limits.MaxFrame, "max-frame", 64<<10, "largest accepted frame in bytes, refused before it is read")
 	fs.IntVar(&o.Limits.MaxLine, "max-line", 10000, "longest message text; longer lines are split")
@@ -99,6 +92,10 @@ func ParseFlags(args []string) (Options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("router: unexpected arguments %q", fs.Args())
+	}
+	// Refuse a bad egress flag at start, not at the first dial.
+	if _, err := o.Egress.Policy(context.Background(), "", nil); err != nil {
+		return o, fmt.Errorf("router: %w", err)
 	}
 	o.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: o.LogLevel}))
 	return o, nil

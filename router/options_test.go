@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/kubeplex/kubeplex/internal/egress"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -15,20 +17,26 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{name: "defaults", check: func(t *testing.T, o Options) {
 			if o.HTTPAddr != ":8080" || o.QueueSize <= 0 || o.Limits.MaxFrame != 64<<10 || o.LogLevel != slog.LevelInfo ||
-				len(o.AllowCIDRs) != 0 || len(o.AllowHosts) != 0 || o.Logger == nil {
+				o.Egress != (egress.Options{}) || o.Logger == nil {
 				t.Errorf("options = %+v, want the defaults", o)
 			}
 		}},
-		{name: "allow list and level", args: []string{"--allow-cidrs", "10.0.0.0/8, logs.internal", "--log-level", "debug"},
+		{name: "egress lists and level", args: []string{"--allow-cidrs", "10.0.0.0/8, logs.internal", "--service-cidrs", "10.96.0.0/12",
+			"--pod-cidrs", "10.244.0.0/16", "--deny-cidrs", "203.0.113.0/24", "--log-level", "debug"},
 			check: func(t *testing.T, o Options) {
-				if len(o.AllowCIDRs) != 1 || o.AllowCIDRs[0].String() != "10.0.0.0/8" || strings.Join(o.AllowHosts, ",") != "logs.internal" {
-					t.Errorf("allow %v hosts %v", o.AllowCIDRs, o.AllowHosts)
+				p, err := o.Egress.Policy(t.Context(), "", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(p.Allow) != 1 || p.Allow[0].String() != "10.0.0.0/8" || strings.Join(p.AllowHosts, ",") != "logs.internal" || len(p.Deny) != 3 {
+					t.Errorf("allow %v hosts %v deny %v", p.Allow, p.AllowHosts, p.Deny)
 				}
 				if !o.Logger.Enabled(t.Context(), slog.LevelDebug) {
 					t.Error("debug logging off")
 				}
 			}},
 		{name: "bad allow entry", args: []string{"--allow-cidrs", "10.0.0.0/33"}, wantErr: "-allow-cidrs"},
+		{name: "bad service cidr", args: []string{"--service-cidrs", "logs.example"}, wantErr: "-service-cidrs"},
 		{name: "bad level", args: []string{"--log-level", "loud"}, wantErr: "-log-level"},
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected arguments"},
 	}

@@ -44,14 +44,20 @@ func Run(ctx context.Context, o Options) error {
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = 10 * time.Second
 	}
-	src, err := source(o, log)
+	src, apiServer, err := source(o, log)
 	if err != nil {
 		return err
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+	policy, err := o.Egress.Policy(pctx, apiServer, nil)
+	pcancel()
+	if err != nil {
+		return fmt.Errorf("configure egress policy: %w", err)
 	}
 	m := metrics.New()
 	d := dispatch.New(dispatch.Options{
 		QueueSize: o.QueueSize,
-		Dialer:    &drain.Dialer{Allow: o.AllowCIDRs, AllowHosts: o.AllowHosts, KeepAlive: 30 * time.Second},
+		Dialer:    &drain.Dialer{Policy: *policy, KeepAlive: 30 * time.Second},
 		Logger:    log,
 		Metrics:   m,
 		UserAgent: UserAgent,
@@ -194,14 +200,15 @@ func sessionPeers(ctx context.Context, o Options) (session.Peers, error) {
 	if !ok || ns == "" || name == "" {
 		return nil, fmt.Errorf("configure router: --peer-service %q is not NAMESPACE/NAME", o.Session.PeerService)
 	}
-	cs, err := kubeClient(o)
+	cs, _, err := kubeClient(o)
 	if err != nil {
 		return nil, err
 	}
 	return session.WatchEndpointSlices(ctx, cs, ns, name, o.Session.PeerPort, o.Name, os.Getenv("POD_IP"))
 }
 
-func kubeClient(o Options) (*kubernetes.Clientset, error) {
+// kubeClient returns a client and the API server's address.
+func kubeClient(o Options) (*kubernetes.Clientset, string, error) {
 	var rc *rest.Config
 	var err error
 	if o.Kubeconfig != "" {
@@ -210,34 +217,36 @@ func kubeClient(o Options) (*kubernetes.Clientset, error) {
 		rc, err = rest.InClusterConfig()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("configure kubernetes client: %w", err)
+		return nil, "", fmt.Errorf("configure kubernetes client: %w", err)
 	}
 	rc.UserAgent = UserAgent
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
-		return nil, fmt.Errorf("configure kubernetes client: %w", err)
+		return nil, "", fmt.Errorf("configure kubernetes client: %w", err)
 	}
-	return cs, nil
+	return cs, rc.Host, nil
 }
 
-func source(o Options, log *slog.Logger) (tablesource.Source, error) {
+// source returns where the routing table comes from and, when that is the API
+// server, the server's address (the egress policy refuses it).
+func source(o Options, log *slog.Logger) (tablesource.Source, string, error) {
 	switch {
 	case o.Routes != "" && o.RoutesSecret != "":
-		return nil, errors.New("configure router: --routes and --routes-secret are exclusive")
+		return nil, "", errors.New("configure router: --routes and --routes-secret are exclusive")
 	case o.Routes != "":
-		return &tablesource.File{Path: o.Routes, Logger: log}, nil
+		return &tablesource.File{Path: o.Routes, Logger: log}, "", nil
 	case o.RoutesSecret != "":
 		ns, name, ok := strings.Cut(o.RoutesSecret, "/")
 		if !ok || ns == "" || name == "" {
-			return nil, fmt.Errorf("configure router: --routes-secret %q is not NAMESPACE/NAME", o.RoutesSecret)
+			return nil, "", fmt.Errorf("configure router: --routes-secret %q is not NAMESPACE/NAME", o.RoutesSecret)
 		}
-		cs, err := kubeClient(o)
+		cs, host, err := kubeClient(o)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		return &tablesource.Secret{Client: cs, Namespace: ns, Name: name, Logger: log}, nil
+		return &tablesource.Secret{Client: cs, Namespace: ns, Name: name, Logger: log}, host, nil
 	}
-	return nil, errors.New("configure router: one of --routes or --routes-secret is required")
+	return nil, "", errors.New("configure router: one of --routes or --routes-secret is required")
 }
 
 func debugMux() http.Handler {

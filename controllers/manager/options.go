@@ -11,6 +11,7 @@ import (
 
 	"github.com/kubeplex/kubeplex/controllers"
 	"github.com/kubeplex/kubeplex/controllers/routes"
+	"github.com/kubeplex/kubeplex/internal/egress"
 	podwebhook "github.com/kubeplex/kubeplex/internal/webhook"
 )
 
@@ -26,11 +27,7 @@ type Options struct {
 	Webhook                podwebhook.Options
 	Sessions               controllers.SessionOptions
 
-	// URL policy.
-	AllowCIDRs   string // CIDRs, addresses and host names drains may reach despite the defaults
-	DenyCIDRs    string // extra denied CIDRs
-	ServiceCIDRs string
-	PodCIDRs     string
+	Egress egress.Options // the URL policy, the same flags as the routers'
 
 	TokenGracePeriod     time.Duration
 	RouterService        string
@@ -55,10 +52,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "port of the pod-injection webhook; 0 turns it off")
 	o.Webhook.BindFlags(fs)
 	o.Sessions.BindFlags(fs)
-	fs.StringVar(&o.AllowCIDRs, "allow-cidrs", "", "comma-separated CIDRs, addresses and host names (*.example.com allowed) drains may reach although the URL policy denies them by default")
-	fs.StringVar(&o.DenyCIDRs, "deny-cidrs", "", "comma-separated CIDRs drains may not reach, beyond the defaults")
-	fs.StringVar(&o.ServiceCIDRs, "service-cidrs", "", "the cluster's Service CIDRs (denied to drains)")
-	fs.StringVar(&o.PodCIDRs, "pod-cidrs", "", "the cluster's Pod CIDRs (denied to drains)")
+	o.Egress.BindFlags(fs)
 	fs.DurationVar(&o.TokenGracePeriod, "token-grace-period", controllers.DefaultTokenGracePeriod, "how long a rotated-out ingest token stays valid")
 	fs.StringVar(&o.RouterService, "router-service", "kubeplex-router", "Service whose EndpointSlices list the router pods to read /status from; empty turns discovery off")
 	fs.StringVar(&o.RouterStatusPortName, "router-status-port-name", "http", "name of the router Service port that serves /status")

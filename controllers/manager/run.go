@@ -3,7 +3,6 @@ package manager
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -19,7 +18,6 @@ import (
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/controllers"
-	"github.com/kubeplex/kubeplex/controllers/urlpolicy"
 	podwebhook "github.com/kubeplex/kubeplex/internal/webhook"
 )
 
@@ -31,7 +29,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	policy, err := urlPolicy(ctx, opts, cfg)
+	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+	policy, err := opts.Egress.Policy(pctx, cfg.Host, nil)
+	pcancel()
 	if err != nil {
 		return err
 	}
@@ -128,36 +128,6 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 		cfg.QPS = -1
 	}
 	return cfg, nil
-}
-
-// urlPolicy builds the URL policy from the flags and the API server's address, which
-// is always refused (with its port) and denied by default (other ports: the
-// control-plane node's kubelet and etcd live there too).
-func urlPolicy(ctx context.Context, opts Options, cfg *rest.Config) (*urlpolicy.Policy, error) {
-	p := &urlpolicy.Policy{}
-	var err error
-	if p.Allow, p.AllowHosts, err = urlpolicy.ParseList(opts.AllowCIDRs); err != nil {
-		return nil, fmt.Errorf("--allow-cidrs: %w", err)
-	}
-	denyFlags := map[string]string{"--deny-cidrs": opts.DenyCIDRs, "--service-cidrs": opts.ServiceCIDRs, "--pod-cidrs": opts.PodCIDRs}
-	for flagName, v := range denyFlags {
-		d, err := urlpolicy.ParsePrefixes(v)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", flagName, err)
-		}
-		p.Deny = append(p.Deny, d...)
-	}
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	eps, err := urlpolicy.Endpoints(rctx, cfg.Host, nil)
-	if err != nil {
-		return nil, fmt.Errorf("API server address: %w", err)
-	}
-	p.DenyEndpoints = eps
-	for _, ep := range eps {
-		p.Deny = append(p.Deny, netip.PrefixFrom(ep.Addr(), ep.Addr().BitLen()))
-	}
-	return p, nil
 }
 
 func splitList(s string) []string {

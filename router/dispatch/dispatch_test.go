@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeplex/kubeplex/internal/egress"
 	"github.com/kubeplex/kubeplex/internal/routing"
 	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/dispatch"
@@ -27,7 +28,7 @@ const (
 func newDispatcher(t *testing.T) *dispatch.Dispatcher {
 	t.Helper()
 	d := dispatch.New(dispatch.Options{
-		Dialer: &drain.Dialer{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
+		Dialer: &drain.Dialer{Policy: egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}},
 		Logger: slog.New(slog.DiscardHandler),
 		Router: "test",
 	})

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeplex/kubeplex/internal/egress"
 	"github.com/kubeplex/kubeplex/internal/routing"
 	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/dispatch"
@@ -24,7 +25,7 @@ func BenchmarkSyslogRelay(b *testing.B) {
 	m := metrics.New()
 	log := slog.New(slog.DiscardHandler)
 	d := dispatch.New(dispatch.Options{Metrics: m, Logger: log,
-		Dialer: &drain.Dialer{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}})
+		Dialer: &drain.Dialer{Policy: egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}}})
 	tbl := routing.Table{Apps: []routing.App{{ID: "a/b", Tokens: []routing.Token{{Token: tokWeb, Source: "app"}},
 		Drains: []routing.Drain{{ID: "a/d", Token: "d.x", URL: "syslog://" + sink.Addr}}}}}
 	tbl.Seal()

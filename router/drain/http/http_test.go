@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeplex/kubeplex/internal/egress"
 	"github.com/kubeplex/kubeplex/internal/routing"
 	"github.com/kubeplex/kubeplex/internal/testenv"
 	"github.com/kubeplex/kubeplex/internal/wire"
@@ -49,7 +50,7 @@ func start(t *testing.T, d routing.Drain, opts httpdrain.Options, queue int) *ha
 	h := &harness{stats: &drain.Stats{}}
 	h.queue = drain.NewQueue(queue, h.stats)
 	env := drain.Env{
-		Dialer:    &drain.Dialer{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
+		Dialer:    &drain.Dialer{Policy: egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}},
 		Logger:    slog.New(slog.DiscardHandler),
 		Report:    func(err error) { h.errs.Add(1); h.stats.Fail(err, time.Now()) },
 		UserAgent: "kubeplex-router/test",

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeplex/kubeplex/internal/egress"
 	"github.com/kubeplex/kubeplex/internal/routing"
 	"github.com/kubeplex/kubeplex/internal/testenv"
 	"github.com/kubeplex/kubeplex/internal/wire"
@@ -58,7 +59,7 @@ func start(t *testing.T, rawURL string, tlsOpt *routing.TLS, allow []netip.Prefi
 	h := &harness{stats: &drain.Stats{}}
 	h.queue = drain.NewQueue(queue, h.stats)
 	env := drain.Env{
-		Dialer: &drain.Dialer{Allow: allow, Timeout: time.Second},
+		Dialer: &drain.Dialer{Policy: egress.Policy{Allow: allow}, Timeout: time.Second},
 		Logger: slog.New(slog.DiscardHandler),
 		Report: func(err error) {
 			h.stats.Fail(err, time.Now())
@@ -335,7 +336,7 @@ func TestTryWriteAfterDeadline(t *testing.T) {
 	sink := drainpeer.NewSyslogSink(t, nil)
 	u, _ := url.Parse("syslog://" + sink.Addr)
 	cfg := &drain.Config{Drain: routing.Drain{ID: "ns/d", Token: token, URL: u.String()}, App: "ns/app", URL: u}
-	s, err := syslog.New(cfg, drain.Env{Dialer: &drain.Dialer{Allow: loopback}}, syslog.Options{WriteTimeout: 20 * time.Millisecond})
+	s, err := syslog.New(cfg, drain.Env{Dialer: &drain.Dialer{Policy: egress.Policy{Allow: loopback}}}, syslog.Options{WriteTimeout: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,15 @@
-// Package urlpolicy decides whether a drain URL may be used: the manager's defence
-// against server-side request forgery. A LogDrain is written by a namespace user, but
-// the router dials it from inside the cluster, so by default a drain may not point at
+// Package egress decides where a drain may connect: kubeplex's defence against
+// server-side request forgery. A LogDrain is written by a namespace user, but the
+// router dials it from inside the cluster, so by default a drain may not point at
 // loopback, link-local (cloud metadata at 169.254.169.254), private (RFC 1918, RFC 4193)
 // ranges, the cluster's Service and Pod networks or the API server. Cluster admins
-// open specific CIDRs or host names with an allowlist. The router checks again at dial
-// time against the address it actually connects to (DNS rebinding); this check gives
-// the user an early, visible answer in the LogDrain's status.
-package urlpolicy
+// open specific CIDRs or host names with an allowlist.
+//
+// The same Policy is applied twice: by the manager when it accepts a drain URL (an
+// early, visible answer in the LogDrain's status) and by the router on the address it
+// actually dials (a DNS answer can change in between: rebinding). Both build it from
+// the same flags (Options), so the two checks cannot disagree.
+package egress
 
 import (
 	"context"
@@ -69,6 +72,9 @@ var defaultDeny = []struct {
 	{netip.MustParsePrefix("ff00::/8"), "multicast"},
 }
 
+// ErrNotAllowed matches every *NotAllowedError (errors.Is).
+var ErrNotAllowed = errors.New("drain address not allowed")
+
 // NotAllowedError says why a URL was refused. Its text names the host and the rule,
 // never the URL's userinfo.
 type NotAllowedError struct {
@@ -88,6 +94,9 @@ func (e *NotAllowedError) Error() string {
 	return fmt.Sprintf("host %s is %s%s", e.Host, e.Reason, hint)
 }
 
+// Is makes errors.Is(err, ErrNotAllowed) hold.
+func (e *NotAllowedError) Is(target error) bool { return target == ErrNotAllowed }
+
 const reasonAPIServer = "the Kubernetes API server"
 
 // ResolveError means a host name could not be resolved: possibly transient.
@@ -98,65 +107,6 @@ type ResolveError struct {
 
 func (e *ResolveError) Error() string { return fmt.Sprintf("resolve host %s: %v", e.Host, e.Err) }
 func (e *ResolveError) Unwrap() error { return e.Err }
-
-// ParseList parses a comma-separated list of CIDRs, IP addresses and host names (as
-// given to --allow-cidrs) into prefixes and host names.
-func ParseList(s string) (prefixes []netip.Prefix, hosts []string, err error) {
-	for item := range strings.SplitSeq(s, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
-		if p, perr := netip.ParsePrefix(item); perr == nil {
-			prefixes = append(prefixes, p.Masked())
-			continue
-		}
-		if a, aerr := netip.ParseAddr(item); aerr == nil {
-			prefixes = append(prefixes, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
-			continue
-		}
-		h := strings.ToLower(strings.TrimSuffix(item, "."))
-		if !validHostPattern(h) {
-			return nil, nil, fmt.Errorf("parse address list: %q is neither a CIDR, an IP address nor a host name", item)
-		}
-		hosts = append(hosts, h)
-	}
-	return prefixes, hosts, nil
-}
-
-// ParsePrefixes parses a comma-separated list of CIDRs or addresses (no host names).
-func ParsePrefixes(s string) ([]netip.Prefix, error) {
-	p, h, err := ParseList(s)
-	if err != nil {
-		return nil, err
-	}
-	if len(h) > 0 {
-		return nil, fmt.Errorf("parse CIDR list: %q is not a CIDR or IP address", h[0])
-	}
-	return p, nil
-}
-
-func validHostPattern(h string) bool {
-	h = strings.TrimPrefix(h, "*.")
-	if h == "" || len(h) > 253 {
-		return false
-	}
-	for label := range strings.SplitSeq(h, ".") {
-		if label == "" || len(label) > 63 {
-			return false
-		}
-		for _, c := range label {
-			if !hostPatternChar(c) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func hostPatternChar(c rune) bool {
-	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
-}
 
 // Check parses raw and applies the policy to its host. It returns the parsed URL on
 // success; errors are *NotAllowedError, *ResolveError or a parse error whose text
@@ -214,7 +164,7 @@ func (p *Policy) CheckHost(ctx context.Context, host string, port uint16) error 
 		}
 		addrs = []netip.Addr{a}
 	} else {
-		if p.hostAllowed(host) {
+		if p.HostAllowed(host) {
 			return nil
 		}
 		r := p.Resolver
@@ -248,7 +198,10 @@ func (p *Policy) AddrAllowed(a netip.Addr, port uint16) error {
 	return nil
 }
 
-func (p *Policy) hostAllowed(host string) bool {
+// HostAllowed reports whether host is allowlisted by name: the admin trusts it
+// whatever it resolves to.
+func (p *Policy) HostAllowed(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	for _, h := range p.AllowHosts {
 		if h == host {
 			return true

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/kubeplex/kubeplex/collector/queue"
+	"github.com/kubeplex/kubeplex/internal/backoff"
 	"github.com/kubeplex/kubeplex/internal/wire"
 )
 
@@ -53,7 +54,7 @@ type Client struct {
 
 // Run writes batches until ctx ends.
 func (c *Client) Run(ctx context.Context) {
-	backoff := 50 * time.Millisecond
+	bo := backoff.New(50*time.Millisecond, 2*time.Second)
 	for {
 		for c.Queue.Len() == 0 && c.Queue.PeekLoss().Zero() {
 			select {
@@ -64,17 +65,12 @@ func (c *Client) Run(ctx context.Context) {
 		}
 		if err := c.send(time.Now().Add(c.writeTimeout())); err != nil {
 			c.log().Debug("write to sidecar", "error", err)
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
+			if !bo.Wait(ctx) {
 				return
 			}
-			backoff = min(backoff*2, 2*time.Second)
 			continue
 		}
-		backoff = 50 * time.Millisecond
+		bo.Reset()
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kubeplex/kubeplex/collector/queue"
+	"github.com/kubeplex/kubeplex/internal/backoff"
 	"github.com/kubeplex/kubeplex/internal/wire"
 )
 
@@ -33,7 +34,8 @@ type Options struct {
 	Linger time.Duration
 	// Attempts per batch before its lines are counted as lost (L13) [5].
 	Attempts int
-	// Backoff between attempts doubles from BackoffMin up to BackoffMax [250ms, 4s].
+	// Backoff between attempts doubles from BackoffMin up to BackoffMax [250ms, 4s],
+	// jittered so that the collectors of a cluster do not retry in step.
 	BackoffMin, BackoffMax time.Duration
 	// Hostname and Proc stamp the L12/L13 notices (source kubeplex).
 	Hostname, Proc string
@@ -147,11 +149,7 @@ func (s *Shipper) Run(ctx context.Context) error {
 			}
 			// A batch was given up (a permanent refusal, or retries exhausted): pause
 			// before the next one, or its L13 notice, meets the same answer.
-			t := time.NewTimer(s.opts.BackoffMax)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
+			if !backoff.Sleep(ctx, s.pauseAfterLoss()) {
 				return nil
 			}
 		}
@@ -232,7 +230,7 @@ var (
 // send delivers the pending batch with retries. On success or after the last attempt
 // the batch is settled; when ctx ends first it stays pending.
 func (s *Shipper) send(ctx context.Context) error {
-	delay := s.opts.BackoffMin
+	bo := backoff.New(s.opts.BackoffMin, s.opts.BackoffMax)
 	var err error
 	reauthed := false
 	for attempt := 1; attempt <= s.opts.Attempts; attempt++ {
@@ -266,13 +264,7 @@ func (s *Shipper) send(ctx context.Context) error {
 		if attempt == s.opts.Attempts {
 			break
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
-		delay = min(delay*2, s.opts.BackoffMax)
+		backoff.Sleep(ctx, bo.Next())
 	}
 	if ctx.Err() != nil && !errors.Is(err, errPermanent) {
 		return ctx.Err()
@@ -280,6 +272,13 @@ func (s *Shipper) send(ctx context.Context) error {
 	s.log.Warn("batch not delivered", "lines", s.count, "frame_id", s.frameID, "error", err)
 	s.lose()
 	return err
+}
+
+// pauseAfterLoss is the wait after a batch was given up: about BackoffMax, jittered
+// over its upper half, so collectors that gave up together come back apart.
+func (s *Shipper) pauseAfterLoss() time.Duration {
+	b := backoff.Backoff{Min: s.opts.BackoffMax, Max: s.opts.BackoffMax}
+	return b.Next()
 }
 
 // lose counts the pending batch as lost (L13). The counts its notices carried are put

@@ -460,7 +460,8 @@ func (d *Dispatcher) startRunner(a *App, cfg *drain.Config, q *drain.Queue, st *
 	if err != nil {
 		return nil, err
 	}
-	return drain.NewRunner(cfg, q, st, dr, log, d.opts.Metrics.ObserveDelivery(DrainType(cfg.URL.Scheme))), nil
+	return drain.NewRunner(cfg, q, st, dr, drain.RunnerOptions{Logger: log,
+		Observe: d.opts.Metrics.ObserveDelivery(DrainType(cfg.URL.Scheme))}), nil
 }
 
 // Status returns the health report the manager reads.

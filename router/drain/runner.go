@@ -7,8 +7,25 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kubeplex/kubeplex/internal/backoff"
 	"github.com/kubeplex/kubeplex/router/message"
 )
+
+// RunnerOptions tune a Runner; zero values take the defaults in brackets.
+type RunnerOptions struct {
+	// Logger already carries the drain's id (and app); the runner adds no "drain" key.
+	Logger *slog.Logger
+	// Observe, when set, receives the queue age of the oldest message of each
+	// delivered batch.
+	Observe func(latency time.Duration)
+	// PauseMin and PauseMax bound the jittered pause after a batch of which nothing
+	// was delivered [500 ms, 30 s]. Without it, a drain that refuses everything gets
+	// its L10 notice again at once, thousands of POSTs a second.
+	PauseMin, PauseMax time.Duration
+	// LogEvery is the least time between two "delivery failed" lines of one failure
+	// streak [1 min].
+	LogEvery time.Duration
+}
 
 // Runner moves batches from a queue to a drain in one goroutine: a slow destination
 // stalls only its own runner while the queue drops the oldest messages.
@@ -27,6 +44,8 @@ type Runner struct {
 	host     string
 	log      *slog.Logger
 	observe  func(latency time.Duration)
+	pause    *backoff.Backoff // guarded by mu
+	failLog  FailureLog       // guarded by mu
 	stopping chan struct{}
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -46,12 +65,21 @@ type Runner struct {
 	ended bool
 }
 
-// NewRunner starts delivering from q to d. observe, when set, receives the queue
-// age of the oldest message of each delivered batch.
-func NewRunner(cfg *Config, q *Queue, st *Stats, d Drain, log *slog.Logger, observe func(time.Duration)) *Runner {
+// NewRunner starts delivering from q to d.
+func NewRunner(cfg *Config, q *Queue, st *Stats, d Drain, o RunnerOptions) *Runner {
 	ctx, cancel := context.WithCancel(context.Background())
+	if o.Logger == nil {
+		o.Logger = slog.Default().With("drain", cfg.ID)
+	}
+	if o.PauseMin <= 0 {
+		o.PauseMin = 500 * time.Millisecond
+	}
+	if o.PauseMax <= 0 {
+		o.PauseMax = 30 * time.Second
+	}
 	r := &Runner{Config: cfg, Queue: q, Stats: st, drain: d, lim: d.Limits(), host: message.Host(cfg.Token),
-		log: log, observe: observe, stopping: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{})}
+		log: o.Logger, observe: o.Observe, pause: backoff.New(o.PauseMin, o.PauseMax), failLog: FailureLog{Every: o.LogEvery},
+		stopping: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	r.imm, _ = d.(Immediate)
 	q.reopen()
 	go r.loop()
@@ -151,18 +179,30 @@ func (r *Runner) loop() {
 				return
 			}
 		}
-		r.deliver(&r.b, notice, since)
+		failed := r.deliver(&r.b, notice, since)
 		r.b.Reset()
+		var wait time.Duration
+		if failed {
+			wait = r.pause.Next()
+		}
 		r.mu.Unlock()
+		// Nothing got through: the next batch (or the L10 notice that now stands for
+		// this one) would meet the same answer. Pause as a data retry would; the
+		// queue keeps taking (and counting) messages meanwhile.
+		if failed && !backoff.Sleep(r.ctx, wait) {
+			return
+		}
 		if r.ctx.Err() != nil {
 			return
 		}
 	}
 }
 
-func (r *Runner) deliver(b *Batch, notice int64, since time.Time) {
+// deliver sends b and reports whether the drain took none of it.
+func (r *Runner) deliver(b *Batch, notice int64, since time.Time) (failed bool) {
 	n, err := r.drain.Deliver(r.ctx, b)
 	r.account(b, n, notice, since, err)
+	return n == 0 && err != nil && r.ctx.Err() == nil
 }
 
 // account books the outcome of a batch of which the first n frames reached the
@@ -182,6 +222,10 @@ func (r *Runner) account(b *Batch, n int, notice int64, since time.Time, err err
 			r.Queue.restoreNotice(notice, since)
 		}
 	}
+	if n > 0 {
+		r.pause.Reset()
+		r.failLog.Succeeded(r.log, "drain delivering again")
+	}
 	if real > 0 {
 		r.Stats.Delivered.Add(int64(real))
 		r.Stats.Batches.Add(1)
@@ -198,9 +242,9 @@ func (r *Runner) account(b *Batch, n int, notice int64, since time.Time, err err
 		r.Queue.Dropped(int64(lost))
 	}
 	// Drains report each failed attempt through Env.Report as it happens; here the
-	// outcome is only logged.
+	// outcome is only logged, at most once a minute per failure streak.
 	if err != nil && !errors.Is(err, context.Canceled) {
-		r.log.Warn("drain delivery failed", "drain", r.Config.ID, "delivered", real, "lost", lost, "err", err)
+		r.failLog.Failed(r.log, "drain delivery failed", "delivered", real, "lost", lost, "err", err)
 	}
 }
 
@@ -222,6 +266,6 @@ func (r *Runner) Stop(ctx context.Context, keepQueue bool) {
 		}
 	}
 	if err := r.drain.Close(); err != nil {
-		r.log.Debug("close drain", "drain", r.Config.ID, "err", err)
+		r.log.Debug("close drain", "err", err)
 	}
 }

@@ -19,10 +19,13 @@ type Request struct {
 	Msgs   []wire.Message
 	// Bad counts frames that did not parse.
 	Bad int
-	// Status is what the receiver answered.
-	Status int
+	// Status is what the receiver answered; Respond may add ReplyHeader (Retry-After).
+	Status      int
+	ReplyHeader http.Header
 	User   string
 	Pass   string
+	// At is when the request arrived.
+	At time.Time
 }
 
 // HTTPReceiver is a logplex-1 drain receiver. Respond chooses the answer to the n-th
@@ -42,7 +45,7 @@ func NewHTTPReceiver(t testing.TB, tlsCert *tls.Certificate, respond func(n int,
 	rv := &HTTPReceiver{Respond: respond}
 	h := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
-		r := &Request{Header: req.Header.Clone(), Body: body}
+		r := &Request{Header: req.Header.Clone(), Body: body, At: time.Now()}
 		r.User, r.Pass, _ = req.BasicAuth()
 		_, _ = wire.SplitFrames(body, 64<<10, func(rec []byte) error {
 			m, err := wire.Parse(rec)
@@ -57,12 +60,16 @@ func NewHTTPReceiver(t testing.TB, tlsCert *tls.Certificate, respond func(n int,
 		n := len(rv.reqs)
 		rv.mu.Unlock()
 		r.Status = 200
+		r.ReplyHeader = http.Header{}
 		if rv.Respond != nil {
 			r.Status = rv.Respond(n, r)
 		}
 		rv.mu.Lock()
 		rv.reqs = append(rv.reqs, r)
 		rv.mu.Unlock()
+		for k, v := range r.ReplyHeader {
+			w.Header()[k] = v
+		}
 		w.WriteHeader(r.Status)
 	})
 	if tlsCert != nil {

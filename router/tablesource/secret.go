@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/kubeplex/kubeplex/internal/backoff"
 	"github.com/kubeplex/kubeplex/internal/routing"
 )
 
@@ -64,7 +65,8 @@ func (s *Secret) Run(ctx context.Context, apply Apply) error {
 	if retryBase <= 0 {
 		retryBase = time.Second
 	}
-	retry := retryBase
+	// Jittered: every router of the cluster sees the same bad Secret at once.
+	retry := backoff.New(retryBase, 30*time.Second)
 	var applied string
 	var timer <-chan time.Time
 	for {
@@ -88,12 +90,12 @@ func (s *Secret) Run(ctx context.Context, apply Apply) error {
 			err = apply(t)
 		}
 		if err != nil {
-			log.Error("load routing table from secret", "secret", s.Name, "retry", retry, "err", err)
-			timer = time.After(retry)
-			retry = min(2*retry, 30*time.Second)
+			wait := retry.Next()
+			log.Error("load routing table from secret", "secret", s.Name, "retry", wait, "err", err)
+			timer = time.After(wait)
 			continue
 		}
-		retry = retryBase
+		retry.Reset()
 		applied = sec.ResourceVersion
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/kubeplex/kubeplex/internal/backoff"
 	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/drain"
 	"github.com/kubeplex/kubeplex/router/drain/syslog"
@@ -36,8 +37,11 @@ type Options struct {
 	// Attempts is how often a batch is tried before it is dropped and counted [3, as
 	// Logplex].
 	Attempts int
-	// MinBackoff and MaxBackoff bound the wait between attempts [250 ms, 10 s].
+	// MinBackoff and MaxBackoff bound the jittered wait between attempts [250 ms, 10 s].
 	MinBackoff, MaxBackoff time.Duration
+	// MaxRetryAfter caps the wait a 429 or 503 answer asks for with Retry-After
+	// [2 min]: the receiver is honoured, but a typo there cannot park a drain for days.
+	MaxRetryAfter time.Duration
 	// ConnectTimeout [3 s] and RequestTimeout [5 s] as Logplex.
 	ConnectTimeout, RequestTimeout time.Duration
 	// IdleTimeout closes idle connections [4 min]; MaxAge replaces the connection pool
@@ -60,6 +64,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 10 * time.Second
+	}
+	if o.MaxRetryAfter <= 0 {
+		o.MaxRetryAfter = 2 * time.Minute
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 3 * time.Second
@@ -144,8 +151,11 @@ func (s *Sink) Limits() drain.Limits {
 	return drain.Limits{Messages: s.opts.MaxMessages, Bytes: s.opts.MaxBytes}
 }
 
-// statusError is a non-2xx answer.
-type statusError struct{ code int }
+// statusError is a non-2xx answer; retryAfter is what a 429 or 503 asked for.
+type statusError struct {
+	code       int
+	retryAfter time.Duration
+}
 
 func (e *statusError) Error() string { return "http drain answered " + strconv.Itoa(e.code) }
 
@@ -163,7 +173,8 @@ func retryable(err error) bool {
 }
 
 // Deliver POSTs b as one logplex-1 batch, retrying transient failures with the same
-// frame id and capped exponential backoff, up to Attempts tries.
+// frame id and jittered exponential backoff, up to Attempts tries. A 429 or 503 with
+// Retry-After waits at least that long (RFC 9110 §10.2.3).
 func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 	if time.Since(s.born) > s.opts.MaxAge {
 		if err := s.newClient(); err != nil {
@@ -184,7 +195,7 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 	if s.cfg.HMACKey != "" {
 		sig = Sign([]byte(s.cfg.HMACKey), b.Bytes())
 	}
-	backoff := s.opts.MinBackoff
+	bo := backoff.New(s.opts.MinBackoff, s.opts.MaxBackoff)
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = s.post(ctx, &br, sig)
@@ -197,15 +208,30 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 		if !retryable(err) || attempt >= s.opts.Attempts || ctx.Err() != nil {
 			return 0, err
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		wait := bo.Next()
+		var se *statusError
+		if errors.As(err, &se) {
+			wait = max(wait, min(se.retryAfter, s.opts.MaxRetryAfter))
+		}
+		if !backoff.Sleep(ctx, wait) {
 			return 0, errors.Join(ctx.Err(), err)
 		}
-		backoff = min(2*backoff, s.opts.MaxBackoff)
 	}
+}
+
+// retryAfter reads a Retry-After header: delay-seconds or an HTTP-date. Anything
+// else, or a date in the past, asks for nothing.
+func retryAfter(h string, now time.Time) time.Duration {
+	if h == "" {
+		return 0
+	}
+	if n, err := strconv.ParseUint(h, 10, 32); err == nil {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(h); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 func (s *Sink) post(ctx context.Context, br *wire.BatchRequest, sig string) error {
@@ -224,7 +250,11 @@ func (s *Sink) post(ctx context.Context, br *wire.BatchRequest, sig string) erro
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return &statusError{code: resp.StatusCode}
+		se := &statusError{code: resp.StatusCode}
+		if se.code == http.StatusTooManyRequests || se.code == http.StatusServiceUnavailable {
+			se.retryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+		}
+		return se
 	}
 	return nil
 }

@@ -41,6 +41,11 @@ type harness struct {
 
 func start(t *testing.T, d routing.Drain, opts httpdrain.Options, queue int) *harness {
 	t.Helper()
+	return startWith(t, d, opts, queue, drain.RunnerOptions{PauseMin: 10 * time.Millisecond, PauseMax: 100 * time.Millisecond}, slog.New(slog.DiscardHandler))
+}
+
+func startWith(t *testing.T, d routing.Drain, opts httpdrain.Options, queue int, ro drain.RunnerOptions, log *slog.Logger) *harness {
+	t.Helper()
 	u, err := url.Parse(d.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +56,7 @@ func start(t *testing.T, d routing.Drain, opts httpdrain.Options, queue int) *ha
 	h.queue = drain.NewQueue(queue, h.stats)
 	env := drain.Env{
 		Dialer:    &drain.Dialer{Policy: egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}},
-		Logger:    slog.New(slog.DiscardHandler),
+		Logger:    log,
 		Report:    func(err error) { h.errs.Add(1); h.stats.Fail(err, time.Now()) },
 		UserAgent: "kubeplex-router/test",
 	}
@@ -59,7 +64,8 @@ func start(t *testing.T, d routing.Drain, opts httpdrain.Options, queue int) *ha
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.runner = drain.NewRunner(cfg, h.queue, h.stats, s, env.Logger, nil)
+	ro.Logger = env.Logger
+	h.runner = drain.NewRunner(cfg, h.queue, h.stats, s, ro)
 	t.Cleanup(func() { h.stop(0) })
 	return h
 }

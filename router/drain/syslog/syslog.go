@@ -8,19 +8,24 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/kubeplex/kubeplex/internal/backoff"
 	"github.com/kubeplex/kubeplex/router/drain"
 )
 
 // Options tune a syslog drain; zero values take the defaults in brackets.
 type Options struct {
-	// MinBackoff and MaxBackoff bound reconnect waits [500 ms, 300 s (Logplex)].
+	// MinBackoff and MaxBackoff bound the jittered reconnect waits [500 ms, 300 s
+	// (Logplex)].
 	MinBackoff, MaxBackoff time.Duration
+	// LogEvery is the least time between two log lines of one failure streak [1 min].
+	LogEvery time.Duration
 	// WriteTimeout bounds one write; a receiver that stops reading is then
 	// reconnected [10 s].
 	WriteTimeout time.Duration
@@ -64,7 +69,8 @@ type Sink struct {
 	dead     *atomic.Bool // set by the connection's reader when the peer hangs up
 	born     time.Time
 	lastUse  time.Time
-	backoff  time.Duration
+	backoff  *backoff.Backoff
+	failLog  drain.FailureLog
 	// l14 is set once the current failure streak has been announced.
 	l14 bool
 }
@@ -77,7 +83,8 @@ var (
 // New returns a drain for cfg (scheme syslog or syslog+tls).
 func New(cfg *drain.Config, env drain.Env, opts Options) (*Sink, error) {
 	opts.defaults()
-	s := &Sink{cfg: cfg, env: env, opts: opts, backoff: opts.MinBackoff}
+	s := &Sink{cfg: cfg, env: env, opts: opts, backoff: backoff.New(opts.MinBackoff, opts.MaxBackoff),
+		failLog: drain.FailureLog{Every: opts.LogEvery}}
 	host, port := cfg.URL.Hostname(), cfg.URL.Port()
 	if host == "" || port == "" {
 		return nil, fmt.Errorf("new syslog drain %s: URL needs host and port", cfg.ID)
@@ -154,8 +161,9 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 		}
 		if err == nil {
 			s.lastUse = time.Now()
-			s.backoff = s.opts.MinBackoff
+			s.backoff.Reset()
 			s.l14 = false
+			s.failLog.Succeeded(s.log(), "syslog drain delivering again")
 			return sent, nil
 		}
 		lastErr = fmt.Errorf("write to syslog drain: %w", err)
@@ -199,22 +207,24 @@ func (s *Sink) TryWrite(b *drain.Batch, from int) int {
 	return from + n
 }
 
+// fail reports a failed connection or write to the health report and, rate-limited,
+// to the log (the error names the address, never the URL's userinfo).
 func (s *Sink) fail(err error) {
 	if s.env.Report != nil {
 		s.env.Report(err)
 	}
+	s.failLog.Failed(s.log(), "syslog drain connection failed", "addr", s.addr, "err", err)
+}
+
+func (s *Sink) log() *slog.Logger {
+	if s.env.Logger != nil {
+		return s.env.Logger
+	}
+	return slog.Default()
 }
 
 func (s *Sink) sleep(ctx context.Context) bool {
-	t := time.NewTimer(s.backoff)
-	defer t.Stop()
-	s.backoff = min(2*s.backoff, s.opts.MaxBackoff)
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return s.backoff.Wait(ctx)
 }
 
 func (s *Sink) ensureConn(ctx context.Context) error {

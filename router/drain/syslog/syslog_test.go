@@ -73,7 +73,7 @@ func start(t *testing.T, rawURL string, tlsOpt *routing.TLS, allow []netip.Prefi
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.runner = drain.NewRunner(cfg, h.queue, h.stats, s, env.Logger, nil)
+	h.runner = drain.NewRunner(cfg, h.queue, h.stats, s, drain.RunnerOptions{Logger: env.Logger, PauseMin: 10 * time.Millisecond, PauseMax: 100 * time.Millisecond})
 	t.Cleanup(func() { h.stop(0) })
 	return h
 }

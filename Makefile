@@ -11,6 +11,10 @@ GOLANGCI_LINT  ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VER)
 HELM           ?= $(LOCALBIN)/helm-$(HELM_VER)
 export HELM
 ENVTEST_DIR    ?= $(LOCALBIN)/k8s/$(KUBE_VERSION)
+NODE_BIN_DIR   ?= $(LOCALBIN)/node/$(KUBE_VERSION)
+IMAGE_TAG      ?= 0.1.0
+# Images are built from binaries compiled here, not from bin/ (shared between worktrees).
+DIST           ?= $(CURDIR)/dist
 # An already exported KUBEBUILDER_ASSETS wins over the assets built here.
 KUBEBUILDER_ASSETS ?= $(ENVTEST_DIR)
 export KUBEBUILDER_ASSETS
@@ -72,6 +76,22 @@ bench-collector: ## Collector footprint (10,000 lines/s for 30 s) into docs/benc
 build: ## Build all binaries into bin/ (kubectl-kubeplex is the CLI as a kubectl plugin).
 	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/ ./cmd/...
 	cp $(LOCALBIN)/kubeplex $(LOCALBIN)/kubectl-kubeplex
+
+.PHONY: images
+images: ## Image tarballs of manager, router, collector (kubeplex/NAME:IMAGE_TAG) and the node's pause and sample worker into dist/.
+	@mkdir -p $(DIST)/bin/node
+	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(DIST)/bin/ ./cmd/manager ./cmd/router ./cmd/collector
+	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(DIST)/bin/node/ ./hack/node/pause ./test/node/worker
+	go run ./hack/image -repo kubeplex -tag $(IMAGE_TAG) -out $(DIST) $(DIST)/bin/manager $(DIST)/bin/router $(DIST)/bin/collector
+	go run ./hack/image -repo kubeplex-node -tag 1 -out $(DIST)/node $(DIST)/bin/node/pause $(DIST)/bin/node/worker
+
+.PHONY: node-assets
+node-assets: envtest ## Build kubelet, kube-scheduler, kube-controller-manager, kube-proxy and CoreDNS into bin/node (once).
+	hack/node/assets.sh $(NODE_BIN_DIR) >/dev/null
+
+.PHONY: test-e2e
+test-e2e: node-assets images $(HELM) ## A real single node (hack/node): helm install kubeplex, run test/node, tear it all down.
+	hack/node/e2e.sh
 
 .PHONY: run
 run: build envtest ## Run a local stack: API server, manager, router, a sample worker.

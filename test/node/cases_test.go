@@ -1,0 +1,324 @@
+//go:build node
+
+package node
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+)
+
+// findText waits until some message of r from source and a process starting with
+// procPrefix matches re, and returns it.
+func findText(t *testing.T, r receiver, timeout time.Duration, source, procPrefix string, re *regexp.Regexp) msg {
+	t.Helper()
+	var found msg
+	eventually(t, timeout, fmt.Sprintf("a %s message of %s* matching %s", source, procPrefix, re), func() error {
+		msgs, _ := r.snapshot()
+		for _, m := range msgs {
+			if m.Source == source && strings.HasPrefix(m.Proc, procPrefix) && re.MatchString(m.Text) {
+				found = m
+				return nil
+			}
+		}
+		var near []string
+		for _, m := range msgs {
+			if strings.HasPrefix(m.Proc, procPrefix) {
+				near = append(near, m.Source+" "+m.Text)
+			}
+		}
+		return fmt.Errorf("messages of %s*: %q", procPrefix, near[max(0, len(near)-8):])
+	})
+	return found
+}
+
+// processEvents: start, exit with its code, restart with its count, OOM kill.
+func (s *suite) processEvents(t *testing.T) {
+	kubectlIn(t, workerDeployment(shopNS, "crash", "shop", 1, "", "-prefix", "c1", "-lines", "2", "-exit", "3"), "apply", "-f", "-")
+	findText(t, s.https, 2*time.Minute, "kubeplex", "crash.", regexp.MustCompile("^Starting process with command `/worker -prefix c1 -lines 2 -exit 3` \\(pid \\d+\\)$"))
+	findText(t, s.https, 2*time.Minute, "kubeplex", "crash.", regexp.MustCompile(`^Process exited with status 3 after \S+$`))
+	// The kubelet restarts the container after a 10 s back-off; the wrapper knows
+	// it is a restart only from the state it kept in the pod's shared volume.
+	findText(t, s.https, 3*time.Minute, "kubeplex", "crash.", regexp.MustCompile(`^Process restarted \(start 2\); the previous run process exited with status 3`))
+	kubectl(t, "delete", "-n", shopNS, "deployment/crash", "--wait=false")
+
+	kubectlIn(t, workerDeployment(shopNS, "oom", "shop", 1, `          resources: {limits: {memory: 48Mi}}
+`, "-prefix", "o1", "-lines", "1", "-oom"), "apply", "-f", "-")
+	findText(t, s.https, 3*time.Minute, "kubeplex", "oom.", regexp.MustCompile(`^Process killed by SIGKILL after \S+ \(out of memory: the container's OOM killer fired\)$`))
+	kubectl(t, "delete", "-n", shopNS, "deployment/oom", "--wait=false")
+}
+
+func getDrain(t *testing.T, name string) kubeplexv1alpha1.LogDrain {
+	t.Helper()
+	var d kubeplexv1alpha1.LogDrain
+	if err := cl.Get(ctxFor(t, 30*time.Second), client.ObjectKey{Namespace: shopNS, Name: name}, &d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func condition(d kubeplexv1alpha1.LogDrain, typ string) string {
+	c := meta.FindStatusCondition(d.Status.Conditions, typ)
+	if c == nil {
+		return "absent"
+	}
+	return fmt.Sprintf("%s (%s: %s)", c.Status, c.Reason, c.Message)
+}
+
+// drainStatus: Ready, Delivering, delivered > 0; a stopped rsyslog flips Delivering
+// to False within 60 s, and back when it returns.
+func (s *suite) drainStatus(t *testing.T) {
+	for name := range s.receivers() {
+		eventually(t, 90*time.Second, name+" Ready, Delivering, delivered > 0", func() error {
+			d := getDrain(t, name)
+			if !meta.IsStatusConditionTrue(d.Status.Conditions, kubeplexv1alpha1.ReadyCondition) ||
+				!meta.IsStatusConditionTrue(d.Status.Conditions, kubeplexv1alpha1.DeliveringCondition) || d.Status.Delivered == 0 {
+				return fmt.Errorf("Ready %s, Delivering %s, delivered %d", condition(d, "Ready"), condition(d, "Delivering"), d.Status.Delivered)
+			}
+			return nil
+		})
+	}
+	out := kubectl(t, "get", "logdrains", "-n", shopNS)
+	t.Logf("kubectl get logdrains:\n%s", out)
+	if !regexp.MustCompile(`(?m)^rsyslog\s.*True\s+True`).MatchString(out) {
+		t.Errorf("kubectl get logdrains does not show rsyslog Ready and Delivering:\n%s", out)
+	}
+
+	// A steady writer so there is something to fail to deliver.
+	kubectlIn(t, workerDeployment(shopNS, "steady", "shop", 1, "", "-prefix", "s1", "-lines", "-1", "-every", "100ms"), "apply", "-f", "-")
+	kubectl(t, "rollout", "status", "-n", shopNS, "deployment/steady", "--timeout=180s")
+	s.rsys.stop()
+	stopped := time.Now()
+	eventually(t, 60*time.Second, "rsyslog drain Delivering=False after rsyslog stopped", func() error {
+		d := getDrain(t, "rsyslog")
+		c := meta.FindStatusCondition(d.Status.Conditions, kubeplexv1alpha1.DeliveringCondition)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason == "" {
+			return fmt.Errorf("Delivering %s", condition(d, "Delivering"))
+		}
+		return nil
+	})
+	t.Logf("Delivering=False %s after rsyslog stopped (measured under load)", time.Since(stopped).Round(time.Second))
+	s.rsys.start()
+	eventually(t, 90*time.Second, "rsyslog drain Delivering=True after rsyslog came back", func() error {
+		d := getDrain(t, "rsyslog")
+		if !meta.IsStatusConditionTrue(d.Status.Conditions, kubeplexv1alpha1.DeliveringCondition) {
+			return fmt.Errorf("Delivering %s", condition(d, "Delivering"))
+		}
+		return nil
+	})
+}
+
+var (
+	l10     = regexp.MustCompile(`^Error L1[023]\b.*?: (\d+) messages (dropped|lost)`)
+	steadyN = regexp.MustCompile(`^(\S+) (?:out|err) (\d+)$`)
+)
+
+// lossAccount checks prefix's numbered lines at r: every number from the first seen
+// to the last is either there or covered by announced loss notices (L10, L12, L13),
+// and none arrives twice. It returns the count missing and the count announced.
+func lossAccount(msgs []msg, prefix string) (first, last, missing, announced, dup int) {
+	seen := map[int]bool{}
+	first = -1
+	for _, m := range msgs {
+		if sm := steadyN.FindStringSubmatch(m.Text); sm != nil && sm[1] == prefix && m.Source == "app" {
+			i, _ := strconv.Atoi(sm[2])
+			if seen[i] {
+				dup++
+			}
+			seen[i] = true
+			if first < 0 || i < first {
+				first = i
+			}
+			last = max(last, i)
+			continue
+		}
+		if sm := l10.FindStringSubmatch(m.Text); sm != nil && m.Source == "kubeplex" {
+			n, _ := strconv.Atoi(sm[1])
+			announced += n
+		}
+	}
+	for i := first; first >= 0 && i <= last; i++ {
+		if !seen[i] {
+			missing++
+		}
+	}
+	return first, last, missing, announced, dup
+}
+
+// routerRestarts: deleting one router pod during steady logging loses nothing beyond
+// what is announced; a rolling restart loses nothing.
+func (s *suite) routerRestarts(t *testing.T) {
+	kubectlIn(t, workerDeployment(shopNS, "steady2", "shop", 1, "", "-prefix", "r1", "-lines", "-1", "-every", "20ms"), "apply", "-f", "-")
+	kubectl(t, "rollout", "status", "-n", shopNS, "deployment/steady2", "--timeout=180s")
+	findText(t, s.https, time.Minute, "app", "steady2.", regexp.MustCompile(`^r1 out \d+$`))
+	routers := func() []corev1.Pod {
+		var pods corev1.PodList
+		if err := cl.List(ctxFor(t, 30*time.Second), &pods, client.InNamespace(systemNS), client.MatchingLabels{"app.kubernetes.io/component": "router"}); err != nil {
+			t.Fatal(err)
+		}
+		return pods.Items
+	}
+	victim := routers()[0].Name
+	kubectl(t, "delete", "pod", "-n", systemNS, victim, "--wait=true", "--timeout=60s")
+	kubectl(t, "rollout", "status", "-n", systemNS, "deployment/"+release+"-router", "--timeout=180s")
+	settle := func(what string) {
+		t.Helper()
+		mark := 0
+		msgs, _ := s.https.snapshot()
+		_, mark, _, _, _ = lossAccount(msgs, "r1")
+		findText(t, s.https, time.Minute, "app", "steady2.", regexp.MustCompile(`^r1 out `+strconv.Itoa(mark+200)+`$`))
+		for name, r := range s.receivers() {
+			if name == "rsyslog" {
+				continue // its stop in the previous case lost what TCP could not report
+			}
+			msgs, _ := r.snapshot()
+			first, last, missing, announced, dup := lossAccount(msgs, "r1")
+			t.Logf("%s after %s: lines %d..%d, %d missing, %d announced lost, %d twice", name, what, first, last, missing, announced, dup)
+			if missing > announced {
+				t.Errorf("%s after %s: %d lines missing but only %d announced", name, what, missing, announced)
+			}
+		}
+	}
+	settle("deleting router pod " + victim)
+
+	before := map[string]int{}
+	for name, r := range s.receivers() {
+		msgs, _ := r.snapshot()
+		_, _, missing, _, _ := lossAccount(msgs, "r1")
+		before[name] = missing
+	}
+	kubectl(t, "rollout", "restart", "-n", systemNS, "deployment/"+release+"-router")
+	kubectl(t, "rollout", "status", "-n", systemNS, "deployment/"+release+"-router", "--timeout=180s")
+	settle("rollout restart")
+	for name, r := range s.receivers() {
+		if name == "rsyslog" {
+			continue
+		}
+		msgs, _ := r.snapshot()
+		_, _, missing, _, _ := lossAccount(msgs, "r1")
+		if missing != before[name] {
+			t.Errorf("%s: the rolling restart lost %d lines", name, missing-before[name])
+		}
+	}
+	kubectl(t, "delete", "-n", shopNS, "deployment/steady2", "--wait=false")
+}
+
+// webhookDown: with the manager scaled to 0 pods are still created, unwrapped; scaled
+// back, new pods are injected, and no pod is injected twice.
+func (s *suite) webhookDown(t *testing.T) {
+	mgr := "deployment/" + release + "-manager"
+	kubectl(t, "scale", "-n", systemNS, mgr, "--replicas=0")
+	eventually(t, 2*time.Minute, "no manager pods", func() error {
+		var pods corev1.PodList
+		if err := cl.List(ctxFor(t, 30*time.Second), &pods, client.InNamespace(systemNS), client.MatchingLabels{"app.kubernetes.io/component": "manager"}); err != nil {
+			return err
+		}
+		if len(pods.Items) > 0 {
+			return fmt.Errorf("%d manager pods", len(pods.Items))
+		}
+		return nil
+	})
+	kubectlIn(t, workerPod(shopNS, "nohook", "shop", "-lines", "1", "-exit", "0"), "apply", "-f", "-")
+	var p corev1.Pod
+	if err := cl.Get(ctxFor(t, 30*time.Second), client.ObjectKey{Namespace: shopNS, Name: "nohook"}, &p); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Spec.InitContainers) != 0 || p.Spec.Containers[0].Command[0] != "/worker" {
+		t.Errorf("pod created with the webhook down was changed: init %d, command %q", len(p.Spec.InitContainers), p.Spec.Containers[0].Command)
+	}
+	kubectl(t, "scale", "-n", systemNS, mgr, "--replicas=2")
+	kubectl(t, "rollout", "status", "-n", systemNS, mgr, "--timeout=180s")
+	kubectlIn(t, workerPod(shopNS, "hooked", "shop", "-lines", "1", "-exit", "0"), "apply", "-f", "-")
+	if err := cl.Get(ctxFor(t, 30*time.Second), client.ObjectKey{Namespace: shopNS, Name: "hooked"}, &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Annotations["kubeplex.io/injection"] != "injected" {
+		t.Fatalf("pod created after the manager came back not injected: %v", p.Annotations)
+	}
+	wraps, sidecars := 0, 0
+	for _, c := range p.Spec.Containers {
+		for _, a := range c.Command {
+			if a == "/kubeplex/bin/collector" {
+				wraps++
+			}
+		}
+	}
+	for _, c := range p.Spec.InitContainers {
+		if c.Name == "kubeplex-collector" {
+			sidecars++
+		}
+	}
+	if wraps != 1 || sidecars != 1 {
+		t.Errorf("pod injected %d times (wrapper), %d sidecars", wraps, sidecars)
+	}
+	kubectl(t, "delete", "pod", "-n", shopNS, "nohook", "hooked", "--wait=false")
+}
+
+// helmUninstall: nothing of kubeplex is left but the CRDs Helm keeps by policy.
+func (s *suite) helmUninstall(t *testing.T) {
+	kubectl(t, "delete", "namespace", shopNS, "--wait=true", "--timeout=120s")
+	helm(t, "uninstall", release, "-n", systemNS, "--wait", "--timeout", "3m")
+	left := leftovers(t)
+	if len(left) > 0 {
+		t.Errorf("left after helm uninstall: %v", left)
+	}
+}
+
+// leftovers lists kubeplex objects other than CRDs and the namespace itself.
+func leftovers(t *testing.T) []string {
+	t.Helper()
+	out := kubectl(t, "get", "deployments,services,serviceaccounts,secrets,configmaps,roles,rolebindings,leases,pods",
+		"-n", systemNS, "-o", "name")
+	var left []string
+	for _, l := range strings.Fields(out) {
+		// Every namespace gets these from Kubernetes itself.
+		if l == "serviceaccount/default" || l == "configmap/kube-root-ca.crt" {
+			continue
+		}
+		left = append(left, l)
+	}
+	out = kubectl(t, "get", "clusterroles,clusterrolebindings,mutatingwebhookconfigurations,validatingwebhookconfigurations", "-o", "name")
+	for _, l := range strings.Fields(out) {
+		if strings.Contains(l, "kubeplex") {
+			left = append(left, l)
+		}
+	}
+	return left
+}
+
+// kustomize: kubectl apply -k config/default brings up the same stack, which injects
+// pods and delivers; kubectl delete -k removes it.
+func (s *suite) kustomize(t *testing.T) {
+	kubectl(t, "apply", "-k", repo+"/config/default")
+	for _, d := range []string{"kubeplex-manager", "kubeplex-router"} {
+		kubectl(t, "rollout", "status", "-n", systemNS, "deployment/"+d, "--timeout=240s")
+		var dep appsv1.Deployment
+		if err := cl.Get(ctxFor(t, 30*time.Second), client.ObjectKey{Namespace: systemNS, Name: d}, &dep); err != nil {
+			t.Fatal(err)
+		}
+		if dep.Status.ReadyReplicas != 2 {
+			t.Errorf("%s: %d ready replicas, want 2", d, dep.Status.ReadyReplicas)
+		}
+	}
+	ns := "node-kustomize"
+	optIn(t, ns)
+	logApp(t, ns, "kz", "")
+	pod := workerPod(ns, "probe", "kz", "-lines", "1")
+	out := kubectlIn(t, pod, "create", "--dry-run=server", "-o", "jsonpath={.metadata.annotations.kubeplex\\.io/injection}", "-f", "-")
+	if out != "injected" {
+		t.Errorf("kustomize install: dry-run pod injection %q, want injected", out)
+	}
+	kubectl(t, "delete", "namespace", ns, "--wait=true", "--timeout=120s")
+	kubectl(t, "delete", "-k", repo+"/config/default", "--wait=true", "--timeout=180s")
+}

@@ -55,7 +55,7 @@ fi
 # those by pid, and nothing else.
 if [[ -d $NODE_DIR ]]; then
   for p in /proc/[0-9]*; do
-    cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+    cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
     if [[ $cmd == *containerd-shim* && $cmd == *"-address $CONTAINERD_SOCK "* ]]; then
       kill -KILL "${p#/proc/}" 2>/dev/null
     fi
@@ -138,7 +138,7 @@ left=()
 if [[ -d $NODE_DIR ]]; then
   for p in /proc/[0-9]*; do
     exe=$(readlink "$p/exe" 2>/dev/null) || continue
-    cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)
+    cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline")
     if [[ $exe == "$NODE_BIN"/* || $exe == "$ENVTEST_BIN"/* && $cmd == *"$NODE_DIR"* || $cmd == *"$CONTAINERD_SOCK"* ]]; then
       left+=("${p#/proc/}")
     fi

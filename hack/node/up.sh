@@ -148,7 +148,7 @@ start kube-controller-manager "$NODE_BIN/kube-controller-manager" \
   --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
   --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
   --service-cluster-ip-range "$SERVICE_CIDR" --cluster-cidr "$POD_CIDR" --allocate-node-cidrs=false \
-  --controllers '*,-cloud-node-lifecycle'
+  --controllers '*'
 start kube-scheduler "$NODE_BIN/kube-scheduler" \
   --kubeconfig "$NODE_DIR/kubeconfig/scheduler.kubeconfig" \
   --authentication-kubeconfig "$NODE_DIR/kubeconfig/scheduler.kubeconfig" \
@@ -250,7 +250,7 @@ imageGCHighThresholdPercent: 100
 # Small rotation size so the CRI tail suite sees a real rotation in seconds.
 containerLogMaxSize: 1Mi
 containerLogMaxFiles: 3
-containerLogMonitorInterval: 2s
+containerLogMonitorInterval: 3s
 syncFrequency: 10s
 nodeStatusReportFrequency: 10s
 EOF

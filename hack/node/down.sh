@@ -39,13 +39,14 @@ if [[ -d $NODE_DIR/pids ]]; then
     for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$t" >/dev/null 2>&1; done
     for c in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers delete "$c" >/dev/null 2>&1; done
   fi
-  stop kube-proxy 5
-  stop coredns 5
-  stop kube-scheduler 5
-  stop kube-controller-manager 5
-  stop kube-apiserver 10
-  stop etcd 5
-  stop containerd 10
+  # Their state is deleted below, so a short grace period is enough.
+  stop kube-proxy 2
+  stop coredns 2
+  stop kube-scheduler 2
+  stop kube-controller-manager 2
+  stop kube-apiserver 3
+  stop etcd 2
+  stop containerd 3
   for f in "$NODE_DIR"/pids/*.pid; do
     [[ -f $f ]] && stop "$(basename "$f" .pid)" 5
   done
@@ -135,11 +136,13 @@ if [[ -f $NODE_DIR/sysctl.saved ]]; then
 fi
 
 left=()
+node_bin=$(realpath -m "$NODE_BIN")
+envtest_bin=$(realpath -m "$ENVTEST_BIN")
 if [[ -d $NODE_DIR ]]; then
   for p in /proc/[0-9]*; do
     exe=$(readlink "$p/exe" 2>/dev/null) || continue
     cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline")
-    if [[ $exe == "$NODE_BIN"/* || $exe == "$ENVTEST_BIN"/* && $cmd == *"$NODE_DIR"* || $cmd == *"$CONTAINERD_SOCK"* ]]; then
+    if [[ $exe == "$node_bin"/* || $exe == "$envtest_bin"/* && $cmd == *"$NODE_DIR"* || $cmd == *"$CONTAINERD_SOCK"* ]]; then
       left+=("${p#/proc/}")
     fi
   done

@@ -38,12 +38,11 @@ func TestNode(t *testing.T) {
 		t.Fatal("no delivery to the drains: the cases that read them cannot run")
 	}
 	t.Run("3-process-events", s.processEvents)
+	t.Run("3-oom-kill", s.oomKill)
 	t.Run("5-drain-status", s.drainStatus)
 	t.Run("6-router-restarts", s.routerRestarts)
 	t.Run("7-webhook-down", s.webhookDown)
-	if !t.Run("9-helm-uninstall", s.helmUninstall) {
-		return
-	}
+	t.Run("9-helm-uninstall", s.helmUninstall)
 	t.Run("8-kustomize", s.kustomize)
 }
 

@@ -42,8 +42,8 @@ func startRoutersProcs(t *testing.T, n int, tbl routing.Table, extra ...string) 
 	for i := range addrs {
 		addrs[i] = testenv.FreeAddr(t)
 	}
-	var bases []string
-	var procs []*testenv.Process
+	bases := make([]string, 0, n)
+	procs := make([]*testenv.Process, 0, n)
 	for i, addr := range addrs {
 		var others []string
 		for j, a := range addrs {
@@ -81,7 +81,7 @@ func sign(t *testing.T, c session.Claims, ttl time.Duration) string {
 // sendLines POSTs one line per text to base, each with its own timestamp.
 func sendLines(t *testing.T, base, token string, lines ...[3]string) {
 	t.Helper()
-	var recs []string
+	recs := make([]string, 0, len(lines))
 	for _, l := range lines { // time, proc, text
 		recs = append(recs, fmt.Sprintf("<190>1 %s host app %s - - %s", l[0], l[1], l[2]))
 	}
@@ -310,7 +310,7 @@ func TestSlowSessionReaderLosesOnlyItsOwnLines(t *testing.T) {
 	const batches, perBatch = 40, 500
 	text := strings.Repeat("x", 900)
 	for b := range batches {
-		var ls [][3]string
+		ls := make([][3]string, 0, perBatch)
 		for i := range perBatch {
 			ls = append(ls, [3]string{time.Now().UTC().Format("2006-01-02T15:04:05.000000Z07:00"), "web.1", fmt.Sprintf("n=%d %s", b*perBatch+i, text)})
 		}

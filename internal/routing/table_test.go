@@ -137,7 +137,7 @@ func TestTokenMatches(t *testing.T) {
 }
 
 func TestSessionKeysTravelInShardZeroAndChangeVersion(t *testing.T) {
-	var apps []App
+	apps := make([]App, 0, 50)
 	for i := range 50 {
 		apps = append(apps, App{ID: fmt.Sprintf("ns/app-%02d", i), Hosts: []string{strings.Repeat("h", 100)}})
 	}

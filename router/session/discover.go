@@ -28,7 +28,8 @@ type EndpointSlicePeers struct {
 
 // WatchEndpointSlices starts a watch of service's EndpointSlices in namespace until
 // ctx ends and returns the peer list it keeps.
-func WatchEndpointSlices(ctx context.Context, cs kubernetes.Interface, namespace, service, port, selfName, selfIP string) (*EndpointSlicePeers, error) {
+func WatchEndpointSlices(ctx context.Context, cs kubernetes.Interface, namespace, service, port, selfName, selfIP string,
+) (*EndpointSlicePeers, error) {
 	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: service})
 	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel.String() }))

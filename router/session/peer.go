@@ -245,6 +245,7 @@ func (h *Handler) servePeer(w http.ResponseWriter, r *http.Request) {
 	}
 	hist, cancel := snapshot(app, req.Lines, Filter{Source: req.Source, Dyno: req.Dyno, Since: req.Since}, tail)
 	defer cancel()
+	keepOpen(w)
 	w.Header().Set("Content-Type", peerMediaType)
 	fl, _ := w.(http.Flusher)
 	out := make([]byte, 0, 64<<10)

@@ -191,7 +191,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if f == formatHTML {
 		if h.web == nil {
-			h.refuse(w, http.StatusNotAcceptable, "the web viewer is not built into this router; ask for text/plain, application/x-ndjson or text/event-stream", "format")
+			h.refuse(w, http.StatusNotAcceptable,
+				"the web viewer is not built into this router; ask for text/plain, application/x-ndjson or text/event-stream", "format")
 			return
 		}
 		h.metrics.opened.WithLabelValues(f.name()).Inc()
@@ -209,6 +210,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			since = c
 		}
 	}
+	keepOpen(w)
 	h.metrics.opened.WithLabelValues(f.name()).Inc()
 	h.metrics.active.Inc()
 	defer h.metrics.active.Dec()
@@ -313,6 +315,15 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 		h.metrics.lines.Add(float64(n))
 		n = 0
 	}
+}
+
+// keepOpen lifts the server's read and write deadlines for this response: a tail
+// lasts as long as the client listens, and the server's ReadTimeout would otherwise
+// end it (its background read fails at the deadline and cancels the request).
+func keepOpen(w http.ResponseWriter) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})  // unsupported writers have no deadline to lift
+	_ = rc.SetWriteDeadline(time.Time{}) // same
 }
 
 // reissue writes an SSE "session" event with a fresh id for the same claims that

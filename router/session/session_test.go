@@ -43,11 +43,11 @@ func (p *peerList) Peers() []string {
 }
 
 // replicas starts n replicas that know each other and run the same table.
-func replicas(t *testing.T, n int, opts Options) []*replica {
+func replicas(t *testing.T, n int) []*replica {
 	t.Helper()
 	tbl := routing.Table{Apps: []routing.App{{ID: "shop/web"}, {ID: "other/web"}}, SessionKeys: testKeys}
 	tbl.Seal()
-	var rs []*replica
+	rs := make([]*replica, 0, n)
 	lists := make([]*peerList, n)
 	for i := range n {
 		d := dispatch.New(dispatch.Options{Logger: slog.New(slog.DiscardHandler), Router: fmt.Sprint("r", i)})
@@ -55,7 +55,7 @@ func replicas(t *testing.T, n int, opts Options) []*replica {
 			t.Fatal(err)
 		}
 		lists[i] = &peerList{}
-		h := New(d, lists[i], opts, nil, nil, slog.New(slog.DiscardHandler))
+		h := New(d, lists[i], Options{}, nil, nil, slog.New(slog.DiscardHandler))
 		h.SetKeys(tbl.SessionKeys)
 		mx := http.NewServeMux()
 		h.Mount(mx)
@@ -119,7 +119,7 @@ var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 // TestHistoryMergedAcrossReplicas: lines sent to three replicas, interleaved in time,
 // come back from any of them in timestamp order, the newest `lines` of them.
 func TestHistoryMergedAcrossReplicas(t *testing.T) {
-	rs := replicas(t, 3, Options{})
+	rs := replicas(t, 3)
 	for i := range 30 {
 		rs[i%3].publish(t, "shop/web", t0.Add(time.Duration(i)*time.Millisecond), "app", fmt.Sprintf("web.%d", i%3+1), fmt.Sprint("line ", i))
 	}
@@ -144,7 +144,7 @@ func TestHistoryMergedAcrossReplicas(t *testing.T) {
 }
 
 func TestFilters(t *testing.T) {
-	rs := replicas(t, 2, Options{})
+	rs := replicas(t, 2)
 	at := t0
 	send := func(r *replica, source, proc string) {
 		at = at.Add(time.Millisecond)
@@ -190,7 +190,7 @@ func TestFilters(t *testing.T) {
 
 // TestRefused: every kind of bad URL gets a plain refusal and no line.
 func TestRefused(t *testing.T) {
-	rs := replicas(t, 1, Options{})
+	rs := replicas(t, 1)
 	rs[0].publish(t, "shop/web", t0, "app", "web.1", "private line")
 	good := sessionID(t, session.Claims{Namespace: "shop", App: "web", Lines: 10})
 	expired, err := session.Sign(session.Claims{Namespace: "shop", App: "web", Lines: 10}, testKeys, time.Now().Add(-2*time.Minute), time.Minute)
@@ -260,7 +260,7 @@ func rawGet(t *testing.T, addr, path string) (*http.Response, string) {
 // TestPeerCallsNeedAuthentication: without a valid signature from a session key, a
 // replica gives nothing.
 func TestPeerCallsNeedAuthentication(t *testing.T) {
-	rs := replicas(t, 1, Options{})
+	rs := replicas(t, 1)
 	rs[0].publish(t, "shop/web", t0, "app", "web.1", "private line")
 	body := `{"app":"shop/web","lines":10}`
 	post := func(auth string) (int, string) {
@@ -321,7 +321,7 @@ func next(t *testing.T, ch <-chan string) string {
 // TestTailFromEveryReplica: a tail session opened on one replica gets its history,
 // then new lines sent to each of the replicas.
 func TestTailFromEveryReplica(t *testing.T) {
-	rs := replicas(t, 3, Options{})
+	rs := replicas(t, 3)
 	rs[2].publish(t, "shop/web", t0, "app", "web.1", "before")
 	id := sessionID(t, session.Claims{Namespace: "shop", App: "web", Lines: 5, Tail: true})
 	resp, err := http.Get(rs[0].srv.URL + Path + id)
@@ -350,5 +350,32 @@ func TestTailFromEveryReplica(t *testing.T) {
 			t.Fatalf("unexpected line %q (seen %v)", l, seen)
 		}
 		seen[from] = true
+	}
+}
+
+// TestTailOutlivesServerTimeouts: the router's server has read and write timeouts;
+// a tail (and the peer streams behind it) must outlive them.
+func TestTailOutlivesServerTimeouts(t *testing.T) {
+	rs := replicas(t, 2)
+	const timeout = 300 * time.Millisecond
+	for _, r := range rs {
+		r.srv.Config.ReadTimeout, r.srv.Config.WriteTimeout = timeout, timeout
+	}
+	id := sessionID(t, session.Claims{Namespace: "shop", App: "web", Tail: true})
+	resp, err := http.Get(rs[0].srv.URL + Path + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	lines := readLines(resp.Body)
+	start := time.Now()
+	// Lines through both replicas until well past the timeouts; each must arrive.
+	for i := 0; time.Since(start) < 4*timeout; i++ {
+		for k, r := range rs {
+			r.publish(t, "shop/web", time.Now(), "app", "web.1", fmt.Sprint(i, "-", k))
+			if l := next(t, lines); !strings.HasSuffix(l, fmt.Sprint(": ", i, "-", k)) {
+				t.Fatalf("line %q, want %d-%d", l, i, k)
+			}
+		}
 	}
 }

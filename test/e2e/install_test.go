@@ -44,8 +44,10 @@ func renderChart(t *testing.T, set ...string) []*unstructured.Unstructured {
 		t.Fatal("HELM is not set: run `make test`, which builds helm into bin/")
 	}
 	args := make([]string, 0, 6+2*len(set))
+	// The chart's kubeVersion (>= 1.29) is checked against --kube-version, which
+	// helm template otherwise assumes to be 1.20.
 	args = append(args, "template", "kubeplex", filepath.Join(repoRoot(t), "charts", "kubeplex"),
-		"--namespace", systemNS, "--include-crds")
+		"--namespace", systemNS, "--include-crds", "--kube-version", "1.37.2")
 	for _, s := range set {
 		args = append(args, "--set", s)
 	}

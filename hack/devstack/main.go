@@ -107,7 +107,10 @@ func run(ctx context.Context, o options) error {
 	procs := []*exec.Cmd{
 		command(ctx, o, "manager", nil, "--kubeconfig", admin, "--namespace", systemNamespace, "--routes-secret", routesSecret,
 			"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--leader-elect=false", "--webhook-port", "0",
-			"--allow-cidrs", "127.0.0.0/8"),
+			"--allow-cidrs", "127.0.0.0/8",
+			// No router Service to discover here: read the dev router's /status directly,
+			// so LogDrain status shows Delivering and delivered counts as in a cluster.
+			"--router-service", "", "--router-status-urls", "http://"+o.routerAddr+"/status", "--router-status-interval", "5s"),
 		command(ctx, o, "router", nil, "--http-addr", o.routerAddr, "--routes-secret", systemNamespace+"/"+routesSecret,
 			"--kubeconfig", routerKC, "--allow-cidrs", "127.0.0.0/8"),
 	}
@@ -140,15 +143,16 @@ func run(ctx context.Context, o options) error {
 	if err := worker.Start(); err != nil {
 		return err
 	}
+	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
 	fmt.Printf(`
 kubeplex dev stack is up.
   kubeconfig:   export KUBECONFIG=%s
-  resources:    kubectl get logapps,logdrains -A
+  resources:    %s get logapps,logdrains -A
   router:       http://%s  (/status, /metrics, POST /logs)
   logs:         %s/*.log
 The "console" drain prints below what the router delivers. Ctrl-C stops everything.
 
-`, admin, o.routerAddr, o.stateDir)
+`, admin, kubectl, o.routerAddr, o.stateDir)
 	<-ctx.Done()
 	return ctx.Err()
 }

@@ -4,6 +4,7 @@ package node
 
 import (
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -246,6 +247,7 @@ func (s *suite) webhookDown(t *testing.T) {
 	}
 	kubectl(t, "scale", "-n", systemNS, mgr, "--replicas=2")
 	kubectl(t, "rollout", "status", "-n", systemNS, mgr, "--timeout=180s")
+	waitInjecting(t, shopNS, "shop")
 	kubectlIn(t, workerPod(shopNS, "hooked", "shop", "-lines", "1", "-exit", "0"), "apply", "-f", "-")
 	if err := cl.Get(ctxFor(t, 30*time.Second), client.ObjectKey{Namespace: shopNS, Name: "hooked"}, &p); err != nil {
 		t.Fatal(err)
@@ -274,7 +276,8 @@ func (s *suite) webhookDown(t *testing.T) {
 
 // runtimeObjects are what the manager creates at run time in its namespace, which
 // Helm does not know and so does not delete (README, "Uninstall").
-var runtimeObjects = []string{"secret/" + release + "-routes", "secret/kubeplex-webhook-cert", "lease.coordination.k8s.io/kubeplex-manager.kubeplex.io"}
+var runtimeObjects = []string{"secret/" + release + "-routes", "secret/kubeplex-webhook-cert", "secret/kubeplex-session-keys",
+	"lease.coordination.k8s.io/kubeplex-manager.kubeplex.io"}
 
 // helmUninstall: nothing of kubeplex is left but the CRDs Helm keeps by policy, the
 // runtime objects named in README and the namespace; deleting the namespace as
@@ -339,11 +342,105 @@ func (s *suite) kustomize(t *testing.T) {
 	ns := "node-kustomize"
 	optIn(t, ns)
 	logApp(t, ns, "kz", "")
-	pod := workerPod(ns, "probe", "kz", "-lines", "1")
-	out := kubectlIn(t, pod, "create", "--dry-run=server", "-o", "jsonpath={.metadata.annotations.kubeplex\\.io/injection}", "-f", "-")
-	if out != "injected" {
-		t.Errorf("kustomize install: dry-run pod injection %q, want injected", out)
-	}
+	waitInjecting(t, ns, "kz")
 	kubectl(t, "delete", "namespace", ns, "--wait=true", "--timeout=120s")
 	kubectl(t, "delete", "-k", repo+"/config/default", "--wait=true", "--timeout=180s")
+}
+
+// criTail: a LogApp in CRITail mode captures a pod whose spec names no command from
+// the kubelet's CRI log files, across a log rotation (the node rotates at 1 MiB) and
+// with a line longer than the runtime's 16 KiB split.
+func (s *suite) criTail(t *testing.T) {
+	logApp(t, shopNS, "tailapp", "CRITail")
+	logDrain(t, shopNS, "tail-tls", "tailapp", "syslog+tls://"+s.tlsr.Addr, "  tls: {caSecretRef: {name: drain-ca, key: ca.crt}}\n")
+	const lines, big = 6000, 20000
+	// No command: the image's ENTRYPOINT (/worker) runs with these args.
+	kubectlIn(t, fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: tail-1
+  namespace: %s
+  labels: {kubeplex.io/app: tailapp, kubeplex.io/process-type: tail}
+spec:
+  restartPolicy: Never
+  containers:
+    - name: tail
+      image: %s
+      imagePullPolicy: Never
+      args: ["-prefix", "t1", "-lines", "%d", "-every", "2ms", "-pad", "200", "-big", "%d"]
+`, shopNS, workerImage, lines, big), "apply", "-f", "-")
+	var p corev1.Pod
+	if err := cl.Get(ctxFor(t, 30*time.Second), client.ObjectKey{Namespace: shopNS, Name: "tail-1"}, &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Annotations["kubeplex.io/injection"] != "injected" || len(p.Spec.Containers[0].Command) != 0 {
+		t.Fatalf("CRITail pod: injection %q, worker command %q (want injected, untouched)", p.Annotations["kubeplex.io/injection"], p.Spec.Containers[0].Command)
+	}
+	eventually(t, 3*time.Minute, "every numbered line of t1 at the receiver", func() error {
+		msgs, errs := s.tlsr.snapshot()
+		if len(errs) > 0 {
+			return fmt.Errorf("receiver errors: %v", errs)
+		}
+		return checkSequence(procMsgs(msgs, "tail."), "t1", lines, 3)
+	})
+	want := "t1 big " + strings.Repeat("x", big)
+	eventually(t, time.Minute, "the long line, whole, at the receiver", func() error {
+		msgs := procMsgs(func() []msg { m, _ := s.tlsr.snapshot(); return m }(), "tail.")
+		for i, m := range msgs {
+			if !strings.HasPrefix(m.Text, "t1 big ") {
+				continue
+			}
+			// Lines over 10,000 bytes travel as several messages, in order.
+			got := m.Text
+			for j := i + 1; j < len(msgs) && len(got) < len(want); j++ {
+				got += msgs[j].Text
+			}
+			if got != want {
+				return fmt.Errorf("long line arrived as %d bytes (want %d), starting %.40q", len(got), len(want), got)
+			}
+			return nil
+		}
+		return fmt.Errorf("no message starts with \"t1 big \"")
+	})
+	// The kubelet really rotated the file the collector was reading.
+	logDir := fmt.Sprintf("/var/log/pods/%s_%s_%s/tail", shopNS, p.Name, p.UID)
+	entries, err := os.ReadDir(logDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if len(names) < 2 {
+		t.Errorf("no rotation happened in %s: %v (the case proves nothing about rotation)", logDir, names)
+	}
+	t.Logf("CRI log files of tail-1: %v", names)
+	kubectl(t, "delete", "pod", "-n", shopNS, "tail-1", "--wait=false")
+}
+
+func procMsgs(msgs []msg, procPrefix string) []msg {
+	var out []msg
+	for _, m := range msgs {
+		if strings.HasPrefix(m.Proc, procPrefix) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// waitInjecting waits until a server-side dry run of a pod of app in ns comes back
+// injected: the API server reached the webhook through its Service and trusted its
+// certificate. Ready manager replicas are reachable only once kube-proxy has their
+// endpoints; until then pods are admitted unchanged (failurePolicy Ignore).
+func waitInjecting(t *testing.T, ns, app string) {
+	t.Helper()
+	eventually(t, time.Minute, "the webhook injects pods of "+ns+"/"+app, func() error {
+		out, err := runErrIn(workerPod(ns, "probe", app, "-lines", "1"), kubectlB, "create", "--dry-run=server",
+			"-o", "jsonpath={.metadata.annotations.kubeplex\\.io/injection}", "-f", "-")
+		if err != nil || out != "injected" {
+			return fmt.Errorf("dry-run pod injection %q: %v", out, err)
+		}
+		return nil
+	})
 }

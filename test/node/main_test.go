@@ -95,6 +95,18 @@ func kubectl(t *testing.T, args ...string) string {
 	return run(t, kubectlB, args...)
 }
 
+// runErrIn runs a command with stdin and returns its stdout.
+func runErrIn(stdin, name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("%w: %s", err, errb.String())
+	}
+	return out.String(), nil
+}
+
 // kubectlIn pipes stdin (a manifest) into kubectl.
 func kubectlIn(t *testing.T, stdin string, args ...string) string {
 	t.Helper()

@@ -7,7 +7,8 @@
 //	worker -prefix run1 -lines 100 -every 10ms -exit 3
 //
 // Line i (from 1) goes to stderr when i is a multiple of -stderr-every, else to
-// stdout, as "<prefix> <out|err> <i>"; -big N adds one line of N bytes after them.
+// stdout, as "<prefix> <out|err> <i>" (plus " ppp…" with -pad); -big N adds one
+// line of N bytes after them.
 package main
 
 import (
@@ -27,6 +28,7 @@ func main() {
 	every := flag.Duration("every", 10*time.Millisecond, "pause between lines")
 	stderrEvery := flag.Int("stderr-every", 3, "every n-th line goes to stderr (0: none)")
 	big := flag.Int("big", 0, "after the numbered lines, write one stdout line of this many bytes")
+	pad := flag.Int("pad", 0, "append a space and this many bytes to every numbered line")
 	exit := flag.Int("exit", -1, "exit with this code after writing; -1 keeps running until SIGTERM")
 	oom := flag.Bool("oom", false, "after writing, allocate memory until the OOM killer stops the process")
 	flag.Parse()
@@ -34,6 +36,10 @@ func main() {
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	out := bufio.NewWriter(os.Stdout)
+	tail := ""
+	if *pad > 0 {
+		tail = " " + strings.Repeat("p", *pad)
+	}
 	for i := 1; *lines < 0 || i <= *lines; i++ {
 		select {
 		case <-stop:
@@ -44,9 +50,9 @@ func main() {
 		if *stderrEvery > 0 && i%*stderrEvery == 0 {
 			// Flush stdout first so the two streams keep their relative order.
 			_ = out.Flush()
-			fmt.Fprintf(os.Stderr, "%s err %d\n", *prefix, i)
+			fmt.Fprintf(os.Stderr, "%s err %d%s\n", *prefix, i, tail)
 		} else {
-			fmt.Fprintf(out, "%s out %d\n", *prefix, i)
+			fmt.Fprintf(out, "%s out %d%s\n", *prefix, i, tail)
 			_ = out.Flush()
 		}
 		if *every > 0 {

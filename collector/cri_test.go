@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kubeplex/kubeplex/collector/internal/fakerouter"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 	"github.com/kubeplex/kubeplex/internal/wire"
 )
 
@@ -167,8 +168,8 @@ func TestCRITailKill9(t *testing.T) {
 	})
 	// Land the kill inside the next batch's wait, not between its answer and the
 	// offset save (see docs/collector.md for that window).
-	time.Sleep(50 * time.Millisecond)
-	if err := sc.cmd.Process.Kill(); err != nil {
+	testenv.Until(t, "a batch held by the router", func() bool { return r.Held() > 0 })
+	if err := sc.Cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	sc.wait(t, 30*time.Second)

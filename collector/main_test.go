@@ -25,28 +25,22 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// proc is a collector process under test.
+// proc is a collector process under test, with its stdout (the worker's copy) and
+// stderr (its own logs) kept apart.
 type proc struct {
-	cmd            *exec.Cmd
+	*testenv.Process
 	stdout, stderr *testenv.SyncBuffer
 }
 
-// start starts `collector ARGS...` with env added to a minimal environment.
+// start starts `collector ARGS...` with env added to a minimal environment, so no
+// KUBEPLEX_ variable of the test's own environment leaks in.
 func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
-	p := &proc{cmd: cmd, stdout: &testenv.SyncBuffer{}, stderr: &testenv.SyncBuffer{}}
+	p := &proc{stdout: &testenv.SyncBuffer{}, stderr: &testenv.SyncBuffer{}}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start collector: %v", err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
+	p.Process = testenv.StartCmd(t, cmd)
 	return p
 }
 
@@ -54,16 +48,12 @@ func start(t *testing.T, env []string, args ...string) *proc {
 // its wait status.
 func (p *proc) wait(t *testing.T, timeout time.Duration) *os.ProcessState {
 	t.Helper()
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-p.Exited():
 	case <-time.After(timeout):
-		_ = p.cmd.Process.Kill()
-		<-done
 		t.Fatalf("collector did not exit within %v; stderr:\n%s", timeout, p.stderr.String())
 	}
-	return p.cmd.ProcessState
+	return p.Cmd.ProcessState
 }
 
 // collectorEnv is the environment of a collector that ships as process to url with

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kubeplex/kubeplex/collector/internal/fakerouter"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 	"github.com/kubeplex/kubeplex/internal/wire"
 )
 
@@ -129,13 +130,13 @@ func TestRunForwardsSignals(t *testing.T) {
 	script := `trap 'echo got HUP' HUP; trap 'echo got TERM; exit 7' TERM; touch ` + dir + `/ready; while :; do sleep 0.05; done`
 	p := start(t, collectorEnv(r.URL(), "sig.1"), "run", "--", "sh", "-c", script)
 	waitFile(t, filepath.Join(dir, "ready"))
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	r.WaitFor(30*time.Second, "got HUP", func(recs []fakerouter.Record) bool {
 		return slices.Contains(appTexts(recs, "sig.1", 0), "got HUP")
 	})
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	st := p.wait(t, 30*time.Second)
@@ -156,14 +157,10 @@ func TestRunForwardsSignals(t *testing.T) {
 
 func waitFile(t *testing.T, path string) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(path); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not appear", path)
-		}
-	}
+	testenv.Eventually(t, path+" exists", func() error {
+		_, err := os.Stat(path)
+		return err
+	})
 }
 
 // TestRunKeepsOrderPerStream: thousands of lines on both streams all arrive, each
@@ -245,9 +242,10 @@ func TestRunSplitsLongLines(t *testing.T) {
 	}
 }
 
-// TestRunRouterDown: with the router refusing connections for 10 s, the worker prints
-// at full speed without waiting, and afterwards every line is either delivered or
-// counted exactly in an L12 (queue overflow) or L13 (delivery failure) notice.
+// TestRunRouterDown: with the router refusing connections until batches were given
+// up, the worker prints at full speed without waiting, and afterwards every line is
+// either delivered or counted exactly in an L12 (queue overflow) or L13 (delivery
+// failure) notice.
 func TestRunRouterDown(t *testing.T) {
 	r := fakerouter.Start(t, token)
 	dir := t.TempDir()
@@ -262,7 +260,12 @@ func TestRunRouterDown(t *testing.T) {
 	// The worker finishes printing while the router is still down: its writes never
 	// waited for the router.
 	waitFile(t, filepath.Join(dir, "printed"))
-	time.Sleep(10 * time.Second)
+	// The router stays down until the collector has given up on batches (L13) more
+	// than once; the queue has overflowed (L12) by then, the worker having printed
+	// ten times the queue bound.
+	testenv.Until(t, "batches given up", func() bool {
+		return strings.Count(p.stderr.String(), `msg="batch not delivered"`) >= 2
+	})
 	r.Up()
 	if err := os.WriteFile(filepath.Join(dir, "exit"), nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -322,7 +325,7 @@ func TestRunRetriesServerErrors(t *testing.T) {
 	env := append(collectorEnv(r.URL(), "retry.1"), "KUBEPLEX_GZIP=true", "KUBEPLEX_ATTEMPTS=100", "KUBEPLEX_BACKOFF_MAX=200ms")
 	p := start(t, env, "run", "--", "sh", "-c", script)
 	waitFile(t, filepath.Join(dir, "printed"))
-	time.Sleep(time.Second)
+	testenv.Until(t, "batches retried after 503s", func() bool { return r.Failed() >= 3 })
 	r.SetStatus(0)
 	r.WaitFor(30*time.Second, "lines after 503s", func(recs []fakerouter.Record) bool {
 		return len(appTexts(recs, "retry.1", 0)) == 3

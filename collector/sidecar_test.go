@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kubeplex/kubeplex/collector/internal/fakerouter"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 	"github.com/kubeplex/kubeplex/internal/wire"
 )
 
@@ -28,12 +29,19 @@ var startedRE = regexp.MustCompile(`msg="collector sidecar started".* trace_sysl
 func startSidecar(t *testing.T, env []string) *sidecar {
 	t.Helper()
 	p := start(t, env, "sidecar")
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(testenv.WaitTimeout)
+	for {
 		if m := startedRE.FindStringSubmatch(p.stderr.String()); m != nil {
 			return &sidecar{proc: p, syslog: m[1], http: m[2]}
 		}
-		if p.cmd.ProcessState != nil || time.Now().After(deadline) {
-			t.Fatalf("sidecar did not start; stderr:\n%s", p.stderr.String())
+		select {
+		case <-p.Exited():
+			t.Fatalf("sidecar exited before it served; stderr:\n%s", p.stderr.String())
+		case <-deadline:
+			t.Fatalf("sidecar did not start within %v; stderr:\n%s", testenv.WaitTimeout, p.stderr.String())
+		case <-tick.C:
 		}
 	}
 }
@@ -42,7 +50,7 @@ func startSidecar(t *testing.T, env []string) *sidecar {
 // a clean exit after the flush.
 func (s *sidecar) stop(t *testing.T) {
 	t.Helper()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := s.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	if st := s.wait(t, 60*time.Second); st.ExitCode() != 0 {

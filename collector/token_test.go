@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kubeplex/kubeplex/collector/internal/fakerouter"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 	"github.com/kubeplex/kubeplex/collector/internal/secretvol"
 )
 
@@ -76,14 +77,10 @@ func (rig *tokenRig) settled() {
 
 func (rig *tokenRig) waitRefused(n int) {
 	rig.t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, refused := rig.r.Auth(); refused >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			rig.t.Fatalf("router refused fewer than %d batches", n)
-		}
-	}
+	testenv.Until(rig.t, fmt.Sprintf("router refused %d batches", n), func() bool {
+		_, refused := rig.r.Auth()
+		return refused >= n
+	})
 }
 
 // TestTokenFileRotation: the sidecar reads its token from a file laid out like a

@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -74,12 +72,6 @@ func applyRBAC(t *testing.T, c *cluster, user string, files ...string) {
 	}
 }
 
-// freeAddr is a loopback address whose port was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(testenv.FreePort(t)))
-}
-
 func httpGet(url string) (int, string, error) {
 	resp, err := http.Get(url)
 	if err != nil {
@@ -107,7 +99,7 @@ func TestLeastPrivilege(t *testing.T) {
 	kc, _ := c.User(t, "kubeplex-manager")
 	_, router := c.User(t, "kubeplex-router")
 
-	metrics, probes := freeAddr(t), freeAddr(t)
+	metrics, probes := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	admin := c.kubeconfig
 	c.kubeconfig = kc
 	out := startManager(t, c, "--leader-elect=true", "--metrics-bind-address", metrics, "--health-probe-bind-address", probes,

@@ -20,7 +20,7 @@ func TestReadyzWaitsForWebhook(t *testing.T) {
 	if err := c.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kubeplex-system"}}); err != nil {
 		t.Fatal(err)
 	}
-	probes, webhookAddr := freeAddr(t), freeAddr(t)
+	probes, webhookAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	webhookPort := webhookAddr[strings.LastIndexByte(webhookAddr, ':')+1:]
 	// TMPDIR keeps the self-managed certificate files (default cert dir under
 	// os.TempDir()) inside the test.

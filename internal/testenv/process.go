@@ -57,14 +57,26 @@ type Process struct {
 // SIGKILL. Its output is logged if the test failed.
 func Start(t testing.TB, bin string, env []string, args ...string) *Process {
 	t.Helper()
-	p := &Process{Name: filepath.Base(bin), Out: &SyncBuffer{}, exited: make(chan struct{})}
-	p.Cmd = exec.Command(bin, args...)
-	p.Cmd.Env = append(os.Environ(), env...)
-	p.Cmd.Stdout, p.Cmd.Stderr = p.Out, p.Out
-	if err := p.Cmd.Start(); err != nil {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	return StartCmd(t, cmd)
+}
+
+// StartCmd is Start for a prepared command: one with its own environment, or its
+// stdout and stderr kept apart (Out then gets whatever the command leaves unset).
+func StartCmd(t testing.TB, cmd *exec.Cmd) *Process {
+	t.Helper()
+	p := &Process{Name: filepath.Base(cmd.Path), Cmd: cmd, Out: &SyncBuffer{}, exited: make(chan struct{})}
+	if cmd.Stdout == nil {
+		cmd.Stdout = p.Out
+	}
+	if cmd.Stderr == nil {
+		cmd.Stderr = p.Out
+	}
+	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", p.Name, err)
 	}
-	go func() { p.err = p.Cmd.Wait(); close(p.exited) }()
+	go func() { p.err = cmd.Wait(); close(p.exited) }()
 	t.Cleanup(func() {
 		exit := p.Stop(stopGrace)
 		if t.Failed() || p.ShowOutput {
@@ -73,6 +85,9 @@ func Start(t testing.TB, bin string, env []string, args ...string) *Process {
 	})
 	return p
 }
+
+// Exited is closed once the process has exited.
+func (p *Process) Exited() <-chan struct{} { return p.exited }
 
 // Stop sends SIGINT and waits up to grace for the exit, then kills the process. It
 // returns the exit error: nil only for a clean exit within grace. Once the process

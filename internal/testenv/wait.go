@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -31,6 +32,17 @@ func Eventually(t testing.TB, what string, cond func() error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Until is Eventually for a condition that has no more to say than yes or no.
+func Until(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	Eventually(t, what, func() error {
+		if !cond() {
+			return errors.New("not yet")
+		}
+		return nil
+	})
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago, for a server that

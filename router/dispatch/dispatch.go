@@ -57,6 +57,9 @@ type Dispatcher struct {
 	// broken holds drains the table names but the router cannot build (bad URL).
 	broken map[string]routing.DrainStatus
 	closed bool
+	// removing counts the flushes of drains removed from the table, which run in
+	// the background so Apply does not wait for a slow destination.
+	removing sync.WaitGroup
 }
 
 type snapshot struct {
@@ -322,11 +325,11 @@ func (d *Dispatcher) Apply(t *routing.Table) error {
 	d.snap.Store(next)
 	d.opts.Metrics.TableSwaps.Inc()
 	for _, r := range stops {
-		go func() {
+		d.removing.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), d.opts.RemoveGrace)
 			defer cancel()
 			r.Stop(ctx, false)
-		}()
+		})
 	}
 	// Announce changes, not the first table: a restarting replica would otherwise
 	// write "added" lines for every drain it already had.
@@ -482,7 +485,8 @@ func (d *Dispatcher) Status() routing.RouterStatus {
 }
 
 // Shutdown stops every drain, flushing queues until ctx ends; what is still queued
-// then is counted as dropped. Apply refuses tables afterwards.
+// then is counted as dropped. Drains removed from the table shortly before get until
+// ctx ends to finish their flush too. Apply refuses tables afterwards.
 func (d *Dispatcher) Shutdown(ctx context.Context) {
 	d.mu.Lock()
 	d.closed = true
@@ -496,4 +500,10 @@ func (d *Dispatcher) Shutdown(ctx context.Context) {
 		wg.Go(func() { r.Stop(ctx, false) })
 	}
 	wg.Wait()
+	removed := make(chan struct{})
+	go func() { d.removing.Wait(); close(removed) }()
+	select {
+	case <-removed:
+	case <-ctx.Done():
+	}
 }

@@ -87,14 +87,14 @@ func TestLiveTableChanges(t *testing.T) {
 		t.Fatalf("version %q, want %q", d.Version(), v1)
 	}
 	publish(t, d, tok1, "a")
-	s1.WaitFor(t, 1, 10*time.Second)
+	s1.WaitFor(t, 1)
 
 	// Add a drain: the unchanged one keeps its connection; both hear about the new one.
 	app.Drains = append(app.Drains, routing.Drain{ID: "shop/two", Token: dt2, URL: "syslog://" + s2.Addr})
 	apply(t, d, app)
 	publish(t, d, tok1, "b")
-	got1 := s1.WaitFor(t, 3, 10*time.Second)
-	got2 := s2.WaitFor(t, 2, 10*time.Second)
+	got1 := s1.WaitFor(t, 3)
+	got2 := s2.WaitFor(t, 2)
 	added := "kubeplex[router] drain " + dt2 + " added"
 	if want := []string{"app[web.1] a", added, "app[web.1] b"}; fmt.Sprint(texts(got1)) != fmt.Sprint(want) {
 		t.Errorf("drain one got %q, want %q", texts(got1), want)
@@ -110,12 +110,14 @@ func TestLiveTableChanges(t *testing.T) {
 	app.Drains = app.Drains[1:]
 	apply(t, d, app)
 	publish(t, d, tok1, "c")
-	got2 = s2.WaitFor(t, 4, 10*time.Second)
+	got2 = s2.WaitFor(t, 4)
 	if want := "kubeplex[router] drain " + dt1 + " removed"; texts(got2)[2] != want {
 		t.Errorf("drain two got %q, want %q third", texts(got2), want)
 	}
-	// Give a wrongly still-running drain one a chance to deliver "c".
-	time.Sleep(100 * time.Millisecond)
+	// Once drain one has stopped and its connection is read to the end, a wrongly
+	// still-running drain one would have delivered "c".
+	dispatch.WaitRemoved(d)
+	s1.WaitClosed(t)
 	if n := len(s1.Messages()); n != 3 {
 		t.Errorf("removed drain got %d messages, want 3", n)
 	}
@@ -143,7 +145,7 @@ func TestLiveTableChanges(t *testing.T) {
 	app.Drains[0].URL = "syslog://" + s3.Addr
 	apply(t, d, app)
 	publish(t, d, tok2, "e")
-	if got3 := s3.WaitFor(t, 1, 10*time.Second); texts(got3)[0] != "app[web.1] e" {
+	if got3 := s3.WaitFor(t, 1); texts(got3)[0] != "app[web.1] e" {
 		t.Errorf("moved drain got %q", texts(got3))
 	}
 
@@ -153,9 +155,9 @@ func TestLiveTableChanges(t *testing.T) {
 	app.Drains[0].Token = dt3
 	apply(t, d, app)
 	publish(t, d, tok2, "f")
-	time.Sleep(50 * time.Millisecond) // let a wrongly running stop reach the queue
+	dispatch.WaitRemoved(d) // a stop that wrongly closed the carried-over queue has run
 	publish(t, d, tok2, "g")
-	got3 := s3.WaitFor(t, 5, 10*time.Second)
+	got3 := s3.WaitFor(t, 5)
 	if want := []string{"app[web.1] e", "kubeplex[router] drain " + dt2 + " removed", "kubeplex[router] drain " + dt3 + " added",
 		"app[web.1] f", "app[web.1] g"}; fmt.Sprint(texts(got3)) != fmt.Sprint(want) {
 		t.Errorf("re-tokened drain got %q, want %q", texts(got3), want)

@@ -22,8 +22,8 @@ type Request struct {
 	// Status is what the receiver answered; Respond may add ReplyHeader (Retry-After).
 	Status      int
 	ReplyHeader http.Header
-	User   string
-	Pass   string
+	User        string
+	Pass        string
 	// At is when the request arrived.
 	At time.Time
 }
@@ -102,8 +102,8 @@ func (rv *HTTPReceiver) Accepted() []wire.Message {
 	return out
 }
 
-// WaitAccepted waits until n messages were accepted.
-func (rv *HTTPReceiver) WaitAccepted(t testing.TB, n int, timeout time.Duration) []wire.Message {
+// WaitAccepted waits until n messages were accepted (see SyslogSink.WaitFor).
+func (rv *HTTPReceiver) WaitAccepted(t testing.TB, n int) []wire.Message {
 	t.Helper()
-	return waitFor(t, n, timeout, func() int { return len(rv.Accepted()) }, rv.Accepted)
+	return waitFor(t, n, rv.Accepted)
 }

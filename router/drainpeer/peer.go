@@ -12,8 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
+	"github.com/kubeplex/kubeplex/internal/testenv"
 	"github.com/kubeplex/kubeplex/internal/wire"
 )
 
@@ -27,7 +27,6 @@ type SyslogSink struct {
 	raw   [][]byte
 	bad   int
 	conns int
-	cond  *sync.Cond
 	live  map[net.Conn]struct{}
 }
 
@@ -91,7 +90,6 @@ func (s *SyslogSink) read(c net.Conn) {
 			s.msgs = append(s.msgs, m)
 			s.raw = append(s.raw, bytes.Clone(rec))
 		}
-		s.cond.Broadcast()
 		s.mu.Unlock()
 	}
 }
@@ -117,6 +115,17 @@ func (s *SyslogSink) Bad() int {
 	return s.bad
 }
 
+// WaitClosed waits until every connection was closed by the drain and read to its
+// end: after it, nothing more can arrive but on a new connection.
+func (s *SyslogSink) WaitClosed(t testing.TB) {
+	t.Helper()
+	testenv.Until(t, "syslog connections closed", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.live) == 0
+	})
+}
+
 // Conns returns how many connections were accepted.
 func (s *SyslogSink) Conns() int {
 	s.mu.Lock()
@@ -124,24 +133,23 @@ func (s *SyslogSink) Conns() int {
 	return s.conns
 }
 
-// WaitFor waits until at least n messages arrived or the timeout passes, and returns
-// what arrived.
-func (s *SyslogSink) WaitFor(t testing.TB, n int, timeout time.Duration) []wire.Message {
+// WaitFor waits until at least n messages arrived (failing the test after
+// testenv.WaitTimeout) and returns what arrived.
+func (s *SyslogSink) WaitFor(t testing.TB, n int) []wire.Message {
 	t.Helper()
-	return waitFor(t, n, timeout, func() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.msgs) }, s.Messages)
+	return waitFor(t, n, s.Messages)
 }
 
-func waitFor(t testing.TB, n int, timeout time.Duration, count func() int, get func() []wire.Message) []wire.Message {
+func waitFor(t testing.TB, n int, get func() []wire.Message) []wire.Message {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for count() < n {
-		if time.Now().After(deadline) {
-			got := get()
-			t.Fatalf("waited %s for %d messages, got %d: %s", timeout, n, len(got), summary(got))
+	var got []wire.Message
+	testenv.Eventually(t, fmt.Sprintf("%d messages", n), func() error {
+		if got = get(); len(got) < n {
+			return fmt.Errorf("got %d: %s", len(got), summary(got))
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return get()
+		return nil
+	})
+	return got
 }
 
 func summary(ms []wire.Message) string {
@@ -229,7 +237,6 @@ func NewSyslogSinkAt(t testing.TB, addr string, tlsCfg *tls.Config) *SyslogSink 
 		ln = tls.NewListener(ln, tlsCfg)
 	}
 	s := &SyslogSink{ln: ln, Addr: ln.Addr().String(), live: map[net.Conn]struct{}{}}
-	s.cond = sync.NewCond(&s.mu)
 	go s.serve()
 	t.Cleanup(s.Close)
 	return s

@@ -59,43 +59,21 @@ input(type="imtcp" address="127.0.0.1" port=%q ruleset="in")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-n", "-f", confPath, "-i", filepath.Join(dir, "rsyslogd.pid"))
-	var out testenv.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start rsyslogd: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
+	p := testenv.StartCmd(t, exec.Command(bin, "-n", "-f", confPath, "-i", filepath.Join(dir, "rsyslogd.pid")))
+	testenv.Eventually(t, "rsyslogd listening on "+addr, func() error {
 		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("rsyslogd output:\n%s", out.String())
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			_ = c.Close() // a probe: rsyslogd accepted, which is all it was for
-			return r
-		}
-		select {
-		case <-exited:
-			t.Fatalf("rsyslogd exited: %s", out.String())
+		case <-p.Exited():
+			t.Fatalf("rsyslogd exited: %s", p.Out.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rsyslogd not listening on %s: %v\n%s", addr, err, out.String())
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return err
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		_ = c.Close() // a probe: rsyslogd accepted, which is all it was for
+		return nil
+	})
+	return r
 }
 
 // Lines returns what rsyslog wrote: "HOSTNAME APP-NAME PROCID TIMESTAMP MSG" per message.
@@ -115,17 +93,14 @@ func (r *Rsyslog) Lines() []string {
 }
 
 // WaitLines waits until rsyslog wrote at least n lines.
-func (r *Rsyslog) WaitLines(t testing.TB, n int, timeout time.Duration) []string {
+func (r *Rsyslog) WaitLines(t testing.TB, n int) []string {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		got := r.Lines()
-		if len(got) >= n {
-			return got
+	var got []string
+	testenv.Eventually(t, fmt.Sprintf("rsyslog wrote %d lines", n), func() error {
+		if got = r.Lines(); len(got) < n {
+			return fmt.Errorf("%d lines: %s", len(got), strings.Join(got[:min(5, len(got))], " | "))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rsyslog wrote %d lines, want %d: %s", len(got), n, strings.Join(got[:min(5, len(got))], " | "))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return got
 }

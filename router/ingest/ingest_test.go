@@ -75,17 +75,14 @@ func (e *env) lines(id string) []string {
 
 func (e *env) waitLines(t *testing.T, id string, n int) []string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := e.lines(id)
-		if len(got) >= n {
-			return got
+	var got []string
+	testenv.Eventually(t, fmt.Sprintf("%d lines in app %s", n, id), func() error {
+		if got = e.lines(id); len(got) < n {
+			return fmt.Errorf("%d lines: %q", len(got), got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("app %s has %d lines, want %d: %q", id, len(got), n, got)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
+	return got
 }
 
 func frames(recs ...string) []byte {

@@ -3,8 +3,10 @@ package tablesource_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,6 +34,42 @@ func (r *recorder) next(t *testing.T) *routing.Table {
 	}
 }
 
+// errorLog is a slog handler that hands each error record's message and "err" to the
+// test, so a test can wait for a source to report a refusal instead of sleeping.
+type errorLog struct{ ch chan string }
+
+func newErrorLog() *errorLog { return &errorLog{ch: make(chan string, 64)} }
+
+func (l *errorLog) Enabled(_ context.Context, lv slog.Level) bool { return lv >= slog.LevelError }
+func (l *errorLog) WithAttrs([]slog.Attr) slog.Handler            { return l }
+func (l *errorLog) WithGroup(string) slog.Handler                 { return l }
+func (l *errorLog) Handle(_ context.Context, r slog.Record) error {
+	msg := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "err" {
+			msg += ": " + a.Value.String()
+		}
+		return true
+	})
+	select {
+	case l.ch <- msg:
+	default: // the test reads only the first few
+	}
+	return nil
+}
+
+// next waits for the next error logged.
+func (l *errorLog) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case msg := <-l.ch:
+		return msg
+	case <-time.After(30 * time.Second):
+		t.Fatal("no error logged")
+		return ""
+	}
+}
+
 func TestFileReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "routes.json")
 	write := func(apps ...routing.App) {
@@ -45,7 +83,9 @@ func TestFileReload(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- (&tablesource.File{Path: path, Poll: 10 * time.Millisecond}).Run(ctx, rec.apply) }()
+	errs := newErrorLog()
+	src := &tablesource.File{Path: path, Poll: 10 * time.Millisecond, Logger: slog.New(errs)}
+	go func() { done <- src.Run(ctx, rec.apply) }()
 	first := rec.next(t)
 	if first.Version == "" || len(first.Apps) != 1 {
 		t.Fatalf("first table %+v", first)
@@ -54,7 +94,14 @@ func TestFileReload(t *testing.T) {
 	if err := os.WriteFile(path, []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	if msg := errs.next(t); !strings.Contains(msg, "reload routing table file") || !strings.Contains(msg, "decode") {
+		t.Fatalf("logged %q, want the broken file's refusal", msg)
+	}
+	select {
+	case tbl := <-rec.ch:
+		t.Fatalf("broken file applied as %+v", tbl)
+	default:
+	}
 	write(routing.App{ID: "a/one"}, routing.App{ID: "a/two"})
 	second := rec.next(t)
 	if len(second.Apps) != 2 || second.Version == first.Version {

@@ -2,8 +2,10 @@ package tablesource_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,10 +111,12 @@ func TestSecretWatch(t *testing.T) {
 		t.Fatalf("router user may list all secrets: %v", err)
 	}
 	rec := newRecorder()
+	errs := newErrorLog()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
-		_ = (&tablesource.Secret{Client: routerClient, Namespace: ns, Name: base, Retry: 50 * time.Millisecond}).Run(ctx, rec.apply)
+		_ = (&tablesource.Secret{Client: routerClient, Namespace: ns, Name: base, Retry: 50 * time.Millisecond,
+			Logger: slog.New(errs)}).Run(ctx, rec.apply)
 	}()
 
 	// One Secret.
@@ -146,8 +150,15 @@ func TestSecretWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for len(errs.ch) > 0 { // failures before this step do not count
+		<-errs.ch
+	}
 	put(t, admin, base, shards3[0])
-	time.Sleep(300 * time.Millisecond) // several failed reads
+	for range 2 { // several failed reads
+		if msg := errs.next(t); !strings.Contains(msg, "load routing table from secret") {
+			t.Fatalf("logged %q, want a failed load", msg)
+		}
+	}
 	select {
 	case got := <-rec.ch:
 		t.Fatalf("applied %s before its shards were written", got.Version)

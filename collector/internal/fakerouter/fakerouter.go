@@ -37,6 +37,8 @@ type Router struct {
 	bad     []string
 	gzipped int
 	status  int // answer instead of 204 when non-zero
+	failed  int // requests answered with status
+	held    int // requests waiting out delay now
 	delay   time.Duration
 	ln      net.Listener
 	srv     *http.Server
@@ -146,11 +148,13 @@ func (r *Router) handle(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "Unauthorized", http.StatusUnauthorized)
 		return
 	}
-	r.mu.Unlock()
 	if status != 0 {
+		r.failed++
+		r.mu.Unlock()
 		http.Error(w, http.StatusText(status), status)
 		return
 	}
+	r.mu.Unlock()
 	b, err := wire.ReadBatch(req, 0, 0, nil)
 	if err != nil {
 		r.mu.Lock()
@@ -165,9 +169,17 @@ func (r *Router) handle(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if delay > 0 {
+		r.mu.Lock()
+		r.held++
+		r.mu.Unlock()
 		select {
 		case <-time.After(delay):
 		case <-req.Context().Done():
+		}
+		r.mu.Lock()
+		r.held--
+		r.mu.Unlock()
+		if req.Context().Err() != nil {
 			return
 		}
 	}
@@ -196,6 +208,21 @@ func (r *Router) handle(w http.ResponseWriter, req *http.Request) {
 	default:
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// Held returns how many accepted requests are waiting out the SetDelay delay now,
+// their batch read but not yet answered.
+func (r *Router) Held() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.held
+}
+
+// Failed returns how many requests were answered with the SetStatus status.
+func (r *Router) Failed() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.failed
 }
 
 // Records returns a copy of everything received so far.

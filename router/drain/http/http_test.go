@@ -89,22 +89,11 @@ func (h *harness) push(from, n, pad int) {
 	h.runner.Offer(recs)
 }
 
-func eventually(t *testing.T, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestHeadersAndSignature(t *testing.T) {
 	rv := drainpeer.NewHTTPReceiver(t, nil, nil)
 	h := start(t, routing.Drain{URL: rv.URL + "/drain?x=1", Username: "user", Password: "s3cret", HMACKey: hmacKey}, httpdrain.Options{}, 100)
 	h.push(0, 3, 0)
-	rv.WaitAccepted(t, 3, 10*time.Second)
+	rv.WaitAccepted(t, 3)
 	var total int
 	for _, r := range rv.Requests() {
 		hd := r.Header
@@ -166,10 +155,10 @@ func TestBatchBounds(t *testing.T) {
 			})
 			h := start(t, routing.Drain{URL: rv.URL}, httpdrain.Options{}, 10000)
 			h.push(0, 1, tt.pad)
-			eventually(t, "first request", func() bool { return h.queue.Len() == 0 })
+			testenv.Until(t, "first request", func() bool { return h.queue.Len() == 0 })
 			h.push(1, tt.n-1, tt.pad)
 			close(release)
-			got := rv.WaitAccepted(t, tt.n, 20*time.Second)
+			got := rv.WaitAccepted(t, tt.n)
 			for i, m := range got {
 				if !strings.HasPrefix(string(m.Text), fmt.Sprint("line ", i)) {
 					t.Fatalf("message %d = %q", i, m.Text)
@@ -197,7 +186,7 @@ func TestRetriesKeepFrameID(t *testing.T) {
 	})
 	h := start(t, routing.Drain{URL: rv.URL}, httpdrain.Options{Attempts: 4, MinBackoff: time.Millisecond}, 100)
 	h.push(0, 5, 0)
-	rv.WaitAccepted(t, 5, 10*time.Second)
+	rv.WaitAccepted(t, 5)
 	reqs := rv.Requests()
 	if len(reqs) != 4 {
 		t.Fatalf("%d requests, want 4", len(reqs))
@@ -208,7 +197,7 @@ func TestRetriesKeepFrameID(t *testing.T) {
 			t.Errorf("attempt %d: frame id %q body differs=%v", i, r.Header.Get(wire.HeaderFrameID), string(r.Body) != string(reqs[0].Body))
 		}
 	}
-	eventually(t, "accounting", func() bool { return h.stats.Delivered.Load() == 5 })
+	testenv.Until(t, "accounting", func() bool { return h.stats.Delivered.Load() == 5 })
 	if h.stats.Dropped.Load() != 0 {
 		t.Errorf("dropped %d", h.stats.Dropped.Load())
 	}
@@ -241,9 +230,9 @@ func TestRefusedBatchAnnounced(t *testing.T) {
 			})
 			h := start(t, routing.Drain{URL: rv.URL}, httpdrain.Options{Attempts: tt.attempts, MinBackoff: time.Millisecond}, 100)
 			h.push(0, 4, 0)
-			eventually(t, "refusal", func() bool { return h.stats.Dropped.Load() == 4 })
+			testenv.Until(t, "refusal", func() bool { return h.stats.Dropped.Load() == 4 })
 			h.push(4, 2, 0)
-			got := rv.WaitAccepted(t, 3, 10*time.Second)
+			got := rv.WaitAccepted(t, 3)
 			ann, other := drainpeer.L10Count(got)
 			if ann != 4 || other != 2 {
 				t.Errorf("accepted %d app messages and an L10 for %d, want 2 and 4: %v", other, ann, got)
@@ -268,20 +257,24 @@ func TestRefusedBatchAnnounced(t *testing.T) {
 	}
 }
 
-// TestSlowReceiverAccounting: a receiver slower than the producer. Every message sent
-// is either accepted by the receiver or announced to it in an L10 count.
+// TestSlowReceiverAccounting: a receiver slower than the producer (it answers nothing
+// until every message was offered). Every message sent is either accepted by the
+// receiver or announced to it in an L10 count.
 func TestSlowReceiverAccounting(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
 	rv := drainpeer.NewHTTPReceiver(t, nil, func(int, *drainpeer.Request) int {
-		time.Sleep(20 * time.Millisecond)
+		<-release
 		return 200
 	})
+	t.Cleanup(func() { once.Do(func() { close(release) }) }) // before the receiver's own cleanup
 	h := start(t, routing.Drain{URL: rv.URL}, httpdrain.Options{}, 1024)
 	const n = 30000
 	for i := 0; i < n; i += 100 {
 		h.push(i, 100, 0)
-		time.Sleep(100 * time.Microsecond)
 	}
-	eventually(t, "queue drained", func() bool {
+	once.Do(func() { close(release) })
+	testenv.Until(t, "queue drained", func() bool {
 		return h.stats.Delivered.Load()+h.stats.Dropped.Load() == n && h.queue.Len() == 0 &&
 			h.stats.Announced.Load() == h.stats.Dropped.Load()
 	})
@@ -313,13 +306,13 @@ func TestHTTPS(t *testing.T) {
 	rv := drainpeer.NewHTTPReceiver(t, &cert, nil)
 	h := start(t, routing.Drain{URL: rv.URL, TLS: &routing.TLS{CAPEM: string(ca.PEM)}}, httpdrain.Options{}, 100)
 	h.push(0, 2, 0)
-	rv.WaitAccepted(t, 2, 10*time.Second)
+	rv.WaitAccepted(t, 2)
 
 	// Without the CA the certificate is refused and nothing is accepted.
 	rv2 := drainpeer.NewHTTPReceiver(t, &cert, nil)
 	h2 := start(t, routing.Drain{URL: rv2.URL}, httpdrain.Options{Attempts: 1}, 100)
 	h2.push(0, 2, 0)
-	eventually(t, "drop", func() bool { return h2.stats.Dropped.Load() == 2 })
+	testenv.Until(t, "drop", func() bool { return h2.stats.Dropped.Load() == 2 })
 	if len(rv2.Requests()) != 0 {
 		t.Error("request reached a receiver with an unverified certificate")
 	}
@@ -331,7 +324,7 @@ func TestHTTPS(t *testing.T) {
 func TestNoCredentialsInErrors(t *testing.T) {
 	h := start(t, routing.Drain{URL: "http://127.0.0.1:1/secret-path", Username: "user", Password: "s3cret"}, httpdrain.Options{Attempts: 1}, 10)
 	h.push(0, 1, 0)
-	eventually(t, "error", func() bool { return h.errs.Load() > 0 })
+	testenv.Until(t, "error", func() bool { return h.errs.Load() > 0 })
 	st := h.stats.Status(0)
 	if strings.Contains(st.LastError, "s3cret") || strings.Contains(st.LastError, "secret-path") {
 		t.Errorf("last error leaks: %q", st.LastError)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/drain"
 	httpdrain "github.com/kubeplex/kubeplex/router/drain/http"
@@ -55,7 +56,7 @@ func TestRefusingDrainIsNotHammered(t *testing.T) {
 				drain.RunnerOptions{PauseMin: 100 * time.Millisecond, PauseMax: time.Second, LogEvery: time.Hour},
 				slog.New(&warns))
 			h.push(0, 10, 0)
-			eventually(t, "the batch refused and counted", func() bool { return h.stats.Dropped.Load() == 10 })
+			testenv.Until(t, "the batch refused and counted", func() bool { return h.stats.Dropped.Load() == 10 })
 			first := time.Now()
 			// Condition, not timing: the window ends when the clock says so, but the
 			// count can only be lower on a slower machine, never higher.
@@ -70,7 +71,7 @@ func TestRefusingDrainIsNotHammered(t *testing.T) {
 				t.Errorf("%d WARN lines for one failure streak, want 1 (rate-limited)", n)
 			}
 			accept.Store(true)
-			eventually(t, "the L10 notice delivered once the drain accepts", func() bool {
+			testenv.Until(t, "the L10 notice delivered once the drain accepts", func() bool {
 				for _, m := range rv.Accepted() {
 					if strings.Contains(string(m.Text), "Error L10") && strings.Contains(string(m.Text), "10 messages") {
 						return true
@@ -79,7 +80,7 @@ func TestRefusingDrainIsNotHammered(t *testing.T) {
 				return false
 			})
 			// The runner books the notice once the POST has returned: poll for it.
-			eventually(t, "the announcement counted", func() bool { return h.stats.Announced.Load() == 10 })
+			testenv.Until(t, "the announcement counted", func() bool { return h.stats.Announced.Load() == 10 })
 		})
 	}
 }

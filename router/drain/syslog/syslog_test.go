@@ -29,6 +29,7 @@ const token = "d.0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 
 type harness struct {
+	sink      *syslog.Sink
 	runner    *drain.Runner
 	queue     *drain.Queue
 	stats     *drain.Stats
@@ -73,6 +74,7 @@ func start(t *testing.T, rawURL string, tlsOpt *routing.TLS, allow []netip.Prefi
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.sink = s
 	h.runner = drain.NewRunner(cfg, h.queue, h.stats, s, drain.RunnerOptions{Logger: env.Logger, PauseMin: 10 * time.Millisecond, PauseMax: 100 * time.Millisecond})
 	t.Cleanup(func() { h.stop(0) })
 	return h
@@ -98,23 +100,12 @@ func (h *harness) pushPadded(from, n, pad int) {
 	}
 }
 
-func eventually(t *testing.T, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestDeliversFramesInOrder(t *testing.T) {
 	sink := drainpeer.NewSyslogSink(t, nil)
 	h := start(t, "syslog://"+sink.Addr, nil, loopback, syslog.Options{}, 100000)
 	const n = 5000
 	h.push(0, n)
-	got := sink.WaitFor(t, n, 20*time.Second)
+	got := sink.WaitFor(t, n)
 	for i, m := range got {
 		if m.Hostname != token || m.AppName != "app" || m.ProcID != "web.1" || string(m.Text) != fmt.Sprint("line ", i) || m.Priority != 190 {
 			t.Fatalf("message %d = %+v", i, m)
@@ -123,7 +114,7 @@ func TestDeliversFramesInOrder(t *testing.T) {
 	if c := sink.Conns(); c != 1 {
 		t.Errorf("%d connections, want 1", c)
 	}
-	eventually(t, "delivered count", func() bool { return h.stats.Delivered.Load() == n })
+	testenv.Until(t, "delivered count", func() bool { return h.stats.Delivered.Load() == n })
 	if h.stats.Dropped.Load() != 0 {
 		t.Errorf("dropped %d", h.stats.Dropped.Load())
 	}
@@ -133,12 +124,15 @@ func TestReconnectsAfterReceiverRestart(t *testing.T) {
 	sink := drainpeer.NewSyslogSink(t, nil)
 	h := start(t, "syslog://"+sink.Addr, nil, loopback, syslog.Options{MinBackoff: 10 * time.Millisecond}, 1000)
 	h.push(0, 10)
-	sink.WaitFor(t, 10, 10*time.Second)
+	sink.WaitFor(t, 10)
+	// The delivered count is read before the sink's connection state: the runner
+	// set that state up before it counted.
+	testenv.Until(t, "10 delivered", func() bool { return h.stats.Delivered.Load() == 10 })
 	sink.DropConnections()
 	// The connection's reader sees the hang-up; the next batch goes on a new connection.
-	time.Sleep(200 * time.Millisecond)
+	testenv.Until(t, "hang-up seen", func() bool { return syslog.HungUp(h.sink) })
 	h.push(10, 10)
-	got := sink.WaitFor(t, 20, 10*time.Second)
+	got := sink.WaitFor(t, 20)
 	if string(got[19].Text) != "line 19" {
 		t.Errorf("last message %q", got[19].Text)
 	}
@@ -151,7 +145,7 @@ func TestRefusedThenUp(t *testing.T) {
 	addr := testenv.FreeAddr(t)
 	h := start(t, "syslog://"+addr, nil, loopback, syslog.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, 1000)
 	h.push(0, 5)
-	eventually(t, "connection errors reported", func() bool { return len(h.Reported()) >= 3 })
+	testenv.Until(t, "connection errors reported", func() bool { return len(h.Reported()) >= 3 })
 	if h.stats.Delivered.Load() != 0 {
 		t.Fatal("delivered to a refusing address")
 	}
@@ -163,7 +157,7 @@ func TestRefusedThenUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := drainpeer.NewSyslogSinkAt(t, addr, nil)
-	got := sink.WaitFor(t, 5, 10*time.Second)
+	got := sink.WaitFor(t, 5)
 	if string(got[0].Text) != "line 0" {
 		t.Errorf("first message %q", got[0].Text)
 	}
@@ -176,7 +170,7 @@ func TestForbiddenAddress(t *testing.T) {
 	sink := drainpeer.NewSyslogSink(t, nil)
 	h := start(t, "syslog://"+sink.Addr, nil, nil, syslog.Options{MinBackoff: 10 * time.Millisecond}, 10)
 	h.push(0, 1)
-	eventually(t, "refusal reported", func() bool { return len(h.Reported()) > 0 })
+	testenv.Until(t, "refusal reported", func() bool { return len(h.Reported()) > 0 })
 	if err := h.Reported()[0]; !errors.Is(err, drain.ErrForbiddenAddress) {
 		t.Errorf("error %v, want ErrForbiddenAddress", err)
 	}
@@ -208,15 +202,15 @@ func TestTLS(t *testing.T) {
 			h := start(t, "syslog+tls://"+sink.Addr, tt.tls, loopback, syslog.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}, 10)
 			h.push(0, 3)
 			if tt.deliver {
-				got := sink.WaitFor(t, 3, 10*time.Second)
+				got := sink.WaitFor(t, 3)
 				if got[0].Hostname != token {
 					t.Errorf("hostname %q", got[0].Hostname)
 				}
 				return
 			}
-			eventually(t, "L14 notice", func() bool { return len(h.Announced()) > 0 })
+			testenv.Until(t, "L14 notice", func() bool { return len(h.Announced()) > 0 })
 			// Several failed handshakes, one notice per failure streak.
-			eventually(t, "retries", func() bool { return len(h.Reported()) >= 3 })
+			testenv.Until(t, "retries", func() bool { return len(h.Reported()) >= 3 })
 			a := h.Announced()
 			if len(a) != 1 || !strings.HasPrefix(a[0], "Error L14 (certificate validation): error=") ||
 				!strings.Contains(a[0], tt.l14) || !strings.Contains(a[0], `uri="syslog+tls://`+sink.Addr+`/"`) {
@@ -241,7 +235,11 @@ func TestBlackholeAccounting(t *testing.T) {
 	n := 0
 	for ; n < 200000 && len(h.Reported()) < 2; n += 1000 {
 		h.pushPadded(n, 1000, 1024)
-		time.Sleep(time.Millisecond)
+		// Paced by the runner: push again once it has taken from the full queue (its
+		// write went into the socket buffers), or stop once writes time out.
+		testenv.Until(t, "runner takes from the queue or times out", func() bool {
+			return h.queue.Len() < 100 || len(h.Reported()) >= 2
+		})
 	}
 	if len(h.Reported()) < 2 {
 		t.Fatalf("no write timeouts after %d messages", n)
@@ -314,7 +312,7 @@ func TestOfferInlineAndPartialWrites(t *testing.T) {
 		h.runner.Offer(recs)
 	}
 	close(release)
-	eventually(t, "delivered count", func() bool { return h.stats.Delivered.Load() == n })
+	testenv.Until(t, "delivered count", func() bool { return h.stats.Delivered.Load() == n })
 	h.stop(5 * time.Second) // closes the connection: the receiver sees the end
 	texts := <-got
 	if len(texts) != n {
@@ -362,7 +360,7 @@ func TestTryWriteAfterDeadline(t *testing.T) {
 	if to := s.TryWrite(second, 0); to != second.Size() {
 		t.Fatalf("TryWrite wrote %d of %d bytes", to, second.Size())
 	}
-	got := sink.WaitFor(t, 2, 10*time.Second)
+	got := sink.WaitFor(t, 2)
 	if string(got[0].Text) != "first" || string(got[1].Text) != "second" {
 		t.Fatalf("got %q, %q", got[0].Text, got[1].Text)
 	}

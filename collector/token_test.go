@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/kubeplex/kubeplex/collector/internal/fakerouter"
-	"github.com/kubeplex/kubeplex/internal/testenv"
 	"github.com/kubeplex/kubeplex/collector/internal/secretvol"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 )
 
 const (

@@ -316,7 +316,7 @@ func TestSlowSessionReaderLosesOnlyItsOwnLines(t *testing.T) {
 		}
 		sendLines(t, bases[0], shopToken, ls...)
 	}
-	got := sink.WaitFor(t, batches*perBatch, testenv.WaitTimeout)
+	got := sink.WaitFor(t, batches*perBatch)
 	announced, other := peer.L10Count(got)
 	if announced != 0 || other != batches*perBatch {
 		t.Fatalf("drain: %d lines and %d announced drops, want %d and 0", other, announced, batches*perBatch)

@@ -101,7 +101,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 			})
 			h := start(t, routing.Drain{URL: rv.URL}, httpdrain.Options{MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}, 100)
 			h.push(0, 1, 0)
-			rv.WaitAccepted(t, 1, 20*time.Second)
+			rv.WaitAccepted(t, 1)
 			reqs := rv.Requests()
 			if len(reqs) != 2 {
 				t.Fatalf("%d requests, want 2", len(reqs))

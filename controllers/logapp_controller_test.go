@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -142,10 +143,15 @@ func TestLogAppTokenRotation(t *testing.T) {
 		}
 		return nil
 	})
-	get(t, app)
-	if app.Status.LastTokenRotation == nil {
-		t.Error("status.lastTokenRotation not set")
-	}
+	// The status patch comes at the end of the reconcile that wrote the Secret, and
+	// the routing table can change before it lands: wait for it.
+	testenv.Eventually(t, "status.lastTokenRotation", func() error {
+		get(t, app)
+		if app.Status.LastTokenRotation == nil {
+			return errors.New("status.lastTokenRotation not set")
+		}
+		return nil
+	})
 	waitEvents(t, app, "TokenRotated")
 
 	// The grace period ends: only the new token remains.

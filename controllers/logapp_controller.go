@@ -7,14 +7,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 )
@@ -35,6 +35,9 @@ type LogAppReconciler struct {
 	TokenGracePeriod time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// View is what the stored routing table holds (Routed, HostsClaimed); nil leaves
+	// those conditions alone.
+	View *RoutingView
 }
 
 // +kubebuilder:rbac:groups=kubeplex.io,resources=logapps,verbs=get;list;watch
@@ -73,28 +76,31 @@ func (r *LogAppReconciler) now() time.Time {
 	return time.Now()
 }
 
+// reconcileNormal: the token Secret (TokenIssued) → pod and drain counts → Routed
+// and HostsClaimed from the stored routing table → Ready.
 func (r *LogAppReconciler) reconcileNormal(ctx context.Context, app *kubeplexv1alpha1.LogApp) (ctrl.Result, error) {
-	requeue, err := r.reconcileTokenSecret(ctx, app)
+	token, requeue, err := r.reconcileTokenSecret(ctx, app)
 	if err != nil {
 		var terminal *specError
 		if errors.As(err, &terminal) {
+			r.setTokenIssued(app, metav1.ConditionFalse, terminal.reason, terminal.Error())
 			r.setReady(app, metav1.ConditionFalse, terminal.reason, terminal.Error())
 			return ctrl.Result{}, reconcile.TerminalError(err)
 		}
-		r.setReady(app, metav1.ConditionFalse, kubeplexv1alpha1.TokenSecretErrorReason, "the token Secret could not be written; retrying")
+		const msg = "the token Secret could not be written; retrying"
+		r.setTokenIssued(app, metav1.ConditionFalse, kubeplexv1alpha1.TokenSecretErrorReason, msg)
+		r.setReady(app, metav1.ConditionFalse, kubeplexv1alpha1.TokenSecretErrorReason, msg)
 		return ctrl.Result{}, err
 	}
+	r.setTokenIssued(app, metav1.ConditionTrue, kubeplexv1alpha1.TokenValidReason,
+		"the token Secret "+app.Status.TokenSecretName+" holds a valid ingest token")
 	if err := r.reconcilePods(ctx, app); err != nil {
-		var terminal *specError
-		if errors.As(err, &terminal) {
-			r.setReady(app, metav1.ConditionFalse, terminal.reason, terminal.Error())
-			return ctrl.Result{}, reconcile.TerminalError(err)
-		}
 		return ctrl.Result{}, err
 	}
 	if err := r.reconcileDrainCount(ctx, app); err != nil {
 		return ctrl.Result{}, err
 	}
+	r.reconcileRouting(app, token)
 	r.setReady(app, metav1.ConditionTrue, kubeplexv1alpha1.ReconciledReason, "ingest token issued; the app is in the routing table")
 	return ctrl.Result{RequeueAfter: requeue}, nil
 }
@@ -102,34 +108,28 @@ func (r *LogAppReconciler) reconcileNormal(ctx context.Context, app *kubeplexv1a
 // SetupWithManager registers the controller: LogApps, their token Secrets, the pods
 // they select (metadata only) and the drains that name them.
 func (r *LogAppReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&kubeplexv1alpha1.LogApp{}).
 		Owns(&corev1.Secret{}).
-		WatchesMetadata(&corev1.Pod{}, enqueueAfter(coalesceDelay, r.appsForPod)).
+		WatchesMetadata(&corev1.Pod{}, enqueueAfter(coalesceDelay, appForPod)).
 		Watches(&kubeplexv1alpha1.LogDrain{}, enqueueAfter(coalesceDelay, appForDrain),
 			builder.WithPredicates(drainAppChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 2}).
-		Named("logapp").
-		Complete(r)
+		Named("logapp")
+	if r.View != nil && r.View.events != nil {
+		// The routes reconciler names the apps whose stored table entry changed.
+		b = b.WatchesRawSource(source.Channel(r.View.events, &handler.EnqueueRequestForObject{}))
+	}
+	return b.Complete(r)
 }
 
-func (r *LogAppReconciler) appsForPod(ctx context.Context, obj client.Object) []reconcile.Request {
-	var apps kubeplexv1alpha1.LogAppList
-	if err := r.Client.List(ctx, &apps, client.InNamespace(obj.GetNamespace())); err != nil {
-		logf.FromContext(ctx).Error(err, "list logapps for pod")
+// appForPod maps a pod to the app its kubeplex.io/app label names.
+func appForPod(_ context.Context, obj client.Object) []reconcile.Request {
+	name := obj.GetLabels()[kubeplexv1alpha1.AppLabel]
+	if name == "" {
 		return nil
 	}
-	var out []reconcile.Request
-	for i := range apps.Items {
-		sel, err := appSelector(&apps.Items[i])
-		if err != nil {
-			continue
-		}
-		if sel.Matches(labels.Set(obj.GetLabels())) {
-			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&apps.Items[i])})
-		}
-	}
-	return out
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: name}}}
 }
 
 func appForDrain(_ context.Context, obj client.Object) []reconcile.Request {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,6 +88,11 @@ func TestLogAppTokenPodsAndDrains(t *testing.T) {
 		return nil
 	})
 
+	// The specific conditions beside Ready.
+	condition(t, app, kubeplexv1alpha1.TokenIssuedCondition, metav1.ConditionTrue, kubeplexv1alpha1.TokenValidReason)
+	condition(t, app, kubeplexv1alpha1.RoutedCondition, metav1.ConditionTrue, kubeplexv1alpha1.RoutedReason)
+	condition(t, app, kubeplexv1alpha1.HostsClaimedCondition, metav1.ConditionTrue, kubeplexv1alpha1.NoHostsReason)
+
 	// A second reconcile of the unchanged app writes nothing.
 	get(t, app)
 	sec = tokenSecret(t, app)
@@ -153,6 +160,8 @@ func TestLogAppTokenRotation(t *testing.T) {
 		return nil
 	})
 	waitEvents(t, app, "TokenRotated")
+	// Routed again once the stored table holds the new token.
+	condition(t, app, kubeplexv1alpha1.RoutedCondition, metav1.ConditionTrue, kubeplexv1alpha1.RoutedReason)
 
 	// The grace period ends: only the new token remains.
 	tableApp(t, routes.ID(ns, "api"), func(a *routing.App) error {
@@ -178,8 +187,8 @@ func TestLogAppTokenRotation(t *testing.T) {
 	assertNoLeak(t, m.logs, ns, map[string]string{"old ingest token": old, "new ingest token": cur})
 }
 
-// TestLogAppSecretProblems: a foreign Secret in the token Secret's place, and an
-// invalid selector, give Ready=False with a reason; removing the cause heals.
+// TestLogAppSecretProblems: a foreign Secret in the token Secret's place gives
+// Ready=False and TokenIssued=False with a reason; removing the cause heals.
 func TestLogAppSecretProblems(t *testing.T) {
 	startManager(t, Config{})
 	ns := newNamespace(t)
@@ -191,6 +200,7 @@ func TestLogAppSecretProblems(t *testing.T) {
 	create(t, app)
 	c := condition(t, app, kubeplexv1alpha1.ReadyCondition, metav1.ConditionFalse, kubeplexv1alpha1.TokenSecretErrorReason)
 	t.Logf("foreign secret: %s", c.Message)
+	condition(t, app, kubeplexv1alpha1.TokenIssuedCondition, metav1.ConditionFalse, kubeplexv1alpha1.TokenSecretErrorReason)
 	if err := k8s.Delete(ctx, foreign); err != nil {
 		t.Fatal(err)
 	}
@@ -201,15 +211,44 @@ func TestLogAppSecretProblems(t *testing.T) {
 		t.Fatal(err)
 	}
 	condition(t, app, kubeplexv1alpha1.ReadyCondition, metav1.ConditionTrue, kubeplexv1alpha1.ReconciledReason)
+	condition(t, app, kubeplexv1alpha1.TokenIssuedCondition, metav1.ConditionTrue, kubeplexv1alpha1.TokenValidReason)
+	condition(t, app, kubeplexv1alpha1.RoutedCondition, metav1.ConditionTrue, kubeplexv1alpha1.RoutedReason)
+}
 
-	bad := newApp(ns, "badsel")
-	bad.Spec.Selector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: "Sideways"}}}
-	create(t, bad)
-	condition(t, bad, kubeplexv1alpha1.ReadyCondition, metav1.ConditionFalse, kubeplexv1alpha1.InvalidSelectorReason)
-	patch = client.MergeFrom(bad.DeepCopy())
-	bad.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "web"}}
-	if err := k8s.Patch(ctx, bad, patch); err != nil {
+// TestLogAppHostsClaimed: an app's hosts are claimed when the stored table maps them
+// to it; a later app asking for a taken host gets HostsClaimed=False/HostConflict
+// (and an Event) while staying routed, and claims the host once the holder lets go.
+func TestLogAppHostsClaimed(t *testing.T) {
+	startManager(t, Config{})
+	ns := newNamespace(t)
+	ctx := context.Background()
+	first := newApp(ns, "first")
+	first.Spec.Hosts = []string{"www.example.test", "api.example.test"}
+	create(t, first)
+	condition(t, first, kubeplexv1alpha1.HostsClaimedCondition, metav1.ConditionTrue, kubeplexv1alpha1.HostsRoutedReason)
+
+	second := newApp(ns, "second")
+	second.Spec.Hosts = []string{"api.example.test", "shop.example.test"}
+	create(t, second)
+	c := condition(t, second, kubeplexv1alpha1.HostsClaimedCondition, metav1.ConditionFalse, kubeplexv1alpha1.HostConflictReason)
+	if !strings.Contains(c.Message, "api.example.test") || !strings.Contains(c.Message, routes.ID(ns, "first")) {
+		t.Errorf("conflict message %q names neither the host nor its holder", c.Message)
+	}
+	condition(t, second, kubeplexv1alpha1.RoutedCondition, metav1.ConditionTrue, kubeplexv1alpha1.RoutedReason)
+	tableApp(t, routes.ID(ns, "second"), func(a *routing.App) error {
+		if a == nil || !slices.Equal(a.Hosts, []string{"shop.example.test"}) {
+			return fmt.Errorf("entry %+v, want only the free host", a)
+		}
+		return nil
+	})
+	waitEvents(t, second, kubeplexv1alpha1.HostConflictReason)
+
+	// The holder drops the host: the second app claims both of its hosts.
+	patch := client.MergeFrom(first.DeepCopy())
+	first.Spec.Hosts = []string{"www.example.test"}
+	if err := k8s.Patch(ctx, first, patch); err != nil {
 		t.Fatal(err)
 	}
-	condition(t, bad, kubeplexv1alpha1.ReadyCondition, metav1.ConditionTrue, kubeplexv1alpha1.ReconciledReason)
+	condition(t, first, kubeplexv1alpha1.HostsClaimedCondition, metav1.ConditionTrue, kubeplexv1alpha1.HostsRoutedReason)
+	condition(t, second, kubeplexv1alpha1.HostsClaimedCondition, metav1.ConditionTrue, kubeplexv1alpha1.HostsRoutedReason)
 }

@@ -19,8 +19,8 @@ import (
 
 // reconcileTokenSecret creates the token Secret, rotates the token when the rotate
 // annotation changes, and retires the previous token when its grace period ends. It
-// returns when to come back for that.
-func (r *LogAppReconciler) reconcileTokenSecret(ctx context.Context, app *kubeplexv1alpha1.LogApp) (time.Duration, error) {
+// returns the current token and when to come back.
+func (r *LogAppReconciler) reconcileTokenSecret(ctx context.Context, app *kubeplexv1alpha1.LogApp) (string, time.Duration, error) {
 	log := logf.FromContext(ctx)
 	name := app.Name + kubeplexv1alpha1.TokenSecretSuffix
 	rotation := app.Annotations[kubeplexv1alpha1.RotateTokenAnnotation]
@@ -29,7 +29,7 @@ func (r *LogAppReconciler) reconcileTokenSecret(ctx context.Context, app *kubepl
 	if apierrors.IsNotFound(err) {
 		tok, err := newToken("t")
 		if err != nil {
-			return 0, err
+			return "", 0, err
 		}
 		sec = &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{
@@ -41,26 +41,26 @@ func (r *LogAppReconciler) reconcileTokenSecret(ctx context.Context, app *kubepl
 			Data: map[string][]byte{kubeplexv1alpha1.TokenSecretKey: []byte(tok)},
 		}
 		if err := controllerutil.SetControllerReference(app, sec, r.Client.Scheme()); err != nil {
-			return 0, fmt.Errorf("set owner of token secret: %w", err)
+			return "", 0, fmt.Errorf("set owner of token secret: %w", err)
 		}
 		if err := r.Client.Create(ctx, sec); err != nil {
 			if apierrors.IsAlreadyExists(err) {
 				// Someone else's Secret that our label-filtered cache cannot see.
-				return 0, &specError{reason: kubeplexv1alpha1.TokenSecretErrorReason,
+				return "", 0, &specError{reason: kubeplexv1alpha1.TokenSecretErrorReason,
 					msg: fmt.Sprintf("Secret %s exists and is not managed by kubeplex; delete or rename it", name)}
 			}
-			return 0, fmt.Errorf("create token secret: %w", err)
+			return "", 0, fmt.Errorf("create token secret: %w", err)
 		}
 		app.Status.TokenSecretName = name
 		log.Info("created ingest token secret", "secret", name)
 		r.Recorder.Eventf(app, nil, corev1.EventTypeNormal, "TokenIssued", "CreateTokenSecret", "created ingest token Secret %s", name)
-		return 0, nil
+		return tok, 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("get token secret: %w", err)
+		return "", 0, fmt.Errorf("get token secret: %w", err)
 	}
 	if !metav1.IsControlledBy(sec, app) {
-		return 0, &specError{reason: kubeplexv1alpha1.TokenSecretErrorReason,
+		return "", 0, &specError{reason: kubeplexv1alpha1.TokenSecretErrorReason,
 			msg: fmt.Sprintf("Secret %s exists and is not owned by this LogApp", name)}
 	}
 	app.Status.TokenSecretName = name
@@ -77,7 +77,7 @@ func (r *LogAppReconciler) reconcileTokenSecret(ctx context.Context, app *kubepl
 		// Edited by hand or emptied: issue a fresh one. The old value was no token.
 		tok, err := newToken("t")
 		if err != nil {
-			return 0, err
+			return "", 0, err
 		}
 		upd.Data = map[string][]byte{kubeplexv1alpha1.TokenSecretKey: []byte(tok)}
 		delete(upd.Annotations, kubeplexv1alpha1.PreviousTokenNotAfterAnnotation)
@@ -89,7 +89,7 @@ func (r *LogAppReconciler) reconcileTokenSecret(ctx context.Context, app *kubepl
 	case upd.Annotations[kubeplexv1alpha1.TokenRotationAnnotation] != rotation:
 		tok, err := newToken("t")
 		if err != nil {
-			return 0, err
+			return "", 0, err
 		}
 		grace := r.TokenGracePeriod
 		notAfter := now.Add(grace).UTC().Truncate(time.Second)
@@ -119,15 +119,16 @@ func (r *LogAppReconciler) reconcileTokenSecret(ctx context.Context, app *kubepl
 			}
 		}
 	}
+	token := string(upd.Data[kubeplexv1alpha1.TokenSecretKey])
 	if equality.Semantic.DeepEqual(sec, upd) {
-		return requeue, nil
+		return token, requeue, nil
 	}
 	if err := r.Client.Update(ctx, upd); err != nil {
-		return 0, fmt.Errorf("update token secret: %w", err)
+		return "", 0, fmt.Errorf("update token secret: %w", err)
 	}
 	log.Info("updated ingest token secret", "secret", name)
 	if event != nil {
 		event()
 	}
-	return requeue, nil
+	return token, requeue, nil
 }

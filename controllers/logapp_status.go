@@ -6,26 +6,26 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 )
 
+func (r *LogAppReconciler) setTokenIssued(app *kubeplexv1alpha1.LogApp, status metav1.ConditionStatus, reason, msg string) {
+	setCondition(r.Recorder, app, &app.Status.Conditions, kubeplexv1alpha1.TokenIssuedCondition, status, reason, msg)
+}
+
 func (r *LogAppReconciler) setReady(app *kubeplexv1alpha1.LogApp, status metav1.ConditionStatus, reason, msg string) {
 	setCondition(r.Recorder, app, &app.Status.Conditions, kubeplexv1alpha1.ReadyCondition, status, reason, msg)
 }
 
-// reconcilePods counts the app's pods and what the injection webhook did to them, from
-// the annotations it leaves (kubeplex.io/injection).
+// reconcilePods counts the app's pods (labelled kubeplex.io/app=<name>, the label the
+// injection webhook goes by) and what the webhook did to them, from the annotations
+// it leaves (kubeplex.io/injection).
 func (r *LogAppReconciler) reconcilePods(ctx context.Context, app *kubeplexv1alpha1.LogApp) error {
-	sel, err := appSelector(app)
-	if err != nil {
-		return &specError{reason: kubeplexv1alpha1.InvalidSelectorReason, msg: "spec.selector: " + err.Error()}
-	}
 	pods := &metav1.PartialObjectMetadataList{}
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	if err := r.Client.List(ctx, pods, client.InNamespace(app.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+	if err := r.Client.List(ctx, pods, client.InNamespace(app.Namespace), client.MatchingLabels{kubeplexv1alpha1.AppLabel: app.Name}); err != nil {
 		return fmt.Errorf("list pods: %w", err)
 	}
 	var n, injected, skipped int32
@@ -52,12 +52,4 @@ func (r *LogAppReconciler) reconcileDrainCount(ctx context.Context, app *kubeple
 	}
 	app.Status.Drains = int32(len(drains.Items))
 	return nil
-}
-
-// appSelector is the LogApp's pod selector: spec.selector, or kubeplex.io/app=<name>.
-func appSelector(app *kubeplexv1alpha1.LogApp) (labels.Selector, error) {
-	if app.Spec.Selector == nil {
-		return labels.SelectorFromSet(labels.Set{kubeplexv1alpha1.AppLabel: app.Name}), nil
-	}
-	return metav1.LabelSelectorAsSelector(app.Spec.Selector)
 }

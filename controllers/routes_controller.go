@@ -26,10 +26,9 @@ import (
 // stores it in the routing Secrets. It has one work item: any change anywhere
 // re-renders the whole table, and the work queue folds bursts into one run.
 type RoutesReconciler struct {
-	Client   client.Client
-	Store    *routes.Store
-	Recorder EventRecorder
-	Metrics  *RoutesMetrics
+	Client  client.Client
+	Store   *routes.Store
+	Metrics *RoutesMetrics
 	// MinWriteInterval spaces table writes: every write replaces every shard (they
 	// carry the version), so a burst of changes (a thousand drains applied at once)
 	// must become a few writes, not a thousand. 0 means no spacing.
@@ -39,8 +38,10 @@ type RoutesReconciler struct {
 	// the manager's and must not put keys into the table.
 	SessionKeysSecret string
 
+	// View receives what each stored table holds, for the LogApps' conditions.
+	View *RoutingView
+
 	mu        sync.Mutex
-	problems  map[routes.Problem]bool // reported already, so Events mark changes only
 	lastWrite time.Time
 	lastCost  time.Duration // how long the last render and store took
 }
@@ -48,7 +49,11 @@ type RoutesReconciler struct {
 // DefaultRoutesWriteInterval is the default MinWriteInterval.
 const DefaultRoutesWriteInterval = time.Second
 
-// +kubebuilder:rbac:groups="",namespace=kubeplex-system,resources=secrets,verbs=delete
+// What the routes controller reads everywhere (apps, drains, and the token and drain
+// Secrets it renders from) and writes in its own namespace (the table's shards).
+// +kubebuilder:rbac:groups=kubeplex.io,resources=logapps;logdrains,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=kubeplex-system,resources=secrets,verbs=get;create;update;delete
 
 // Reconcile renders and writes the table.
 func (r *RoutesReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
@@ -103,7 +108,11 @@ func (r *RoutesReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.
 		return ctrl.Result{}, fmt.Errorf("store routing table: %w", err)
 	}
 	r.Metrics.observe(res, wr, rendered, true)
-	r.reportProblems(res.Problems, apps.Items)
+	if r.View != nil {
+		// Problems only the renderer sees (two apps claiming a host) reach the app
+		// through its HostsClaimed condition.
+		r.View.publish(ctx, apps.Items, res)
+	}
 	if wr.Changed() {
 		r.mu.Lock()
 		r.lastWrite = time.Now()
@@ -117,30 +126,6 @@ func (r *RoutesReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.
 			"shards", wr.Shards, "written", wr.Written, "deleted", wr.Deleted, "problems", len(res.Problems))
 	}
 	return ctrl.Result{}, nil
-}
-
-// reportProblems turns problems only the renderer can see (two apps claiming one host)
-// into Warning Events on the object, once per problem. Problems that mirror a drain's
-// or app's own condition (not accepted yet, no token yet) are left to that condition.
-func (r *RoutesReconciler) reportProblems(problems []routes.Problem, apps []kubeplexv1alpha1.LogApp) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	seen := map[routes.Problem]bool{}
-	for _, p := range problems {
-		if p.Reason != routes.ReasonHostConflict {
-			continue
-		}
-		seen[p] = true
-		if r.problems[p] {
-			continue
-		}
-		for i := range apps {
-			if apps[i].Namespace == p.Namespace && apps[i].Name == p.Name {
-				r.Recorder.Eventf(&apps[i], nil, corev1.EventTypeWarning, p.Reason, "RenderRoutes", "%s", p.Message)
-			}
-		}
-	}
-	r.problems = seen
 }
 
 // SetupWithManager registers the controller under the fixed key Namespace/Base.

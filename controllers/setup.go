@@ -124,8 +124,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, c Config) error {
 		}
 	}
 
+	view := NewRoutingView()
 	if err := (&LogAppReconciler{
-		Client: mgr.GetClient(), Recorder: recorder, TokenGracePeriod: c.TokenGracePeriod,
+		Client: mgr.GetClient(), Recorder: recorder, TokenGracePeriod: c.TokenGracePeriod, View: view,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up logapp controller: %w", err)
 	}
@@ -152,7 +153,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, c Config) error {
 		writeInterval = DefaultRoutesWriteInterval
 	}
 	if err := (&RoutesReconciler{
-		Client: mgr.GetClient(), Recorder: recorder, Metrics: NewRoutesMetrics(c.Registerer), MinWriteInterval: writeInterval,
+		Client: mgr.GetClient(), Metrics: NewRoutesMetrics(c.Registerer), MinWriteInterval: writeInterval, View: view,
 		SessionKeysSecret: c.Sessions.KeysSecret,
 		Store: &routes.Store{Client: mgr.GetClient(), Namespace: c.Namespace, Base: c.RoutesSecret,
 			MaxShardBytes: c.MaxShardBytes, MaxShards: c.MaxShards},

@@ -38,10 +38,11 @@ const (
 )
 
 var (
-	cfg       *rest.Config
-	k8s       client.Client
-	scheme    = testenv.Scheme()
-	nsCounter atomic.Int32
+	testCluster *testenv.Cluster
+	cfg         *rest.Config
+	k8s         client.Client
+	scheme      = testenv.Scheme()
+	nsCounter   atomic.Int32
 )
 
 func TestMain(m *testing.M) {
@@ -50,7 +51,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	cfg, k8s = cluster.Config, cluster.Client
+	testCluster, cfg, k8s = cluster, cluster.Config, cluster.Client
 	code := func() int {
 		defer func() { _ = cluster.Stop() }()
 		if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNS}}); err != nil {

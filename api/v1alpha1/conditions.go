@@ -7,6 +7,16 @@ const (
 	// DeliveringCondition is True when the routers delivered to the drain recently
 	// without errors.
 	DeliveringCondition = "Delivering"
+	// TokenIssuedCondition is True when the LogApp's token Secret holds a valid ingest
+	// token that belongs to the app.
+	TokenIssuedCondition = "TokenIssued"
+	// RoutedCondition is True when the routing table the manager stored holds the
+	// LogApp with its current ingest token, so routers accept its producers' lines.
+	RoutedCondition = "Routed"
+	// HostsClaimedCondition is True when every host in the LogApp's spec.hosts maps to
+	// it in the stored routing table (or it asks for none); False when another app
+	// holds one of them.
+	HostsClaimedCondition = "HostsClaimed"
 )
 
 // Condition reasons.
@@ -25,8 +35,6 @@ const (
 	SecretNotFoundReason = "SecretNotFound"
 	// TokenSecretErrorReason: the ingest-token Secret could not be created or read.
 	TokenSecretErrorReason = "TokenSecretError"
-	// InvalidSelectorReason: the LogApp's pod selector cannot be parsed.
-	InvalidSelectorReason = "InvalidSelector"
 	// InvalidTLSReason: the drain's TLS settings cannot be used (a CA that is no PEM).
 	InvalidTLSReason = "InvalidTLS"
 	// HostNotResolvedReason: the drain's host name did not resolve (a transient state;
@@ -35,6 +43,25 @@ const (
 	// DrainSecretErrorReason: the drain's own Secret (token, signing key) could not be
 	// created or belongs to something else.
 	DrainSecretErrorReason = "DrainSecretError"
+)
+
+// Reasons of the LogApp's TokenIssued, Routed and HostsClaimed conditions (a token
+// Secret problem is TokenSecretErrorReason).
+const (
+	// TokenValidReason: the token Secret holds a valid ingest token.
+	TokenValidReason = "TokenValid"
+	// RoutedReason: the stored routing table holds the app with its current token.
+	RoutedReason = "Routed"
+	// RoutingPendingReason: the stored routing table does not reflect the app's
+	// current token or hosts yet (it is rewritten after every change).
+	RoutingPendingReason = "RoutingPending"
+	// HostsRoutedReason: every requested host maps to the app.
+	HostsRoutedReason = "HostsRouted"
+	// NoHostsReason: the app requests no hosts.
+	NoHostsReason = "NoHosts"
+	// HostConflictReason: another app, created earlier, holds one of the hosts; the
+	// host is left out of this app's entry.
+	HostConflictReason = "HostConflict"
 )
 
 // Reasons of the Delivering condition, from the routers' health reports.

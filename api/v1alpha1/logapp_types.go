@@ -4,21 +4,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// LogSource names a stream that can feed an app's log.
-// +kubebuilder:validation:Enum=app;trace;api;deploy;build;router;loadbalancer
-type LogSource string
-
-// The log sources of the seed product, mapped to Kubernetes.
-const (
-	SourceApp          LogSource = "app"          // worker stdout/stderr and process events
-	SourceTrace        LogSource = "trace"        // the collector's localhost trace endpoints
-	SourceAPI          LogSource = "api"          // changes to the app's kubeplex objects
-	SourceDeploy       LogSource = "deploy"       // rollouts, scheduling, restarts
-	SourceBuild        LogSource = "build"        // build Jobs
-	SourceRouter       LogSource = "router"       // routing-table changes
-	SourceLoadBalancer LogSource = "loadbalancer" // ingress access logs mapped by host
-)
-
 // CollectorMode selects how the collector captures a worker's output.
 // +kubebuilder:validation:Enum=Exec;CRITail
 type CollectorMode string
@@ -30,25 +15,17 @@ const (
 	CollectorCRITail CollectorMode = "CRITail"
 )
 
-// LogAppSpec defines which workloads form an app and how its stream is kept.
+// LogAppSpec says how an app's stream is kept. The app's pods are those labelled
+// kubeplex.io/app=<name>: the label the injection webhook reads.
 type LogAppSpec struct {
-	// selector picks the pods whose output belongs to this app. Empty means the pods
-	// labelled kubeplex.io/app=<name>.
-	// +optional
-	Selector *metav1.LabelSelector `json:"selector,omitempty"`
-
-	// historySize is how many of the newest lines the routers keep for log sessions.
+	// historySize is how many of the newest lines the routers keep for log sessions,
+	// from 1 to 100000; unset means 1500 (Logplex's default). Zero is refused rather
+	// than stored: a Go client's zero value is "unset", so it could never mean "none".
 	// +kubebuilder:default=1500
-	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100000
 	// +optional
 	HistorySize int32 `json:"historySize,omitempty"`
-
-	// sources lists the streams that feed this app. Empty means all of them.
-	// +kubebuilder:validation:MaxItems=8
-	// +listType=set
-	// +optional
-	Sources []LogSource `json:"sources,omitempty"`
 
 	// hosts are the HTTP hosts whose load-balancer access logs belong to this app.
 	// +kubebuilder:validation:MaxItems=64
@@ -65,7 +42,9 @@ type LogAppSpec struct {
 
 // LogAppStatus is what the operator observed about the app.
 type LogAppStatus struct {
-	// conditions: Ready summarises whether the app is in the routing table.
+	// conditions: Ready summarises the app; TokenIssued (the token Secret holds a valid
+	// token), Routed (the stored routing table holds the app with its current token)
+	// and HostsClaimed (every spec.hosts entry maps to this app) say why.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -81,7 +60,7 @@ type LogAppStatus struct {
 	// +optional
 	TokenSecretName string `json:"tokenSecretName,omitempty"`
 
-	// pods is the number of pods the selector matches.
+	// pods is the number of pods labelled kubeplex.io/app=<name>.
 	// +optional
 	Pods int32 `json:"pods,omitempty"`
 
@@ -107,6 +86,7 @@ type LogAppStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=lapp;logapp,categories=kubeplex
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Pods",type=integer,JSONPath=`.status.pods`
 // +kubebuilder:printcolumn:name="Injected",type=integer,JSONPath=`.status.injectedPods`
 // +kubebuilder:printcolumn:name="Uninjected",type=integer,JSONPath=`.status.uninjectedPods`,priority=1

@@ -5,9 +5,14 @@ import (
 )
 
 // LogDrainSpec says where an app's stream is delivered.
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || !isURL(self.url) || url(self.url).getScheme() in ['syslog+tls', 'https']",message="tls is only used by syslog+tls and https drains"
+// +kubebuilder:validation:XValidation:rule="!has(self.credentialsSecretRef) || !isURL(self.url) || url(self.url).getScheme() in ['http', 'https']",message="credentialsSecretRef is only used by http and https drains"
 type LogDrainSpec struct {
-	// appRef names the LogApp, in the drain's namespace, whose stream is drained.
+	// appRef names the LogApp, in the drain's namespace, whose stream is drained. It
+	// cannot change: a drain moved to another app would carry its token (and its
+	// receiver's trust) along; create a new drain instead.
 	// +required
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="appRef is immutable; create a new LogDrain for another app"
 	AppRef AppReference `json:"appRef"`
 
 	// url is the destination: syslog://host:port (TCP), syslog+tls://host:port,
@@ -135,6 +140,7 @@ type LogDrainStatus struct {
 // +kubebuilder:printcolumn:name="App",type=string,JSONPath=`.spec.appRef.name`
 // +kubebuilder:printcolumn:name="Destination",type=string,JSONPath=`.status.destination`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Delivering",type=string,JSONPath=`.status.conditions[?(@.type=="Delivering")].status`
 // +kubebuilder:printcolumn:name="Dropped",type=integer,JSONPath=`.status.dropped`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -430,7 +430,7 @@ const (
 // DrainType names the implementation for a URL scheme.
 func DrainType(scheme string) string {
 	switch scheme {
-	case "syslog", "syslog+tcp", "syslog+tls":
+	case "syslog", "syslog+tls": // the schemes Logplex and the LogDrain CRD accept; no syslog+tcp
 		return TypeSyslog
 	case "http", "https":
 		return TypeHTTP

@@ -214,6 +214,8 @@ func TestStatusReportsBrokenDrains(t *testing.T) {
 	v := apply(t, d, routing.App{ID: "a/b", Drains: []routing.Drain{
 		{ID: "a/ok", Token: dt1, URL: "syslog://" + s.Addr},
 		{ID: "a/bad", Token: dt2, URL: "ftp://user:pw@example.com/"},
+		// Not a Logplex scheme, and refused by the LogDrain CRD: refused here too.
+		{ID: "a/tcp", Token: "d.dddddddd-dddd-4ddd-8ddd-dddddddddddd", URL: "syslog+tcp://" + s.Addr},
 	}})
 	st := d.Status()
 	if st.Version != v || st.Router != "test" || st.Started.IsZero() {
@@ -225,6 +227,9 @@ func TestStatusReportsBrokenDrains(t *testing.T) {
 	bad := st.Drains["a/bad"]
 	if !strings.Contains(bad.LastError, "unsupported scheme") || strings.Contains(bad.LastError, "pw") {
 		t.Errorf("bad drain status %+v", bad)
+	}
+	if tcp := st.Drains["a/tcp"]; !strings.Contains(tcp.LastError, "unsupported scheme") {
+		t.Errorf("syslog+tcp drain status %+v, want unsupported scheme", tcp)
 	}
 	if err := d.Apply(&routing.Table{Apps: []routing.App{{ID: "x"}, {ID: "x"}}}); err == nil {
 		t.Error("invalid table applied")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -162,6 +163,7 @@ func TestHelmChart(t *testing.T) {
 			checkFlags(t, objs)
 			if i == 0 {
 				checkRouterRole(t, objs, "kubeplex-routes")
+				checkUserRoles(t, objs)
 				// `helm install --create-namespace` makes the release namespace; cert-manager
 				// kinds are not installed in the test API server.
 				ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace",
@@ -169,6 +171,40 @@ func TestHelmChart(t *testing.T) {
 				applyAll(t, c, append(objs, ns), "Certificate", "Issuer")
 			}
 		})
+	}
+}
+
+// checkUserRoles asserts the chart's user ClusterRoles carry the rules and
+// aggregation labels of config/rbac's kubeplex-edit and kubeplex-view (tested against
+// the API server in controllers.TestUserRolesAggregate).
+func checkUserRoles(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	for _, name := range []string{"kubeplex-edit", "kubeplex-view"} {
+		b, err := os.ReadFile(filepath.Join(repoRoot(t), "config", "rbac", strings.ReplaceAll(name, "-", "_")+"_role.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := decodeManifests(t, b)[0]
+		var got *unstructured.Unstructured
+		for _, o := range objs {
+			if o.GetKind() == "ClusterRole" && o.GetName() == name {
+				got = o
+			}
+		}
+		if got == nil {
+			t.Errorf("chart renders no ClusterRole %s", name)
+			continue
+		}
+		wantRules, _, _ := unstructured.NestedSlice(want.Object, "rules")
+		gotRules, _, _ := unstructured.NestedSlice(got.Object, "rules")
+		if !reflect.DeepEqual(wantRules, gotRules) {
+			t.Errorf("chart %s rules %v, config/rbac has %v", name, gotRules, wantRules)
+		}
+		for k, v := range want.GetLabels() {
+			if got.GetLabels()[k] != v {
+				t.Errorf("chart %s lacks label %s=%s", name, k, v)
+			}
+		}
 	}
 }
 

@@ -91,7 +91,7 @@ func New(cfg *drain.Config, env drain.Env, opts Options) (*Sink, error) {
 	}
 	s.addr = net.JoinHostPort(host, port)
 	switch cfg.URL.Scheme {
-	case "syslog", "syslog+tcp":
+	case "syslog":
 	case "syslog+tls":
 		tc, err := TLSConfig(cfg, host)
 		if err != nil {

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -14,17 +15,20 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/controllers/health"
 	"github.com/kubeplex/kubeplex/controllers/routes"
 	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 )
 
 // fakeRouter serves GET /status like a router, from a report the test changes.
 type fakeRouter struct {
-	mu  sync.Mutex
-	rep routing.RouterStatus
+	mu     sync.Mutex
+	rep    routing.RouterStatus
+	served int // /status answers given
 }
 
 func (f *fakeRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -34,7 +38,25 @@ func (f *fakeRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.served++
 	_ = json.NewEncoder(w).Encode(f.rep)
+}
+
+// polled waits until the manager has read the current report: two answers after
+// this call began mean at least one whole poll round saw it.
+func (f *fakeRouter) polled(t *testing.T) {
+	t.Helper()
+	f.mu.Lock()
+	from := f.served
+	f.mu.Unlock()
+	testenv.Eventually(t, "router status polled", func() error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.served < from+2 {
+			return fmt.Errorf("%d answers since", f.served-from)
+		}
+		return nil
+	})
 }
 
 func (f *fakeRouter) set(id string, ds routing.DrainStatus) {
@@ -69,16 +91,23 @@ func TestDeliveringFromRouterReports(t *testing.T) {
 		t.Fatalf("status delivered %d dropped %d last %v, want 10 1 %v", d.Status.Delivered, d.Status.Dropped, d.Status.LastDeliveryTime, t1)
 	}
 
-	// Counters move, the state does not: nothing is written within the interval.
-	rv := d.ResourceVersion
+	// Counters move, the state does not: nothing is written within the interval. A
+	// watch from here sees every write of the drain; the failure below is a write
+	// that must come, so anything the watch delivers before it was a counter write.
+	watcher, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := watcher.Watch(t.Context(), &kubeplexv1alpha1.LogDrainList{}, client.InNamespace(ns),
+		&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: d.ResourceVersion}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
 	for i := range 20 {
 		t2 := t1.Add(time.Duration(i+1) * time.Second)
 		fr.set(id, routing.DrainStatus{Delivered: int64(20 + i), Dropped: 1, LastSuccess: &t2})
-		time.Sleep(100 * time.Millisecond)
-	}
-	get(t, d)
-	if d.ResourceVersion != rv || d.Status.Delivered != 10 {
-		t.Fatalf("counter-only changes written within the status interval: rv %s→%s, delivered %d", rv, d.ResourceVersion, d.Status.Delivered)
+		fr.polled(t)
 	}
 
 	// A failure is a state change: written at once, with the error redacted.
@@ -88,6 +117,21 @@ func TestDeliveringFromRouterReports(t *testing.T) {
 	fr.set(id, routing.DrainStatus{Delivered: 40, Dropped: 7, LastSuccess: &lastOK,
 		LastError: "dial tcp: https://bob:" + password + "@203.0.113.9/x refused (token " + token + ")", LastErrorTime: &t3})
 	c := condition(t, d, kubeplexv1alpha1.DeliveringCondition, metav1.ConditionFalse, kubeplexv1alpha1.DeliveryFailedReason)
+	sawFailure := false
+	for ev := range w.ResultChan() {
+		got, ok := ev.Object.(*kubeplexv1alpha1.LogDrain)
+		if !ok || got.Name != d.Name {
+			continue
+		}
+		if got.Status.Delivered != 40 {
+			t.Fatalf("a write before the failure (%s, delivered %d): counter-only changes were written within the status interval", ev.Type, got.Status.Delivered)
+		}
+		sawFailure = true // the failure's write, the first since the watch began
+		break
+	}
+	if !sawFailure {
+		t.Fatal("the watch ended before it delivered the failure's write")
+	}
 	if d.Status.Delivered != 40 || d.Status.Dropped != 7 || !strings.Contains(d.Status.LastError, "refused") {
 		t.Errorf("after failure: delivered %d dropped %d lastError %q", d.Status.Delivered, d.Status.Dropped, d.Status.LastError)
 	}

@@ -46,7 +46,7 @@ func startCluster(t *testing.T) *cluster {
 }
 
 // startManager runs the real binary with the flags the walking-skeleton test uses.
-func startManager(t *testing.T, c *cluster, extra ...string) *testenv.SyncBuffer {
+func startManager(t *testing.T, c *cluster, extra ...string) *testenv.Process {
 	t.Helper()
 	return startManagerEnv(t, c, nil, extra...)
 }
@@ -54,7 +54,7 @@ func startManager(t *testing.T, c *cluster, extra ...string) *testenv.SyncBuffer
 // startManagerEnv is startManager with env added to the test's environment. The
 // output is kept for the secret-leak checks; SHOW_MANAGER_LOG logs it even when the
 // test passes.
-func startManagerEnv(t *testing.T, c *cluster, env []string, extra ...string) *testenv.SyncBuffer {
+func startManagerEnv(t *testing.T, c *cluster, env []string, extra ...string) *testenv.Process {
 	t.Helper()
 	args := append([]string{
 		"--kubeconfig", c.kubeconfig, "--namespace", "kubeplex-system", "--routes-secret", "kubeplex-routes",
@@ -62,7 +62,22 @@ func startManagerEnv(t *testing.T, c *cluster, env []string, extra ...string) *t
 	}, extra...)
 	p := testenv.Start(t, managerBin, env, args...)
 	p.ShowOutput = os.Getenv("SHOW_MANAGER_LOG") != ""
-	return p.Out
+	return p
+}
+
+// managerStopGrace bounds a manager's clean shutdown: leader election released,
+// caches and webhook server stopped.
+const managerStopGrace = 30 * time.Second
+
+// stopForLogs stops the manager and returns everything it wrote: once the process
+// has exited its output is complete, so checks of what it never logged need no
+// waiting for stragglers.
+func stopForLogs(t *testing.T, p *testenv.Process) string {
+	t.Helper()
+	if err := p.Stop(managerStopGrace); err != nil {
+		t.Errorf("manager did not exit cleanly on SIGINT: %v", err)
+	}
+	return p.Out.String()
 }
 
 func readyCondition(conds []metav1.Condition) (*metav1.Condition, error) {
@@ -84,7 +99,7 @@ func TestWalkingSkeleton(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out := startManager(t, c, "--allow-cidrs", "127.0.0.0/8")
+	manager := startManager(t, c, "--allow-cidrs", "127.0.0.0/8")
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -198,9 +213,7 @@ func TestWalkingSkeleton(t *testing.T) {
 		t.Errorf("web-hook drain: url %q user %q, password and signing key as expected: %v", d.URL, d.Username, d.Password == password && len(d.HMACKey) == 64)
 	}
 
-	// Give the manager a moment to log whatever it logs about these objects.
-	time.Sleep(time.Second)
-	logs := out.String()
+	logs := stopForLogs(t, manager)
 	for what, secret := range map[string]string{"ingest token": token, "password": password, "hmac key": byID["demo/web-hook"].HMACKey} {
 		if secret != "" && strings.Contains(logs, secret) {
 			t.Errorf("manager output contains the %s", what)

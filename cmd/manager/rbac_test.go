@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -102,7 +101,7 @@ func TestLeastPrivilege(t *testing.T) {
 	metrics, probes := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	admin := c.kubeconfig
 	c.kubeconfig = kc
-	out := startManager(t, c, "--leader-elect=true", "--metrics-bind-address", metrics, "--health-probe-bind-address", probes,
+	manager := startManager(t, c, "--leader-elect=true", "--metrics-bind-address", metrics, "--health-probe-bind-address", probes,
 		"--allow-cidrs", "127.0.0.0/8")
 	c.kubeconfig = admin
 
@@ -190,12 +189,29 @@ func TestLeastPrivilege(t *testing.T) {
 		t.Errorf("router listing Secrets: %v, want Forbidden", err)
 	}
 
-	time.Sleep(time.Second)
-	logs := out.String()
+	// Every API request the manager made so far, by answer code: none refused.
+	if _, body, err := httpGet("http://" + metrics + "/metrics"); err != nil {
+		t.Error(err)
+	} else if !strings.Contains(body, `rest_client_requests_total{code="200"`) {
+		t.Error("/metrics has no rest_client_requests_total by code: the refusal check would be empty")
+	} else if strings.Contains(body, `code="403"`) {
+		t.Errorf("the API server refused the manager a request its RBAC should allow:\n%s", grepLines(body, `code="403"`))
+	}
+	logs := stopForLogs(t, manager)
 	if strings.Contains(logs, "forbidden") {
 		t.Errorf("the manager was refused something its RBAC should allow:\n%s", logs)
 	}
 	if strings.Contains(logs, "pw-least-privilege") {
 		t.Error("manager output contains the drain password")
 	}
+}
+
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

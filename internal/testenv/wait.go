@@ -21,14 +21,21 @@ const WaitTimeout = 60 * time.Second
 // error if that has not happened within WaitTimeout. cond runs at least once.
 func Eventually(t testing.TB, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(WaitTimeout)
+	EventuallyWithin(t, what, WaitTimeout, cond)
+}
+
+// EventuallyWithin is Eventually with a longer guard, for waits whose work grows
+// with a test's size (ten thousand objects reconciled).
+func EventuallyWithin(t testing.TB, what string, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	for {
 		err := cond()
 		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %v: %v", what, WaitTimeout, err)
+			t.Fatalf("%s: not reached within %v: %v", what, timeout, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

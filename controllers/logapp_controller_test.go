@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,8 +115,11 @@ func TestLogAppTokenPodsAndDrains(t *testing.T) {
 // one stays in the routing table with notAfter until the grace period ends, then
 // leaves the Secret and the table. The same annotation value never rotates twice.
 func TestLogAppTokenRotation(t *testing.T) {
-	const grace = 4 * time.Second
-	m := startManager(t, Config{TokenGracePeriod: grace})
+	// The grace period passes on a clock the test moves: with a real one (it was 4 s)
+	// a loaded machine could miss the state in which both tokens are in the table.
+	const grace = time.Hour
+	clock := &testClock{t: time.Now()}
+	m := startManager(t, Config{TokenGracePeriod: grace, Now: clock.Now})
 	ns := newNamespace(t)
 	ctx := context.Background()
 	app := newApp(ns, "api")
@@ -163,7 +167,14 @@ func TestLogAppTokenRotation(t *testing.T) {
 	// Routed again once the stored table holds the new token.
 	condition(t, app, kubeplexv1alpha1.RoutedCondition, metav1.ConditionTrue, kubeplexv1alpha1.RoutedReason)
 
-	// The grace period ends: only the new token remains.
+	// The grace period ends: only the new token remains. The reconciler comes back
+	// for it an hour from now in real time; a label change brings it back at once.
+	clock.Advance(grace + time.Minute)
+	patch = client.MergeFrom(app.DeepCopy())
+	app.Labels = map[string]string{"tick": "1"}
+	if err := k8s.Patch(ctx, app, patch); err != nil {
+		t.Fatal(err)
+	}
 	tableApp(t, routes.ID(ns, "api"), func(a *routing.App) error {
 		if a == nil || len(a.Tokens) != 1 || a.Tokens[0].SHA256 != routing.HashToken(cur) {
 			return fmt.Errorf("tokens %+v, want only the new one", a.Tokens)
@@ -185,6 +196,24 @@ func TestLogAppTokenRotation(t *testing.T) {
 		t.Error("reconcile with an unchanged rotate annotation rewrote the token Secret")
 	}
 	assertNoLeak(t, m.logs, ns, map[string]string{"old ingest token": old, "new ingest token": cur})
+}
+
+// testClock is a clock the test moves.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
 }
 
 // TestLogAppSecretProblems: a foreign Secret in the token Secret's place gives

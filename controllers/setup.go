@@ -47,6 +47,10 @@ type Config struct {
 	// DefaultRoutesWriteInterval, negative means none.
 	RoutesWriteInterval time.Duration
 
+	// Now is the reconcilers' clock (token grace periods); nil means time.Now. Tests
+	// move it instead of waiting.
+	Now func() time.Time
+
 	// Sessions configure LogSessions and their signing keys.
 	Sessions SessionOptions
 
@@ -126,7 +130,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, c Config) error {
 
 	view := NewRoutingView()
 	if err := (&LogAppReconciler{
-		Client: mgr.GetClient(), Recorder: recorder, TokenGracePeriod: c.TokenGracePeriod, View: view,
+		Client: mgr.GetClient(), Recorder: recorder, TokenGracePeriod: c.TokenGracePeriod, View: view, Now: c.Now,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up logapp controller: %w", err)
 	}

@@ -7,7 +7,9 @@
 #   COUNT=5 BURNERS=1 hack/flake-hunt.sh ./controllers/ ./cmd/manager/
 #   RUN=TestLogAppTokenRotation hack/flake-hunt.sh ./controllers/
 #
-# The burners are plain busy loops started by this script and stopped by it (their
+# -count=N also runs each test N times against one shared envtest cluster per
+# package, so a test that leaves objects behind that its next run trips over fails
+# here too. The burners are plain busy loops started by this script and stopped by it (their
 # process ids only) when it ends. Output of each package goes to $OUT/<pkg>.log; the
 # summary lists the failing tests with their first failure line.
 set -euo pipefail
@@ -23,6 +25,9 @@ if ((${#pkgs[@]} == 0)); then
   pkgs=(./controllers/ ./cmd/manager/ ./internal/webhook/ ./test/e2e/ ./cmd/router/ ./collector/)
 fi
 export KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS:-$PWD/bin/k8s/1.37.2}
+# test/e2e renders the chart with helm (make test builds it into bin/).
+HELM=${HELM:-$(ls "$PWD"/bin/helm-v* 2>/dev/null | head -1)}
+export HELM
 if [[ ! -x $KUBEBUILDER_ASSETS/kube-apiserver ]]; then
   echo "no kube-apiserver in $KUBEBUILDER_ASSETS: run 'make envtest' first" >&2
   exit 2

@@ -105,6 +105,12 @@ func startStack(t *testing.T) *stack {
 	restCfg, c := env.Config, env.Client
 	s := &stack{c: c, port: testenv.FreePort(t), certDir: t.TempDir(), clock: &clock{}, done: make(chan error, 1)}
 	ensureNamespace(t, c, managerNS, nil)
+	// Each stack starts without a certificate: one left by an earlier stack (another
+	// test, or this one under go test -count=N) holds a CA from another clock.
+	certSecret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: managerNS, Name: certs.DefaultSecretName}}
+	if err := c.Delete(ctx, certSecret); client.IgnoreNotFound(err) != nil {
+		t.Fatal(err)
+	}
 
 	var cfg admissionregistrationv1.MutatingWebhookConfiguration
 	raw, err := os.ReadFile(filepath.Join("..", "..", "config", "webhook", "mutatingwebhookconfiguration.yaml"))
@@ -242,7 +248,8 @@ func ensureNamespace(t *testing.T, c client.Client, name string, labels map[stri
 }
 
 // createApp creates a LogApp and its token Secret and, when ready, the status the
-// LogApp reconciler would write.
+// LogApp reconciler would write. What an earlier run of the test left under the same
+// names (go test -count=N shares one cluster) is replaced.
 func createApp(t *testing.T, c client.Client, ns, name string, mode kubeplexv1alpha1.CollectorMode, ready bool) {
 	t.Helper()
 	ctx := t.Context()
@@ -250,12 +257,17 @@ func createApp(t *testing.T, c client.Client, ns, name string, mode kubeplexv1al
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + kubeplexv1alpha1.TokenSecretSuffix},
 		Data:       map[string][]byte{kubeplexv1alpha1.TokenSecretKey: []byte(testToken)},
 	}
-	if err := c.Create(ctx, secret); err != nil {
-		t.Fatal(err)
-	}
 	app := &kubeplexv1alpha1.LogApp{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec:       kubeplexv1alpha1.LogAppSpec{CollectorMode: mode},
+	}
+	for _, o := range []client.Object{secret, app} {
+		if err := c.Delete(ctx, o.DeepCopyObject().(client.Object)); client.IgnoreNotFound(err) != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Create(ctx, secret); err != nil {
+		t.Fatal(err)
 	}
 	if err := c.Create(ctx, app); err != nil {
 		t.Fatal(err)

@@ -56,7 +56,7 @@ func TestDrainsAndApps(t *testing.T) {
 
 	s.send(t, s.routers[0], token, line{proc: "web.1", text: "to the drain"})
 	testenv.Eventually(t, "drains list shows archive Ready, Delivering and counting", func() error {
-		out, errOut, err := cli(t, s.admin, "drains", "list", "web", "-n", s.ns)
+		out, errOut, err := runCLI(t, s.admin, "drains", "list", "web", "-n", s.ns)
 		if err != nil {
 			return fmt.Errorf("%v: %s", err, errOut)
 		}
@@ -118,7 +118,7 @@ func TestDrainsAndApps(t *testing.T) {
 			{"two process filters", []string{"logs", "web", "-d", "web.1", "-p", "web"}, "error: --dyno and --process-type both filter"},
 		}
 		for _, tt := range tests {
-			out, errOut, err := cli(t, s.admin, append(tt.args, "-n", s.ns)...)
+			out, errOut, err := runCLI(t, s.admin, append(tt.args, "-n", s.ns)...)
 			if err == nil {
 				t.Errorf("%s: exit 0, stdout %q", tt.name, out)
 				continue
@@ -139,7 +139,7 @@ func TestDrainsAndApps(t *testing.T) {
 		s.bind(t, ctx, role, "viewer-"+s.ns)
 		// The read-only user may list but not add or remove.
 		testenv.Eventually(t, "the viewer may list drains", func() error {
-			_, errOut, err := cli(t, kc, "drains", "list", "-n", s.ns)
+			_, errOut, err := runCLI(t, kc, "drains", "list", "-n", s.ns)
 			if err != nil {
 				return fmt.Errorf("%v: %s", err, errOut)
 			}
@@ -153,7 +153,7 @@ func TestDrainsAndApps(t *testing.T) {
 			{[]string{"drains", "remove", "archive"}, `cannot delete resource "logdrains"`},
 			{[]string{"apps", "-A"}, `cannot list resource "logapps" in API group "kubeplex.io" at the cluster scope`},
 		} {
-			_, errOut, err := cli(t, kc, append(tt.args, "-n", s.ns)...)
+			_, errOut, err := runCLI(t, kc, append(tt.args, "-n", s.ns)...)
 			if err == nil || !strings.Contains(errOut, "error: forbidden: User \"viewer-"+s.ns+"\" "+tt.want) {
 				t.Errorf("kubeplex %v: err %v, stderr %q, want forbidden with %q", tt.args, err, errOut, tt.want)
 			}

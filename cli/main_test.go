@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -55,12 +56,13 @@ type stack struct {
 	*testenv.Cluster
 	admin   string // admin kubeconfig
 	routers []string
+	procs   []*testenv.Process
 	ns      string
 }
 
 // newStack starts the manager and n routers against the package's API server, in
-// a namespace of the test's own.
-func newStack(t *testing.T, n int) *stack {
+// a namespace of the test's own. Session URLs name the first router.
+func newStack(t *testing.T, n int, managerArgs ...string) *stack {
 	t.Helper()
 	c := cluster.Get(t)
 	ctx := ctxFor(t)
@@ -80,14 +82,17 @@ func newStack(t *testing.T, n int) *stack {
 		statusURLs = append(statusURLs, u+"/status")
 	}
 	// Each test owns the routing table while it runs: the manager is the only writer.
-	testenv.Start(t, bins["manager"], nil, "--kubeconfig", s.admin, "--namespace", systemNS,
+	testenv.Start(t, bins["manager"], nil, append([]string{"--kubeconfig", s.admin, "--namespace", systemNS,
 		"--routes-secret", routesName, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
 		"--leader-elect=false", "--webhook-port", "0", "--allow-cidrs", "127.0.0.0/8",
 		"--router-service", "", "--router-status-urls", strings.Join(statusURLs, ","),
-		"--router-status-interval", "500ms", "--drain-status-interval", "500ms")
-	for _, u := range s.routers {
-		testenv.Start(t, bins["router"], nil, "--http-addr", strings.TrimPrefix(u, "http://"),
-			"--routes-secret", systemNS+"/"+routesName, "--kubeconfig", routerKC, "--allow-cidrs", "127.0.0.0/8")
+		"--router-status-interval", "500ms", "--drain-status-interval", "500ms",
+		"--session-base-url", s.routers[0]}, managerArgs...)...)
+	for i, u := range s.routers {
+		peers := slices.Delete(slices.Clone(s.routers), i, i+1)
+		s.procs = append(s.procs, testenv.Start(t, bins["router"], nil, "--http-addr", strings.TrimPrefix(u, "http://"),
+			"--routes-secret", systemNS+"/"+routesName, "--kubeconfig", routerKC, "--allow-cidrs", "127.0.0.0/8",
+			"--peers", strings.Join(peers, ","), "--session-buffer", "20"))
 	}
 	return s
 }
@@ -176,10 +181,19 @@ func (s *stack) app(t *testing.T, name string) string {
 	return token
 }
 
-// line is one message a test sends.
+// line is one message a test sends; source is "app" unless set.
 type line struct {
-	proc, text string
-	at         time.Time
+	source, proc, text string
+	at                 time.Time
+}
+
+// heroku is how a line reads in text form.
+func (l line) heroku() string {
+	src := l.source
+	if src == "" {
+		src = "app"
+	}
+	return l.at.UTC().Format(wire.TimeLayout) + " " + src + "[" + l.proc + "]: " + l.text
 }
 
 // send posts lines to one router as a collector would (logplex-1, source app).
@@ -198,8 +212,12 @@ func (s *stack) post(ctx context.Context, router, token string, lines []line) (i
 		if at.IsZero() {
 			at = time.Now()
 		}
+		src := l.source
+		if src == "" {
+			src = "app"
+		}
 		rec = wire.AppendRFC5424(rec[:0], &wire.Message{Priority: wire.PriorityInfo, Time: at,
-			Hostname: "host", AppName: "app", ProcID: l.proc, Text: []byte(l.text)})
+			Hostname: "host", AppName: src, ProcID: l.proc, Text: []byte(l.text)})
 		body = wire.AppendFrame(body, rec)
 	}
 	br := wire.BatchRequest{URL: router + "/logs", Body: body, Count: len(lines), Password: token, Username: "token"}
@@ -215,9 +233,9 @@ func (s *stack) post(ctx context.Context, router, token string, lines []line) (i
 	return resp.StatusCode, nil
 }
 
-// cli runs the kubeplex binary with args as the user of kubeconfig and returns its
+// runCLI runs the kubeplex binary with args as the user of kubeconfig and returns its
 // stdout, stderr and error.
-func cli(t *testing.T, kubeconfig string, args ...string) (stdout, stderr string, err error) {
+func runCLI(t *testing.T, kubeconfig string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	cmd := exec.CommandContext(ctxFor(t), bins["kubeplex"], append([]string{"--kubeconfig", kubeconfig}, args...)...)
 	var o, e bytes.Buffer
@@ -230,7 +248,7 @@ func cli(t *testing.T, kubeconfig string, args ...string) (stdout, stderr string
 // mustCLI is cli that fails the test on a non-zero exit.
 func mustCLI(t *testing.T, kubeconfig string, args ...string) string {
 	t.Helper()
-	out, errOut, err := cli(t, kubeconfig, args...)
+	out, errOut, err := runCLI(t, kubeconfig, args...)
 	if err != nil {
 		t.Fatalf("kubeplex %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, out, errOut)
 	}

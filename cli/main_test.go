@@ -92,7 +92,7 @@ func newStack(t *testing.T, n int, managerArgs ...string) *stack {
 		peers := slices.Delete(slices.Clone(s.routers), i, i+1)
 		s.procs = append(s.procs, testenv.Start(t, bins["router"], nil, "--http-addr", strings.TrimPrefix(u, "http://"),
 			"--routes-secret", systemNS+"/"+routesName, "--kubeconfig", routerKC, "--allow-cidrs", "127.0.0.0/8",
-			"--peers", strings.Join(peers, ","), "--session-buffer", "20"))
+			"--peers", strings.Join(peers, ","), "--session-buffer", "200"))
 	}
 	return s
 }

@@ -13,12 +13,14 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 )
@@ -30,6 +32,8 @@ const pluginPrefix = "kubectl-"
 // Main runs the command line given argv[0] and the arguments, writing to out and
 // errOut, and returns the process exit code. Errors are printed as one line.
 func Main(ctx context.Context, argv0 string, args []string, out, errOut io.Writer) int {
+	// controller-runtime's client would otherwise warn that no logger was set.
+	ctrllog.SetLogger(logr.Discard())
 	root := NewRootCommand(argv0, out, errOut)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
@@ -72,7 +76,7 @@ namespace (create logsessions to read logs; logdrains to manage drains).`,
 	pf.StringVar(&g.context, "context", "", "the kubeconfig context to use")
 	pf.StringVarP(&g.namespace, "namespace", "n", "", "the app's namespace (default: the context's namespace)")
 
-	root.AddCommand(newLogsCommand(g), newDrainsCommand(g), newAppsCommand(g))
+	root.AddCommand(newLogsCommand(g), newDrainsCommand(g), newAppsCommand(g), newConsoleCommand(g))
 	return root
 }
 

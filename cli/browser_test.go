@@ -1,0 +1,310 @@
+package cli_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/kubeplex/kubeplex/cli"
+
+	"github.com/kubeplex/kubeplex/internal/testenv"
+)
+
+// browser starts Debian's chromium headless with a fresh profile and returns a tab.
+// The network is closed: nothing in the flags may phone home. A missing chromium is
+// a failure, not a skip: `.ci/run` installs it.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path := os.Getenv("KUBEPLEX_CHROMIUM")
+	if path == "" {
+		for _, name := range []string{"chromium", "chromium-browser"} {
+			if p, err := exec.LookPath(name); err == nil {
+				path = p
+				break
+			}
+		}
+	}
+	if path == "" {
+		t.Fatal("chromium not found: the browser tests need Debian's chromium (apt-get install -y chromium; .ci/run installs it) or KUBEPLEX_CHROMIUM=/path")
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1360, 860),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium %s: %v", path, err)
+	}
+	return ctx
+}
+
+// run runs browser actions with a deadline.
+func run(t *testing.T, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, testenv.WaitTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// eval evaluates js in the page.
+func eval[T any](t *testing.T, ctx context.Context, js string) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, testenv.WaitTimeout)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
+	if err != nil {
+		t.Fatalf("evaluate %q: %v", js, err)
+	}
+	return v
+}
+
+// js is an action that evaluates a statement for its effect.
+func js(code string) chromedp.Action[chromedp.Void] { return chromedp.Evaluate[chromedp.Void](code) }
+
+// choose sets a select's value and tells the page, as a user's pick would.
+func choose(sel, value string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(chromedp.SetValue(chromedp.CSS(sel), value),
+		js(`document.querySelector(`+strconv.Quote(sel)+`).dispatchEvent(new Event('change')); undefined`))
+}
+
+// screenshot saves the page into the test's directory and, when
+// KUBEPLEX_UPDATE_DOCS is set, into docs/ for the README.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot %s", filepath.Join(dir, name))
+	if os.Getenv("KUBEPLEX_UPDATE_DOCS") != "" {
+		root, err := testenv.RepoRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, "docs", name), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// viewerRow is a row of the viewer as the page shows it.
+type viewerRow struct {
+	Source, Dyno, Msg, Notice string
+	Hits                      int
+}
+
+const rowsJS = `Array.from(document.querySelectorAll('#log .line')).map(e => ({
+	Source: e.dataset.source, Dyno: e.dataset.dyno, Notice: e.dataset.notice || '',
+	Msg: e.querySelector('.msg').textContent, Hits: e.querySelectorAll('mark').length}))`
+
+func rows(t *testing.T, ctx context.Context) []viewerRow {
+	t.Helper()
+	return eval[[]viewerRow](t, ctx, rowsJS)
+}
+
+func msgs(rs []viewerRow, marker string) []string {
+	var out []string
+	for _, r := range rs {
+		if strings.Contains(r.Msg, marker) {
+			out = append(out, r.Msg)
+		}
+	}
+	return out
+}
+
+// waitRows waits until the rows carrying marker are exactly want, in order.
+func waitRows(t *testing.T, ctx context.Context, marker string, want []string) {
+	t.Helper()
+	testenv.Eventually(t, fmt.Sprintf("%d %q rows in the viewer", len(want), marker), func() error {
+		got := msgs(rows(t, ctx), marker)
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			page := eval[string](t, ctx, `location.href + ' [' + ((document.getElementById('status') || {}).textContent || '') + '] ' +
+				Array.from(document.querySelectorAll('.info')).map(e => e.textContent).join(' / ')`)
+			return fmt.Errorf("rows\n%s\nwant\n%s\npage: %s", strings.Join(got, "\n"), strings.Join(want, "\n"), page)
+		}
+		return nil
+	})
+}
+
+func messages(ls []line) []string {
+	out := make([]string, len(ls))
+	for i, l := range ls {
+		out[i] = l.text
+	}
+	return out
+}
+
+// TestViewer opens a real session URL in chromium: history from two routers in
+// order, the tail, each filter, search highlighting, loss notices shown apart, and
+// a reconnect after the stream is cut that repeats nothing.
+func TestViewer(t *testing.T) {
+	s := newStack(t, 2)
+	token := s.app(t, "web")
+	ctx := browser(t)
+	t0 := time.Now().Add(-time.Minute)
+	var hist []line
+	for i := range 24 {
+		l := line{proc: []string{"web.1", "web.2", "worker.1"}[i%3],
+			text: fmt.Sprintf("at=info method=GET path=/%s request_id=hist-%02d status=200 service=%dms",
+				[]string{"cart", "pay", "home"}[i%3], i, 3+i*7%40),
+			at: t0.Add(time.Duration(i) * time.Millisecond)}
+		hist = append(hist, l)
+		s.send(t, s.routers[i%2], token, l)
+	}
+	// Through a proxy, so the test can cut the stream; the page must keep working on
+	// the address it was opened at.
+	proxy := newCutProxy(t, strings.TrimPrefix(s.routers[0], "http://"))
+	url := session(t, s, "web", proxy.URL())
+	run(t, ctx, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("#log")))
+	waitRows(t, ctx, "hist-", messages(hist))
+	testenv.Eventually(t, "status live", func() error {
+		st := eval[string](t, ctx, `document.getElementById('status').textContent`)
+		if st != "live" {
+			return fmt.Errorf("status %q", st)
+		}
+		return nil
+	})
+
+	// Tail: new lines appear after the history, in order.
+	var live []line
+	for i := range 5 {
+		l := line{proc: "web.1", text: fmt.Sprintf("at=info method=POST path=/orders request_id=live-%d status=201", i), at: time.Now()}
+		live = append(live, l)
+		s.send(t, s.routers[1], token, l)
+		waitRows(t, ctx, "live-", messages(live))
+	}
+
+	t.Run("process filter hides the others", func(t *testing.T) {
+		run(t, ctx, choose("#process", "worker.1"))
+		var want []string
+		for _, l := range hist {
+			if l.proc == "worker.1" {
+				want = append(want, l.text)
+			}
+		}
+		waitRows(t, ctx, "-", want)
+		run(t, ctx, choose("#process", "web.*"))
+		for _, r := range rows(t, ctx) {
+			if r.Notice == "" && !strings.HasPrefix(r.Dyno, "web.") {
+				t.Errorf("web.* shows a %s row: %q", r.Dyno, r.Msg)
+			}
+		}
+		run(t, ctx, choose("#process", ""))
+	})
+
+	t.Run("source filter", func(t *testing.T) {
+		l := line{source: "kubeplex", proc: "web.2", text: "src-1 Process exited with status 0", at: time.Now()}
+		s.send(t, s.routers[0], token, l)
+		waitRows(t, ctx, "src-", []string{l.text})
+		run(t, ctx, choose("#source", "kubeplex"))
+		waitRows(t, ctx, "-", []string{l.text})
+		run(t, ctx, choose("#source", ""))
+		waitRows(t, ctx, "hist-", messages(hist))
+	})
+
+	t.Run("search highlights", func(t *testing.T) {
+		run(t, ctx, chromedp.SendKeys(chromedp.CSS("#search"), "PAY"))
+		testenv.Eventually(t, "marks on the /pay lines", func() error {
+			n := 0
+			for _, r := range rows(t, ctx) {
+				if strings.Contains(r.Msg, "/pay") != (r.Hits == 1) {
+					return fmt.Errorf("row %q has %d marks", r.Msg, r.Hits)
+				}
+				n += r.Hits
+			}
+			marks := eval[[]string](t, ctx, `Array.from(document.querySelectorAll('#log mark')).map(m => m.textContent)`)
+			if n != 8 || len(marks) != 8 || marks[0] != "pay" {
+				return fmt.Errorf("%d marks (%v), want 8 of \"pay\"", n, marks)
+			}
+			return nil
+		})
+	})
+
+	t.Run("loss notices are shown apart", func(t *testing.T) {
+		// A burst larger than the router's per-session buffer (200): the session
+		// drops lines and says so in-band with Logplex's L11.
+		burst := make([]line, 2000)
+		for i := range burst {
+			burst[i] = line{proc: "web.2", text: fmt.Sprintf("burst-%d", i), at: time.Now()}
+		}
+		s.send(t, s.routers[0], token, burst...)
+		// A collector's queue overflow notice travels as platform text (L12).
+		s.send(t, s.routers[0], token, line{source: "kubeplex", proc: "web.1", at: time.Now(),
+			text: "Error L12 (Collector queue overflow): 7 messages dropped since 2026-12-01T00:00:00.000000+00:00."})
+		testenv.Eventually(t, "L11 and L12 rows", func() error {
+			got := eval[map[string]string](t, ctx, `Object.fromEntries(Array.from(document.querySelectorAll('#log .notice')).map(e =>
+				[e.dataset.notice, e.className + ' | ' + getComputedStyle(e).borderLeftColor + ' | ' + e.textContent]))`)
+			if !strings.Contains(got["L11"], "notice-L11") || !strings.Contains(got["L11"], "Tail buffer overflow") ||
+				!strings.Contains(got["L12"], "notice-L12") || got["L11"] == got["L12"] {
+				return fmt.Errorf("notice rows %v", got)
+			}
+			return nil
+		})
+		run(t, ctx, js(`const q = document.getElementById('search'); q.value = ''; q.dispatchEvent(new Event('input')); undefined`))
+	})
+
+	t.Run("a cut stream reconnects without repeating", func(t *testing.T) {
+		before := len(msgs(rows(t, ctx), "live-"))
+		proxy.cut()
+		testenv.Eventually(t, "the page noticed", func() error {
+			st := eval[string](t, ctx, `document.getElementById('status').textContent`)
+			if st == "live" {
+				return fmt.Errorf("status %q", st)
+			}
+			return nil
+		})
+		l := line{proc: "web.1", text: fmt.Sprintf("at=info method=GET path=/orders request_id=live-%d status=200", before), at: time.Now()}
+		live = append(live, l)
+		s.send(t, s.routers[1], token, l)
+		waitRows(t, ctx, "live-", messages(live))
+		waitRows(t, ctx, "hist-", messages(hist))
+	})
+
+	// One process, so the page shows its lines and the loss notices (which no
+	// filter hides) rather than the burst.
+	run(t, ctx, choose("#process", "web.1"), js(`document.getElementById('log').scrollTop = 1e9; undefined`))
+	waitRows(t, ctx, "live-", messages(live))
+	screenshot(t, ctx, "viewer.png")
+}
+
+// session asks for a tail session of app (all of its history) as the admin and
+// returns its URL on base.
+func session(t *testing.T, s *stack, app, base string) string {
+	t.Helper()
+	sess, err := cli.CreateSession(ctxFor(t), s.Client, cli.SessionRequest{Namespace: s.ns, App: app, Lines: cli.MaxLines, Tail: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := cli.WithRouterBase(sess.URL, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}

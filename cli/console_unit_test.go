@@ -25,7 +25,7 @@ func TestConsolePagePolicy(t *testing.T) {
 	}
 	body, policy := rec.Body.String(), rec.Header().Get("Content-Security-Policy")
 	for _, tag := range []string{"script", "style"} {
-		m := regexp.MustCompile(`(?s)<` + tag + `>(.*?)</` + tag + `>`).FindAllStringSubmatch(body, -1)
+		m := regexp.MustCompile(`(?s)<`+tag+`>(.*?)</`+tag+`>`).FindAllStringSubmatch(body, -1)
 		if len(m) != 1 {
 			t.Fatalf("%d %s elements", len(m), tag)
 		}

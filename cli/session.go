@@ -149,8 +149,11 @@ func sessionFromStatus(obj *unstructured.Unstructured, app string) (*Session, er
 		if reason == kubeplexv1alpha1.AppNotFoundReason {
 			return nil, fmt.Errorf("%w: no LogApp %q in namespace %q", ErrAppNotFound, app, obj.GetNamespace())
 		}
-		if reason == "" || reason == "Pending" {
+		switch reason {
+		case "", "Pending", "SigningKeyUnavailable": // the manager is still getting ready
 			continue
+		case "SessionsDisabled":
+			return nil, errors.New("log sessions are turned off in this cluster: the kubeplex manager runs without --session-base-url")
 		}
 		return nil, fmt.Errorf("session refused (%s): %s", reason, msg)
 	}

@@ -50,10 +50,11 @@ type options struct {
 	stateDir   string
 	routerAddr string
 	workerCmd  string
+	out        io.Writer // the banner and the console drain's lines
 }
 
 func main() {
-	var o options
+	o := options{out: os.Stdout}
 	flag.StringVar(&o.binDir, "bin", "bin", "folder with the manager, router and collector binaries")
 	flag.StringVar(&o.stateDir, "state", "bin/devstack", "folder for kubeconfigs and logs")
 	flag.StringVar(&o.routerAddr, "router-addr", "127.0.0.1:8080", "router HTTP address")
@@ -102,7 +103,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer func() { _ = sink.Close() }() // only ends printDrain's Accept loop
-	go printDrain(sink)
+	go printDrain(sink, o.out)
 
 	procs := []*exec.Cmd{
 		command(ctx, o, "manager", nil, "--kubeconfig", admin, "--namespace", systemNamespace, "--routes-secret", routesSecret,
@@ -144,7 +145,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
-	fmt.Printf(`
+	fmt.Fprintf(o.out, `
 kubeplex dev stack is up.
   kubeconfig:   export KUBECONFIG=%s
   resources:    %s get logapps,logdrains -A
@@ -232,7 +233,7 @@ func waitRouter(ctx context.Context, base string) error {
 
 // printDrain prints each received frame in the user-facing form:
 // TIME SOURCE[PROC]: TEXT.
-func printDrain(l net.Listener) {
+func printDrain(l net.Listener, w io.Writer) {
 	for {
 		conn, err := l.Accept()
 		if err != nil {
@@ -245,16 +246,16 @@ func printDrain(l net.Listener) {
 				rec, err := fr.Next()
 				if err != nil {
 					if !errors.Is(err, io.EOF) {
-						fmt.Println("drain:", err)
+						fmt.Fprintln(w, "drain:", err)
 					}
 					return
 				}
 				m, err := wire.Parse(rec)
 				if err != nil {
-					fmt.Println("drain: bad frame:", err)
+					fmt.Fprintln(w, "drain: bad frame:", err)
 					continue
 				}
-				fmt.Printf("%s %s[%s]: %s\n", m.Time.Format(wire.TimeLayout), m.AppName, m.ProcID, strings.TrimRight(string(m.Text), "\n"))
+				fmt.Fprintf(w, "%s %s[%s]: %s\n", m.Time.Format(wire.TimeLayout), m.AppName, m.ProcID, strings.TrimRight(string(m.Text), "\n"))
 			}
 		}()
 	}

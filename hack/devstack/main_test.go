@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/internal/testenv"
+)
+
+// TestDevstackTellsTheTruth runs the `make run` stack briefly and checks what a new
+// user sees first: the console drain Delivering with delivered counts, conditions
+// whose messages agree, the worker's lines printed, and a kubectl path that exists.
+func TestDevstackTellsTheTruth(t *testing.T) {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test`, which builds the envtest assets")
+	}
+	bins, cleanup, err := testenv.Build("github.com/kubeplex/kubeplex/cmd/manager",
+		"github.com/kubeplex/kubeplex/cmd/router", "github.com/kubeplex/kubeplex/cmd/collector")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(root) // devstack reads config/crd/bases, as `make run` runs it from the root
+	out := &testenv.SyncBuffer{}
+	o := options{binDir: filepath.Dir(bins["manager"]), stateDir: t.TempDir(), routerAddr: testenv.FreeAddr(t),
+		workerCmd: `i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo "tick $i"; sleep 0.1; done`, out: out}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, o) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Error("devstack did not stop within a minute")
+		}
+		if t.Failed() {
+			t.Logf("devstack output:\n%s", out.String())
+			for _, n := range []string{"manager", "router", "collector"} {
+				b, _ := os.ReadFile(filepath.Join(o.stateDir, n+".log"))
+				t.Logf("---- %s.log ----\n%s", n, b)
+			}
+		}
+	})
+
+	testenv.Eventually(t, "the banner", func() error {
+		select {
+		case err := <-done:
+			return fmt.Errorf("devstack ended: %v", err)
+		default:
+		}
+		if !strings.Contains(out.String(), "kubeplex dev stack is up") {
+			return fmt.Errorf("not up yet")
+		}
+		return nil
+	})
+	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
+	if !strings.Contains(out.String(), kubectl+" get logapps,logdrains -A") {
+		t.Errorf("banner does not name the kubectl it built (%s):\n%s", kubectl, out.String())
+	}
+	if _, err := os.Stat(kubectl); err != nil {
+		t.Errorf("the kubectl the banner names: %v", err)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(o.stateDir, "admin.kubeconfig"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, "console drain Ready and Delivering with delivered > 0", func() error {
+		var d kubeplexv1alpha1.LogDrain
+		if err := c.Get(ctx, client.ObjectKey{Namespace: demoNamespace, Name: "console"}, &d); err != nil {
+			return err
+		}
+		ready := meta.FindStatusCondition(d.Status.Conditions, kubeplexv1alpha1.ReadyCondition)
+		deliv := meta.FindStatusCondition(d.Status.Conditions, kubeplexv1alpha1.DeliveringCondition)
+		if ready == nil || deliv == nil || ready.Status != "True" || deliv.Status != "True" || d.Status.Delivered == 0 {
+			return fmt.Errorf("Ready %+v, Delivering %+v, delivered %d", ready, deliv, d.Status.Delivered)
+		}
+		// The two must not contradict each other about the routing table.
+		if strings.Contains(deliv.Message, "not in the routing table") {
+			return fmt.Errorf("Delivering says %q while Ready says %q", deliv.Message, ready.Message)
+		}
+		return nil
+	})
+	if !strings.Contains(out.String(), "tick 1\n") {
+		t.Errorf("the console drain printed no worker line:\n%s", out.String())
+	}
+}

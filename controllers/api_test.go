@@ -112,7 +112,7 @@ func TestAPIValidation(t *testing.T) {
 				t.Fatalf("%s: %d versions", crd, len(versions))
 			}
 			cols, _, _ := unstructured.NestedSlice(versions[0].(map[string]any), "additionalPrinterColumns")
-			var names []string
+			names := make([]string, 0, len(cols))
 			reason := ""
 			for _, c := range cols {
 				m := c.(map[string]any)

@@ -25,7 +25,8 @@ func (r *LogAppReconciler) setReady(app *kubeplexv1alpha1.LogApp, status metav1.
 func (r *LogAppReconciler) reconcilePods(ctx context.Context, app *kubeplexv1alpha1.LogApp) error {
 	pods := &metav1.PartialObjectMetadataList{}
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	if err := r.Client.List(ctx, pods, client.InNamespace(app.Namespace), client.MatchingLabels{kubeplexv1alpha1.AppLabel: app.Name}); err != nil {
+	byApp := client.MatchingLabels{kubeplexv1alpha1.AppLabel: app.Name}
+	if err := r.Client.List(ctx, pods, client.InNamespace(app.Namespace), byApp); err != nil {
 		return fmt.Errorf("list pods: %w", err)
 	}
 	var n, injected, skipped int32

@@ -71,7 +71,7 @@ func TestLogDrainMemoryPruned(t *testing.T) {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("get: %v", err)
+		return fmt.Errorf("get: %w", err)
 	})
 	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(gone)}); err != nil {
 		t.Fatal(err)
@@ -108,7 +108,7 @@ func TestObservedGenerationOnVerdict(t *testing.T) {
 	create(t, d)
 	works := &LogDrainReconciler{Client: k8s, APIReader: k8s, Recorder: discardRecorder{}, Policy: testPolicy(t)}
 	fails := &LogDrainReconciler{Client: k8s, APIReader: failingReader{}, Recorder: discardRecorder{}, Policy: testPolicy(t)}
-	reconcile := func(r *LogDrainReconciler) error {
+	reconcileOnce := func(r *LogDrainReconciler) error {
 		_, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(d)})
 		get(t, d)
 		return err
@@ -120,7 +120,7 @@ func TestObservedGenerationOnVerdict(t *testing.T) {
 		}
 	}
 
-	if err := reconcile(works); err == nil {
+	if err := reconcileOnce(works); err == nil {
 		t.Fatal("a drain with a missing credentials Secret reconciled without error")
 	}
 	stamped("refused for a missing Secret (a verdict)", 1)
@@ -130,12 +130,12 @@ func TestObservedGenerationOnVerdict(t *testing.T) {
 	if err := k8s.Patch(ctx, d, patch); err != nil {
 		t.Fatal(err)
 	}
-	if err := reconcile(fails); err == nil || errors.Is(err, reconcileTerminal) {
+	if err := reconcileOnce(fails); err == nil || errors.Is(err, reconcileTerminal) {
 		t.Fatalf("reconcile with an unreachable API: %v, want a transient error", err)
 	}
 	stamped("transient failure on generation 2", 1)
 
-	if err := reconcile(works); err == nil {
+	if err := reconcileOnce(works); err == nil {
 		t.Fatal("a drain with a missing credentials Secret reconciled without error")
 	}
 	stamped("refused again, now for generation 2", 2)

@@ -22,7 +22,9 @@ import (
 // Event when its status or reason changes (a state change), not when only the
 // message does. A condition that first appears as Unknown is no event: nothing has
 // happened yet. False is a Warning; True and Unknown are Normal.
-func setCondition(rec EventRecorder, obj client.Object, conds *[]metav1.Condition, typ string, status metav1.ConditionStatus, reason, msg string) {
+func setCondition(
+	rec EventRecorder, obj client.Object, conds *[]metav1.Condition, typ string, status metav1.ConditionStatus, reason, msg string,
+) {
 	old := findCondition(*conds, typ)
 	meta.SetStatusCondition(conds, metav1.Condition{
 		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: obj.GetGeneration(),

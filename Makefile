@@ -63,7 +63,7 @@ envtest: ## Build kube-apiserver, etcd and kubectl from the module proxy into bi
 	@if [ "$(KUBEBUILDER_ASSETS)" = "$(ENVTEST_DIR)" ]; then hack/envtest-assets.sh $(ENVTEST_DIR) >/dev/null; fi
 
 .PHONY: bench
-bench: ## Router vs rsyslog relay, loopback, fan-out, history memory into docs/benchmarks.md.
+bench: ## Router vs rsyslog relay, loopback, fan-out, history memory, log sessions into docs/benchmarks.md.
 	hack/bench/run.sh
 
 .PHONY: bench-collector

@@ -157,6 +157,9 @@ func (r *LogSessionReconciler) issue(ctx context.Context, s *kubeplexv1alpha1.Lo
 	return nil
 }
 
+// setReady sets Ready without an Event (unlike setCondition for apps and drains): every
+// `kubeplex logs` makes a LogSession, and an Event each would double the API writes of
+// reading logs; the condition and the audit log say enough.
 func (r *LogSessionReconciler) setReady(s *kubeplexv1alpha1.LogSession, status metav1.ConditionStatus, reason, msg string) {
 	s.Status.ObservedGeneration = s.Generation
 	meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Router benchmark: router vs rsyslog (Debian) as a TCP syslog relay, plus raw
-# loopback, fan-out and history memory. Writes the "## Router" section of
-# docs/benchmarks.md. Bounded: about two minutes on a 2-core machine.
+# loopback, fan-out and history memory, then log sessions (hack/bench/sessions).
+# Writes the "## Router" and "## Log sessions" sections of docs/benchmarks.md.
+# Bounded: about four minutes on a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -12,5 +13,8 @@ fi
 mkdir -p bin
 CGO_ENABLED=0 go build -trimpath -o bin/router ./cmd/router
 go build -o bin/kubeplex-bench ./hack/bench
+go build -o bin/kubeplex-session-bench ./hack/bench/sessions
 # shellcheck disable=SC2086 # BENCH_ARGS is a list of flags
-exec bin/kubeplex-bench -router bin/router -rsyslogd /usr/sbin/rsyslogd -doc docs/benchmarks.md ${BENCH_ARGS:-}
+bin/kubeplex-bench -router bin/router -rsyslogd /usr/sbin/rsyslogd -doc docs/benchmarks.md ${BENCH_ARGS:-}
+# shellcheck disable=SC2086 # SESSION_BENCH_ARGS is a list of flags
+exec bin/kubeplex-session-bench -router bin/router -doc docs/benchmarks.md ${SESSION_BENCH_ARGS:-}

@@ -10,6 +10,7 @@ type metrics struct {
 	refused    *prometheus.CounterVec
 	lines      prometheus.Counter
 	peerErrors prometheus.Counter
+	dropped    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -24,9 +25,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Lines sent to log-session clients (route /sessions)."}),
 		peerErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "kubeplex_router_session_peer_errors_total",
 			Help: "Failed or timed-out calls to other replicas for a session."}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "kubeplex_router_session_dropped_total",
+			Help: "Lines dropped for slow session readers (announced to them as L11)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.active, m.opened, m.refused, m.lines, m.peerErrors)
+		reg.MustRegister(m.active, m.opened, m.refused, m.lines, m.peerErrors, m.dropped)
 	}
 	return m
 }

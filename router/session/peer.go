@@ -242,6 +242,7 @@ func (h *Handler) servePeer(w http.ResponseWriter, r *http.Request) {
 	var tail *sink
 	if req.Tail {
 		tail = newSink(f, h.opts.BufferLines)
+		tail.dropCounter = h.metrics.dropped
 	}
 	hist, cancel := snapshot(app, req.Lines, Filter{Source: req.Source, Dyno: req.Dyno, Since: req.Since}, tail)
 	defer cancel()

@@ -226,6 +226,7 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 	var tail *sink
 	if c.Tail {
 		tail = newSink(filter, h.opts.BufferLines)
+		tail.dropCounter = h.metrics.dropped
 	}
 	req := peerRequest{App: c.AppID(), Lines: c.Lines, Tail: c.Tail, Source: c.Source, Dyno: c.Dyno, Since: since}
 	var streams []*peerStream

@@ -379,3 +379,11 @@ func TestTailOutlivesServerTimeouts(t *testing.T) {
 		}
 	}
 }
+
+func httptestRequest(query, accept string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "/sessions/x?"+query, nil)
+	if accept != "" {
+		r.Header.Set("Accept", accept)
+	}
+	return r
+}

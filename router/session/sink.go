@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kubeplex/kubeplex/internal/session"
 	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/message"
@@ -37,6 +39,8 @@ type sink struct {
 	filter Filter
 	max    int
 	notify chan struct{}
+	// dropCounter counts drops as they are announced (nil: not counted).
+	dropCounter prometheus.Counter
 
 	mu        sync.Mutex
 	buf       []byte
@@ -88,6 +92,9 @@ func (s *sink) take(fn func(rec []byte)) {
 	s.dropped = 0
 	s.mu.Unlock()
 	if dropped > 0 {
+		if s.dropCounter != nil {
+			s.dropCounter.Add(float64(dropped))
+		}
 		fn(L11(dropped, since, time.Now()))
 	}
 	start := 0

@@ -1,0 +1,603 @@
+// Command sessions benchmarks log sessions on real router processes and writes the
+// "## Log sessions" section of docs/benchmarks.md:
+//   - time to the last line of a 1500-line history merged from 3 replicas;
+//   - the cost of 10 concurrent tails: router ingest throughput (bulk POST /logs) and
+//     drain latency p99 at 10,000 lines/s in, each without and with the tails.
+//
+// Bounded: about a minute and a half on a 2-core machine.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/session"
+	"github.com/kubeplex/kubeplex/internal/wire"
+)
+
+const (
+	token      = "t.00000000-0000-4000-8000-000000000001"
+	bulkToken  = "t.00000000-0000-4000-8000-000000000002"
+	drainToken = "d.00000000-0000-4000-8000-000000000001"
+	heading    = "## Log sessions"
+	benchNS    = "bench"
+	appName    = "app"
+	appID      = benchNS + "/" + appName
+	source     = "app"
+)
+
+var keys = []routing.SessionKey{{ID: benchNS, Key: strings.Repeat("42", 32), Created: time.Now().UTC().Truncate(time.Second)}}
+
+type options struct {
+	router  string
+	doc     string
+	reps    int
+	bulk    int
+	rate    int
+	paced   time.Duration
+	tails   int
+	workDir string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.router, "router", "bin/router", "router binary")
+	flag.StringVar(&o.doc, "doc", "", "markdown file to write the section into (empty: stdout only)")
+	flag.IntVar(&o.reps, "reps", 3, "repetitions of each measurement")
+	flag.IntVar(&o.bulk, "bulk", 1000000, "lines per bulk ingest run")
+	flag.IntVar(&o.rate, "rate", 10000, "lines/s of the paced runs")
+	flag.DurationVar(&o.paced, "paced", 8*time.Second, "length of each paced run")
+	flag.IntVar(&o.tails, "tails", 10, "concurrent tail sessions")
+	flag.Parse()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "kubeplex-session-bench-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() { _ = os.RemoveAll(dir) }() // scratch
+	o.workDir = dir
+	if err := run(ctx, o); err != nil {
+		log.Fatal(err)
+	}
+}
+
+type result struct {
+	historyTimes []time.Duration
+	ingest       [2][]float64       // lines/s without, with tails
+	p99          [2][]time.Duration // drain p99 at o.rate, without, with tails
+	delivered    [2]int64
+	pacedRate    [2][]float64 // lines/s the paced sender achieved
+	tailLines    int64
+	cpu          [2][]float64 // router CPU µs per line at o.rate
+	load         string
+	took         time.Duration
+}
+
+func run(ctx context.Context, o options) error {
+	start := time.Now()
+	var r result
+	r.load = loadAvg()
+	if err := historyBench(ctx, o, &r); err != nil {
+		return err
+	}
+	if err := tailBench(ctx, o, &r); err != nil {
+		return err
+	}
+	r.took = time.Since(start)
+	md := r.markdown(o)
+	fmt.Print(md)
+	if o.doc != "" {
+		return writeSection(o.doc, heading, md)
+	}
+	return nil
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	base string
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = l.Close() }() // only reserved the port
+	return l.Addr().String(), nil
+}
+
+// startRouters runs n routers that know each other, with tbl.
+func startRouters(ctx context.Context, o options, n int, tbl routing.Table) ([]*proc, error) {
+	b, err := json.Marshal(tbl)
+	if err != nil {
+		return nil, err
+	}
+	routes := filepath.Join(o.workDir, fmt.Sprintf("routes-%d.json", time.Now().UnixNano()))
+	if err := os.WriteFile(routes, b, 0o600); err != nil {
+		return nil, err
+	}
+	addrs := make([]string, n)
+	for i := range addrs {
+		if addrs[i], err = freeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	ps := make([]*proc, 0, n)
+	for i, a := range addrs {
+		var others []string
+		for j, x := range addrs {
+			if j != i {
+				others = append(others, "http://"+x)
+			}
+		}
+		args := []string{"--http-addr", a, "--routes", routes, "--allow-cidrs", "127.0.0.0/8", "--log-level", "warn",
+			"--queue-size", "100000", "--name", fmt.Sprint("bench-", i)}
+		if len(others) > 0 {
+			args = append(args, "--peers", strings.Join(others, ","))
+		}
+		cmd := exec.CommandContext(ctx, o.router, args...)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("start router: %w", err)
+		}
+		ps = append(ps, &proc{cmd: cmd, base: "http://" + a})
+	}
+	for _, p := range ps {
+		if err := waitReady(ctx, p.base); err != nil {
+			stopAll(ps)
+			return nil, err
+		}
+	}
+	return ps, nil
+}
+
+func stopAll(ps []*proc) {
+	for _, p := range ps {
+		_ = p.cmd.Process.Kill() // benchmark processes: nothing to flush
+		_ = p.cmd.Wait()
+	}
+}
+
+func waitReady(ctx context.Context, base string) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("router %s not ready", base)
+}
+
+var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+
+// post sends recs (RFC 5424 records) as one logplex-1 batch.
+func post(ctx context.Context, base, tok string, body []byte, n int) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/logs", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", wire.ContentType)
+	req.Header.Set(wire.HeaderMsgCount, strconv.Itoa(n))
+	req.SetBasicAuth("token", tok)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("POST /logs: %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// batch encodes n records; the text carries the send time in ns for latency.
+func batch(dst []byte, seq, n int, at time.Time) []byte {
+	ts := at.UTC().Format("2006-01-02T15:04:05.000000Z07:00")
+	for i := range n {
+		rec := fmt.Sprintf("<190>1 %s host app web.%d - - seq=%d sent=%019d padding-to-a-typical-line-length-of-about-120-bytes",
+			ts, i%4+1, seq+i, at.UnixNano())
+		dst = wire.AppendFrame(dst, []byte(rec))
+	}
+	return dst
+}
+
+func sessionURL(base string, c session.Claims) (string, error) {
+	id, err := session.Sign(c, keys, time.Now(), time.Minute)
+	if err != nil {
+		return "", err
+	}
+	return base + "/sessions/" + id, nil
+}
+
+// historyBench: 500 lines into each of 3 replicas, then a 1500-line session.
+func historyBench(ctx context.Context, o options, r *result) error {
+	tbl := routing.Table{SessionKeys: keys, Apps: []routing.App{{ID: appID, Tokens: []routing.Token{{Token: token, Source: source}}}}}
+	ps, err := startRouters(ctx, o, 3, tbl)
+	if err != nil {
+		return err
+	}
+	defer stopAll(ps)
+	base := time.Now()
+	for i, p := range ps {
+		var body []byte
+		for k := range 500 {
+			body = batch(body, i*500+k, 1, base.Add(time.Duration(3*k+i)*time.Microsecond))
+		}
+		if err := post(ctx, p.base, token, body, 500); err != nil {
+			return err
+		}
+	}
+	for rep := range o.reps + 1 {
+		url, err := sessionURL(ps[rep%3].base, session.Claims{Namespace: benchNS, App: appName, Lines: 1500})
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		resp, err := client.Get(url)
+		if err != nil {
+			return err
+		}
+		n := 0
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			n++
+		}
+		d := time.Since(t0)
+		_ = resp.Body.Close()
+		if n != 1500 {
+			return fmt.Errorf("history session: %d lines, want 1500", n)
+		}
+		if rep > 0 { // the first warms connections between replicas
+			r.historyTimes = append(r.historyTimes, d)
+		}
+	}
+	return nil
+}
+
+// drainSink is a TCP syslog receiver recording each frame's latency.
+type drainSink struct {
+	ln   net.Listener
+	n    atomic.Int64
+	mu   sync.Mutex
+	lats []time.Duration
+}
+
+func newSink() (*drainSink, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &drainSink{ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go s.read(c)
+		}
+	}()
+	return s, nil
+}
+
+func (s *drainSink) read(c net.Conn) {
+	defer func() { _ = c.Close() }() // receiver side
+	fr := wire.NewFrameReader(bufio.NewReaderSize(c, 256<<10), 0)
+	for {
+		rec, err := fr.Next()
+		if err != nil {
+			return
+		}
+		now := time.Now().UnixNano()
+		if i := bytes.Index(rec, []byte("sent=")); i >= 0 && len(rec) >= i+5+19 {
+			if sent, err := strconv.ParseInt(string(rec[i+5:i+5+19]), 10, 64); err == nil {
+				s.mu.Lock()
+				s.lats = append(s.lats, time.Duration(now-sent))
+				s.mu.Unlock()
+			}
+		}
+		s.n.Add(1)
+	}
+}
+
+func (s *drainSink) take() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.lats
+	s.lats = nil
+	return l
+}
+
+// tails opens n tail sessions that read and count everything.
+func tails(ctx context.Context, base string, n int, count *atomic.Int64) (stop func(), err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for range n {
+		url, err := sessionURL(base, session.Claims{Namespace: benchNS, App: appName, Tail: true})
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		wg.Go(func() {
+			defer func() { _ = resp.Body.Close() }()
+			sc := bufio.NewScanner(resp.Body)
+			for sc.Scan() {
+				count.Add(1)
+			}
+		})
+	}
+	return func() { cancel(); wg.Wait() }, nil
+}
+
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * 10 * time.Millisecond // USER_HZ = 100
+}
+
+func tailBench(ctx context.Context, o options, r *result) error {
+	sink, err := newSink()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sink.ln.Close() }()
+	// App "tailed" gets the paced 10,000 lines/s, the drain and the tails; app "bulk"
+	// the as-fast-as-possible ingest whose throughput is measured.
+	tbl := routing.Table{SessionKeys: keys, Apps: []routing.App{
+		{ID: appID, Tokens: []routing.Token{{Token: token, Source: source}},
+			Drains: []routing.Drain{{ID: "bench/sink", Token: drainToken, URL: "syslog://" + sink.ln.Addr().String()}}},
+		{ID: benchNS + "/bulk", Tokens: []routing.Token{{Token: bulkToken, Source: source}}},
+	}}
+	ps, err := startRouters(ctx, o, 1, tbl)
+	if err != nil {
+		return err
+	}
+	defer stopAll(ps)
+	base, pid := ps[0].base, ps[0].cmd.Process.Pid
+	var tailCount atomic.Int64
+	for rep := range o.reps {
+		// Alternate without/with tails so drift in the machine's load hits both.
+		for mode := range 2 {
+			var stop func()
+			if mode == 1 {
+				if stop, err = tails(ctx, base, o.tails, &tailCount); err != nil {
+					return err
+				}
+			}
+			// Phase 1: the paced stream alone: drain latency and CPU per line.
+			sink.take()
+			before, cpu0 := sink.n.Load(), procCPU(pid)
+			sent, err := paced(ctx, base, token, o.rate, o.paced/2)
+			if err != nil {
+				return err
+			}
+			if err := waitIdle(ctx, sink); err != nil {
+				return err
+			}
+			cpu := procCPU(pid) - cpu0
+			lats := sink.take()
+			slices.Sort(lats)
+			if len(lats) == 0 {
+				return errors.New("paced run: no latency samples")
+			}
+			r.p99[mode] = append(r.p99[mode], lats[len(lats)*99/100])
+			r.cpu[mode] = append(r.cpu[mode], float64(cpu.Microseconds())/float64(sent))
+			r.delivered[mode] += sink.n.Load() - before
+			r.pacedRate[mode] = append(r.pacedRate[mode], float64(sent)/(o.paced/2).Seconds())
+			// Phase 2: the paced stream (and the tails) go on while another app takes
+			// bulk ingest: its throughput is what the tails cost the router.
+			pctx, pcancel := context.WithCancel(ctx)
+			perr := make(chan error, 1)
+			go func() {
+				_, err := paced(pctx, base, token, o.rate, o.paced)
+				perr <- err
+			}()
+			rate, err := bulkIngest(ctx, base, o.bulk)
+			pcancel()
+			if err != nil {
+				return err
+			}
+			if err := <-perr; err != nil && !errors.Is(err, context.Canceled) {
+				return err
+			}
+			if stop != nil {
+				stop()
+			}
+			if err := waitIdle(ctx, sink); err != nil {
+				return err
+			}
+			r.ingest[mode] = append(r.ingest[mode], rate)
+			log.Printf("rep %d tails=%v: bulk ingest %.0f lines/s, paced p99 %v, %d delivered of %d", rep, mode == 1, rate,
+				lats[len(lats)*99/100], sink.n.Load()-before, sent)
+		}
+	}
+	r.tailLines = tailCount.Load()
+	return nil
+}
+
+// bulkIngest posts n lines to app "bulk" from 4 concurrent senders as fast as the
+// router takes them.
+func bulkIngest(ctx context.Context, base string, n int) (float64, error) {
+	const per, senders = 500, 4
+	body := batch(nil, 0, per, time.Now())
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, senders)
+	t0 := time.Now()
+	for range senders {
+		wg.Go(func() {
+			for next.Add(per) <= int64(n) {
+				if err := post(ctx, base, bulkToken, body, per); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return 0, err
+	default:
+	}
+	return float64(n) / time.Since(t0).Seconds(), nil
+}
+
+// paced sends rate lines/s in 100 batches a second for d; returns the lines sent.
+func paced(ctx context.Context, base, tok string, rate int, d time.Duration) (int, error) {
+	const tick = 10 * time.Millisecond
+	per := rate / int(time.Second/tick)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	end := time.Now().Add(d)
+	sent := 0
+	var body []byte
+	for time.Now().Before(end) {
+		select {
+		case <-ctx.Done():
+			return sent, ctx.Err()
+		case now := <-t.C:
+			body = batch(body[:0], sent, per, now)
+			if err := post(ctx, base, tok, body, per); err != nil {
+				return sent, err
+			}
+			sent += per
+		}
+	}
+	return sent, nil
+}
+
+// waitIdle waits until the sink has received nothing for 300 ms (bounded by 30 s).
+func waitIdle(ctx context.Context, s *drainSink) error {
+	last, since := s.n.Load(), time.Now()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if n := s.n.Load(); n != last {
+			last, since = n, time.Now()
+		} else if time.Since(since) > 300*time.Millisecond {
+			return nil
+		}
+	}
+	return errors.New("drain did not go idle")
+}
+
+func median[T int64 | float64 | time.Duration](v []T) T {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:3], " ")
+}
+
+func (r *result) markdown(o options) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Measured by `make bench` (hack/bench/sessions) on real router processes on 127.0.0.1, **on a loaded\n"+
+		"shared machine** (load average %s at the start; other engineers' builds and tests were running), %d reps,\n"+
+		"%.0f s in all. Compare the two columns of one run with each other, not with other sections.\n\n", r.load, o.reps, r.took.Seconds())
+	fmt.Fprintf(&b, "**History merged from 3 replicas.** 500 lines in each of 3 router processes, one session of `lines: 1500`\n"+
+		"(text/plain) read to its last line from one of them: median %v (min %v, max %v).\n\n",
+		median(r.historyTimes).Round(100*time.Microsecond), slices.Min(r.historyTimes).Round(100*time.Microsecond),
+		slices.Max(r.historyTimes).Round(100*time.Microsecond))
+	fmt.Fprintf(&b, "**%d concurrent tails at %d lines/s in.** One router. App A gets %d lines/s (100 batches a second) and\n"+
+		"has a syslog drain to a local receiver; the tails (text/plain, read by the harness on the same machine) follow\n"+
+		"app A. Drain p99 and CPU per line: app A's paced stream alone for %v (send → drain receiver). Ingest\n"+
+		"throughput: meanwhile %d lines POSTed to app B by 4 senders in batches of 500, as fast as the router takes\n"+
+		"them. Medians over the reps, runs alternating without/with tails.\n\n",
+		o.tails, o.rate, o.rate, o.paced/2, o.bulk)
+	b.WriteString("| | without tails | with tails | change |\n|---|---|---|---|\n")
+	in0, in1 := median(r.ingest[0]), median(r.ingest[1])
+	fmt.Fprintf(&b, "| ingest throughput (app B) | %.0f lines/s | %.0f lines/s | %+.1f%% |\n", in0, in1, 100*(in1-in0)/in0)
+	p0, p1 := median(r.p99[0]), median(r.p99[1])
+	fmt.Fprintf(&b, "| drain p99 at %d lines/s | %v | %v | |\n", o.rate, p0.Round(10*time.Microsecond), p1.Round(10*time.Microsecond))
+	c0, c1 := median(r.cpu[0]), median(r.cpu[1])
+	fmt.Fprintf(&b, "| router CPU per line at %d lines/s | %.1f µs | %.1f µs | %+.1f%% |\n", o.rate, c0, c1, 100*(c1-c0)/c0)
+	fmt.Fprintf(&b, "| paced rate achieved | %.0f lines/s | %.0f lines/s | |\n", median(r.pacedRate[0]), median(r.pacedRate[1]))
+	fmt.Fprintf(&b, "| lines delivered by the drain in the paced runs | %d | %d | |\n", r.delivered[0], r.delivered[1])
+	fmt.Fprintf(&b, "\nLines read by the tails in all: %d. Goal: tails cost ≤ 10%% of ingest throughput.\n", r.tailLines)
+	return b.String()
+}
+
+// writeSection replaces one "## " section of a markdown file, or appends it.
+func writeSection(path, heading, body string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	doc := string(old)
+	section := heading + "\n\n" + body
+	i := strings.Index(doc, heading+"\n")
+	if i < 0 {
+		doc = strings.TrimRight(doc, "\n") + "\n\n" + section
+	} else {
+		end := len(doc)
+		if j := strings.Index(doc[i+len(heading):], "\n## "); j >= 0 {
+			end = i + len(heading) + j + 1
+			section += "\n"
+		}
+		doc = doc[:i] + section + doc[end:]
+	}
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

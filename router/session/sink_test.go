@@ -1,0 +1,64 @@
+package session
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeplex/kubeplex/router/message"
+)
+
+func TestSinkBoundsAndAnnouncesDrops(t *testing.T) {
+	s := newSink(Filter{Source: "app", Dyno: "web"}, 2)
+	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	for i, proc := range []string{"web.1", "worker.1", "web.2", "web.3", "web.4", "web.5"} {
+		s.Offer(message.AppendStrings(nil, 190, at.Add(time.Duration(i)*time.Millisecond), "app", proc, proc))
+	}
+	s.Offer(message.AppendStrings(nil, 190, at, "kubeplex", "web.1", "filtered by source"))
+	var got []string
+	take := func() {
+		got = got[:0]
+		s.take(func(rec []byte) {
+			m, err := message.Decode(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, string(m.Source)+"["+string(m.ProcID)+"] "+string(m.Text))
+		})
+	}
+	take()
+	if len(got) != 3 || !strings.HasPrefix(got[0], "kubeplex[router] Error L11 (Tail buffer overflow) -> This tail session dropped 3 messages since ") ||
+		!strings.HasSuffix(got[0], ".") || got[1] != "app[web.1] web.1" || got[2] != "app[web.2] web.2" {
+		t.Fatalf("first take: %q", got)
+	}
+	// Room again, and no notice without new drops.
+	s.Offer(message.AppendStrings(nil, 190, at, "app", "web.9", "web.9"))
+	take()
+	if len(got) != 1 || got[0] != "app[web.9] web.9" {
+		t.Fatalf("second take: %q", got)
+	}
+}
+
+func TestNegotiate(t *testing.T) {
+	tests := []struct{ query, accept, want string }{
+		{"", "", "text"},
+		{"", "*/*", "text"},
+		{"", "text/event-stream", "sse"},
+		{"", "application/x-ndjson", "json"},
+		{"", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "html"},
+		{"format=json", "text/html", "json"},
+		{"format=sse", "", "sse"},
+		{"format=xml", "", "error"},
+	}
+	for _, tt := range tests {
+		r := httptestRequest(tt.query, tt.accept)
+		f, err := negotiate(r)
+		got := "error"
+		if err == nil {
+			got = f.name()
+		}
+		if got != tt.want {
+			t.Errorf("negotiate(%q, %q) = %s, want %s", tt.query, tt.accept, got, tt.want)
+		}
+	}
+}

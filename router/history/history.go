@@ -19,10 +19,11 @@ type History struct {
 	subs []Subscriber
 }
 
-// Subscriber receives records as they are appended. Offer runs under the history's
-// lock: it must copy what it keeps and never block (tail sessions drop instead).
+// Subscriber receives records as they are appended, a batch at a time. Offer runs
+// under the history's lock: it must copy what it keeps and never block (tail sessions
+// drop instead).
 type Subscriber interface {
-	Offer(rec []byte)
+	Offer(recs [][]byte)
 }
 
 // New returns a history of at most size lines.
@@ -37,9 +38,7 @@ func (h *History) Append(recs ...[]byte) {
 		h.r.Push(rec)
 	}
 	for _, s := range h.subs {
-		for _, rec := range recs {
-			s.Offer(rec)
-		}
+		s.Offer(recs)
 	}
 	h.mu.Unlock()
 }

@@ -47,7 +47,11 @@ func TestLastAndResize(t *testing.T) {
 
 type collect struct{ got []string }
 
-func (c *collect) Offer(rec []byte) { c.got = append(c.got, string(rec)) }
+func (c *collect) Offer(recs [][]byte) {
+	for _, rec := range recs {
+		c.got = append(c.got, string(rec))
+	}
+}
 
 func TestSubscribeSnapshotThenTail(t *testing.T) {
 	h := New(3)

@@ -207,7 +207,7 @@ func (h *Handler) askPeer(ctx context.Context, base string, req peerRequest, tai
 				}
 			case frameTail:
 				if tail != nil {
-					tail.Offer(rec)
+					tail.Offer([][]byte{rec})
 				}
 			}
 		}

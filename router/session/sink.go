@@ -58,24 +58,31 @@ func newSink(f Filter, maxLines int) *sink {
 	return &sink{filter: f, max: maxLines, notify: make(chan struct{}, 1)}
 }
 
-// Offer keeps a copy of rec if it passes the filter and there is room.
-func (s *sink) Offer(rec []byte) {
-	m, err := message.Decode(rec)
-	if err != nil || !s.filter.Match(&m) {
-		return
-	}
+// Offer keeps a copy of each record that passes the filter while there is room, and
+// counts the others it had to drop.
+func (s *sink) Offer(recs [][]byte) {
+	kept := false
 	s.mu.Lock()
-	if len(s.ends) >= s.max || len(s.buf)+len(rec) > maxBufferBytes {
-		if s.dropped == 0 {
-			s.dropSince = time.Now()
+	for _, rec := range recs {
+		m, err := message.Decode(rec)
+		if err != nil || !s.filter.Match(&m) {
+			continue
 		}
-		s.dropped++
-		s.mu.Unlock()
+		if len(s.ends) >= s.max || len(s.buf)+len(rec) > maxBufferBytes {
+			if s.dropped == 0 {
+				s.dropSince = time.Now()
+			}
+			s.dropped++
+			continue
+		}
+		s.buf = append(s.buf, rec...)
+		s.ends = append(s.ends, len(s.buf))
+		kept = true
+	}
+	s.mu.Unlock()
+	if !kept {
 		return
 	}
-	s.buf = append(s.buf, rec...)
-	s.ends = append(s.ends, len(s.buf))
-	s.mu.Unlock()
 	select {
 	case s.notify <- struct{}{}:
 	default:

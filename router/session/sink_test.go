@@ -12,9 +12,9 @@ func TestSinkBoundsAndAnnouncesDrops(t *testing.T) {
 	s := newSink(Filter{Source: "app", Dyno: "web"}, 2)
 	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	for i, proc := range []string{"web.1", "worker.1", "web.2", "web.3", "web.4", "web.5"} {
-		s.Offer(message.AppendStrings(nil, 190, at.Add(time.Duration(i)*time.Millisecond), "app", proc, proc))
+		s.Offer([][]byte{message.AppendStrings(nil, 190, at.Add(time.Duration(i)*time.Millisecond), "app", proc, proc)})
 	}
-	s.Offer(message.AppendStrings(nil, 190, at, "kubeplex", "web.1", "filtered by source"))
+	s.Offer([][]byte{message.AppendStrings(nil, 190, at, "kubeplex", "web.1", "filtered by source")})
 	var got []string
 	take := func() {
 		got = got[:0]
@@ -32,7 +32,7 @@ func TestSinkBoundsAndAnnouncesDrops(t *testing.T) {
 		t.Fatalf("first take: %q", got)
 	}
 	// Room again, and no notice without new drops.
-	s.Offer(message.AppendStrings(nil, 190, at, "app", "web.9", "web.9"))
+	s.Offer([][]byte{message.AppendStrings(nil, 190, at, "app", "web.9", "web.9")})
 	take()
 	if len(got) != 1 || got[0] != "app[web.9] web.9" {
 		t.Fatalf("second take: %q", got)

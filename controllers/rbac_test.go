@@ -84,8 +84,16 @@ func TestUserRolesAggregate(t *testing.T) {
 	if err := viewer.Delete(ctx, d); !apierrors.IsForbidden(err) {
 		t.Errorf("view user deleting a LogDrain: %v, want Forbidden", err)
 	}
+	// Reading logs is a view permission: view may ask for a LogSession here, not
+	// elsewhere.
+	if err := viewer.Create(ctx, newSession(ns, "tail", "web")); err != nil {
+		t.Errorf("view user creating a LogSession: %v", err)
+	}
 	// Bound in ns only: nothing elsewhere.
 	other := newNamespace(t)
+	if err := viewer.Create(ctx, newSession(other, "tail", "web")); !apierrors.IsForbidden(err) {
+		t.Errorf("view user creating a LogSession outside its namespace: %v, want Forbidden", err)
+	}
 	if err := editor.Create(ctx, newApp(other, "web")); !apierrors.IsForbidden(err) {
 		t.Errorf("edit user creating a LogApp outside its namespace: %v, want Forbidden", err)
 	}

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -108,24 +108,23 @@ many carry the collector (injected) and how many the webhook had to leave unwrap
 				return err
 			}
 			if len(apps) == 0 {
-				fmt.Fprintln(g.err, "no apps")
+				notice(g.err, "no apps\n")
 				return nil
 			}
-			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
-			if all {
-				fmt.Fprint(tw, "NAMESPACE\t")
-			}
-			fmt.Fprintln(tw, "NAME\tREADY\tPODS\tINJECTED\tUNINJECTED\tDRAINS")
+			tbl := newTable(g.out, all, "NAME", "READY", "PODS", "INJECTED", "UNINJECTED", "DRAINS")
 			for i := range apps {
 				a := &apps[i]
+				cells := []string{a.Name, a.Ready, itoa(a.Pods), itoa(a.InjectedPods), itoa(a.UninjectedPods), a.DrainHealth()}
 				if all {
-					fmt.Fprintf(tw, "%s\t", a.Namespace)
+					cells = append([]string{a.Namespace}, cells...)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", a.Name, a.Ready, a.Pods, a.InjectedPods, a.UninjectedPods, a.DrainHealth())
+				tbl.row(cells...)
 			}
-			return tw.Flush()
+			return tbl.flush()
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list apps of every namespace")
 	return cmd
 }
+
+func itoa[T int32 | int64](n T) string { return strconv.FormatInt(int64(n), 10) }

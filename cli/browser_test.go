@@ -169,7 +169,7 @@ func TestViewer(t *testing.T) {
 	token := s.app(t, "web")
 	ctx := browser(t)
 	t0 := time.Now().Add(-time.Minute)
-	var hist []line
+	hist := make([]line, 0, 24)
 	for i := range 24 {
 		l := line{proc: []string{"web.1", "web.2", "worker.1"}[i%3],
 			text: fmt.Sprintf("at=info method=GET path=/%s request_id=hist-%02d status=200 service=%dms",

@@ -322,7 +322,10 @@ func (o *consoleOptions) run(ctx context.Context) error {
 		return err
 	}
 	srv := &http.Server{Handler: con.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(o.out, "kubeplex console: http://127.0.0.1:%d/ (namespace %s; Ctrl-C to stop)\n", port, ns)
+	if err := say(o.out, "kubeplex console: http://127.0.0.1:%d/ (namespace %s; Ctrl-C to stop)\n", port, ns); err != nil {
+		_ = ln.Close() // nobody learns the URL: serve nothing
+		return err
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {

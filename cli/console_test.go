@@ -138,7 +138,7 @@ func TestConsole(t *testing.T) {
 		testenv.Eventually(t, "drain "+name+" in the API server", func() error {
 			var d kubeplexv1alpha1.LogDrain
 			if err := s.Client.Get(ctxFor(t), client.ObjectKey{Namespace: s.ns, Name: name}, &d); err != nil {
-				return fmt.Errorf("%v; page says %q", err, eval[string](t, ctx, `document.getElementById('msg').textContent`))
+				return fmt.Errorf("%w; page says %q", err, eval[string](t, ctx, `document.getElementById('msg').textContent`))
 			}
 			if d.Spec.URL != url || d.Spec.AppRef.Name != app {
 				t.Fatalf("drain %s spec %+v", name, d.Spec)
@@ -173,7 +173,7 @@ func TestConsole(t *testing.T) {
 	testenv.Eventually(t, "scratch gone from the API server", func() error {
 		var d kubeplexv1alpha1.LogDrain
 		if err := s.Client.Get(ctxFor(t), client.ObjectKey{Namespace: s.ns, Name: "scratch"}, &d); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("get: %v", err)
+			return fmt.Errorf("get: %w", err)
 		}
 		return nil
 	})

@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -190,14 +189,14 @@ func newDrainsAddCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.out, "drain %s added to app %s in namespace %s: %s\n", d.Name, o.App, ns, RedactURL(d.Spec.URL))
-			return nil
+			return say(g.out, "drain %s added to app %s in namespace %s: %s\n", d.Name, o.App, ns, RedactURL(d.Spec.URL))
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Name, "name", "", "name of the LogDrain (default: the app's name and a random suffix)")
 	f.StringVar(&o.CredentialsSecret, "credentials-secret", "", "Secret with keys username and password: Basic auth for an http(s) drain")
-	f.StringVar(&o.CASecret, "ca-secret", "", "Secret NAME[:KEY] (default key "+DefaultCAKey+") with the PEM CA that signs the endpoint's certificate")
+	f.StringVar(&o.CASecret, "ca-secret", "",
+		"Secret NAME[:KEY] (default key "+DefaultCAKey+") with the PEM CA that signs the endpoint's certificate")
 	return cmd
 }
 
@@ -227,25 +226,22 @@ messages delivered and dropped, and the last error.`,
 				return err
 			}
 			if len(ds) == 0 {
-				fmt.Fprintln(g.err, "no drains")
+				notice(g.err, "no drains\n")
 				return nil
 			}
-			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
-			if all {
-				fmt.Fprint(tw, "NAMESPACE\t")
-			}
-			fmt.Fprintln(tw, "NAME\tAPP\tURL\tREADY\tDELIVERING\tDELIVERED\tDROPPED\tLAST ERROR")
+			tbl := newTable(g.out, all, "NAME", "APP", "URL", "READY", "DELIVERING", "DELIVERED", "DROPPED", "LAST ERROR")
 			for i := range ds {
 				d := &ds[i]
-				if all {
-					fmt.Fprintf(tw, "%s\t", d.Namespace)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", d.Name, d.Spec.AppRef.Name, RedactURL(d.Spec.URL),
+				cells := []string{d.Name, d.Spec.AppRef.Name, RedactURL(d.Spec.URL),
 					ConditionStatus(d.Status.Conditions, kubeplexv1alpha1.ReadyCondition),
 					ConditionStatus(d.Status.Conditions, kubeplexv1alpha1.DeliveringCondition),
-					d.Status.Delivered, d.Status.Dropped, oneLine(DrainProblem(d)))
+					itoa(d.Status.Delivered), itoa(d.Status.Dropped), oneLine(DrainProblem(d))}
+				if all {
+					cells = append([]string{d.Namespace}, cells...)
+				}
+				tbl.row(cells...)
 			}
-			return tw.Flush()
+			return tbl.flush()
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list drains of every namespace")
@@ -266,8 +262,7 @@ func newDrainsRemoveCommand(g *globals) *cobra.Command {
 			if err := RemoveDrain(cmd.Context(), c, ns, args[0]); err != nil {
 				return err
 			}
-			fmt.Fprintf(g.out, "drain %s removed from namespace %s\n", args[0], ns)
-			return nil
+			return say(g.out, "drain %s removed from namespace %s\n", args[0], ns)
 		},
 	}
 }

@@ -58,7 +58,7 @@ func TestDrainsAndApps(t *testing.T) {
 	testenv.Eventually(t, "drains list shows archive Ready, Delivering and counting", func() error {
 		out, errOut, err := runCLI(t, s.admin, "drains", "list", "web", "-n", s.ns)
 		if err != nil {
-			return fmt.Errorf("%v: %s", err, errOut)
+			return fmt.Errorf("%w: %s", err, errOut)
 		}
 		for _, l := range strings.Split(out, "\n") {
 			f := strings.Fields(l)
@@ -96,7 +96,7 @@ func TestDrainsAndApps(t *testing.T) {
 		testenv.Eventually(t, "LogDrain "+name+" gone", func() error {
 			err := s.Client.Get(ctx, client.ObjectKey{Namespace: s.ns, Name: name}, &d)
 			if !apierrors.IsNotFound(err) {
-				return fmt.Errorf("get: %v", err)
+				return fmt.Errorf("get: %w", err)
 			}
 			return nil
 		})
@@ -141,7 +141,7 @@ func TestDrainsAndApps(t *testing.T) {
 		testenv.Eventually(t, "the viewer may list drains", func() error {
 			_, errOut, err := runCLI(t, kc, "drains", "list", "-n", s.ns)
 			if err != nil {
-				return fmt.Errorf("%v: %s", err, errOut)
+				return fmt.Errorf("%w: %s", err, errOut)
 			}
 			return nil
 		})

@@ -44,7 +44,7 @@ func explain(err error) error {
 	var ue *url.Error
 	var oe *net.OpError
 	if errors.As(err, &ue) && errors.As(err, &oe) {
-		return fmt.Errorf("cannot reach the API server at %s: %v", ue.URL, oe.Err)
+		return fmt.Errorf("cannot reach the API server at %s: %w", ue.URL, oe.Err)
 	}
 	return err
 }

@@ -61,7 +61,8 @@ Reading an app's logs needs RBAC "create" (and "get") on logsessions in its name
 	f.StringVarP(&o.processType, "process-type", "p", "", "only lines of this process type (web matches web.*)")
 	f.BoolVar(&o.json, "json", false, "print one JSON object per line (time, source, dyno, message, notice)")
 	f.BoolVar(&o.forceColors, "force-colors", false, "color the output even when it is not a terminal")
-	f.StringVar(&o.routerURL, "router-url", "", "reach the router here instead of the session URL's host (e.g. a port-forward: http://127.0.0.1:8080)")
+	f.StringVar(&o.routerURL, "router-url", "",
+		"reach the router here instead of the session URL's host (e.g. a port-forward: http://127.0.0.1:8080)")
 	f.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
 		if name == "dyno-name" { // Heroku's older name for --dyno
 			name = "dyno"
@@ -148,7 +149,7 @@ func (t *tailer) run(ctx context.Context) error {
 		if time.Since(failingSince) > reconnectFor {
 			return fmt.Errorf("gave up reconnecting after %v: %w", reconnectFor, err)
 		}
-		fmt.Fprintf(t.errOut, "kubeplex: tail stream dropped (%s); reconnecting\n", oneLine(errText(err)))
+		notice(t.errOut, "kubeplex: tail stream dropped (%s); reconnecting\n", oneLine(errText(err)))
 		select {
 		case <-ctx.Done():
 			return nil
@@ -218,8 +219,8 @@ func (t *tailer) read(ctx context.Context, sess *Session) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("router unreachable at %s: %v (if that address is cluster-internal, port-forward the router Service and pass --router-url)",
-			pu.Scheme+"://"+pu.Host, unwrapURLError(err))
+		return fmt.Errorf("router unreachable at %s: %w (if that address is cluster-internal, "+
+			"port-forward the router Service and pass --router-url)", pu.Scheme+"://"+pu.Host, unwrapURLError(err))
 	}
 	defer func() { _ = resp.Body.Close() }() // read-only stream
 	if resp.StatusCode != http.StatusOK {
@@ -328,7 +329,7 @@ func (p *printer) line(raw []byte) error {
 		if timeAfter(l.Time, p.cursor) {
 			p.catchingUp = false
 			if p.matched == 0 && len(p.pending) > 0 {
-				fmt.Fprintf(p.errOut, "kubeplex: lines after %s may be missing (more arrived while disconnected than history keeps)\n", p.cursor)
+				notice(p.errOut, "kubeplex: lines after %s may be missing (more arrived while disconnected than history keeps)\n", p.cursor)
 			}
 		} else {
 			if p.pending[k] > 0 {

@@ -98,7 +98,7 @@ func TestLogs(t *testing.T) {
 
 	t.Run("--json", func(t *testing.T) {
 		out := mustCLI(t, s.admin, "logs", "web", "-n", s.ns, "--json")
-		var got []cli.Line
+		got := make([]cli.Line, 0, len(sent))
 		for _, l := range marked(out, "hist-") {
 			var jl cli.Line
 			if err := json.Unmarshal([]byte(l), &jl); err != nil {
@@ -133,7 +133,7 @@ func TestLogs(t *testing.T) {
 		waitOutput(t, tail, "hist-", pick(4, 5))
 		// One line at a time: lines of different routers reach a tail in the order
 		// each router forwards them, which across routers is not the send order.
-		var live []line
+		live := make([]line, 0, 6)
 		for i := range 6 {
 			l := line{proc: fmt.Sprintf("web.%d", i%2+1), text: fmt.Sprintf("live-%d", i), at: time.Now()}
 			live = append(live, l)
@@ -162,9 +162,9 @@ func startCLI(t *testing.T, kubeconfig string, args ...string) *cliProc {
 	go func() { p.done <- p.cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Kill() // it may have exited already
-		<-p.done
+		exit := <-p.done         // killed or exited: shown only with a failure
 		if t.Failed() {
-			t.Logf("kubeplex %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), p.out.String(), p.err.String())
+			t.Logf("kubeplex %s (exit: %v)\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), exit, p.out.String(), p.err.String())
 		}
 	})
 	return p
@@ -313,7 +313,7 @@ func TestLogsErrors(t *testing.T) {
 		testenv.Eventually(t, "the denial", func() error {
 			_, errOut, err := runCLI(t, kc, "logs", "web", "-n", s.ns)
 			if err == nil || strings.TrimSpace(errOut) != want {
-				return fmt.Errorf("err %v, stderr %q, want %q", err, errOut, want)
+				return fmt.Errorf("err %w, stderr %q, want %q", err, errOut, want)
 			}
 			return nil
 		})

@@ -66,7 +66,7 @@ func newStack(t *testing.T, n int, managerArgs ...string) *stack {
 	t.Helper()
 	c := cluster.Get(t)
 	ctx := ctxFor(t)
-	s := &stack{Cluster: c, admin: c.AdminKubeconfig(t), ns: nsName(t)}
+	s := &stack{Cluster: c, admin: c.AdminKubeconfig(t), ns: nsName()}
 	for _, ns := range []string{systemNS, s.ns} {
 		err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 		if err != nil && !strings.Contains(err.Error(), "already exists") {
@@ -99,7 +99,7 @@ func newStack(t *testing.T, n int, managerArgs ...string) *stack {
 
 var nsSeq int
 
-func nsName(t *testing.T) string {
+func nsName() string {
 	nsSeq++
 	return fmt.Sprintf("t%d-%d", nsSeq, time.Now().UnixNano()%100000)
 }
@@ -173,7 +173,7 @@ func (s *stack) app(t *testing.T, name string) string {
 	testenv.Eventually(t, "routers accept the app's token", func() error {
 		for _, r := range s.routers {
 			if code, err := s.post(ctx, r, token, nil); err != nil || code != http.StatusNoContent {
-				return fmt.Errorf("router %s: status %d, %v", r, code, err)
+				return fmt.Errorf("router %s: status %d, %w", r, code, err)
 			}
 		}
 		return nil

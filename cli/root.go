@@ -20,7 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 )
@@ -33,11 +33,11 @@ const pluginPrefix = "kubectl-"
 // errOut, and returns the process exit code. Errors are printed as one line.
 func Main(ctx context.Context, argv0 string, args []string, out, errOut io.Writer) int {
 	// controller-runtime's client would otherwise warn that no logger was set.
-	ctrllog.SetLogger(logr.Discard())
+	logf.SetLogger(logr.Discard())
 	root := NewRootCommand(argv0, out, errOut)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(errOut, "error: "+oneLine(err.Error()))
+		notice(errOut, "error: %s\n", oneLine(err.Error()))
 		return 1
 	}
 	return 0

@@ -4,8 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func TestRedactURL(t *testing.T) {
@@ -82,8 +88,9 @@ func TestPrinterResumeSkipsPrinted(t *testing.T) {
 		jsonLine(t, ts("03.000000"), "web.1", "c"), jsonLine(t, ts("03.500000"), "web.2", "c2"),
 		jsonLine(t, ts("04.000000"), "web.1", "d"), jsonLine(t, ts("04.000000"), "web.2", "e"),
 		jsonLine(t, ts("05.000000"), "web.1", "f"), jsonLine(t, ts("05.000000"), "web.1", "f"))
-	var got []string
-	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	got := make([]string, 0, len(lines))
+	for _, l := range lines {
 		got = append(got, l[strings.LastIndex(l, " ")+1:])
 	}
 	if want := "a b c d e c2 f f"; strings.Join(got, " ") != want {
@@ -117,5 +124,50 @@ func TestPrinterResumeWithNothingPrinted(t *testing.T) {
 	}
 	if got := out.String(); got != ts("06.000000")+" app[web.1]: new\n" {
 		t.Errorf("printed %q", got)
+	}
+}
+
+// TestDocsListEveryCommandAndFlag keeps docs/cli.md true: every command and flag
+// the binary has is in it.
+func TestDocsListEveryCommandAndFlag(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "cli.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Hidden || c.Name() == "help" || (c.HasParent() && c.Parent().Name() == "completion") {
+			return // cobra's own; docs/cli.md points at them as a group
+		}
+		if !bytes.Contains(doc, []byte("`"+c.CommandPath())) {
+			t.Errorf("docs/cli.md lacks the command %q", c.CommandPath())
+		}
+		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
+			if f.Name != "help" && !bytes.Contains(doc, []byte("--"+f.Name)) {
+				t.Errorf("docs/cli.md lacks %s --%s", c.CommandPath(), f.Name)
+			}
+		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	root := NewRootCommand("kubeplex", io.Discard, io.Discard)
+	root.InitDefaultCompletionCmd()
+	walk(root)
+}
+
+// TestPluginName: installed as kubectl-kubeplex, the help speaks of `kubectl kubeplex`.
+func TestPluginName(t *testing.T) {
+	for _, tt := range []struct{ argv0, want string }{
+		{"/usr/local/bin/kubectl-kubeplex", "kubectl kubeplex logs APP"},
+		{"kubeplex", "kubeplex logs APP"},
+	} {
+		var out bytes.Buffer
+		if code := Main(t.Context(), tt.argv0, []string{"logs", "--help"}, &out, &out); code != 0 {
+			t.Fatalf("exit %d: %s", code, out.String())
+		}
+		if !strings.Contains(out.String(), "\n  "+tt.want+" [flags]") {
+			t.Errorf("%s: help lacks %q:\n%s", tt.argv0, tt.want, out.String())
+		}
 	}
 }

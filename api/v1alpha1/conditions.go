@@ -131,6 +131,9 @@ const (
 	// InjectionReasonAnnotation says why a pod was skipped (e.g. a container without
 	// an explicit command in Exec mode).
 	InjectionReasonAnnotation = "kubeplex.io/injection-reason"
+	// ImageCommandAnnotation lists the containers whose command the webhook read from
+	// their image's registry (ENTRYPOINT/CMD), as container=digest,...
+	ImageCommandAnnotation = "kubeplex.io/image-command"
 	// InjectionInjected: the collector was added.
 	InjectionInjected = "injected"
 	// InjectionSkipped: the pod belongs to an app but was left unwrapped.

@@ -100,6 +100,12 @@ var stackResources = corev1.ResourceRequirements{
 // self-managed certificates exactly as cmd/manager does (Setup).
 func startStack(t *testing.T) *stack {
 	t.Helper()
+	return startStackWith(t, nil)
+}
+
+// startStackWith is startStack with the manager's webhook options changed by opts.
+func startStackWith(t *testing.T, opts func(*Options)) *stack {
+	t.Helper()
 	ctx := t.Context()
 	env := cluster.Get(t)
 	restCfg, c := env.Config, env.Client
@@ -142,7 +148,7 @@ func startStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = Setup(ctx, mgr, Options{
+	o := Options{
 		Namespace:                managerNS,
 		CollectorImage:           "kubeplex/collector:test",
 		CollectorImagePullPolicy: "IfNotPresent",
@@ -160,8 +166,11 @@ func startStack(t *testing.T) *stack {
 		ServingValidity:          15 * time.Minute,
 		CertCheckInterval:        200 * time.Millisecond,
 		Now:                      s.clock.Now,
-	})
-	if err != nil {
+	}
+	if opts != nil {
+		opts(&o)
+	}
+	if err = Setup(ctx, mgr, o); err != nil {
 		t.Fatalf("Setup: %v", err)
 	}
 
@@ -291,9 +300,18 @@ var podSeq atomic.Int32
 // returns it as stored.
 func createPod(t *testing.T, c client.Client, ns string, labels map[string]string, containers ...corev1.Container) *corev1.Pod {
 	t.Helper()
+	return createPodWith(t, c, ns, labels, nil, containers...)
+}
+
+// createPodWith is createPod with the pod changed by edit before it is created.
+func createPodWith(t *testing.T, c client.Client, ns string, labels map[string]string, edit func(*corev1.Pod), containers ...corev1.Container) *corev1.Pod {
+	t.Helper()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("pod-%d", podSeq.Add(1)), Labels: labels},
 		Spec:       corev1.PodSpec{Containers: containers},
+	}
+	if edit != nil {
+		edit(pod)
 	}
 	if err := c.Create(t.Context(), pod); err != nil {
 		t.Fatalf("create pod: %v", err)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/internal/webhook/imagecmd"
 )
 
 // Path is where the pod mutator is served; config/webhook points the API server at it.
@@ -36,6 +39,11 @@ type Handler struct {
 	// SkipNamespaces are never injected (the manager's own namespace, kube-system),
 	// even if the namespaceSelector lets a request through.
 	SkipNamespaces []string
+	// Images, when set, reads the ENTRYPOINT/CMD of Exec-mode workers whose spec
+	// names no command from their registry, within ImageBudget for the whole pod.
+	// Nil: such workers are left to the usual fallback (skip, or CRITail).
+	Images      *imagecmd.Resolver
+	ImageBudget time.Duration
 }
 
 var _ admission.Handler = (*Handler)(nil)
@@ -70,8 +78,13 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) (resp admis
 	injected := false
 	if reason != "" {
 		Skip(pod, reason)
+	} else if resolved, note := h.resolveCommands(ctx, pod, target); resolved != nil && Mutate(resolved, target, h.Config) {
+		pod, injected = resolved, true
 	} else {
 		injected = Mutate(pod, target, h.Config)
+		if !injected && note != "" {
+			pod.Annotations[kubeplexv1alpha1.InjectionReasonAnnotation] += "; " + note
+		}
 	}
 	log.V(1).Info("Pod admitted", "app", appName, "generateName", pod.GenerateName, "name", pod.Name,
 		"injection", pod.Annotations[kubeplexv1alpha1.InjectionAnnotation],
@@ -87,6 +100,72 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) (resp admis
 		resp.Warnings = append(resp.Warnings, "kubeplex: collector not injected: "+pod.Annotations[kubeplexv1alpha1.InjectionReasonAnnotation])
 	}
 	return resp
+}
+
+// resolveCommands returns a copy of pod whose Exec-mode workers without a command got
+// their image's ENTRYPOINT and CMD as command and args (Kubernetes' rules), or nil
+// when there is nothing to resolve or a lookup failed; note then says why, for the
+// skip reason. Lookups share one time budget and honour the pod's imagePullSecrets
+// (the ServiceAccount admission plugin, which runs before webhooks, has already
+// copied the ServiceAccount's into the pod).
+func (h *Handler) resolveCommands(ctx context.Context, pod *corev1.Pod, t Target) (*corev1.Pod, string) {
+	if h.Images == nil || (t.Mode != "" && t.Mode != kubeplexv1alpha1.CollectorExec) {
+		return nil, ""
+	}
+	workers, reason := workerContainers(pod)
+	if reason != "" {
+		return nil, ""
+	}
+	var todo []int
+	for _, i := range workers {
+		if len(pod.Spec.Containers[i].Command) == 0 {
+			todo = append(todo, i)
+		}
+	}
+	if len(todo) == 0 {
+		return nil, ""
+	}
+	budget := h.ImageBudget
+	if budget <= 0 {
+		budget = 2 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	var secrets [][]byte
+	for _, ref := range pod.Spec.ImagePullSecrets {
+		var s corev1.Secret
+		r := h.APIReader
+		if r == nil {
+			r = h.Client
+		}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: ref.Name}, &s); err != nil {
+			continue // as the kubelet does: a missing pull secret is not fatal
+		}
+		for _, k := range []string{corev1.DockerConfigJsonKey, corev1.DockerConfigKey} {
+			if b := s.Data[k]; len(b) > 0 {
+				secrets = append(secrets, b)
+			}
+		}
+	}
+	out := pod.DeepCopy()
+	var from []string
+	for _, i := range todo {
+		c := &out.Spec.Containers[i]
+		ic, err := h.Images.Resolve(ctx, c.Image, secrets)
+		if err == nil {
+			c.Command, c.Args, err = ic.Apply(c.Args)
+		}
+		if err != nil {
+			logf.FromContext(ctx).Info("Cannot read image command; falling back", "container", c.Name, "image", c.Image, "error", err.Error())
+			return nil, fmt.Sprintf("the command of container %q could not be read from its image's registry: %v", c.Name, err)
+		}
+		from = append(from, c.Name+"="+ic.Digest)
+	}
+	if out.Annotations == nil {
+		out.Annotations = map[string]string{}
+	}
+	out.Annotations[kubeplexv1alpha1.ImageCommandAnnotation] = strings.Join(from, ",")
+	return out, ""
 }
 
 // target reads the pod's LogApp and returns what injection needs, or why the pod

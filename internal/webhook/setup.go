@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kubeplex/kubeplex/internal/webhook/certs"
+	"github.com/kubeplex/kubeplex/internal/webhook/imagecmd"
 )
 
 // Values of --webhook-cert-management.
@@ -52,6 +53,11 @@ type Options struct {
 	CollectorMemoryLimit   string
 	resources              corev1.ResourceRequirements
 
+	// Image command lookups for workers without a command (imagecmd).
+	ResolveImageCommands bool
+	ImageLookupTimeout   time.Duration
+	InsecureRegistries   string
+
 	CertManagement string
 	Service        string
 	Configuration  string
@@ -73,6 +79,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.CollectorMemoryRequest, "collector-memory-request", def.Requests.Memory().String(), "memory request of the injected collector containers; empty: none")
 	fs.StringVar(&o.CollectorCPULimit, "collector-cpu-limit", "", "CPU limit of the injected collector containers; empty: none")
 	fs.StringVar(&o.CollectorMemoryLimit, "collector-memory-limit", def.Limits.Memory().String(), "memory limit of the injected collector containers; empty: none")
+	fs.BoolVar(&o.ResolveImageCommands, "resolve-image-commands", false, "read ENTRYPOINT/CMD from the registry for Exec-mode workers whose pod spec names no command, so they can be wrapped (pull secrets honoured, cached by digest)")
+	fs.DurationVar(&o.ImageLookupTimeout, "image-lookup-timeout", 2*time.Second, "time budget of all image lookups for one pod; past it the pod falls back as if it could not be resolved")
+	fs.StringVar(&o.InsecureRegistries, "insecure-registries", "", "comma-separated registries (host:port) read over plain HTTP by image lookups")
 	fs.StringVar(&o.CertManagement, "webhook-cert-management", CertSelf, "who provides the webhook's serving certificate: self (the manager creates, rotates and injects it) or cert-manager/external (files in the webhook server's cert dir)")
 	fs.StringVar(&o.Service, "webhook-service", "kubeplex-webhook", "Service in front of the webhook (names in the self-managed certificate)")
 	fs.StringVar(&o.Configuration, "webhook-configuration", "kubeplex-injector", "MutatingWebhookConfiguration whose caBundle the manager keeps (self-managed certificates)")
@@ -191,6 +200,16 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options) error {
 			Resources:       &o.resources,
 		},
 		SkipNamespaces: []string{o.Namespace, "kube-system"},
+		ImageBudget:    o.ImageLookupTimeout,
+	}
+	if o.ResolveImageCommands {
+		var insecure []string
+		for r := range strings.SplitSeq(o.InsecureRegistries, ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				insecure = append(insecure, r)
+			}
+		}
+		h.Images = imagecmd.New(insecure)
 	}
 	srv.Register(Path, &admission.Webhook{Handler: h})
 	return nil

@@ -4,6 +4,8 @@ package node
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"regexp"
 	"slices"
@@ -96,8 +98,10 @@ func (s *suite) drainStatus(t *testing.T) {
 	}
 	out := kubectl(t, "get", "logdrains", "-n", shopNS)
 	t.Logf("kubectl get logdrains:\n%s", out)
-	if !regexp.MustCompile(`(?m)^rsyslog\s.*True\s+True`).MatchString(out) {
-		t.Errorf("kubectl get logdrains does not show rsyslog Ready and Delivering:\n%s", out)
+	for _, col := range []string{"READY", "DELIVERING"} {
+		if v := column(out, "rsyslog", col); v != "True" {
+			t.Errorf("kubectl get logdrains shows %s %q for rsyslog, want True:\n%s", col, v, out)
+		}
 	}
 
 	// A steady writer so there is something to fail to deliver.
@@ -114,6 +118,10 @@ func (s *suite) drainStatus(t *testing.T) {
 		return nil
 	})
 	t.Logf("Delivering=False %s after rsyslog stopped (measured under load)", time.Since(stopped).Round(time.Second))
+	// A burst larger than the routers' drain queues (1024 each) while rsyslog is down:
+	// the queues drop their oldest, and the routers must account for every drop.
+	kubectlIn(t, workerDeployment(shopNS, "burst", "shop", 1, "", "-prefix", "b1", "-lines", "4000", "-every", "0", "-stderr-every", "0"), "apply", "-f", "-")
+	findText(t, s.https, 2*time.Minute, "app", "burst.", regexp.MustCompile(`^b1 done$`))
 	s.rsys.start()
 	eventually(t, 90*time.Second, "rsyslog drain Delivering=True after rsyslog came back", func() error {
 		d := getDrain(t, "rsyslog")
@@ -122,6 +130,70 @@ func (s *suite) drainStatus(t *testing.T) {
 		}
 		return nil
 	})
+	// The L10 count in the stream, in LogDrain status and in the routers' metrics
+	// agree, and the lines missing at rsyslog are at least that many (what rsyslog's
+	// socket held when it was killed is beyond what TCP lets a sender see).
+	eventually(t, 2*time.Minute, "L10 in the stream = status.dropped = router metrics", func() error {
+		msgs, _ := s.rsys.snapshot()
+		_, _, _, announced, _ := lossAccount(msgs, "b1")
+		d := getDrain(t, "rsyslog")
+		metric, err := routerMetricSum(t, "kubeplex_router_drain_messages_dropped_total", `drain="shop/rsyslog"`)
+		if err != nil {
+			return err
+		}
+		if announced == 0 || int64(announced) != d.Status.Dropped || int64(announced) != metric {
+			return fmt.Errorf("announced in the stream %d, status.dropped %d, router metrics %d", announced, d.Status.Dropped, metric)
+		}
+		_, _, missingB, _, _ := lossAccount(msgs, "b1")
+		_, _, missingS, _, _ := lossAccount(msgs, "s1")
+		if missingB+missingS < announced {
+			return fmt.Errorf("%d lines announced dropped but only %d missing", announced, missingB+missingS)
+		}
+		t.Logf("rsyslog drain: %d dropped (stream, status, metrics agree), %d lines missing", announced, missingB+missingS)
+		return nil
+	})
+	kubectl(t, "delete", "-n", shopNS, "deployment/burst", "deployment/steady", "--wait=false")
+}
+
+// routerMetricSum adds up a counter over every router pod, scraped from each pod's
+// metrics port (the pods of this node, reached from the host).
+func routerMetricSum(t *testing.T, name, label string) (int64, error) {
+	var pods corev1.PodList
+	if err := cl.List(ctxFor(t, 30*time.Second), &pods, client.InNamespace(systemNS), client.MatchingLabels{"app.kubernetes.io/component": "router"}); err != nil {
+		return 0, err
+	}
+	var sum int64
+	for _, p := range pods.Items {
+		if p.Status.PodIP == "" || p.DeletionTimestamp != nil {
+			continue
+		}
+		port := int32(0)
+		for _, c := range p.Spec.Containers[0].Ports {
+			if c.Name == "admin" || c.Name == "metrics" || (port == 0 && c.Name == "http") {
+				port = c.ContainerPort
+			}
+		}
+		resp, err := http.Get(fmt.Sprintf("http://%s:%d/metrics", p.Status.PodIP, port))
+		if err != nil {
+			return 0, err
+		}
+		b, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close() // read fully above
+		if err != nil {
+			return 0, err
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, name+"{") && strings.Contains(l, label) {
+				f := strings.Fields(l)
+				v, err := strconv.ParseFloat(f[len(f)-1], 64)
+				if err != nil {
+					return 0, fmt.Errorf("metric line %q: %w", l, err)
+				}
+				sum += int64(v)
+			}
+		}
+	}
+	return sum, nil
 }
 
 var (
@@ -443,4 +515,20 @@ func waitInjecting(t *testing.T, ns, app string) {
 		}
 		return nil
 	})
+}
+
+// column reads a cell of kubectl's table output by the header's position.
+func column(table, row, col string) string {
+	lines := strings.Split(table, "\n")
+	at := strings.Index(lines[0], col)
+	if at < 0 {
+		return "no column " + col
+	}
+	for _, l := range lines[1:] {
+		if strings.HasPrefix(l, row+" ") && len(l) > at {
+			v, _, _ := strings.Cut(l[at:], " ")
+			return v
+		}
+	}
+	return "no row " + row
 }

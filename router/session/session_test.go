@@ -3,6 +3,7 @@ package session
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -386,4 +387,122 @@ func httptestRequest(query, accept string) *http.Request {
 		r.Header.Set("Accept", accept)
 	}
 	return r
+}
+
+// sseEvent is one parsed Server-Sent Event.
+type sseEvent struct{ id, event, data string }
+
+func readEvents(body io.Reader) <-chan sseEvent {
+	ch := make(chan sseEvent, 1024)
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(body)
+		var ev sseEvent
+		for sc.Scan() {
+			l := sc.Text()
+			switch {
+			case l == "":
+				ch <- ev
+				ev = sseEvent{}
+			case strings.HasPrefix(l, "id: "):
+				ev.id = l[4:]
+			case strings.HasPrefix(l, "event: "):
+				ev.event = l[7:]
+			case strings.HasPrefix(l, "data: "):
+				ev.data = l[6:]
+			}
+		}
+	}()
+	return ch
+}
+
+func nextEvent(t *testing.T, ch <-chan sseEvent) sseEvent {
+	t.Helper()
+	select {
+	case ev, ok := <-ch:
+		if !ok {
+			t.Fatal("event stream ended")
+		}
+		return ev
+	case <-time.After(testenv.WaitTimeout):
+		t.Fatal("no event")
+	}
+	return sseEvent{}
+}
+
+// TestEventStream: SSE sends a fresh session URL first, lines with cursors, a fresh
+// URL again later that continues after the last cursor, and honours Last-Event-ID.
+func TestEventStream(t *testing.T) {
+	rs := replicas(t, 2)
+	rs[0].h.opts.ReissueEvery = 50 * time.Millisecond
+	for i := range 4 {
+		rs[i%2].publish(t, "shop/web", t0.Add(time.Duration(i)*time.Millisecond), "app", "web.1", fmt.Sprint("line ", i))
+	}
+	claims := session.Claims{Namespace: "shop", App: "web", Lines: 3, Tail: true, Dyno: "web"}
+	req, _ := http.NewRequest(http.MethodGet, rs[0].srv.URL+Path+sessionID(t, claims), nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	evs := readEvents(resp.Body)
+	reissued := func(ev sseEvent) *session.Claims {
+		t.Helper()
+		var d struct{ URL, ExpiresAt string }
+		if ev.event != "session" || json.Unmarshal([]byte(ev.data), &d) != nil || d.ExpiresAt == "" {
+			t.Fatalf("session event %+v", ev)
+		}
+		id := d.URL[strings.LastIndex(d.URL, "/")+1:]
+		if !strings.HasPrefix(d.URL, rs[0].srv.URL+Path) {
+			t.Fatalf("re-issued URL %q", d.URL)
+		}
+		c, err := session.Verify(id, testKeys, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.AppID() != "shop/web" || c.Lines != 3 || !c.Tail || c.Dyno != "web" || c.Nonce == "" {
+			t.Fatalf("re-issued claims %+v", c)
+		}
+		return c
+	}
+	if c := reissued(nextEvent(t, evs)); c.Since != 0 {
+		t.Fatalf("first re-issue since %d", c.Since)
+	}
+	var last string
+	for i := 1; i < 4; i++ {
+		ev := nextEvent(t, evs)
+		if ev.event != "line" || !strings.Contains(ev.data, fmt.Sprintf(`"message":"line %d"`, i)) ||
+			ev.id != fmt.Sprint(t0.Add(time.Duration(i)*time.Millisecond).UnixMicro()) {
+			t.Fatalf("event %+v, want line %d", ev, i)
+		}
+		last = ev.id
+	}
+	// The next re-issue continues after the newest line sent.
+	if c := reissued(nextEvent(t, evs)); fmt.Sprint(c.Since) != last {
+		t.Fatalf("re-issue since %d, want %s", c.Since, last)
+	}
+
+	// A reconnecting EventSource sends Last-Event-ID: nothing at or before it again.
+	req, _ = http.NewRequest(http.MethodGet, rs[1].srv.URL+Path+sessionID(t, session.Claims{Namespace: "shop", App: "web", Lines: 10})+"?format=sse", nil)
+	req.Header.Set("Last-Event-ID", fmt.Sprint(t0.Add(2*time.Millisecond).UnixMicro()))
+	resp2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp2.Body.Close() }()
+	evs = readEvents(resp2.Body)
+	reissuedEv := nextEvent(t, evs)
+	if reissuedEv.event != "session" {
+		t.Fatalf("first event %+v", reissuedEv)
+	}
+	if ev := nextEvent(t, evs); !strings.Contains(ev.data, `"message":"line 3"`) {
+		t.Fatalf("after Last-Event-ID: %+v", ev)
+	}
+	if ev := nextEvent(t, evs); ev.event != "end" {
+		t.Fatalf("want end, got %+v", ev)
+	}
 }

@@ -86,8 +86,9 @@ func js(code string) chromedp.Action[chromedp.Void] { return chromedp.Evaluate[c
 
 // choose sets a select's value and tells the page, as a user's pick would.
 func choose(sel, value string) chromedp.Action[chromedp.Void] {
-	return chromedp.Steps(chromedp.SetValue(chromedp.CSS(sel), value),
-		js(`document.querySelector(`+strconv.Quote(sel)+`).dispatchEvent(new Event('change')); undefined`))
+	return js(`(() => { const e = document.querySelector(` + strconv.Quote(sel) + `);
+		if (!Array.from(e.options).some(o => o.value === ` + strconv.Quote(value) + `)) throw new Error('no option ` + value + `');
+		e.value = ` + strconv.Quote(value) + `; e.dispatchEvent(new Event('change')); })()`)
 }
 
 // screenshot saves the page into the test's directory and, when

@@ -12,11 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/internal/routing"
@@ -30,6 +32,7 @@ var bins map[string]string
 var cluster testenv.LazyCluster
 
 func TestMain(m *testing.M) {
+	logf.SetLogger(logr.Discard()) // envtest's client logs nothing worth reading here
 	var cleanup func()
 	var err error
 	bins, cleanup, err = testenv.Build("github.com/kubeplex/kubeplex/cmd/manager",

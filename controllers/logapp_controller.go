@@ -80,6 +80,9 @@ func (r *LogAppReconciler) now() time.Time {
 // and HostsClaimed from the stored routing table → Ready.
 func (r *LogAppReconciler) reconcileNormal(ctx context.Context, app *kubeplexv1alpha1.LogApp) (ctrl.Result, error) {
 	token, requeue, err := r.reconcileTokenSecret(ctx, app)
+	if err == nil {
+		err = r.reconcileCollectorSecret(ctx, app)
+	}
 	if err != nil {
 		var terminal *specError
 		if errors.As(err, &terminal) {

@@ -19,7 +19,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/controllers/platform"
 	"github.com/kubeplex/kubeplex/controllers/routes"
+	"github.com/kubeplex/kubeplex/internal/routing"
 )
 
 // RoutesReconciler renders every LogApp and LogDrain into the routing table and
@@ -37,6 +39,15 @@ type RoutesReconciler struct {
 	// keys). Only that one is read: a Secret elsewhere with the same labels is not
 	// the manager's and must not put keys into the table.
 	SessionKeysSecret string
+	// Platform, when set, gets a kubeplex[router] line for every change a new table
+	// makes to an app (drain added or removed, token rotated or retired). Only the
+	// leader reconciles, so each change is written once however many managers and
+	// routers run.
+	Platform *platform.Poster
+
+	// last is the table the routers were last given; known once read or written.
+	last      *routing.Table
+	lastKnown bool
 
 	// View receives what each stored table holds, for the LogApps' conditions.
 	View *RoutingView
@@ -86,7 +97,7 @@ func (r *RoutesReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.
 	in.Apps, in.Drains = apps.Items, drains.Items
 	for _, s := range secrets.Items {
 		switch s.Labels[kubeplexv1alpha1.SecretRoleLabel] {
-		case kubeplexv1alpha1.SecretRoleToken, kubeplexv1alpha1.SecretRoleDrain:
+		case kubeplexv1alpha1.SecretRoleToken, kubeplexv1alpha1.SecretRoleDrain, kubeplexv1alpha1.SecretRoleCollector:
 			in.Secrets = append(in.Secrets, s)
 		case kubeplexv1alpha1.SecretRoleSessionKeys:
 			if r.SessionKeysSecret != "" && s.Namespace == r.Store.Namespace && s.Name == r.SessionKeysSecret {
@@ -97,6 +108,20 @@ func (r *RoutesReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.
 				in.SessionKeys = keys
 			}
 		}
+	}
+	platformToken, err := ensurePlatformSecret(ctx, r.Client, r.Store.Namespace)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	in.Platform = []string{platformToken}
+
+	if !r.lastKnown {
+		// A new leader: what the routers run is what the previous one stored.
+		old, err := r.Store.Read(ctx)
+		if err != nil {
+			return ctrl.Result{}, fmt.Errorf("read stored routing table: %w", err)
+		}
+		r.last, r.lastKnown = old, true
 	}
 
 	start := time.Now()
@@ -113,6 +138,10 @@ func (r *RoutesReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.
 		// through its HostsClaimed condition.
 		r.View.publish(ctx, apps.Items, res)
 	}
+	for _, c := range routes.Changes(r.last, res.Table) {
+		r.Platform.Emit(platform.Line{App: c.App, Proc: routing.ProcRouter, Text: c.Text})
+	}
+	r.last = res.Table
 	if wr.Changed() {
 		r.mu.Lock()
 		r.lastWrite = time.Now()

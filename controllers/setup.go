@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/controllers/health"
+	"github.com/kubeplex/kubeplex/controllers/platform"
 	"github.com/kubeplex/kubeplex/controllers/routes"
 	"github.com/kubeplex/kubeplex/internal/egress"
 )
@@ -53,6 +55,9 @@ type Config struct {
 
 	// Sessions configure LogSessions and their signing keys.
 	Sessions SessionOptions
+	// PlatformURL is the routers' ingest URL the leader posts platform lines to
+	// (kubeplex[router], ...); empty turns platform lines off.
+	PlatformURL string
 
 	// Registerer takes the manager's own metrics (nil: not registered).
 	Registerer prometheus.Registerer
@@ -156,9 +161,20 @@ func Setup(ctx context.Context, mgr ctrl.Manager, c Config) error {
 	if writeInterval == 0 {
 		writeInterval = DefaultRoutesWriteInterval
 	}
+	var poster *platform.Poster
+	if c.PlatformURL != "" {
+		hostname, _ := os.Hostname()
+		poster = &platform.Poster{URL: c.PlatformURL, Hostname: hostname, Token: func(ctx context.Context) (string, error) {
+			return ensurePlatformSecret(ctx, mgr.GetClient(), c.Namespace)
+		}}
+		if err := mgr.Add(poster); err != nil {
+			return fmt.Errorf("add platform line poster: %w", err)
+		}
+	}
 	if err := (&RoutesReconciler{
 		Client: mgr.GetClient(), Metrics: NewRoutesMetrics(c.Registerer), MinWriteInterval: writeInterval, View: view,
 		SessionKeysSecret: c.Sessions.KeysSecret,
+		Platform:          poster,
 		Store: &routes.Store{Client: mgr.GetClient(), Namespace: c.Namespace, Base: c.RoutesSecret,
 			MaxShardBytes: c.MaxShardBytes, MaxShards: c.MaxShards},
 	}).SetupWithManager(mgr); err != nil {

@@ -110,6 +110,17 @@ const (
 	SecretRoleDrain = "drain"
 	// SecretRoleRoutes marks a routing-table shard.
 	SecretRoleRoutes = "routes"
+	// SecretRoleCollector marks a LogApp's collector Secret: the credential only the
+	// injected sidecars mount, which may also write the app's process events.
+	SecretRoleCollector = "collector"
+	// SecretRolePlatform marks the manager's own credential (in its namespace), with
+	// which it writes platform lines (kubeplex[api], [deploy], [router], ...).
+	SecretRolePlatform = "platform"
+	// CollectorSecretSuffix: a LogApp's collector Secret is "<app>" + CollectorSecretSuffix,
+	// key TokenSecretKey (c.<uuid>).
+	CollectorSecretSuffix = "-kubeplex-collector"
+	// PlatformSecretName is the manager's credential Secret, key TokenSecretKey (p.<uuid>).
+	PlatformSecretName = "kubeplex-platform"
 	// RotateTokenAnnotation on a LogApp requests a new ingest token whenever its value
 	// changes (e.g. a timestamp); the old token stays valid for the grace period.
 	RotateTokenAnnotation = "kubeplex.io/rotate-token"

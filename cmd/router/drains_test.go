@@ -234,9 +234,9 @@ func TestShutdownFlushes(t *testing.T) {
 	}
 }
 
-// TestLiveReloadSyslogIngestAndMetrics: the binary picks up a changed table file,
-// announces the new drain into the app's stream, ingests syslog over TCP, and exports
-// metrics without any token in them.
+// TestLiveReloadSyslogIngestAndMetrics: the binary picks up a changed table file (the
+// new drain delivers; announcing it is the manager's job), ingests syslog over TCP,
+// and exports metrics without any token in them.
 func TestLiveReloadSyslogIngestAndMetrics(t *testing.T) {
 	s1 := peer.NewSyslogSink(t, nil)
 	s2 := peer.NewSyslogSink(t, nil)
@@ -255,13 +255,12 @@ func TestLiveReloadSyslogIngestAndMetrics(t *testing.T) {
 	if err := os.WriteFile(routes, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	got := s2.WaitFor(t, 1)
-	if m := got[0]; m.AppName != "kubeplex" || m.ProcID != "router" || string(m.Text) != "drain "+newDrain+" added" {
-		t.Errorf("first line on the new drain: %s[%s] %q", m.AppName, m.ProcID, m.Text)
-	}
-	if v := status(t, base).Version; v == before || v == "" {
-		t.Errorf("version %q after reload, was %q", v, before)
-	}
+	testenv.Eventually(t, "new table applied", func() error {
+		if v := status(t, base).Version; v == before || v == "" {
+			return fmt.Errorf("version %q after reload, was %q", v, before)
+		}
+		return nil
+	})
 
 	c, err := net.Dial("tcp", tcpAddr)
 	if err != nil {
@@ -271,8 +270,8 @@ func TestLiveReloadSyslogIngestAndMetrics(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	got = s2.WaitFor(t, 2)
-	if m := got[1]; m.AppName != "app" || m.ProcID != "worker.1" || string(m.Text) != "over tcp" {
+	got := s2.WaitFor(t, 1)
+	if m := got[0]; m.AppName != "app" || m.ProcID != "worker.1" || string(m.Text) != "over tcp" {
 		t.Errorf("syslog-ingested line: %s[%s] %q", m.AppName, m.ProcID, m.Text)
 	}
 

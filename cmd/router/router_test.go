@@ -86,7 +86,7 @@ func TestStandaloneToSyslogDrain(t *testing.T) {
 	sink := peer.NewSyslogSink(t, nil)
 	routes := writeTable(t, routing.Table{Apps: []routing.App{{
 		ID:     "shop/web",
-		Tokens: []routing.Token{{Token: ingestToken, Source: "app", AllowedSources: []string{"kubeplex"}}},
+		Tokens: []routing.Token{{Token: ingestToken, Source: "app", Collector: true}},
 		Drains: []routing.Drain{{ID: "shop/tcp", Token: drainToken, URL: "syslog://" + sink.Addr}},
 	}}})
 	addr := testenv.FreeAddr(t)

@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -74,6 +75,8 @@ func Run(ctx context.Context, opts Options) error {
 		StatusInterval:       opts.StatusInterval,
 		Registerer:           metrics.Registry,
 		Sessions:             opts.Sessions,
+		// Platform lines go where the collectors send theirs.
+		PlatformURL: cmp.Or(opts.Webhook.RouterURL, "http://kubeplex-router."+opts.Namespace+".svc:8080/logs"),
 	}); err != nil {
 		return err
 	}

@@ -59,6 +59,8 @@ type Input struct {
 	Secrets []corev1.Secret
 	// SessionKeys go into the table as they are (newest first).
 	SessionKeys []routing.SessionKey
+	// Platform are the manager's own credentials (the platform Secret's token).
+	Platform []string
 }
 
 // Problem is an object Render left out, in whole or in part, and why. The reconcilers
@@ -88,13 +90,21 @@ type Result struct {
 	Problems []Problem
 }
 
-// Token sources: collectors send worker output as "app" and their own process events
-// as "kubeplex" (LOGPLEX-FACTS: the platform's lines carry the platform source).
+// Token sources: app tokens and collectors write "app"; the collector credential may
+// also write the app's process events as "kubeplex" (routing.Token.Collector).
 const (
 	tokenSource         = "app"
-	platformSource      = "kubeplex"
+	platformSource      = routing.PlatformSource
 	defaultHistoryLines = routing.DefaultHistory
 )
+
+var (
+	collectorTokenRE = regexp.MustCompile(`^c\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+	platformTokenRE  = regexp.MustCompile(`^p\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+)
+
+// ValidPlatformToken reports whether s has the form p.<uuid>.
+func ValidPlatformToken(s string) bool { return platformTokenRE.MatchString(s) }
 
 // Render builds the routing table. An app is routed when its token Secret holds a
 // valid token; a drain when its Secret holds an accepted destination for an app that
@@ -166,6 +176,12 @@ func Render(in Input) Result {
 				ra.Tokens = append(ra.Tokens, ingestToken(prev, &notAfter))
 			}
 		}
+		// The collector credential: absent until the LogApp reconciler made it.
+		if cs := secrets[types.NamespacedName{Namespace: app.Namespace, Name: app.Name + kubeplexv1alpha1.CollectorSecretSuffix}]; cs != nil && ownedBy(cs, app.UID) {
+			if tok := string(cs.Data[kubeplexv1alpha1.TokenSecretKey]); collectorTokenRE.MatchString(tok) {
+				ra.Tokens = append(ra.Tokens, routing.Token{SHA256: routing.HashToken(tok), Source: tokenSource, Collector: true})
+			}
+		}
 		for _, h := range app.Spec.Hosts {
 			h = strings.ToLower(strings.TrimSuffix(h, "."))
 			if owner, taken := hostOwner[h]; taken {
@@ -222,6 +238,11 @@ func Render(in Input) Result {
 			TLS:      acc.TLS,
 		})
 	}
+	for _, tok := range in.Platform {
+		if ValidPlatformToken(tok) {
+			table.Platform = append(table.Platform, routing.Token{SHA256: routing.HashToken(tok), Source: platformSource})
+		}
+	}
 	table.Seal()
 	slices.SortFunc(res.Problems, func(a, b Problem) int {
 		return cmp.Or(strings.Compare(a.Kind, b.Kind), strings.Compare(a.Namespace, b.Namespace),
@@ -232,12 +253,7 @@ func Render(in Input) Result {
 }
 
 func ingestToken(tok string, notAfter *time.Time) routing.Token {
-	return routing.Token{
-		SHA256:         routing.HashToken(tok),
-		Source:         tokenSource,
-		AllowedSources: []string{platformSource},
-		NotAfter:       notAfter,
-	}
+	return routing.Token{SHA256: routing.HashToken(tok), Source: tokenSource, NotAfter: notAfter}
 }
 
 // ID is the routing-table ID of a namespaced object: "<namespace>/<name>".

@@ -58,6 +58,10 @@ func loadInput(t testing.TB, path string) Input {
 				o.Data[k] = []byte(v)
 			}
 			o.StringData = nil
+			if o.Name == kubeplexv1alpha1.PlatformSecretName {
+				in.Platform = append(in.Platform, string(o.Data[kubeplexv1alpha1.TokenSecretKey]))
+				continue
+			}
 			in.Secrets = append(in.Secrets, o)
 		default:
 			t.Fatalf("%s doc %d: unexpected kind %q", path, i, head.Kind)

@@ -194,3 +194,30 @@ func hasLabels(have, want map[string]string) bool {
 	}
 	return true
 }
+
+// Read returns the table the Secrets hold now, or nil when there is none (a fresh
+// installation). A new leader compares it with what it renders, so that it announces
+// changes it makes, not the whole table.
+func (s *Store) Read(ctx context.Context) (*routing.Table, error) {
+	have, err := s.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	shard0, ok := have[0]
+	if !ok {
+		return nil, nil
+	}
+	n, err := routing.ShardCount(shard0.Data[routing.SecretKey])
+	if err != nil {
+		return nil, fmt.Errorf("read routing table: %w", err)
+	}
+	parts := make([][]byte, n)
+	for i := range n {
+		sec, ok := have[i]
+		if !ok {
+			return nil, fmt.Errorf("read routing table: shard %d missing", i)
+		}
+		parts[i] = sec.Data[routing.SecretKey]
+	}
+	return routing.Join(parts)
+}

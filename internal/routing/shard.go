@@ -50,7 +50,9 @@ func Split(t *Table, maxBytes int) ([][]byte, error) {
 	for i, apps := range shards {
 		sh := Table{Version: t.Version, Shard: i, Shards: len(shards), Apps: apps}
 		if i == 0 {
+			// Small, and shard 0 is the one every router reads.
 			sh.SessionKeys = t.SessionKeys
+			sh.Platform = t.Platform
 		}
 		b, err := json.Marshal(sh)
 		if err != nil {
@@ -83,7 +85,7 @@ func Join(shards [][]byte) (*Table, error) {
 			if t.Shards != len(shards) {
 				return nil, fmt.Errorf("join routing table: %w: shard 0 wants %d shards, have %d", ErrShardsMismatch, t.Shards, len(shards))
 			}
-			whole = &Table{Version: t.Version, Shards: 1, SessionKeys: t.SessionKeys}
+			whole = &Table{Version: t.Version, Shards: 1, SessionKeys: t.SessionKeys, Platform: t.Platform}
 		} else if t.Version != whole.Version || t.Shard != i {
 			return nil, fmt.Errorf("join routing table: %w: shard %d", ErrShardsMismatch, i)
 		}

@@ -9,6 +9,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -35,6 +36,10 @@ type Table struct {
 	// verify a URL with the key its key id names, so a rotated-out key keeps working
 	// until it leaves the list. Only shard 0 carries them.
 	SessionKeys []SessionKey `json:"sessionKeys,omitempty"`
+	// Platform are kubeplex's own credentials (the manager's): a batch sent with one
+	// names its app in the PlatformAppHeader and keeps the sources and processes its
+	// frames give. They are the only way to write a platform process (PlatformProcesses).
+	Platform []Token `json:"platform,omitempty"`
 }
 
 // SessionKey is one HMAC-SHA256 key for session URLs and replica-to-replica calls.
@@ -51,6 +56,30 @@ type SessionKey struct {
 func (k *SessionKey) Bytes() ([]byte, bool) {
 	b, err := hex.DecodeString(k.Key)
 	return b, err == nil && len(b) == 32
+}
+
+// PlatformSource is the source of kubeplex's own lines (Logplex's "heroku").
+const PlatformSource = "kubeplex"
+
+// ProcRouter is the process of the router's and the load balancer's lines.
+const ProcRouter = "router"
+
+// PlatformAppHeader names the app of a batch sent with a platform credential.
+const PlatformAppHeader = "Kubeplex-App"
+
+// PlatformProcesses are the processes of source kubeplex that only kubeplex writes:
+// a collector credential may write source kubeplex for the app's own processes
+// (web.1: process events), never as one of these.
+var PlatformProcesses = []string{"api", "build", "deploy", "logplex", "router"}
+
+// IsPlatformProcess reports whether p is one of PlatformProcesses.
+func IsPlatformProcess(p []byte) bool {
+	for _, q := range PlatformProcesses {
+		if string(p) == q {
+			return true
+		}
+	}
+	return false
 }
 
 // App is one LogApp.
@@ -72,12 +101,17 @@ type App struct {
 type Token struct {
 	SHA256 string `json:"sha256,omitempty"`
 	Token  string `json:"token,omitempty"`
-	// Source is the source of lines sent with this token ("app" for collectors).
+	// Source is the source of lines sent with this token ("app" for collectors and
+	// app tokens, an add-on's name for its input token).
 	Source string `json:"source"`
-	// AllowedSources are other source names a producer may set in APP-NAME (the
-	// collector sends its own process events as "kubeplex"). Any other APP-NAME is
-	// replaced with Source, so a producer can never impersonate the platform.
+	// AllowedSources are other source names a producer may set in APP-NAME. Any
+	// other APP-NAME is replaced with Source. The platform source is never allowed
+	// here (Validate refuses it): see Collector and Table.Platform.
 	AllowedSources []string `json:"allowedSources,omitempty"`
+	// Collector marks the credential of the app's injected collectors (a Secret only
+	// their sidecars mount): besides Source it may write source kubeplex for the
+	// app's own processes (process events, L12/L13), never for a platform process.
+	Collector bool `json:"collector,omitempty"`
 	// NotAfter ends a rotated-out token's grace period.
 	NotAfter *time.Time `json:"notAfter,omitempty"`
 }
@@ -133,6 +167,7 @@ func (t *Table) Seal() {
 		slices.SortFunc(a.Drains, func(x, y Drain) int { return strings.Compare(x.ID, y.ID) })
 		slices.Sort(a.Hosts)
 	}
+	slices.SortFunc(t.Platform, func(a, b Token) int { return strings.Compare(a.Digest(), b.Digest()) })
 	t.Version = ""
 	t.Shard, t.Shards = 0, 1
 	b, err := json.Marshal(t.Apps)
@@ -147,6 +182,15 @@ func (t *Table) Seal() {
 			panic(fmt.Sprintf("routing: marshal session keys: %v", err))
 		}
 		b = append(append(b, '\n'), k...)
+	}
+	if len(t.Platform) > 0 {
+		// Appended only when present, so tables without platform credentials keep
+		// the versions they always had.
+		p, err := json.Marshal(t.Platform)
+		if err != nil {
+			panic(fmt.Sprintf("routing: marshal table: %v", err))
+		}
+		b = append(b, p...)
 	}
 	sum := sha256.Sum256(b)
 	t.Version = hex.EncodeToString(sum[:8])
@@ -188,12 +232,20 @@ func (t *Table) Validate() error {
 			if tok.Source == "" || (tok.SHA256 == "" && tok.Token == "") {
 				return fmt.Errorf("validate routing table: app %q: token without source or secret", a.ID)
 			}
+			if tok.Source == PlatformSource || slices.Contains(tok.AllowedSources, PlatformSource) {
+				return fmt.Errorf("validate routing table: app %q: an app's token may not write source %s", a.ID, PlatformSource)
+			}
 		}
 		for _, d := range a.Drains {
 			if d.ID == "" || drains[d.ID] {
 				return fmt.Errorf("validate routing table: drain id %q empty or repeated", d.ID)
 			}
 			drains[d.ID] = true
+		}
+	}
+	for _, tok := range t.Platform {
+		if tok.SHA256 == "" && tok.Token == "" {
+			return errors.New("validate routing table: platform credential without secret")
 		}
 	}
 	return nil

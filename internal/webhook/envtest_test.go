@@ -367,7 +367,7 @@ func assertTokenVolume(t *testing.T, pod *corev1.Pod, side *corev1.Container) {
 			vol = &pod.Spec.Volumes[i]
 		}
 	}
-	if vol == nil || vol.Secret == nil || vol.Secret.SecretName != pod.Labels[kubeplexv1alpha1.AppLabel]+kubeplexv1alpha1.TokenSecretSuffix ||
+	if vol == nil || vol.Secret == nil || vol.Secret.SecretName != pod.Labels[kubeplexv1alpha1.AppLabel]+kubeplexv1alpha1.CollectorSecretSuffix ||
 		len(vol.Secret.Items) != 1 || vol.Secret.Items[0].Key != "token" || vol.Secret.Items[0].Path != "token" {
 		t.Errorf("token volume missing or wrong: %+v", vol)
 	}

@@ -191,7 +191,10 @@ func (h *Handler) target(ctx context.Context, namespace, name string) (Target, s
 	if c := meta.FindStatusCondition(app.Status.Conditions, kubeplexv1alpha1.ReadyCondition); c != nil && c.Status == metav1.ConditionFalse {
 		return Target{}, fmt.Sprintf("LogApp %q is not ready: %s", name, c.Reason)
 	}
-	t := Target{App: name, TokenSecretName: app.Status.TokenSecretName, Mode: app.Spec.CollectorMode}
+	// The sidecar gets the app's collector credential, not its ingest token: only the
+	// collector's may write the app's process events (docs/collector.md, "Trust"). The
+	// LogApp reconciler writes it in the same pass as the token Secret, before Ready.
+	t := Target{App: name, TokenSecretName: app.Name + kubeplexv1alpha1.CollectorSecretSuffix, Mode: app.Spec.CollectorMode}
 	if t.Mode == kubeplexv1alpha1.CollectorCRITail {
 		t.PodSecurityEnforce = h.podSecurityEnforce(ctx, namespace)
 	}

@@ -37,7 +37,7 @@ const (
 	StatePath  = "/kubeplex-state"
 	SocketName = "collector.sock"
 	SocketPath = StatePath + "/" + SocketName
-	// TokenDir holds the LogApp's token Secret (key "token" only) in the sidecar;
+	// TokenDir holds the LogApp's collector Secret (key "token" only) in the sidecar;
 	// TokenPath is the file the collector reads (KUBEPLEX_TOKEN_FILE).
 	TokenDir  = "/var/run/kubeplex/token"
 	TokenPath = TokenDir + "/" + kubeplexv1alpha1.TokenSecretKey
@@ -104,7 +104,8 @@ func DefaultResources() corev1.ResourceRequirements {
 type Target struct {
 	// App is the LogApp's name.
 	App string
-	// TokenSecretName holds the ingest token under the key "token".
+	// TokenSecretName holds the sidecar's credential under the key "token": the
+	// LogApp's collector Secret (<app>-kubeplex-collector).
 	TokenSecretName string
 	// Mode is the LogApp's collectorMode; empty means Exec.
 	Mode kubeplexv1alpha1.CollectorMode

@@ -63,28 +63,37 @@ type Dispatcher struct {
 }
 
 type snapshot struct {
-	version string
-	tokens  map[[sha256.Size]byte]*Route
-	hosts   map[string]*App
-	apps    map[string]*App
+	version  string
+	tokens   map[[sha256.Size]byte]*Route
+	platform map[[sha256.Size]byte]bool
+	hosts    map[string]*App
+	apps     map[string]*App
 }
 
 // Route is what an ingest token grants: the app, and the sources it may write as.
 type Route struct {
-	App      *App
-	Source   []byte
-	allowed  [][]byte
-	notAfter time.Time
+	App       *App
+	Source    []byte
+	allowed   [][]byte
+	collector bool
+	notAfter  time.Time
 }
 
+var platformSource = []byte(routing.PlatformSource)
+
 // SourceFor returns the source a message is filed under: the APP-NAME the producer
-// wrote when the token allows it, otherwise the token's own source, so a producer can
-// never write as the platform.
-func (r *Route) SourceFor(appName []byte) []byte {
-	if len(appName) == 0 {
+// wrote when the token allows it, otherwise the token's own source. Source kubeplex
+// is allowed only to a collector credential and only for the app's own processes
+// (process events), never for a platform process (kubeplex[router], [api], ...), so
+// no producer can write what the platform says.
+func (r *Route) SourceFor(appName, procID []byte) []byte {
+	if len(appName) == 0 || string(appName) == string(r.Source) {
 		return r.Source
 	}
-	if string(appName) == string(r.Source) {
+	if string(appName) == routing.PlatformSource {
+		if r.collector && !routing.IsPlatformProcess(procID) {
+			return platformSource
+		}
 		return r.Source
 	}
 	for _, a := range r.allowed {
@@ -223,6 +232,12 @@ func (d *Dispatcher) ByToken(token string) (*Route, bool) {
 	return r, true
 }
 
+// IsPlatform reports whether token is one of kubeplex's own credentials.
+func (d *Dispatcher) IsPlatform(token string) bool {
+	s := d.snap.Load()
+	return s != nil && token != "" && s.platform[sha256.Sum256([]byte(token))]
+}
+
 // ByHost maps a host name (load-balancer logs) to its app.
 func (d *Dispatcher) ByHost(host []byte) (*App, bool) {
 	s := d.snap.Load()
@@ -258,18 +273,21 @@ func (d *Dispatcher) Apply(t *routing.Table) error {
 	if d.closed {
 		return fmt.Errorf("apply routing table: router is shutting down")
 	}
-	first := d.snap.Load() == nil
 	next := &snapshot{
-		version: t.Version,
-		tokens:  map[[sha256.Size]byte]*Route{},
-		hosts:   map[string]*App{},
-		apps:    map[string]*App{},
+		version:  t.Version,
+		tokens:   map[[sha256.Size]byte]*Route{},
+		platform: map[[sha256.Size]byte]bool{},
+		hosts:    map[string]*App{},
+		apps:     map[string]*App{},
 	}
-	type notice struct {
-		app  *App
-		text string
+	for _, tok := range t.Platform {
+		var key [sha256.Size]byte
+		if n, err := hex.Decode(key[:], []byte(tok.Digest())); err != nil || n != len(key) {
+			d.opts.Logger.Warn("routing table platform credential digest is not hex; ignored")
+			continue
+		}
+		next.platform[key] = true
 	}
-	var notices []notice
 	broken := map[string]routing.DrainStatus{}
 	var stops []*drain.Runner
 	for i := range t.Apps {
@@ -287,7 +305,7 @@ func (d *Dispatcher) Apply(t *routing.Table) error {
 		}
 		next.apps[a.ID] = a
 		for _, tok := range ta.Tokens {
-			r := &Route{App: a, Source: []byte(tok.Source)}
+			r := &Route{App: a, Source: []byte(tok.Source), collector: tok.Collector}
 			for _, s := range tok.AllowedSources {
 				r.allowed = append(r.allowed, []byte(s))
 			}
@@ -304,12 +322,9 @@ func (d *Dispatcher) Apply(t *routing.Table) error {
 		for _, h := range ta.Hosts {
 			next.hosts[strings.ToLower(h)] = a
 		}
-		runners, texts, stopped := d.reconcileDrains(a, ta.Drains, broken)
+		runners, stopped := d.reconcileDrains(a, ta.Drains, broken)
 		a.runners.Store(&runners)
 		stops = append(stops, stopped...)
-		for _, text := range texts {
-			notices = append(notices, notice{a, text})
-		}
 	}
 	// Apps gone from the table: stop their drains and free their history.
 	for id, a := range d.apps {
@@ -331,22 +346,18 @@ func (d *Dispatcher) Apply(t *routing.Table) error {
 			r.Stop(ctx, false)
 		})
 	}
-	// Announce changes, not the first table: a restarting replica would otherwise
-	// write "added" lines for every drain it already had.
-	if !first {
-		for _, n := range notices {
-			n.app.Announce(wire.PriorityInfo, n.text)
-		}
-	}
+	// Changes of the table (drain added, removed, ...) are not announced here: every
+	// replica applies every table, so each would write its own copy. The manager's
+	// leader writes them once (controllers/routes.Changes).
 	d.opts.Logger.Info("routing table applied", "version", t.Version, "apps", len(t.Apps))
 	return nil
 }
 
 // reconcileDrains returns the app's new runner set, reusing runners whose drain did
 // not change; a drain whose destination changed gets a new runner on the same queue.
-// It also returns the lines to announce and the runners to stop.
+// It also returns the runners to stop.
 func (d *Dispatcher) reconcileDrains(a *App, want []routing.Drain, broken map[string]routing.DrainStatus) (
-	runners []*drain.Runner, notices []string, stops []*drain.Runner,
+	runners []*drain.Runner, stops []*drain.Runner,
 ) {
 	old := map[string]*drain.Runner{}
 	for _, r := range a.Drains() {
@@ -384,23 +395,15 @@ func (d *Dispatcher) reconcileDrains(a *App, want []routing.Drain, broken map[st
 			if had {
 				// No successor for the handed-over queue: stopping prev again closes it.
 				stops = append(stops, prev)
-				notices = append(notices, "drain "+prev.Config.Token+" removed")
 			}
 			continue
 		}
 		runners = append(runners, r)
-		if had && prev.Config.Token != cfg.Token {
-			notices = append(notices, "drain "+prev.Config.Token+" removed")
-		}
-		if !had || prev.Config.Token != cfg.Token {
-			notices = append(notices, "drain "+cfg.Token+" added")
-		}
 	}
 	for _, r := range old {
 		stops = append(stops, r)
-		notices = append(notices, "drain "+r.Config.Token+" removed")
 	}
-	return runners, notices, stops
+	return runners, stops
 }
 
 func newConfig(app string, td routing.Drain) (*drain.Config, error) {

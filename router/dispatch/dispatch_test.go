@@ -89,17 +89,17 @@ func TestLiveTableChanges(t *testing.T) {
 	publish(t, d, tok1, "a")
 	s1.WaitFor(t, 1)
 
-	// Add a drain: the unchanged one keeps its connection; both hear about the new one.
+	// Add a drain: the unchanged one keeps its connection. No replica announces the
+	// change (the manager's leader does, once).
 	app.Drains = append(app.Drains, routing.Drain{ID: "shop/two", Token: dt2, URL: "syslog://" + s2.Addr})
 	apply(t, d, app)
 	publish(t, d, tok1, "b")
-	got1 := s1.WaitFor(t, 3)
-	got2 := s2.WaitFor(t, 2)
-	added := "kubeplex[router] drain " + dt2 + " added"
-	if want := []string{"app[web.1] a", added, "app[web.1] b"}; fmt.Sprint(texts(got1)) != fmt.Sprint(want) {
+	got1 := s1.WaitFor(t, 2)
+	got2 := s2.WaitFor(t, 1)
+	if want := []string{"app[web.1] a", "app[web.1] b"}; fmt.Sprint(texts(got1)) != fmt.Sprint(want) {
 		t.Errorf("drain one got %q, want %q", texts(got1), want)
 	}
-	if want := []string{added, "app[web.1] b"}; fmt.Sprint(texts(got2)) != fmt.Sprint(want) {
+	if want := []string{"app[web.1] b"}; fmt.Sprint(texts(got2)) != fmt.Sprint(want) {
 		t.Errorf("drain two got %q, want %q", texts(got2), want)
 	}
 	if s1.Conns() != 1 {
@@ -110,16 +110,16 @@ func TestLiveTableChanges(t *testing.T) {
 	app.Drains = app.Drains[1:]
 	apply(t, d, app)
 	publish(t, d, tok1, "c")
-	got2 = s2.WaitFor(t, 4)
-	if want := "kubeplex[router] drain " + dt1 + " removed"; texts(got2)[2] != want {
-		t.Errorf("drain two got %q, want %q third", texts(got2), want)
+	got2 = s2.WaitFor(t, 2)
+	if want := "app[web.1] c"; texts(got2)[1] != want {
+		t.Errorf("drain two got %q, want %q second", texts(got2), want)
 	}
 	// Once drain one has stopped and its connection is read to the end, a wrongly
 	// still-running drain one would have delivered "c".
 	dispatch.WaitRemoved(d)
 	s1.WaitClosed(t)
-	if n := len(s1.Messages()); n != 3 {
-		t.Errorf("removed drain got %d messages, want 3", n)
+	if n := len(s1.Messages()); n != 2 {
+		t.Errorf("removed drain got %d messages, want 2", n)
 	}
 
 	// Rotate the token: the old one stops working, history stays.
@@ -136,7 +136,7 @@ func TestLiveTableChanges(t *testing.T) {
 		hist = append(hist, string(m.Text))
 		return true
 	})
-	if want := []string{"a", "drain " + dt2 + " added", "b", "drain " + dt1 + " removed", "c", "d"}; fmt.Sprint(hist) != fmt.Sprint(want) {
+	if want := []string{"a", "b", "c", "d"}; fmt.Sprint(hist) != fmt.Sprint(want) {
 		t.Errorf("history %q, want %q", hist, want)
 	}
 
@@ -149,20 +149,18 @@ func TestLiveTableChanges(t *testing.T) {
 		t.Errorf("moved drain got %q", texts(got3))
 	}
 
-	// A new drain token for the same drain: announced as removed and added, and the
-	// queue carried over stays open.
+	// A new drain token for the same drain: the queue carried over stays open.
 	const dt3 = "d.cccccccc-cccc-4ccc-8ccc-cccccccccccc"
 	app.Drains[0].Token = dt3
 	apply(t, d, app)
 	publish(t, d, tok2, "f")
 	dispatch.WaitRemoved(d) // a stop that wrongly closed the carried-over queue has run
 	publish(t, d, tok2, "g")
-	got3 := s3.WaitFor(t, 5)
-	if want := []string{"app[web.1] e", "kubeplex[router] drain " + dt2 + " removed", "kubeplex[router] drain " + dt3 + " added",
-		"app[web.1] f", "app[web.1] g"}; fmt.Sprint(texts(got3)) != fmt.Sprint(want) {
+	got3 := s3.WaitFor(t, 3)
+	if want := []string{"app[web.1] e", "app[web.1] f", "app[web.1] g"}; fmt.Sprint(texts(got3)) != fmt.Sprint(want) {
 		t.Errorf("re-tokened drain got %q, want %q", texts(got3), want)
 	}
-	if got3[4].Hostname != dt3 {
+	if got3[2].Hostname != dt3 {
 		t.Errorf("hostname %q, want the new token", got3[4].Hostname)
 	}
 
@@ -194,11 +192,23 @@ func TestTokenNotAfter(t *testing.T) {
 func TestSourceRuleAndHosts(t *testing.T) {
 	d := newDispatcher(t)
 	apply(t, d, routing.App{ID: "a/b", Hosts: []string{"Shop.Example.com"},
-		Tokens: []routing.Token{{Token: tok1, Source: "app", AllowedSources: []string{"kubeplex"}}}})
-	rt, _ := d.ByToken(tok1)
-	for in, want := range map[string]string{"": "app", "app": "app", "kubeplex": "kubeplex", "heroku": "app", "kubeplexx": "app"} {
-		if got := string(rt.SourceFor([]byte(in))); got != want {
-			t.Errorf("SourceFor(%q) = %q, want %q", in, got, want)
+		Tokens: []routing.Token{{Token: tok1, Source: "app", AllowedSources: []string{"papertrail"}},
+			{Token: tok2, Source: "app", Collector: true}}})
+	app, _ := d.ByToken(tok1)
+	coll, _ := d.ByToken(tok2)
+	tests := []struct {
+		rt            *dispatch.Route
+		appName, proc string
+		want          string
+	}{
+		{app, "", "web.1", "app"}, {app, "app", "web.1", "app"}, {app, "papertrail", "x", "papertrail"},
+		{app, "kubeplex", "web.1", "app"}, {app, "kubeplex", "router", "app"}, {app, "heroku", "web.1", "app"},
+		{coll, "kubeplex", "web.1", "kubeplex"}, {coll, "kubeplex", "router", "app"}, {coll, "kubeplex", "api", "app"},
+		{coll, "kubeplex", "deploy", "app"}, {coll, "kubeplexx", "web.1", "app"}, {coll, "papertrail", "web.1", "app"},
+	}
+	for _, tt := range tests {
+		if got := string(tt.rt.SourceFor([]byte(tt.appName), []byte(tt.proc))); got != tt.want {
+			t.Errorf("SourceFor(%q, %q) = %q, want %q", tt.appName, tt.proc, got, tt.want)
 		}
 	}
 	for host, ok := range map[string]bool{"shop.example.com": true, "SHOP.EXAMPLE.COM": true, "other.example.com": false, "": false} {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kubeplex/kubeplex/internal/routing"
 	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/dispatch"
 	"github.com/kubeplex/kubeplex/router/message"
@@ -16,6 +17,8 @@ import (
 // MsgIDStateError is the MSGID of a collector's warning that it cannot keep a
 // process's restart count (collector/queue.MsgIDStateError).
 const MsgIDStateError = "state-error"
+
+var platformSource = []byte(routing.PlatformSource)
 
 // HTTP serves POST /logs (logplex-1).
 type HTTP struct {
@@ -39,7 +42,9 @@ type httpState struct {
 
 // ServeHTTP answers 204 once the whole batch is accepted, 400 with Logplex's reason
 // text when any of it is malformed (nothing is half-accepted), 401 for an unknown or
-// missing token. The token alone decides the app.
+// missing token. The token alone decides the app, except for kubeplex's own
+// credential, whose batches name their app (routing.PlatformAppHeader; 404 when
+// the app is unknown).
 func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -47,9 +52,30 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok, ok := wire.RequestToken(r)
-	var route *dispatch.Route
-	if ok {
-		route, ok = h.d.ByToken(tok)
+	var app *dispatch.App
+	var sourceFor func(f *wire.Fields) []byte
+	switch {
+	case ok && h.d.IsPlatform(tok):
+		// kubeplex itself (the manager): it names the app, and its frames' sources
+		// and processes stand.
+		id := r.Header.Get(routing.PlatformAppHeader)
+		if app, ok = h.d.App(id); !ok {
+			h.m.IngestErrors.WithLabelValues("http", "unknown_app").Inc()
+			http.Error(w, "Unknown app", http.StatusNotFound)
+			return
+		}
+		sourceFor = func(f *wire.Fields) []byte {
+			if len(f.AppName) == 0 {
+				return platformSource
+			}
+			return f.AppName
+		}
+	case ok:
+		var route *dispatch.Route
+		if route, ok = h.d.ByToken(tok); ok {
+			app = route.App
+			sourceFor = func(f *wire.Fields) []byte { return route.SourceFor(f.AppName, f.ProcID) }
+		}
 	}
 	if !ok {
 		h.m.IngestErrors.WithLabelValues("http", "unauthorized").Inc()
@@ -83,17 +109,17 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	n := 0
-	st.b.app = route.App
+	st.b.app = app
 	for _, rec := range b.Records {
 		f, err := wire.Scan(rec) // ReadBatch checked it; this is the field view
 		if err != nil {
 			continue
 		}
-		src := route.SourceFor(f.AppName)
+		src := sourceFor(&f)
 		if string(f.MsgID) == MsgIDStateError && string(src) == message.SourcePlatform {
-			h.m.CollectorStateErrors.WithLabelValues(route.App.ID).Inc()
+			h.m.CollectorStateErrors.WithLabelValues(app.ID).Inc()
 		}
-		n += st.b.add(route.App, &f, src, f.ProcID, now, h.limits.MaxLine)
+		n += st.b.add(app, &f, src, f.ProcID, now, h.limits.MaxLine)
 	}
 	st.b.flush()
 	st.b.app = nil

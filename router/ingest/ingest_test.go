@@ -31,6 +31,9 @@ import (
 const (
 	tokWeb = "t.11111111-1111-4111-8111-111111111111"
 	tokAPI = "t.22222222-2222-4222-8222-222222222222"
+	// tokWebCollector is shop/web's collector credential; tokPlatform is kubeplex's own.
+	tokWebCollector = "c.33333333-3333-4333-8333-333333333333"
+	tokPlatform     = "p.44444444-4444-4444-8444-444444444444"
 )
 
 type env struct {
@@ -46,9 +49,9 @@ func setup(t *testing.T, limits ingest.Limits) *env {
 	d := dispatch.New(dispatch.Options{Metrics: m, Logger: log})
 	tbl := routing.Table{Apps: []routing.App{
 		{ID: "shop/web", Hosts: []string{"shop.example.com"},
-			Tokens: []routing.Token{{Token: tokWeb, Source: "app", AllowedSources: []string{"kubeplex"}}}},
+			Tokens: []routing.Token{{Token: tokWeb, Source: "app"}, {Token: tokWebCollector, Source: "app", Collector: true}}},
 		{ID: "shop/api", Tokens: []routing.Token{{SHA256: routing.HashToken(tokAPI), Source: "app"}}},
-	}}
+	}, Platform: []routing.Token{{SHA256: routing.HashToken(tokPlatform), Source: "kubeplex"}}}
 	tbl.Seal()
 	if err := d.Apply(&tbl); err != nil {
 		t.Fatal(err)
@@ -162,7 +165,7 @@ func TestHTTPVariants(t *testing.T) {
 		{name: "gzip", auth: basic(tokWeb), hdr: map[string]string{"Content-Encoding": "gzip"},
 			body: gz(frames("<190>1 2026-11-25T10:00:00Z h app web.1 - - zipped")), code: 204, app: "shop/web",
 			want: []string{"app[web.1] zipped"}},
-		{name: "allowed platform source", auth: basic(tokWeb),
+		{name: "collector credential writes process events", auth: basic(tokWebCollector),
 			body: frames("<190>1 2026-11-25T10:00:00Z h kubeplex web.1 - - Starting process"), code: 204, app: "shop/web",
 			want: []string{"kubeplex[web.1] Starting process"}},
 		{name: "token cannot pick app or platform source", auth: basic(tokAPI),
@@ -260,12 +263,9 @@ func TestSyslogTCP(t *testing.T) {
 		{name: "newline framing",
 			send: "<190>1 2026-11-25T10:00:00Z host " + tokAPI + " worker.1 - - a\n<190>1 2026-11-25T10:00:00Z host " + tokAPI + " worker.1 - - b\r\n",
 			app:  "shop/api", want: []string{"app[worker.1] a", "app[worker.1] b"}},
-		{name: "host mapping (RFC 5424)",
-			send: string(frames(`<134>1 2026-11-25T10:00:00Z shop.example.com nginx 12 - - GET / 200`)),
-			app:  "shop/web", want: []string{"kubeplex[nginx] GET / 200"}},
-		{name: "vhost field, BSD syslog from nginx",
-			send: "<190>Nov 25 10:00:00 ingress-7d9f nginx: vhost=shop.example.com GET /cart 200\n",
-			app:  "shop/web", want: []string{"kubeplex[nginx] vhost=shop.example.com GET /cart 200"}},
+		{name: "access log mapped by host, BSD syslog from nginx",
+			send: `<190>Nov 25 10:00:00 ingress-7d9f nginx: 10.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET /cart HTTP/1.1" 200 12 "-" "curl/8.5.0" host=shop.example.com` + "\n",
+			app:  "shop/web", want: []string{`kubeplex[router] at=info method=GET path="/cart" host=shop.example.com fwd="10.0.0.1" status=200 bytes=12 protocol=http`}},
 		{name: "unknown app and junk are dropped, the rest kept",
 			send: string(frames("<190>1 2026-11-25T10:00:00Z nowhere.example x - - - lost", "<190>1 2026-11-25T10:00:00Z host "+tokWeb+" web.1 - - kept")),
 			app:  "shop/web", want: []string{"app[web.1] kept"}},
@@ -362,7 +362,7 @@ func TestCollectorStateErrorsCounted(t *testing.T) {
 		"<190>1 2026-11-25T10:00:00.000002+00:00 web-1 app web.1 state-error - an app line that happens to use the MSGID")
 	req, _ := http.NewRequest(http.MethodPost, e.url+"/logs", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/logplex-1")
-	req.SetBasicAuth("token", tokWeb)
+	req.SetBasicAuth("token", tokWebCollector)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

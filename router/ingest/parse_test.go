@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -59,5 +60,23 @@ func FuzzVhost(f *testing.F) {
 	f.Add("host=a vhost=b")
 	f.Fuzz(func(t *testing.T, s string) {
 		_ = vhost([]byte(s))
+	})
+}
+
+// FuzzParseAccessLog: any text either fails or becomes one router-form line whose
+// host is one field (no space, quote or '=' that could start another).
+func FuzzParseAccessLog(f *testing.F) {
+	f.Add(`10.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "-" host=a.example`)
+	f.Add(`{"host":"a.example","method":"GET","path":"/","status":200,"bytes_sent":1}`)
+	f.Add(`1.2.3.4 - - [x] "GET / HTTP/1.1" 200 1 "-" "-" 83 0.012 [a-b-80] [] 10.0.0.2:80 1 0.011 200 id host=a`)
+	f.Fuzz(func(t *testing.T, s string) {
+		a, ok := parseAccessLog([]byte(s))
+		if !ok {
+			return
+		}
+		line := string(appendRouterLine(nil, &a))
+		if !strings.HasPrefix(line, "at=info method=") || strings.ContainsAny(line, "\n\r") {
+			t.Fatalf("router line %q", line)
+		}
 	})
 }

@@ -22,9 +22,8 @@ const DefaultReadTimeout = 5 * time.Minute
 
 // Syslog serves syslog over TCP/TLS (RFC 6587: octet counting and LF framing) and
 // UDP (RFC 5426: one message per datagram). A record reaches an app when its APP-NAME
-// is an ingest token (the token's source applies), or when its HOSTNAME, or a
-// host=/vhost= field in its text, is one of an app's hosts (load-balancer logs,
-// filed under source kubeplex).
+// is an ingest token (the token's source applies), or when it is an access log for
+// one of an app's hosts (load-balancer lines, lb.go).
 type Syslog struct {
 	d           *dispatch.Dispatcher
 	limits      Limits
@@ -129,43 +128,44 @@ func (r *connReader) Read(p []byte) (int, error) {
 // resolver maps records to apps for one connection or datagram, caching the last
 // token so a producer that sends the same token in every record pays one hash.
 type resolver struct {
-	s        *Syslog
-	lastTok  []byte
-	lastRt   *dispatch.Route
-	platform []byte
+	s       *Syslog
+	lastTok []byte
+	lastRt  *dispatch.Route
+	line    []byte // the router-form text of the last load-balancer record
 }
 
-func (s *Syslog) newResolver() *resolver {
-	return &resolver{s: s, platform: []byte(message.SourcePlatform)}
-}
+func (s *Syslog) newResolver() *resolver { return &resolver{s: s} }
 
-// resolve returns the app, source and process for a record, or nil app.
-func (r *resolver) resolve(f *wire.Fields) (*dispatch.App, []byte, []byte) {
+var procRouter = []byte(message.ProcRouter)
+
+// resolve returns the app, source and process for a record, or nil app and the
+// reason it was refused. A record whose APP-NAME is an ingest token is the token's
+// (its source, the sender's process); any other record is a load-balancer line
+// (lb.go): filed only when it parses as an access log for one of an app's hosts,
+// with its text re-written in the router form, as kubeplex[router].
+func (r *resolver) resolve(f *wire.Fields) (*dispatch.App, []byte, []byte, string) {
 	if len(f.AppName) > 2 && f.AppName[0] == 't' && f.AppName[1] == '.' {
 		if r.lastRt == nil || !bytes.Equal(r.lastTok, f.AppName) {
 			rt, ok := r.s.d.ByToken(string(f.AppName))
 			if !ok {
-				return nil, nil, nil
+				return nil, nil, nil, "unknown_app"
 			}
 			r.lastTok = append(r.lastTok[:0], f.AppName...)
 			r.lastRt = rt
 		}
-		return r.lastRt.App, r.lastRt.Source, f.ProcID
+		return r.lastRt.App, r.lastRt.Source, f.ProcID, ""
 	}
-	app, ok := r.s.d.ByHost(f.Hostname)
+	a, ok := parseAccessLog(f.Text)
 	if !ok {
-		if h := vhost(f.Text); h != nil {
-			app, ok = r.s.d.ByHost(h)
-		}
+		return nil, nil, nil, "not_access_log"
 	}
+	app, ok := r.s.d.ByHost(a.host)
 	if !ok {
-		return nil, nil, nil
+		return nil, nil, nil, "unknown_host"
 	}
-	proc := f.AppName
-	if len(proc) == 0 {
-		proc = []byte("ingress")
-	}
-	return app, r.platform, proc
+	r.line = appendRouterLine(r.line[:0], &a)
+	f.Text = r.line
+	return app, platformSource, procRouter, ""
 }
 
 // vhost finds "vhost=NAME" or "host=NAME" (optionally quoted) in a log line, the
@@ -249,9 +249,9 @@ func (s *Syslog) accept(b *batch, res *resolver, rec []byte, proto string, now t
 			return 0
 		}
 	}
-	app, src, proc := res.resolve(&f)
+	app, src, proc, reason := res.resolve(&f)
 	if app == nil {
-		s.m.IngestErrors.WithLabelValues(proto, "unknown_app").Inc()
+		s.m.IngestErrors.WithLabelValues(proto, reason).Inc()
 		return 0
 	}
 	return b.add(app, &f, src, proc, now, s.limits.MaxLine)

@@ -1,0 +1,208 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/internal/testenv"
+	"github.com/kubeplex/kubeplex/internal/wire"
+)
+
+// TestPlatformLinesOncePerEvent runs two managers (leader election) and two routers,
+// each manager posting to a different router, and counts the copies of a
+// "Drain … added" and "Drain … removed" line in an existing drain: one each, written by
+// the leader, however many replicas run (routers no longer announce table changes).
+func TestPlatformLinesOncePerEvent(t *testing.T) {
+	c := startCluster(t)
+	ctx := contextFor(t, 5*time.Minute)
+	for _, ns := range []string{systemNS, "shop"} {
+		if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	routerKC := c.routerKubeconfig(t)
+	var routerURLs []string
+	for range 2 {
+		port := testenv.FreePort(t)
+		routerURLs = append(routerURLs, fmt.Sprintf("http://127.0.0.1:%d", port))
+		start(t, "router", nil, "--http-addr", fmt.Sprintf("127.0.0.1:%d", port),
+			"--routes-secret", systemNS+"/"+routesName, "--kubeconfig", routerKC, "--allow-cidrs", "127.0.0.0/8")
+	}
+	for i := range 2 {
+		start(t, "manager", nil, "--kubeconfig", c.kubeconfig, "--namespace", systemNS,
+			"--routes-secret", routesName, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
+			"--leader-elect=true", "--webhook-port", "0", "--allow-cidrs", "127.0.0.0/8",
+			"--router-url", routerURLs[i]+"/logs", "--router-status-urls", strings.Join(routerURLs, ","))
+	}
+	sink := startSyslogSink(t)
+	sink2 := startSyslogSink(t)
+
+	app := &kubeplexv1alpha1.LogApp{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"}}
+	first := drainTo("first", sink.addr)
+	for _, o := range []client.Object{app, first} {
+		if err := c.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	token := appToken(t, c, app)
+	firstToken := drainReady(t, c, first)
+	waitRouters(t, c, routerURLs)
+
+	second := drainTo("second", sink2.addr)
+	if err := c.Client.Create(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	secondToken := drainReady(t, c, second)
+	added := "Drain " + secondToken + " added (syslog://" + sink2.addr + ")"
+	countOnce(t, sink, routerURLs, token, "marker-1", added)
+
+	if err := c.Client.Delete(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	countOnce(t, sink, routerURLs, token, "marker-2", "Drain "+secondToken+" removed")
+
+	// The first drain was there before the test counted: it was announced once too
+	// (into the app's stream; the drain itself may have joined a moment later).
+	if n := count(sink, "Drain "+firstToken+" added"); n > 1 {
+		t.Errorf("%d copies of the first drain's line", n)
+	}
+}
+
+func drainTo(name, addr string) *kubeplexv1alpha1.LogDrain {
+	return &kubeplexv1alpha1.LogDrain{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop"},
+		Spec: kubeplexv1alpha1.LogDrainSpec{AppRef: kubeplexv1alpha1.AppReference{Name: "web"},
+			URL: "syslog://" + addr},
+	}
+}
+
+func appToken(t *testing.T, c *cluster, app *kubeplexv1alpha1.LogApp) string {
+	t.Helper()
+	ctx := contextFor(t, testenv.WaitTimeout)
+	var token string
+	testenv.Eventually(t, "LogApp Ready", func() error {
+		var got kubeplexv1alpha1.LogApp
+		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(app), &got); err != nil {
+			return err
+		}
+		if !meta.IsStatusConditionTrue(got.Status.Conditions, kubeplexv1alpha1.ReadyCondition) {
+			return fmt.Errorf("status %+v", got.Status)
+		}
+		var sec corev1.Secret
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: app.Namespace, Name: got.Status.TokenSecretName}, &sec); err != nil {
+			return err
+		}
+		token = string(sec.Data[kubeplexv1alpha1.TokenSecretKey])
+		return nil
+	})
+	return token
+}
+
+func drainReady(t *testing.T, c *cluster, d *kubeplexv1alpha1.LogDrain) string {
+	t.Helper()
+	ctx := contextFor(t, testenv.WaitTimeout)
+	var tok string
+	testenv.Eventually(t, "LogDrain "+d.Name+" Ready", func() error {
+		var got kubeplexv1alpha1.LogDrain
+		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(d), &got); err != nil {
+			return err
+		}
+		if !meta.IsStatusConditionTrue(got.Status.Conditions, kubeplexv1alpha1.ReadyCondition) || got.Status.Token == "" {
+			return fmt.Errorf("status %+v", got.Status)
+		}
+		tok = got.Status.Token
+		return nil
+	})
+	return tok
+}
+
+// waitRouters waits until every router runs the stored table.
+func waitRouters(t *testing.T, c *cluster, urls []string) {
+	t.Helper()
+	ctx := contextFor(t, testenv.WaitTimeout)
+	testenv.Eventually(t, "routers run the stored table", func() error {
+		var sec corev1.Secret
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: systemNS, Name: routesName}, &sec); err != nil {
+			return err
+		}
+		want := sec.Annotations[kubeplexv1alpha1.RoutesVersionAnnotation]
+		for _, u := range urls {
+			st, err := routerStatus(u)
+			if err != nil {
+				return err
+			}
+			if st.Version != want {
+				return fmt.Errorf("router %s runs %q, stored %q", u, st.Version, want)
+			}
+		}
+		return nil
+	})
+}
+
+func count(s *syslogSink, text string) int {
+	msgs, _ := s.snapshot()
+	n := 0
+	for _, m := range msgs {
+		if string(m.Text) == text && m.AppName == "kubeplex" && m.ProcID == "router" {
+			n++
+		}
+	}
+	return n
+}
+
+// countOnce waits for text at the sink, then sends a marker line through every
+// router and waits for all of them: each router delivers in order, so a second copy
+// of text from any replica would have arrived before its marker.
+func countOnce(t *testing.T, s *syslogSink, routerURLs []string, token, marker, text string) {
+	t.Helper()
+	testenv.Eventually(t, "platform line "+text, func() error {
+		if count(s, text) == 0 {
+			msgs, _ := s.snapshot()
+			return fmt.Errorf("not yet; %d messages", len(msgs))
+		}
+		return nil
+	})
+	for i, u := range routerURLs {
+		body := wire.AppendFrame(nil, []byte(fmt.Sprintf("<190>1 2026-11-25T10:00:00Z h app web.1 - - %s-%d", marker, i)))
+		req, err := http.NewRequest(http.MethodPost, u+"/logs", strings.NewReader(string(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", wire.ContentType)
+		req.SetBasicAuth("token", token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close() // only the status is checked
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("marker via %s: status %d", u, resp.StatusCode)
+		}
+	}
+	testenv.Eventually(t, "markers through every router", func() error {
+		msgs, _ := s.snapshot()
+		for i := range routerURLs {
+			want := fmt.Sprintf("%s-%d", marker, i)
+			found := false
+			for _, m := range msgs {
+				found = found || string(m.Text) == want
+			}
+			if !found {
+				return fmt.Errorf("%s not yet", want)
+			}
+		}
+		return nil
+	})
+	if n := count(s, text); n != 1 {
+		t.Errorf("%d copies of %q, want 1", n, text)
+	}
+}

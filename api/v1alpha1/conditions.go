@@ -59,8 +59,8 @@ const (
 	HostsRoutedReason = "HostsRouted"
 	// NoHostsReason: the app requests no hosts.
 	NoHostsReason = "NoHosts"
-	// HostConflictReason: another app, created earlier, holds one of the hosts; the
-	// host is left out of this app's entry.
+	// HostConflictReason: another app claims one of the hosts too; such a host goes to
+	// neither until one of them gives it up.
 	HostConflictReason = "HostConflict"
 )
 

@@ -199,8 +199,9 @@ func TestWalkingSkeleton(t *testing.T) {
 		return nil
 	})
 	a := table.Apps[0]
-	if len(a.Tokens) != 1 || a.Tokens[0].SHA256 != routing.HashToken(token) || a.Tokens[0].Token != "" {
-		t.Errorf("app tokens %+v: want only the SHA-256 of the ingest token", a.Tokens)
+	if len(a.Tokens) != 2 || a.Tokens[0].SHA256 != routing.HashToken(token) || a.Tokens[0].Token != "" ||
+		a.Tokens[0].Collector || !a.Tokens[1].Collector || a.Tokens[1].Token != "" {
+		t.Errorf("app tokens %+v: want only the SHA-256 of the ingest token and of the collector credential", a.Tokens)
 	}
 	byID := map[string]routing.Drain{}
 	for _, d := range a.Drains {

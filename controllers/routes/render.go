@@ -124,8 +124,9 @@ func Render(in Input) Result {
 		})
 	}
 
-	// Oldest first, so that when two apps claim the same host the one that had it
-	// first keeps it, whatever order the cache lists them in.
+	// A canonical order, whatever order the cache lists them in. A host claimed by
+	// two apps goes to neither (HostClaims): neither can take another's lines by
+	// being first, and both owners see the conflict.
 	apps := slices.Clone(in.Apps)
 	slices.SortFunc(apps, func(a, b kubeplexv1alpha1.LogApp) int {
 		return cmp.Or(
@@ -135,7 +136,7 @@ func Render(in Input) Result {
 	})
 	table := &routing.Table{Apps: []routing.App{}, SessionKeys: in.SessionKeys}
 	index := map[string]int{} // app ID → position in table.Apps
-	hostOwner := map[string]string{}
+	claims := HostClaims(apps)
 	for i := range apps {
 		app := &apps[i]
 		if !app.DeletionTimestamp.IsZero() {
@@ -183,15 +184,15 @@ func Render(in Input) Result {
 			}
 		}
 		for _, h := range app.Spec.Hosts {
-			h = strings.ToLower(strings.TrimSuffix(h, "."))
-			if owner, taken := hostOwner[h]; taken {
-				if owner != id {
-					problem("LogApp", app, ReasonHostConflict, "host %s already belongs to app %s; left out", h, owner)
-				}
+			h = NormalizeHost(h)
+			if owners := claims[h]; len(owners) > 1 {
+				problem("LogApp", app, ReasonHostConflict, "host %s is also claimed by %s; its load-balancer lines go to neither until one gives it up",
+					h, strings.Join(others(owners, id), ", "))
 				continue
 			}
-			hostOwner[h] = id
-			ra.Hosts = append(ra.Hosts, h)
+			if !slices.Contains(ra.Hosts, h) {
+				ra.Hosts = append(ra.Hosts, h)
+			}
 		}
 		index[id] = len(table.Apps)
 		table.Apps = append(table.Apps, ra)
@@ -254,6 +255,41 @@ func Render(in Input) Result {
 
 func ingestToken(tok string, notAfter *time.Time) routing.Token {
 	return routing.Token{SHA256: routing.HashToken(tok), Source: tokenSource, NotAfter: notAfter}
+}
+
+// NormalizeHost is a host as the table holds it: lower case, no trailing dot.
+func NormalizeHost(h string) string { return strings.ToLower(strings.TrimSuffix(h, ".")) }
+
+// HostClaims maps each host to the IDs of the live apps that list it, sorted.
+func HostClaims(apps []kubeplexv1alpha1.LogApp) map[string][]string {
+	claims := map[string][]string{}
+	for i := range apps {
+		a := &apps[i]
+		if !a.DeletionTimestamp.IsZero() {
+			continue
+		}
+		id := ID(a.Namespace, a.Name)
+		for _, h := range a.Spec.Hosts {
+			h = NormalizeHost(h)
+			if !slices.Contains(claims[h], id) {
+				claims[h] = append(claims[h], id)
+			}
+		}
+	}
+	for h := range claims {
+		slices.Sort(claims[h])
+	}
+	return claims
+}
+
+func others(ids []string, self string) []string {
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if id != self {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // ID is the routing-table ID of a namespaced object: "<namespace>/<name>".

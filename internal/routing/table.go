@@ -105,8 +105,9 @@ type Token struct {
 	// app tokens, an add-on's name for its input token).
 	Source string `json:"source"`
 	// AllowedSources are other source names a producer may set in APP-NAME. Any
-	// other APP-NAME is replaced with Source. The platform source is never allowed
-	// here (Validate refuses it): see Collector and Table.Platform.
+	// other APP-NAME is replaced with Source. The platform source is never granted
+	// this way (routers ignore it here, as tables from older managers carry it): see
+	// Collector and Table.Platform.
 	AllowedSources []string `json:"allowedSources,omitempty"`
 	// Collector marks the credential of the app's injected collectors (a Secret only
 	// their sidecars mount): besides Source it may write source kubeplex for the
@@ -231,9 +232,6 @@ func (t *Table) Validate() error {
 		for _, tok := range a.Tokens {
 			if tok.Source == "" || (tok.SHA256 == "" && tok.Token == "") {
 				return fmt.Errorf("validate routing table: app %q: token without source or secret", a.ID)
-			}
-			if tok.Source == PlatformSource || slices.Contains(tok.AllowedSources, PlatformSource) {
-				return fmt.Errorf("validate routing table: app %q: an app's token may not write source %s", a.ID, PlatformSource)
 			}
 		}
 		for _, d := range a.Drains {

@@ -305,6 +305,11 @@ func (d *Dispatcher) Apply(t *routing.Table) error {
 		}
 		next.apps[a.ID] = a
 		for _, tok := range ta.Tokens {
+			if tok.Source == routing.PlatformSource {
+				// Only kubeplex's own credentials (Table.Platform) write as kubeplex.
+				d.opts.Logger.Warn("routing table gives an app token the platform source; token ignored", "app", a.ID)
+				continue
+			}
 			r := &Route{App: a, Source: []byte(tok.Source), collector: tok.Collector}
 			for _, s := range tok.AllowedSources {
 				r.allowed = append(r.allowed, []byte(s))

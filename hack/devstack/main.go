@@ -200,8 +200,10 @@ func waitToken(ctx context.Context, c client.Client) (string, error) {
 	for {
 		var app kubeplexv1alpha1.LogApp
 		if err := c.Get(ctx, client.ObjectKey{Namespace: demoNamespace, Name: demoApp}, &app); err == nil && app.Status.TokenSecretName != "" {
+			// The collector credential, as an injected sidecar has it: its process
+			// events are then kubeplex lines (an ingest token would file them as app).
 			var s corev1.Secret
-			if err := c.Get(ctx, client.ObjectKey{Namespace: demoNamespace, Name: app.Status.TokenSecretName}, &s); err == nil {
+			if err := c.Get(ctx, client.ObjectKey{Namespace: demoNamespace, Name: demoApp + kubeplexv1alpha1.CollectorSecretSuffix}, &s); err == nil {
 				return string(s.Data[kubeplexv1alpha1.TokenSecretKey]), nil
 			}
 		}

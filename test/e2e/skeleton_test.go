@@ -186,7 +186,7 @@ func TestWalkingSkeleton(t *testing.T) {
 
 	// The manager makes the app Ready with a token Secret, and the drain Ready with a
 	// drain token.
-	var token, drainToken string
+	var token, collectorToken, drainToken string
 	testenv.Eventually(t, "LogApp Ready with a token Secret", func() error {
 		var got kubeplexv1alpha1.LogApp
 		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(app), &got); err != nil {
@@ -203,6 +203,11 @@ func TestWalkingSkeleton(t *testing.T) {
 		if !strings.HasPrefix(token, "t.") {
 			return fmt.Errorf("token %q lacks the t. prefix", token[:min(2, len(token))])
 		}
+		// The collector credential, which the webhook mounts into sidecars.
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web" + kubeplexv1alpha1.CollectorSecretSuffix}, &sec); err != nil {
+			return err
+		}
+		collectorToken = string(sec.Data[kubeplexv1alpha1.TokenSecretKey])
 		return nil
 	})
 	testenv.Eventually(t, "LogDrain Ready with a drain token", func() error {
@@ -277,7 +282,7 @@ func TestWalkingSkeleton(t *testing.T) {
 
 	// A worker under the collector prints one line per stream and exits 3.
 	cmd := exec.CommandContext(ctx, bins["collector"], "run", "--", "sh", "-c", "echo hello; echo oops >&2; exit 3")
-	cmd.Env = append(os.Environ(), "KUBEPLEX_ROUTER_URL="+routerURL+"/logs", "KUBEPLEX_TOKEN="+token, "KUBEPLEX_PROCESS=web.1")
+	cmd.Env = append(os.Environ(), "KUBEPLEX_ROUTER_URL="+routerURL+"/logs", "KUBEPLEX_TOKEN="+collectorToken, "KUBEPLEX_PROCESS=web.1")
 	var collectorOut testenv.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &collectorOut, &collectorOut
 	err := cmd.Run()
@@ -319,9 +324,9 @@ func TestWalkingSkeleton(t *testing.T) {
 
 	// No process may print the ingest token.
 	for _, p := range []*testenv.Process{manager, router} {
-		mustContainNone(t, p.Name+" output", p.Out.String(), token)
+		mustContainNone(t, p.Name+" output", p.Out.String(), token, collectorToken)
 	}
-	mustContainNone(t, "collector output", collectorOut.String(), token)
+	mustContainNone(t, "collector output", collectorOut.String(), token, collectorToken)
 }
 
 func routerStatus(base string) (*routing.RouterStatus, error) {

@@ -171,6 +171,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, c Config) error {
 			return fmt.Errorf("add platform line poster: %w", err)
 		}
 	}
+	if poster != nil {
+		if err := (&APILines{Platform: poster}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("set up api lines: %w", err)
+		}
+	}
 	if err := (&RoutesReconciler{
 		Client: mgr.GetClient(), Metrics: NewRoutesMetrics(c.Registerer), MinWriteInterval: writeInterval, View: view,
 		SessionKeysSecret: c.Sessions.KeysSecret,
@@ -188,6 +193,8 @@ func splitID(id string) (string, string, bool) {
 	return ns, name, ok && ns != "" && name != ""
 }
 
+func keepObject(o any) (any, error) { return o, nil }
+
 // CacheOptions keep the manager's memory small in big clusters: of all Secrets, the
 // cache holds only the manager's own (label app.kubernetes.io/managed-by=kubeplex).
 // Users' credential Secrets are read directly and watched by metadata only (Setup).
@@ -195,7 +202,11 @@ func CacheOptions() cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{kubeplexv1alpha1.ManagedByLabel: kubeplexv1alpha1.ManagedByValue})},
+			// LogApps and LogDrains keep their managedFields: the API lines name who
+			// changed them (APILines). They are few next to Secrets and Pods.
+			&kubeplexv1alpha1.LogApp{}:   {Transform: keepObject},
+			&kubeplexv1alpha1.LogDrain{}: {Transform: keepObject},
+			&corev1.Secret{}:             {Label: labels.SelectorFromSet(labels.Set{kubeplexv1alpha1.ManagedByLabel: kubeplexv1alpha1.ManagedByValue})},
 		},
 	}
 }

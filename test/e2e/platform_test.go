@@ -21,6 +21,8 @@ import (
 // each manager posting to a different router, and counts the copies of a
 // "Drain … added" and "Drain … removed" line in an existing drain: one each, written by
 // the leader, however many replicas run (routers no longer announce table changes).
+// Then the API lines: a LogDrain created, changed and deleted by named field managers,
+// each line once, with the actor and without the URL's credentials.
 func TestPlatformLinesOncePerEvent(t *testing.T) {
 	c := startCluster(t)
 	ctx := contextFor(t, 5*time.Minute)
@@ -63,16 +65,42 @@ func TestPlatformLinesOncePerEvent(t *testing.T) {
 	}
 	secondToken := drainReady(t, c, second)
 	added := "Drain " + secondToken + " added (syslog://" + sink2.addr + ")"
-	countOnce(t, sink, routerURLs, token, "marker-1", added)
+	countOnce(t, sink, routerURLs, token, "marker-1", added, "router")
 
 	if err := c.Client.Delete(ctx, second); err != nil {
 		t.Fatal(err)
 	}
-	countOnce(t, sink, routerURLs, token, "marker-2", "Drain "+secondToken+" removed")
+	countOnce(t, sink, routerURLs, token, "marker-2", "Drain "+secondToken+" removed", "router")
+
+	// API lines: who did it (the field manager), which fields, never a secret.
+	third := drainTo("third", "unused")
+	third.Spec.URL = "https://logs.example.com/ingest?api_key=SECRET-KEY-1"
+	if err := c.Client.Create(ctx, third, client.FieldOwner("alice")); err != nil {
+		t.Fatal(err)
+	}
+	countOnce(t, sink, routerURLs, token, "marker-3", "LogDrain third created (https://logs.example.com) by alice", "api")
+	if err := c.Client.Get(ctx, client.ObjectKeyFromObject(third), third); err != nil {
+		t.Fatal(err)
+	}
+	third.Spec.URL = "https://user:SECRET-PW-2@logs2.example.com:8443/x"
+	if err := c.Client.Update(ctx, third, client.FieldOwner("bob")); err != nil {
+		t.Fatal(err)
+	}
+	countOnce(t, sink, routerURLs, token, "marker-4", "LogDrain third changed spec.url (now https://logs2.example.com:8443) by bob", "api")
+	if err := c.Client.Delete(ctx, third); err != nil {
+		t.Fatal(err)
+	}
+	countOnce(t, sink, routerURLs, token, "marker-5", "LogDrain third deleted", "api")
+	msgs, _ := sink.snapshot()
+	for _, m := range msgs {
+		if strings.Contains(string(m.Text), "SECRET") {
+			t.Errorf("a secret reached the stream: %s[%s] %q", m.AppName, m.ProcID, m.Text)
+		}
+	}
 
 	// The first drain was there before the test counted: it was announced once too
 	// (into the app's stream; the drain itself may have joined a moment later).
-	if n := count(sink, "Drain "+firstToken+" added"); n > 1 {
+	if n := count(sink, "Drain "+firstToken+" added", "router"); n > 1 {
 		t.Errorf("%d copies of the first drain's line", n)
 	}
 }
@@ -148,11 +176,11 @@ func waitRouters(t *testing.T, c *cluster, urls []string) {
 	})
 }
 
-func count(s *syslogSink, text string) int {
+func count(s *syslogSink, text, proc string) int {
 	msgs, _ := s.snapshot()
 	n := 0
 	for _, m := range msgs {
-		if string(m.Text) == text && m.AppName == "kubeplex" && m.ProcID == "router" {
+		if string(m.Text) == text && m.AppName == "kubeplex" && m.ProcID == proc {
 			n++
 		}
 	}
@@ -162,10 +190,10 @@ func count(s *syslogSink, text string) int {
 // countOnce waits for text at the sink, then sends a marker line through every
 // router and waits for all of them: each router delivers in order, so a second copy
 // of text from any replica would have arrived before its marker.
-func countOnce(t *testing.T, s *syslogSink, routerURLs []string, token, marker, text string) {
+func countOnce(t *testing.T, s *syslogSink, routerURLs []string, token, marker, text, proc string) {
 	t.Helper()
 	testenv.Eventually(t, "platform line "+text, func() error {
-		if count(s, text) == 0 {
+		if count(s, text, proc) == 0 {
 			msgs, _ := s.snapshot()
 			return fmt.Errorf("not yet; %d messages", len(msgs))
 		}
@@ -202,7 +230,7 @@ func countOnce(t *testing.T, s *syslogSink, routerURLs []string, token, marker, 
 		}
 		return nil
 	})
-	if n := count(s, text); n != 1 {
+	if n := count(s, text, proc); n != 1 {
 		t.Errorf("%d copies of %q, want 1", n, text)
 	}
 }

@@ -55,6 +55,7 @@ type options struct {
 	rate    int
 	paced   time.Duration
 	tails   int
+	profile string
 	workDir string
 }
 
@@ -67,6 +68,7 @@ func main() {
 	flag.IntVar(&o.rate, "rate", 10000, "lines/s of the paced runs")
 	flag.DurationVar(&o.paced, "paced", 8*time.Second, "length of each paced run")
 	flag.IntVar(&o.tails, "tails", 10, "concurrent tail sessions")
+	flag.StringVar(&o.profile, "profile", "", "write the router's CPU profile of the first paced run with tails to this file")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -154,6 +156,12 @@ func startRouters(ctx context.Context, o options, n int, tbl routing.Table) ([]*
 			"--queue-size", "100000", "--name", fmt.Sprint("bench-", i)}
 		if len(others) > 0 {
 			args = append(args, "--peers", strings.Join(others, ","))
+		}
+		if o.profile != "" && n == 1 {
+			if debugAddr, err = freeAddr(); err != nil {
+				return nil, err
+			}
+			args = append(args, "--debug-addr", debugAddr)
 		}
 		cmd := exec.CommandContext(ctx, o.router, args...)
 		cmd.Stderr = os.Stderr
@@ -415,7 +423,15 @@ func tailBench(ctx context.Context, o options, r *result) error {
 			// Phase 1: the paced stream alone: drain latency and CPU per line.
 			sink.take()
 			before, cpu0 := sink.n.Load(), procCPU(pid)
+			var profiled chan struct{}
+			if mode == 1 && rep == 0 && o.profile != "" {
+				profiled = make(chan struct{})
+				go func() { defer close(profiled); saveProfile(o.profile, o.paced/2) }()
+			}
 			sent, err := paced(ctx, base, token, o.rate, o.paced/2)
+			if profiled != nil {
+				<-profiled
+			}
 			if err != nil {
 				return err
 			}
@@ -461,6 +477,25 @@ func tailBench(ctx context.Context, o options, r *result) error {
 	}
 	r.tailLines = tailCount.Load()
 	return nil
+}
+
+// debugAddr is the pprof address of the single router when -profile is set.
+var debugAddr string
+
+func saveProfile(path string, d time.Duration) {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", debugAddr, int(d.Seconds())))
+	if err != nil {
+		log.Printf("profile: %v", err)
+		return
+	}
+	defer func() { _ = resp.Body.Close() }() // read to the end
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(path, b, 0o644)
+	}
+	if err != nil {
+		log.Printf("profile: %v", err)
+	}
 }
 
 // bulkIngest posts n lines to app "bulk" from 4 concurrent senders as fast as the

@@ -288,6 +288,62 @@ func TestViewer(t *testing.T) {
 		waitRows(t, ctx, "hist-", messages(hist))
 	})
 
+	t.Run("pause holds new lines until resume", func(t *testing.T) {
+		run(t, ctx, chromedp.Click(chromedp.CSS("#pause")))
+		l := line{proc: "web.1", text: "at=info method=GET path=/paused request_id=live-p status=200", at: time.Now()}
+		s.send(t, s.routers[0], token, l)
+		testenv.Eventually(t, "the button counts the held line", func() error {
+			if b := eval[string](t, ctx, `document.getElementById('pause').textContent`); b != "Resume (1 new)" {
+				return fmt.Errorf("button %q", b)
+			}
+			return nil
+		})
+		if got := msgs(rows(t, ctx), "live-p"); len(got) != 0 {
+			t.Fatalf("a paused page shows %q", got)
+		}
+		run(t, ctx, chromedp.Click(chromedp.CSS("#pause")))
+		live = append(live, l)
+		waitRows(t, ctx, "live-", messages(live))
+	})
+
+	t.Run("scrolling up stops following; jump to latest resumes", func(t *testing.T) {
+		run(t, ctx, js(`document.getElementById('log').scrollTop = 0; undefined`))
+		testenv.Eventually(t, "the jump button", func() error {
+			if eval[bool](t, ctx, `document.getElementById('latest').hidden`) {
+				return fmt.Errorf("hidden")
+			}
+			return nil
+		})
+		l := line{proc: "web.1", text: "at=info method=GET path=/late request_id=live-s status=200", at: time.Now()}
+		live = append(live, l)
+		s.send(t, s.routers[0], token, l)
+		waitRows(t, ctx, "live-", messages(live))
+		if top := eval[float64](t, ctx, `document.getElementById('log').scrollTop`); top != 0 {
+			t.Errorf("the page scrolled to %v while the user read older lines", top)
+		}
+		run(t, ctx, chromedp.Click(chromedp.CSS("#latest")))
+		testenv.Eventually(t, "at the bottom again", func() error {
+			if !eval[bool](t, ctx, `(() => { const e = document.getElementById('log');
+				return e.scrollHeight - e.scrollTop - e.clientHeight < 30 && document.getElementById('latest').hidden; })()`) {
+				return fmt.Errorf("not at the bottom")
+			}
+			return nil
+		})
+	})
+
+	t.Run("a line is text, never markup", func(t *testing.T) {
+		l := line{proc: "web.1", at: time.Now(), text: `request_id=live-x <img src=x onerror="document.title='owned'"><b>bold</b>`}
+		live = append(live, l)
+		s.send(t, s.routers[0], token, l)
+		waitRows(t, ctx, "live-", messages(live))
+		if n := eval[int](t, ctx, `document.querySelectorAll('#log img, #log b').length`); n != 0 {
+			t.Errorf("%d elements made from a log line", n)
+		}
+		if title := eval[string](t, ctx, `document.title`); title == "owned" {
+			t.Error("a log line ran script")
+		}
+	})
+
 	// One process, so the page shows its lines and the loss notices (which no
 	// filter hides) rather than the burst.
 	run(t, ctx, choose("#process", "web.1"), js(`document.getElementById('log').scrollTop = 1e9; undefined`))

@@ -72,7 +72,9 @@ func TestDeliveringFromRouterReports(t *testing.T) {
 	fr := &fakeRouter{rep: routing.RouterStatus{Router: "router-0", Started: time.Now().Add(time.Minute), Version: "v"}}
 	srv := httptest.NewServer(fr)
 	defer srv.Close()
-	m := startManager(t, Config{RouterStatusURLs: []string{srv.URL + "/status"}, RouterStatusInterval: 100 * time.Millisecond})
+	lines := newPlatformReceiver(t)
+	m := startManager(t, Config{RouterStatusURLs: []string{srv.URL + "/status"}, RouterStatusInterval: 100 * time.Millisecond,
+		PlatformURL: lines.URL + "/logs"})
 	ns := newNamespace(t)
 	create(t, newApp(ns, "web"))
 	d := newDrain(ns, "sink", "web", "syslog://127.0.0.2:514")
@@ -144,6 +146,23 @@ func TestDeliveringFromRouterReports(t *testing.T) {
 	fr.set(id, routing.DrainStatus{Delivered: 41, Dropped: 7, LastSuccess: &t4, LastError: "old", LastErrorTime: &t3})
 	condition(t, d, kubeplexv1alpha1.DeliveringCondition, metav1.ConditionTrue, kubeplexv1alpha1.DeliveredReason)
 	waitEvents(t, d, kubeplexv1alpha1.DeliveryFailedReason, kubeplexv1alpha1.DeliveredReason)
+	// Both state changes reach the app's stream once, as kubeplex[router], redacted.
+	failing := ns + "/web kubeplex[router] Drain " + d.Status.Token + " failing: dial tcp: https://REDACTED@203.0.113.9/x refused"
+	recovered := ns + "/web kubeplex[router] Drain " + d.Status.Token + " recovered"
+	testenv.Eventually(t, "failing and recovered lines", func() error {
+		got := lines.got()
+		nf := len(slices.DeleteFunc(slices.Clone(got), func(l string) bool { return !strings.HasPrefix(l, failing) }))
+		nr := len(slices.DeleteFunc(slices.Clone(got), func(l string) bool { return l != recovered }))
+		if nf != 1 || nr != 1 {
+			return fmt.Errorf("%d failing, %d recovered lines in %q", nf, nr, got)
+		}
+		return nil
+	})
+	for _, l := range lines.got() {
+		if strings.Contains(l, password) || strings.Contains(l, token) {
+			t.Errorf("platform line holds a secret: %q", l)
+		}
+	}
 
 	// The router goes away: nobody reports the drain.
 	srv.Close()

@@ -24,6 +24,7 @@ import (
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/controllers/health"
+	"github.com/kubeplex/kubeplex/controllers/platform"
 	"github.com/kubeplex/kubeplex/controllers/routes"
 	"github.com/kubeplex/kubeplex/internal/egress"
 )
@@ -54,6 +55,9 @@ type LogDrainReconciler struct {
 	StatusInterval time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Platform gets a kubeplex[router] line when delivery starts failing and when it
+	// recovers (nil: none).
+	Platform *platform.Poster
 
 	mu     sync.Mutex
 	memory map[types.NamespacedName]*drainMemory // forgotten when the drain is deleted

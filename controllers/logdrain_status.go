@@ -10,7 +10,10 @@ import (
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/controllers/health"
+	"github.com/kubeplex/kubeplex/controllers/platform"
 	"github.com/kubeplex/kubeplex/controllers/routes"
+	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/wire"
 )
 
 func (r *LogDrainReconciler) setReady(d *kubeplexv1alpha1.LogDrain, status metav1.ConditionStatus, reason, msg string) {
@@ -72,8 +75,28 @@ func (r *LogDrainReconciler) reconcileHealth(d *kubeplexv1alpha1.LogDrain) ctrl.
 	m.lastCounts = now
 	d.Status.Delivered, d.Status.Dropped = want.Delivered, want.Dropped
 	d.Status.LastDeliveryTime, d.Status.LastError = want.LastDeliveryTime, want.LastError
+	// Read before setCondition, which updates old's element in place.
+	wasFailing := old != nil && old.Status == metav1.ConditionFalse
 	setCondition(r.Recorder, d, &d.Status.Conditions, kubeplexv1alpha1.DeliveringCondition, status, reason, msg)
+	if stateChanged {
+		r.announceDelivery(d, wasFailing, status, sum.LastError)
+	}
 	return ctrl.Result{}
+}
+
+// announceDelivery writes kubeplex[router] "failing" when the drain's delivery turns
+// False and "recovered" when a failing drain delivers again. The state lives in the
+// LogDrain's status, so a restarted or new leader does not say it twice. The error is
+// the routers' redacted one (no URL credentials).
+func (r *LogDrainReconciler) announceDelivery(d *kubeplexv1alpha1.LogDrain, wasFailing bool, status metav1.ConditionStatus, lastErr string) {
+	app := routes.ID(d.Namespace, d.Spec.AppRef.Name)
+	switch {
+	case status == metav1.ConditionFalse && !wasFailing:
+		r.Platform.Emit(platform.Line{App: app, Proc: routing.ProcRouter, Priority: wire.PriorityError,
+			Text: "Drain " + d.Status.Token + " failing: " + lastErr})
+	case status == metav1.ConditionTrue && wasFailing:
+		r.Platform.Emit(platform.Line{App: app, Proc: routing.ProcRouter, Text: "Drain " + d.Status.Token + " recovered"})
+	}
 }
 
 type seed struct{ delivered, dropped int64 }

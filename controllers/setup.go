@@ -139,8 +139,19 @@ func Setup(ctx context.Context, mgr ctrl.Manager, c Config) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up logapp controller: %w", err)
 	}
+	var poster *platform.Poster
+	if c.PlatformURL != "" {
+		hostname, _ := os.Hostname()
+		poster = &platform.Poster{URL: c.PlatformURL, Hostname: hostname, Token: func(ctx context.Context) (string, error) {
+			return ensurePlatformSecret(ctx, mgr.GetClient(), c.Namespace)
+		}}
+		if err := mgr.Add(poster); err != nil {
+			return fmt.Errorf("add platform line poster: %w", err)
+		}
+	}
 	if err := (&LogDrainReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder,
+		Platform: poster,
+		Client:   mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder,
 		Policy: c.Policy, Health: store, StatusInterval: interval,
 	}).SetupWithManager(mgr, secretsMeta, healthEvents); err != nil {
 		return fmt.Errorf("set up logdrain controller: %w", err)
@@ -160,16 +171,6 @@ func Setup(ctx context.Context, mgr ctrl.Manager, c Config) error {
 	writeInterval := c.RoutesWriteInterval
 	if writeInterval == 0 {
 		writeInterval = DefaultRoutesWriteInterval
-	}
-	var poster *platform.Poster
-	if c.PlatformURL != "" {
-		hostname, _ := os.Hostname()
-		poster = &platform.Poster{URL: c.PlatformURL, Hostname: hostname, Token: func(ctx context.Context) (string, error) {
-			return ensurePlatformSecret(ctx, mgr.GetClient(), c.Namespace)
-		}}
-		if err := mgr.Add(poster); err != nil {
-			return fmt.Errorf("add platform line poster: %w", err)
-		}
 	}
 	if poster != nil {
 		if err := (&APILines{Platform: poster}).SetupWithManager(mgr); err != nil {

@@ -102,7 +102,7 @@ if [[ -f $NODE_DIR/netns.before ]]; then
     rm -f "$n"
   done
 fi
-if awk -v d="$NODE_DIR" 'index($2, d) == 1' /proc/self/mounts | grep -q .; then
+if [[ -n $(awk -v d="$NODE_DIR" 'index($2, d) == 1' /proc/self/mounts) ]]; then
   problems+=("mounts under $NODE_DIR")
 fi
 

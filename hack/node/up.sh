@@ -216,7 +216,9 @@ done
 for f in "${images[@]}"; do
   ctr_ images import "$f" >/dev/null
 done
-ctr_ images ls -q | grep -qx "$PAUSE_IMAGE" || die "pause image $PAUSE_IMAGE not imported (make images builds it)"
+# (Listed into a variable first: grep -q stopping early would SIGPIPE ctr under pipefail.)
+imported=$(ctr_ images ls -q)
+grep -qx "$PAUSE_IMAGE" <<<"$imported" || die "pause image $PAUSE_IMAGE not imported (make images builds it)"
 log "imported ${#images[@]} images"
 
 # --- kubelet: cgroup v1 needs failCgroupV1 false; cgroupfs since there is no systemd.

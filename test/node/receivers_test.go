@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -29,6 +30,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/kubeplex/kubeplex/internal/testenv"
 	"github.com/kubeplex/kubeplex/internal/wire"
@@ -351,4 +357,46 @@ func (r *rsyslog) snapshot() ([]msg, []string) {
 // receiver is what a case reads a drain's stream from.
 type receiver interface {
 	snapshot() ([]msg, []string)
+}
+
+// testRegistry is go-containerregistry's in-memory registry served on the node's
+// address over plain HTTP: containerd pulls from it (hosts.toml in the node's
+// certs.d) and the manager's webhook reads image configs from it.
+type testRegistry struct {
+	Host string // host:port
+}
+
+func startRegistry(t *testing.T) *testRegistry {
+	t.Helper()
+	ln := listenNode(t)
+	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }() // returns when the listener closes
+	t.Cleanup(func() { _ = srv.Close() })
+	r := &testRegistry{Host: ln.Addr().String()}
+	dir := filepath.Join(nodeDir, "containerd", "certs.d", r.Host)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hosts := fmt.Sprintf("server = \"http://%s\"\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", r.Host, r.Host)
+	if err := os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(hosts), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// push copies an image tarball (make images) into the registry as repo:tag.
+func (r *testRegistry) push(t *testing.T, tarPath, repoTag string) string {
+	t.Helper()
+	img, err := tarball.ImageFromPath(tarPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(r.Host+"/"+repoTag, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+	return ref.String()
 }

@@ -30,7 +30,8 @@ func TestNode(t *testing.T) {
 	// Receivers live for the whole run, on the node's address (pods reach it through
 	// their gateway). They are started here, in the test's own goroutine.
 	ca := newTestCA(t)
-	s := &suite{ca: ca, rsys: startRsyslog(t), tlsr: startTLSSyslog(t, ca), https: startHTTPSDrain(t, ca), tokens: map[string]string{}}
+	s := &suite{ca: ca, rsys: startRsyslog(t), tlsr: startTLSSyslog(t, ca), https: startHTTPSDrain(t, ca), tokens: map[string]string{},
+		reg: startRegistry(t)}
 	if !t.Run("1-helm-install", s.helmInstall) {
 		t.Fatal("kubeplex is not installed: the other cases cannot run")
 	}
@@ -43,12 +44,14 @@ func TestNode(t *testing.T) {
 	t.Run("6-router-restarts", s.routerRestarts)
 	t.Run("7-webhook-down", s.webhookDown)
 	t.Run("4-cri-tail", s.criTail)
+	t.Run("4b-image-command", s.imageCommand)
 	t.Run("9-helm-uninstall", s.helmUninstall)
 	t.Run("8-kustomize", s.kustomize)
 }
 
 type suite struct {
 	ca    *testCA
+	reg   *testRegistry
 	rsys  *rsyslog
 	tlsr  *tlsSyslog
 	https *httpsDrain
@@ -62,6 +65,8 @@ func (s *suite) helmInstall(t *testing.T) {
 		// Drains to the node's address (where the suite's receivers listen) are private
 		// and so refused unless allowed.
 		"--set", "manager.allowCIDRs={"+nodeIP+"/32}",
+		// The suite's registry on the node speaks plain HTTP.
+		"--set", "webhook.insecureRegistries={"+s.reg.Host+"}",
 		"--wait", "--timeout", "5m")
 	t.Logf("helm install:\n%s", out)
 	ctx := ctxFor(t, time.Minute)

@@ -22,7 +22,7 @@ mkdir -p "$OUT"
 TIMEOUT=${TIMEOUT:-60m}
 pkgs=("$@")
 if ((${#pkgs[@]} == 0)); then
-  pkgs=(./controllers/ ./cmd/manager/ ./internal/webhook/ ./test/e2e/ ./cmd/router/ ./collector/)
+  pkgs=(./controllers/ ./cmd/manager/ ./internal/webhook/... ./test/e2e/ ./cmd/router/ ./collector/)
 fi
 export KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS:-$PWD/bin/k8s/1.37.2}
 # test/e2e renders the chart with helm (make test builds it into bin/).

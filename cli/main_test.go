@@ -78,11 +78,14 @@ func newStack(t *testing.T, n int, managerArgs ...string) *stack {
 	}
 	routerKC := s.routerKubeconfig(t)
 	statusURLs := make([]string, 0, n)
+	admins := make([]string, 0, n)
 	for range n {
 		port := testenv.FreePort(t)
 		u := fmt.Sprintf("http://127.0.0.1:%d", port)
 		s.routers = append(s.routers, u)
-		statusURLs = append(statusURLs, u+"/status")
+		admin := testenv.FreeAddr(t)
+		admins = append(admins, admin)
+		statusURLs = append(statusURLs, "http://"+admin+"/status")
 	}
 	// Each test owns the routing table while it runs: the manager is the only writer.
 	testenv.Start(t, bins["manager"], nil, append([]string{"--kubeconfig", s.admin, "--namespace", systemNS,
@@ -93,7 +96,7 @@ func newStack(t *testing.T, n int, managerArgs ...string) *stack {
 		"--session-base-url", s.routers[0]}, managerArgs...)...)
 	for i, u := range s.routers {
 		peers := slices.Delete(slices.Clone(s.routers), i, i+1)
-		s.procs = append(s.procs, testenv.Start(t, bins["router"], nil, "--http-addr", strings.TrimPrefix(u, "http://"),
+		s.procs = append(s.procs, testenv.Start(t, bins["router"], nil, "--http-addr", strings.TrimPrefix(u, "http://"), "--admin-addr", admins[i],
 			"--routes-secret", systemNS+"/"+routesName, "--kubeconfig", routerKC, "--allow-cidrs", "127.0.0.0/8",
 			"--peers", strings.Join(peers, ","), "--session-buffer", "200"))
 	}

@@ -42,7 +42,9 @@ type LogAppReconciler struct {
 
 // +kubebuilder:rbac:groups=kubeplex.io,resources=logapps,verbs=get;list;watch
 // +kubebuilder:rbac:groups=kubeplex.io,resources=logapps/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// Secrets: create/update the app's <app>-kubeplex-token Secret, list/watch for the
+// label-filtered cache of them (docs/security.md). No patch, no delete.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=kubeplex.io,resources=logdrains,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch

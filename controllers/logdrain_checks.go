@@ -160,6 +160,10 @@ func isIPLiteral(host string) bool {
 	return err == nil
 }
 
+// secretData reads a Secret a drain refers to, if it opted in. The manager can read
+// every Secret; the drain's author perhaps none, and the router sends what is read to
+// a URL the author chose. So only Secrets marked for drains (by whoever made them)
+// are used: others are refused without their content reaching the routing table.
 func (r *LogDrainReconciler) secretData(ctx context.Context, namespace, name string) (map[string][]byte, error) {
 	s := &corev1.Secret{}
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
@@ -168,7 +172,17 @@ func (r *LogDrainReconciler) secretData(ctx context.Context, namespace, name str
 		}
 		return nil, fmt.Errorf("get secret %s: %w", name, err)
 	}
+	if !drainUsable(s) {
+		return nil, &specError{reason: kubeplexv1alpha1.SecretNotAllowedReason,
+			msg: fmt.Sprintf("Secret %s is not marked for drains: give it type %s or label %s=true",
+				name, kubeplexv1alpha1.DrainCredentialsSecretType, kubeplexv1alpha1.DrainCredentialsLabel)}
+	}
 	return s.Data, nil
+}
+
+// drainUsable reports whether a Secret opted in to being used by LogDrains.
+func drainUsable(s *corev1.Secret) bool {
+	return string(s.Type) == kubeplexv1alpha1.DrainCredentialsSecretType || s.Labels[kubeplexv1alpha1.DrainCredentialsLabel] == "true"
 }
 
 func (r *LogDrainReconciler) checkApp(ctx context.Context, d *kubeplexv1alpha1.LogDrain) error {

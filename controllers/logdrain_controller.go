@@ -101,7 +101,12 @@ func (r *LogDrainReconciler) forget(key types.NamespacedName) {
 // +kubebuilder:rbac:groups=kubeplex.io,resources=logdrains,verbs=get;list;watch
 // +kubebuilder:rbac:groups=kubeplex.io,resources=logdrains/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=kubeplex.io,resources=logapps,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// Secrets, cluster-wide (RBAC cannot say "only kubeplex's" or "only opted-in"):
+// create/update the drain's own <drain>-kubeplex-drain Secret; list/watch for the
+// label-filtered cache of those and the metadata-only watch of credential Secrets
+// (to heal a drain when its Secret appears); get to read a referenced Secret, whose
+// content is used only if it opted in (docs/security.md). No patch, no delete.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one LogDrain's Secret and status up to date.

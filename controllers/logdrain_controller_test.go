@@ -155,7 +155,8 @@ func TestLogDrainHeals(t *testing.T) {
 	create(t, withCreds)
 	c := condition(t, withCreds, kubeplexv1alpha1.ReadyCondition, metav1.ConditionFalse, kubeplexv1alpha1.SecretNotFoundReason)
 	t.Logf("missing secret: %s", c.Message)
-	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "drain-creds"}, StringData: map[string]string{"username": "shop"}}
+	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "drain-creds"}, StringData: map[string]string{"username": "shop"},
+		Type: kubeplexv1alpha1.DrainCredentialsSecretType}
 	create(t, creds)
 	testenv.Eventually(t, "missing key named", func() error {
 		c = condition(t, withCreds, kubeplexv1alpha1.ReadyCondition, metav1.ConditionFalse, kubeplexv1alpha1.SecretNotFoundReason)
@@ -279,7 +280,8 @@ func TestLogDrainTLS(t *testing.T) {
 	ns := newNamespace(t)
 	ctx := context.Background()
 	create(t, newApp(ns, "web"))
-	ca := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ca"}, StringData: map[string]string{"ca.crt": "not a certificate"}}
+	ca := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ca", Labels: map[string]string{kubeplexv1alpha1.DrainCredentialsLabel: "true"}},
+		StringData: map[string]string{"ca.crt": "not a certificate"}}
 	create(t, ca)
 	d := newDrain(ns, "tls", "web", "syslog+tls://allowed.test:6514")
 	d.Spec.TLS = &kubeplexv1alpha1.DrainTLS{ServerName: "logs.example.com", CASecretRef: &kubeplexv1alpha1.SecretKeyReference{Name: "ca", Key: "ca.crt"}}

@@ -18,7 +18,11 @@ import (
 
 // Options are the router's flags.
 type Options struct {
-	HTTPAddr      string
+	HTTPAddr string
+	// AdminAddr serves /status and /metrics (and the probes) apart from ingest: any
+	// pod that may post logs reaches HTTPAddr, but only the manager and a scraper
+	// should read every drain's status [:9090].
+	AdminAddr     string
 	SyslogTCPAddr string
 	SyslogTLSAddr string
 	SyslogUDPAddr string
@@ -59,7 +63,8 @@ type Options struct {
 
 // BindFlags defines the router's flags on fs, each writing into o.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
-	fs.StringVar(&o.HTTPAddr, "http-addr", ":8080", "address for POST /logs, /healthz, /readyz, /status, /metrics")
+	fs.StringVar(&o.HTTPAddr, "http-addr", ":8080", "address for POST /logs, /healthz, /readyz (log senders)")
+	fs.StringVar(&o.AdminAddr, "admin-addr", ":9090", "address for /status, /metrics, /healthz, /readyz (the manager and a scraper only)")
 	fs.StringVar(&o.SyslogTCPAddr, "syslog-tcp-addr", "", "syslog over TCP listen address (empty = off)")
 	fs.StringVar(&o.SyslogTLSAddr, "syslog-tls-addr", "", "syslog over TLS listen address (empty = off)")
 	fs.StringVar(&o.SyslogUDPAddr, "syslog-udp-addr", "", "syslog over UDP listen address (empty = off)")

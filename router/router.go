@@ -80,8 +80,16 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("listen http: %w", err)
 	}
 	addrs["http"] = httpLn.Addr().String()
-	srv := &http.Server{Handler: sess.Intercept(mux(d, m, o.Limits, sess, log)), ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: sess.Intercept(ingestMux(d, o.Limits, m, sess, log)), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 60 * time.Second, IdleTimeout: 5 * time.Minute}
+	adminLn, err := net.Listen("tcp", orDefault(o.AdminAddr, ":9090"))
+	if err != nil {
+		_ = httpLn.Close()
+		return fmt.Errorf("listen admin: %w", err)
+	}
+	addrs["admin"] = adminLn.Addr().String()
+	adminSrv := &http.Server{Handler: adminMux(d, m), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute}
 
 	sl := ingest.NewSyslog(d, o.Limits, o.ReadTimeout, m, log)
 	var closers []func()
@@ -114,7 +122,7 @@ func Run(ctx context.Context, o Options) error {
 		serveErrs = append(serveErrs, func() error { return sl.ServeUDP(pc) })
 	}
 
-	errc := make(chan error, 2+len(serveErrs))
+	errc := make(chan error, 3+len(serveErrs))
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		apply := func(t *routing.Table) error {
@@ -131,6 +139,11 @@ func Run(ctx context.Context, o Options) error {
 	go func() {
 		if err := srv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("serve http: %w", err)
+		}
+	}()
+	go func() {
+		if err := adminSrv.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve admin: %w", err)
 		}
 	}()
 	for _, serve := range serveErrs {
@@ -170,6 +183,8 @@ func Run(ctx context.Context, o Options) error {
 	sctx, scancel := context.WithTimeout(context.Background(), o.ShutdownGrace)
 	defer scancel()
 	_ = srv.Shutdown(sctx)
+	// The admin listener goes last: /status still answers while queues flush.
+	defer func() { _ = adminSrv.Close() }()
 	cancel()
 	d.Shutdown(sctx)
 	wg.Wait()
@@ -259,10 +274,17 @@ func debugMux() http.Handler {
 	return mx
 }
 
-func mux(d *dispatch.Dispatcher, m *metrics.Metrics, limits ingest.Limits, sess *session.Handler, log *slog.Logger) http.Handler {
+// ingestMux is what log senders reach: POST /logs, sessions and the probes, nothing
+// that tells one app about another.
+func ingestMux(d *dispatch.Dispatcher, limits ingest.Limits, m *metrics.Metrics, sess *session.Handler, log *slog.Logger) http.Handler {
 	mx := http.NewServeMux()
 	mx.Handle("/logs", ingest.NewHTTP(d, limits, m, log))
 	sess.Mount(mx)
+	probes(mx, d)
+	return mx
+}
+
+func probes(mx *http.ServeMux, d *dispatch.Dispatcher) {
 	mx.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
@@ -273,6 +295,12 @@ func mux(d *dispatch.Dispatcher, m *metrics.Metrics, limits ingest.Limits, sess 
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+}
+
+// adminMux serves every drain's status (the manager reads it) and the metrics.
+func adminMux(d *dispatch.Dispatcher, m *metrics.Metrics) http.Handler {
+	mx := http.NewServeMux()
+	probes(mx, d)
 	mx.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)

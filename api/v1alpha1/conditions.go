@@ -33,6 +33,10 @@ const (
 	AppNotReadyReason = "AppNotReady"
 	// SecretNotFoundReason: a referenced Secret (or a key in it) is missing.
 	SecretNotFoundReason = "SecretNotFound"
+	// SecretNotAllowedReason: a referenced Secret has not opted in to being used by
+	// drains (type DrainCredentialsSecretType or label DrainCredentialsLabel), so the
+	// manager will not read it on the drain author's behalf.
+	SecretNotAllowedReason = "SecretNotAllowed"
 	// TokenSecretErrorReason: the ingest-token Secret could not be created or read.
 	TokenSecretErrorReason = "TokenSecretError"
 	// InvalidTLSReason: the drain's TLS settings cannot be used (a CA that is no PEM).
@@ -80,6 +84,13 @@ const (
 const (
 	// AppLabel marks a pod (and, on a namespace, opts it in) as belonging to a LogApp.
 	AppLabel = "kubeplex.io/app"
+	// DrainCredentialsSecretType is the Secret type that lets LogDrains of the
+	// Secret's namespace use it (credentialsSecretRef, tls.caSecretRef). A Secret's
+	// type is fixed at creation, so only whoever created it decides.
+	DrainCredentialsSecretType = "kubeplex.io/drain-credentials"
+	// DrainCredentialsLabel, set to "true", opts an existing Secret in the same way.
+	// Anyone who may patch Secrets in the namespace can set it: prefer the type.
+	DrainCredentialsLabel = "kubeplex.io/drain-credentials"
 	// ManagedByLabel marks objects the manager owns.
 	ManagedByLabel = "app.kubernetes.io/managed-by"
 	// ManagedByValue is the value of ManagedByLabel on objects the manager owns.

@@ -28,7 +28,10 @@ type LogDrainSpec struct {
 	URL string `json:"url"`
 
 	// credentialsSecretRef points at a Secret, in the drain's namespace, holding the
-	// Basic auth username and password for http(s) drains.
+	// Basic auth username and password for http(s) drains. The Secret must opt in:
+	// type kubeplex.io/drain-credentials, or label kubeplex.io/drain-credentials=true
+	// (otherwise Ready=False, reason SecretNotAllowed: the manager does not read
+	// Secrets the drain's author may not read).
 	// +optional
 	CredentialsSecretRef *CredentialsSecretReference `json:"credentialsSecretRef,omitempty"`
 
@@ -80,7 +83,8 @@ type SecretKeyReference struct {
 // DrainTLS holds TLS options for a drain.
 // +kubebuilder:validation:XValidation:rule="!(has(self.insecureSkipVerify) && self.insecureSkipVerify && has(self.caSecretRef))",message="caSecretRef and insecureSkipVerify are mutually exclusive"
 type DrainTLS struct {
-	// caSecretRef points at a PEM CA bundle used instead of the system roots.
+	// caSecretRef points at a PEM CA bundle used instead of the system roots; the
+	// Secret must opt in as for credentialsSecretRef.
 	// +optional
 	CASecretRef *SecretKeyReference `json:"caSecretRef,omitempty"`
 	// serverName overrides the name checked in the server certificate.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -95,7 +96,7 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 	applyRBAC(t, c, "kubeplex-manager", "role.yaml", "role_binding.yaml", "leader_election_role.yaml", "leader_election_role_binding.yaml")
 	applyRBAC(t, c, "kubeplex-router", "router_role.yaml", "router_role_binding.yaml")
-	kc, _ := c.User(t, "kubeplex-manager")
+	kc, mgr := c.User(t, "kubeplex-manager")
 	_, router := c.User(t, "kubeplex-router")
 
 	metrics, probes := testenv.FreeAddr(t), testenv.FreeAddr(t)
@@ -128,7 +129,8 @@ func TestLeastPrivilege(t *testing.T) {
 		})
 	}
 
-	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "creds"}, StringData: map[string]string{"username": "u", "password": "pw-least-privilege"}}
+	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "creds"}, StringData: map[string]string{"username": "u", "password": "pw-least-privilege"},
+		Type: kubeplexv1alpha1.DrainCredentialsSecretType}
 	app := &kubeplexv1alpha1.LogApp{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "web"}}
 	d := drain("https", "https://127.0.0.1:8443/logs")
 	d.Spec.CredentialsSecretRef = &kubeplexv1alpha1.CredentialsSecretReference{Name: "creds"}
@@ -187,6 +189,29 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 	if err := router.List(ctx, &corev1.SecretList{}, client.InNamespace("kubeplex-system")); !apierrors.IsForbidden(err) {
 		t.Errorf("router listing Secrets: %v, want Forbidden", err)
+	}
+
+	// Webhook configurations: the manager's own by name, no other (issue 11, hole 4).
+	for _, name := range []string{"kubeplex-injector", "someone-elses-webhook"} {
+		if err := c.Client.Create(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var own, other admissionregistrationv1.MutatingWebhookConfiguration
+	if err := mgr.Get(ctx, client.ObjectKey{Name: "kubeplex-injector"}, &own); err != nil {
+		t.Errorf("manager cannot read its webhook configuration: %v", err)
+	} else if err := mgr.Update(ctx, &own); err != nil {
+		t.Errorf("manager cannot update its webhook configuration: %v", err)
+	}
+	if err := mgr.Get(ctx, client.ObjectKey{Name: "someone-elses-webhook"}, &other); !apierrors.IsForbidden(err) {
+		t.Errorf("manager reading another webhook configuration: %v, want Forbidden", err)
+	}
+	other.Name = "someone-elses-webhook"
+	if err := c.Client.Get(ctx, client.ObjectKey{Name: other.Name}, &other); err != nil {
+		t.Fatal(err)
+	}
+	if err := mgr.Update(ctx, &other); !apierrors.IsForbidden(err) {
+		t.Errorf("manager updating another webhook configuration: %v, want Forbidden", err)
 	}
 
 	// Every API request the manager made so far, by answer code: none refused.

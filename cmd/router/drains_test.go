@@ -28,15 +28,17 @@ func lines(from, n int) (string, map[string]string) {
 	return string(b), map[string]string{wire.HeaderMsgCount: fmt.Sprint(n)}
 }
 
-func startRouter(t testing.TB, tbl routing.Table, extra ...string) (*testenv.Process, string, string) {
+// startRouter runs the router on a table file; it returns the process, the ingest
+// and admin base URLs and the table file.
+func startRouter(t testing.TB, tbl routing.Table, extra ...string) (p *testenv.Process, base, admin, routes string) {
 	t.Helper()
-	routes := writeTable(t, tbl)
-	addr := testenv.FreeAddr(t)
-	args := append([]string{"--http-addr", addr, "--routes", routes, "--allow-cidrs", "127.0.0.0/8"}, extra...)
-	p := testenv.Start(t, routerBin, nil, args...)
-	base := "http://" + addr
+	routes = writeTable(t, tbl)
+	addr, adminAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	args := append([]string{"--http-addr", addr, "--admin-addr", adminAddr, "--routes", routes, "--allow-cidrs", "127.0.0.0/8"}, extra...)
+	p = testenv.Start(t, routerBin, nil, args...)
+	base, admin = "http://"+addr, "http://"+adminAddr
 	testenv.WaitHTTP(t, base+"/readyz")
-	return p, base, routes
+	return p, base, admin, routes
 }
 
 // TestRsyslogReceivesDrain: Debian's rsyslog, as a real syslog drain receiver, gets
@@ -44,7 +46,7 @@ func startRouter(t testing.TB, tbl routing.Table, extra ...string) (*testenv.Pro
 // as PROCID.
 func TestRsyslogReceivesDrain(t *testing.T) {
 	rs := peer.StartRsyslog(t)
-	_, base, _ := startRouter(t, routing.Table{Apps: []routing.App{{
+	_, base, _, _ := startRouter(t, routing.Table{Apps: []routing.App{{
 		ID:     "shop/web",
 		Tokens: []routing.Token{{Token: ingestToken, Source: "app"}},
 		Drains: []routing.Drain{{ID: "shop/rsyslog", Token: drainToken, URL: "syslog://" + rs.Addr}},
@@ -94,7 +96,7 @@ func TestAccountingWithFailingDrains(t *testing.T) {
 			{ID: "shop/fast", Token: "d.00000000-0000-4000-8000-000000000005", URL: fast.URL},
 		},
 	}}}
-	p, base, _ := startRouter(t, tbl, "--queue-size", "20000", "--shutdown-grace", "5s")
+	p, base, admin, _ := startRouter(t, tbl, "--queue-size", "20000", "--shutdown-grace", "5s")
 	const n, per = 30000, 500
 	for i := 0; i < n; i += per {
 		body, hdr := lines(i, per)
@@ -110,14 +112,14 @@ func TestAccountingWithFailingDrains(t *testing.T) {
 		t.Error("slow receiver saw no drops; the test did not exercise overflow")
 	}
 
-	st := status(t, base)
+	st := status(t, admin)
 	for id, ds := range st.Drains {
 		t.Logf("%s: %+v", id, ds)
 	}
 	if st.Drains["shop/refused"].LastError == "" || st.Drains["shop/refused"].Delivered != 0 {
 		t.Errorf("refused drain status %+v", st.Drains["shop/refused"])
 	}
-	if m := scrape(t, base); !strings.Contains(m, `kubeplex_router_drain_errors_total{app="shop/web",drain="shop/refused",reason="connect"}`) {
+	if m := scrape(t, admin); !strings.Contains(m, `kubeplex_router_drain_errors_total{app="shop/web",drain="shop/refused",reason="connect"}`) {
 		t.Errorf("no connect errors counted for the refused drain")
 	}
 
@@ -211,7 +213,7 @@ func finalCounts(t *testing.T, out string) map[string][2]int64 {
 // TestShutdownFlushes: lines accepted just before SIGTERM still reach the drain.
 func TestShutdownFlushes(t *testing.T) {
 	sink := peer.NewSyslogSink(t, nil)
-	p, base, _ := startRouter(t, routing.Table{Apps: []routing.App{{
+	p, base, _, _ := startRouter(t, routing.Table{Apps: []routing.App{{
 		ID:     "shop/web",
 		Tokens: []routing.Token{{Token: ingestToken, Source: "app"}},
 		Drains: []routing.Drain{{ID: "shop/tcp", Token: drainToken, URL: "syslog://" + sink.Addr}},
@@ -246,8 +248,8 @@ func TestLiveReloadSyslogIngestAndMetrics(t *testing.T) {
 		Tokens: []routing.Token{{Token: ingestToken, Source: "app"}},
 		Drains: []routing.Drain{{ID: "shop/one", Token: drainToken, URL: "syslog://" + s1.Addr}},
 	}
-	_, base, routes := startRouter(t, routing.Table{Apps: []routing.App{app}}, "--syslog-tcp-addr", tcpAddr)
-	before := status(t, base).Version
+	_, _, admin, routes := startRouter(t, routing.Table{Apps: []routing.App{app}}, "--syslog-tcp-addr", tcpAddr)
+	before := status(t, admin).Version
 
 	const newDrain = "d.99999999-9999-4999-8999-999999999999"
 	app.Drains = append(app.Drains, routing.Drain{ID: "shop/two", Token: newDrain, URL: "syslog://" + s2.Addr})
@@ -256,7 +258,7 @@ func TestLiveReloadSyslogIngestAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, "new table applied", func() error {
-		if v := status(t, base).Version; v == before || v == "" {
+		if v := status(t, admin).Version; v == before || v == "" {
 			return fmt.Errorf("version %q after reload, was %q", v, before)
 		}
 		return nil
@@ -275,7 +277,7 @@ func TestLiveReloadSyslogIngestAndMetrics(t *testing.T) {
 		t.Errorf("syslog-ingested line: %s[%s] %q", m.AppName, m.ProcID, m.Text)
 	}
 
-	metrics := scrape(t, base)
+	metrics := scrape(t, admin)
 	for _, want := range []string{
 		`kubeplex_router_app_messages_in_total{app="shop/web"}`,
 		`kubeplex_router_drain_messages_delivered_total{app="shop/web",drain="shop/two"}`,
@@ -296,9 +298,9 @@ func TestLiveReloadSyslogIngestAndMetrics(t *testing.T) {
 	}
 }
 
-func scrape(t *testing.T, base string) string {
+func scrape(t *testing.T, admin string) string {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
+	resp, err := http.Get(admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +328,7 @@ func BenchmarkHealthyDrainsBesideBrokenOnes(b *testing.B) {
 			{ID: "shop/fast", Token: "d.00000000-0000-4000-8000-000000000005", URL: fast.URL},
 		},
 	}}}
-	_, base, _ := startRouter(b, tbl, "--queue-size", "20000")
+	_, base, _, _ := startRouter(b, tbl, "--queue-size", "20000")
 	const per = 500
 	n := 0
 	for b.Loop() {

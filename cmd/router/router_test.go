@@ -89,9 +89,9 @@ func TestStandaloneToSyslogDrain(t *testing.T) {
 		Tokens: []routing.Token{{Token: ingestToken, Source: "app", Collector: true}},
 		Drains: []routing.Drain{{ID: "shop/tcp", Token: drainToken, URL: "syslog://" + sink.Addr}},
 	}}})
-	addr := testenv.FreeAddr(t)
-	base := "http://" + addr
-	p := testenv.Start(t, routerBin, nil, "--http-addr", addr, "--routes", routes, "--allow-cidrs", "127.0.0.0/8")
+	addr, adminAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	base, admin := "http://"+addr, "http://"+adminAddr
+	p := testenv.Start(t, routerBin, nil, "--http-addr", addr, "--admin-addr", adminAddr, "--routes", routes, "--allow-cidrs", "127.0.0.0/8")
 	testenv.WaitHTTP(t, base+"/readyz")
 
 	body := frames(
@@ -128,7 +128,7 @@ func TestStandaloneToSyslogDrain(t *testing.T) {
 		t.Errorf("sink got %d unparseable frames", sink.Bad())
 	}
 
-	st := status(t, base)
+	st := status(t, admin)
 	if st.Version == "" || st.Drains["shop/tcp"].Delivered != 3 || st.Drains["shop/tcp"].LastSuccess == nil {
 		t.Errorf("status = %+v, want a version and 3 delivered to shop/tcp", st)
 	}
@@ -140,9 +140,9 @@ func TestStandaloneToSyslogDrain(t *testing.T) {
 	}
 }
 
-func status(t *testing.T, base string) routing.RouterStatus {
+func status(t *testing.T, admin string) routing.RouterStatus {
 	t.Helper()
-	resp, err := http.Get(base + "/status")
+	resp, err := http.Get(admin + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestIngestRefusals(t *testing.T) {
 	}}})
 	addr := testenv.FreeAddr(t)
 	base := "http://" + addr
-	p := testenv.Start(t, routerBin, nil, "--http-addr", addr, "--routes", routes, "--allow-cidrs", "127.0.0.0/8")
+	p := testenv.Start(t, routerBin, nil, "--http-addr", addr, "--admin-addr", testenv.FreeAddr(t), "--routes", routes, "--allow-cidrs", "127.0.0.0/8")
 	testenv.WaitHTTP(t, base+"/readyz")
 
 	good := frames("<190>1 2026-11-25T10:00:00Z host app web.1 - - fine")
@@ -211,5 +211,37 @@ func TestIngestRefusals(t *testing.T) {
 	sink.WaitClosed(t)
 	if got := sink.Messages(); len(got) != 1 || string(got[0].Text) != "fine" {
 		t.Fatalf("sink got %d messages (%v), want only \"fine\"", len(got), got)
+	}
+}
+
+// TestAdminSurfacesApart: /status and /metrics (every drain's state, every app's
+// counters) are on the admin listener only; a pod that can post logs reaches the
+// ingest port and gets nothing there but ingest and the probes.
+func TestAdminSurfacesApart(t *testing.T) {
+	routes := writeTable(t, routing.Table{})
+	addr, adminAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	testenv.Start(t, routerBin, nil, "--http-addr", addr, "--admin-addr", adminAddr, "--routes", routes)
+	base, admin := "http://"+addr, "http://"+adminAddr
+	testenv.WaitHTTP(t, base+"/readyz")
+	for _, tt := range []struct {
+		url  string
+		want int
+	}{
+		{base + "/status", http.StatusNotFound},
+		{base + "/metrics", http.StatusNotFound},
+		{base + "/healthz", http.StatusOK},
+		{admin + "/status", http.StatusOK},
+		{admin + "/metrics", http.StatusOK},
+		{admin + "/readyz", http.StatusOK},
+		{admin + "/logs", http.StatusNotFound},
+	} {
+		resp, err := http.Get(tt.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close() // only the status matters
+		if resp.StatusCode != tt.want {
+			t.Errorf("GET %s = %d, want %d", tt.url, resp.StatusCode, tt.want)
+		}
 	}
 }

@@ -355,7 +355,7 @@ func (b *bench) history(ctx context.Context) (*historyMem, error) {
 	h.Messages = n
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		in, fp, err := scrape(r.http)
+		in, fp, err := scrape(r.admin)
 		if err != nil {
 			return nil, err
 		}

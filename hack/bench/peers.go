@@ -26,6 +26,7 @@ type relay struct {
 	cmd   *exec.Cmd
 	addr  string
 	http  string // router only
+	admin string // router only: /status, /metrics
 	debug string // router pprof address, when profiling
 	done  chan struct{}
 	out   *os.File
@@ -108,7 +109,11 @@ func (b *bench) startRouter(ctx context.Context, sinks []string, apps int, queue
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"--routes", routes, "--http-addr", httpAddr,
+	adminAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"--routes", routes, "--http-addr", httpAddr, "--admin-addr", adminAddr,
 		"--syslog-tcp-addr", in, "--allow-cidrs", "127.0.0.0/8", "--queue-size", strconv.Itoa(queue),
 		"--log-level", "warn", "--shutdown-grace", "2s"}
 	if b.o.profile != "" {
@@ -121,7 +126,7 @@ func (b *bench) startRouter(ctx context.Context, sinks []string, apps int, queue
 	if err != nil {
 		return nil, err
 	}
-	r.addr, r.http = in, httpAddr
+	r.addr, r.http, r.admin = in, httpAddr, adminAddr
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get("http://" + httpAddr + "/readyz")

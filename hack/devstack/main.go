@@ -49,6 +49,7 @@ type options struct {
 	binDir     string
 	stateDir   string
 	routerAddr string
+	adminAddr  string
 	workerCmd  string
 	out        io.Writer // the banner and the console drain's lines
 }
@@ -58,6 +59,7 @@ func main() {
 	flag.StringVar(&o.binDir, "bin", "bin", "folder with the manager, router and collector binaries")
 	flag.StringVar(&o.stateDir, "state", "bin/devstack", "folder for kubeconfigs and logs")
 	flag.StringVar(&o.routerAddr, "router-addr", "127.0.0.1:8080", "router HTTP address")
+	flag.StringVar(&o.adminAddr, "router-admin-addr", "127.0.0.1:9090", "router admin address (/status, /metrics)")
 	flag.StringVar(&o.workerCmd, "worker", `i=0; while true; do i=$((i+1)); echo "tick $i"; [ $((i % 5)) -eq 0 ] && echo "warning $i" >&2; sleep 2; done`,
 		"shell command of the sample worker")
 	flag.Parse()
@@ -111,8 +113,8 @@ func run(ctx context.Context, o options) error {
 			"--allow-cidrs", "127.0.0.0/8",
 			// No router Service to discover here: read the dev router's /status directly,
 			// so LogDrain status shows Delivering and delivered counts as in a cluster.
-			"--router-service", "", "--router-status-urls", "http://"+o.routerAddr+"/status", "--router-status-interval", "5s"),
-		command(ctx, o, "router", nil, "--http-addr", o.routerAddr, "--routes-secret", systemNamespace+"/"+routesSecret,
+			"--router-service", "", "--router-status-urls", "http://"+o.adminAddr+"/status", "--router-status-interval", "5s"),
+		command(ctx, o, "router", nil, "--http-addr", o.routerAddr, "--admin-addr", o.adminAddr, "--routes-secret", systemNamespace+"/"+routesSecret,
 			"--kubeconfig", routerKC, "--allow-cidrs", "127.0.0.0/8"),
 	}
 	for _, p := range procs {
@@ -136,7 +138,7 @@ func run(ctx context.Context, o options) error {
 	}
 	// Start the worker only once the router runs a table that knows the app, or its
 	// first lines would meet a 401.
-	if err := waitRouter(ctx, "http://"+o.routerAddr); err != nil {
+	if err := waitRouter(ctx, "http://"+o.adminAddr); err != nil {
 		return err
 	}
 	worker := command(ctx, o, "collector", []string{"KUBEPLEX_ROUTER_URL=http://" + o.routerAddr + "/logs", "KUBEPLEX_TOKEN=" + token,
@@ -149,11 +151,11 @@ func run(ctx context.Context, o options) error {
 kubeplex dev stack is up.
   kubeconfig:   export KUBECONFIG=%s
   resources:    %s get logapps,logdrains -A
-  router:       http://%s  (/status, /metrics, POST /logs)
+  router:       http://%s  (POST /logs); admin http://%s  (/status, /metrics)
   logs:         %s/*.log
 The "console" drain prints below what the router delivers. Ctrl-C stops everything.
 
-`, admin, kubectl, o.routerAddr, o.stateDir)
+`, admin, kubectl, o.routerAddr, o.adminAddr, o.stateDir)
 	<-ctx.Done()
 	return ctx.Err()
 }

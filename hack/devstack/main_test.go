@@ -36,7 +36,7 @@ func TestDevstackTellsTheTruth(t *testing.T) {
 	}
 	t.Chdir(root) // devstack reads config/crd/bases, as `make run` runs it from the root
 	out := &testenv.SyncBuffer{}
-	o := options{binDir: filepath.Dir(bins["manager"]), stateDir: t.TempDir(), routerAddr: testenv.FreeAddr(t),
+	o := options{binDir: filepath.Dir(bins["manager"]), stateDir: t.TempDir(), routerAddr: testenv.FreeAddr(t), adminAddr: testenv.FreeAddr(t),
 		workerCmd: `i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo "tick $i"; sleep 0.1; done`, out: out}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

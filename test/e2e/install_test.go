@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -140,7 +141,8 @@ func TestHelmChart(t *testing.T) {
 		noKinds   []string
 	}{
 		{name: "defaults", wantKinds: []string{"CustomResourceDefinition", "Deployment", "Service", "ClusterRole", "Role",
-			"MutatingWebhookConfiguration", "ServiceAccount"}, noKinds: []string{"Certificate"}},
+			"MutatingWebhookConfiguration", "ServiceAccount", "NetworkPolicy"}, noKinds: []string{"Certificate"}},
+		{name: "network policy off", set: []string{"router.networkPolicy.enabled=false"}, noKinds: []string{"NetworkPolicy"}},
 		{name: "webhook off", set: []string{"webhook.enabled=false"}, noKinds: []string{"MutatingWebhookConfiguration"}},
 		{name: "cert-manager", set: []string{"webhook.certManagement=cert-manager"}, wantKinds: []string{"Certificate", "Issuer"}},
 		{name: "syslog listeners and allowlist", set: []string{"router.syslogTCPPort=6514", "router.syslogUDPPort=514",
@@ -164,6 +166,8 @@ func TestHelmChart(t *testing.T) {
 			if i == 0 {
 				checkRouterRole(t, objs, "kubeplex-routes")
 				checkUserRoles(t, objs)
+				checkAdminPolicy(t, objs)
+				checkWebhookRights(t, objs, "kubeplex-injector")
 				// `helm install --create-namespace` makes the release namespace; cert-manager
 				// kinds are not installed in the test API server.
 				ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace",
@@ -239,6 +243,68 @@ func checkRouterRole(t *testing.T, objs []*unstructured.Unstructured, routes str
 		return
 	}
 	t.Fatal("no router Role rendered")
+}
+
+// checkAdminPolicy asserts the router's admin port (/status, /metrics) is reachable
+// only from the rule naming the manager, while the ingest port stays open to all.
+func checkAdminPolicy(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	for _, o := range objs {
+		if o.GetKind() != "NetworkPolicy" {
+			continue
+		}
+		rules, _, _ := unstructured.NestedSlice(o.Object, "spec", "ingress")
+		var openAdmin, managerAdmin, openIngest bool
+		for _, r := range rules {
+			rm := r.(map[string]any)
+			from, hasFrom := rm["from"]
+			ports, _ := rm["ports"].([]any)
+			for _, p := range ports {
+				port := p.(map[string]any)["port"]
+				switch {
+				case port == "admin" && !hasFrom:
+					openAdmin = true
+				case port == "admin" && strings.Contains(fmt.Sprint(from), "component:manager"):
+					managerAdmin = true
+				case port == "http" && !hasFrom:
+					openIngest = true
+				}
+			}
+		}
+		if openAdmin || !managerAdmin || !openIngest {
+			t.Errorf("router NetworkPolicy: admin open to all %v, admin from the manager %v, ingest open %v", openAdmin, managerAdmin, openIngest)
+		}
+		return
+	}
+	t.Fatal("no router NetworkPolicy rendered")
+}
+
+// checkWebhookRights asserts the manager may touch only its own webhook
+// configuration, by name.
+func checkWebhookRights(t *testing.T, objs []*unstructured.Unstructured, name string) {
+	t.Helper()
+	found := false
+	for _, o := range objs {
+		if o.GetKind() != "ClusterRole" {
+			continue
+		}
+		rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+		for _, r := range rules {
+			rm := r.(map[string]any)
+			res, _, _ := unstructured.NestedStringSlice(rm, "resources")
+			if !slices.Contains(res, "mutatingwebhookconfigurations") {
+				continue
+			}
+			found = true
+			names, _, _ := unstructured.NestedStringSlice(rm, "resourceNames")
+			if len(names) != 1 || names[0] != name {
+				t.Errorf("%s may touch mutatingwebhookconfigurations %v, want only %s", o.GetName(), names, name)
+			}
+		}
+	}
+	if !found {
+		t.Error("no ClusterRole rule for mutatingwebhookconfigurations")
+	}
 }
 
 func TestKustomizeDefault(t *testing.T) {

@@ -150,7 +150,9 @@ func TestWalkingSkeleton(t *testing.T) {
 		"--leader-elect=false", "--webhook-port", "0", "--allow-cidrs", "127.0.0.0/8")
 	routerPort := testenv.FreePort(t)
 	routerURL := fmt.Sprintf("http://127.0.0.1:%d", routerPort)
-	router := start(t, "router", nil, "--http-addr", fmt.Sprintf("127.0.0.1:%d", routerPort),
+	adminAddr := testenv.FreeAddr(t)
+	adminURL := "http://" + adminAddr
+	router := start(t, "router", nil, "--http-addr", fmt.Sprintf("127.0.0.1:%d", routerPort), "--admin-addr", adminAddr,
 		"--routes-secret", systemNS+"/"+routesName, "--kubeconfig", c.routerKubeconfig(t),
 		"--allow-cidrs", "127.0.0.0/8")
 
@@ -235,7 +237,7 @@ func TestWalkingSkeleton(t *testing.T) {
 		if len(tbl.Apps) != 1 || len(tbl.Apps[0].Drains) != 1 {
 			return fmt.Errorf("table has %d apps", len(tbl.Apps))
 		}
-		st, err := routerStatus(routerURL)
+		st, err := routerStatus(adminURL)
 		if err != nil {
 			return err
 		}

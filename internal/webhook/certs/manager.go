@@ -9,7 +9,9 @@ package certs
 // The self-managed certificate lives in a Secret in the manager namespace and its CA
 // is written into the MutatingWebhookConfiguration's caBundle.
 // +kubebuilder:rbac:groups="",namespace=kubeplex-system,resources=secrets,verbs=get;create;update
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;update
+// Only the configuration named by --webhook-configuration (the chart renames it with
+// the release): a manager must not rewrite other admission webhooks.
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;update,resourceNames=kubeplex-injector
 
 import (
 	"bytes"

@@ -51,7 +51,7 @@ func startRoutersProcs(t *testing.T, n int, tbl routing.Table, extra ...string) 
 				others = append(others, "http://"+a)
 			}
 		}
-		args := append([]string{"--http-addr", addr, "--routes", routes, "--allow-cidrs", "127.0.0.0/8",
+		args := append([]string{"--http-addr", addr, "--admin-addr", testenv.FreeAddr(t), "--routes", routes, "--allow-cidrs", "127.0.0.0/8",
 			"--name", fmt.Sprint("router-", i), "--peers", strings.Join(others, ",")}, extra...)
 		procs = append(procs, testenv.Start(t, routerBin, nil, args...))
 		bases = append(bases, "http://"+addr)

@@ -39,7 +39,7 @@ func TestLogSessionEndToEnd(t *testing.T) {
 		"--leader-elect=false", "--webhook-port", "0", "--session-base-url", urls[0], "--session-ttl", "30s")
 	kc := c.routerKubeconfig(t)
 	for i, p := range ports {
-		start(t, "router", nil, "--http-addr", fmt.Sprintf("127.0.0.1:%d", p), "--routes-secret", systemNS+"/"+routesName,
+		start(t, "router", nil, "--http-addr", fmt.Sprintf("127.0.0.1:%d", p), "--admin-addr", testenv.FreeAddr(t), "--routes-secret", systemNS+"/"+routesName,
 			"--kubeconfig", kc, "--name", fmt.Sprint("router-", i), "--peers", urls[1-i])
 	}
 

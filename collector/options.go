@@ -110,6 +110,24 @@ func (o *commonFlags) bind(fs *flag.FlagSet, command string) {
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error (env KUBEPLEX_LOG_LEVEL)")
 }
 
+// HelpError is what ParseOptions returns for --help (of the collector or of a
+// command): not a failure, the answer is the usage text.
+type HelpError struct{ Flags string }
+
+func (e *HelpError) Error() string { return "help requested" }
+
+// Is makes errors.Is(err, flag.ErrHelp) hold.
+func (e *HelpError) Is(target error) bool { return target == flag.ErrHelp }
+
+// Help returns the text to print, and true, when err asked for help.
+func Help(err error) (string, bool) {
+	var he *HelpError
+	if !errors.As(err, &he) {
+		return "", false
+	}
+	return Usage + he.Flags, true
+}
+
 // ParseOptions parses a collector command line (without the program name), with
 // lookup (os.LookupEnv) giving the environment: the variables in envFlags stand for
 // their flags, KUBEPLEX_TOKEN, the pod's identity and KUBEPLEX_CONTAINERS are read
@@ -122,6 +140,8 @@ func ParseOptions(argv []string, lookup func(string) (string, bool)) (Command, e
 	c.Name = argv[0]
 	switch c.Name {
 	case CmdRun, CmdSidecar, CmdInstall:
+	case "-h", "-help", "--help", "help":
+		return c, &HelpError{}
 	default:
 		return c, fmt.Errorf("unknown command %q", c.Name)
 	}
@@ -140,6 +160,12 @@ func ParseOptions(argv []string, lookup func(string) (string, bool)) (Command, e
 		}
 	}
 	if err := fs.Parse(argv[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			var b strings.Builder
+			fs.SetOutput(&b)
+			fs.PrintDefaults()
+			return c, &HelpError{Flags: "\nflags of collector " + c.Name + ":\n" + b.String()}
+		}
 		return c, fmt.Errorf("parse flags: %w", err)
 	}
 	args := fs.Args()

@@ -1,6 +1,7 @@
 package collector_test
 
 import (
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -148,5 +149,23 @@ func TestParseOptions(t *testing.T) {
 			}
 			tt.check(t, c)
 		})
+	}
+}
+
+// TestHelp: `collector --help` (and help, -h) and `collector run --help` answer with
+// the usage text, not "unknown command" and not an error.
+func TestHelp(t *testing.T) {
+	for _, argv := range [][]string{{"--help"}, {"-h"}, {"help"}, {"run", "--help"}, {"sidecar", "-h"}} {
+		_, err := collector.ParseOptions(argv, func(string) (string, bool) { return "", false })
+		text, ok := collector.Help(err)
+		if !ok || !strings.Contains(text, "collector run [flags]") {
+			t.Errorf("%q: err %v, help %v %q", argv, err, ok, text)
+		}
+		if argv[0] == "run" && !strings.Contains(text, "-trace-http-addr") {
+			t.Errorf("%q: help does not list the command's flags", argv)
+		}
+	}
+	if _, ok := collector.Help(errors.New("other")); ok {
+		t.Error("an ordinary error taken for help")
 	}
 }

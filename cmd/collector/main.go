@@ -23,6 +23,10 @@ func main() {
 		runtime.GOMAXPROCS(1)
 	}
 	cmd, err := collector.ParseOptions(os.Args[1:], os.LookupEnv)
+	if text, ok := collector.Help(err); ok {
+		fmt.Print(text)
+		return
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "collector: %v\n%s", err, collector.Usage)
 		os.Exit(2)

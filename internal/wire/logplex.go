@@ -53,6 +53,9 @@ const (
 	ReasonContentType = "Unsupported content type"
 	ReasonEncoding    = "Unsupported content encoding"
 	ReasonTooLarge    = "Request body too large"
+	// ReasonFrameTooLarge: one frame is over the receiver's frame limit (refused before
+	// it is read); the batch is well-formed but too big to take, not malformed.
+	ReasonFrameTooLarge = "Frame too large"
 )
 
 // Batch is a decoded logplex-1 request.
@@ -122,6 +125,9 @@ func ReadBatch(req *http.Request, maxBody, maxFrame int, buf []byte) (*Batch, er
 		b.Records = append(b.Records, rec)
 		return nil
 	})
+	if errors.Is(err, ErrFrameTooLarge) {
+		return nil, &BatchError{Reason: ReasonFrameTooLarge, Err: err}
+	}
 	if err != nil {
 		return nil, &BatchError{Reason: ReasonMalformed, Err: err}
 	}

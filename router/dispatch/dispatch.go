@@ -56,11 +56,19 @@ type Dispatcher struct {
 	apps map[string]*App
 	// broken holds drains the table names but the router cannot build (bad URL).
 	broken map[string]routing.DrainStatus
-	closed bool
+	// retired keeps the counters of drains taken out of the table, by drain ID: a
+	// drain removed and added again (an app's drains re-rendered, a LogDrain deleted
+	// and recreated) continues its counts, which /status and the metrics promise are
+	// cumulative. Bounded by maxRetired.
+	retired map[string]*drain.Stats
+	closed  bool
 	// removing counts the flushes of drains removed from the table, which run in
 	// the background so Apply does not wait for a slow destination.
 	removing sync.WaitGroup
 }
+
+// maxRetired bounds the counters kept for removed drains.
+const maxRetired = 4096
 
 type snapshot struct {
 	version  string
@@ -203,7 +211,8 @@ func New(opts Options) *Dispatcher {
 	if opts.Router == "" {
 		opts.Router, _ = os.Hostname()
 	}
-	d := &Dispatcher{opts: opts, started: time.Now(), apps: map[string]*App{}, broken: map[string]routing.DrainStatus{}}
+	d := &Dispatcher{opts: opts, started: time.Now(), apps: map[string]*App{}, broken: map[string]routing.DrainStatus{},
+		retired: map[string]*drain.Stats{}}
 	d.opts.Metrics.Registry.MustRegister(&scrapeMetrics{d: d})
 	return d
 }
@@ -338,6 +347,9 @@ func (d *Dispatcher) Apply(t *routing.Table) error {
 		}
 		delete(d.apps, id)
 		stops = append(stops, a.Drains()...)
+		for _, r := range a.Drains() {
+			d.retire(r)
+		}
 		a.runners.Store(nil)
 		a.History.Release()
 	}
@@ -390,7 +402,11 @@ func (d *Dispatcher) reconcileDrains(a *App, want []routing.Drain, broken map[st
 			prev.Stop(ctx, true)
 			q, st = prev.Queue, prev.Stats
 		} else {
-			st = &drain.Stats{}
+			st = d.retired[td.ID]
+			delete(d.retired, td.ID)
+			if st == nil {
+				st = &drain.Stats{}
+			}
 			q = drain.NewQueue(d.opts.QueueSize, st)
 		}
 		r, err := d.startRunner(a, cfg, q, st)
@@ -407,8 +423,20 @@ func (d *Dispatcher) reconcileDrains(a *App, want []routing.Drain, broken map[st
 	}
 	for _, r := range old {
 		stops = append(stops, r)
+		d.retire(r)
 	}
 	return runners, stops
+}
+
+// retire keeps a removed drain's counters for a later re-add (d.mu held).
+func (d *Dispatcher) retire(r *drain.Runner) {
+	if len(d.retired) >= maxRetired {
+		for id := range d.retired { // any one: an old removal's counts matter least
+			delete(d.retired, id)
+			break
+		}
+	}
+	d.retired[r.Config.ID] = r.Stats
 }
 
 func newConfig(app string, td routing.Drain) (*drain.Config, error) {

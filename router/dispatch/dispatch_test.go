@@ -248,3 +248,38 @@ func TestStatusReportsBrokenDrains(t *testing.T) {
 		t.Error("invalid table changed the version")
 	}
 }
+
+// TestReaddedDrainCountsOn: a drain taken out of the table and put back (same ID)
+// continues its /status counters, which are documented as cumulative, instead of
+// starting again from zero.
+func TestReaddedDrainCountsOn(t *testing.T) {
+	d := newDispatcher(t)
+	s := drainpeer.NewSyslogSink(t, nil)
+	app := routing.App{ID: "a/b", Tokens: []routing.Token{{Token: tok1, Source: "app"}},
+		Drains: []routing.Drain{{ID: "a/d", Token: dt1, URL: "syslog://" + s.Addr}}}
+	apply(t, d, app)
+	publish(t, d, tok1, "one", "two", "three")
+	s.WaitFor(t, 3)
+	waitDelivered := func(n int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for d.Status().Drains["a/d"].Delivered != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("delivered %d, want %d", d.Status().Drains["a/d"].Delivered, n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitDelivered(3)
+
+	removed := app
+	removed.Drains = nil
+	apply(t, d, removed)
+	if _, ok := d.Status().Drains["a/d"]; ok {
+		t.Fatal("removed drain still in status")
+	}
+	apply(t, d, app)
+	publish(t, d, tok1, "four")
+	// 3 before and "four": from zero it would be 1.
+	waitDelivered(4)
+}

@@ -97,7 +97,7 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.m.IngestErrors.WithLabelValues("http", reasonLabel(be.Reason)).Inc()
 		code := http.StatusBadRequest
-		if be.Reason == wire.ReasonTooLarge {
+		if be.Reason == wire.ReasonTooLarge || be.Reason == wire.ReasonFrameTooLarge {
 			code = http.StatusRequestEntityTooLarge
 		}
 		http.Error(w, be.Reason, code)
@@ -143,6 +143,8 @@ func reasonLabel(reason string) string {
 		return "content_encoding"
 	case wire.ReasonTooLarge:
 		return "too_large"
+	case wire.ReasonFrameTooLarge:
+		return "frame_too_large"
 	}
 	return "other"
 }

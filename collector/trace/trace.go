@@ -245,18 +245,24 @@ func (s *Server) emit(pri uint8, t time.Time, text []byte) {
 	}
 }
 
+// handleHTTP takes a body whole or not at all: one over maxBody is refused with 413
+// and none of its lines reach the stream (a refusal that had already passed on the
+// first 4 MiB would leave the sender unable to tell what to send again).
 func (s *Server) handleHTTP(w http.ResponseWriter, req *http.Request) {
 	req.Body = http.MaxBytesReader(w, req.Body, maxBody)
 	ct := req.Header.Get("Content-Type")
 	if strings.HasPrefix(ct, wire.ContentType) || strings.HasPrefix(ct, wire.ContentTypeLegacy) {
 		b, err := wire.ReadBatch(req, maxBody, MaxMessage, nil)
 		if err != nil {
+			reason, code := wire.ReasonMalformed, http.StatusBadRequest
 			var be *wire.BatchError
 			if errors.As(err, &be) {
-				http.Error(w, be.Reason, http.StatusBadRequest)
-				return
+				reason = be.Reason
 			}
-			http.Error(w, wire.ReasonMalformed, http.StatusBadRequest)
+			if reason == wire.ReasonTooLarge || reason == wire.ReasonFrameTooLarge {
+				code = http.StatusRequestEntityTooLarge
+			}
+			http.Error(w, reason, code)
 			return
 		}
 		now := time.Now()
@@ -267,14 +273,20 @@ func (s *Server) handleHTTP(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	// Plain text: one message per line, as a worker's stdout.
-	now := time.Now()
-	sp := lines.Splitter{Emit: func(line []byte) { s.opts.Line(wire.PriorityInfo, now, line) }}
-	if _, err := io.Copy(&sp, req.Body); err != nil {
-		sp.Flush()
-		http.Error(w, wire.ReasonTooLarge, http.StatusRequestEntityTooLarge)
+	// Plain text: one message per line, as a worker's stdout. Read it all first.
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			http.Error(w, wire.ReasonTooLarge, http.StatusRequestEntityTooLarge)
+			return
+		}
+		http.Error(w, "read body", http.StatusBadRequest)
 		return
 	}
+	now := time.Now()
+	sp := lines.Splitter{Emit: func(line []byte) { s.opts.Line(wire.PriorityInfo, now, line) }}
+	_, _ = sp.Write(body) // a Splitter takes every byte
 	sp.Flush()
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -10,11 +10,14 @@ import (
 // AppendTimestamp appends t in TimeLayout. It is hand-rolled because it runs once per
 // delivered message and time.AppendFormat costs several times more.
 func AppendTimestamp(dst []byte, t time.Time) []byte {
+	// A year outside 0000-9999 has no RFC 5424 form (strict receivers refuse the
+	// whole frame): write the nearest time that has one. ParseTimestamp never returns
+	// such a time; this guards every other source.
+	if y := t.Year(); y < 0 || y > 9999 {
+		t = time.UnixMicro(max(minMicros, min(t.UnixMicro(), maxMicros))).UTC()
+	}
 	year, month, day := t.Date()
 	hour, minute, sec := t.Clock()
-	if year < 0 || year > 9999 {
-		return t.AppendFormat(dst, TimeLayout)
-	}
 	dst = append4(dst, year)
 	dst = append(dst, '-')
 	dst = append2(dst, int(month))
@@ -57,7 +60,17 @@ func AppendTimestampMicro(dst []byte, us int64) []byte {
 	return AppendTimestamp(dst, time.UnixMicro(us).UTC())
 }
 
-var errTimestamp = errors.New("bad RFC 5424 timestamp")
+var (
+	errTimestamp      = errors.New("bad RFC 5424 timestamp")
+	errTimestampRange = errors.New("RFC 5424 timestamp outside years 0000-9999 in UTC")
+)
+
+// minMicros and maxMicros bound the times RFC 5424 can write in UTC:
+// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z.
+var (
+	minMicros = daysFromCivil(0, 1, 1) * 86400 * 1e6
+	maxMicros = (daysFromCivil(9999, 12, 31)*86400+86399)*1e6 + 999999
+)
 
 // ParseTimestamp reads an RFC 5424 TIMESTAMP (RFC 3339 profile, section 6.2.3) into
 // microseconds since the epoch. It is hand-rolled for the ingest hot path: time.Parse
@@ -87,7 +100,13 @@ func ParseTimestamp(b []byte) (int64, error) {
 		return 0, errTimestamp
 	}
 	secs := daysFromCivil(year, month, day)*86400 + int64(hour*3600+minute*60+sec) - off
-	return secs*1e6 + micros, nil
+	us := secs*1e6 + micros
+	if us < minMicros || us > maxMicros {
+		// 9999-12-31T23:59:59-23:59 is 10000-01-01 in UTC, which kubeplex (writing UTC)
+		// could not write validly: the caller uses the receive time instead.
+		return 0, errTimestampRange
+	}
+	return us, nil
 }
 
 // secFrac reads an optional TIME-SECFRAC (".123456") at the start of b and returns it

@@ -79,7 +79,35 @@ func FuzzParseTimestamp(f *testing.F) {
 		if got != ref.UnixMicro() {
 			t.Fatalf("ParseTimestamp(%q) = %d, time.Parse = %d", s, got, ref.UnixMicro())
 		}
+		// Whatever it accepts, kubeplex can write back as a valid RFC 5424 time.
+		if y := time.UnixMicro(got).UTC().Year(); y < 0 || y > 9999 {
+			t.Fatalf("ParseTimestamp(%q) accepted year %d in UTC", s, y)
+		}
 	})
+}
+
+// TestTimestampYearRange: times that leave years 0000-9999 once in UTC are refused
+// when read (the caller takes the receive time) and clamped when written, so no
+// frame kubeplex writes carries a time strict receivers refuse.
+func TestTimestampYearRange(t *testing.T) {
+	for _, s := range []string{"9999-12-31T23:59:59.000000-23:59", "0000-01-01T00:00:00+00:01"} {
+		if _, err := ParseTimestamp([]byte(s)); err == nil {
+			t.Errorf("ParseTimestamp(%q) accepted a time outside years 0000-9999 in UTC", s)
+		}
+	}
+	for _, s := range []string{"9999-12-31T23:59:59.999999Z", "0000-01-01T00:00:00Z", "9999-12-31T23:59:59+23:59"} {
+		if _, err := ParseTimestamp([]byte(s)); err != nil {
+			t.Errorf("ParseTimestamp(%q) = %v", s, err)
+		}
+	}
+	for tm, want := range map[time.Time]string{
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC): "9999-12-31T23:59:59.999999+00:00",
+		time.Date(-1, 12, 31, 0, 0, 0, 0, time.UTC):  "0000-01-01T00:00:00.000000+00:00",
+	} {
+		if got := string(AppendTimestamp(nil, tm)); got != want {
+			t.Errorf("AppendTimestamp(%v) = %q, want %q", tm, got, want)
+		}
+	}
 }
 
 func BenchmarkParseTimestamp(b *testing.B) {

@@ -5,7 +5,9 @@
 package ingest
 
 import (
+	"bytes"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/dispatch"
@@ -57,8 +59,15 @@ func (b *batch) add(app *dispatch.App, f *wire.Fields, source, proc []byte, now 
 			m.Time = t
 		}
 	}
+	text := f.Text
+	if !utf8.Valid(text) {
+		// Strict RFC 5424 receivers refuse a MSG that is not UTF-8 (go-syslog does,
+		// BOM or not), losing the line and its drain token: replace the bad bytes
+		// (each run of them) with U+FFFD rather than let one bad byte cost the whole line.
+		text = bytes.ToValidUTF8(text, []byte("\uFFFD"))
+	}
 	n := 0
-	message.SplitText(f.Text, maxLine, func(piece []byte) {
+	message.SplitText(text, maxLine, func(piece []byte) {
 		m.Text = piece
 		b.buf = message.Append(b.buf, &m)
 		b.ends = append(b.ends, len(b.buf))

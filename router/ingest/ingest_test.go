@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/influxdata/go-syslog/v3/rfc5424"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/kubeplex/kubeplex/internal/routing"
@@ -377,5 +378,66 @@ func TestCollectorStateErrorsCounted(t *testing.T) {
 	}
 	if got := pb.GetCounter().GetValue(); got != 1 {
 		t.Errorf("kubeplex_router_collector_state_errors_total{app=shop/web} = %v, want 1", got)
+	}
+}
+
+// TestStrictReceiversTakeEveryFrame: what a drain gets for a line whose timestamp
+// leaves years 0000-9999 once in UTC, or whose text is not UTF-8, is still a frame
+// go-syslog's strict RFC 5424 parser takes (before, both were refused whole, and with
+// them the drain token and app name). Such a time becomes the receive time; bad
+// bytes become U+FFFD (docs/drains.md).
+func TestStrictReceiversTakeEveryFrame(t *testing.T) {
+	e := setup(t, ingest.Limits{})
+	before := time.Now()
+	body := frames(
+		"<190>1 9999-12-31T23:59:59.000000-23:59 h app web.1 - - year ten thousand",
+		"<190>1 0000-01-01T00:00:00+00:01 h app web.1 - - year minus one",
+		"<190>1 2026-11-25T10:00:00Z h app web.1 - - bad \xff\xfe bytes \xc3",
+		"<190>1 9999-12-31T23:59:59.999999Z h app web.1 - - last valid moment",
+	)
+	req, _ := http.NewRequest(http.MethodPost, e.url+"/logs", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/logplex-1")
+	req.SetBasicAuth("token", tokWeb)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close() // only the status matters
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST = %d", resp.StatusCode)
+	}
+	e.waitLines(t, "shop/web", 4)
+	after := time.Now()
+	a, _ := e.d.App("shop/web")
+	strict := rfc5424.NewParser()
+	var got []*rfc5424.SyslogMessage
+	a.History.Last(10, func(rec []byte) bool {
+		m, err := message.Decode(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frame := message.AppendRFC5424(nil, &m, "d.00000000-0000-4000-8000-000000000001")
+		sm, err := strict.Parse(frame)
+		if err != nil {
+			t.Errorf("strict parser refuses %q: %v", frame, err)
+			return true
+		}
+		got = append(got, sm.(*rfc5424.SyslogMessage))
+		return true
+	})
+	if len(got) != 4 {
+		t.Fatalf("%d frames parsed, want 4", len(got))
+	}
+	for i, sm := range got[:2] {
+		ts := *sm.Timestamp
+		if ts.Before(before.Truncate(time.Microsecond)) || ts.After(after) {
+			t.Errorf("frame %d time %s, want the receive time", i, ts)
+		}
+	}
+	if msg := *got[2].Message; msg != "bad \uFFFD bytes \uFFFD" { // one U+FFFD per run of bad bytes
+		t.Errorf("invalid UTF-8 became %q", msg)
+	}
+	if ts := *got[3].Timestamp; ts.Year() != 9999 {
+		t.Errorf("last valid moment became %s", ts)
 	}
 }

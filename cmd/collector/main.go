@@ -27,16 +27,16 @@ func main() {
 		fmt.Print(text)
 		return
 	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "collector: %v\n%s", err, collector.Usage)
-		os.Exit(2)
+	if err == nil {
+		err = cmd.Execute(context.Background())
 	}
 	var worker *collector.WorkerExit
-	switch err := cmd.Execute(context.Background()); {
-	case errors.As(err, &worker):
+	if errors.As(err, &worker) {
 		worker.Exit()
-	case err != nil:
-		fmt.Fprintf(os.Stderr, "collector: %v\n", err)
-		os.Exit(1)
+	}
+	if err != nil {
+		// Run fails only before its worker starts: start the worker anyway.
+		fmt.Fprintf(os.Stderr, "collector: %v\n", collector.FailSafe(os.Args[1:], err, os.Stderr))
+		os.Exit(2)
 	}
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // Change is a line about one app that a new routing table makes true: a drain added
-// or removed, an ingest token rotated or its predecessor retired. The manager's
+// or removed, a host gained or lost, an ingest token rotated or its predecessor retired. The manager's
 // leader writes each into the app's stream as kubeplex[router], once.
 type Change struct {
 	App  string
@@ -58,6 +58,20 @@ func Changes(old, next *routing.Table) []Change {
 		slices.SortFunc(removed, func(x, y routing.Drain) int { return strings.Compare(x.ID, y.ID) })
 		for _, d := range removed {
 			out = append(out, Change{a.ID, fmt.Sprintf("Drain %s removed", d.Token)})
+		}
+		if prev != nil {
+			// Hosts: a host leaves the entry when the app drops it or when another app
+			// claims it too (then it goes to neither, Render).
+			for _, h := range a.Hosts {
+				if !slices.Contains(prev.Hosts, h) {
+					out = append(out, Change{a.ID, "Host " + h + " now routes its load-balancer lines here"})
+				}
+			}
+			for _, h := range prev.Hosts {
+				if !slices.Contains(a.Hosts, h) {
+					out = append(out, Change{a.ID, "Host " + h + " no longer routes here (removed from spec.hosts, or claimed by another LogApp too)"})
+				}
+			}
 		}
 		if prev != nil {
 			wasGrace, isGrace := graceEnd(prev.Tokens), graceEnd(a.Tokens)

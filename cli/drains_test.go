@@ -54,8 +54,9 @@ func TestDrainsAndApps(t *testing.T) {
 		t.Fatalf("drains add without --name said %q", out)
 	}
 
-	s.send(t, s.routers[0], token, line{proc: "web.1", text: "to the drain"})
 	testenv.Eventually(t, "drains list shows archive Ready, Delivering and counting", func() error {
+		// A line per try: the first may reach the router before its table has the drain.
+		s.send(t, s.routers[0], token, line{proc: "web.1", text: "to the drain"})
 		out, errOut, err := runCLI(t, s.admin, "drains", "list", "web", "-n", s.ns)
 		if err != nil {
 			return fmt.Errorf("%w: %s", err, errOut)

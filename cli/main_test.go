@@ -61,6 +61,9 @@ type stack struct {
 	routers []string
 	procs   []*testenv.Process
 	ns      string
+	// collector maps an app's ingest token to its collector credential, the only
+	// one that may write the app's process events as source kubeplex.
+	collector map[string]string
 }
 
 // newStack starts the manager and n routers against the package's API server, in
@@ -69,7 +72,7 @@ func newStack(t *testing.T, n int, managerArgs ...string) *stack {
 	t.Helper()
 	c := cluster.Get(t)
 	ctx := ctxFor(t)
-	s := &stack{Cluster: c, admin: c.AdminKubeconfig(t), ns: nsName()}
+	s := &stack{Cluster: c, admin: c.AdminKubeconfig(t), ns: nsName(), collector: map[string]string{}}
 	for _, ns := range []string{systemNS, s.ns} {
 		err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 		if err != nil && !strings.Contains(err.Error(), "already exists") {
@@ -174,12 +177,18 @@ func (s *stack) app(t *testing.T, name string) string {
 			return err
 		}
 		token = string(sec.Data[kubeplexv1alpha1.TokenSecretKey])
+		if err := s.Client.Get(ctx, client.ObjectKey{Namespace: s.ns, Name: name + kubeplexv1alpha1.CollectorSecretSuffix}, &sec); err != nil {
+			return err
+		}
+		s.collector[token] = string(sec.Data[kubeplexv1alpha1.TokenSecretKey])
 		return nil
 	})
-	testenv.Eventually(t, "routers accept the app's token", func() error {
+	testenv.Eventually(t, "routers accept the app's tokens", func() error {
 		for _, r := range s.routers {
-			if code, err := s.post(ctx, r, token, nil); err != nil || code != http.StatusNoContent {
-				return fmt.Errorf("router %s: status %d, %w", r, code, err)
+			for _, tok := range []string{token, s.collector[token]} {
+				if code, err := s.post(ctx, r, tok, nil); err != nil || code != http.StatusNoContent {
+					return fmt.Errorf("router %s: status %d, %w", r, code, err)
+				}
 			}
 		}
 		return nil
@@ -202,12 +211,30 @@ func (l line) heroku() string {
 	return l.at.UTC().Format(wire.TimeLayout) + " " + src + "[" + l.proc + "]: " + l.text
 }
 
-// send posts lines to one router as a collector would (logplex-1, source app).
+// send posts lines to one router as a collector would (logplex-1): lines of source
+// kubeplex (process events) with the app's collector credential, the others with
+// its ingest token.
 func (s *stack) send(t *testing.T, router, token string, lines ...line) {
 	t.Helper()
-	code, err := s.post(ctxFor(t), router, token, lines)
-	if err != nil || code != http.StatusNoContent {
-		t.Fatalf("post %d lines to %s: status %d, %v", len(lines), router, code, err)
+	var app, events []line
+	for _, l := range lines {
+		if l.source == "kubeplex" {
+			events = append(events, l)
+		} else {
+			app = append(app, l)
+		}
+	}
+	for _, b := range []struct {
+		token string
+		lines []line
+	}{{token, app}, {s.collector[token], events}} {
+		if len(b.lines) == 0 {
+			continue
+		}
+		code, err := s.post(ctxFor(t), router, b.token, b.lines)
+		if err != nil || code != http.StatusNoContent {
+			t.Fatalf("post %d lines to %s: status %d, %v", len(b.lines), router, code, err)
+		}
 	}
 }
 

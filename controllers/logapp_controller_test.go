@@ -274,21 +274,24 @@ func TestLogAppHostsClaimed(t *testing.T) {
 	startManager(t, Config{})
 	ns := newNamespace(t)
 	ctx := context.Background()
+	// Hosts are claimed cluster-wide, oldest app first: names of this namespace's own,
+	// so apps of an earlier run (go test -count=N) hold none of them.
+	www, api, shop := "www."+ns+".test", "api."+ns+".test", "shop."+ns+".test"
 	first := newApp(ns, "first")
-	first.Spec.Hosts = []string{"www.example.test", "api.example.test"}
+	first.Spec.Hosts = []string{www, api}
 	create(t, first)
 	condition(t, first, kubeplexv1alpha1.HostsClaimedCondition, metav1.ConditionTrue, kubeplexv1alpha1.HostsRoutedReason)
 
 	second := newApp(ns, "second")
-	second.Spec.Hosts = []string{"api.example.test", "shop.example.test"}
+	second.Spec.Hosts = []string{api, shop}
 	create(t, second)
 	c := condition(t, second, kubeplexv1alpha1.HostsClaimedCondition, metav1.ConditionFalse, kubeplexv1alpha1.HostConflictReason)
-	if !strings.Contains(c.Message, "api.example.test") || !strings.Contains(c.Message, routes.ID(ns, "first")) {
+	if !strings.Contains(c.Message, api) || !strings.Contains(c.Message, routes.ID(ns, "first")) {
 		t.Errorf("conflict message %q names neither the host nor its holder", c.Message)
 	}
 	condition(t, second, kubeplexv1alpha1.RoutedCondition, metav1.ConditionTrue, kubeplexv1alpha1.RoutedReason)
 	tableApp(t, routes.ID(ns, "second"), func(a *routing.App) error {
-		if a == nil || !slices.Equal(a.Hosts, []string{"shop.example.test"}) {
+		if a == nil || !slices.Equal(a.Hosts, []string{shop}) {
 			return fmt.Errorf("entry %+v, want only the free host", a)
 		}
 		return nil
@@ -297,7 +300,7 @@ func TestLogAppHostsClaimed(t *testing.T) {
 
 	// The holder drops the host: the second app claims both of its hosts.
 	patch := client.MergeFrom(first.DeepCopy())
-	first.Spec.Hosts = []string{"www.example.test"}
+	first.Spec.Hosts = []string{www}
 	if err := k8s.Patch(ctx, first, patch); err != nil {
 		t.Fatal(err)
 	}

@@ -50,8 +50,12 @@ vet: ## go vet.
 lint: $(GOLANGCI_LINT) ## golangci-lint with .golangci.yml.
 	$(GOLANGCI_LINT) run ./...
 
+.PHONY: tidy-check
+tidy-check: ## Fail when go.mod or go.sum differ from what go mod tidy writes.
+	@go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy" >&2; exit 1; }
+
 .PHONY: test
-test: manifests generate fmt vet envtest $(HELM) ## Run every test: unit, fuzz seeds, envtest, process-level, walking skeleton.
+test: manifests generate fmt vet tidy-check lint envtest $(HELM) ## Run every test: tidy and lint checks, unit, fuzz seeds, envtest, process-level, walking skeleton.
 	go test $(GOTEST_FLAGS) ./...
 
 .PHONY: fuzz

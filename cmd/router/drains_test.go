@@ -108,7 +108,7 @@ func TestAccountingWithFailingDrains(t *testing.T) {
 	// Every receiver gets each line or its announcement.
 	waitRsyslogAccounted(t, rs, n)
 	waitAccounted(t, "fast receiver", fast, n)
-	if slowAnn, _ := waitAccounted(t, "slow receiver", slow, n); slowAnn == 0 {
+	if slowAnn := waitAccounted(t, "slow receiver", slow, n); slowAnn == 0 {
 		t.Error("slow receiver saw no drops; the test did not exercise overflow")
 	}
 
@@ -145,8 +145,9 @@ func TestAccountingWithFailingDrains(t *testing.T) {
 
 // waitAccounted waits until a receiver has seen, as lines or announced drops, all n
 // lines sent, and fails if it sees more.
-func waitAccounted(t testing.TB, name string, rv *peer.HTTPReceiver, n int) (announced, received int) {
+func waitAccounted(t testing.TB, name string, rv *peer.HTTPReceiver, n int) (announced int) {
 	t.Helper()
+	var received int
 	testenv.Eventually(t, name+" accounted for every line", func() error {
 		announced, received = peer.L10Count(rv.Accepted())
 		if announced+received > n {
@@ -158,13 +159,14 @@ func waitAccounted(t testing.TB, name string, rv *peer.HTTPReceiver, n int) (ann
 		return nil
 	})
 	t.Logf("%s: %d lines, %d announced drops, %d requests", name, received, announced, len(rv.Requests()))
-	return announced, received
+	return announced
 }
 
 // waitRsyslogAccounted is waitAccounted for what rsyslog wrote: lines, and the N of
 // each "Error L10 (output buffer overflow): N messages dropped" notice.
-func waitRsyslogAccounted(t testing.TB, rs *peer.Rsyslog, n int) (announced, received int) {
+func waitRsyslogAccounted(t testing.TB, rs *peer.Rsyslog, n int) (announced int) {
 	t.Helper()
+	var received int
 	testenv.Eventually(t, "rsyslog accounted for every line", func() error {
 		announced, received = 0, 0
 		for _, l := range rs.Lines() {
@@ -187,7 +189,7 @@ func waitRsyslogAccounted(t testing.TB, rs *peer.Rsyslog, n int) (announced, rec
 		return nil
 	})
 	t.Logf("rsyslog: %d lines, %d announced drops", received, announced)
-	return announced, received
+	return announced
 }
 
 // finalCounts reads the router's "drain final count" log lines: id -> {delivered, dropped}.
@@ -339,8 +341,8 @@ func BenchmarkHealthyDrainsBesideBrokenOnes(b *testing.B) {
 		n += per
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "lines/s")
-	rsAnn, _ := waitRsyslogAccounted(b, rs, n)
-	fastAnn, _ := waitAccounted(b, "fast receiver", fast, n)
+	rsAnn := waitRsyslogAccounted(b, rs, n)
+	fastAnn := waitAccounted(b, "fast receiver", fast, n)
 	b.ReportMetric(float64(rsAnn)/float64(n), "rsyslog-drops/line")
 	b.ReportMetric(float64(fastAnn)/float64(n), "fast-drops/line")
 }

@@ -147,7 +147,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
-	fmt.Fprintf(o.out, `
+	_, _ = fmt.Fprintf(o.out, `
 kubeplex dev stack is up.
   kubeconfig:   export KUBECONFIG=%s
   resources:    %s get logapps,logdrains -A
@@ -250,16 +250,16 @@ func printDrain(l net.Listener, w io.Writer) {
 				rec, err := fr.Next()
 				if err != nil {
 					if !errors.Is(err, io.EOF) {
-						fmt.Fprintln(w, "drain:", err)
+						_, _ = fmt.Fprintln(w, "drain:", err)
 					}
 					return
 				}
 				m, err := wire.Parse(rec)
 				if err != nil {
-					fmt.Fprintln(w, "drain: bad frame:", err)
+					_, _ = fmt.Fprintln(w, "drain: bad frame:", err)
 					continue
 				}
-				fmt.Fprintf(w, "%s %s[%s]: %s\n", m.Time.Format(wire.TimeLayout), m.AppName, m.ProcID, strings.TrimRight(string(m.Text), "\n"))
+				_, _ = fmt.Fprintf(w, "%s %s[%s]: %s\n", m.Time.Format(wire.TimeLayout), m.AppName, m.ProcID, strings.TrimRight(string(m.Text), "\n"))
 			}
 		}()
 	}

@@ -145,7 +145,7 @@ type mount struct {
 
 func (hp *hostPod) mounts(t *testing.T, c *corev1.Container) []mount {
 	t.Helper()
-	var ms []mount
+	ms := make([]mount, 0, len(c.VolumeMounts))
 	for _, m := range c.VolumeMounts {
 		dir := filepath.Join(hp.root, "volumes", m.Name)
 		if m.SubPath != "" {
@@ -181,7 +181,8 @@ func (hp *hostPod) command(t *testing.T, c *corev1.Container, extraEnv ...string
 		}
 		args[i] = rewrite(ms, args[i])
 	}
-	env := []string{"PATH=" + os.Getenv("PATH"), "KUBEPLEX_LOG_LEVEL=debug"}
+	env := make([]string, 0, 2+len(c.Env)+len(extraEnv))
+	env = append(env, "PATH="+os.Getenv("PATH"), "KUBEPLEX_LOG_LEVEL=debug")
 	for _, e := range c.Env {
 		v := e.Value
 		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
@@ -305,7 +306,8 @@ func stopSidecar(t *testing.T, sidecar *exec.Cmd) {
 	done := make(chan error, 1)
 	go func() { done <- sidecar.Wait() }()
 	select {
-	case <-done:
+	case err := <-done:
+		t.Logf("sidecar exit: %v", err) // the interrupt ends it; how is for the log
 	case <-time.After(60 * time.Second):
 		_ = sidecar.Process.Kill()
 		t.Fatal("sidecar did not stop")

@@ -34,7 +34,7 @@ func (f *FailureLog) Failed(log *slog.Logger, msg string, args ...any) {
 		args = append(args, "suppressed", f.suppressed)
 	}
 	f.failing, f.last, f.suppressed = true, now, 0
-	log.Warn(msg, args...)
+	log.Warn(msg, args...) //nolint:sloglint // msg is the caller's constant message
 }
 
 // Succeeded ends a streak, saying so once.
@@ -46,5 +46,5 @@ func (f *FailureLog) Succeeded(log *slog.Logger, msg string, args ...any) {
 		args = append(args, "suppressed", f.suppressed)
 	}
 	f.failing, f.suppressed = false, 0
-	log.Info(msg, args...)
+	log.Info(msg, args...) //nolint:sloglint // msg is the caller's constant message
 }

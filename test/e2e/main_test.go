@@ -32,9 +32,9 @@ func TestMain(m *testing.M) {
 
 // start runs one of the built binaries until the test ends; its output is printed if
 // the test fails.
-func start(t *testing.T, name string, env []string, args ...string) *testenv.Process {
+func start(t *testing.T, name string, args ...string) *testenv.Process {
 	t.Helper()
-	return testenv.Start(t, bins[name], env, args...)
+	return testenv.Start(t, bins[name], nil, args...)
 }
 
 func repoRoot(t *testing.T) string {

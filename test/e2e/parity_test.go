@@ -146,7 +146,7 @@ func flags(c map[string]any) map[string]string {
 
 func mountPaths(c map[string]any) string {
 	ms, _, _ := unstructured.NestedSlice(c, "volumeMounts")
-	var p []string
+	p := make([]string, 0, len(ms))
 	for _, m := range ms {
 		p = append(p, m.(map[string]any)["mountPath"].(string))
 	}

@@ -36,11 +36,11 @@ func TestPlatformLinesOncePerEvent(t *testing.T) {
 	for range 2 {
 		port := testenv.FreePort(t)
 		routerURLs = append(routerURLs, fmt.Sprintf("http://127.0.0.1:%d", port))
-		start(t, "router", nil, "--http-addr", fmt.Sprintf("127.0.0.1:%d", port),
+		start(t, "router", "--http-addr", fmt.Sprintf("127.0.0.1:%d", port),
 			"--routes-secret", systemNS+"/"+routesName, "--kubeconfig", routerKC, "--allow-cidrs", "127.0.0.0/8")
 	}
 	for i := range 2 {
-		start(t, "manager", nil, "--kubeconfig", c.kubeconfig, "--namespace", systemNS,
+		start(t, "manager", "--kubeconfig", c.kubeconfig, "--namespace", systemNS,
 			"--routes-secret", routesName, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
 			"--leader-elect=true", "--webhook-port", "0", "--allow-cidrs", "127.0.0.0/8",
 			"--router-url", routerURLs[i]+"/logs", "--router-status-urls", strings.Join(routerURLs, ","))

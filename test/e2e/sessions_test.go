@@ -34,12 +34,12 @@ func TestLogSessionEndToEnd(t *testing.T) {
 	}
 	ports := []int{testenv.FreePort(t), testenv.FreePort(t)}
 	urls := []string{fmt.Sprintf("http://127.0.0.1:%d", ports[0]), fmt.Sprintf("http://127.0.0.1:%d", ports[1])}
-	start(t, "manager", nil, "--kubeconfig", c.kubeconfig, "--namespace", systemNS,
+	start(t, "manager", "--kubeconfig", c.kubeconfig, "--namespace", systemNS,
 		"--routes-secret", routesName, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
 		"--leader-elect=false", "--webhook-port", "0", "--session-base-url", urls[0], "--session-ttl", "30s")
 	kc := c.routerKubeconfig(t)
 	for i, p := range ports {
-		start(t, "router", nil, "--http-addr", fmt.Sprintf("127.0.0.1:%d", p), "--admin-addr", testenv.FreeAddr(t), "--routes-secret", systemNS+"/"+routesName,
+		start(t, "router", "--http-addr", fmt.Sprintf("127.0.0.1:%d", p), "--admin-addr", testenv.FreeAddr(t), "--routes-secret", systemNS+"/"+routesName,
 			"--kubeconfig", kc, "--name", fmt.Sprint("router-", i), "--peers", urls[1-i])
 	}
 

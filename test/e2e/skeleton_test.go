@@ -145,14 +145,14 @@ func TestWalkingSkeleton(t *testing.T) {
 	}
 	sink := startSyslogSink(t)
 
-	manager := start(t, "manager", nil, "--kubeconfig", c.kubeconfig, "--namespace", systemNS,
+	manager := start(t, "manager", "--kubeconfig", c.kubeconfig, "--namespace", systemNS,
 		"--routes-secret", routesName, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
 		"--leader-elect=false", "--webhook-port", "0", "--allow-cidrs", "127.0.0.0/8")
 	routerPort := testenv.FreePort(t)
 	routerURL := fmt.Sprintf("http://127.0.0.1:%d", routerPort)
 	adminAddr := testenv.FreeAddr(t)
 	adminURL := "http://" + adminAddr
-	router := start(t, "router", nil, "--http-addr", fmt.Sprintf("127.0.0.1:%d", routerPort), "--admin-addr", adminAddr,
+	router := start(t, "router", "--http-addr", fmt.Sprintf("127.0.0.1:%d", routerPort), "--admin-addr", adminAddr,
 		"--routes-secret", systemNS+"/"+routesName, "--kubeconfig", c.routerKubeconfig(t),
 		"--allow-cidrs", "127.0.0.0/8")
 

@@ -66,7 +66,9 @@ func Matrix() []Case {
 		DenyEndpoints: []netip.AddrPort{netip.MustParseAddrPort("10.96.0.1:443"), netip.MustParseAddrPort("127.0.0.1:6443")},
 	}
 	allowing := base
-	allowing.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.96.0.0/12"), netip.MustParsePrefix("fd00:1::/64")}
+	allowing.Allow = []netip.Prefix{
+		netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.96.0.0/12"), netip.MustParsePrefix("fd00:1::/64"),
+	}
 	allowing.AllowHosts = []string{"logs.corp.example", "*.logs.example"}
 
 	return []Case{

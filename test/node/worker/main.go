@@ -50,9 +50,9 @@ func main() {
 		if *stderrEvery > 0 && i%*stderrEvery == 0 {
 			// Flush stdout first so the two streams keep their relative order.
 			_ = out.Flush()
-			fmt.Fprintf(os.Stderr, "%s err %d%s\n", *prefix, i, tail)
+			_, _ = fmt.Fprintf(os.Stderr, "%s err %d%s\n", *prefix, i, tail)
 		} else {
-			fmt.Fprintf(out, "%s out %d%s\n", *prefix, i, tail)
+			_, _ = fmt.Fprintf(out, "%s out %d%s\n", *prefix, i, tail)
 			_ = out.Flush()
 		}
 		if *every > 0 {
@@ -60,12 +60,11 @@ func main() {
 		}
 	}
 	if *big > 0 {
-		fmt.Fprintf(out, "%s big %s\n", *prefix, strings.Repeat("x", *big))
+		_, _ = fmt.Fprintf(out, "%s big %s\n", *prefix, strings.Repeat("x", *big))
 	}
 	_ = out.Flush()
 	fmt.Printf("%s done\n", *prefix)
 	if *oom {
-		var hold [][]byte
 		for {
 			b := make([]byte, 16<<20)
 			for j := range b {
@@ -73,7 +72,7 @@ func main() {
 					b[j] = 1
 				}
 			}
-			hold = append(hold, b)
+			held = append(held, b)
 		}
 	}
 	if *exit >= 0 {
@@ -82,3 +81,7 @@ func main() {
 	<-stop
 	fmt.Printf("%s stopping\n", *prefix)
 }
+
+// held keeps the -oom allocations reachable, so the kernel, not the garbage
+// collector, ends the process.
+var held [][]byte

@@ -200,6 +200,7 @@ func keepObject(o any) (any, error) { return o, nil }
 // cache holds only the manager's own (label app.kubernetes.io/managed-by=kubeplex).
 // Users' credential Secrets are read directly and watched by metadata only (Setup).
 func CacheOptions() cache.Options {
+	managed := labels.SelectorFromSet(labels.Set{kubeplexv1alpha1.ManagedByLabel: kubeplexv1alpha1.ManagedByValue})
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
@@ -207,7 +208,7 @@ func CacheOptions() cache.Options {
 			// changed them (APILines). They are few next to Secrets and Pods.
 			&kubeplexv1alpha1.LogApp{}:   {Transform: keepObject},
 			&kubeplexv1alpha1.LogDrain{}: {Transform: keepObject},
-			&corev1.Secret{}:             {Label: labels.SelectorFromSet(labels.Set{kubeplexv1alpha1.ManagedByLabel: kubeplexv1alpha1.ManagedByValue})},
+			&corev1.Secret{}:             {Label: managed},
 		},
 	}
 }

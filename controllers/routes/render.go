@@ -164,21 +164,14 @@ func Render(in Input) Result {
 			// schema defaults historySize to 1500 and collectorMode to Exec).
 			ra.History = defaultHistoryLines
 		}
-		if prev := string(s.Data[kubeplexv1alpha1.PreviousTokenSecretKey]); prev != "" {
-			notAfter, err := time.Parse(time.RFC3339, s.Annotations[kubeplexv1alpha1.PreviousTokenNotAfterAnnotation])
-			switch {
-			case !ValidIngestToken(prev):
-				problem("LogApp", app, ReasonTokenInvalid, "token Secret %s holds an invalid previous token; left out", s.Name)
-			case err != nil:
-				problem("LogApp", app, ReasonTokenInvalid, "token Secret %s: previous token has no valid %s; left out",
-					s.Name, kubeplexv1alpha1.PreviousTokenNotAfterAnnotation)
-			default:
-				notAfter = notAfter.UTC()
-				ra.Tokens = append(ra.Tokens, ingestToken(prev, &notAfter))
-			}
+		if prev, why := previousToken(s); why != "" {
+			problem("LogApp", app, ReasonTokenInvalid, "%s", why)
+		} else if prev != nil {
+			ra.Tokens = append(ra.Tokens, *prev)
 		}
 		// The collector credential: absent until the LogApp reconciler made it.
-		if cs := secrets[types.NamespacedName{Namespace: app.Namespace, Name: app.Name + kubeplexv1alpha1.CollectorSecretSuffix}]; cs != nil && ownedBy(cs, app.UID) {
+		csName := types.NamespacedName{Namespace: app.Namespace, Name: app.Name + kubeplexv1alpha1.CollectorSecretSuffix}
+		if cs := secrets[csName]; cs != nil && ownedBy(cs, app.UID) {
 			if tok := string(cs.Data[kubeplexv1alpha1.TokenSecretKey]); collectorTokenRE.MatchString(tok) {
 				ra.Tokens = append(ra.Tokens, routing.Token{SHA256: routing.HashToken(tok), Source: tokenSource, Collector: true})
 			}
@@ -302,4 +295,25 @@ func ownedBy(s *corev1.Secret, uid types.UID) bool {
 		}
 	}
 	return false
+}
+
+// previousToken is the rotated-out ingest token a token Secret still holds, valid
+// until the end of its grace period: nil when there is none, and why it is left out
+// when it is there but unusable.
+func previousToken(s *corev1.Secret) (tok *routing.Token, why string) {
+	prev := string(s.Data[kubeplexv1alpha1.PreviousTokenSecretKey])
+	if prev == "" {
+		return nil, ""
+	}
+	notAfter, err := time.Parse(time.RFC3339, s.Annotations[kubeplexv1alpha1.PreviousTokenNotAfterAnnotation])
+	switch {
+	case !ValidIngestToken(prev):
+		return nil, fmt.Sprintf("token Secret %s holds an invalid previous token; left out", s.Name)
+	case err != nil:
+		return nil, fmt.Sprintf("token Secret %s: previous token has no valid %s; left out",
+			s.Name, kubeplexv1alpha1.PreviousTokenNotAfterAnnotation)
+	}
+	notAfter = notAfter.UTC()
+	t := ingestToken(prev, &notAfter)
+	return &t, ""
 }

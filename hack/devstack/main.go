@@ -205,7 +205,8 @@ func waitToken(ctx context.Context, c client.Client) (string, error) {
 			// The collector credential, as an injected sidecar has it: its process
 			// events are then kubeplex lines (an ingest token would file them as app).
 			var s corev1.Secret
-			if err := c.Get(ctx, client.ObjectKey{Namespace: demoNamespace, Name: demoApp + kubeplexv1alpha1.CollectorSecretSuffix}, &s); err == nil {
+			key := client.ObjectKey{Namespace: demoNamespace, Name: demoApp + kubeplexv1alpha1.CollectorSecretSuffix}
+			if err := c.Get(ctx, key, &s); err == nil {
 				return string(s.Data[kubeplexv1alpha1.TokenSecretKey]), nil
 			}
 		}

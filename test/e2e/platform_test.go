@@ -32,7 +32,7 @@ func TestPlatformLinesOncePerEvent(t *testing.T) {
 		}
 	}
 	routerKC := c.routerKubeconfig(t)
-	var routerURLs []string
+	routerURLs := make([]string, 0, 2)
 	for range 2 {
 		port := testenv.FreePort(t)
 		routerURLs = append(routerURLs, fmt.Sprintf("http://127.0.0.1:%d", port))

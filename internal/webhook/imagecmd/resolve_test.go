@@ -115,16 +115,16 @@ func TestResolvePullSecret(t *testing.T) {
 		t.Fatal("resolved a private image without credentials")
 	}
 	auth := base64.StdEncoding.EncodeToString([]byte("alice:s3cret"))
-	for name, secret := range map[string]string{
+	for kind, secret := range map[string]string{
 		".dockerconfigjson": fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, host, auth),
 		".dockercfg":        fmt.Sprintf(`{"http://%s/v1/":{"username":"alice","password":"s3cret"}}`, host),
 	} {
 		c, err := New([]string{host}).Resolve(context.Background(), host+"/private/app:2", [][]byte{[]byte("not json"), []byte(secret)})
 		if err != nil {
-			t.Fatalf("%s: %v", name, err)
+			t.Fatalf("%s: %v", kind, err)
 		}
 		if !slices.Equal(c.Entrypoint, []string{"/app"}) {
-			t.Fatalf("%s: %+v", name, c)
+			t.Fatalf("%s: %+v", kind, c)
 		}
 	}
 }

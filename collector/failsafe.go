@@ -29,7 +29,7 @@ func FailSafe(argv []string, cause error, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w; and the worker cannot be started: %w", cause, err)
 	}
-	fmt.Fprintf(stderr, "collector: LOGGING IS OFF for this worker: %v\n"+
+	_, _ = fmt.Fprintf(stderr, "collector: LOGGING IS OFF for this worker: %v\n"+
 		"collector: starting %q without log shipping; its output goes to the container log only\n", cause, worker[0])
 	// Exec keeps the PID, so signals and the exit status are the worker's own.
 	return syscall.Exec(path, worker, os.Environ())

@@ -88,7 +88,9 @@ func (r *LogDrainReconciler) reconcileHealth(d *kubeplexv1alpha1.LogDrain) ctrl.
 // False and "recovered" when a failing drain delivers again. The state lives in the
 // LogDrain's status, so a restarted or new leader does not say it twice. The error is
 // the routers' redacted one (no URL credentials).
-func (r *LogDrainReconciler) announceDelivery(d *kubeplexv1alpha1.LogDrain, wasFailing bool, status metav1.ConditionStatus, lastErr string) {
+func (r *LogDrainReconciler) announceDelivery(
+	d *kubeplexv1alpha1.LogDrain, wasFailing bool, status metav1.ConditionStatus, lastErr string,
+) {
 	app := routes.ID(d.Namespace, d.Spec.AppRef.Name)
 	switch {
 	case status == metav1.ConditionFalse && !wasFailing:

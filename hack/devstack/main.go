@@ -114,7 +114,8 @@ func run(ctx context.Context, o options) error {
 			// No router Service to discover here: read the dev router's /status directly,
 			// so LogDrain status shows Delivering and delivered counts as in a cluster.
 			"--router-service", "", "--router-status-urls", "http://"+o.adminAddr+"/status", "--router-status-interval", "5s"),
-		command(ctx, o, "router", nil, "--http-addr", o.routerAddr, "--admin-addr", o.adminAddr, "--routes-secret", systemNamespace+"/"+routesSecret,
+		command(ctx, o, "router", nil, "--http-addr", o.routerAddr, "--admin-addr", o.adminAddr,
+			"--routes-secret", systemNamespace+"/"+routesSecret,
 			"--kubeconfig", routerKC, "--allow-cidrs", "127.0.0.0/8"),
 	}
 	for _, p := range procs {

@@ -21,8 +21,9 @@ func TestChanges(t *testing.T) {
 		Drains: []routing.Drain{{ID: "shop/one", Token: "d.1", URL: "syslog+tls://logs.example.com:6514"},
 			{ID: "shop/three", Token: "d.3", URL: "https://y.example.com/path?secret=s"}}},
 		{ID: "shop/new", Drains: []routing.Drain{{ID: "shop/n", Token: "d.n", URL: "syslog://n.example.com:514"}}}}}
-	var got []string
-	for _, c := range Changes(old, next) {
+	changes := Changes(old, next)
+	got := make([]string, 0, len(changes))
+	for _, c := range changes {
 		got = append(got, c.App+" "+c.Text)
 	}
 	want := []string{

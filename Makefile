@@ -58,6 +58,10 @@ tidy-check: ## Fail when go.mod or go.sum differ from what go mod tidy writes.
 test: manifests generate fmt vet tidy-check lint envtest $(HELM) ## Run every test: tidy and lint checks, unit, fuzz seeds, envtest, process-level, walking skeleton.
 	go test $(GOTEST_FLAGS) ./...
 
+.PHONY: test-reliability
+test-reliability: ## Loss-accounting scenarios at full size (docs/reliability.md); make test runs the short ones.
+	KUBEPLEX_RELIABILITY=long go test -count=1 -timeout=30m -v ./test/reliability/
+
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
 	hack/fuzz.sh $${FUZZTIME:-30s}

@@ -79,8 +79,9 @@ func (r router) drainStatus(t *testing.T) routing.DrainStatus {
 
 func texts(t *testing.T, s *drainpeer.SyslogSink) []string {
 	t.Helper()
-	var out []string
-	for _, m := range s.Messages() {
+	ms := s.Messages()
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
 		out = append(out, string(m.Text))
 	}
 	return out

@@ -221,7 +221,8 @@ func (s *suite) delivery(t *testing.T) {
 	logApp(t, shopNS, "shop", "")
 	kubectlIn(t, fmt.Sprintf(`apiVersion: v1
 kind: Secret
-metadata: {name: drain-ca, namespace: %s}
+# Secrets a drain refers to must opt in to being read for drains (docs/security.md).
+metadata: {name: drain-ca, namespace: %s, labels: {kubeplex.io/drain-credentials: "true"}}
 stringData:
   ca.crt: %q
 `, shopNS, s.ca.PEM), "apply", "-f", "-")

@@ -45,9 +45,13 @@ type Poster struct {
 	Hostname string
 	Client   *http.Client
 	Log      *slog.Logger
-	// RetryFor bounds how long a batch is retried: a line about a new app may arrive
-	// before the routers have loaded the table that has it [1m].
+	// RetryFor bounds how long a batch is retried while the routers are unreachable,
+	// failing or do not know the credential yet [1m].
 	RetryFor time.Duration
+	// NotFoundFor bounds the retries of a batch for an app the routers do not know
+	// (404): a line about a new app may come before the table that has it, but a line
+	// about a deleted app never finds it, and must not hold up everyone else's [10s].
+	NotFoundFor time.Duration
 	// QueueSize bounds the lines waiting [10000].
 	QueueSize int
 
@@ -72,6 +76,9 @@ func (p *Poster) init() {
 		}
 		if p.RetryFor <= 0 {
 			p.RetryFor = time.Minute
+		}
+		if p.NotFoundFor <= 0 {
+			p.NotFoundFor = 10 * time.Second
 		}
 	})
 }
@@ -148,7 +155,7 @@ func (p *Poster) send(ctx context.Context, lines []Line) {
 		body = wire.AppendFrame(body, wire.AppendRFC5424(nil, &m))
 	}
 	frameID := strconv.FormatInt(time.Now().UnixNano(), 36)
-	deadline := time.Now().Add(p.RetryFor)
+	start := time.Now()
 	backoff := 100 * time.Millisecond
 	for {
 		err := p.post(ctx, lines[0].App, frameID, len(lines), body)
@@ -158,7 +165,11 @@ func (p *Poster) send(ctx context.Context, lines []Line) {
 			p.mu.Unlock()
 			return
 		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
+		limit := p.RetryFor
+		if errors.Is(err, errUnknownApp) {
+			limit = p.NotFoundFor
+		}
+		if ctx.Err() != nil || time.Since(start) > limit {
 			p.Log.Warn("platform lines not delivered", "app", lines[0].App, "lines", len(lines), "error", err)
 			p.mu.Lock()
 			p.dropped += len(lines)
@@ -196,8 +207,13 @@ func (p *Poster) post(ctx context.Context, app, frameID string, n int, body []by
 	}
 	// Only the status matters; the body is a short reason text.
 	_ = resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return errUnknownApp
+	case resp.StatusCode/100 != 2:
 		return errors.New("post platform batch: " + resp.Status)
 	}
 	return nil
 }
+
+var errUnknownApp = errors.New("post platform batch: the routers do not know the app")

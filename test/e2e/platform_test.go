@@ -32,18 +32,20 @@ func TestPlatformLinesOncePerEvent(t *testing.T) {
 		}
 	}
 	routerKC := c.routerKubeconfig(t)
-	routerURLs := make([]string, 0, 2)
+	routerURLs, adminURLs := make([]string, 0, 2), make([]string, 0, 2)
 	for range 2 {
 		port := testenv.FreePort(t)
+		admin := testenv.FreeAddr(t)
 		routerURLs = append(routerURLs, fmt.Sprintf("http://127.0.0.1:%d", port))
-		start(t, "router", "--http-addr", fmt.Sprintf("127.0.0.1:%d", port),
+		adminURLs = append(adminURLs, "http://"+admin)
+		start(t, "router", "--http-addr", fmt.Sprintf("127.0.0.1:%d", port), "--admin-addr", admin,
 			"--routes-secret", systemNS+"/"+routesName, "--kubeconfig", routerKC, "--allow-cidrs", "127.0.0.0/8")
 	}
 	for i := range 2 {
 		start(t, "manager", "--kubeconfig", c.kubeconfig, "--namespace", systemNS,
 			"--routes-secret", routesName, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
 			"--leader-elect=true", "--webhook-port", "0", "--allow-cidrs", "127.0.0.0/8",
-			"--router-url", routerURLs[i]+"/logs", "--router-status-urls", strings.Join(routerURLs, ","))
+			"--router-url", routerURLs[i]+"/logs", "--router-status-urls", strings.Join(adminURLs, ","))
 	}
 	sink := startSyslogSink(t)
 	sink2 := startSyslogSink(t)
@@ -57,7 +59,7 @@ func TestPlatformLinesOncePerEvent(t *testing.T) {
 	}
 	token := appToken(t, c, app)
 	firstToken := drainReady(t, c, first)
-	waitRouters(t, c, routerURLs)
+	waitRouters(t, c, adminURLs)
 
 	second := drainTo("second", sink2.addr)
 	if err := c.Client.Create(ctx, second); err != nil {

@@ -10,18 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 
 	"github.com/kubeplex/kubeplex/collector"
 )
 
 func main() {
-	// One P is plenty for a per-pod agent and spares the worker's cores the
-	// scheduler's spinning (idle Ps polling for work after every wake-up), which was
-	// most of the collector's CPU at 10,000 lines/s (docs/benchmarks.md).
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(1)
-	}
+	collector.LimitProcs()
 	cmd, err := collector.ParseOptions(os.Args[1:], os.LookupEnv)
 	if text, ok := collector.Help(err); ok {
 		fmt.Print(text)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kubeplex/kubeplex/internal/egress"
 	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/dispatch"
 	"github.com/kubeplex/kubeplex/router/drain"
@@ -262,13 +263,9 @@ func TestReaddedDrainCountsOn(t *testing.T) {
 	s.WaitFor(t, 3)
 	waitDelivered := func(n int64) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for d.Status().Drains["a/d"].Delivered != n {
-			if time.Now().After(deadline) {
-				t.Fatalf("delivered %d, want %d", d.Status().Drains["a/d"].Delivered, n)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		testenv.Until(t, fmt.Sprintf("drain a/d delivered %d", n), func() bool {
+			return d.Status().Drains["a/d"].Delivered == n
+		})
 	}
 	waitDelivered(3)
 

@@ -52,7 +52,8 @@ func (r *LogDrainReconciler) reconcileHealth(d *kubeplexv1alpha1.LogDrain) ctrl.
 	}
 	sd := *m.seed
 	want := d.Status.DeepCopy()
-	want.Delivered, want.Dropped = sd.delivered+sum.Delivered, sd.dropped+sum.Dropped
+	want.Delivered = max(sd.delivered, sum.BaselineDelivered) + sum.Delivered
+	want.Dropped = max(sd.dropped, sum.BaselineDropped) + sum.Dropped
 	if sum.LastSuccess != nil {
 		want.LastDeliveryTime = &metav1.Time{Time: sum.LastSuccess.Truncate(time.Second)}
 	}

@@ -23,7 +23,12 @@ type Summary struct {
 	Reported bool
 	// Delivered and Dropped are the increases seen since this manager started.
 	Delivered, Dropped int64
-	LastSuccess        *time.Time
+	// BaselineDelivered and BaselineDropped are what routers older than this manager
+	// had counted when first seen: status may hold (part of) it already, from the
+	// previous leader, or none of it, for a drain made since. The reconciler takes
+	// the larger of status and baseline, so neither case loses or doubles counts.
+	BaselineDelivered, BaselineDropped int64
+	LastSuccess                        *time.Time
 	// LastError is the newest error, redacted again here (defence in depth).
 	LastError     string
 	LastErrorTime *time.Time
@@ -113,7 +118,10 @@ func (s *Store) Update(now time.Time, reports []routing.RouterStatus) []string {
 				s.acc[id] = a
 			}
 			prev, seen := inc.last[id]
-			if !baseline {
+			if baseline {
+				a.BaselineDelivered += max(ds.Delivered, 0)
+				a.BaselineDropped += max(ds.Dropped, 0)
+			} else {
 				a.Delivered += grow(prev.Delivered, ds.Delivered, seen)
 				a.Dropped += grow(prev.Dropped, ds.Dropped, seen)
 			}
@@ -160,6 +168,7 @@ func grow(prev, cur int64, seen bool) int64 {
 
 func equalSummary(a, b Summary) bool {
 	return a.Reported == b.Reported && a.Delivered == b.Delivered && a.Dropped == b.Dropped &&
+		a.BaselineDelivered == b.BaselineDelivered && a.BaselineDropped == b.BaselineDropped &&
 		a.LastError == b.LastError && eqTime(a.LastSuccess, b.LastSuccess) && eqTime(a.LastErrorTime, b.LastErrorTime)
 }
 

@@ -72,12 +72,12 @@ func TestBaselineAfterManagerRestart(t *testing.T) {
 	s := NewStore(t0, 0)
 	old := t0.Add(-time.Hour)
 	s.Update(t0, []routing.RouterStatus{report("a", old, map[string]routing.DrainStatus{"ns/d": {Delivered: 1000}})})
-	if got := s.Get("ns/d"); got.Delivered != 0 || !got.Reported {
-		t.Fatalf("first sight of an older router: %+v, want 0 delivered, reported", got)
+	if got := s.Get("ns/d"); got.Delivered != 0 || got.BaselineDelivered != 1000 || !got.Reported {
+		t.Fatalf("first sight of an older router: %+v, want 0 delivered since, 1000 baseline, reported", got)
 	}
 	s.Update(t0, []routing.RouterStatus{report("a", old, map[string]routing.DrainStatus{"ns/d": {Delivered: 1007}})})
-	if got := s.Get("ns/d"); got.Delivered != 7 {
-		t.Fatalf("growth after baseline: %d, want 7", got.Delivered)
+	if got := s.Get("ns/d"); got.Delivered != 7 || got.BaselineDelivered != 1000 {
+		t.Fatalf("growth after baseline: %d (baseline %d), want 7 (1000)", got.Delivered, got.BaselineDelivered)
 	}
 }
 
@@ -248,5 +248,21 @@ func TestForget(t *testing.T) {
 	}
 	if got := s.Get("ns/kept").Delivered; got != 4 {
 		t.Errorf("kept drain %d, want 4", got)
+	}
+}
+
+// TestBaselineOfANewDrain: a drain made after the manager started, on a router that
+// is older than the manager, has no counts in status yet; its first report's counts
+// are all the baseline there is (the reconciler takes the larger of status and it).
+func TestBaselineOfANewDrain(t *testing.T) {
+	s := NewStore(t0, 0)
+	old := t0.Add(-time.Hour)
+	s.Update(t0, []routing.RouterStatus{
+		report("a", old, map[string]routing.DrainStatus{"ns/new": {Delivered: 300, Dropped: 2}}),
+		report("b", old, map[string]routing.DrainStatus{"ns/new": {Delivered: 5}}),
+	})
+	got := s.Get("ns/new")
+	if got.BaselineDelivered != 305 || got.BaselineDropped != 2 || got.Delivered != 0 {
+		t.Fatalf("baseline %d/%d, since %d; want 305/2, 0", got.BaselineDelivered, got.BaselineDropped, got.Delivered)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/kubeplex/kubeplex/collector/lines"
@@ -64,13 +65,8 @@ func Listen(opts Options) (*Server, error) {
 		if err := loopbackOnly(opts.SyslogAddr); err != nil {
 			return nil, err
 		}
-		if s.udp, err = net.ListenPacket("udp", opts.SyslogAddr); err != nil {
-			return nil, fmt.Errorf("listen syslog udp: %w", err)
-		}
-		// TCP on the same port as UDP, as syslog daemons do.
-		if s.tcp, err = net.Listen("tcp", s.udp.LocalAddr().String()); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("listen syslog tcp: %w", err)
+		if s.udp, s.tcp, err = listenSyslog(opts.SyslogAddr); err != nil {
+			return nil, err
 		}
 	}
 	if opts.HTTPAddr != "" {
@@ -84,6 +80,34 @@ func Listen(opts Options) (*Server, error) {
 		}
 	}
 	return s, nil
+}
+
+// listenSyslog binds UDP and TCP on the same port, as syslog daemons do. With port 0
+// the kernel picks the UDP port, which TCP may already use (a busy host has many
+// outgoing TCP connections): then it picks again, a bounded number of times.
+func listenSyslog(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse trace address %q: %w", addr, err)
+	}
+	tries := 1
+	if port == "0" {
+		tries = 20
+	}
+	for i := 1; ; i++ {
+		udp, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listen syslog udp: %w", err)
+		}
+		tcp, err := net.Listen("tcp", udp.LocalAddr().String())
+		if err == nil {
+			return udp, tcp, nil
+		}
+		_ = udp.Close() // never served
+		if i >= tries || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, fmt.Errorf("listen syslog tcp: %w", err)
+		}
+	}
 }
 
 func loopbackOnly(addr string) error {

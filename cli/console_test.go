@@ -145,6 +145,15 @@ func TestConsole(t *testing.T) {
 			}
 			return nil
 		})
+		// The drain exists before the page has its answer; the page then clears the
+		// form, so the next add waits for that, as a user would see it.
+		want := "Drain " + s.ns + "/" + name + " added."
+		testenv.Eventually(t, "the page confirms "+name, func() error {
+			if got := eval[string](t, ctx, `document.getElementById('msg').textContent`); got != want {
+				return fmt.Errorf("page says %q", got)
+			}
+			return nil
+		})
 	}
 	add("web", "syslog://"+sink.Addr, "archive")
 	add("web", "https://user:hunter2@127.0.0.1:1/ingest", "search")

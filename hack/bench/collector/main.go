@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kubeplex/kubeplex/hack/bench/benchdoc"
 	"github.com/kubeplex/kubeplex/internal/wire"
 )
 
@@ -190,7 +191,7 @@ func run(ctx context.Context, o options) error {
 	report := format(o, res)
 	fmt.Print(report)
 	if o.doc != "" {
-		if err := writeSection(o.doc, "## Collector", report); err != nil {
+		if err := benchdoc.WriteSection(o.doc, "## Collector", report); err != nil {
 			return err
 		}
 	}
@@ -294,33 +295,4 @@ func format(o options, r result) string {
 	fmt.Fprintf(&b, "| collector binary (`-trimpath`, not stripped) | %.1f MiB | |\n", float64(r.binary)/(1<<20))
 	fmt.Fprintf(&b, "| wall time under the collector | %.1f s | |\n", r.wall.Seconds())
 	return b.String()
-}
-
-// writeSection replaces the body of one "## " section of a markdown file (creating
-// the file or the section when missing) and leaves every other section as it was.
-func writeSection(path, heading, body string) error {
-	old, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("read %s: %w", path, err)
-	}
-	doc := string(old)
-	if doc == "" {
-		doc = "# Benchmarks\n"
-	}
-	section := heading + "\n\n" + body
-	i := strings.Index(doc, heading+"\n")
-	if i < 0 {
-		doc = strings.TrimRight(doc, "\n") + "\n\n" + section
-	} else {
-		end := len(doc)
-		if j := strings.Index(doc[i+len(heading):], "\n## "); j >= 0 {
-			end = i + len(heading) + j + 1
-			section += "\n"
-		}
-		doc = doc[:i] + section + doc[end:]
-	}
-	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

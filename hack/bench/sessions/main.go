@@ -29,6 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kubeplex/kubeplex/hack/bench/benchdoc"
 	"github.com/kubeplex/kubeplex/internal/routing"
 	"github.com/kubeplex/kubeplex/internal/session"
 	"github.com/kubeplex/kubeplex/internal/wire"
@@ -109,7 +110,7 @@ func run(ctx context.Context, o options) error {
 	md := r.markdown(o)
 	fmt.Print(md)
 	if o.doc != "" {
-		return writeSection(o.doc, heading, md)
+		return benchdoc.WriteSection(o.doc, heading, md)
 	}
 	return nil
 }
@@ -620,29 +621,4 @@ func (r *result) markdown(o options) string {
 		"runs shows how much the machine's load moves these numbers: a difference smaller than that spread is not\n"+
 		"a measurement of the tails. The CPU per line is the steadier signal.\n", r.tailLines)
 	return b.String()
-}
-
-// writeSection replaces one "## " section of a markdown file, or appends it.
-func writeSection(path, heading, body string) error {
-	old, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("read %s: %w", path, err)
-	}
-	doc := string(old)
-	section := heading + "\n\n" + body
-	i := strings.Index(doc, heading+"\n")
-	if i < 0 {
-		doc = strings.TrimRight(doc, "\n") + "\n\n" + section
-	} else {
-		end := len(doc)
-		if j := strings.Index(doc[i+len(heading):], "\n## "); j >= 0 {
-			end = i + len(heading) + j + 1
-			section += "\n"
-		}
-		doc = doc[:i] + section + doc[end:]
-	}
-	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

@@ -25,6 +25,14 @@ trap teardown EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# One node per machine (fixed address, state dir, iptables chains): a second run waits
+# for the first instead of tearing its node down under it.
+exec 9>"${NODE_DIR}.lock"
+if ! flock -n 9; then
+  log "another make test-e2e holds ${NODE_DIR}.lock; waiting for it"
+  flock 9
+fi
+
 if [[ -e $NODE_DIR ]]; then
   log "a previous node was left behind; tearing it down first"
   "$here/down.sh"

@@ -29,26 +29,8 @@ fi
 
 if [[ ! -x $out/kube-apiserver || ! -x $out/kubectl ]]; then
   echo "envtest-assets: building kube-apiserver and kubectl $KUBE_VERSION" >&2
-  mkdir -p "$work/kube" && cd "$work/kube"
-  go mod init envtest/kube >/dev/null 2>&1
-  # kubernetes' own go.mod requires its staging modules at v0.0.0 and replaces them with
-  # local paths; a consumer must replace each with the published tag instead.
-  gomod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-  staging=${KUBE_VERSION/#v1./v0.}
-  {
-    echo "require k8s.io/kubernetes $KUBE_VERSION"
-    grep -E $'^\tk8s\\.io/\\S+ v0\\.0\\.0$' "$gomod" | awk '{print $1}' |
-      grep -vE 'sample-cli-plugin|sample-controller' |
-      while read -r m; do echo "replace $m => $m $staging"; done
-  } >>go.mod
-  go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" "k8s.io/kubernetes/cmd/kubectl@$KUBE_VERSION" >/dev/null 2>&1
-  major=${KUBE_VERSION#v}; major=${major%%.*}
-  minor=${KUBE_VERSION#v*.}; minor=${minor%%.*}
-  ldflags="-s -w"
-  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=$major -X $p.gitMinor=$minor"
-  done
-  go build -trimpath -ldflags="$ldflags" -o "$out/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-  go build -trimpath -ldflags="$ldflags" -o "$out/kubectl" k8s.io/kubernetes/cmd/kubectl
+  # shellcheck source=hack/kube-build.sh
+  source "$root/hack/kube-build.sh"
+  kube_build "$out" "$KUBE_VERSION" kube-apiserver kubectl
 fi
 echo "$out"

@@ -30,7 +30,7 @@ const (
 const TimeLayout = "2006-01-02T15:04:05.000000-07:00"
 
 // Message is one RFC 5424 record. Empty header fields are written as the nil value
-// "-". Structured data is not carried: kubeplex neither produces nor interprets it.
+// "-".
 type Message struct {
 	Priority uint8
 	Time     time.Time
@@ -38,7 +38,10 @@ type Message struct {
 	AppName  string
 	ProcID   string
 	MsgID    string
-	Text     []byte
+	// StructuredData is a valid SD-ELEMENT list, written as is: one Scan returned,
+	// or one built with AppendSDParam. Empty means none ("-").
+	StructuredData []byte
+	Text           []byte
 }
 
 // AppendRFC5424 appends m as an RFC 5424 record (no framing, no trailing newline).
@@ -65,7 +68,12 @@ func AppendRFC5424(dst []byte, m *Message) []byte {
 	dst = appendHeaderField(dst, m.ProcID, maxProcID)
 	dst = append(dst, ' ')
 	dst = appendHeaderField(dst, m.MsgID, maxMsgID)
-	dst = append(dst, ' ', '-')
+	dst = append(dst, ' ')
+	if len(m.StructuredData) == 0 {
+		dst = append(dst, '-')
+	} else {
+		dst = append(dst, m.StructuredData...)
+	}
 	if len(m.Text) > 0 {
 		dst = append(dst, ' ')
 		dst = append(dst, m.Text...)
@@ -90,7 +98,8 @@ func appendHeaderField(dst []byte, s string, limit int) []byte {
 	return dst
 }
 
-// Parse decodes an RFC 5424 record with go-syslog, the strict reference parser.
+// Parse decodes an RFC 5424 record with go-syslog, the strict reference parser. It
+// leaves StructuredData empty: go-syslog keeps SD as maps, without their order.
 // It is the choice for input that needs every field validated; the router's hot path
 // uses Scan, whose results agree with Parse on every record Parse accepts (fuzzed).
 func Parse(record []byte) (Message, error) {

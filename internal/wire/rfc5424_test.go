@@ -200,14 +200,15 @@ func FuzzRFC5424(f *testing.F) {
 			return
 		}
 		m := Message{Priority: fields.Priority, Hostname: string(fields.Hostname), AppName: string(fields.AppName),
-			ProcID: string(fields.ProcID), MsgID: string(fields.MsgID), Text: fields.Text}
+			ProcID: string(fields.ProcID), MsgID: string(fields.MsgID), StructuredData: fields.StructuredData, Text: fields.Text}
 		out := AppendRFC5424(nil, &m)
 		again, err := Scan(out)
 		if err != nil {
 			t.Fatalf("Scan refuses re-encoded %q: %v", out, err)
 		}
 		if again.Priority != fields.Priority || !bytes.Equal(again.AppName, fields.AppName) ||
-			!bytes.Equal(again.ProcID, fields.ProcID) || !bytes.Equal(again.Text, fields.Text) {
+			!bytes.Equal(again.ProcID, fields.ProcID) || !bytes.Equal(again.Text, fields.Text) ||
+			!bytes.Equal(again.StructuredData, fields.StructuredData) {
 			t.Fatalf("round trip changed %q into %q", in, out)
 		}
 	})

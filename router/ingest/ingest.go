@@ -52,7 +52,8 @@ func (b *batch) add(app *dispatch.App, f *wire.Fields, source, proc []byte, now 
 		b.flush()
 		b.app = app
 	}
-	m := message.Msg{Priority: f.Priority, Source: source, ProcID: proc}
+	// STRUCTURED-DATA rides along as the message's attributes (Scan checked it).
+	m := message.Msg{Priority: f.Priority, Source: source, ProcID: proc, Attrs: f.StructuredData}
 	m.Time = now.UnixMicro()
 	if len(f.Timestamp) > 0 {
 		if t, err := wire.ParseTimestamp(f.Timestamp); err == nil {

@@ -6,6 +6,7 @@ package message
 import (
 	"encoding/binary"
 	"errors"
+	"iter"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -29,8 +30,15 @@ const (
 	maxSource = 48
 	maxProc   = 128
 	headerLen = 1 + 8 + 1 + 1 // priority, time, two length bytes
+	// MaxAttrs bounds a message's attributes (its STRUCTURED-DATA); longer lists are
+	// clipped at an element boundary.
+	MaxAttrs = 4096
 	// MaxEncoded bounds Append's output for text of at most MaxLine bytes.
-	MaxEncoded = headerLen + maxSource + maxProc + MaxLine
+	MaxEncoded = headerLen + maxSource + maxProc + 2 + MaxAttrs + MaxLine
+	// hasAttrs marks, in the source length byte, that an attributes section follows
+	// the process: source lengths stop at 48, so the bit is free, and a message
+	// without attributes costs no byte for them.
+	hasAttrs = 0x80
 )
 
 // Msg is a view of one message. Time is microseconds since the Unix epoch, UTC.
@@ -39,21 +47,71 @@ type Msg struct {
 	Time     int64
 	Source   []byte
 	ProcID   []byte
-	Text     []byte
+	// Attrs are the message's attributes as an RFC 5424 STRUCTURED-DATA element list
+	// ("[id k=\"v\"]..."), exactly as it travels on syslog wire; empty for most
+	// messages. It must be valid SD (wire.Scan's StructuredData, or built with
+	// wire.AppendSDParam). Attributes walks it; wire.SDIDOtel and its siblings name the
+	// elements kubeplex writes for OpenTelemetry records.
+	Attrs []byte
+	Text  []byte
 }
 
 // Append encodes m compactly: priority, time (8 bytes), source and process with a
-// length byte each, then the text up to the end of the record. Fields longer than
-// RFC 5424 allows are clipped. The length of the record is kept by its container.
+// length byte each, the attributes (when there are any) with a 2-byte length, then
+// the text up to the end of the record. Fields longer than RFC 5424 allows are
+// clipped, attributes at MaxAttrs. The length of the record is kept by its container.
 func Append(dst []byte, m *Msg) []byte {
 	src, proc := clip(m.Source, maxSource), clip(m.ProcID, maxProc)
 	dst = append(dst, m.Priority)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(m.Time))
+	if len(m.Attrs) != 0 {
+		return appendWithAttrs(dst, m, src, proc)
+	}
 	dst = append(dst, byte(len(src)))
 	dst = append(dst, src...)
 	dst = append(dst, byte(len(proc)))
 	dst = append(dst, proc...)
 	return append(dst, m.Text...)
+}
+
+func appendWithAttrs(dst []byte, m *Msg, src, proc []byte) []byte {
+	attrs := wire.ClipSD(m.Attrs, MaxAttrs)
+	dst = append(dst, byte(len(src))|hasAttrs)
+	dst = append(dst, src...)
+	dst = append(dst, byte(len(proc)))
+	dst = append(dst, proc...)
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(attrs)))
+	dst = append(dst, attrs...)
+	return append(dst, m.Text...)
+}
+
+// Attr is one attribute of a message: its SD-ID (wire.SDIDLog for an OpenTelemetry
+// record attribute, wire.SDIDResource for a resource attribute, wire.SDIDOtel for
+// the record's trace_id, span_id, severity_text, ...), name and unescaped value.
+// The slices are only valid during the iteration step that yields them.
+type Attr struct {
+	ID, Name, Value []byte
+}
+
+// Attributes yields m's attributes in order. It allocates only for a value with
+// escapes in it, into one buffer reused for the whole walk.
+func (m *Msg) Attributes() iter.Seq[Attr] {
+	return func(yield func(Attr) bool) {
+		var scratch []byte
+		for p := range wire.SDParams(m.Attrs) {
+			v := p.Value
+			for _, c := range v {
+				if c == '\\' {
+					scratch = wire.UnescapeSDValue(scratch[:0], p.Value)
+					v = scratch
+					break
+				}
+			}
+			if !yield(Attr{ID: p.ID, Name: p.Name, Value: v}) {
+				return
+			}
+		}
+	}
 }
 
 // AppendStrings is Append for the router's own lines.
@@ -74,7 +132,8 @@ func Decode(b []byte) (Msg, error) {
 	m.Priority = b[0]
 	m.Time = int64(binary.LittleEndian.Uint64(b[1:9]))
 	i := 9
-	n := int(b[i])
+	flags := b[i] & hasAttrs
+	n := int(b[i] &^ hasAttrs)
 	i++
 	if i+n+1 > len(b) {
 		return m, ErrCorrupt
@@ -87,7 +146,20 @@ func Decode(b []byte) (Msg, error) {
 		return m, ErrCorrupt
 	}
 	m.ProcID = b[i : i+n]
-	m.Text = b[i+n:]
+	i += n
+	if flags != 0 {
+		if i+2 > len(b) {
+			return m, ErrCorrupt
+		}
+		n = int(binary.LittleEndian.Uint16(b[i:]))
+		i += 2
+		if i+n > len(b) {
+			return m, ErrCorrupt
+		}
+		m.Attrs = b[i : i+n]
+		i += n
+	}
+	m.Text = b[i:]
 	return m, nil
 }
 
@@ -100,7 +172,9 @@ func AppendRFC5424(dst []byte, m *Msg, host string) []byte {
 		Hostname: host,
 		AppName:  stringOf(m.Source),
 		ProcID:   stringOf(m.ProcID),
-		Text:     m.Text,
+		// Attributes reach syslog and logplex-1 receivers as the SD they came as.
+		StructuredData: m.Attrs,
+		Text:           m.Text,
 	}
 	return wire.AppendRFC5424(dst, &wm)
 }

@@ -159,16 +159,21 @@ func BenchmarkWireFanout10(b *testing.B) {
 // FuzzDecode: any bytes decode without panicking, and whatever Append wrote decodes
 // back to what it was given (after clipping).
 func FuzzDecode(f *testing.F) {
-	f.Add([]byte("junk"), uint8(190), int64(1764064800123456), "app", "web.1", "text")
-	f.Fuzz(func(t *testing.T, junk []byte, pri uint8, ts int64, src, proc, text string) {
+	f.Add([]byte("junk"), uint8(190), int64(1764064800123456), "app", "web.1", "", "", "text")
+	f.Add([]byte("junk"), uint8(190), int64(1764064800123456), "app", "web.1", "k", `v"]\`, "text")
+	f.Fuzz(func(t *testing.T, junk []byte, pri uint8, ts int64, src, proc, name, value, text string) {
 		_, _ = Decode(junk)
 		m := Msg{Priority: pri, Time: ts, Source: []byte(src), ProcID: []byte(proc), Text: []byte(text)}
+		if wire.SDName(name) {
+			m.Attrs = append(wire.AppendSDParam([]byte("[x@32473"), name, value), ']')
+		}
 		got, err := Decode(Append(nil, &m))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got.Priority != pri || got.Time != ts || !bytes.Equal(got.Text, m.Text) ||
-			!bytes.Equal(got.Source, clip(m.Source, maxSource)) || !bytes.Equal(got.ProcID, clip(m.ProcID, maxProc)) {
+			!bytes.Equal(got.Source, clip(m.Source, maxSource)) || !bytes.Equal(got.ProcID, clip(m.ProcID, maxProc)) ||
+			!bytes.Equal(got.Attrs, wire.ClipSD(m.Attrs, MaxAttrs)) {
 			t.Fatalf("round trip %+v -> %+v", m, got)
 		}
 		// The drain path writes the same frame as the reference encoder.

@@ -205,3 +205,34 @@ func TestRouterDiscovery(t *testing.T) {
 		t.Errorf("discovered %v, want %v", got, want)
 	}
 }
+
+// TestDeliveringAgreesWithReady: a drain that waits for its credentials Secret is not
+// in the routing table, and Delivering says so; once the Secret comes and Ready says
+// the drain is in the table, Delivering no longer says it is not (it waits for a
+// router's report), though no router has reported either time.
+func TestDeliveringAgreesWithReady(t *testing.T) {
+	fr := &fakeRouter{rep: routing.RouterStatus{Router: "router-0", Started: time.Now(), Version: "v"}}
+	srv := httptest.NewServer(fr)
+	defer srv.Close()
+	startManager(t, Config{RouterStatusURLs: []string{srv.URL + "/status"}, RouterStatusInterval: 100 * time.Millisecond})
+	ns := newNamespace(t)
+	create(t, newApp(ns, "web"))
+	d := newDrain(ns, "creds", "web", "https://203.0.113.7/logs")
+	d.Spec.CredentialsSecretRef = &kubeplexv1alpha1.CredentialsSecretReference{Name: "drain-creds"}
+	create(t, d)
+	condition(t, d, kubeplexv1alpha1.ReadyCondition, metav1.ConditionFalse, kubeplexv1alpha1.SecretNotFoundReason)
+	c := condition(t, d, kubeplexv1alpha1.DeliveringCondition, metav1.ConditionUnknown, kubeplexv1alpha1.NotRoutedReason)
+	if !strings.Contains(c.Message, "not in the routing table") {
+		t.Errorf("Delivering of a drain that is not Ready: %q", c.Message)
+	}
+
+	create(t, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "drain-creds", Labels: map[string]string{kubeplexv1alpha1.DrainCredentialsLabel: "true"}},
+		StringData: map[string]string{"username": "u", "password": "p"},
+	})
+	ready := condition(t, d, kubeplexv1alpha1.ReadyCondition, metav1.ConditionTrue, kubeplexv1alpha1.ReconciledReason)
+	c = condition(t, d, kubeplexv1alpha1.DeliveringCondition, metav1.ConditionUnknown, kubeplexv1alpha1.NoRouterReportReason)
+	if strings.Contains(c.Message, "not in the routing table") || !strings.Contains(ready.Message, "in the routing table") {
+		t.Errorf("conditions disagree: Ready %q, Delivering %q", ready.Message, c.Message)
+	}
+}

@@ -184,7 +184,7 @@ func (r *LogDrainReconciler) fail(d *kubeplexv1alpha1.LogDrain, err error) (ctrl
 	switch {
 	case errors.As(err, &se):
 		r.setReady(d, metav1.ConditionFalse, se.reason, se.msg)
-		r.setDelivering(d, metav1.ConditionUnknown, kubeplexv1alpha1.NoRouterReportReason, "the drain is not in the routing table")
+		r.setDelivering(d, metav1.ConditionUnknown, kubeplexv1alpha1.NotRoutedReason, "the drain is not in the routing table (see Ready)")
 		return ctrl.Result{}, reconcile.TerminalError(err)
 	case errors.As(err, &re):
 		r.setReady(d, metav1.ConditionFalse, kubeplexv1alpha1.HostNotResolvedReason, re.Error()+"; retrying")

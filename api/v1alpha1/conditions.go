@@ -78,6 +78,10 @@ const (
 	NoTrafficReason = "NoTraffic"
 	// NoRouterReportReason: no router has reported on this drain (yet).
 	NoRouterReportReason = "NoRouterReport"
+	// NotRoutedReason: the drain is not in the routing table (Ready is False and says
+	// why), so no router can deliver to it. A reason of its own, so that the drain
+	// becoming Ready changes the condition and its message with it.
+	NotRoutedReason = "NotRouted"
 )
 
 // Labels and annotations the operator sets or reads.

@@ -10,7 +10,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // Command is what an image runs when the pod spec does not say.
@@ -33,12 +36,29 @@ type Resolver struct {
 	Insecure []string
 	// TagTTL is how long a tag's digest is trusted before it is looked up again.
 	TagTTL time.Duration
+	// FailTTL is how long a failed lookup is remembered: the same image (with the
+	// same credentials) fails again at once instead of being asked for, and a
+	// registry that did not answer at all (refused, timed out) is not asked for any
+	// image. Without it a down registry costs every pod admitted meanwhile the whole
+	// lookup budget.
+	FailTTL time.Duration
 
 	mu       sync.Mutex
 	byDigest map[string]Command
 	tags     map[string]tagEntry
+	failed   map[string]failEntry // by credentials + reference, and by "registry " + host
 	now      func() time.Time
 }
+
+type failEntry struct {
+	err error
+	at  time.Time
+}
+
+// DefaultFailTTL is New's FailTTL: short, so a registry that comes back (or an image
+// that is pushed) is seen within seconds, long enough that a burst of pods (a
+// Deployment scaling up) asks a down registry once.
+const DefaultFailTTL = 10 * time.Second
 
 type tagEntry struct {
 	digest string
@@ -47,7 +67,65 @@ type tagEntry struct {
 
 // New returns a Resolver with an empty cache.
 func New(insecure []string) *Resolver {
-	return &Resolver{Insecure: insecure, TagTTL: time.Minute, byDigest: map[string]Command{}, tags: map[string]tagEntry{}, now: time.Now}
+	return &Resolver{Insecure: insecure, TagTTL: time.Minute, FailTTL: DefaultFailTTL,
+		byDigest: map[string]Command{}, tags: map[string]tagEntry{}, failed: map[string]failEntry{}, now: time.Now}
+}
+
+// CachedError is a failed lookup answered from the cache.
+type CachedError struct {
+	// Scope is what failed: "image REF", or "registry HOST" when it did not answer.
+	Scope string
+	Err   error
+	// Age is how long ago the lookup failed; TTL how long a failure is remembered.
+	Age, TTL time.Duration
+}
+
+func (e *CachedError) Error() string {
+	return fmt.Sprintf("%v (a lookup of %s failed %s ago; not asked again within %s of that)",
+		e.Err, e.Scope, e.Age.Round(time.Millisecond), e.TTL)
+}
+
+func (e *CachedError) Unwrap() error { return e.Err }
+
+// recentFailure returns the remembered failure under key, if it is younger than FailTTL.
+func (r *Resolver) recentFailure(key, scope string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f, ok := r.failed[key]
+	if !ok {
+		return nil
+	}
+	age := r.now().Sub(f.at)
+	if age >= r.FailTTL {
+		delete(r.failed, key)
+		return nil
+	}
+	return &CachedError{Scope: scope, Err: f.err, Age: age, TTL: r.FailTTL}
+}
+
+// remember records a failed lookup under key, and under its registry when the
+// registry gave no HTTP answer at all (refused, reset, timed out).
+func (r *Resolver) remember(ctx context.Context, key, registry string, err error) {
+	if r.FailTTL <= 0 || errors.Is(ctx.Err(), context.Canceled) {
+		return // a caller that gave up says nothing about the registry
+	}
+	// Refused, reset, unreachable, or the budget ran out: the registry itself is
+	// down or too slow, whatever the image.
+	var ne net.Error
+	var te *transport.Error
+	noAnswer := (errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)) && !errors.As(err, &te)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	for k, f := range r.failed {
+		if now.Sub(f.at) >= r.FailTTL {
+			delete(r.failed, k)
+		}
+	}
+	r.failed[key] = failEntry{err: err, at: now}
+	if noAnswer {
+		r.failed["registry "+registry] = failEntry{err: err, at: now}
+	}
 }
 
 // Resolve returns image's command. pullSecrets are the raw .dockerconfigjson (or
@@ -75,7 +153,21 @@ func (r *Resolver) Resolve(ctx context.Context, image string, pullSecrets [][]by
 		h.Write([]byte{0})
 	}
 	creds := hex.EncodeToString(h.Sum(nil))[:16] + " "
+	registry := ref.Context().RegistryStr()
+	if err := r.recentFailure("registry "+registry, "registry "+registry); err != nil {
+		return Command{}, err
+	}
+	if err := r.recentFailure(creds+ref.String(), "image "+ref.String()); err != nil {
+		return Command{}, err
+	}
+	c, err := r.resolve(ref, creds, ropts)
+	if err != nil {
+		r.remember(ctx, creds+ref.String(), registry, err)
+	}
+	return c, err
+}
 
+func (r *Resolver) resolve(ref name.Reference, creds string, ropts []remote.Option) (Command, error) {
 	digest := ""
 	if d, ok := ref.(name.Digest); ok {
 		digest = d.DigestStr()

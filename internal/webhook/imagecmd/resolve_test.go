@@ -3,6 +3,7 @@ package imagecmd
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -165,5 +166,91 @@ func TestApply(t *testing.T) {
 		if (err != nil) != tt.err || !slices.Equal(cmd, tt.wantCmd) || !slices.Equal(args, tt.want) {
 			t.Errorf("%+v.Apply(%q) = %q %q %v", tt.c, tt.args, cmd, args, err)
 		}
+	}
+}
+
+// TestResolveRemembersFailures: a registry that does not answer is asked once per
+// FailTTL for any image, so a burst of pods does not each spend the whole budget; an
+// image the registry refuses (404) is remembered alone, and both are asked again
+// once the TTL is over.
+func TestResolveRemembersFailures(t *testing.T) {
+	var requests atomic.Int64
+	down := atomic.Bool{}
+	down.Store(true)
+	reg := registry.New()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		if down.Load() {
+			<-r.Context().Done() // hangs until the client gives up, as a dead host does
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	r := New([]string{host})
+	now := time.Now()
+	r.now = func() time.Time { return now }
+
+	budget := func() context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	if _, err := r.Resolve(budget(), host+"/app/web:1", nil); err == nil {
+		t.Fatal("resolved against a registry that does not answer")
+	}
+	asked := requests.Load()
+	if asked == 0 {
+		t.Fatal("the registry was never asked")
+	}
+	// Within FailTTL: answered from the cache for this image and any other of the
+	// registry, with the cause, before the budget could run out.
+	for _, img := range []string{"/app/web:1", "/app/other:2"} {
+		ctx := budget()
+		_, err := r.Resolve(ctx, host+img, nil)
+		var ce *CachedError
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), "registry "+host) {
+			t.Fatalf("%s while the registry is remembered down: %v", img, err)
+		}
+		if ctx.Err() != nil {
+			t.Errorf("%s: the cached failure waited for the budget", img)
+		}
+	}
+	if n := requests.Load(); n != asked {
+		t.Errorf("the remembered-down registry was asked %d more times", n-asked)
+	}
+
+	// The registry comes back; after FailTTL it is asked again.
+	down.Store(false)
+	push(t, host, "app/web:1", v1.Config{Entrypoint: []string{"/web"}}, "", "")
+	now = now.Add(DefaultFailTTL)
+	c, err := r.Resolve(budget(), host+"/app/web:1", nil)
+	if err != nil || !slices.Equal(c.Entrypoint, []string{"/web"}) {
+		t.Fatalf("after FailTTL: %+v, %v", c, err)
+	}
+
+	// An image the registry answers for with an error is remembered alone.
+	if _, err := r.Resolve(budget(), host+"/app/missing:1", nil); err == nil {
+		t.Fatal("resolved an image that was never pushed")
+	}
+	asked = requests.Load()
+	_, err = r.Resolve(budget(), host+"/app/missing:1", nil)
+	var ce *CachedError
+	if !errors.As(err, &ce) || ce.Scope != "image "+host+"/app/missing:1" {
+		t.Errorf("second lookup of a missing image: %v", err)
+	}
+	if requests.Load() != asked {
+		t.Error("a remembered missing image was asked for again")
+	}
+	push(t, host, "app/other:2", v1.Config{Entrypoint: []string{"/other"}}, "", "")
+	if _, err := r.Resolve(budget(), host+"/app/other:2", nil); err != nil {
+		t.Errorf("another image of a registry that answers: %v", err)
+	}
+	// Pushed meanwhile: seen once the failure's TTL is over.
+	push(t, host, "app/missing:1", v1.Config{Entrypoint: []string{"/late"}}, "", "")
+	now = now.Add(DefaultFailTTL)
+	if c, err := r.Resolve(budget(), host+"/app/missing:1", nil); err != nil || !slices.Equal(c.Entrypoint, []string{"/late"}) {
+		t.Errorf("image pushed after a failed lookup, after FailTTL: %+v, %v", c, err)
 	}
 }

@@ -38,6 +38,8 @@ func TestNode(t *testing.T) {
 	if !t.Run("2-delivery", s.delivery) {
 		t.Fatal("no delivery to the drains: the cases that read them cannot run")
 	}
+	// Right after case 2, while app shop's history is d1's lines.
+	t.Run("10-cli-logs", s.cliLogs)
 	t.Run("3-process-events", s.processEvents)
 	t.Run("3-oom-kill", s.oomKill)
 	t.Run("5-drain-status", s.drainStatus)

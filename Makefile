@@ -74,6 +74,10 @@ envtest: ## Build kube-apiserver, etcd and kubectl from the module proxy into bi
 bench: ## Router vs rsyslog relay, loopback, fan-out, history memory, log sessions into docs/benchmarks.md.
 	hack/bench/run.sh
 
+.PHONY: bench-scale
+bench-scale: ## Routing table at 10,000-50,000 drains (render, shards, router apply), router replicas, into docs/scaling.md.
+	go run ./hack/bench/scale -doc docs/scaling.md $(SCALE_ARGS)
+
 .PHONY: bench-collector
 bench-collector: ## Collector footprint (10,000 lines/s for 30 s) into docs/benchmarks.md.
 	go run ./hack/bench/collector -doc docs/benchmarks.md

@@ -81,17 +81,21 @@ func (r *RoutesReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 	var in routes.Input
+	// The cache's own objects, not copies: Render and what follows only read them,
+	// and at 50,000 drains a deep copy of every object costs more than the render
+	// (docs/scaling.md).
+	noCopy := client.UnsafeDisableDeepCopy
 	var apps kubeplexv1alpha1.LogAppList
-	if err := r.Client.List(ctx, &apps); err != nil {
+	if err := r.Client.List(ctx, &apps, noCopy); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list logapps: %w", err)
 	}
 	var drains kubeplexv1alpha1.LogDrainList
-	if err := r.Client.List(ctx, &drains); err != nil {
+	if err := r.Client.List(ctx, &drains, noCopy); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list logdrains: %w", err)
 	}
 	var secrets corev1.SecretList
 	managed := client.MatchingLabels{kubeplexv1alpha1.ManagedByLabel: kubeplexv1alpha1.ManagedByValue}
-	if err := r.Client.List(ctx, &secrets, managed); err != nil {
+	if err := r.Client.List(ctx, &secrets, managed, noCopy); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list secrets: %w", err)
 	}
 	in.Apps, in.Drains = apps.Items, drains.Items

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -28,7 +31,10 @@ func TestTenThousandDrainObjects(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping the 10,000-object run (about 3 minutes); TestStoreTenThousandDrains still covers rendering and sharding 10,000 drains")
 	}
-	m := startManager(t, Config{RoutesWriteInterval: DefaultRoutesWriteInterval})
+	counted := rest.CopyConfig(cfg)
+	reqs := &requestCounter{}
+	counted.Wrap(reqs.wrap)
+	m := startManagerWith(t, counted, Config{RoutesWriteInterval: DefaultRoutesWriteInterval})
 	ns := newNamespace(t)
 	ctx := context.Background()
 
@@ -87,6 +93,8 @@ func TestTenThousandDrainObjects(t *testing.T) {
 		t.Errorf("10,000 drains in %d shard(s); expected the table to be split", shards)
 	}
 	t.Logf("10,000 LogDrains: created in %v, all in the routing table after %v, %d shards", created, time.Since(start), shards)
+	t.Logf("manager's requests to the API server until then:\n%s", reqs)
+	t.Logf("routing table writes: %d", strings.Count(m.logs.String(), "routing table stored"))
 
 	// Once everything is reconciled, nothing is written. Proven without waiting: a
 	// reconcile of every drain and of the table by reconcilers of our own must write
@@ -148,3 +156,75 @@ func writeState(ctx context.Context, ns string) (string, error) {
 	}
 	return strings.Join(rvs, ","), nil
 }
+
+// requestCounter counts a client's requests to the API server by verb and resource,
+// with the time they took: what the manager asks of the API server under load.
+type requestCounter struct {
+	mu    sync.Mutex
+	count map[string]int
+	took  map[string]time.Duration
+}
+
+func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		start := time.Now()
+		resp, err := rt.RoundTrip(req)
+		key := req.Method + " " + resourceOf(req.URL.Path)
+		if req.URL.Query().Get("watch") == "true" {
+			key = "WATCH " + resourceOf(req.URL.Path)
+		}
+		c.mu.Lock()
+		if c.count == nil {
+			c.count, c.took = map[string]int{}, map[string]time.Duration{}
+		}
+		c.count[key]++
+		c.took[key] += time.Since(start)
+		c.mu.Unlock()
+		return resp, err
+	})
+}
+
+// resourceOf reduces an API path to its resource (and subresource): namespaces and
+// names left out.
+func resourceOf(path string) string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	var out []string
+	for i := 0; i < len(parts); i++ {
+		switch {
+		case parts[i] == "namespaces" && i+1 < len(parts) && i+2 < len(parts):
+			i++ // skip the namespace name
+		case len(out) > 0 && isResource(out[len(out)-1]):
+			out = append(out, "{name}") // what may follow is a subresource
+		default:
+			out = append(out, parts[i])
+		}
+	}
+	return strings.Join(out, "/")
+}
+
+func isResource(s string) bool {
+	switch s {
+	case "secrets", "logdrains", "logapps", "events", "leases", "endpointslices":
+		return true
+	}
+	return false
+}
+
+func (c *requestCounter) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	keys := make([]string, 0, len(c.count))
+	for k := range c.count {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "  %-70s %6d  mean %v\n", k, c.count[k], (c.took[k] / time.Duration(c.count[k])).Round(time.Microsecond))
+	}
+	return b.String()
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -94,6 +94,13 @@ type testManager struct {
 // where the test left it empty, until the test ends. One manager runs at a time.
 func startManager(t *testing.T, c Config) testManager {
 	t.Helper()
+	return startManagerWith(t, cfg, c)
+}
+
+// startManagerWith is startManager with a REST config of the test's own (one that
+// counts requests, say).
+func startManagerWith(t *testing.T, rc *rest.Config, c Config) testManager {
+	t.Helper()
 	logs := &testenv.SyncBuffer{}
 	if c.Namespace == "" {
 		c.Namespace = systemNS
@@ -110,7 +117,7 @@ func startManager(t *testing.T, c Config) testManager {
 	if c.RoutesWriteInterval == 0 {
 		c.RoutesWriteInterval = -1
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	mgr, err := ctrl.NewManager(rc, ctrl.Options{
 		Scheme:                 scheme,
 		Logger:                 zap.New(zap.WriteTo(logs), zap.Level(zapcore.DebugLevel)),
 		Metrics:                metricsserver.Options{BindAddress: "0"},

@@ -36,8 +36,9 @@ type Store struct {
 }
 
 // DefaultMaxShards matches the router Role in config/rbac (kubeplex-routes,
-// kubeplex-routes-1 … -15) and the chart's router.maxShards.
-const DefaultMaxShards = 16
+// kubeplex-routes-1 … -127) and the chart's router.maxShards: with shards filled to
+// routing.ShardFill, about 80 MiB of table, some 200,000 drains (docs/scaling.md).
+const DefaultMaxShards = 128
 
 // ErrTooManyShards means the table outgrew what the routers may read.
 var ErrTooManyShards = errors.New("routing table needs more shards than the routers may read")
@@ -62,7 +63,17 @@ func (s *Store) Write(ctx context.Context, t *routing.Table) (WriteResult, error
 	if max <= 0 {
 		max = DefaultMaxShardBytes
 	}
-	shards, err := routing.Split(t, max)
+	existing, err := s.list(ctx)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	prev := 0
+	if s0, ok := existing[0]; ok {
+		if h, err := routing.ReadHead(s0.Data[routing.SecretKey]); err == nil {
+			prev = h.Shards
+		}
+	}
+	shards, err := routing.Split(t, max, prev)
 	if err != nil {
 		return WriteResult{}, fmt.Errorf("write routing table: %w", err)
 	}
@@ -73,10 +84,6 @@ func (s *Store) Write(ctx context.Context, t *routing.Table) (WriteResult, error
 	if len(shards) > maxShards {
 		return WriteResult{Shards: len(shards)}, fmt.Errorf("write routing table: %w: %d shards, limit %d (--max-shards, router Role)",
 			ErrTooManyShards, len(shards), maxShards)
-	}
-	existing, err := s.list(ctx)
-	if err != nil {
-		return WriteResult{}, err
 	}
 	res := WriteResult{Shards: len(shards)}
 	for _, b := range shards {
@@ -106,7 +113,9 @@ func (s *Store) Write(ctx context.Context, t *routing.Table) (WriteResult, error
 // list returns the existing shard Secrets by index.
 func (s *Store) list(ctx context.Context) (map[int]*corev1.Secret, error) {
 	var l corev1.SecretList
-	if err := s.Client.List(ctx, &l, client.InNamespace(s.Namespace),
+	// Not copied out of the cache (megabytes at scale): put copies before it changes
+	// one, and Read only reads.
+	if err := s.Client.List(ctx, &l, client.InNamespace(s.Namespace), client.UnsafeDisableDeepCopy,
 		client.MatchingLabels{kubeplexv1alpha1.SecretRoleLabel: kubeplexv1alpha1.SecretRoleRoutes}); err != nil {
 		return nil, fmt.Errorf("list routing shards: %w", err)
 	}

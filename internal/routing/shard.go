@@ -1,9 +1,14 @@
 package routing
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"slices"
+	"strings"
 )
 
 // ShardName returns the Secret name of shard i: the base name for shard 0, so an
@@ -15,44 +20,137 @@ func ShardName(base string, i int) string {
 	return fmt.Sprintf("%s-%d", base, i)
 }
 
+// ShardFill is how full Split aims to make shards on average when it picks their
+// number: apps land in shards by hash, so shards differ in size, and the headroom
+// lets a table grow a while before the number (and so every shard) has to change.
+const ShardFill = 0.7
+
 // Split encodes a sealed table into shards of at most maxBytes each (JSON), keeping
-// every app whole. Shard 0 is the one routers watch: writers must store it last, so a
-// router that sees a new version in shard 0 finds every other shard already written.
-func Split(t *Table, maxBytes int) ([][]byte, error) {
+// every app whole. A table that fits in one is one shard. A bigger one is cut into
+// shard 0, which carries no apps, only the table version, the session keys, the
+// platform credentials and every shard's digest, and shards 1…m, each carrying its
+// apps and their digest: an app's shard is a jump consistent hash of its ID over m.
+// Shard 0 is the one routers watch, so each change sends them a few hundred bytes and
+// they read only the shards whose digest changed; writers store it last, so a router
+// that sees a new version there finds every shard it names already written.
+//
+// m is picked so that shards are about ShardFill full. prevShards is how many shards
+// the stored table has (0: none): that number is kept while every shard still fits
+// and the table has not shrunk to under half of what it needs, so a table that grows
+// or shrinks by a drain rewrites one shard and shard 0, not all of them; and when m
+// does grow by one, the jump hash moves only about 1/m of the apps.
+func Split(t *Table, maxBytes int, prevShards ...int) ([][]byte, error) {
 	if t.Version == "" {
 		return nil, errors.New("split routing table: table is not sealed")
 	}
-	var shards [][]App
-	cur, size := []App{}, 0
-	keys, err := json.Marshal(t.SessionKeys)
-	if err != nil {
-		return nil, fmt.Errorf("split routing table: %w", err)
+	prev := 0
+	if len(prevShards) > 0 {
+		prev = prevShards[0]
 	}
-	// Version, shard numbers, brackets, and the session keys shard 0 carries.
-	overhead := 128 + len(keys)
-	for _, a := range t.Apps {
+	enc := make([][]byte, len(t.Apps))
+	total := 0
+	for i, a := range t.Apps {
 		b, err := json.Marshal(a)
 		if err != nil {
 			return nil, fmt.Errorf("split routing table: %w", err)
 		}
-		if len(b)+overhead > maxBytes {
-			return nil, fmt.Errorf("split routing table: app %q alone needs %d bytes, limit %d", a.ID, len(b), maxBytes)
-		}
-		if size+len(b)+1+overhead > maxBytes && len(cur) > 0 {
-			shards = append(shards, cur)
-			cur, size = []App{}, 0
-		}
-		cur = append(cur, a)
-		size += len(b) + 1
+		enc[i], total = b, total+len(b)+1
 	}
-	shards = append(shards, cur)
-	out := make([][]byte, len(shards))
-	for i, apps := range shards {
-		sh := Table{Version: t.Version, Shard: i, Shards: len(shards), Apps: apps}
+	head, err := json.Marshal(Table{SessionKeys: t.SessionKeys, Platform: t.Platform})
+	if err != nil {
+		return nil, fmt.Errorf("split routing table: %w", err)
+	}
+	// Field names, version, digest, brackets.
+	overhead := 256 + len(head)
+	for i, b := range enc {
+		if len(b)+overhead > maxBytes {
+			return nil, fmt.Errorf("split routing table: app %q alone needs %d bytes, limit %d", t.Apps[i].ID, len(b), maxBytes)
+		}
+	}
+	// One shard while the table fits; once split, back to one only when it has
+	// shrunk well below (no rewriting everything back and forth at the boundary).
+	if total+overhead <= maxBytes && (prev <= 1 || float64(total) <= ShardFill/2*float64(maxBytes)) {
+		return encodeShards(t, [][]byte{arrayOf(enc)})
+	}
+	bucketsOf := func(m int) []int {
+		out := make([]int, len(t.Apps))
+		for i, a := range t.Apps {
+			out[i] = shardOf(a.ID, m)
+		}
+		return out
+	}
+	fits := func(m int, of []int) bool {
+		size := make([]int, m)
+		for i, b := range enc {
+			size[of[i]] += len(b) + 1
+		}
+		return slices.Max(size)+overhead <= maxBytes && overhead+24*(m+1) <= maxBytes
+	}
+	need := max(1, int(float64(total)/(ShardFill*float64(maxBytes-overhead))+0.999))
+	m, of := 0, []int(nil)
+	if prev >= 2 && prev-1 <= 2*need {
+		if o := bucketsOf(prev - 1); fits(prev-1, o) {
+			m, of = prev-1, o
+		}
+	}
+	for m == 0 {
+		if need > 4*len(t.Apps)+4 {
+			return nil, fmt.Errorf("split routing table: no shard count up to %d fits %d bytes per shard", need, maxBytes)
+		}
+		if o := bucketsOf(need); fits(need, o) {
+			m, of = need, o
+			break
+		}
+		need++
+	}
+	// Each shard's apps array is spliced from the encodings above (in ID order, as
+	// the table is sealed): the apps are marshalled once however many shards.
+	parts := make([][][]byte, m)
+	for i, b := range enc {
+		parts[of[i]] = append(parts[of[i]], b)
+	}
+	arrays := make([][]byte, m+1)
+	arrays[0] = []byte("[]")
+	for i, p := range parts {
+		arrays[i+1] = arrayOf(p)
+	}
+	return encodeShards(t, arrays)
+}
+
+// arrayOf is the JSON array of the encoded elements.
+func arrayOf(elems [][]byte) []byte {
+	n := 2
+	for _, e := range elems {
+		n += len(e) + 1
+	}
+	out := make([]byte, 0, n)
+	out = append(out, '[')
+	for i, e := range elems {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, e...)
+	}
+	return append(out, ']')
+}
+
+// encodeShards writes the shards whose apps arrays are given, shard 0 first.
+func encodeShards(t *Table, arrays [][]byte) ([][]byte, error) {
+	n := len(arrays)
+	digests := make([]string, n)
+	for i := range arrays {
+		sum := sha256.Sum256(arrays[i])
+		digests[i] = hex.EncodeToString(sum[:8])
+	}
+	out := make([][]byte, n)
+	for i := range arrays {
+		sh := shardJSON{Shard: i, Shards: n, Apps: arrays[i], Digest: digests[i]}
 		if i == 0 {
 			// Small, and shard 0 is the one every router reads.
+			sh.Version = t.Version
 			sh.SessionKeys = t.SessionKeys
 			sh.Platform = t.Platform
+			sh.Digests = digests
 		}
 		b, err := json.Marshal(sh)
 		if err != nil {
@@ -63,34 +161,106 @@ func Split(t *Table, maxBytes int) ([][]byte, error) {
 	return out, nil
 }
 
+// shardJSON is a Table with its apps already encoded.
+type shardJSON struct {
+	Version     string          `json:"version"`
+	Shard       int             `json:"shard"`
+	Shards      int             `json:"shards"`
+	Apps        json.RawMessage `json:"apps"`
+	Digest      string          `json:"digest,omitempty"`
+	Digests     []string        `json:"digests,omitempty"`
+	SessionKeys []SessionKey    `json:"sessionKeys,omitempty"`
+	Platform    []Token         `json:"platform,omitempty"`
+}
+
+// shardOf is the shard of an app among n: a jump consistent hash (Lamping and Veach,
+// 2014) of the FNV-1a hash of its ID.
+func shardOf(id string, n int) int {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(id))
+	key := h.Sum64()
+	b, j := int64(-1), int64(0)
+	for j < int64(n) {
+		b = j
+		key = key*2862933555777941757 + 1
+		j = int64(float64(b+1) * (float64(int64(1)<<31) / float64((key>>33)+1)))
+	}
+	return int(b)
+}
+
 // ErrShardsMismatch means the shards belong to different versions: a writer is between
 // shards, and the reader should try again shortly.
 var ErrShardsMismatch = errors.New("routing table shards disagree on version")
 
-// Join decodes shard 0 and the others (in order) into one table.
-func Join(shards [][]byte) (*Table, error) {
-	if len(shards) == 0 {
-		return nil, errors.New("join routing table: no shards")
+// Head is what shard 0 says about the others.
+type Head struct {
+	Shards int
+	// Digests of every shard, by index; nil for a table written before shards had
+	// digests (every shard then carries the table version instead).
+	Digests []string
+}
+
+// ReadHead reads how many shards a table has, and their digests, from shard 0.
+func ReadHead(shard0 []byte) (Head, error) {
+	var h struct {
+		Shards  int      `json:"shards"`
+		Digests []string `json:"digests"`
 	}
-	var whole *Table
+	if err := json.Unmarshal(shard0, &h); err != nil {
+		return Head{}, fmt.Errorf("read routing table head: %w", err)
+	}
+	if h.Shards < 1 {
+		h.Shards = 1
+	}
+	if h.Digests != nil && len(h.Digests) != h.Shards {
+		return Head{}, fmt.Errorf("read routing table head: %d digests for %d shards", len(h.Digests), h.Shards)
+	}
+	return Head{Shards: h.Shards, Digests: h.Digests}, nil
+}
+
+// Join decodes shard 0 and the others (in order) into one table, apps in ID order.
+func Join(shards [][]byte) (*Table, error) {
+	parts := make([]*Table, len(shards))
 	for i, b := range shards {
 		var t Table
 		if err := json.Unmarshal(b, &t); err != nil {
 			return nil, fmt.Errorf("join routing table: shard %d: %w", i, err)
 		}
-		if i == 0 {
-			if t.Shards < 1 {
-				t.Shards = 1
-			}
-			if t.Shards != len(shards) {
-				return nil, fmt.Errorf("join routing table: %w: shard 0 wants %d shards, have %d", ErrShardsMismatch, t.Shards, len(shards))
-			}
-			whole = &Table{Version: t.Version, Shards: 1, SessionKeys: t.SessionKeys, Platform: t.Platform}
-		} else if t.Version != whole.Version || t.Shard != i {
+		parts[i] = &t
+	}
+	return Assemble(parts)
+}
+
+// Assemble joins decoded shards (shard 0 first) into one table, apps in ID order:
+// a reader that keeps the shards it decoded before decodes only the changed ones.
+// The parts are not modified.
+func Assemble(parts []*Table) (*Table, error) {
+	if len(parts) == 0 {
+		return nil, errors.New("join routing table: no shards")
+	}
+	head := parts[0]
+	n := max(head.Shards, 1)
+	if n != len(parts) {
+		return nil, fmt.Errorf("join routing table: %w: shard 0 wants %d shards, have %d", ErrShardsMismatch, n, len(parts))
+	}
+	if head.Digests != nil && len(head.Digests) != n {
+		return nil, fmt.Errorf("join routing table: shard 0 lists %d digests for %d shards", len(head.Digests), n)
+	}
+	whole := &Table{Version: head.Version, Shards: 1, SessionKeys: head.SessionKeys, Platform: head.Platform}
+	size := 0
+	for _, p := range parts {
+		size += len(p.Apps)
+	}
+	whole.Apps = make([]App, 0, size)
+	for i, t := range parts {
+		if i > 0 && (t.Shard != i ||
+			(head.Digests != nil && t.Digest != head.Digests[i]) ||
+			(head.Digests == nil && t.Version != whole.Version)) {
 			return nil, fmt.Errorf("join routing table: %w: shard %d", ErrShardsMismatch, i)
 		}
 		whole.Apps = append(whole.Apps, t.Apps...)
 	}
+	slices.SortFunc(whole.Apps, func(a, b App) int { return strings.Compare(a.ID, b.ID) })
 	if err := whole.Validate(); err != nil {
 		return nil, err
 	}
@@ -99,14 +269,6 @@ func Join(shards [][]byte) (*Table, error) {
 
 // ShardCount reads how many shards a table has from shard 0's bytes.
 func ShardCount(shard0 []byte) (int, error) {
-	var head struct {
-		Shards int `json:"shards"`
-	}
-	if err := json.Unmarshal(shard0, &head); err != nil {
-		return 0, fmt.Errorf("read routing table head: %w", err)
-	}
-	if head.Shards < 1 {
-		return 1, nil
-	}
-	return head.Shards, nil
+	h, err := ReadHead(shard0)
+	return h.Shards, err
 }

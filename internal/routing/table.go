@@ -30,6 +30,10 @@ type Table struct {
 	// Shard and Shards say which part of a split table this is (0 of 1 when whole).
 	Shard  int `json:"shard"`
 	Shards int `json:"shards"`
+	// Digest identifies the apps of this shard (set by Split); Digests, in shard 0,
+	// lists every shard's, so a reader fetches only the shards that changed.
+	Digest  string   `json:"digest,omitempty"`
+	Digests []string `json:"digests,omitempty"`
 	// Apps, sorted by ID.
 	Apps []App `json:"apps"`
 	// SessionKeys sign log-session URLs, newest first. The manager signs; routers
@@ -171,6 +175,7 @@ func (t *Table) Seal() {
 	slices.SortFunc(t.Platform, func(a, b Token) int { return strings.Compare(a.Digest(), b.Digest()) })
 	t.Version = ""
 	t.Shard, t.Shards = 0, 1
+	t.Digest, t.Digests = "", nil
 	b, err := json.Marshal(t.Apps)
 	if err != nil {
 		panic(fmt.Sprintf("routing: marshal table: %v", err)) // plain structs always marshal

@@ -85,16 +85,136 @@ func TestJoinRefusesMixedVersions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other := sample(5001)
-	b, err := Split(other, 900<<10)
+	// The same table with one app's drain moved elsewhere: that app's shard differs.
+	other := sample(5000)
+	other.Apps[17].Drains[0].URL = "syslog://elsewhere.example.com:514"
+	other.Seal()
+	b, err := Split(other, 900<<10, len(a))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Join([][]byte{a[0], b[1]}); !errors.Is(err, ErrShardsMismatch) {
+	if len(b) != len(a) {
+		t.Fatalf("a one-drain change moved the table from %d to %d shards", len(a), len(b))
+	}
+	changed := -1
+	for i := 1; i < len(a); i++ {
+		if string(a[i]) != string(b[i]) {
+			changed = i
+		}
+	}
+	if changed < 0 {
+		t.Skip("the changed app landed in shard 0; no other shard to mix")
+	}
+	mixed := slices.Clone(a)
+	mixed[changed] = b[changed]
+	if _, err := Join(mixed); !errors.Is(err, ErrShardsMismatch) {
 		t.Fatalf("err = %v, want ErrShardsMismatch", err)
 	}
 	if _, err := Join(a[:1]); !errors.Is(err, ErrShardsMismatch) {
 		t.Fatalf("missing shard: err = %v, want ErrShardsMismatch", err)
+	}
+	// Shard 0 of the new table with the old copies of the shards it did not change
+	// is the new table: a reader keeps the shards whose digest it already has.
+	reuse := slices.Clone(a)
+	reuse[0], reuse[changed] = b[0], b[changed]
+	got, err := Join(reuse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != other.Version || len(got.Apps) != len(other.Apps) || got.Apps[17].Drains[0].URL != "syslog://elsewhere.example.com:514" {
+		t.Fatalf("joined version %q with %d apps, want %q with %d", got.Version, len(got.Apps), other.Version, len(other.Apps))
+	}
+}
+
+// TestSplitRewritesOnlyTheChangedShard: adding one app to a table of 60,000 apps
+// changes shard 0 (version and digests) and the one shard the app lands in; the
+// shard count grows with the table, past the 16 the first layout allowed.
+func TestSplitRewritesOnlyTheChangedShard(t *testing.T) {
+	const maxBytes = 900 << 10
+	big := sample(60000)
+	before, err := Split(big, maxBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(before) <= 16 {
+		t.Fatalf("%d shards for 60,000 apps; this test wants a table past 16 shards", len(before))
+	}
+	grown := sample(60001)
+	after, err := Split(grown, maxBytes, len(before))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Fatalf("one more app changed the shard count from %d to %d", len(before), len(after))
+	}
+	var changed []int
+	for i := range after {
+		if len(after[i]) > maxBytes {
+			t.Errorf("shard %d has %d bytes, limit %d", i, len(after[i]), maxBytes)
+		}
+		if string(after[i]) != string(before[i]) {
+			changed = append(changed, i)
+		}
+	}
+	if len(changed) > 2 || changed[0] != 0 {
+		t.Fatalf("one added app changed shards %v; want shard 0 and at most one other", changed)
+	}
+	got, err := Join(after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != grown.Version || len(got.Apps) != 60001 || !slices.IsSortedFunc(got.Apps, func(a, b App) int { return strings.Compare(a.ID, b.ID) }) {
+		t.Fatalf("joined %d apps (sorted: %v), version %q want %q", len(got.Apps),
+			slices.IsSortedFunc(got.Apps, func(a, b App) int { return strings.Compare(a.ID, b.ID) }), got.Version, grown.Version)
+	}
+	// Without the stored count the number is chosen afresh, and the shards still fit.
+	fresh, err := Split(grown, maxBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range fresh {
+		if len(b) > maxBytes {
+			t.Errorf("fresh split: shard %d has %d bytes", i, len(b))
+		}
+	}
+	// A count far above what the table needs is given up (a table that shrank).
+	small, err := Split(sample(100), maxBytes, len(before))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(small) != 1 {
+		t.Fatalf("100 apps kept %d shards", len(small))
+	}
+}
+
+// TestShardOfMovesFewApps: the jump hash keeps an app's shard when the count grows
+// by one unless the app moves to the new shard, and spreads apps evenly.
+func TestShardOfMovesFewApps(t *testing.T) {
+	const apps, n = 20000, 20
+	moved := 0
+	count := make([]int, n+1)
+	for i := range apps {
+		id := fmt.Sprintf("team-%d/app-%d", i/5, i%5)
+		a, b := shardOf(id, n), shardOf(id, n+1)
+		if a < 0 || a >= n || b < 0 || b > n {
+			t.Fatalf("shardOf out of range: %d of %d, %d of %d", a, n, b, n+1)
+		}
+		if a != b {
+			if b != n {
+				t.Fatalf("%s moved from %d to %d, not to the new shard", id, a, b)
+			}
+			moved++
+		}
+		count[b]++
+	}
+	// 1/(n+1) of the apps are expected to move: allow twice that.
+	if moved > 2*apps/(n+1) {
+		t.Errorf("%d of %d apps moved when the count grew from %d to %d", moved, apps, n, n+1)
+	}
+	for i, c := range count {
+		if c < apps/(n+1)/2 || c > 2*apps/(n+1) {
+			t.Errorf("shard %d holds %d apps of %d (even: %d)", i, c, apps, apps/(n+1))
+		}
 	}
 }
 

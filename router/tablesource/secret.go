@@ -2,9 +2,11 @@ package tablesource
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +31,20 @@ type Secret struct {
 	Logger    *slog.Logger
 	// Retry is the wait before re-reading after a failed load [1 s, doubling to 30 s].
 	Retry time.Duration
+
+	// shards holds the other shards last applied, decoded, by index, with the
+	// digest shard 0 gave them: a change to one app rewrites its shard and shard 0,
+	// and only those are read and decoded again (the table is megabytes at tens of
+	// thousands of drains).
+	shards map[int]cachedShard
+	// Reads counts the shard Secrets read by name (not shard 0, which the watch
+	// brings), for tests and the scale benchmark.
+	Reads atomic.Int64
+}
+
+type cachedShard struct {
+	digest string
+	table  *routing.Table
 }
 
 var _ Source = (*Secret)(nil)
@@ -105,13 +121,22 @@ func (s *Secret) load(ctx context.Context, shard0 *corev1.Secret) (*routing.Tabl
 	if !ok {
 		return nil, fmt.Errorf("read routing table: secret %s has no %s", s.Name, routing.SecretKey)
 	}
-	n, err := routing.ShardCount(b0)
+	head, err := decode(b0, 0)
 	if err != nil {
 		return nil, err
 	}
-	shards := [][]byte{b0}
+	n := max(head.Shards, 1)
+	parts := make([]*routing.Table, n)
+	parts[0] = head
 	for i := 1; i < n; i++ {
+		if len(head.Digests) == n {
+			if c, ok := s.shards[i]; ok && c.digest == head.Digests[i] {
+				parts[i] = c.table
+				continue
+			}
+		}
 		name := routing.ShardName(s.Name, i)
+		s.Reads.Add(1)
 		sec, err := s.Client.CoreV1().Secrets(s.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			if apierrors.IsNotFound(err) {
@@ -119,9 +144,18 @@ func (s *Secret) load(ctx context.Context, shard0 *corev1.Secret) (*routing.Tabl
 			}
 			return nil, fmt.Errorf("read routing table shard %s: %w", name, err)
 		}
-		shards = append(shards, sec.Data[routing.SecretKey])
+		if parts[i], err = decode(sec.Data[routing.SecretKey], i); err != nil {
+			return nil, err
+		}
 	}
-	t, err := routing.Join(shards)
+	t, err := routing.Assemble(parts)
+	if err == nil && len(head.Digests) == n {
+		// Assemble checked every shard against the digest shard 0 gives it.
+		s.shards = make(map[int]cachedShard, n)
+		for i := 1; i < n; i++ {
+			s.shards[i] = cachedShard{digest: head.Digests[i], table: parts[i]}
+		}
+	}
 	if err != nil {
 		if errors.Is(err, routing.ErrShardsMismatch) {
 			return nil, fmt.Errorf("read routing table: writer between shards: %w", err)
@@ -129,4 +163,12 @@ func (s *Secret) load(ctx context.Context, shard0 *corev1.Secret) (*routing.Tabl
 		return nil, err
 	}
 	return t, nil
+}
+
+func decode(b []byte, i int) (*routing.Table, error) {
+	var t routing.Table
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("read routing table shard %d: %w", i, err)
+	}
+	return &t, nil
 }

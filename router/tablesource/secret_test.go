@@ -49,7 +49,7 @@ func startAPIServer(t *testing.T) (admin, router kubernetes.Interface) {
 		t.Fatal(err)
 	}
 	names := []string{base}
-	for i := 1; i < 4; i++ {
+	for i := 1; i < 8; i++ {
 		names = append(names, routing.ShardName(base, i))
 	}
 	if _, err := admin.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{
@@ -114,10 +114,8 @@ func TestSecretWatch(t *testing.T) {
 	errs := newErrorLog()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() {
-		_ = (&tablesource.Secret{Client: routerClient, Namespace: ns, Name: base, Retry: 50 * time.Millisecond,
-			Logger: slog.New(errs)}).Run(ctx, rec.apply)
-	}()
+	src := &tablesource.Secret{Client: routerClient, Namespace: ns, Name: base, Retry: 50 * time.Millisecond, Logger: slog.New(errs)}
+	go func() { _ = src.Run(ctx, rec.apply) }()
 
 	// One Secret.
 	t1 := table(3)
@@ -133,7 +131,7 @@ func TestSecretWatch(t *testing.T) {
 	// Sharded, written in the manager's order: other shards first, shard 0 last.
 	t2 := table(40)
 	shards, err = routing.Split(t2, 2500)
-	if err != nil || len(shards) < 2 || len(shards) > 4 {
+	if err != nil || len(shards) < 2 || len(shards) > 8 {
 		t.Fatalf("split: %d shards, %v", len(shards), err)
 	}
 	for i := len(shards) - 1; i >= 0; i-- {
@@ -144,9 +142,14 @@ func TestSecretWatch(t *testing.T) {
 	}
 
 	// A reader that sees shard 0 before the others (a writer out of order) retries
-	// until they agree, and never applies a mixed table.
-	t3 := table(41)
-	shards3, err := routing.Split(t3, 2500)
+	// until they agree, and never applies a mixed table. Every app changes, so
+	// every shard does.
+	t3 := table(40)
+	for i := range t3.Apps {
+		t3.Apps[i].History += 1000
+	}
+	t3.Seal()
+	shards3, err := routing.Split(t3, 2500, len(shards))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +170,44 @@ func TestSecretWatch(t *testing.T) {
 	for i := 1; i < len(shards3); i++ {
 		put(t, admin, routing.ShardName(base, i), shards3[i])
 	}
-	if got := rec.next(t); got.Version != t3.Version || len(got.Apps) != 41 {
-		t.Fatalf("applied %s with %d apps, want %s with 41", got.Version, len(got.Apps), t3.Version)
+	if got := rec.next(t); got.Version != t3.Version || len(got.Apps) != 40 || got.Apps[0].History < 1000 {
+		t.Fatalf("applied %s with %d apps, want %s with 40", got.Version, len(got.Apps), t3.Version)
+	}
+
+	// One app changes: its shard and shard 0 are rewritten, and the router reads
+	// only that shard again (the others it holds, by digest).
+	t4 := table(40)
+	for i := range t4.Apps {
+		t4.Apps[i].History += 1000
+	}
+	t4.Apps[7].History = 7
+	t4.Seal()
+	shards4, err := routing.Split(t4, 2500, len(shards3))
+	if err != nil || len(shards4) != len(shards3) {
+		t.Fatalf("split: %d shards (before %d), %v", len(shards4), len(shards3), err)
+	}
+	changed := 0
+	for i := len(shards4) - 1; i >= 1; i-- {
+		if string(shards4[i]) != string(shards3[i]) {
+			put(t, admin, routing.ShardName(base, i), shards4[i])
+			changed++
+		}
+	}
+	if changed > 1 {
+		t.Fatalf("one app's change rewrote %d shards besides shard 0", changed)
+	}
+	reads := src.Reads.Load()
+	put(t, admin, base, shards4[0])
+	got := rec.next(t)
+	if got.Version != t4.Version || len(got.Apps) != 40 {
+		t.Fatalf("applied %s with %d apps, want %s with 40", got.Version, len(got.Apps), t4.Version)
+	}
+	for _, a := range got.Apps {
+		if a.ID == t4.Apps[7].ID && a.History != 7 {
+			t.Fatalf("app %s has history %d, want the changed 7", a.ID, a.History)
+		}
+	}
+	if n := src.Reads.Load() - reads; n != int64(changed) {
+		t.Fatalf("the router read %d shards for a change to %d", n, changed)
 	}
 }

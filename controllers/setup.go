@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/controllers/deploy"
 	"github.com/kubeplex/kubeplex/controllers/health"
 	"github.com/kubeplex/kubeplex/controllers/platform"
 	"github.com/kubeplex/kubeplex/controllers/routes"
@@ -175,6 +176,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, c Config) error {
 	if poster != nil {
 		if err := (&APILines{Platform: poster}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("set up api lines: %w", err)
+		}
+		if err := (&deploy.Source{Platform: poster, Apps: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("set up deploy lines: %w", err)
 		}
 	}
 	if err := (&RoutesReconciler{

@@ -1,0 +1,278 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/controllers/platform"
+)
+
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
+// +kubebuilder:rbac:groups="",resources=events,verbs=list;watch
+
+// Source writes the deploy lines. Its informers live in a cache of their own, which
+// holds only what the lines read: pods labelled kubeplex.io/app (any value), the
+// kubelet's Pulled and Killing Events about pods (field-selected by the API server),
+// and Deployments, StatefulSets and DaemonSets cut down to their revision, replica
+// counts, images and pod-template labels. Workloads cannot be label-selected (the app
+// label is on their pod template, not on them), so those three lists are
+// cluster-wide, but small per object.
+type Source struct {
+	Platform *platform.Poster
+	// Apps reads LogApps (the manager's cached client): lines are written only for
+	// apps that exist.
+	Apps client.Reader
+
+	mu      sync.Mutex
+	rolling map[types.UID]*rollout
+	pods    cache.Cache
+}
+
+// SetupWithManager adds the Source's cache and its leader-only watches to mgr.
+func (s *Source) SetupWithManager(mgr ctrl.Manager) error {
+	s.rolling = map[types.UID]*rollout{}
+	hasApp, err := labels.NewRequirement(kubeplexv1alpha1.AppLabel, selection.Exists, nil)
+	if err != nil {
+		return fmt.Errorf("deploy source: %w", err)
+	}
+	kill := fields.AndSelectors(fields.OneTermEqualSelector("involvedObject.kind", "Pod"),
+		fields.OneTermEqualSelector("reason", "Killing"))
+	c, err := cache.New(mgr.GetConfig(), cache.Options{
+		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient(),
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}:         {Label: labels.NewSelector().Add(*hasApp), Transform: slimPod},
+			&appsv1.Deployment{}:  {Transform: slimWorkload},
+			&appsv1.StatefulSet{}: {Transform: slimWorkload},
+			&appsv1.DaemonSet{}:   {Transform: slimWorkload},
+			&corev1.Event{}:       {Field: kill, Transform: slimEvent},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("create deploy source cache: %w", err)
+	}
+	if err := mgr.Add(c); err != nil {
+		return fmt.Errorf("add deploy source cache: %w", err)
+	}
+	// Pulled Events are many more than kills; their own informer, field-selected too.
+	pulled, err := cache.New(mgr.GetConfig(), cache.Options{
+		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient(),
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Event{}: {Field: fields.AndSelectors(fields.OneTermEqualSelector("involvedObject.kind", "Pod"),
+				fields.OneTermEqualSelector("reason", "Pulled")), Transform: slimEvent},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("create deploy source cache: %w", err)
+	}
+	if err := mgr.Add(pulled); err != nil {
+		return fmt.Errorf("add deploy source cache: %w", err)
+	}
+	s.pods = c
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("deploylines").
+		WatchesRawSource(source.Kind(c, &appsv1.Deployment{}, workloadHandler[*appsv1.Deployment](s))).
+		WatchesRawSource(source.Kind(c, &appsv1.StatefulSet{}, workloadHandler[*appsv1.StatefulSet](s))).
+		WatchesRawSource(source.Kind(c, &appsv1.DaemonSet{}, workloadHandler[*appsv1.DaemonSet](s))).
+		WatchesRawSource(source.Kind(c, &corev1.Pod{}, podHandler(s))).
+		WatchesRawSource(source.Kind(c, &corev1.Event{}, eventHandler(s))).
+		WatchesRawSource(source.Kind(pulled, &corev1.Event{}, eventHandler(s))).
+		Complete(reconcile.Func(func(context.Context, reconcile.Request) (reconcile.Result, error) {
+			return reconcile.Result{}, nil
+		}))
+}
+
+type queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
+
+func workloadHandler[T client.Object](s *Source) handler.TypedEventHandler[T, reconcile.Request] {
+	return handler.TypedFuncs[T, reconcile.Request]{
+		CreateFunc: func(ctx context.Context, e event.TypedCreateEvent[T], _ queue) {
+			n, ok := workloadOf(e.Object)
+			if !ok {
+				return
+			}
+			s.mu.Lock()
+			r := &rollout{}
+			s.rolling[e.Object.GetUID()] = r
+			if e.IsInInitialList {
+				// The baseline: a rollout under way when we start is finished quietly
+				// except for its completion, so nothing already written is repeated.
+				if n.Revision != "" && !n.complete() {
+					r.Revision = n.Revision
+				}
+				s.mu.Unlock()
+				return
+			}
+			lines := workloadLines(&workload{Replicas: n.Replicas}, &n, r)
+			s.mu.Unlock()
+			s.emit(ctx, n.Namespace, n.App, lines)
+		},
+		UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[T], _ queue) {
+			n, ok := workloadOf(e.ObjectNew)
+			if !ok {
+				return
+			}
+			o, _ := workloadOf(e.ObjectOld)
+			s.mu.Lock()
+			r := s.rolling[e.ObjectNew.GetUID()]
+			if r == nil {
+				r = &rollout{}
+				s.rolling[e.ObjectNew.GetUID()] = r
+			}
+			lines := workloadLines(&o, &n, r)
+			s.mu.Unlock()
+			s.emit(ctx, n.Namespace, n.App, lines)
+		},
+		DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[T], _ queue) {
+			s.mu.Lock()
+			delete(s.rolling, e.Object.GetUID())
+			s.mu.Unlock()
+		},
+	}
+}
+
+func podHandler(s *Source) handler.TypedEventHandler[*corev1.Pod, reconcile.Request] {
+	return handler.TypedFuncs[*corev1.Pod, reconcile.Request]{
+		CreateFunc: func(ctx context.Context, e event.TypedCreateEvent[*corev1.Pod], _ queue) {
+			if !e.IsInInitialList {
+				s.emit(ctx, e.Object.Namespace, e.Object.Labels[kubeplexv1alpha1.AppLabel], podLines(nil, e.Object))
+			}
+		},
+		UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[*corev1.Pod], _ queue) {
+			s.emit(ctx, e.ObjectNew.Namespace, e.ObjectNew.Labels[kubeplexv1alpha1.AppLabel], podLines(e.ObjectOld, e.ObjectNew))
+		},
+	}
+}
+
+func eventHandler(s *Source) handler.TypedEventHandler[*corev1.Event, reconcile.Request] {
+	line := func(ctx context.Context, o, n *corev1.Event) {
+		var pod corev1.Pod
+		key := client.ObjectKey{Namespace: n.InvolvedObject.Namespace, Name: n.InvolvedObject.Name}
+		if err := s.pods.Get(ctx, key, &pod); err != nil {
+			return // not an app's pod (the pod cache holds only those), or gone
+		}
+		if n.InvolvedObject.UID != "" && n.InvolvedObject.UID != pod.UID {
+			return // about an earlier pod of the same name
+		}
+		if text := eventLine(o, n, &pod); text != "" {
+			s.emit(ctx, pod.Namespace, pod.Labels[kubeplexv1alpha1.AppLabel], []string{text})
+		}
+	}
+	return handler.TypedFuncs[*corev1.Event, reconcile.Request]{
+		CreateFunc: func(ctx context.Context, e event.TypedCreateEvent[*corev1.Event], _ queue) {
+			if !e.IsInInitialList {
+				line(ctx, nil, e.Object)
+			}
+		},
+		UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[*corev1.Event], _ queue) {
+			line(ctx, e.ObjectOld, e.ObjectNew)
+		},
+	}
+}
+
+func (s *Source) emit(ctx context.Context, namespace, app string, lines []string) {
+	if len(lines) == 0 || app == "" {
+		return
+	}
+	var la kubeplexv1alpha1.LogApp
+	if err := s.Apps.Get(ctx, client.ObjectKey{Namespace: namespace, Name: app}, &la); err != nil {
+		return // no such LogApp: nobody's stream
+	}
+	for _, text := range lines {
+		s.Platform.Emit(platform.Line{App: namespace + "/" + app, Proc: Proc, Text: text})
+	}
+}
+
+// The transforms keep what the lines read and drop the rest (pod specs, env, volumes)
+// before the object is stored.
+
+func slimPod(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	out := &corev1.Pod{ObjectMeta: slimMeta(&p.ObjectMeta), Status: corev1.PodStatus{
+		Reason: p.Status.Reason, Message: p.Status.Message, Conditions: p.Status.Conditions,
+		ContainerStatuses: p.Status.ContainerStatuses,
+	}}
+	out.Labels = p.Labels
+	out.DeletionGracePeriodSeconds = p.DeletionGracePeriodSeconds
+	out.Spec.NodeName = p.Spec.NodeName
+	for _, c := range p.Spec.Containers {
+		out.Spec.Containers = append(out.Spec.Containers, corev1.Container{Name: c.Name, Image: c.Image})
+	}
+	return out, nil
+}
+
+func slimMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		Generation: m.Generation, DeletionTimestamp: m.DeletionTimestamp}
+}
+
+func slimTemplate(t *corev1.PodTemplateSpec) corev1.PodTemplateSpec {
+	out := corev1.PodTemplateSpec{}
+	out.Labels = map[string]string{kubeplexv1alpha1.AppLabel: t.Labels[kubeplexv1alpha1.AppLabel]}
+	for _, c := range t.Spec.Containers {
+		out.Spec.Containers = append(out.Spec.Containers, corev1.Container{Name: c.Name, Image: c.Image})
+	}
+	return out
+}
+
+func keepAnnotation(m map[string]string, key string) map[string]string {
+	if v, ok := m[key]; ok {
+		return map[string]string{key: v}
+	}
+	return nil
+}
+
+func slimWorkload(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		out := &appsv1.Deployment{ObjectMeta: slimMeta(&o.ObjectMeta), Status: o.Status}
+		out.Annotations = keepAnnotation(o.Annotations, deploymentRevision)
+		out.Spec.Replicas = o.Spec.Replicas
+		out.Spec.Template = slimTemplate(&o.Spec.Template)
+		return out, nil
+	case *appsv1.StatefulSet:
+		out := &appsv1.StatefulSet{ObjectMeta: slimMeta(&o.ObjectMeta), Status: o.Status}
+		out.Spec.Replicas = o.Spec.Replicas
+		out.Spec.Template = slimTemplate(&o.Spec.Template)
+		return out, nil
+	case *appsv1.DaemonSet:
+		out := &appsv1.DaemonSet{ObjectMeta: slimMeta(&o.ObjectMeta), Status: o.Status}
+		out.Annotations = keepAnnotation(o.Annotations, daemonSetRevision)
+		out.Spec.Template = slimTemplate(&o.Spec.Template)
+		return out, nil
+	}
+	return obj, nil
+}
+
+func slimEvent(obj any) (any, error) {
+	e, ok := obj.(*corev1.Event)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Event{ObjectMeta: slimMeta(&e.ObjectMeta), InvolvedObject: e.InvolvedObject,
+		Reason: e.Reason, Message: e.Message, Count: e.Count, Series: e.Series, Source: e.Source,
+		ReportingInstance: e.ReportingInstance, Type: e.Type}, nil
+}

@@ -21,6 +21,7 @@ type Options struct {
 	Namespace              string // where the routing Secrets, the Lease and the routers live
 	RoutesSecret           string
 	MetricsBindAddress     string
+	MetricsSecure          bool
 	HealthProbeBindAddress string
 	LeaderElect            bool
 	WebhookPort            int // 0 turns the webhook off
@@ -47,6 +48,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Namespace, "namespace", "kubeplex-system", "namespace of the routing Secrets, the leader-election Lease and the router Service")
 	fs.StringVar(&o.RoutesSecret, "routes-secret", "kubeplex-routes", "name of the routing-table Secret (shards are NAME-1, NAME-2, ...)")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
+	fs.BoolVar(&o.MetricsSecure, "metrics-secure", false,
+		"serve metrics over HTTPS (a self-signed certificate) to callers whose bearer token the API server authenticates "+
+			"and who may get the non-resource URL /metrics (TokenReview, SubjectAccessReview); the chart turns it on")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz; 0 turns it off")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect a leader with a Lease so only one replica writes")
 	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "port of the pod-injection webhook; 0 turns it off")

@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -21,6 +22,25 @@ import (
 	"github.com/kubeplex/kubeplex/controllers"
 	podwebhook "github.com/kubeplex/kubeplex/internal/webhook"
 )
+
+// Secure metrics ask the API server who the caller is and whether it may GET /metrics.
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
+// metricsOptions: plain HTTP by default (tests, `make run`); with --metrics-secure,
+// HTTPS and only for callers the API server authenticates and authorizes for GET
+// /metrics (a ServiceAccount bound to the kubeplex-metrics-reader ClusterRole), as
+// kube-controller-manager serves its own. The certificate is self-signed, made in
+// memory at start: the connection is private, and scrapers skip verification as
+// they do for the control plane's components.
+func metricsOptions(opts Options) metricsserver.Options {
+	o := metricsserver.Options{BindAddress: opts.MetricsBindAddress}
+	if opts.MetricsSecure {
+		o.SecureServing = true
+		o.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return o
+}
 
 // Run runs the manager until ctx ends. The logger is ctrl.Log (main sets it from
 // Options.Zap).
@@ -46,7 +66,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	mopts := ctrl.Options{
 		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsBindAddress},
+		Metrics:                       metricsOptions(opts),
 		HealthProbeBindAddress:        opts.HealthProbeBindAddress,
 		LeaderElection:                opts.LeaderElect,
 		LeaderElectionID:              "kubeplex-manager.kubeplex.io",

@@ -26,6 +26,7 @@ func TestHelmChartRefuses(t *testing.T) {
 		{"unknown pull policy", []string{"--kube-version", "1.37.2", "--set", "image.pullPolicy=Sometimes"}, "/image/pullPolicy"},
 		{"port out of range", []string{"--kube-version", "1.37.2", "--set", "router.httpPort=70000"}, "/router/httpPort"},
 		{"allowCIDRs not a list", []string{"--kube-version", "1.37.2", "--set", "manager.allowCIDRs=10.0.0.0/8"}, "/manager/allowCIDRs"},
+		{"metrics.secure not a boolean", []string{"--kube-version", "1.37.2", "--set-string", "metrics.secure=yes"}, "/metrics/secure"},
 		{"Kubernetes 1.28", []string{"--kube-version", "1.28.9"}, "requires kubeVersion"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -141,7 +141,10 @@ func TestHelmChart(t *testing.T) {
 		noKinds   []string
 	}{
 		{name: "defaults", wantKinds: []string{"CustomResourceDefinition", "Deployment", "Service", "ClusterRole", "Role",
-			"MutatingWebhookConfiguration", "ServiceAccount", "NetworkPolicy"}, noKinds: []string{"Certificate"}},
+			"MutatingWebhookConfiguration", "ServiceAccount", "NetworkPolicy"}, noKinds: []string{"Certificate", "ServiceMonitor"}},
+		{name: "service monitors", set: []string{"metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom"},
+			wantKinds: []string{"ServiceMonitor"}},
+		{name: "plain metrics", set: []string{"metrics.secure=false", "metrics.serviceMonitor.enabled=true"}, wantKinds: []string{"ServiceMonitor"}},
 		{name: "network policy off", set: []string{"router.networkPolicy.enabled=false"}, noKinds: []string{"NetworkPolicy"}},
 		{name: "webhook off", set: []string{"webhook.enabled=false"}, noKinds: []string{"MutatingWebhookConfiguration"}},
 		{name: "cert-manager", set: []string{"webhook.certManagement=cert-manager"}, wantKinds: []string{"Certificate", "Issuer"}},
@@ -163,6 +166,7 @@ func TestHelmChart(t *testing.T) {
 				}
 			}
 			checkFlags(t, objs)
+			checkMetrics(t, objs, tt.set)
 			if i == 0 {
 				checkRouterRole(t, objs, "kubeplex-routes")
 				checkUserRoles(t, objs)
@@ -277,6 +281,60 @@ func checkAdminPolicy(t *testing.T, objs []*unstructured.Unstructured) {
 		return
 	}
 	t.Fatal("no router NetworkPolicy rendered")
+}
+
+// checkMetrics asserts the manager's metrics are reachable as values say: a Service
+// on the container's metrics port, HTTPS with the reader ClusterRole unless
+// metrics.secure=false, and ServiceMonitors that select the metrics Services by
+// their port names (the scheme matching) and carry the extra labels.
+func checkMetrics(t *testing.T, objs []*unstructured.Unstructured, set []string) {
+	t.Helper()
+	secure := !slices.Contains(set, "metrics.secure=false")
+	byKey := byKindName(objs)
+	mgr := byKey["Deployment/kubeplex-manager"]
+	if mgr == nil {
+		t.Fatal("no manager Deployment")
+	}
+	c := container(t, mgr)
+	if got := flags(c)["metrics-secure"]; got != fmt.Sprint(secure) {
+		t.Errorf("manager --metrics-secure=%q, want %v", got, secure)
+	}
+	svc := byKey["Service/kubeplex-manager-metrics"]
+	if svc == nil {
+		t.Fatal("no Service kubeplex-manager-metrics")
+	}
+	ports, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports")
+	wantName := map[bool]string{true: "https", false: "http"}[secure]
+	if len(ports) != 1 || ports[0].(map[string]any)["name"] != wantName || ports[0].(map[string]any)["targetPort"] != "metrics" {
+		t.Errorf("manager metrics Service ports %v, want one %q to targetPort metrics", ports, wantName)
+	}
+	if cr := byKey["ClusterRole/kubeplex-metrics-reader"]; cr == nil {
+		t.Error("no ClusterRole kubeplex-metrics-reader")
+	} else if rules := fmt.Sprint(cr.Object["rules"]); !strings.Contains(rules, "/metrics") || !strings.Contains(rules, "get") {
+		t.Errorf("kubeplex-metrics-reader rules %s", rules)
+	}
+	for name, labels := range map[string]map[string]any{"kubeplex-manager": svc.Object["metadata"].(map[string]any)["labels"].(map[string]any),
+		"kubeplex-router": byKey["Service/kubeplex-router"].Object["metadata"].(map[string]any)["labels"].(map[string]any)} {
+		sm := byKey["ServiceMonitor/"+name]
+		if sm == nil {
+			continue // off by default; the cases' kinds say when it must be there
+		}
+		sel, _, _ := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
+		for k, v := range sel {
+			if labels[k] != v {
+				t.Errorf("ServiceMonitor %s selects %s=%s, which the Service does not carry (%v)", name, k, v, labels)
+			}
+		}
+		eps, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+		ep := eps[0].(map[string]any)
+		want := map[string]string{"kubeplex-manager": wantName, "kubeplex-router": "admin"}[name]
+		if ep["port"] != want || (name == "kubeplex-manager" && secure && ep["scheme"] != "https") {
+			t.Errorf("ServiceMonitor %s endpoint %v, want port %s", name, ep, want)
+		}
+		if slices.Contains(set, "metrics.serviceMonitor.labels.release=prom") && sm.GetLabels()["release"] != "prom" {
+			t.Errorf("ServiceMonitor %s labels %v lack release=prom", name, sm.GetLabels())
+		}
+	}
 }
 
 // checkWebhookRights asserts the manager may touch only its own webhook

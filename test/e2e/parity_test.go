@@ -50,7 +50,7 @@ func TestKustomizeMatchesHelm(t *testing.T) {
 			}
 		}
 		ca, cb := container(t, a), container(t, b)
-		for _, f := range []string{"image", "securityContext"} {
+		for _, f := range []string{"image", "securityContext", "resources"} {
 			if !reflect.DeepEqual(ca[f], cb[f]) {
 				t.Errorf("Deployment %s container %s: kustomize %v, helm %v", name, f, ca[f], cb[f])
 			}

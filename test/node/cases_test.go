@@ -370,6 +370,7 @@ var runtimeObjects = []string{"secret/" + release + "-routes", "secret/kubeplex-
 // runtime objects named in README and the namespace; deleting the namespace as
 // README says leaves only the CRDs.
 func (s *suite) helmUninstall(t *testing.T) {
+	logPeakMemory(t) // after every case that loads the routers
 	kubectl(t, "delete", "namespace", shopNS, "--wait=true", "--timeout=180s")
 	helm(t, "uninstall", release, "-n", systemNS, "--wait", "--timeout", "3m")
 	eventually(t, 2*time.Minute, "only documented objects left after helm uninstall", func() error {

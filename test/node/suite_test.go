@@ -35,6 +35,7 @@ func TestNode(t *testing.T) {
 	if !t.Run("1-helm-install", s.helmInstall) {
 		t.Fatal("kubeplex is not installed: the other cases cannot run")
 	}
+	t.Run("1b-manager-metrics", s.managerMetrics)
 	if !t.Run("2-delivery", s.delivery) {
 		t.Fatal("no delivery to the drains: the cases that read them cannot run")
 	}
@@ -71,6 +72,12 @@ func (s *suite) helmInstall(t *testing.T) {
 		"--set", "webhook.insecureRegistries={"+s.reg.Host+"}",
 		"--wait", "--timeout", "5m")
 	t.Logf("helm install:\n%s", out)
+	for _, want := range []string{"kubectl port-forward -n " + systemNS + " svc/" + release + "-router 8080:8080", "kubeplex logs web -n NAMESPACE --tail",
+		"ClusterRole\n   " + release + "-metrics-reader", "svc/" + release + "-manager-metrics:8443"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("helm install NOTES lack %q", want)
+		}
+	}
 	ctx := ctxFor(t, time.Minute)
 	for name, want := range map[string]int32{release + "-manager": 2, release + "-router": 2} {
 		var d appsv1.Deployment

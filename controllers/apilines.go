@@ -76,7 +76,11 @@ func CreatedLines(obj client.Object) []platform.Line {
 	case *kubeplexv1alpha1.LogApp:
 		return []platform.Line{apiLine(appID(o), fmt.Sprintf("LogApp %s created%s", o.Name, by(o)))}
 	case *kubeplexv1alpha1.LogDrain:
-		return []platform.Line{apiLine(drainApp(o), fmt.Sprintf("LogDrain %s created (%s)%s", o.Name, redactURL(o.Spec.URL), by(o)))}
+		addon := ""
+		if o.Spec.Addon != "" {
+			addon = " for add-on " + o.Spec.Addon
+		}
+		return []platform.Line{apiLine(drainApp(o), fmt.Sprintf("LogDrain %s created%s (%s)%s", o.Name, addon, redactURL(o.Spec.URL), by(o)))}
 	}
 	return nil
 }

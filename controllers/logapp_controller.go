@@ -38,6 +38,8 @@ type LogAppReconciler struct {
 	// View is what the stored routing table holds (Routed, HostsClaimed); nil leaves
 	// those conditions alone.
 	View *RoutingView
+	// IngestURL is the routers' ingest URL shown to add-ons (status.addons[].url).
+	IngestURL string
 }
 
 // +kubebuilder:rbac:groups=kubeplex.io,resources=logapps,verbs=get;list;watch
@@ -84,6 +86,9 @@ func (r *LogAppReconciler) reconcileNormal(ctx context.Context, app *kubeplexv1a
 	token, requeue, err := r.reconcileTokenSecret(ctx, app)
 	if err == nil {
 		err = r.reconcileCollectorSecret(ctx, app)
+	}
+	if err == nil {
+		err = r.reconcileAddonSecrets(ctx, app)
 	}
 	if err != nil {
 		var terminal *specError

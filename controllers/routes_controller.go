@@ -101,7 +101,8 @@ func (r *RoutesReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.
 	in.Apps, in.Drains = apps.Items, drains.Items
 	for _, s := range secrets.Items {
 		switch s.Labels[kubeplexv1alpha1.SecretRoleLabel] {
-		case kubeplexv1alpha1.SecretRoleToken, kubeplexv1alpha1.SecretRoleDrain, kubeplexv1alpha1.SecretRoleCollector:
+		case kubeplexv1alpha1.SecretRoleToken, kubeplexv1alpha1.SecretRoleDrain, kubeplexv1alpha1.SecretRoleCollector,
+			kubeplexv1alpha1.SecretRoleAddon:
 			in.Secrets = append(in.Secrets, s)
 		case kubeplexv1alpha1.SecretRoleSessionKeys:
 			if r.SessionKeysSecret != "" && s.Namespace == r.Store.Namespace && s.Name == r.SessionKeysSecret {

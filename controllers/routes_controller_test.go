@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -191,11 +192,15 @@ func TestRoutesRepaired(t *testing.T) {
 		return nil
 	})
 	var s corev1.Secret
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: systemNS, Name: routesName}, &s); err != nil {
-		t.Fatal(err)
-	}
-	s.Data[routing.SecretKey] = []byte(`{"version":"forged","shard":0,"shards":1,"apps":[]}`)
-	if err := k8s.Update(ctx, &s); err != nil {
+	// The manager rewrites the table whenever any test's objects change: edit the
+	// version we read, again if it moved meanwhile.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: systemNS, Name: routesName}, &s); err != nil {
+			return err
+		}
+		s.Data[routing.SecretKey] = []byte(`{"version":"forged","shard":0,"shards":1,"apps":[]}`)
+		return k8s.Update(ctx, &s)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	tableApp(t, routes.ID(ns, "web"), func(a *routing.App) error {

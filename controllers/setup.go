@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -59,6 +60,9 @@ type Config struct {
 	// PlatformURL is the routers' ingest URL the leader posts platform lines to
 	// (kubeplex[router], ...); empty turns platform lines off.
 	PlatformURL string
+	// IngestURL is the routers' ingest URL as add-on providers reach it, shown in
+	// LogApp status.addons; empty means PlatformURL.
+	IngestURL string
 
 	// Registerer takes the manager's own metrics (nil: not registered).
 	Registerer prometheus.Registerer
@@ -137,6 +141,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, c Config) error {
 	view := NewRoutingView()
 	if err := (&LogAppReconciler{
 		Client: mgr.GetClient(), Recorder: recorder, TokenGracePeriod: c.TokenGracePeriod, View: view, Now: c.Now,
+		IngestURL: cmp.Or(c.IngestURL, c.PlatformURL),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up logapp controller: %w", err)
 	}

@@ -131,6 +131,11 @@ const (
 	// SecretRolePlatform marks the manager's own credential (in its namespace), with
 	// which it writes platform lines (kubeplex[api], [deploy], [router], ...).
 	SecretRolePlatform = "platform"
+	// SecretRoleAddon marks an add-on's input token Secret (<app>-kubeplex-addon-<name>).
+	SecretRoleAddon = "addon"
+	// AddonSecretInfix joins app and add-on names in the add-on token Secret's name,
+	// key TokenSecretKey (a.<uuid>).
+	AddonSecretInfix = "-kubeplex-addon-"
 	// CollectorSecretSuffix: a LogApp's collector Secret is "<app>" + CollectorSecretSuffix,
 	// key TokenSecretKey (c.<uuid>).
 	CollectorSecretSuffix = "-kubeplex-collector"

@@ -38,6 +38,43 @@ type LogAppSpec struct {
 	// +kubebuilder:default=Exec
 	// +optional
 	CollectorMode CollectorMode `json:"collectorMode,omitempty"`
+
+	// addons are the add-on providers that send lines into this app's stream (an
+	// alerting or analytics service reporting back, as Heroku add-ons do). Each gets
+	// its own ingest token, in the Secret status.addons names; its lines carry the
+	// add-on's name as their source (papertrail[alert]), whatever the sender writes,
+	// and can go into this app only. Removing an entry revokes its token. See
+	// docs/addons.md.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Addons []AddonInput `json:"addons,omitempty"`
+}
+
+// AddonInput names an add-on that may write into the app's stream.
+type AddonInput struct {
+	// name is the add-on's name and the source of its lines: a DNS label of at most
+	// 40 characters, other than the sources kubeplex keeps ("app", "kubeplex").
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=40
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self != 'app' && self != 'kubeplex'",message="app and kubeplex are kubeplex's own sources"
+	Name string `json:"name"`
+}
+
+// AddonInputStatus is where an add-on sends its lines and where its token is.
+type AddonInputStatus struct {
+	// name is the add-on's name (spec.addons[].name).
+	Name string `json:"name"`
+	// url is the ingest URL the add-on POSTs logplex-1 batches to, with its token as
+	// the Basic auth password (user "token").
+	// +optional
+	URL string `json:"url,omitempty"`
+	// tokenSecretName names the Secret, in the app's namespace, that holds the
+	// add-on's token under the key "token".
+	// +optional
+	TokenSecretName string `json:"tokenSecretName,omitempty"`
 }
 
 // LogAppStatus is what the operator observed about the app.
@@ -75,6 +112,11 @@ type LogAppStatus struct {
 	// drains is the number of LogDrains attached to this app.
 	// +optional
 	Drains int32 `json:"drains,omitempty"`
+	// addons are the add-on inputs in spec.addons that have their token.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Addons []AddonInputStatus `json:"addons,omitempty"`
 	// lastTokenRotation is when the ingest token was last replaced on request.
 	// +optional
 	LastTokenRotation *metav1.Time `json:"lastTokenRotation,omitempty"`

@@ -38,6 +38,17 @@ type LogDrainSpec struct {
 	// tls configures certificate checks for syslog+tls and https drains.
 	// +optional
 	TLS *DrainTLS `json:"tls,omitempty"`
+
+	// addon marks a drain provided by an add-on (its name, e.g. "logentries"): the
+	// add-on's provider applies the LogDrain and reads its token from status.token to
+	// recognise the app's lines (docs/addons.md). It changes nothing in delivery; it
+	// tells users (kubectl get logdrains, the API lines) whose drain it is, and it
+	// cannot be changed once set.
+	// +optional
+	// +kubebuilder:validation:MaxLength=40
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="addon is immutable; create a new LogDrain"
+	Addon string `json:"addon,omitempty"`
 }
 
 // AppReference names a LogApp in the same namespace.
@@ -143,6 +154,7 @@ type LogDrainStatus struct {
 // +kubebuilder:resource:shortName=ldrain;drain,categories=kubeplex
 // +kubebuilder:printcolumn:name="App",type=string,JSONPath=`.spec.appRef.name`
 // +kubebuilder:printcolumn:name="Destination",type=string,JSONPath=`.status.destination`
+// +kubebuilder:printcolumn:name="Addon",type=string,JSONPath=`.spec.addon`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Delivering",type=string,JSONPath=`.status.conditions[?(@.type=="Delivering")].status`

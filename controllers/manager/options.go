@@ -38,6 +38,7 @@ type Options struct {
 	StatusInterval       time.Duration
 	MaxShardBytes        int
 	MaxShards            int
+	IngestURL            string
 
 	Zap zap.Options
 }
@@ -65,6 +66,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.StatusInterval, "drain-status-interval", controllers.DefaultStatusInterval, "least time between two LogDrain status writes while only counters change")
 	fs.IntVar(&o.MaxShardBytes, "max-shard-bytes", routes.DefaultMaxShardBytes, "largest routing-table shard, in bytes")
 	fs.IntVar(&o.MaxShards, "max-shards", routes.DefaultMaxShards, "most routing-table shards the routers may read (their Role names this many Secrets)")
+	fs.StringVar(&o.IngestURL, "ingest-url", "", "the routers' ingest URL as add-on providers reach it (shown in LogApp status.addons); empty means the collectors' router URL")
 	o.Zap.BindFlags(fs)
 }
 

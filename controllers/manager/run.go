@@ -97,6 +97,7 @@ func Run(ctx context.Context, opts Options) error {
 		Sessions:             opts.Sessions,
 		// Platform lines go where the collectors send theirs.
 		PlatformURL: cmp.Or(opts.Webhook.RouterURL, "http://kubeplex-router."+opts.Namespace+".svc:8080/logs"),
+		IngestURL:   opts.IngestURL,
 	}); err != nil {
 		return err
 	}

@@ -100,6 +100,7 @@ const (
 
 var (
 	collectorTokenRE = regexp.MustCompile(`^c\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+	addonTokenRE     = regexp.MustCompile(`^a\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 	platformTokenRE  = regexp.MustCompile(`^p\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 )
 
@@ -174,6 +175,19 @@ func Render(in Input) Result {
 		if cs := secrets[csName]; cs != nil && ownedBy(cs, app.UID) {
 			if tok := string(cs.Data[kubeplexv1alpha1.TokenSecretKey]); collectorTokenRE.MatchString(tok) {
 				ra.Tokens = append(ra.Tokens, routing.Token{SHA256: routing.HashToken(tok), Source: tokenSource, Collector: true})
+			}
+		}
+		// Add-on inputs: each token writes its add-on's name as source, nothing else.
+		for _, ad := range app.Spec.Addons {
+			if ad.Name == tokenSource || ad.Name == platformSource || ad.Name == "" {
+				continue // the API refuses these names; a table never grants them
+			}
+			as := secrets[types.NamespacedName{Namespace: app.Namespace, Name: app.Name + kubeplexv1alpha1.AddonSecretInfix + ad.Name}]
+			if as == nil || !ownedBy(as, app.UID) {
+				continue // not issued yet: the LogApp reconciler makes it
+			}
+			if tok := string(as.Data[kubeplexv1alpha1.TokenSecretKey]); addonTokenRE.MatchString(tok) {
+				ra.Tokens = append(ra.Tokens, routing.Token{SHA256: routing.HashToken(tok), Source: ad.Name})
 			}
 		}
 		for _, h := range app.Spec.Hosts {

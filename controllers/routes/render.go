@@ -177,19 +177,7 @@ func Render(in Input) Result {
 				ra.Tokens = append(ra.Tokens, routing.Token{SHA256: routing.HashToken(tok), Source: tokenSource, Collector: true})
 			}
 		}
-		// Add-on inputs: each token writes its add-on's name as source, nothing else.
-		for _, ad := range app.Spec.Addons {
-			if ad.Name == tokenSource || ad.Name == platformSource || ad.Name == "" {
-				continue // the API refuses these names; a table never grants them
-			}
-			as := secrets[types.NamespacedName{Namespace: app.Namespace, Name: app.Name + kubeplexv1alpha1.AddonSecretInfix + ad.Name}]
-			if as == nil || !ownedBy(as, app.UID) {
-				continue // not issued yet: the LogApp reconciler makes it
-			}
-			if tok := string(as.Data[kubeplexv1alpha1.TokenSecretKey]); addonTokenRE.MatchString(tok) {
-				ra.Tokens = append(ra.Tokens, routing.Token{SHA256: routing.HashToken(tok), Source: ad.Name})
-			}
-		}
+		ra.Tokens = append(ra.Tokens, addonTokens(app, secrets)...)
 		for _, h := range app.Spec.Hosts {
 			h = NormalizeHost(h)
 			if owners := claims[h]; len(owners) > 1 {
@@ -330,4 +318,23 @@ func previousToken(s *corev1.Secret) (tok *routing.Token, why string) {
 	notAfter = notAfter.UTC()
 	t := ingestToken(prev, &notAfter)
 	return &t, ""
+}
+
+// addonTokens are the app's add-on input tokens: each writes its add-on's name as
+// source, nothing else (docs/addons.md).
+func addonTokens(app *kubeplexv1alpha1.LogApp, secrets map[types.NamespacedName]*corev1.Secret) []routing.Token {
+	var out []routing.Token
+	for _, ad := range app.Spec.Addons {
+		if ad.Name == tokenSource || ad.Name == platformSource || ad.Name == "" {
+			continue // the API refuses these names; a table never grants them
+		}
+		as := secrets[types.NamespacedName{Namespace: app.Namespace, Name: app.Name + kubeplexv1alpha1.AddonSecretInfix + ad.Name}]
+		if as == nil || !ownedBy(as, app.UID) {
+			continue // not issued yet: the LogApp reconciler makes it
+		}
+		if tok := string(as.Data[kubeplexv1alpha1.TokenSecretKey]); addonTokenRE.MatchString(tok) {
+			out = append(out, routing.Token{SHA256: routing.HashToken(tok), Source: ad.Name})
+		}
+	}
+	return out
 }

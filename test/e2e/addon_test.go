@@ -126,7 +126,7 @@ func TestAddonInput(t *testing.T) {
 	testenv.Eventually(t, "removed add-on refused", func() error {
 		if err := postAddon(routerURL, otherAddon, nil, frame("newrelic", "apm", "after removal")); err == nil ||
 			!strings.Contains(err.Error(), "401") {
-			return fmt.Errorf("want 401, got %v", err)
+			return fmt.Errorf("want 401, got %w", err)
 		}
 		var sec corev1.Secret
 		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "other-kubeplex-addon-newrelic"}, &sec); err != nil {

@@ -25,6 +25,10 @@ const (
 	relayRsyslog  = "rsyslog"
 	relayRouter   = "router"
 	relayRouter1P = "router-1p"
+	// relayRouterNoCo is the router with --syslog-coalesce=0: what coalescing changes.
+	relayRouterNoCo = "router-nocoalesce"
+	// relayBaseline is -baseline's router binary, for before/after in one run.
+	relayBaseline = "router-baseline"
 	// onlyLatency is the -only value for the latency runs alone.
 	onlyLatency = "latency"
 )
@@ -34,10 +38,30 @@ type bench struct {
 	dir string
 }
 
+// scenario is one throughput run's shape.
+type scenario struct {
+	relay  string
+	conns  int
+	drains int // app 0's syslog drains (fan-out)
+	load   load
+	// apps, when set, runs that many apps with one syslog drain each (load.apps
+	// rotates the frames over them).
+	apps int
+	// http: app 0 has one HTTP drain into a logplex-1 receiver answering after slow.
+	http bool
+	slow time.Duration
+	// messages overrides o.messages.
+	messages int
+}
+
 type throughput struct {
 	Relay     string
 	Conns     int
 	Drains    int
+	PerWrite  int
+	Apps      int
+	HTTP      bool
+	Slow      time.Duration
 	Sent      int64
 	Delivered int64 // per drain, minimum over drains
 	Rate      float64
@@ -45,6 +69,16 @@ type throughput struct {
 	HarnessUs float64 // load generator and sink CPU per delivered frame
 	PeakRSS   int64
 	Runs      []float64
+	// HTTP drain runs: requests, mean and largest frames per request, mean body
+	// bytes, most requests in flight at once.
+	Requests    int
+	MeanBatch   float64
+	MaxBatch    int
+	MeanBody    float64
+	MaxInFlight int64
+	// IdleCPU is the relay's CPU per second of wall time over 3 s after the run
+	// (many apps: every drain connected, nothing sent).
+	IdleCPU time.Duration
 }
 
 type latency struct {
@@ -80,20 +114,31 @@ type report struct {
 
 func (b *bench) all(ctx context.Context) (*report, error) {
 	rep := &report{Messages: b.o.messages, Reps: b.o.reps, CPUs: runtime.NumCPU(), Load: loadAvg(), LatDur: b.o.latDur}
-	type scenario struct {
-		relay  string
-		conns  int
-		drains int
-	}
+	small := load{perWrite: 1}
 	for _, sc := range []scenario{
-		{relayLoopback, 1, 1}, {relayLoopback, 4, 1}, {relayLoopback, 1, 10},
-		{relayRsyslog, 1, 1}, {relayRsyslog, 4, 1},
-		{relayRouter, 1, 1}, {relayRouter, 4, 1},
-		{relayRouter, 1, 10},
-		{relayRouter1P, 1, 1}, {relayRouter1P, 4, 1},
-		{relayRouter1P, 1, 10},
+		{relay: relayLoopback, conns: 1, drains: 1}, {relay: relayLoopback, conns: 4, drains: 1},
+		{relay: relayLoopback, conns: 1, drains: 10},
+		{relay: relayLoopback, conns: 1, drains: 1, load: small},
+		{relay: relayCopy, conns: 1, drains: 1}, {relay: relayCopy, conns: 1, drains: 1, load: small},
+		{relay: relayRsyslog, conns: 1, drains: 1}, {relay: relayRsyslog, conns: 4, drains: 1},
+		{relay: relayRsyslog, conns: 1, drains: 1, load: small},
+		{relay: relayRouter, conns: 1, drains: 1}, {relay: relayRouter, conns: 4, drains: 1},
+		{relay: relayRouter, conns: 1, drains: 1, load: small},
+		{relay: relayRouter, conns: 1, drains: 10},
+		{relay: relayRouter, conns: 1, drains: 1, apps: 1000, load: load{apps: 1000}},
+		{relay: relayRouter, conns: 1, drains: 1, http: true},
+		{relay: relayRouter, conns: 1, drains: 1, http: true, slow: 20 * time.Millisecond, messages: b.o.messages / 5},
+		{relay: relayBaseline, conns: 1, drains: 1}, {relay: relayBaseline, conns: 1, drains: 1, load: small},
+		{relay: relayBaseline, conns: 1, drains: 1, http: true},
+		{relay: relayBaseline, conns: 1, drains: 1, http: true, slow: 20 * time.Millisecond, messages: b.o.messages / 5},
+		{relay: relayRouter1P, conns: 1, drains: 1}, {relay: relayRouter1P, conns: 4, drains: 1},
+		{relay: relayRouter1P, conns: 1, drains: 1, load: small},
+		{relay: relayRouter1P, conns: 1, drains: 10},
 	} {
 		if b.o.only != "" && sc.relay != b.o.only && b.o.only != onlyLatency {
+			continue
+		}
+		if sc.relay == relayBaseline && b.o.baseline == "" {
 			continue
 		}
 		if b.o.only == onlyLatency {
@@ -101,12 +146,18 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 		}
 		var runs []throughput
 		for rep := 0; rep < b.o.reps; rep++ {
-			tp, err := b.throughput(ctx, sc.relay, sc.conns, sc.drains)
+			tp, err := b.throughput(ctx, sc)
 			if err != nil {
 				return nil, fmt.Errorf("%s %d conns: %w", sc.relay, sc.conns, err)
 			}
-			log.Printf("%-8s conns=%d drains=%d: %.0f msg/s, %.2f CPU-µs/msg, harness %.3f CPU-µs/frame, peak RSS %d MiB, delivered %d/%d",
-				sc.relay, sc.conns, sc.drains, tp.Rate, tp.CPUus, tp.HarnessUs, tp.PeakRSS>>20, tp.Delivered, tp.Sent)
+			log.Printf("%-8s conns=%d drains=%d perWrite=%d apps=%d http=%v slow=%s: %.0f msg/s, %.2f CPU-µs/msg, "+
+				"harness %.3f CPU-µs/frame, peak RSS %d MiB, delivered %d/%d",
+				sc.relay, sc.conns, sc.drains, sc.load.perWrite, sc.apps, sc.http, sc.slow, tp.Rate, tp.CPUus,
+				tp.HarnessUs, tp.PeakRSS>>20, tp.Delivered, tp.Sent)
+			if sc.http || sc.apps > 0 {
+				log.Printf("  requests %d (mean %.0f, max %d frames, %.0f B), in flight %d, idle CPU %s/s",
+					tp.Requests, tp.MeanBatch, tp.MaxBatch, tp.MeanBody, tp.MaxInFlight, tp.IdleCPU)
+			}
 			runs = append(runs, tp)
 		}
 		slices.SortFunc(runs, func(a, b throughput) int { return cmpFloat(a.Rate, b.Rate) })
@@ -119,7 +170,11 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 	if b.o.only != "" && b.o.only != onlyLatency {
 		return rep, nil
 	}
-	for _, relay := range []string{relayLoopback, relayCopy, relayRsyslog, relayRouter, relayRouter1P} {
+	latRelays := []string{relayLoopback, relayCopy, relayRsyslog, relayRouter, relayRouterNoCo, relayRouter1P}
+	if b.o.baseline != "" {
+		latRelays = append(latRelays, relayBaseline)
+	}
+	for _, relay := range latRelays {
 		if b.o.latencyRelays != "" && !slices.Contains(strings.Split(b.o.latencyRelays, ","), relay) {
 			continue
 		}
@@ -178,35 +233,78 @@ func (b *bench) start(ctx context.Context, relay string, sinks []*sink, queue in
 	case relayCopy:
 		return b.startCopy(ctx, addrs[0])
 	case relayRouter:
-		return b.startRouter(ctx, addrs, 1, queue)
+		return b.startRouter(ctx, syslogURLs(addrs), 1, false, queue)
 	case relayRouter1P:
 		// One P: what a pod with a CPU limit of 1 gets (Go sizes GOMAXPROCS from the
 		// cgroup limit), and no cross-CPU wake-ups between ingest and drain.
-		return b.startRouter(ctx, addrs, 1, queue, "GOMAXPROCS=1")
+		return b.startRouter(ctx, syslogURLs(addrs), 1, false, queue, "GOMAXPROCS=1")
+	case relayRouterNoCo:
+		return b.startRouterWith(ctx, routerRun{bin: b.o.router, args: []string{"--syslog-coalesce=0"}}, syslogURLs(addrs), 1, false, queue)
+	case relayBaseline:
+		return b.startRouterWith(ctx, routerRun{bin: b.o.baseline}, syslogURLs(addrs), 1, false, queue)
 	}
 	return nil, fmt.Errorf("unknown relay %q", relay)
 }
 
+func syslogURLs(addrs []string) []string {
+	out := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, "syslog://"+a)
+	}
+	return out
+}
+
 // throughput relays o.messages frames and measures delivered frames per second from
 // the first write to the last frame received.
-func (b *bench) throughput(ctx context.Context, name string, conns, drains int) (throughput, error) {
-	tp := throughput{Relay: name, Conns: conns, Drains: drains, Sent: int64(b.o.messages)}
+func (b *bench) throughput(ctx context.Context, sc scenario) (throughput, error) {
+	n := b.o.messages
+	if sc.messages > 0 {
+		n = sc.messages
+	}
+	name, conns, drains := sc.relay, sc.conns, sc.drains
+	tp := throughput{Relay: name, Conns: conns, Drains: drains, Sent: int64(n), PerWrite: sc.load.perWrite,
+		Apps: sc.apps, HTTP: sc.http, Slow: sc.slow}
 	var sinks []*sink
-	for range drains {
-		s, err := newSink()
-		if err != nil {
+	var hs *httpSink
+	if sc.http {
+		var err error
+		if hs, err = newHTTPSink(sc.slow); err != nil {
 			return tp, err
 		}
-		defer s.close()
-		sinks = append(sinks, s)
+		defer hs.close()
+		sinks = append(sinks, &hs.counts)
+	} else {
+		for range drains {
+			s, err := newSink()
+			if err != nil {
+				return tp, err
+			}
+			defer s.close()
+			sinks = append(sinks, s)
+		}
 	}
-	target := sinks[0].Addr
+	target := ""
+	if !sc.http {
+		target = sinks[0].Addr
+	}
 	var r *relay
 	if name != relayLoopback {
 		var err error
 		// Queue as deep as rsyslog's default main queue (100,000), so neither relay
 		// is measured by how it sheds load.
-		if r, err = b.start(ctx, name, sinks, 100_000); err != nil {
+		rr := routerRun{bin: b.o.router}
+		if name == relayBaseline {
+			rr.bin = b.o.baseline
+		}
+		switch {
+		case sc.http:
+			r, err = b.startRouterWith(ctx, rr, []string{hs.URL}, 1, false, 100_000)
+		case sc.apps > 0:
+			r, err = b.startRouterWith(ctx, rr, syslogURLs([]string{sinks[0].Addr}), sc.apps, true, 100_000)
+		default:
+			r, err = b.start(ctx, name, sinks, 100_000)
+		}
+		if err != nil {
 			return tp, err
 		}
 		defer r.stop()
@@ -232,7 +330,7 @@ func (b *bench) throughput(ctx context.Context, name string, conns, drains int) 
 		var wg sync.WaitGroup
 		errs := make(chan error, drains)
 		for _, s := range sinks {
-			wg.Go(func() { errs <- sendBulk(ctx, s.Addr, conns, b.o.messages) })
+			wg.Go(func() { errs <- sendBulk(ctx, s.Addr, conns, n, sc.load) })
 		}
 		wg.Wait()
 		close(errs)
@@ -241,23 +339,35 @@ func (b *bench) throughput(ctx context.Context, name string, conns, drains int) 
 				return tp, err
 			}
 		}
-	} else if err := sendBulk(ctx, target, conns, b.o.messages); err != nil {
+	} else if err := sendBulk(ctx, target, conns, n, sc.load); err != nil {
 		return tp, err
 	}
-	total, last, err := waitCount(ctx, sinks, int64(b.o.messages*drains), 3*time.Second)
+	want := int64(n * drains)
+	if sc.apps > 0 {
+		want = int64(n) // one sink for every app's drain
+	}
+	total, last, err := waitCount(ctx, sinks, want, 3*time.Second)
 	if err != nil {
 		return tp, err
 	}
-	tp.Delivered = int64(b.o.messages)
+	tp.Delivered = int64(n)
 	for _, s := range sinks {
 		tp.Delivered = min(tp.Delivered, s.count.Load())
 	}
-	_ = total
 	tp.Rate = float64(tp.Delivered) / last.Sub(t0).Seconds()
-	tp.HarnessUs = float64((selfCPU() - self0).Microseconds()) / float64(total)
+	tp.HarnessUs = float64((selfCPU() - self0).Microseconds()) / float64(max(total, 1))
 	if r != nil {
-		tp.CPUus = float64((r.cpu() - cpu0).Microseconds()) / float64(b.o.messages)
+		tp.CPUus = float64((r.cpu() - cpu0).Microseconds()) / float64(n)
 		tp.PeakRSS, _ = r.memory()
+	}
+	if hs != nil {
+		tp.Requests, tp.MeanBatch, tp.MaxBatch, tp.MeanBody = hs.batchStats()
+		tp.MaxInFlight = hs.maxIn.Load()
+	}
+	if sc.apps > 0 && r != nil {
+		c0, t1 := r.cpu(), time.Now()
+		time.Sleep(3 * time.Second)
+		tp.IdleCPU = (r.cpu() - c0) * time.Second / time.Since(t1)
 	}
 	return tp, nil
 }
@@ -287,7 +397,7 @@ func (b *bench) latency(ctx context.Context, name string) ([]latency, error) {
 		return nil, fmt.Errorf("dial relay: %w", err)
 	}
 	defer func() { _ = c.Close() }() // the runs are over; the sink counted what arrived
-	warm, err := sendPaced(ctx, c, b.o.rates[0], 500*time.Millisecond)
+	warm, err := sendPaced(ctx, c, 10_000, 500*time.Millisecond)
 	if err != nil {
 		return nil, err
 	}
@@ -340,7 +450,7 @@ func (b *bench) latency(ctx context.Context, name string) ([]latency, error) {
 // history fills o.apps apps with 1500 lines each (no drains) and measures the
 // router's RSS growth per buffered line.
 func (b *bench) history(ctx context.Context) (*historyMem, error) {
-	r, err := b.startRouter(ctx, nil, b.o.apps, 1024)
+	r, err := b.startRouter(ctx, nil, b.o.apps, false, 1024)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -46,12 +47,35 @@ func appendPadded(dst []byte, v int64, width int) []byte {
 	return append(dst, s...)
 }
 
-// sendBulk writes n frames for app 0 spread over conns connections, as fast as the
-// relay reads them, and returns when all are written.
-func sendBulk(ctx context.Context, addr string, conns, n int) error {
+// load is what a bulk sender writes: how many frames per write(2) (0: blocks of
+// blockLen frames, as a buffering shipper does; 1: one frame per write, as syslog
+// clients and most collectors do) and over how many apps the frames rotate (each
+// frame the next app's, the worst case for per-app batching).
+type load struct {
+	perWrite int
+	apps     int
+}
+
+func (l load) block() []byte {
+	apps := max(l.apps, 1)
+	toks := make([]string, apps)
+	for i := range toks {
+		toks[i] = appToken(i)
+	}
 	var block []byte
 	for i := range blockLen {
-		block = appendFrame(block, appToken(0), i, 0)
+		block = appendFrame(block, toks[i%apps], i, 0)
+	}
+	return block
+}
+
+// sendBulk writes n frames spread over conns connections, as fast as the relay reads
+// them, and returns when all are written.
+func sendBulk(ctx context.Context, addr string, conns, n int, l load) error {
+	block := l.block()
+	per := l.perWrite
+	if per <= 0 {
+		per = blockLen
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)
@@ -67,13 +91,15 @@ func sendBulk(ctx context.Context, addr string, conns, n int) error {
 				return
 			}
 			defer func() { _ = c.Close() }() // the sink counts what arrived
+			off := 0
 			for count > 0 && ctx.Err() == nil {
-				m := min(count, blockLen)
-				if _, err := c.Write(block[:m*frameSize]); err != nil {
+				m := min(count, per, blockLen-off)
+				if _, err := c.Write(block[off*frameSize : (off+m)*frameSize]); err != nil {
 					errs <- fmt.Errorf("write to relay: %w", err)
 					return
 				}
 				count -= m
+				off = (off + m) % blockLen
 			}
 		})
 	}
@@ -82,30 +108,30 @@ func sendBulk(ctx context.Context, addr string, conns, n int) error {
 	return <-errs
 }
 
-// sendPaced writes frames for app 0 at rate frames/s for d over c, each stamped with
-// its send time; it returns the number sent.
+// sendPaced writes frames for app 0 at rate frames/s for d over c, one frame per
+// write(2) as a syslog client does, each stamped with its send time; it returns the
+// number sent. It waits with nanosleep(2): Go's timers round waits under 1 ms up to
+// 1 ms when the process is idle, which would turn the sender into a batcher.
 func sendPaced(ctx context.Context, c net.Conn, rate int, d time.Duration) (int, error) {
 	tok := appToken(0)
 	start := time.Now()
+	gap := time.Second / time.Duration(rate)
 	sent := 0
-	var buf []byte
+	buf := make([]byte, 0, frameSize)
 	for ctx.Err() == nil {
 		el := time.Since(start)
 		if el >= d {
 			break
 		}
 		due := int(float64(rate) * el.Seconds())
-		if due > sent {
-			buf = buf[:0]
-			now := time.Now().UnixNano()
-			for ; sent < due; sent++ {
-				buf = appendFrame(buf, tok, sent, now)
-			}
+		for ; sent < due; sent++ {
+			buf = appendFrame(buf[:0], tok, sent, time.Now().UnixNano())
 			if _, err := c.Write(buf); err != nil {
 				return sent, fmt.Errorf("write to relay: %w", err)
 			}
 		}
-		time.Sleep(200 * time.Microsecond)
+		ts := syscall.NsecToTimespec(int64(gap))
+		_ = syscall.Nanosleep(&ts, nil) // woken early by a signal: the loop catches up
 	}
 	return sent, nil
 }

@@ -11,6 +11,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,7 +34,9 @@ type options struct {
 	latencyRelays string
 	routerEnv     string
 	keep          bool
-	stalls        bool
+	// baseline is another router binary run beside the router in the latency runs.
+	baseline string
+	stalls   bool
 }
 
 func main() {
@@ -49,9 +52,10 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "run only the throughput runs of this relay, or \"latency\" for the latency runs (debugging)")
 	flag.StringVar(&o.latencyRelays, "latency-relays", "", "comma-separated relays for the latency runs (default all; debugging)")
 	flag.StringVar(&o.routerEnv, "router-env", "", "comma-separated NAME=VALUE added to the router's environment (debugging)")
+	flag.StringVar(&o.baseline, "baseline", "", "another router binary run beside -router (1-connection, HTTP and latency runs), for before/after in one run")
 	flag.BoolVar(&o.stalls, "stalls", false, "log every stall (messages over 1 ms) of the latency runs (debugging)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory with the relays' logs (debugging)")
-	rates := flag.String("rates", "10000,50000,100000", "comma-separated rates of the latency runs, msgs/s")
+	rates := flag.String("rates", "1000,10000,50000,100000", "comma-separated rates of the latency runs, msgs/s")
 	copyIn := flag.String("copy-relay", "", "internal: run as the copy relay listening on this address")
 	copyOut := flag.String("copy-to", "", "internal: the copy relay's sink address")
 	flag.Parse()
@@ -102,6 +106,11 @@ func run(ctx context.Context, o options) error {
 	md := rep.markdown()
 	fmt.Print(md)
 	if o.doc != "" {
+		if svg := rep.chartSVG(); svg != "" {
+			if err := writeChart(filepath.Join(filepath.Dir(o.doc), chartFile), svg); err != nil {
+				return err
+			}
+		}
 		if err := writeSection(o.doc, "## Router", md); err != nil {
 			return err
 		}

@@ -76,19 +76,36 @@ type benchDrainCfg struct {
 	URL   string `json:"url"`
 }
 
-// startRouter runs the router with a table file: apps[i] uses tokens[i]; the first app
-// drains to every sink address.
-func (b *bench) startRouter(ctx context.Context, sinks []string, apps int, queue int, env ...string) (*relay, error) {
+// startRouter runs the router with a table file: apps[i] uses tokens[i]. Without
+// everyApp the first app drains to every URL (fan-out); with it every app has one
+// drain to urls[0] (many apps).
+func (b *bench) startRouter(ctx context.Context, urls []string, apps int, everyApp bool, queue int, env ...string) (*relay, error) {
+	return b.startRouterWith(ctx, routerRun{bin: b.o.router, env: env}, urls, apps, everyApp, queue)
+}
+
+// routerRun is which router binary runs, with which extra flags and environment.
+type routerRun struct {
+	bin  string
+	args []string
+	env  []string
+}
+
+func (b *bench) startRouterWith(ctx context.Context, rr routerRun, urls []string, apps int, everyApp bool, queue int) (*relay, error) {
+	env := rr.env
 	var tbl struct {
 		Apps []benchApp `json:"apps"`
 	}
 	for i := range apps {
 		a := benchApp{ID: fmt.Sprintf("bench/app-%05d", i), History: 1500,
 			Tokens: []benchToken{{Token: appToken(i), Source: "app"}}}
-		if i == 0 {
-			for k, s := range sinks {
+		switch {
+		case everyApp && len(urls) > 0:
+			a.Drains = []benchDrainCfg{{ID: fmt.Sprintf("bench/drain-%05d", i),
+				Token: fmt.Sprintf("d.00000000-0000-4000-8000-%012d", i), URL: urls[0]}}
+		case i == 0:
+			for k, u := range urls {
 				a.Drains = append(a.Drains, benchDrainCfg{ID: fmt.Sprintf("bench/drain-%02d", k),
-					Token: fmt.Sprintf("d.00000000-0000-4000-8000-%012d", k), URL: "syslog://" + s})
+					Token: fmt.Sprintf("d.00000000-0000-4000-8000-%012d", k), URL: u})
 			}
 		}
 		tbl.Apps = append(tbl.Apps, a)
@@ -116,13 +133,14 @@ func (b *bench) startRouter(ctx context.Context, sinks []string, apps int, queue
 	args := []string{"--routes", routes, "--http-addr", httpAddr, "--admin-addr", adminAddr,
 		"--syslog-tcp-addr", in, "--allow-cidrs", "127.0.0.0/8", "--queue-size", strconv.Itoa(queue),
 		"--log-level", "warn", "--shutdown-grace", "2s"}
+	args = append(args, rr.args...)
 	if b.o.profile != "" {
 		args = append(args, "--debug-addr", "127.0.0.1:0", "--log-level", "info")
 	}
 	if b.o.routerEnv != "" {
 		env = append(env, strings.Split(b.o.routerEnv, ",")...)
 	}
-	r, err := b.startProcess(relayRouter, env, b.o.router, args...)
+	r, err := b.startProcess(relayRouter, env, rr.bin, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -242,18 +260,29 @@ func (r *relay) stop() {
 	_ = r.out.Close() // the process wrote its log through its own descriptor; ours is only read by name
 }
 
-// cpu returns user+system CPU time of the process so far.
+// cpu returns the CPU time of the process so far: the sum over its threads of the
+// time they ran (/proc/PID/task/*/schedstat, nanoseconds, user and kernel), which
+// unlike /proc/PID/stat's 10 ms ticks resolves a short run at a low rate. Threads
+// that already exited are not counted (Go and rsyslog keep theirs).
 func (r *relay) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", r.cmd.Process.Pid))
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", r.cmd.Process.Pid))
 	if err != nil {
 		return 0
 	}
-	// Fields after the parenthesised command name; utime and stime are 14 and 15.
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+	var sum int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", r.cmd.Process.Pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			continue
+		}
+		ns, _ := strconv.ParseInt(f[0], 10, 64)
+		sum += ns
+	}
+	return time.Duration(sum)
 }
 
 // memory returns VmHWM (peak RSS) and VmRSS in bytes.

@@ -42,6 +42,14 @@ type Options struct {
 	Limits    ingest.Limits
 	// ReadTimeout closes syslog connections silent this long.
 	ReadTimeout time.Duration
+	// SyslogCoalesce is the longest a syslog connection waits for more input before
+	// a read, when waiting pays (ingest.Syslog.Coalesce): zero takes
+	// ingest.DefaultCoalesce, negative reads at once (the flag's 0).
+	SyslogCoalesce time.Duration
+	// HTTPPushback bounds how long POST /logs holds its answer while one of the
+	// app's drains is backlogged: zero takes ingest.DefaultPushback, negative
+	// answers at once (the flag's 0).
+	HTTPPushback time.Duration
 	// ShutdownGrace bounds the flush of drain queues at shutdown.
 	ShutdownGrace time.Duration
 	// Name identifies this replica in /status.
@@ -79,6 +87,10 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.Limits.MaxLine, "max-line", 10000, "longest message text; longer lines are split")
 	fs.IntVar(&o.Limits.MaxBody, "max-body", 8<<20, "largest POST /logs body in bytes")
 	fs.DurationVar(&o.ReadTimeout, "read-timeout", ingest.DefaultReadTimeout, "close syslog connections silent this long")
+	fs.DurationVar(&o.SyslogCoalesce, "syslog-coalesce", ingest.DefaultCoalesce,
+		"longest wait for more input before reading a busy syslog connection that sends in small pieces (0 = off)")
+	fs.DurationVar(&o.HTTPPushback, "http-pushback", ingest.DefaultPushback,
+		"longest POST /logs waits for room in the queues of the app's delivering drains before it publishes anyway (0 = off)")
 	fs.DurationVar(&o.ShutdownGrace, "shutdown-grace", 10*time.Second, "time to flush drain queues at shutdown")
 	fs.StringVar(&o.Name, "name", os.Getenv("POD_NAME"), "replica name in /status (default: $POD_NAME or host name)")
 	fs.StringVar(&o.DebugAddr, "debug-addr", "", "serve net/http/pprof on this address (empty = off)")
@@ -97,6 +109,12 @@ func ParseFlags(args []string) (Options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("router: unexpected arguments %q", fs.Args())
+	}
+	if o.SyslogCoalesce == 0 {
+		o.SyslogCoalesce = -1 // --syslog-coalesce=0: off
+	}
+	if o.HTTPPushback == 0 {
+		o.HTTPPushback = -1 // --http-pushback=0: off
 	}
 	// Refuse a bad egress flag at start, not at the first dial.
 	if _, err := o.Egress.Policy(context.Background(), "", nil); err != nil {

@@ -80,7 +80,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("listen http: %w", err)
 	}
 	addrs["http"] = httpLn.Addr().String()
-	srv := &http.Server{Handler: sess.Intercept(ingestMux(d, o.Limits, m, sess, log)), ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: sess.Intercept(ingestMux(d, o.Limits, o.HTTPPushback, m, sess, log)), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 60 * time.Second, IdleTimeout: 5 * time.Minute}
 	adminLn, err := net.Listen("tcp", orDefault(o.AdminAddr, ":9090"))
 	if err != nil {
@@ -92,6 +92,9 @@ func Run(ctx context.Context, o Options) error {
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute}
 
 	sl := ingest.NewSyslog(d, o.Limits, o.ReadTimeout, m, log)
+	if o.SyslogCoalesce != 0 {
+		sl.Coalesce = max(o.SyslogCoalesce, 0)
+	}
 	var closers []func()
 	var serveErrs []func() error
 	if o.SyslogTCPAddr != "" {
@@ -276,9 +279,14 @@ func debugMux() http.Handler {
 
 // ingestMux is what log senders reach: POST /logs, sessions and the probes, nothing
 // that tells one app about another.
-func ingestMux(d *dispatch.Dispatcher, limits ingest.Limits, m *metrics.Metrics, sess *session.Handler, log *slog.Logger) http.Handler {
+func ingestMux(d *dispatch.Dispatcher, limits ingest.Limits, pushback time.Duration, m *metrics.Metrics,
+	sess *session.Handler, log *slog.Logger) http.Handler {
 	mx := http.NewServeMux()
-	mx.Handle("/logs", ingest.NewHTTP(d, limits, m, log))
+	h := ingest.NewHTTP(d, limits, m, log)
+	if pushback != 0 {
+		h.Pushback = max(pushback, 0)
+	}
+	mx.Handle("/logs", h)
 	sess.Mount(mx)
 	probes(mx, d)
 	return mx

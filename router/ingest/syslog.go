@@ -25,6 +25,10 @@ const DefaultReadTimeout = 5 * time.Minute
 // is an ingest token (the token's source applies), or when it is an access log for
 // one of an app's hosts (load-balancer lines, lb.go).
 type Syslog struct {
+	// Coalesce is the longest wait for more input before a read (coalescer); 0 reads
+	// at once. Set before serving.
+	Coalesce time.Duration
+
 	d           *dispatch.Dispatcher
 	limits      Limits
 	readTimeout time.Duration
@@ -42,7 +46,7 @@ func NewSyslog(d *dispatch.Dispatcher, limits Limits, readTimeout time.Duration,
 	if readTimeout <= 0 {
 		readTimeout = DefaultReadTimeout
 	}
-	return &Syslog{d: d, limits: limits, readTimeout: readTimeout, m: m, log: log, conns: map[net.Conn]struct{}{}}
+	return &Syslog{Coalesce: DefaultCoalesce, d: d, limits: limits, readTimeout: readTimeout, m: m, log: log, conns: map[net.Conn]struct{}{}}
 }
 
 // ListenTLS listens for syslog over TLS (RFC 5425) with a certificate from files.
@@ -102,18 +106,23 @@ func (s *Syslog) Shutdown() {
 // connReader publishes the pending batch before every read that may block, so a
 // message never waits in the router for the sender's next one, and renews the read
 // deadline. It also keeps the time of the last read, which stamps messages without
-// a timestamp: one clock read per read syscall instead of one per message.
+// a timestamp: one clock read per read syscall instead of one per message. Before a
+// read it may wait a little for more input (coalescer).
 type connReader struct {
 	c        net.Conn
 	timeout  time.Duration
-	flush    func()
+	flush    func() int // publishes the pending batch, returns its message count
 	now      time.Time
 	deadline time.Time
+	co       coalescer
+	got      int // bytes the last read returned, and the room it had
+	room     int
 }
 
 func (r *connReader) Read(p []byte) (int, error) {
-	r.flush()
+	msgs := r.flush()
 	r.now = time.Now()
+	r.co.before(r.now, msgs, r.got, r.room)
 	// Renewing a deadline costs a timer update; do it when an eighth of the timeout
 	// has passed rather than on every read.
 	if r.deadline.Sub(r.now) < r.timeout-r.timeout/8 {
@@ -122,6 +131,7 @@ func (r *connReader) Read(p []byte) (int, error) {
 	}
 	n, err := r.c.Read(p)
 	r.now = time.Now()
+	r.got, r.room = n, len(p)
 	return n, err
 }
 
@@ -207,21 +217,23 @@ func (s *Syslog) serveConn(c net.Conn, proto string) {
 	defer func() { _ = c.Close() }()
 	var b batch
 	n := 0
-	flush := func() {
+	flush := func() int {
 		b.flush()
+		k := n
 		if n > 0 {
 			s.m.IngestMessages.WithLabelValues(proto).Add(float64(n))
 			n = 0
 		}
+		return k
 	}
-	cr := &connReader{c: c, timeout: s.readTimeout, flush: flush}
+	cr := &connReader{c: c, timeout: s.readTimeout, flush: flush, co: coalescer{window: s.Coalesce}}
 	fr := wire.NewFrameReader(cr, s.limits.MaxFrame)
 	fr.AllowNewline = true
 	res := s.newResolver()
 	for {
 		rec, err := fr.Next()
 		if err != nil {
-			flush()
+			_ = flush()
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				var ne net.Error
 				reason := "framing"

@@ -346,3 +346,78 @@ func BenchmarkHealthyDrainsBesideBrokenOnes(b *testing.B) {
 	b.ReportMetric(float64(rsAnn)/float64(n), "rsyslog-drops/line")
 	b.ReportMetric(float64(fastAnn)/float64(n), "fast-drops/line")
 }
+
+// TestHTTPDrainTakesBurst: a 20,000-line burst, sent as log-shuttle sends (batches of
+// 500 lines, four requests at a time, each sender waiting for its answer), reaches an
+// HTTP drain at the default queue (1024 messages) whole: the drain keeps several
+// requests in flight with batches that grow with the backlog, and POST /logs holds
+// its answer while the drain's queue is over half full, so the sender slows down
+// instead of the queue dropping its oldest lines. Counted, not timed.
+func TestHTTPDrainTakesBurst(t *testing.T) {
+	rv := peer.NewHTTPReceiver(t, nil, nil)
+	tbl := routing.Table{Apps: []routing.App{{
+		ID:     "shop/web",
+		Tokens: []routing.Token{{Token: ingestToken, Source: "app"}},
+		Drains: []routing.Drain{{ID: "shop/http", Token: drainToken, URL: rv.URL}},
+	}}}
+	p, base, _, _ := startRouter(t, tbl)
+	// A drain that has delivered before the burst: pushback only waits for drains
+	// that are delivering, not for one still dialling or never answering.
+	body, hdr := lines(0, 1)
+	if resp, b := post(t, base+"/logs", ingestToken, body, hdr); resp.StatusCode != 204 {
+		t.Fatalf("POST = %d %s", resp.StatusCode, b)
+	}
+	rv.WaitAccepted(t, 1)
+	const n, per, senders = 20000, 500, 4
+	var wg sync.WaitGroup
+	errs := make(chan error, senders)
+	for s := range senders {
+		wg.Go(func() {
+			for i := 1 + s*per; i < 1+n; i += senders * per {
+				body, hdr := lines(i, per)
+				req, err := http.NewRequest(http.MethodPost, base+"/logs", strings.NewReader(body))
+				if err != nil {
+					errs <- err
+					return
+				}
+				req.Header.Set("Content-Type", wire.ContentType)
+				req.Header.Set(wire.HeaderMsgCount, hdr[wire.HeaderMsgCount])
+				req.SetBasicAuth("token", ingestToken)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close() // read to the end; only the status matters
+				if resp.StatusCode != 204 {
+					errs <- fmt.Errorf("POST = %s", resp.Status)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if ann := waitAccounted(t, "receiver", rv, n+1); ann != 0 {
+		t.Errorf("%d of the burst's lines dropped (announced by L10)", ann)
+	}
+	seen := map[string]bool{}
+	for _, m := range rv.Accepted() {
+		seen[string(m.Text)] = true
+	}
+	for i := range n + 1 {
+		if !seen[fmt.Sprintf("line %d", i)] {
+			t.Fatalf("line %d not delivered", i)
+		}
+	}
+	if err := p.Stop(30 * time.Second); err != nil {
+		t.Fatalf("router exit: %v", err)
+	}
+	if c := finalCounts(t, p.Out.String())["shop/http"]; c != [2]int64{n + 1, 0} {
+		t.Errorf("final count delivered %d dropped %d, want %d and 0", c[0], c[1], n+1)
+	}
+}

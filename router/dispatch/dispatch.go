@@ -120,6 +120,8 @@ type App struct {
 	runners atomic.Pointer[[]*drain.Runner]
 	// In counts messages published into the app.
 	In atomic.Int64
+	// admit orders PublishWhenRoom's waiters.
+	admit sync.Mutex
 }
 
 // Publish appends records (message encodings) to the app's history and offers them
@@ -174,6 +176,52 @@ func (w *wireBatch) encode(recs [][]byte) {
 	for _, end := range w.ends {
 		w.recs = append(w.recs, w.buf[start:end])
 		start = end
+	}
+}
+
+// PublishWhenRoom is Publish for a sender that waits for its answer (POST /logs):
+// first it waits, for at most limit, until every drain of the app that is delivering
+// has room for recs in its queue (drain.Runner.Backlogged), so that a burst is
+// delivered rather than dropped at the queue. Such publishes of one app go one at a
+// time, so that waiters do not all fill the same room. It waits for no drain that is
+// failing, and with limit 0 it is Publish.
+func (a *App) PublishWhenRoom(ctx context.Context, recs [][]byte, limit time.Duration) {
+	if limit > 0 && len(recs) > 0 {
+		a.admit.Lock()
+		defer a.admit.Unlock()
+		a.waitRoom(ctx, len(recs), limit)
+	}
+	a.Publish(recs)
+}
+
+func (a *App) waitRoom(ctx context.Context, n int, limit time.Duration) {
+	var deadline time.Time
+	for {
+		backlogged := false
+		for _, r := range a.Drains() {
+			if r.Backlogged(n) {
+				backlogged = true
+				break
+			}
+		}
+		if !backlogged {
+			return
+		}
+		now := time.Now()
+		if deadline.IsZero() {
+			deadline = now.Add(limit)
+		} else if now.After(deadline) {
+			return
+		}
+		// Polled: a drain empties its queue in batches, so a millisecond (the
+		// timer's resolution) is a fraction of one batch's delivery time.
+		t := time.NewTimer(time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
 	}
 }
 

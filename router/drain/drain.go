@@ -43,6 +43,14 @@ type Immediate interface {
 	TryWrite(b *Batch, from int) int
 }
 
+// Concurrent is implemented by drains whose Deliver may run several times at once
+// (an HTTP drain: one request per call). The runner then keeps up to InFlight()
+// batches in flight while the queue has more, each taken in queue order; they may
+// complete out of order. A drain without it gets one batch at a time.
+type Concurrent interface {
+	InFlight() int
+}
+
 // Limits bound one batch: at most Messages frames of at most Bytes in all.
 type Limits struct {
 	Messages int

@@ -113,6 +113,20 @@ func (q *Queue) Len() int {
 	return q.r.Len()
 }
 
+// hasWork reports whether Take would return something: queued messages or drops
+// still to announce.
+func (q *Queue) hasWork() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.r.Len() > 0 || q.pending > 0
+}
+
+func (q *Queue) max() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.r.Max()
+}
+
 // Notify is signalled after pushes.
 func (q *Queue) Notify() <-chan struct{} { return q.notify }
 

@@ -82,7 +82,11 @@ func NewRunner(cfg *Config, q *Queue, st *Stats, d Drain, o RunnerOptions) *Runn
 		stopping: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	r.imm, _ = d.(Immediate)
 	q.reopen()
-	go r.loop()
+	if c, ok := d.(Concurrent); ok && r.imm == nil && c.InFlight() > 1 {
+		go r.loopConcurrent(c.InFlight())
+	} else {
+		go r.loop()
+	}
 	return r
 }
 
@@ -129,6 +133,17 @@ func (r *Runner) Offer(recs [][]byte) (busy bool) {
 	r.mu.Unlock()
 	r.Queue.wake()
 	return busy
+}
+
+// Backlogged reports whether n more messages would overflow the queue (or, for more
+// than it holds, whether it is not empty) while the drain is delivering: its latest
+// outcome was a success, within the last two seconds. A sender that waits for its
+// answer (POST /logs) can then be held until there is room instead of having the
+// oldest lines dropped; a drain that is failing, has not delivered yet or stopped
+// making progress is never waited for.
+func (r *Runner) Backlogged(n int) bool {
+	l := r.Queue.Len()
+	return l > 0 && l+n > r.Queue.max() && r.Stats.delivering(time.Now())
 }
 
 func (r *Runner) loop() {
@@ -193,6 +208,88 @@ func (r *Runner) loop() {
 			return
 		}
 		if r.ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// loopConcurrent is loop for a Concurrent drain: up to n batches in flight, each in
+// its own goroutine (started only while the queue has more than one batch's worth,
+// so an idle drain costs one parked goroutine, as with loop). Batches are taken in
+// queue order; each is accounted on its own when it completes. After a batch of
+// which nothing got through, no new batch starts until the failure pause is over;
+// batches already in flight finish.
+func (r *Runner) loopConcurrent(n int) {
+	defer close(r.done)
+	free := make(chan *Batch, n) // batches not in flight
+	for range n {
+		free <- new(Batch)
+	}
+	failed := make(chan struct{}, n)   // a token per batch of which nothing got through
+	finished := make(chan struct{}, n) // a token per completed batch
+	inFlight := 0
+	var wg sync.WaitGroup
+	defer func() {
+		wg.Wait()
+		r.mu.Lock()
+		r.ended = true
+		r.mu.Unlock()
+	}()
+	notify := r.Queue.Notify()
+	for {
+		// Start batches while there are free slots and queued messages.
+		// An L10 notice alone is work too: it goes out after a failure's pause even
+		// when nothing new is queued, as in loop.
+		for inFlight < n && r.Queue.hasWork() && r.ctx.Err() == nil {
+			b := <-free
+			notice, since := r.Queue.Take(b, r.lim, r.host)
+			if b.Len() == 0 {
+				free <- b
+				break
+			}
+			inFlight++
+			wg.Go(func() {
+				nd, err := r.drain.Deliver(r.ctx, b)
+				r.mu.Lock()
+				r.account(b, nd, notice, since, err)
+				r.mu.Unlock()
+				if nd == 0 && err != nil && r.ctx.Err() == nil {
+					failed <- struct{}{}
+				}
+				b.Reset()
+				free <- b
+				finished <- struct{}{}
+			})
+		}
+		select {
+		case <-notify:
+		case <-finished:
+			inFlight--
+		case <-failed:
+			r.mu.Lock()
+			wait := r.pause.Next()
+			r.mu.Unlock()
+			// Nothing got through: pause as loop does; what is in flight completes
+			// meanwhile (its tokens wait in finished).
+			if !backoff.Sleep(r.ctx, wait) {
+				return
+			}
+			// Batches that failed alongside this one are covered by the same pause.
+			for len(failed) > 0 {
+				<-failed
+			}
+		case <-r.stopping:
+			if inFlight == 0 && r.Queue.Len() == 0 {
+				return
+			}
+			// Flushing: keep going; finished and notify move the loop on.
+			select {
+			case <-finished:
+				inFlight--
+			case <-r.ctx.Done():
+				return
+			}
+		case <-r.ctx.Done():
 			return
 		}
 	}

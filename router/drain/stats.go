@@ -38,6 +38,19 @@ func (s *Stats) success(t time.Time) {
 	s.mu.Unlock()
 }
 
+// deliveringWithin: a drain counts as delivering when its latest outcome was a
+// success and that success is this recent.
+const deliveringWithin = 2 * time.Second
+
+// delivering reports whether the drain is delivering at now: its latest outcome was
+// a success, less than deliveringWithin ago. A drain that never delivered, is
+// failing, or is stuck on a receiver that stopped answering is not.
+func (s *Stats) delivering(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.lastSuccess.IsZero() && !s.lastSuccess.Before(s.lastErrorAt) && now.Sub(s.lastSuccess) < deliveringWithin
+}
+
 // Fail records a delivery error; its text must already be free of credentials.
 func (s *Stats) Fail(err error, t time.Time) {
 	s.ByReason[reason(err)].Add(1)

@@ -20,8 +20,16 @@ const MsgIDStateError = "state-error"
 
 var platformSource = []byte(routing.PlatformSource)
 
+// DefaultPushback is how long POST /logs may wait for room in the app's delivering
+// drains' queues before it publishes anyway (dispatch.App.PublishWhenRoom).
+const DefaultPushback = 2 * time.Second
+
 // HTTP serves POST /logs (logplex-1).
 type HTTP struct {
+	// Pushback bounds how long an answer waits for the app's backlogged drains;
+	// 0 answers at once. Set before serving.
+	Pushback time.Duration
+
 	d      *dispatch.Dispatcher
 	limits Limits
 	m      *metrics.Metrics
@@ -32,7 +40,7 @@ type HTTP struct {
 // NewHTTP returns the logplex-1 handler.
 func NewHTTP(d *dispatch.Dispatcher, limits Limits, m *metrics.Metrics, log *slog.Logger) *HTTP {
 	limits.defaults()
-	return &HTTP{d: d, limits: limits, m: m, log: log}
+	return &HTTP{Pushback: DefaultPushback, d: d, limits: limits, m: m, log: log}
 }
 
 type httpState struct {
@@ -121,7 +129,11 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		n += st.b.add(app, &f, src, f.ProcID, now, h.limits.MaxLine)
 	}
-	st.b.flush()
+	// A sender that waits for this answer (log-shuttle, the collector) sends its next
+	// batch only once this one is in: held until the app's delivering drains have
+	// room, a burst slows the sender instead of pushing its oldest lines out of the
+	// drain queues.
+	st.b.flushWhenRoom(r.Context(), h.Pushback)
 	st.b.app = nil
 	h.m.IngestMessages.WithLabelValues("http").Add(float64(n))
 	if lost := b.DropCount + b.LostCount; lost > 0 {

@@ -6,6 +6,7 @@ package ingest
 
 import (
 	"bytes"
+	"context"
 	"time"
 	"unicode/utf8"
 
@@ -79,8 +80,25 @@ func (b *batch) add(app *dispatch.App, f *wire.Fields, source, proc []byte, now 
 
 // flush publishes the collected records.
 func (b *batch) flush() {
+	if b.collect() {
+		b.app.Publish(b.recs)
+		b.buf, b.ends = b.buf[:0], b.ends[:0]
+	}
+}
+
+// flushWhenRoom publishes the collected records once the app's drains have room
+// (dispatch.App.PublishWhenRoom).
+func (b *batch) flushWhenRoom(ctx context.Context, limit time.Duration) {
+	if b.collect() {
+		b.app.PublishWhenRoom(ctx, b.recs, limit)
+		b.buf, b.ends = b.buf[:0], b.ends[:0]
+	}
+}
+
+// collect makes recs the records collected, reporting whether there are any.
+func (b *batch) collect() bool {
 	if len(b.ends) == 0 {
-		return
+		return false
 	}
 	b.recs = b.recs[:0]
 	start := 0
@@ -88,6 +106,5 @@ func (b *batch) flush() {
 		b.recs = append(b.recs, b.buf[start:end])
 		start = end
 	}
-	b.app.Publish(b.recs)
-	b.buf, b.ends = b.buf[:0], b.ends[:0]
+	return true
 }

@@ -34,6 +34,11 @@ const HeaderSignature = "Logplex-Signature"
 type Options struct {
 	// MaxMessages and MaxBytes bound one POST [1024 messages, 100 KiB, as Logplex].
 	MaxMessages, MaxBytes int
+	// MaxInFlight is how many POSTs may be open at once while the queue holds more
+	// than one batch [4]: a receiver that takes a while per request is then still
+	// sent enough to keep up. Batches leave in queue order but may complete out of
+	// order; a retried batch can arrive after later ones (docs/drains.md).
+	MaxInFlight int
 	// Attempts is how often a batch is tried before it is dropped and counted [3, as
 	// Logplex].
 	Attempts int
@@ -59,6 +64,9 @@ func (o *Options) defaults() {
 	if o.Attempts <= 0 {
 		o.Attempts = 3
 	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 4
+	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = 250 * time.Millisecond
 	}
@@ -82,7 +90,8 @@ func (o *Options) defaults() {
 	}
 }
 
-// Sink is one HTTP drain. Deliver is called by one runner goroutine at a time.
+// Sink is one HTTP drain. Deliver may run in up to Options.MaxInFlight goroutines at
+// once (drain.Concurrent).
 type Sink struct {
 	cfg  *drain.Config
 	env  drain.Env
@@ -95,7 +104,10 @@ type Sink struct {
 	born      time.Time
 }
 
-var _ drain.Drain = (*Sink)(nil)
+var (
+	_ drain.Drain      = (*Sink)(nil)
+	_ drain.Concurrent = (*Sink)(nil)
+)
 
 // New returns a drain for cfg (scheme http or https).
 func New(cfg *drain.Config, env drain.Env, opts Options) (*Sink, error) {
@@ -127,7 +139,7 @@ func (s *Sink) newClient() error {
 		TLSClientConfig:       tc,
 		TLSHandshakeTimeout:   s.opts.ConnectTimeout,
 		IdleConnTimeout:       s.opts.IdleTimeout,
-		MaxIdleConnsPerHost:   2,
+		MaxIdleConnsPerHost:   s.opts.MaxInFlight,
 		ResponseHeaderTimeout: s.opts.RequestTimeout,
 		ForceAttemptHTTP2:     true,
 	}
@@ -145,6 +157,9 @@ func (s *Sink) newClient() error {
 	}
 	return nil
 }
+
+// InFlight is how many batches the runner may have in Deliver at once.
+func (s *Sink) InFlight() int { return s.opts.MaxInFlight }
 
 // Limits: Logplex's batch bounds; MaxBytes bounds the body.
 func (s *Sink) Limits() drain.Limits {
@@ -176,11 +191,15 @@ func retryable(err error) bool {
 // frame id and jittered exponential backoff, up to Attempts tries. A 429 or 503 with
 // Retry-After waits at least that long (RFC 9110 §10.2.3).
 func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
+	s.mu.Lock()
 	if time.Since(s.born) > s.opts.MaxAge {
 		if err := s.newClient(); err != nil {
+			s.mu.Unlock()
 			return 0, err
 		}
 	}
+	client := s.client
+	s.mu.Unlock()
 	br := wire.BatchRequest{
 		URL:        s.url,
 		Body:       b.Bytes(),
@@ -198,7 +217,7 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 	bo := backoff.New(s.opts.MinBackoff, s.opts.MaxBackoff)
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = s.post(ctx, &br, sig)
+		err = s.post(ctx, client, &br, sig)
 		if err == nil {
 			return b.Len(), nil
 		}
@@ -234,7 +253,7 @@ func retryAfter(h string, now time.Time) time.Duration {
 	return 0
 }
 
-func (s *Sink) post(ctx context.Context, br *wire.BatchRequest, sig string) error {
+func (s *Sink) post(ctx context.Context, client *http.Client, br *wire.BatchRequest, sig string) error {
 	req, err := br.NewRequest(ctx)
 	if err != nil {
 		return err
@@ -242,7 +261,7 @@ func (s *Sink) post(ctx context.Context, br *wire.BatchRequest, sig string) erro
 	if sig != "" {
 		req.Header.Set(HeaderSignature, sig)
 	}
-	resp, err := s.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("post to http drain: %w", redact(err))
 	}

@@ -158,11 +158,11 @@ func TestBatchBounds(t *testing.T) {
 			testenv.Until(t, "first request", func() bool { return h.queue.Len() == 0 })
 			h.push(1, tt.n-1, tt.pad)
 			close(release)
-			got := rv.WaitAccepted(t, tt.n)
-			for i, m := range got {
-				if !strings.HasPrefix(string(m.Text), fmt.Sprint("line ", i)) {
-					t.Fatalf("message %d = %q", i, m.Text)
-				}
+			rv.WaitAccepted(t, tt.n)
+			// Several requests are in flight at once: each is in order inside, and
+			// together they hold every line once.
+			if seen := linesInOrder(t, rv.Requests()); len(seen) != tt.n {
+				t.Fatalf("%d distinct lines, want %d", len(seen), tt.n)
 			}
 			for _, r := range rv.Requests() {
 				if len(r.Msgs) > tt.maxMsgs || len(r.Body) > 100<<10 {
@@ -287,17 +287,36 @@ func TestSlowReceiverAccounting(t *testing.T) {
 	if ann == 0 {
 		t.Error("a slow receiver caused no drops; the test did not test overflow")
 	}
-	// Delivered order is preserved among what survives.
-	last := -1
-	for _, m := range got {
-		var i int
-		if _, err := fmt.Sscanf(string(m.Text), "line %d", &i); err == nil {
-			if i <= last {
-				t.Fatalf("line %d after %d", i, last)
+	// Order is preserved inside each request among what survives, and no line
+	// arrives twice.
+	linesInOrder(t, rv.Requests())
+}
+
+// linesInOrder checks that each request's "line N" messages are in increasing order
+// and that no line arrives twice (across requests too); it returns the lines seen.
+func linesInOrder(t *testing.T, reqs []*drainpeer.Request) map[int]bool {
+	t.Helper()
+	seen := map[int]bool{}
+	for _, r := range reqs {
+		if r.Status != 200 {
+			continue
+		}
+		last := -1
+		for _, m := range r.Msgs {
+			var i int
+			if _, err := fmt.Sscanf(string(m.Text), "line %d", &i); err != nil {
+				continue // an L10 notice
 			}
-			last = i
+			if i <= last {
+				t.Fatalf("line %d after %d in one request", i, last)
+			}
+			if seen[i] {
+				t.Fatalf("line %d delivered twice", i)
+			}
+			last, seen[i] = i, true
 		}
 	}
+	return seen
 }
 
 func TestHTTPS(t *testing.T) {
@@ -330,4 +349,32 @@ func TestNoCredentialsInErrors(t *testing.T) {
 		t.Errorf("last error leaks: %q", st.LastError)
 	}
 	_ = http.StatusOK
+}
+
+// TestRequestsInFlight: a receiver that takes its time gets several batches at once
+// (Options.MaxInFlight), each whole and in order inside, every line exactly once,
+// and the accounting is exact.
+func TestRequestsInFlight(t *testing.T) {
+	release := make(chan struct{})
+	var arrived atomic.Int64
+	rv := drainpeer.NewHTTPReceiver(t, nil, func(int, *drainpeer.Request) int {
+		arrived.Add(1)
+		<-release
+		return 200
+	})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	h := start(t, routing.Drain{URL: rv.URL}, httpdrain.Options{MaxMessages: 100}, 10000)
+	const n = 1000
+	h.push(0, n, 0)
+	testenv.Until(t, "4 requests open at once", func() bool { return arrived.Load() == 4 })
+	once.Do(func() { close(release) })
+	rv.WaitAccepted(t, n)
+	if seen := linesInOrder(t, rv.Requests()); len(seen) != n {
+		t.Fatalf("%d distinct lines, want %d", len(seen), n)
+	}
+	testenv.Until(t, "accounting", func() bool { return h.stats.Delivered.Load() == n })
+	if d := h.stats.Dropped.Load(); d != 0 {
+		t.Errorf("dropped %d", d)
+	}
 }

@@ -88,7 +88,8 @@ type latency struct {
 	Delivered int
 	P50, P99  time.Duration
 	Max       time.Duration
-	CPUus     float64
+	CPUus     float64 // median over the runs
+	CPUs      []float64
 	P99s      []time.Duration
 }
 
@@ -174,27 +175,39 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 	if b.o.baseline != "" {
 		latRelays = append(latRelays, relayBaseline)
 	}
+	var relays []string
 	for _, relay := range latRelays {
-		if b.o.latencyRelays != "" && !slices.Contains(strings.Split(b.o.latencyRelays, ","), relay) {
-			continue
+		if b.o.latencyRelays == "" || slices.Contains(strings.Split(b.o.latencyRelays, ","), relay) {
+			relays = append(relays, relay)
 		}
-		// Tail latency of one short run is noisy: repeat, report the run with the
-		// median p99 per rate and keep every p99.
-		var runs [][]latency
-		for range b.o.reps {
+	}
+	// Tail latency of one short run is noisy: repeat, report the run with the median
+	// p99 per rate and keep every p99, and the median CPU. The repetitions go round
+	// the relays (A B C A B C ...) so that a change in the machine's load shows up
+	// in every relay's runs rather than in one relay's.
+	runs := map[string][][]latency{}
+	for range b.o.reps {
+		for _, relay := range relays {
 			ls, err := b.latency(ctx, relay)
 			if err != nil {
 				return nil, fmt.Errorf("%s latency: %w", relay, err)
 			}
-			runs = append(runs, ls)
+			runs[relay] = append(runs[relay], ls)
 		}
-		for i := range runs[0] {
+	}
+	for _, relay := range relays {
+		rs := runs[relay]
+		for i := range rs[0] {
 			var at []latency
-			for _, ls := range runs {
+			var cpus []float64
+			for _, ls := range rs {
 				at = append(at, ls[i])
+				cpus = append(cpus, ls[i].CPUus)
 			}
 			slices.SortFunc(at, func(a, b latency) int { return int(a.P99 - b.P99) })
+			slices.Sort(cpus)
 			med := at[len(at)/2]
+			med.CPUus, med.CPUs = cpus[len(cpus)/2], cpus
 			for _, l := range at {
 				med.P99s = append(med.P99s, l.P99)
 			}

@@ -30,6 +30,9 @@ type relay struct {
 	debug string // router pprof address, when profiling
 	done  chan struct{}
 	out   *os.File
+	// threads is the latest schedstat run time seen per thread id (cpu).
+	mu      sync.Mutex
+	threads map[string]int64
 }
 
 func freeAddr() (string, error) {
@@ -57,6 +60,7 @@ func (b *bench) startProcess(name string, env []string, bin string, args ...stri
 	}
 	r := &relay{name: name, cmd: cmd, done: make(chan struct{}), out: out}
 	go func() { _ = cmd.Wait(); close(r.done) }()
+	go r.sampleCPU()
 	return r, nil
 }
 
@@ -262,16 +266,33 @@ func (r *relay) stop() {
 
 // cpu returns the CPU time of the process so far: the sum over its threads of the
 // time they ran (/proc/PID/task/*/schedstat, nanoseconds, user and kernel), which
-// unlike /proc/PID/stat's 10 ms ticks resolves a short run at a low rate. Threads
-// that already exited are not counted (Go and rsyslog keep theirs).
+// unlike /proc/PID/stat's 10 ms ticks resolves a short run at a low rate. A thread
+// that exits keeps the time last seen for it: the relay's sampler (every 20 ms) keeps
+// that loss small for relays that start and stop threads.
 func (r *relay) cpu() time.Duration {
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", r.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
+	r.sample()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	var sum int64
+	for _, ns := range r.threads {
+		sum += ns
+	}
+	return time.Duration(sum)
+}
+
+func (r *relay) sample() {
+	pid := r.cmd.Process.Pid
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.threads == nil {
+		r.threads = map[string]int64{}
+	}
 	for _, t := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", r.cmd.Process.Pid, t.Name()))
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
 		if err != nil {
 			continue
 		}
@@ -279,10 +300,24 @@ func (r *relay) cpu() time.Duration {
 		if len(f) == 0 {
 			continue
 		}
-		ns, _ := strconv.ParseInt(f[0], 10, 64)
-		sum += ns
+		if ns, err := strconv.ParseInt(f[0], 10, 64); err == nil && ns > r.threads[t.Name()] {
+			r.threads[t.Name()] = ns
+		}
 	}
-	return time.Duration(sum)
+}
+
+// sampleCPU samples the relay's threads until it exits (see cpu).
+func (r *relay) sampleCPU() {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.done:
+			return
+		case <-t.C:
+			r.sample()
+		}
+	}
 }
 
 // memory returns VmHWM (peak RSS) and VmRSS in bytes.

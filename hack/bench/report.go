@@ -86,14 +86,16 @@ func (r *report) markdown() string {
 	r.throughputTables(w)
 	w("\n### Latency at fixed rates (1 connection, send → sink receive)\n\n")
 	w("Each rate runs %s, %d times, on one connection per relay that first carried 0.5 s of warm-up traffic (the first\n", r.LatDur, r.Reps)
-	w("messages of a fresh relay pay for dialling its drain); the row is the run with the median p99 (all p99s in brackets).\n")
+	w("messages of a fresh relay pay for dialling its drain); the repetitions go round the relays (A B C A B C ...). The row\n")
+	w("is the run with the median p99 (all p99s listed); CPU is the median over the runs (all listed).\n")
 	w("The sender writes each frame with its own write(2) at its due time, as a syslog client does (paced with\n")
 	w("nanosleep; Go's timers would round sub-millisecond waits up to 1 ms and turn the sender into a batcher).\n")
 	w("Send time is stamped into each frame just before the write; the sink reads the clock once per read.\n")
 	w("CPU µs/msg is the relay's on-CPU time (all threads, /proc/PID/task/*/schedstat) over the run per message sent.\n")
 	w("The copy relay (this binary copying bytes from one socket to another, no parsing) is the floor under any relay.\n\n")
 	w("![CPU-µs/msg and p99 against the rate, per relay](%s)\n\n", chartFile)
-	w("| relay | rate msgs/s | p50 | p99 | p99 of all runs | max | CPU µs/msg | delivered |\n|---|---|---|---|---|---|---|---|\n")
+	w("| relay | rate msgs/s | p50 | p99 | p99 of all runs | max | CPU µs/msg (median) | CPU of all runs | delivered |\n")
+	w("|---|---|---|---|---|---|---|---|---|\n")
 	for _, l := range r.Latency {
 		cpu, name := fmt.Sprintf("%.2f", l.CPUus), relayName(l.Relay)
 		if l.Relay == relayLoopback {
@@ -103,8 +105,16 @@ func (r *report) markdown() string {
 		for _, p := range l.P99s {
 			all = append(all, p.Round(10*time.Microsecond).String())
 		}
-		w("| %s | %d | %s | %s | %s | %s | %s | %d/%d |\n", name, l.Rate, l.P50.Round(time.Microsecond),
-			l.P99.Round(time.Microsecond), strings.Join(all, ", "), l.Max.Round(time.Microsecond), cpu, l.Delivered, l.Sent)
+		cpus := make([]string, 0, len(l.CPUs))
+		for _, c := range l.CPUs {
+			cpus = append(cpus, fmt.Sprintf("%.2f", c))
+		}
+		if l.Relay == relayLoopback {
+			cpus = []string{"—"}
+		}
+		w("| %s | %d | %s | %s | %s | %s | %s | %s | %d/%d |\n", name, l.Rate, l.P50.Round(time.Microsecond),
+			l.P99.Round(time.Microsecond), strings.Join(all, ", "), l.Max.Round(time.Microsecond), cpu, strings.Join(cpus, ", "),
+			l.Delivered, l.Sent)
 	}
 	if h := r.History; h != nil {
 		w("\n### History memory\n\n")

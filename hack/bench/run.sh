@@ -10,11 +10,14 @@ if [ ! -x /usr/sbin/rsyslogd ]; then
 	echo "installing rsyslog (Debian package) for the comparison" >&2
 	apt-get update -qq && apt-get install -y -qq rsyslog >/dev/null
 fi
-mkdir -p bin
-CGO_ENABLED=0 go build -trimpath -o bin/router ./cmd/router
-go build -o bin/kubeplex-bench ./hack/bench
-go build -o bin/kubeplex-session-bench ./hack/bench/sessions
+# Binaries go to a private directory: bin/ may be shared between worktrees.
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+CGO_ENABLED=0 go build -trimpath -o "$out/router" ./cmd/router
+go build -o "$out/kubeplex-bench" ./hack/bench
+go build -o "$out/kubeplex-session-bench" ./hack/bench/sessions
+# BENCH_ARGS=-baseline=PATH adds rows for another router binary (before/after in one run).
 # shellcheck disable=SC2086 # BENCH_ARGS is a list of flags
-bin/kubeplex-bench -router bin/router -rsyslogd /usr/sbin/rsyslogd -doc docs/benchmarks.md ${BENCH_ARGS:-}
+"$out/kubeplex-bench" -router "$out/router" -rsyslogd /usr/sbin/rsyslogd -doc docs/benchmarks.md ${BENCH_ARGS:-}
 # shellcheck disable=SC2086 # SESSION_BENCH_ARGS is a list of flags
-exec bin/kubeplex-session-bench -router bin/router -doc docs/benchmarks.md ${SESSION_BENCH_ARGS:-}
+"$out/kubeplex-session-bench" -router "$out/router" -doc docs/benchmarks.md ${SESSION_BENCH_ARGS:-}

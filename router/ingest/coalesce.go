@@ -38,7 +38,8 @@ type coalescer struct {
 // higher rates the window shrinks to gather that many, so the added latency falls
 // as the rate rises while each read still carries several messages. A window is
 // never shorter than minWindow, below which the sleep's own timer slack (50 µs
-// for a normal Linux thread) dominates.
+// for a normal Linux thread) dominates; a rate that fills even that with more than
+// perWindow (160,000 msgs/s) is read at once.
 const (
 	minPerWindow = 2
 	perWindow    = 8
@@ -79,11 +80,15 @@ func (c *coalescer) wait(now time.Time, msgs, got, room int) time.Duration {
 		c.span = c.span*0.875 + now.Sub(c.last).Seconds()
 	}
 	c.last = now
-	if got <= 0 || got > room/4 || c.span <= 0 {
+	// Heavy load reads at once: the last read filled a good part of the buffer or
+	// already held twice what a window aims at (the sender is ahead of the reader),
+	// or the rate is so high that even the shortest window would hold more than
+	// that (reads then carry many messages without waiting).
+	if got <= 0 || got > room/4 || msgs >= 2*perWindow || c.span <= 0 {
 		return 0
 	}
 	rate := c.msgs / c.span
-	if rate*c.window.Seconds() < minPerWindow {
+	if rate*c.window.Seconds() < minPerWindow || rate*minWindow.Seconds() > perWindow {
 		return 0
 	}
 	return min(c.window, max(minWindow, time.Duration(perWindow/rate*float64(time.Second))))

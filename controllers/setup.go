@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/controllers/build"
 	"github.com/kubeplex/kubeplex/controllers/deploy"
 	"github.com/kubeplex/kubeplex/controllers/health"
 	"github.com/kubeplex/kubeplex/controllers/platform"
@@ -184,6 +185,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, c Config) error {
 		}
 		if err := (&deploy.Source{Platform: poster, Apps: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("set up deploy lines: %w", err)
+		}
+		if err := (&build.Source{Platform: poster, Apps: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("set up build lines: %w", err)
 		}
 	}
 	if err := (&RoutesReconciler{

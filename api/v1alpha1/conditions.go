@@ -169,6 +169,10 @@ const (
 	InjectionInjected = "injected"
 	// InjectionSkipped: the pod belongs to an app but was left unwrapped.
 	InjectionSkipped = "skipped"
+	// BuildLabel on a Job marks it as a build of the LogApp it names (kubeplex[build]
+	// lines); on the Job's pod template (with AppLabel) it makes the webhook name the
+	// pods' process "build".
+	BuildLabel = "kubeplex.io/build"
 	// ProcessTypeLabel on a pod overrides the process type (default: container name).
 	ProcessTypeLabel = "kubeplex.io/process-type"
 	// InjectNamespaceLabel on a namespace opts its pods into injection ("enabled").

@@ -283,7 +283,7 @@ func injectExec(pod *corev1.Pod, workers []int, t Target, cfg Config) {
 			cmd = append(cmd, c.Args...)
 			c.Command, c.Args = cmd, nil
 		}
-		processType := pod.Labels[kubeplexv1alpha1.ProcessTypeLabel]
+		processType := podProcessType(pod)
 		if processType == "" {
 			processType = c.Name
 		}
@@ -319,7 +319,7 @@ func injectCRITail(pod *corev1.Pod, workers []int, t Target, cfg Config) {
 		{Name: EnvMode, Value: string(kubeplexv1alpha1.CollectorCRITail)},
 		{Name: EnvContainers, Value: strings.Join(names, ",")},
 	}
-	if pt := pod.Labels[kubeplexv1alpha1.ProcessTypeLabel]; pt != "" {
+	if pt := podProcessType(pod); pt != "" {
 		extra = append(extra, corev1.EnvVar{Name: EnvProcessType, Value: pt})
 	}
 	// Before the downward-API variables, after the socket: keeps the order stable.
@@ -435,4 +435,17 @@ func restrictedSecurityContext() *corev1.SecurityContext {
 		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
+}
+
+// podProcessType is the process type a pod's labels give: kubeplex.io/process-type,
+// else "build" for a build Job's pod (kubeplex.io/build), else none (the container
+// name is used).
+func podProcessType(pod *corev1.Pod) string {
+	if pt := pod.Labels[kubeplexv1alpha1.ProcessTypeLabel]; pt != "" {
+		return pt
+	}
+	if pod.Labels[kubeplexv1alpha1.BuildLabel] != "" {
+		return "build"
+	}
+	return ""
 }

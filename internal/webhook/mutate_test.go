@@ -37,6 +37,7 @@ func TestMutateGolden(t *testing.T) {
 		{"exec-single", exec, true, ""},
 		{"exec-default-mode", Target{App: "web", TokenSecretName: "web-kubeplex-token"}, true, ""},
 		{"exec-statefulset", exec, true, ""},
+		{"exec-build-job", exec, true, ""},
 		{"exec-prewrapped", exec, true, ""},
 		{"exec-containers-annotation", exec, true, ""},
 		{"exec-no-command", exec, false, "without an explicit command cannot be wrapped: sidecar"},

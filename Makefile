@@ -62,6 +62,10 @@ test: manifests generate fmt vet tidy-check lint envtest $(HELM) ## Run every te
 test-reliability: ## Loss-accounting scenarios at full size (docs/reliability.md); make test runs the short ones.
 	KUBEPLEX_RELIABILITY=long go test -count=1 -timeout=30m -v ./test/reliability/
 
+.PHONY: soak
+soak: ## Scenario 11: 100 apps × 3 drains for SOAK_DURATION (default 1h) with faults (not in CI; docs/reliability.md).
+	KUBEPLEX_RELIABILITY=soak SOAK_DURATION=$${SOAK_DURATION:-1h} go test -count=1 -timeout=0 -v -run 'TestScenario11Soak$$' ./test/reliability/
+
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
 	hack/fuzz.sh $${FUZZTIME:-30s}

@@ -17,8 +17,8 @@ import (
 	"time"
 )
 
-// CA is a certificate authority for a test's TLS servers, valid for an hour around
-// its creation. PEM is its certificate, for a client's trust pool or a CA Secret.
+// CA is a certificate authority for a test's TLS servers, valid from an hour before
+// its creation for a day (a soak runs for an hour). PEM is its certificate, for a client's trust pool or a CA Secret.
 type CA struct {
 	Cert *x509.Certificate
 	Key  *ecdsa.PrivateKey
@@ -35,7 +35,7 @@ func NewCA(t testing.TB) *CA {
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "kubeplex test CA"},
 		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
 		IsCA:                  true,
 		KeyUsage:              x509.KeyUsageCertSign,
 		BasicConstraintsValid: true,
@@ -61,7 +61,7 @@ func (ca *CA) Server(t testing.TB, dns ...string) tls.Certificate {
 		SerialNumber: big.NewInt(ca.serial.Add(1)),
 		Subject:      pkix.Name{CommonName: "kubeplex test server"},
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},

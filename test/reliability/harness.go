@@ -128,9 +128,14 @@ type Fault int32
 const (
 	Pass      Fault = iota // forward both ways
 	Refuse                 // listen no more: connections are refused (ECONNREFUSED)
-	Blackhole              // accept and never read or forward
+	Blackhole              // accept and never read or forward; open connections stop being read
 	Reset                  // forward, then reset every connection now and later
 	CutFrame               // forward CutAfter bytes of each connection, then close it mid-frame
+	// Hangup is a receiver going away cleanly: the listener closes (new connections
+	// are refused) and every open connection gets a FIN towards the router, while
+	// what the router still writes before it notices is forwarded to the end. Unlike
+	// Refuse, it loses nothing the kernel took.
+	Hangup
 )
 
 // Proxy is a TCP fault proxy on 127.0.0.1 in front of Target.
@@ -141,10 +146,18 @@ type Proxy struct {
 
 	ln    net.Listener // nil while refusing; guarded by mu
 	fault atomic.Int32
+	// rate, when > 0, limits what is forwarded towards the target to this many bytes
+	// a second (a slow receiver); it applies to open connections at once.
+	rate  atomic.Int64
 	mu    sync.Mutex
 	conns []net.Conn
+	front []net.Conn // the router-facing side of conns
 	wg    sync.WaitGroup
 }
+
+// Throttle makes the target read at most bytesPerSec (0: full speed), on open
+// connections too.
+func (p *Proxy) Throttle(bytesPerSec int64) { p.rate.Store(bytesPerSec) }
 
 // NewProxy listens on 127.0.0.1:0 and forwards to target.
 func NewProxy(target string) (*Proxy, error) {
@@ -165,6 +178,14 @@ func (p *Proxy) Set(f Fault) error {
 	p.fault.Store(int32(f))
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if f == Hangup {
+		for _, c := range p.front {
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.CloseWrite() // FIN; keep reading what the router still sends
+			}
+		}
+		p.front = nil
+	}
 	if f == Reset || f == Refuse {
 		for _, c := range p.conns {
 			if tc, ok := c.(*net.TCPConn); ok {
@@ -172,13 +193,14 @@ func (p *Proxy) Set(f Fault) error {
 			}
 			_ = c.Close()
 		}
-		p.conns = nil
+		p.conns, p.front = nil, nil
 	}
+	refuse := f == Refuse || f == Hangup
 	switch {
-	case f == Refuse && p.ln != nil:
+	case refuse && p.ln != nil:
 		_ = p.ln.Close()
 		p.ln = nil
-	case f != Refuse && p.ln == nil:
+	case !refuse && p.ln == nil:
 		ln, err := net.Listen("tcp", p.Addr)
 		if err != nil {
 			return err
@@ -219,13 +241,16 @@ func (p *Proxy) accept(ln net.Listener) {
 		}
 		p.track(c)
 		p.track(up)
+		p.mu.Lock()
+		p.front = append(p.front, c)
+		p.mu.Unlock()
 		cut := Fault(p.fault.Load()) == CutFrame
 		p.wg.Go(func() {
 			var src io.Reader = c
 			if cut {
 				src = io.LimitReader(c, p.CutAfter)
 			}
-			_, _ = io.Copy(up, src)
+			p.forward(up, src)
 			_ = up.Close()
 			_ = c.Close()
 		})
@@ -233,6 +258,34 @@ func (p *Proxy) accept(ln net.Listener) {
 			_, _ = io.Copy(c, up)
 			_ = c.Close()
 		})
+	}
+}
+
+// forward copies src to dst, at most rate bytes a second while throttled.
+func (p *Proxy) forward(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		for Fault(p.fault.Load()) == Blackhole {
+			time.Sleep(20 * time.Millisecond) // read nothing: the router's writes fill the socket buffers
+		}
+		chunk := buf
+		rate := p.rate.Load()
+		if rate > 0 {
+			// Read in tenths of a second's worth, so a slow receiver is slow evenly.
+			chunk = buf[:min(int64(len(buf)), max(rate/10, 1))]
+		}
+		n, err := src.Read(chunk)
+		if n > 0 {
+			if _, werr := dst.Write(chunk[:n]); werr != nil {
+				return
+			}
+			if rate > 0 {
+				time.Sleep(time.Duration(n) * time.Second / time.Duration(rate))
+			}
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 

@@ -47,6 +47,14 @@ func startRouter(t *testing.T, drainURL string, extra ...string) router {
 	tbl := routing.Table{Apps: []routing.App{{ID: "rel/app",
 		Tokens: []routing.Token{{Token: ingestToken, Source: "app"}},
 		Drains: []routing.Drain{{ID: "rel/drain", Token: drainToken, URL: drainURL}}}}}
+	r, _ := startRouterTable(t, tbl, extra...)
+	return r
+}
+
+// startRouterTable runs the router binary on tbl (a routes file) with free ingest
+// and admin addresses.
+func startRouterTable(t *testing.T, tbl routing.Table, extra ...string) (router, *testenv.Process) {
+	t.Helper()
 	b, err := json.Marshal(tbl)
 	if err != nil {
 		t.Fatal(err)
@@ -57,13 +65,14 @@ func startRouter(t *testing.T, drainURL string, extra ...string) router {
 	}
 	addr, admin := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	args := append([]string{"--http-addr", addr, "--admin-addr", admin, "--routes", routes, "--allow-cidrs", "127.0.0.0/8"}, extra...)
-	testenv.Start(t, routerBin, nil, args...)
+	p := testenv.Start(t, routerBin, nil, args...)
 	r := router{base: "http://" + addr, admin: "http://" + admin}
 	testenv.WaitHTTP(t, r.base+"/readyz")
-	return r
+	return r, p
 }
 
-func (r router) drainStatus(t *testing.T) routing.DrainStatus {
+// status reads the router's /status.
+func (r router) status(t *testing.T) routing.RouterStatus {
 	t.Helper()
 	resp, err := http.Get(r.admin + "/status")
 	if err != nil {
@@ -74,7 +83,12 @@ func (r router) drainStatus(t *testing.T) routing.DrainStatus {
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		t.Fatal(err)
 	}
-	return st.Drains["rel/drain"]
+	return st
+}
+
+func (r router) drainStatus(t *testing.T) routing.DrainStatus {
+	t.Helper()
+	return r.status(t).Drains["rel/drain"]
 }
 
 func texts(t *testing.T, s *drainpeer.SyslogSink) []string {

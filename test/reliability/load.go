@@ -1,0 +1,198 @@
+package reliability
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kubeplex/kubeplex/internal/wire"
+)
+
+// Fleet generates for many apps at once: every Tick, each app posts Batch lines
+// (its own sequence numbers from 0) with its own ingest token, from Workers
+// goroutines sharing one keep-alive client. Posts that fail are counted as refused
+// and their lines are not sent (the generator retries the same sequence numbers).
+type Fleet struct {
+	URL     string
+	Tokens  []string // one per app
+	Apps    []string
+	Batch   int
+	Tick    time.Duration
+	Workers int
+
+	next    []atomic.Int64
+	refused atomic.Int64
+	client  *http.Client
+
+	mu   sync.Mutex
+	lats []time.Duration // POST round trips, for percentiles
+	max  time.Duration
+}
+
+// Run posts until ctx ends; a second Run goes on with the next sequence numbers.
+func (f *Fleet) Run(ctx context.Context) {
+	if f.next == nil {
+		f.next = make([]atomic.Int64, len(f.Apps))
+		f.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: f.Workers, MaxConnsPerHost: f.Workers}}
+	}
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range f.Workers {
+		wg.Go(func() {
+			for i := range work {
+				f.post(i)
+			}
+		})
+	}
+	t := time.NewTicker(f.Tick)
+	defer t.Stop()
+loop:
+	for {
+		for i := range f.Apps {
+			select {
+			case work <- i:
+			case <-ctx.Done():
+				break loop
+			}
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	close(work)
+	wg.Wait()
+	f.client.CloseIdleConnections()
+}
+
+func (f *Fleet) post(i int) {
+	from := int(f.next[i].Load())
+	var body []byte
+	now := time.Now().UTC().Format(wire.TimeLayout)
+	for k := range f.Batch {
+		body = wire.AppendFrame(body, fmt.Appendf(nil, "<190>1 %s h app web.1 - - %s", now, Line(f.Apps[i], from+k)))
+	}
+	req, err := http.NewRequest(http.MethodPost, f.URL, bytes.NewReader(body))
+	if err != nil {
+		f.refused.Add(1)
+		return
+	}
+	req.Header.Set("Content-Type", wire.ContentType)
+	req.Header.Set(wire.HeaderMsgCount, strconv.Itoa(f.Batch))
+	req.SetBasicAuth("token", f.Tokens[i])
+	start := time.Now()
+	resp, err := f.client.Do(req)
+	d := time.Since(start)
+	if err != nil {
+		f.refused.Add(1)
+		return
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close() // read to the end
+	if resp.StatusCode != http.StatusNoContent {
+		f.refused.Add(1)
+		return
+	}
+	f.next[i].Add(int64(f.Batch))
+	f.mu.Lock()
+	if len(f.lats) < 1<<20 {
+		f.lats = append(f.lats, d)
+	}
+	f.max = max(f.max, d)
+	f.mu.Unlock()
+}
+
+// Sent is how many lines of app i the router accepted.
+func (f *Fleet) Sent(i int) int { return int(f.next[i].Load()) }
+
+// Refused is how many posts failed.
+func (f *Fleet) Refused() int64 { return f.refused.Load() }
+
+// ResetLatency forgets the round trips measured so far.
+func (f *Fleet) ResetLatency() {
+	f.mu.Lock()
+	f.lats, f.max = nil, 0
+	f.mu.Unlock()
+}
+
+// Latency returns the p99 and the worst POST round trip.
+func (f *Fleet) Latency() (p99, worst time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.lats) == 0 {
+		return 0, 0
+	}
+	s := slices.Clone(f.lats)
+	slices.Sort(s)
+	return s[len(s)*99/100], f.max
+}
+
+// ProcStat is a sample of a process's resources from /proc.
+type ProcStat struct {
+	At  time.Time
+	RSS int64 // bytes
+	FDs int
+	// Threads is the kernel's count; Goroutines comes from the router's /metrics.
+	Threads    int
+	Goroutines int
+}
+
+// ReadProc samples pid.
+func ReadProc(pid int) (ProcStat, error) {
+	st := ProcStat{At: time.Now()}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return st, err
+	}
+	defer func() { _ = f.Close() }() // read-only
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), ":")
+		fields := strings.Fields(v)
+		if len(fields) == 0 {
+			continue
+		}
+		n, _ := strconv.ParseInt(fields[0], 10, 64)
+		switch k {
+		case "VmRSS":
+			st.RSS = n << 10
+		case "Threads":
+			st.Threads = int(n)
+		}
+	}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return st, err
+	}
+	st.FDs = len(fds)
+	return st, sc.Err()
+}
+
+// Goroutines reads go_goroutines from a Prometheus text endpoint.
+func Goroutines(metricsURL string) (int, error) {
+	resp, err := http.Get(metricsURL)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }() // read-only
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int(f), err
+		}
+	}
+	return 0, fmt.Errorf("no go_goroutines in %s", metricsURL)
+}

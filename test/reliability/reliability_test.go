@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/kubeplex/kubeplex/internal/routing"
 	"github.com/kubeplex/kubeplex/internal/testenv"
 	"github.com/kubeplex/kubeplex/router/drainpeer"
@@ -21,15 +24,16 @@ const (
 	drainToken  = "d.7e57a11a-0000-4000-8000-000000000002"
 )
 
-var routerBin string
+var routerBin, managerBin string
 
 func TestMain(m *testing.M) {
-	bins, cleanup, err := testenv.Build("github.com/kubeplex/kubeplex/cmd/router")
+	logf.SetLogger(logr.Discard()) // envtest's own client logs nothing worth reading here
+	bins, cleanup, err := testenv.Build("github.com/kubeplex/kubeplex/cmd/router", "github.com/kubeplex/kubeplex/cmd/manager")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	routerBin = bins["router"]
+	routerBin, managerBin = bins["router"], bins["manager"]
 	code := m.Run()
 	cleanup()
 	os.Exit(code)

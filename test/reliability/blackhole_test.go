@@ -38,7 +38,7 @@ func pace(ctx context.Context, t *testing.T, g *Generator, rate, n int) int {
 // The short version holds the blackhole until the stall is seen; make
 // test-reliability holds it 120 s at 5,000 lines/s with a 200,000-line queue.
 func TestScenario2BlackholedDrain(t *testing.T) {
-	queue, rate, hold := 20000, 2000, time.Duration(0)
+	queue, rate, hold := 20000, 6000, time.Duration(0)
 	if long {
 		queue, rate, hold = 200000, 5000, 120*time.Second
 	}

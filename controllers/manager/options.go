@@ -24,9 +24,16 @@ type Options struct {
 	MetricsSecure          bool
 	HealthProbeBindAddress string
 	LeaderElect            bool
-	WebhookPort            int // 0 turns the webhook off
-	Webhook                podwebhook.Options
-	Sessions               controllers.SessionOptions
+	// LeaseDuration, RenewDeadline and RetryPeriod time the election. A follower
+	// takes over at most LeaseDuration + 2 × 1.2 × RetryPeriod after a leader died
+	// without releasing the Lease (it sees the last renewal up to one jittered retry
+	// late, and tries again up to one later): 10 s + 3.6 s with the defaults, inside
+	// the 17 s a failover may take (docs/reliability.md scenario 7). client-go's
+	// defaults (15 s, 10 s, 2 s) allow up to 19.8 s.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	WebhookPort                               int // 0 turns the webhook off
+	Webhook                                   podwebhook.Options
+	Sessions                                  controllers.SessionOptions
 
 	Egress egress.Options // the URL policy, the same flags as the routers'
 
@@ -54,6 +61,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 			"and who may get the non-resource URL /metrics (TokenReview, SubjectAccessReview); the chart turns it on")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz; 0 turns it off")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect a leader with a Lease so only one replica writes")
+	fs.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", 10*time.Second, "how long a leader's Lease holds without renewal")
+	fs.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", 7*time.Second, "how long the leader retries renewing before it gives up leading")
+	fs.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", 1500*time.Millisecond, "time between two tries to take or renew the Lease (jittered up to 2.2×)")
 	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "port of the pod-injection webhook; 0 turns it off")
 	o.Webhook.BindFlags(fs)
 	o.Sessions.BindFlags(fs)

@@ -72,6 +72,9 @@ func Run(ctx context.Context, opts Options) error {
 		LeaderElectionID:              "kubeplex-manager.kubeplex.io",
 		LeaderElectionNamespace:       opts.Namespace,
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &opts.LeaseDuration,
+		RenewDeadline:                 &opts.RenewDeadline,
+		RetryPeriod:                   &opts.RetryPeriod,
 		Cache:                         controllers.CacheOptions(),
 	}
 	if opts.WebhookPort > 0 {

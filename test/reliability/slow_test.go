@@ -56,7 +56,7 @@ func TestScenario3SlowDrain(t *testing.T) {
 	}
 	books.Track(healthy1)
 	books.Track(healthy2)
-	var otherDrains []string
+	otherDrains := make([]string, 0, others)
 	for i := range others {
 		app, tok, dt := fmt.Sprintf("o%03d", i), fmt.Sprintf("t.510e0000-0001-4000-8000-%012d", i), fmt.Sprintf("d.510e0000-0002-4000-8000-%012d", i)
 		tbl.Apps = append(tbl.Apps, routing.App{ID: "rel/" + app, Tokens: []routing.Token{{Token: tok, Source: "app"}},

@@ -158,9 +158,6 @@ func TestScenario1DropsInLogDrainStatus(t *testing.T) {
 		Spec: kubeplexv1alpha1.LogDrainSpec{AppRef: kubeplexv1alpha1.AppReference{Name: "web"}, URL: "syslog://" + proxy.Addr}}
 	dt := s.drain(t, d)
 	books.Open(dt, "web")
-	// The manager's "drain added" line is on its way: let it arrive before the outage,
-	// so that only generated lines meet it.
-	testenv.Until(t, "the drain connected", func() bool { return books.Get(dt).Other > 0 || books.Get(dt).Announced > 0 })
 	if err := proxy.Set(Refuse); err != nil {
 		t.Fatal(err)
 	}
@@ -437,7 +434,7 @@ func jsonStrings(v any) []string {
 }
 
 func statuses[T any](items []T) []any {
-	var out []any
+	out := make([]any, 0, len(items))
 	for _, it := range items {
 		b, _ := json.Marshal(it)
 		var m map[string]any

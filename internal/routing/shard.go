@@ -192,6 +192,12 @@ func shardOf(id string, n int) int {
 // shards, and the reader should try again shortly.
 var ErrShardsMismatch = errors.New("routing table shards disagree on version")
 
+// MaxShards bounds the shard count a table may claim. Shard 0's count is read before
+// any other shard and readers size their work by it, so a count beyond what any
+// writer makes (the manager's --max-shards is far below) is refused before anything
+// is allocated or fetched for it.
+const MaxShards = 4096
+
 // Head is what shard 0 says about the others.
 type Head struct {
 	Shards int
@@ -211,6 +217,9 @@ func ReadHead(shard0 []byte) (Head, error) {
 	}
 	if h.Shards < 1 {
 		h.Shards = 1
+	}
+	if h.Shards > MaxShards {
+		return Head{}, fmt.Errorf("read routing table head: %d shards, at most %d", h.Shards, MaxShards)
 	}
 	if h.Digests != nil && len(h.Digests) != h.Shards {
 		return Head{}, fmt.Errorf("read routing table head: %d digests for %d shards", len(h.Digests), h.Shards)
@@ -240,6 +249,9 @@ func Assemble(parts []*Table) (*Table, error) {
 	}
 	head := parts[0]
 	n := max(head.Shards, 1)
+	if n > MaxShards {
+		return nil, fmt.Errorf("join routing table: %d shards, at most %d", n, MaxShards)
+	}
 	if n != len(parts) {
 		return nil, fmt.Errorf("join routing table: %w: shard 0 wants %d shards, have %d", ErrShardsMismatch, n, len(parts))
 	}

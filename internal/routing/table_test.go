@@ -1,6 +1,8 @@
 package routing
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -290,4 +292,53 @@ func TestSessionKeysTravelInShardZeroAndChangeVersion(t *testing.T) {
 	if !slices.Equal(whole.SessionKeys, keyed.SessionKeys) || len(whole.Apps) != len(apps) {
 		t.Fatalf("joined table has keys %v and %d apps", whole.SessionKeys, len(whole.Apps))
 	}
+}
+
+// FuzzJoin: shards as a reader gets them from Secrets, however corrupt, decode to an
+// error or to a valid table, never a panic; a shard count past MaxShards is refused
+// by the head alone; what joins, once sealed, survives a Split and Join unchanged.
+func FuzzJoin(f *testing.F) {
+	for _, n := range []int{0, 3, 400} {
+		shards, err := Split(sample(n), 16<<10)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for len(shards) < 2 {
+			shards = append(shards, []byte(`{}`))
+		}
+		f.Add(shards[0], shards[1])
+	}
+	f.Add([]byte(`{"shards":2000000000,"digests":["a"]}`), []byte(`{"shard":1}`))
+	f.Add([]byte(`{"shards":-5,"apps":[{"id":"a","tokens":[{"source":"app","token":"t"}]}]}`), []byte(`[]`))
+	f.Fuzz(func(t *testing.T, s0, s1 []byte) {
+		if h, err := ReadHead(s0); err == nil && (h.Shards < 1 || h.Shards > MaxShards) {
+			t.Fatalf("head of %d shards accepted", h.Shards)
+		}
+		_, _ = Decode(s0)
+		for _, shards := range [][][]byte{{s0}, {s0, s1}} {
+			tbl, err := Join(shards)
+			if err != nil {
+				continue
+			}
+			if err := tbl.Validate(); err != nil {
+				t.Fatalf("Join returned a table that does not validate: %v", err)
+			}
+			tbl.Seal() // canonical order: what a writer stores
+			want, err := json.Marshal(tbl.Apps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := Split(tbl, 1<<20)
+			if err != nil {
+				continue // an app too big for one shard: refused, not cut
+			}
+			back, err := Join(again)
+			if err != nil {
+				t.Fatalf("a table Join took does not join again after Split: %v", err)
+			}
+			if got, _ := json.Marshal(back.Apps); !bytes.Equal(got, want) {
+				t.Fatalf("apps changed through Seal/Split/Join:\n%s\n%s", want, got)
+			}
+		}
+	})
 }

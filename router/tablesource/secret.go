@@ -126,6 +126,10 @@ func (s *Secret) load(ctx context.Context, shard0 *corev1.Secret) (*routing.Tabl
 		return nil, err
 	}
 	n := max(head.Shards, 1)
+	if n > routing.MaxShards {
+		// Before allocating or fetching anything for it.
+		return nil, fmt.Errorf("read routing table: shard 0 claims %d shards, at most %d", n, routing.MaxShards)
+	}
 	parts := make([]*routing.Table, n)
 	parts[0] = head
 	for i := 1; i < n; i++ {

@@ -152,6 +152,7 @@ type Proxy struct {
 	mu    sync.Mutex
 	conns []net.Conn
 	front []net.Conn // the router-facing side of conns
+	dead  []net.Conn // accepted while blackholed: never read, reset once it ends
 	wg    sync.WaitGroup
 }
 
@@ -178,6 +179,18 @@ func (p *Proxy) Set(f Fault) error {
 	p.fault.Store(int32(f))
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if f != Blackhole {
+		// The receiver is back: what it accepted while dead it never read, and a
+		// restarted receiver resets those connections (what the kernel took on them
+		// is lost, as TCP loses it).
+		for _, c := range p.dead {
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			_ = c.Close()
+		}
+		p.dead = nil
+	}
 	if f == Hangup {
 		for _, c := range p.front {
 			if tc, ok := c.(*net.TCPConn); ok {
@@ -232,6 +245,9 @@ func (p *Proxy) accept(ln net.Listener) {
 			continue
 		case Blackhole:
 			p.track(c)
+			p.mu.Lock()
+			p.dead = append(p.dead, c)
+			p.mu.Unlock()
 			continue
 		}
 		up, err := net.DialTimeout("tcp", p.Target, 3*time.Second)

@@ -31,7 +31,9 @@ type Fleet struct {
 	Workers int
 
 	next    []atomic.Int64
+	busy    []sync.Mutex // one post per app at a time: its sequence numbers go in order
 	refused atomic.Int64
+	skipped atomic.Int64
 	client  *http.Client
 
 	mu   sync.Mutex
@@ -43,6 +45,7 @@ type Fleet struct {
 func (f *Fleet) Run(ctx context.Context) {
 	if f.next == nil {
 		f.next = make([]atomic.Int64, len(f.Apps))
+		f.busy = make([]sync.Mutex, len(f.Apps))
 		f.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: f.Workers, MaxConnsPerHost: f.Workers}}
 	}
 	work := make(chan int)
@@ -77,6 +80,13 @@ loop:
 }
 
 func (f *Fleet) post(i int) {
+	// An app whose previous post is still out skips this tick: two posts of one app
+	// at once would send the same sequence numbers twice and skip the next ones.
+	if !f.busy[i].TryLock() {
+		f.skipped.Add(1)
+		return
+	}
+	defer f.busy[i].Unlock()
 	from := int(f.next[i].Load())
 	var body []byte
 	now := time.Now().UTC().Format(wire.TimeLayout)
@@ -115,6 +125,9 @@ func (f *Fleet) post(i int) {
 
 // Sent is how many lines of app i the router accepted.
 func (f *Fleet) Sent(i int) int { return int(f.next[i].Load()) }
+
+// Skipped is how many ticks an app skipped because its previous post was still out.
+func (f *Fleet) Skipped() int64 { return f.skipped.Load() }
 
 // Refused is how many posts failed.
 func (f *Fleet) Refused() int64 { return f.refused.Load() }

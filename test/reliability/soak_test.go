@@ -294,9 +294,9 @@ func TestScenario11Soak(t *testing.T) {
 	}
 	p99, worst := fleet.Latency()
 	t.Logf("faults: %v", faults)
-	t.Logf("sent %d line deliveries (%d lines, %d posts refused), delivered %d, announced %d, unaccounted %d, over-announced %d, "+
+	t.Logf("sent %d line deliveries (%d lines, %d posts refused, %d skipped while the app's previous one was out), delivered %d, announced %d, unaccounted %d, over-announced %d, "+
 		"repeats %d (HTTP %d), foreign %d, unknown host %d, bad frames %d+%d; ingest POST p99 %v, worst %v",
-		sent, sent/3, fleet.Refused(), delivered, announced, lost, over, repeats, httpRepeats, foreign, books.Get(Unknown).Other+books.Get(Unknown).Foreign, plain.Bad(), secure.Bad(), p99, worst)
+		sent, sent/3, fleet.Refused(), fleet.Skipped(), delivered, announced, lost, over, repeats, httpRepeats, foreign, books.Get(Unknown).Other+books.Get(Unknown).Foreign, plain.Bad(), secure.Bad(), p99, worst)
 	if err != nil {
 		for _, u := range unbalanced[:min(len(unbalanced), 10)] {
 			t.Log(u)

@@ -159,6 +159,7 @@ type ProcStat struct {
 	// Threads is the kernel's count; Goroutines comes from the router's /metrics.
 	Threads    int
 	Goroutines int
+	HeapInuse  int64 // go_memstats_heap_inuse_bytes: live heap, to tell from RSS
 }
 
 // ReadProc samples pid.
@@ -192,20 +193,31 @@ func ReadProc(pid int) (ProcStat, error) {
 	return st, sc.Err()
 }
 
-// Goroutines reads go_goroutines from a Prometheus text endpoint.
-func Goroutines(metricsURL string) (int, error) {
+// GoStats reads go_goroutines and go_memstats_heap_inuse_bytes from a Prometheus
+// text endpoint into st.
+func GoStats(metricsURL string, st *ProcStat) error {
 	resp, err := http.Get(metricsURL)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer func() { _ = resp.Body.Close() }() // read-only
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	found := 0
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return int(f), err
+		name, v, _ := strings.Cut(sc.Text(), " ")
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		switch {
+		case name == "go_goroutines" && err == nil:
+			st.Goroutines = int(f)
+			found++
+		case name == "go_memstats_heap_inuse_bytes" && err == nil:
+			st.HeapInuse = int64(f)
+			found++
 		}
 	}
-	return 0, fmt.Errorf("no go_goroutines in %s", metricsURL)
+	if found < 2 {
+		return fmt.Errorf("no go_goroutines or go_memstats_heap_inuse_bytes in %s", metricsURL)
+	}
+	return sc.Err()
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -162,7 +163,9 @@ func TestScenario11Soak(t *testing.T) {
 		fleet.Apps = append(fleet.Apps, app)
 		fleet.Tokens = append(fleet.Tokens, tok)
 	}
-	r, proc := startRouterTable(t, tbl)
+	debugAddr := testenv.FreeAddr(t)
+	debug := "http://" + debugAddr
+	r, proc := startRouterTable(t, tbl, "--debug-addr", debugAddr)
 	pid := proc.Cmd.Process.Pid
 	fleet.URL = r.base + "/logs"
 
@@ -175,7 +178,7 @@ func TestScenario11Soak(t *testing.T) {
 		if err != nil {
 			t.Fatalf("read /proc of the router: %v", err)
 		}
-		if st.Goroutines, err = Goroutines(r.admin + "/metrics"); err != nil {
+		if err := GoStats(r.admin+"/metrics", &st); err != nil {
 			t.Fatal(err)
 		}
 		return st
@@ -192,7 +195,14 @@ func TestScenario11Soak(t *testing.T) {
 			return nil
 		})
 		st := sampleNow()
-		t.Logf("%s: RSS %.1f MiB, %d goroutines, %d fds, %d threads", what, float64(st.RSS)/(1<<20), st.Goroutines, st.FDs, st.Threads)
+		t.Logf("%s: RSS %.1f MiB, heap in use %.1f MiB, %d goroutines, %d fds, %d threads", what, float64(st.RSS)/(1<<20), float64(st.HeapInuse)/(1<<20), st.Goroutines, st.FDs, st.Threads)
+		if dir := os.Getenv("SOAK_PROFILE_DIR"); dir != "" {
+			// A heap profile at each quiet point, to see what grew (go tool pprof -base).
+			name := filepath.Join(dir, strings.ReplaceAll(what, " ", "-")+".heap.pb.gz")
+			if b, err := fetch(debug + "/debug/pprof/heap?gc=1"); err != nil || os.WriteFile(name, []byte(b), 0o644) != nil {
+				t.Logf("heap profile %s not written: %v", name, err)
+			}
+		}
 		return st
 	}
 
@@ -241,7 +251,7 @@ func TestScenario11Soak(t *testing.T) {
 			mu.Unlock()
 			if full && time.Since(lastLog) > 5*time.Minute {
 				lastLog = time.Now()
-				t.Logf("+%v RSS %.1f MiB, %d goroutines, %d fds", time.Since(start).Round(time.Second), float64(st.RSS)/(1<<20), st.Goroutines, st.FDs)
+				t.Logf("+%v RSS %.1f MiB, heap in use %.1f MiB, %d goroutines, %d fds", time.Since(start).Round(time.Second), float64(st.RSS)/(1<<20), float64(st.HeapInuse)/(1<<20), st.Goroutines, st.FDs)
 			}
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -322,15 +332,17 @@ func TestScenario11Soak(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	window := sz.duration / 6
-	var after, last int64
+	var after, last, heapAfter, heapLast int64
 	for _, s := range samples {
 		switch at := s.At.Sub(start); {
 		case at >= sz.warm && at < sz.warm+window:
-			after = max(after, s.RSS)
+			after, heapAfter = max(after, s.RSS), max(heapAfter, s.HeapInuse)
 		case at >= sz.duration-window:
-			last = max(last, s.RSS)
+			last, heapLast = max(last, s.RSS), max(heapLast, s.HeapInuse)
 		}
 	}
+	t.Logf("heap in use: peak %.1f MiB in the window after warm-up, %.1f MiB in the last: growth %+.1f%%",
+		float64(heapAfter)/(1<<20), float64(heapLast)/(1<<20), 100*(float64(heapLast)/float64(max(heapAfter, 1))-1))
 	if after == 0 || last == 0 {
 		t.Fatalf("no RSS samples in the windows (%d samples)", len(samples))
 	}

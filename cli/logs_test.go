@@ -3,6 +3,7 @@ package cli_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -128,6 +130,18 @@ func TestLogs(t *testing.T) {
 		}
 	})
 
+	t.Run("colors by themselves on a terminal, none with NO_COLOR", func(t *testing.T) {
+		for _, noColor := range []bool{false, true} {
+			out := onTerminal(t, noColor, "--kubeconfig", s.admin, "logs", "web", "-n", s.ns, "--num", "2")
+			if !strings.Contains(out, "hist-5 GET /bye") {
+				t.Fatalf("NO_COLOR set %v: no line on the terminal: %q", noColor, out)
+			}
+			if colored := strings.Contains(out, "\x1b["); colored == noColor {
+				t.Errorf("NO_COLOR set %v: colors %v on a terminal: %q", noColor, colored, out)
+			}
+		}
+	})
+
 	t.Run("tail sees new lines from every router, Ctrl-C ends it cleanly", func(t *testing.T) {
 		tail := startCLI(t, s.admin, "logs", "web", "-n", s.ns, "--tail", "--num", "2")
 		waitOutput(t, tail, "hist-", pick(4, 5))
@@ -142,6 +156,34 @@ func TestLogs(t *testing.T) {
 		}
 		tail.interrupt(t, false)
 	})
+}
+
+// onTerminal runs the CLI with its stdout on a pseudo-terminal, as in a user's shell,
+// and returns what it wrote there.
+func onTerminal(t *testing.T, noColor bool, args ...string) string {
+	t.Helper()
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatalf("open a pty: %v", err)
+	}
+	defer func() { _ = ptmx.Close() }() // read to the end below
+	cmd := exec.Command(bins["kubeplex"], args...)
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, "NO_COLOR=") })
+	if noColor {
+		cmd.Env = append(cmd.Env, "NO_COLOR=1")
+	}
+	var errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = tty, &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	_ = tty.Close() // the child holds its own copy; EOF (EIO) comes when it exits
+	var out strings.Builder
+	_, _ = io.Copy(&out, ptmx) // ends with EIO once the child's side is closed
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("kubeplex %v on a terminal: %v\nstderr: %s", args, err, errOut.String())
+	}
+	return out.String()
 }
 
 // cliProc is a running CLI, for tails.

@@ -113,7 +113,9 @@ func run(ctx context.Context, o options) error {
 			"--allow-cidrs", "127.0.0.0/8",
 			// No router Service to discover here: read the dev router's /status directly,
 			// so LogDrain status shows Delivering and delivered counts as in a cluster.
-			"--router-service", "", "--router-status-urls", "http://"+o.adminAddr+"/status", "--router-status-interval", "5s"),
+			"--router-service", "", "--router-status-urls", "http://"+o.adminAddr+"/status", "--router-status-interval", "5s",
+			// Log sessions (kubeplex logs, the viewer) on the dev router.
+			"--session-base-url", "http://"+o.routerAddr),
 		command(ctx, o, "router", nil, "--http-addr", o.routerAddr, "--admin-addr", o.adminAddr,
 			"--routes-secret", systemNamespace+"/"+routesSecret,
 			"--kubeconfig", routerKC, "--allow-cidrs", "127.0.0.0/8"),
@@ -148,15 +150,22 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
+	cli := filepath.Join(o.binDir, "kubeplex")
+	if abs, err := filepath.Abs(cli); err == nil {
+		cli = abs
+	}
 	_, _ = fmt.Fprintf(o.out, `
 kubeplex dev stack is up.
-  kubeconfig:   export KUBECONFIG=%s
-  resources:    %s get logapps,logdrains -A
-  router:       http://%s  (POST /logs); admin http://%s  (/status, /metrics)
-  logs:         %s/*.log
+  kubeconfig:   export KUBECONFIG=%[1]s
+  resources:    %[2]s get logapps,logdrains -A
+  tail the app: %[3]s --kubeconfig %[1]s logs %[4]s -n %[5]s --tail
+  web viewer:   %[3]s --kubeconfig %[1]s console   (then "Open viewer" on app %[4]s)
+                (the first session waits up to 30 s for the new signing key to settle)
+  router:       http://%[6]s  (POST /logs); admin http://%[7]s  (/status, /metrics)
+  logs:         %[8]s/*.log
 The "console" drain prints below what the router delivers. Ctrl-C stops everything.
 
-`, admin, kubectl, o.routerAddr, o.adminAddr, o.stateDir)
+`, admin, kubectl, cli, demoApp, demoNamespace, o.routerAddr, o.adminAddr, o.stateDir)
 	<-ctx.Done()
 	return ctx.Err()
 }

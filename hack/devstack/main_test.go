@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +29,7 @@ func TestDevstackTellsTheTruth(t *testing.T) {
 		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test`, which builds the envtest assets")
 	}
 	bins, cleanup, err := testenv.Build("github.com/kubeplex/kubeplex/cmd/manager",
-		"github.com/kubeplex/kubeplex/cmd/router", "github.com/kubeplex/kubeplex/cmd/collector")
+		"github.com/kubeplex/kubeplex/cmd/router", "github.com/kubeplex/kubeplex/cmd/collector", "github.com/kubeplex/kubeplex/cmd/kubeplex")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,4 +109,69 @@ func TestDevstackTellsTheTruth(t *testing.T) {
 	if !strings.Contains(out.String(), "tick 1\n") {
 		t.Errorf("the console drain printed no worker line:\n%s", out.String())
 	}
+
+	// The commands the banner prints work as printed: the tail shows the worker's
+	// lines; the console serves its page.
+	tailCmd := bannerCommand(t, out.String(), "tail the app:")
+	tail := exec.CommandContext(ctx, tailCmd[0], tailCmd[1:]...)
+	tailOut, tailErr := &testenv.SyncBuffer{}, &testenv.SyncBuffer{}
+	tail.Stdout, tail.Stderr = tailOut, tailErr
+	if err := tail.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tail.Process.Kill(); _ = tail.Wait() }) // a tail runs until stopped
+	seen := ""
+	testenv.Eventually(t, "the printed tail command shows new worker lines", func() error {
+		m := tickLine.FindAllStringSubmatch(tailOut.String(), -1)
+		if len(m) == 0 {
+			return fmt.Errorf("no tick line yet; stderr %q", tailErr.String())
+		}
+		if seen == "" {
+			seen = m[len(m)-1][1]
+		}
+		if m[len(m)-1][1] == seen { // a line written after the first one it showed
+			return fmt.Errorf("only %s so far", seen)
+		}
+		return nil
+	})
+	conCmd := bannerCommand(t, out.String(), "web viewer:")
+	con := exec.CommandContext(ctx, conCmd[0], conCmd[1:]...)
+	conOut := &testenv.SyncBuffer{}
+	con.Stdout, con.Stderr = conOut, conOut
+	if err := con.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = con.Process.Kill(); _ = con.Wait() }) // serves until stopped
+	var conURL string
+	testenv.Eventually(t, "the printed console command prints its URL", func() error {
+		if conURL = consoleURL.FindString(conOut.String()); conURL == "" {
+			return fmt.Errorf("output %q", conOut.String())
+		}
+		return nil
+	})
+	testenv.WaitHTTP(t, conURL)
+}
+
+var (
+	tickLine   = regexp.MustCompile(`app\[worker\.1\]: tick (\d+)`)
+	consoleURL = regexp.MustCompile(`http://127\.0\.0\.1:\d+/\S*`)
+)
+
+// bannerCommand returns the command the banner prints after label, split into words.
+func bannerCommand(t *testing.T, banner, label string) []string {
+	t.Helper()
+	for _, l := range strings.Split(banner, "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(l), label); ok {
+			words := strings.Fields(rest)
+			if i := slices.Index(words, "(then"); i >= 0 {
+				words = words[:i]
+			}
+			if len(words) == 0 {
+				t.Fatalf("banner line %q names no command", l)
+			}
+			return words
+		}
+	}
+	t.Fatalf("banner has no %q line:\n%s", label, banner)
+	return nil
 }

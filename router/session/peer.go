@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -12,9 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kubeplex/kubeplex/internal/routing"
@@ -25,7 +29,11 @@ import (
 // replica for its part with POST PeerPath: a JSON peerRequest, authenticated by
 // PeerAuthHeader = "<key id> <unix seconds> <base64url HMAC-SHA256>" over the time
 // and the body, with a key derived from a session key (so peer calls and session
-// ids never share a key). The answer is a stream of frames: a type byte, a uvarint
+// ids never share a key). The body names the replica it is for (To, the host:port
+// it was sent to) and carries a random Nonce; a replica refuses a call addressed to
+// another and a nonce it has accepted before, so a captured call cannot be played
+// again, to it or to another replica, within its time window (after it, the time
+// check refuses it). The answer is a stream of frames: a type byte, a uvarint
 // length and a record in the router's message encoding.
 const (
 	PeerPath       = "/peer/v1/session"
@@ -47,6 +55,77 @@ type peerRequest struct {
 	Source string `json:"source,omitempty"`
 	Dyno   string `json:"dyno,omitempty"`
 	Since  int64  `json:"since,omitempty"`
+	// To is the host:port the call is sent to; Nonce is random, once per call.
+	To    string `json:"to"`
+	Nonce string `json:"nonce"`
+}
+
+// maxNonces bounds the replay cache: calls beyond it within one time window are
+// refused (a replica gets a peer call per session opened on another replica).
+const maxNonces = 1 << 16
+
+// replayGuard remembers the nonces of accepted peer calls until their time window
+// ends.
+type replayGuard struct {
+	mu   sync.Mutex
+	seen map[string]time.Time // nonce → when its call's time leaves the window
+}
+
+var errReplayed = errors.New("peer call replayed")
+
+// admit records nonce for a call made at ts, or says why it may not run.
+func (g *replayGuard) admit(nonce string, ts, now time.Time) error {
+	if len(nonce) < 16 || len(nonce) > 64 {
+		return errPeerAuth
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.seen == nil {
+		g.seen = map[string]time.Time{}
+	}
+	if _, ok := g.seen[nonce]; ok {
+		return errReplayed
+	}
+	if len(g.seen) >= maxNonces/2 {
+		for n, until := range g.seen {
+			if now.After(until) {
+				delete(g.seen, n)
+			}
+		}
+	}
+	if len(g.seen) >= maxNonces {
+		return errors.New("too many peer calls")
+	}
+	g.seen[nonce] = ts.Add(peerSkew)
+	return nil
+}
+
+// addressedHere reports whether to (host:port) names the address the call came in
+// on. A host name (static --peers by name) can only be compared with the Host the
+// caller used; discovered peers are pod IPs, which are compared with the socket's.
+func addressedHere(to string, r *http.Request) bool {
+	host, port, err := net.SplitHostPort(to)
+	if err != nil {
+		return false
+	}
+	la, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if la == nil {
+		return false
+	}
+	lhost, lport, err := net.SplitHostPort(la.String())
+	if err != nil || port != lport {
+		return false
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.Equal(net.ParseIP(lhost))
+	}
+	return strings.EqualFold(to, r.Host)
+}
+
+func newNonce() string {
+	b := make([]byte, 18)
+	_, _ = rand.Read(b) // crypto/rand.Read does not fail
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 func peerKey(k *routing.SessionKey) ([]byte, bool) {
@@ -81,22 +160,23 @@ func signPeer(keys []routing.SessionKey, now time.Time, body []byte) (string, er
 
 var errPeerAuth = errors.New("peer authentication failed")
 
-// verifyPeer checks the auth header of a peer call.
-func verifyPeer(keys []routing.SessionKey, now time.Time, header string, body []byte) error {
+// verifyPeer checks the auth header of a peer call and returns the call's time.
+func verifyPeer(keys []routing.SessionKey, now time.Time, header string, body []byte) (time.Time, error) {
 	parts := strings.Split(header, " ")
 	if len(parts) != 3 || len(header) > 256 {
-		return errPeerAuth
+		return time.Time{}, errPeerAuth
 	}
 	ts, err := strconv.ParseInt(parts[1], 10, 64)
 	if err != nil {
-		return errPeerAuth
+		return time.Time{}, errPeerAuth
 	}
-	if d := now.Sub(time.Unix(ts, 0)); d > peerSkew || d < -peerSkew {
-		return errPeerAuth
+	at := time.Unix(ts, 0)
+	if d := now.Sub(at); d > peerSkew || d < -peerSkew {
+		return time.Time{}, errPeerAuth
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
 	if err != nil {
-		return errPeerAuth
+		return time.Time{}, errPeerAuth
 	}
 	for i := range keys {
 		if keys[i].ID != parts[0] {
@@ -104,10 +184,10 @@ func verifyPeer(keys []routing.SessionKey, now time.Time, header string, body []
 		}
 		key, ok := peerKey(&keys[i])
 		if ok && hmac.Equal(sig, peerMAC(key, parts[1], body)) {
-			return nil
+			return at, nil
 		}
 	}
-	return errPeerAuth
+	return time.Time{}, errPeerAuth
 }
 
 func appendFrame(dst []byte, typ byte, rec []byte) []byte {
@@ -155,6 +235,10 @@ func (h *Handler) askPeer(ctx context.Context, base string, req peerRequest, tai
 				ps.hist <- nil
 			}
 		}()
+		if u, err := url.Parse(base); err == nil {
+			req.To = u.Host
+		}
+		req.Nonce = newNonce()
 		body, _ := json.Marshal(req) // plain struct
 		auth, err := signPeer(h.keys(), time.Now(), body)
 		if err != nil {
@@ -223,7 +307,9 @@ func (h *Handler) servePeer(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "read request", http.StatusBadRequest)
 		return
 	}
-	if err := verifyPeer(h.keys(), time.Now(), r.Header.Get(PeerAuthHeader), body); err != nil {
+	now := time.Now()
+	at, err := verifyPeer(h.keys(), now, r.Header.Get(PeerAuthHeader), body)
+	if err != nil {
 		h.metrics.refused.WithLabelValues("peer-auth").Inc()
 		http.Error(w, err.Error(), http.StatusUnauthorized)
 		return
@@ -231,6 +317,16 @@ func (h *Handler) servePeer(w http.ResponseWriter, r *http.Request) {
 	var req peerRequest
 	if err := json.Unmarshal(body, &req); err != nil || req.Lines < 0 || req.Lines > MaxLines {
 		http.Error(w, "bad peer request", http.StatusBadRequest)
+		return
+	}
+	if !addressedHere(req.To, r) {
+		h.metrics.refused.WithLabelValues("peer-auth").Inc()
+		http.Error(w, "peer call addressed to another replica", http.StatusUnauthorized)
+		return
+	}
+	if err := h.nonces.admit(req.Nonce, at, now); err != nil {
+		h.metrics.refused.WithLabelValues("peer-replay").Inc()
+		http.Error(w, err.Error(), http.StatusUnauthorized)
 		return
 	}
 	app, ok := h.apps.App(req.App)
@@ -260,11 +356,17 @@ func (h *Handler) servePeer(w http.ResponseWriter, r *http.Request) {
 	if fl != nil {
 		fl.Flush()
 	}
+	gap := time.NewTimer(time.Hour)
+	gap.Stop()
+	lastWrite := time.Now()
 	for {
 		select {
 		case <-r.Context().Done():
 			return
 		case <-tail.notify:
+		}
+		if !tail.coalesce(r.Context(), lastWrite, gap) {
+			return
 		}
 		out = out[:0]
 		tail.take(func(rec []byte) { out = appendFrame(out, frameTail, rec) })
@@ -277,5 +379,6 @@ func (h *Handler) servePeer(w http.ResponseWriter, r *http.Request) {
 		if fl != nil {
 			fl.Flush()
 		}
+		lastWrite = time.Now()
 	}
 }

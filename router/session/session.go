@@ -93,6 +93,8 @@ type Handler struct {
 
 	keysMu sync.RWMutex
 	keySet []routing.SessionKey
+
+	nonces replayGuard // of peer calls this replica accepted
 }
 
 // New returns a handler. web serves the viewer page for text/html (nil: 406).
@@ -286,6 +288,9 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}
 	reissue := time.NewTicker(h.opts.ReissueEvery)
 	defer reissue.Stop()
+	gap := time.NewTimer(time.Hour)
+	gap.Stop()
+	lastWrite := time.Now()
 	n := 0
 	for {
 		enc.buf = enc.buf[:0]
@@ -299,6 +304,9 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 				}
 			}
 		case <-tail.notify:
+			if !tail.coalesce(ctx, lastWrite, gap) {
+				return
+			}
 			tail.take(func(rec []byte) {
 				enc.record(rec)
 				n++
@@ -313,6 +321,7 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 		if fl != nil {
 			fl.Flush()
 		}
+		lastWrite = time.Now()
 		h.metrics.lines.Add(float64(n))
 		n = 0
 	}

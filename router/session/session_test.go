@@ -259,12 +259,16 @@ func rawGet(t *testing.T, addr, path string) (*http.Response, string) {
 }
 
 // TestPeerCallsNeedAuthentication: without a valid signature from a session key, a
-// replica gives nothing.
+// replica gives nothing; a call signed for another replica, without a nonce, or
+// played a second time gives nothing either.
 func TestPeerCallsNeedAuthentication(t *testing.T) {
-	rs := replicas(t, 1)
+	rs := replicas(t, 2)
 	rs[0].publish(t, "shop/web", t0, "app", "web.1", "private line")
-	body := `{"app":"shop/web","lines":10}`
-	post := func(auth string) (int, string) {
+	here := strings.TrimPrefix(rs[0].srv.URL, "http://")
+	body := func(to, nonce string) string {
+		return fmt.Sprintf(`{"app":"shop/web","lines":10,"to":%q,"nonce":%q}`, to, nonce)
+	}
+	post := func(auth, body string) (int, string) {
 		req, _ := http.NewRequest(http.MethodPost, rs[0].srv.URL+PeerPath, strings.NewReader(body))
 		if auth != "" {
 			req.Header.Set(PeerAuthHeader, auth)
@@ -278,17 +282,34 @@ func TestPeerCallsNeedAuthentication(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	now := time.Now()
-	good, _ := signPeer(testKeys, now, []byte(body))
-	stale, _ := signPeer(testKeys, now.Add(-time.Minute), []byte(body))
-	forged, _ := signPeer([]routing.SessionKey{{ID: "k1", Key: strings.Repeat("cd", 32)}}, now, []byte(body))
-	otherBody, _ := signPeer(testKeys, now, []byte(`{"app":"other/web","lines":10}`))
-	for name, auth := range map[string]string{"none": "", "stale": stale, "forged": forged, "other body": otherBody, "junk": "k1 1 x"} {
-		if code, b := post(auth); code != http.StatusUnauthorized || strings.Contains(b, "private") {
-			t.Errorf("%s: %d %q, want 401", name, code, b)
+	sign := func(at time.Time, keys []routing.SessionKey, b string) string {
+		a, _ := signPeer(keys, at, []byte(b))
+		return a
+	}
+	good := body(here, newNonce())
+	forOther := body(strings.TrimPrefix(rs[1].srv.URL, "http://"), newNonce())
+	forgedKeys := []routing.SessionKey{{ID: "k1", Key: strings.Repeat("cd", 32)}}
+	for name, c := range map[string]struct{ auth, body string }{
+		"none":       {"", good},
+		"stale":      {sign(now.Add(-time.Minute), testKeys, good), good},
+		"forged":     {sign(now, forgedKeys, good), good},
+		"other body": {sign(now, testKeys, body(here, newNonce())), good},
+		"junk":       {"k1 1 x", good},
+		// Signed properly, but for the other replica: played here it is refused.
+		"for another replica": {sign(now, testKeys, forOther), forOther},
+		"no nonce":            {sign(now, testKeys, body(here, "")), body(here, "")},
+	} {
+		if code, out := post(c.auth, c.body); code != http.StatusUnauthorized || strings.Contains(out, "private") {
+			t.Errorf("%s: %d %q, want 401", name, code, out)
 		}
 	}
-	if code, b := post(good); code != http.StatusOK || !strings.Contains(b, "private line") {
+	auth := sign(now, testKeys, good)
+	if code, b := post(auth, good); code != http.StatusOK || !strings.Contains(b, "private line") {
 		t.Errorf("authenticated: %d %q", code, b)
+	}
+	// The same call again, within its time window: a replay.
+	if code, b := post(auth, good); code != http.StatusUnauthorized || strings.Contains(b, "private") || !strings.Contains(b, "replayed") {
+		t.Errorf("replayed call: %d %q, want 401 replayed", code, b)
 	}
 }
 

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -60,5 +61,46 @@ func TestNegotiate(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("negotiate(%q, %q) = %s, want %s", tt.query, tt.accept, got, tt.want)
 		}
+	}
+}
+
+// TestSinkCoalesce: a tail waits for more lines while little is buffered, but not
+// once a quarter of its buffer is full (so coalescing never drops a line), and not
+// past its context. The waits here are an hour long: the test passes only if each
+// condition, not the clock, ends them.
+func TestSinkCoalesce(t *testing.T) {
+	s := newSink(Filter{}, 8)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	later := time.Now().Add(time.Hour) // the last write "in the future": a long wait
+	line := func() [][]byte { return [][]byte{message.AppendStrings(nil, 190, time.Now(), "app", "web.1", "x")} }
+
+	// A quarter full already: no wait.
+	s.Offer(line())
+	s.Offer(line())
+	if !s.coalesce(t.Context(), later, timer) {
+		t.Fatal("coalesce with a quarter-full buffer reported its context done")
+	}
+	s.take(func([]byte) {})
+
+	// Nearly empty: waits, until lines arriving meanwhile fill a quarter.
+	s.Offer(line())
+	<-s.notify
+	done := make(chan bool, 1)
+	go func() { done <- s.coalesce(t.Context(), later, timer) }()
+	s.Offer(line())
+	if !<-done {
+		t.Fatal("coalesce ended by its context, not by the buffer filling")
+	}
+	s.take(func([]byte) {})
+
+	// Nothing else comes: the context ends the wait.
+	s.Offer(line())
+	<-s.notify
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() { done <- s.coalesce(ctx, later, timer) }()
+	cancel()
+	if <-done {
+		t.Fatal("coalesce returned true after its context ended")
 	}
 }

@@ -153,7 +153,13 @@ func startRouters(ctx context.Context, o options, n int, tbl routing.Table) ([]*
 				others = append(others, "http://"+x)
 			}
 		}
-		args := []string{"--http-addr", a, "--routes", routes, "--allow-cidrs", "127.0.0.0/8", "--log-level", "warn",
+		admin, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		// Every listener on a free port: the router's default admin :9090 may be
+		// taken by another router on the machine.
+		args := []string{"--http-addr", a, "--admin-addr", admin, "--routes", routes, "--allow-cidrs", "127.0.0.0/8", "--log-level", "warn",
 			"--queue-size", "100000", "--name", fmt.Sprint("bench-", i)}
 		if len(others) > 0 {
 			args = append(args, "--peers", strings.Join(others, ","))

@@ -79,7 +79,7 @@ bench: ## Router vs rsyslog relay, loopback, fan-out, history memory, log sessio
 	hack/bench/run.sh
 
 .PHONY: bench-scale
-bench-scale: ## Routing table at 10,000-50,000 drains (render, shards, router apply), router replicas, into docs/scaling.md.
+bench-scale: envtest ## Routing table at 10,000-50,000 drains (render, shards, router apply), router replicas, into docs/scaling.md.
 	go run ./hack/bench/scale -doc docs/scaling.md $(SCALE_ARGS)
 
 .PHONY: bench-collector

@@ -6,9 +6,12 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strings"
@@ -20,7 +23,11 @@ import (
 
 func main() {
 	doc := flag.String("doc", "", "write results into this markdown file (its measured sections)")
-	only := flag.String("only", "table", "comma-separated sections: table")
+	only := flag.String("only", "table,replicas,apply", "comma-separated sections: table, replicas, apply")
+	messages := flag.Int("messages", 600000, "messages per throughput run (-only replicas)")
+	routerBin := flag.String("router", "", "router binary for -only apply (default: build ./cmd/router)")
+	applySize := flag.String("apply-size", "50000:25000", "drains:apps of the end-to-end apply run")
+	reps := flag.Int("reps", 5, "probes per condition in the apply run")
 	sizes := flag.String("sizes", "10000:5000,30000:15000,50000:25000", "drains:apps of the table rows")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
 	flag.Parse()
@@ -35,14 +42,30 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*doc, *only, *sizes); err != nil {
+	if err := run(*doc, *only, *sizes, *routerBin, *applySize, *reps, *messages); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "scale-bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(doc, only, sizes string) error {
+func run(doc, only, sizes, routerBin, applySize string, reps, messages int) error {
+	build := func() (string, error) {
+		if routerBin != "" {
+			return routerBin, nil
+		}
+		dir, err := os.MkdirTemp("", "kubeplex-scale-bin-")
+		if err != nil {
+			return "", err
+		}
+		routerBin = filepath.Join(dir, "router")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", routerBin, "./cmd/router")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("build router: %w\n%s", err, out)
+		}
+		return routerBin, nil
+	}
 	for _, sec := range strings.Split(only, ",") {
 		switch sec {
 		case "table":
@@ -64,6 +87,34 @@ func run(doc, only, sizes string) error {
 				time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.Version(), loadAvg(), loadNote) +
 				tableIntro + tableSection(rows, routes.DefaultMaxShardBytes, routes.DefaultMaxShards)
 			if err := write(doc, "## Routing table at 10,000–50,000 drains", body); err != nil {
+				return err
+			}
+		case "replicas":
+			bin, err := build()
+			if err != nil {
+				return err
+			}
+			body, err := replicasSection(bin, messages, 3)
+			if err != nil {
+				return err
+			}
+			if err := write(doc, "## Router replicas", body); err != nil {
+				return err
+			}
+		case "apply":
+			var drains, apps int
+			if _, err := fmt.Sscanf(applySize, "%d:%d", &drains, &apps); err != nil {
+				return fmt.Errorf("-apply-size %q: %w", applySize, err)
+			}
+			bin, err := build()
+			if err != nil {
+				return err
+			}
+			r, err := measureApply(context.Background(), bin, drains, apps, reps)
+			if err != nil {
+				return fmt.Errorf("apply run: %w", err)
+			}
+			if err := write(doc, "## From kubectl apply to the first delivered message", applySection(r)); err != nil {
 				return err
 			}
 		default:

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/url"
+	"time"
 
 	"github.com/kubeplex/kubeplex/internal/routing"
 	"github.com/kubeplex/kubeplex/router/message"
@@ -49,6 +50,20 @@ type Immediate interface {
 // complete out of order. A drain without it gets one batch at a time.
 type Concurrent interface {
 	InFlight() int
+}
+
+// IdleCloser is a drain that holds a connection open between batches. The runner
+// asks it, whenever it has nothing to deliver, how long until its connection has
+// been unused for its idle timeout, and closes it then: otherwise a connection that
+// carried one batch stays open until the next, and every replica keeps one open to
+// every drain it ever served (docs/scaling.md). Both are called with the runner's
+// delivery lock held, like Deliver and TryWrite.
+type IdleCloser interface {
+	// IdleIn returns the time left until the connection is due to close, and false
+	// when no connection is open.
+	IdleIn(now time.Time) (time.Duration, bool)
+	// CloseIdle closes the connection.
+	CloseIdle()
 }
 
 // Limits bound one batch: at most Messages frames of at most Bytes in all.

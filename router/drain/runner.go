@@ -39,13 +39,15 @@ type Runner struct {
 	Stats  *Stats
 
 	drain    Drain
-	imm      Immediate // drain, when it can write without waiting
+	imm      Immediate  // drain, when it can write without waiting
+	idler    IdleCloser // drain, when it keeps a connection between batches
 	lim      Limits
 	host     string
 	log      *slog.Logger
 	observe  func(latency time.Duration)
 	pause    *backoff.Backoff // guarded by mu
 	failLog  FailureLog       // guarded by mu
+	idle     *time.Timer      // the runner goroutine's, for idleTimer
 	stopping chan struct{}
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -81,6 +83,7 @@ func NewRunner(cfg *Config, q *Queue, st *Stats, d Drain, o RunnerOptions) *Runn
 		log: o.Logger, observe: o.Observe, pause: backoff.New(o.PauseMin, o.PauseMax), failLog: FailureLog{Every: o.LogEvery},
 		stopping: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	r.imm, _ = d.(Immediate)
+	r.idler, _ = d.(IdleCloser)
 	q.reopen()
 	if c, ok := d.(Concurrent); ok && r.imm == nil && c.InFlight() > 1 {
 		go r.loopConcurrent(c.InFlight())
@@ -173,9 +176,17 @@ func (r *Runner) loop() {
 			notice, since = r.Queue.Take(&r.b, r.lim, r.host)
 		}
 		if r.b.Len() == 0 {
+			idle := r.idleTimer()
 			r.mu.Unlock()
 			select {
 			case <-r.Queue.Notify():
+				continue
+			case <-idle:
+				r.mu.Lock()
+				if left, open := r.idler.IdleIn(time.Now()); open && left <= 0 {
+					r.idler.CloseIdle()
+				}
+				r.mu.Unlock()
 				continue
 			case <-r.stopping:
 				// Done once flushed: nothing queued and nothing in flight. Checked
@@ -293,6 +304,26 @@ func (r *Runner) loopConcurrent(n int) {
 			return
 		}
 	}
+}
+
+// idleTimer arms the runner's timer for when the drain's open connection is due to
+// close as idle, and returns its channel (nil: no connection, nothing to wait for).
+// Called with mu held.
+func (r *Runner) idleTimer() <-chan time.Time {
+	if r.idler == nil {
+		return nil
+	}
+	left, open := r.idler.IdleIn(time.Now())
+	if !open {
+		return nil
+	}
+	left = max(left, 0)
+	if r.idle == nil {
+		r.idle = time.NewTimer(left)
+	} else {
+		r.idle.Reset(left)
+	}
+	return r.idle.C
 }
 
 // deliver sends b and reports whether the drain took none of it.

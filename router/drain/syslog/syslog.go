@@ -76,8 +76,9 @@ type Sink struct {
 }
 
 var (
-	_ drain.Drain     = (*Sink)(nil)
-	_ drain.Immediate = (*Sink)(nil)
+	_ drain.Drain      = (*Sink)(nil)
+	_ drain.Immediate  = (*Sink)(nil)
+	_ drain.IdleCloser = (*Sink)(nil)
 )
 
 // New returns a drain for cfg (scheme syslog or syslog+tls).
@@ -311,6 +312,18 @@ func (s *Sink) closeConn() {
 		s.conn, s.raw = nil, nil
 	}
 }
+
+// IdleIn reports the time until the open connection has been unused for
+// IdleTimeout.
+func (s *Sink) IdleIn(now time.Time) (time.Duration, bool) {
+	if s.conn == nil {
+		return 0, false
+	}
+	return s.opts.IdleTimeout - now.Sub(s.lastUse), true
+}
+
+// CloseIdle closes the connection; the next batch dials again.
+func (s *Sink) CloseIdle() { s.closeConn() }
 
 // Close closes the connection.
 func (s *Sink) Close() error {

@@ -365,3 +365,26 @@ func TestTryWriteAfterDeadline(t *testing.T) {
 		t.Fatalf("got %q, %q", got[0].Text, got[1].Text)
 	}
 }
+
+// TestIdleConnectionClosed: a connection that carried a batch and then nothing for
+// IdleTimeout is closed by the runner without waiting for another message, and the
+// next batch goes out, in order, on a new one (docs/scaling.md: a replica holds
+// connections only to the drains it is delivering to).
+func TestIdleConnectionClosed(t *testing.T) {
+	sink := drainpeer.NewSyslogSink(t, nil)
+	h := start(t, "syslog://"+sink.Addr, nil, loopback, syslog.Options{IdleTimeout: 50 * time.Millisecond}, 1000)
+	h.push(0, 10)
+	sink.WaitFor(t, 10)
+	sink.WaitClosed(t)
+	h.push(10, 10)
+	got := sink.WaitFor(t, 20)
+	for i, m := range got {
+		if string(m.Text) != fmt.Sprint("line ", i) {
+			t.Fatalf("message %d = %q", i, m.Text)
+		}
+	}
+	if c := sink.Conns(); c != 2 {
+		t.Errorf("%d connections, want 2", c)
+	}
+	testenv.Until(t, "20 delivered", func() bool { return h.stats.Delivered.Load() == 20 })
+}

@@ -11,9 +11,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/kubeplex/kubeplex/collector/queue"
@@ -45,7 +48,17 @@ type Options struct {
 	Client     *http.Client
 	UserAgent  string
 	Log        *slog.Logger
+	// MaxConnAge ends a keep-alive connection once it is this old, give or take a
+	// quarter (jittered per connection) [5m; negative: never]: the batch that finds it
+	// older goes out with "Connection: close", so the next one dials again and the
+	// router Service spreads it. Without it a collector stays on the replica it first
+	// reached: a replica that restarts or joins gets no collectors back until they
+	// restart (docs/scaling.md).
+	MaxConnAge time.Duration
 }
+
+// DefaultMaxConnAge is Options.MaxConnAge's default.
+const DefaultMaxConnAge = 5 * time.Minute
 
 // TokenSource gives the ingest token for each POST (token.File, for a Secret volume).
 type TokenSource interface {
@@ -78,6 +91,15 @@ type Shipper struct {
 	frameID  string
 	body     []byte
 	count    int
+
+	// The connection the last batch went over (httptrace), when it was first used,
+	// and the age at which it is given up.
+	conn      net.Conn
+	closing   net.Conn // the one asked to close after its batch
+	connSince time.Time
+	connAge   time.Duration
+	// Recycled counts connections given up for their age.
+	Recycled atomic.Int64
 }
 
 // New returns a Shipper for q.
@@ -108,6 +130,9 @@ func New(q *queue.Queue, opts Options) *Shipper {
 	}
 	if opts.Tokens == nil {
 		opts.Tokens = fixedToken(opts.Token)
+	}
+	if opts.MaxConnAge == 0 {
+		opts.MaxConnAge = DefaultMaxConnAge
 	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
@@ -312,6 +337,16 @@ func (s *Shipper) post(ctx context.Context) error {
 	}
 	// log-shuttle's header: the batch id, for routers that de-duplicate on it.
 	req.Header.Set(wire.HeaderRequestID, s.frameID)
+	if s.opts.MaxConnAge > 0 {
+		if s.conn != nil && time.Since(s.connSince) > s.connAge {
+			// The last batch on this connection: the next one dials again. The batch
+			// itself is sent and answered as any other.
+			req.Close = true
+			s.closing, s.conn = s.conn, nil
+			s.Recycled.Add(1)
+		}
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{GotConn: s.gotConn}))
+	}
 	resp, err := s.opts.Client.Do(req)
 	if err != nil {
 		return fmt.Errorf("post batch: %w", redact(err))
@@ -328,6 +363,17 @@ func (s *Shipper) post(ctx context.Context) error {
 	default:
 		return fmt.Errorf("%w: post batch: router answered %s", errPermanent, resp.Status)
 	}
+}
+
+// gotConn notes the connection a batch goes over: a new one starts its age.
+func (s *Shipper) gotConn(info httptrace.GotConnInfo) {
+	if info.Conn == s.conn || info.Conn == s.closing {
+		return
+	}
+	s.conn, s.connSince = info.Conn, time.Now()
+	// 0.75–1.25 of the age: collectors that connected together do not all leave
+	// together.
+	s.connAge = time.Duration(float64(s.opts.MaxConnAge) * (0.75 + 0.5*mathrand.Float64()))
 }
 
 // redact drops the URL from transport errors: the router URL may carry userinfo.

@@ -93,7 +93,7 @@ func measureApply(ctx context.Context, routerBin string, drains, apps, reps int)
 	mctx, stopManager := context.WithCancel(ctx)
 	defer stopManager()
 	if err := controllers.Setup(mctx, mgr, controllers.Config{
-		Namespace: systemNS, RoutesSecret: "kubeplex-routes", Policy: policy, TokenGracePeriod: time.Hour,
+		Namespace: systemNS, RoutesSecret: routesName, Policy: policy, TokenGracePeriod: time.Hour,
 	}); err != nil {
 		return res, err
 	}
@@ -133,7 +133,7 @@ func measureApply(ctx context.Context, routerBin string, drains, apps, reps int)
 	res.created = time.Since(start)
 	fmt.Fprintf(os.Stderr, "apply: %d apps and %d drains created in %v\n", apps, drains, res.created.Round(time.Second))
 
-	store := &routes.Store{Client: k8s, Namespace: systemNS, Base: "kubeplex-routes"}
+	store := &routes.Store{Client: k8s, Namespace: systemNS, Base: routesName}
 	if err := waitFor(ctx, 30*time.Minute, 5*time.Second, func() (bool, error) {
 		t, err := store.Read(ctx)
 		if err != nil || t == nil {
@@ -154,7 +154,7 @@ func measureApply(ctx context.Context, routerBin string, drains, apps, reps int)
 	}
 	res.quiet = time.Since(start)
 	var s0 corev1.Secret
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: systemNS, Name: "kubeplex-routes"}, &s0); err != nil {
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: systemNS, Name: routesName}, &s0); err != nil {
 		return res, err
 	}
 	var shards corev1.SecretList
@@ -219,7 +219,18 @@ func measureApply(ctx context.Context, routerBin string, drains, apps, reps int)
 		fmt.Fprintf(os.Stderr, "apply: quiet %d: %v\n", rep, d)
 		res.quietRuns = append(res.quietRuns, d)
 	}
-	// Churn: other drains created and deleted, two a second, while the probe runs.
+	res.churns, res.churnRate, err = probeUnderChurn(ctx, k8s, apps, reps, run)
+	if err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// probeUnderChurn runs the probes while other drains are created and deleted, two
+// changes a second, and returns the probes' times and the churn's rate.
+func probeUnderChurn(ctx context.Context, k8s client.Client, apps, reps int,
+	run func(rep int, tag string) (time.Duration, error),
+) ([]time.Duration, float64, error) {
 	cctx, stopChurn := context.WithCancel(ctx)
 	var churned atomic.Int64
 	var wg sync.WaitGroup
@@ -232,34 +243,30 @@ func measureApply(ctx context.Context, routerBin string, drains, apps, reps int)
 				return
 			case <-tick.C:
 			}
-			a := (i * 104729) % apps
-			d := &kubeplexv1alpha1.LogDrain{ObjectMeta: metav1.ObjectMeta{Namespace: appNS(a), Name: fmt.Sprintf("churn-%d", i)},
-				Spec: kubeplexv1alpha1.LogDrainSpec{AppRef: kubeplexv1alpha1.AppReference{Name: appName(a)}, URL: benchDrainURL(i)}}
 			if i%2 == 1 {
 				prev := (i - 1) * 104729 % apps
-				d = &kubeplexv1alpha1.LogDrain{ObjectMeta: metav1.ObjectMeta{Namespace: appNS(prev), Name: fmt.Sprintf("churn-%d", i-1)}}
-				_ = k8s.Delete(cctx, d)
+				_ = k8s.Delete(cctx, &kubeplexv1alpha1.LogDrain{
+					ObjectMeta: metav1.ObjectMeta{Namespace: appNS(prev), Name: fmt.Sprintf("churn-%d", i-1)}})
 			} else {
-				_ = k8s.Create(cctx, d)
+				a := (i * 104729) % apps
+				_ = k8s.Create(cctx, &kubeplexv1alpha1.LogDrain{ObjectMeta: metav1.ObjectMeta{Namespace: appNS(a), Name: fmt.Sprintf("churn-%d", i)},
+					Spec: kubeplexv1alpha1.LogDrainSpec{AppRef: kubeplexv1alpha1.AppReference{Name: appName(a)}, URL: benchDrainURL(i)}})
 			}
 			churned.Add(1)
 		}
 	})
-	cstart := time.Now()
+	defer func() { stopChurn(); wg.Wait() }()
+	start := time.Now()
+	var out []time.Duration
 	for rep := range reps {
 		d, err := run(reps+rep, "churn")
 		if err != nil {
-			stopChurn()
-			wg.Wait()
-			return res, err
+			return out, 0, err
 		}
 		fmt.Fprintf(os.Stderr, "apply: churn %d: %v\n", rep, d)
-		res.churns = append(res.churns, d)
+		out = append(out, d)
 	}
-	stopChurn()
-	wg.Wait()
-	res.churnRate = float64(churned.Load()) / time.Since(cstart).Seconds()
-	return res, nil
+	return out, float64(churned.Load()) / time.Since(start).Seconds(), nil
 }
 
 // benchDrainURL is an address-literal destination (no DNS lookups) nobody listens on:
@@ -337,7 +344,7 @@ func firstDelivery(ctx context.Context, k8s client.Client, syslogAddr, token, ap
 // routing table's shard 0 changed after it (diagnosis: SCALE_PHASES=1).
 func phases(ctx context.Context, k8s client.Client, d *kubeplexv1alpha1.LogDrain, t0 time.Time) {
 	var s0 corev1.Secret
-	_ = k8s.Get(ctx, client.ObjectKey{Namespace: systemNS, Name: "kubeplex-routes"}, &s0)
+	_ = k8s.Get(ctx, client.ObjectKey{Namespace: systemNS, Name: routesName}, &s0)
 	rv0, accepted, seen := s0.ResourceVersion, false, ""
 	id := d.Namespace + "/" + d.Name
 	for ctx.Err() == nil {
@@ -361,7 +368,7 @@ func phases(ctx context.Context, k8s client.Client, d *kubeplexv1alpha1.LogDrain
 				fmt.Fprintf(os.Stderr, "  %s: drain Secret accepted after %v\n", d.Name, time.Since(t0))
 			}
 		}
-		if k8s.Get(ctx, client.ObjectKey{Namespace: systemNS, Name: "kubeplex-routes"}, &s0) == nil && s0.ResourceVersion != rv0 {
+		if k8s.Get(ctx, client.ObjectKey{Namespace: systemNS, Name: routesName}, &s0) == nil && s0.ResourceVersion != rv0 {
 			fmt.Fprintf(os.Stderr, "  %s: shard 0 rewritten after %v\n", d.Name, time.Since(t0))
 			rv0 = s0.ResourceVersion
 		}
@@ -492,20 +499,21 @@ func durs(ds []time.Duration) string {
 
 func applySection(r applyResult) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Measured by `make bench-scale` (`-only apply`) on %s, %d CPUs, %s; measured under load (%s; %s when the router started).\n\n",
+	fmt.Fprintf(&b, "Measured by `make bench-scale` (`-only apply`) on %s, %d CPUs, %s; "+
+		"measured under load (%s; %s when the router started).\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.Version(), loadNote, r.load)
 	b.WriteString(applyIntro)
-	fmt.Fprintf(&b, "| measure | value |\n|---|---|\n")
-	fmt.Fprintf(&b, "| objects | %d LogApps, %d LogDrains (and the manager's %d Secrets) |\n", r.apps, r.drains, r.apps*2+r.drains)
-	fmt.Fprintf(&b, "| all created (16 client goroutines) | %v |\n", r.created.Round(time.Second))
-	fmt.Fprintf(&b, "| every drain in the table, from the first create | %v |\n", r.inTable.Round(time.Second))
-	fmt.Fprintf(&b, "| manager's queues empty | %v |\n", r.quiet.Round(time.Second))
-	fmt.Fprintf(&b, "| table | %d shards, %.1f MiB |\n", r.shards, float64(r.bytes)/(1<<20))
-	fmt.Fprintf(&b, "| manager: Go heap after GC / process RSS (manager, its caches, the bench's client) | %s / %s |\n", mib(r.managerHeap), mib(r.managerRSS))
-	fmt.Fprintf(&b, "| router: start → table applied (reads all %d shards) | %v |\n", r.shards, r.routerReady.Round(time.Millisecond))
-	fmt.Fprintf(&b, "| router RSS with the table applied | %s |\n", mib(r.routerRSS))
-	fmt.Fprintf(&b, "| **apply of one drain → first message delivered**, quiet cluster | %s |\n", durs(r.quietRuns))
-	fmt.Fprintf(&b, "| the same while other drains are created and deleted (%.1f changes/s) | %s |\n", r.churnRate, durs(r.churns))
+	mdHead(&b, "measure", "value")
+	mdRow(&b, "objects", fmt.Sprintf("%d LogApps, %d LogDrains (and the manager's %d Secrets)", r.apps, r.drains, r.apps*2+r.drains))
+	mdRow(&b, "all created (16 client goroutines)", r.created.Round(time.Second))
+	mdRow(&b, "every drain in the table, from the first create", r.inTable.Round(time.Second))
+	mdRow(&b, "manager's queues empty", r.quiet.Round(time.Second))
+	mdRow(&b, "table", fmt.Sprintf("%d shards, %.1f MiB", r.shards, float64(r.bytes)/(1<<20)))
+	mdRow(&b, "manager: Go heap after GC / process RSS (manager, its caches, the bench's client)", mib(r.managerHeap)+" / "+mib(r.managerRSS))
+	mdRow(&b, fmt.Sprintf("router: start → table applied (reads all %d shards)", r.shards), r.routerReady.Round(time.Millisecond))
+	mdRow(&b, "router RSS with the table applied", mib(r.routerRSS))
+	mdRow(&b, "**apply of one drain → first message delivered**, quiet cluster", durs(r.quietRuns))
+	mdRow(&b, fmt.Sprintf("the same while other drains are created and deleted (%.1f changes/s)", r.churnRate), durs(r.churns))
 	return b.String()
 }
 
@@ -513,8 +521,9 @@ const applyIntro = "envtest (a real kube-apiserver and etcd on this machine), th
 	"(`controllers.Setup`, as `cmd/manager` wires them), one router binary reading the table from the Secrets. " +
 	"The bench creates the LogApps and LogDrains (address-literal destinations nobody listens on; no traffic goes to those apps), " +
 	"waits until the table holds every drain and the manager's work queues are empty, starts the router, and then, " +
-	"per probe, sends an app of its own (no other drains) a line every 10 ms over the router's syslog port, creates a LogDrain for it pointing at a new " +
-	"loopback listener, and times the create call → the first bytes at the listener: the drain reconcile, the table render " +
+	"per probe, sends an app of its own (no other drains) a line every 10 ms over the router's syslog port, " +
+	"creates a LogDrain for it pointing at a new loopback listener, and times the create call → the first bytes at the listener: " +
+	"the drain reconcile, the table render " +
 	"and store, the router's watch, read of the changed shard and apply, the dial, and delivery. Probes run one after another; " +
 	"each probe's drain is deleted after it.\n\n"
 

@@ -23,7 +23,7 @@ import (
 
 func main() {
 	doc := flag.String("doc", "", "write results into this markdown file (its measured sections)")
-	only := flag.String("only", "table,replicas,apply", "comma-separated sections: table, replicas, apply")
+	only := flag.String("only", "table,replicas,collectors,apply", "comma-separated sections: table, replicas, collectors, apply")
 	messages := flag.Int("messages", 600000, "messages per throughput run (-only replicas)")
 	routerBin := flag.String("router", "", "router binary for -only apply (default: build ./cmd/router)")
 	applySize := flag.String("apply-size", "50000:25000", "drains:apps of the end-to-end apply run")
@@ -101,6 +101,22 @@ func run(doc, only, sizes, routerBin, applySize string, reps, messages int) erro
 			if err := write(doc, "## Router replicas", body); err != nil {
 				return err
 			}
+		case "collectors":
+			bin, err := build()
+			if err != nil {
+				return err
+			}
+			r, err := measureCollectors(bin, 200, 3, 10*time.Second)
+			if err != nil {
+				return err
+			}
+			without, err := measureCollectors(bin, 200, 3, -1)
+			if err != nil {
+				return err
+			}
+			if err := write(doc, "## Collectors over replicas", collectorsSection(r, without)); err != nil {
+				return err
+			}
 		case "apply":
 			var drains, apps int
 			if _, err := fmt.Sscanf(applySize, "%d:%d", &drains, &apps); err != nil {
@@ -158,3 +174,21 @@ func write(doc, heading, body string) error {
 	}
 	return benchdoc.WriteSection(doc, heading, body)
 }
+
+// mdRow writes one markdown table row.
+func mdRow(b *strings.Builder, cells ...any) {
+	for _, c := range cells {
+		fmt.Fprintf(b, "| %v ", c)
+	}
+	b.WriteString("|\n")
+}
+
+// mdHead writes a markdown table's header and separator.
+func mdHead(b *strings.Builder, cols ...string) {
+	b.WriteString("| " + strings.Join(cols, " | ") + " |\n|" + strings.Repeat("---|", len(cols)) + "\n")
+}
+
+const (
+	routesName = "kubeplex-routes"
+	srcApp     = "app"
+)

@@ -43,8 +43,11 @@ func benchFrame(dst []byte, app, seq int) []byte {
 
 // routers is a set of router processes.
 type routers struct {
+	bin    string
 	procs  []*exec.Cmd
+	args   [][]string
 	syslog []string
+	http   []string
 	admin  []string
 	dir    string
 }
@@ -64,10 +67,10 @@ func startRouters(bin string, n int, t *routing.Table, extra ...string) (*router
 	if err := os.WriteFile(file, b, 0o600); err != nil {
 		return nil, err
 	}
-	rs := &routers{dir: dir}
+	rs := &routers{dir: dir, bin: bin}
 	for i := range n {
-		sl, adm := freeAddr(), freeAddr()
-		args := append([]string{"--routes", file, "--http-addr", freeAddr(), "--admin-addr", adm, "--syslog-tcp-addr", sl,
+		sl, adm, ht := freeAddr(), freeAddr(), freeAddr()
+		args := append([]string{"--routes", file, "--http-addr", ht, "--admin-addr", adm, "--syslog-tcp-addr", sl,
 			"--allow-cidrs", "127.0.0.0/8", "--name", fmt.Sprintf("r%d", i), "--log-level", "error"}, extra...)
 		cmd := exec.Command(bin, args...)
 		cmd.Stderr = os.Stderr
@@ -76,7 +79,9 @@ func startRouters(bin string, n int, t *routing.Table, extra ...string) (*router
 			return nil, err
 		}
 		rs.procs = append(rs.procs, cmd)
+		rs.args = append(rs.args, args)
 		rs.syslog = append(rs.syslog, sl)
+		rs.http = append(rs.http, ht)
 		rs.admin = append(rs.admin, adm)
 	}
 	for _, adm := range rs.admin {
@@ -88,6 +93,25 @@ func startRouters(bin string, n int, t *routing.Table, extra ...string) (*router
 		}
 	}
 	return rs, nil
+}
+
+// restart stops replica i (SIGTERM: it finishes requests and flushes its queues),
+// waits hold, and starts it again on the same ports; it returns once the new one is
+// ready.
+func (rs *routers) restart(i int, hold time.Duration) error {
+	p := rs.procs[i]
+	_ = p.Process.Signal(os.Interrupt)
+	_ = p.Wait()
+	time.Sleep(hold)
+	cmd := exec.Command(rs.bin, rs.args[i]...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	rs.procs[i] = cmd
+	return waitFor(context.Background(), time.Minute, 20*time.Millisecond, func() (bool, error) {
+		return httpOK("http://" + rs.admin[i] + "/readyz"), nil
+	})
 }
 
 func (rs *routers) stop() {
@@ -134,11 +158,13 @@ func procCPU(pid int) time.Duration {
 
 // front proxies each accepted connection to the next backend in turn.
 type front struct {
-	ln    net.Listener
-	next  atomic.Int64
-	back  []string
-	wg    sync.WaitGroup
-	conns sync.Map
+	ln     net.Listener
+	next   atomic.Int64
+	back   []string
+	wg     sync.WaitGroup
+	conns  sync.Map
+	active []atomic.Int64 // open connections per backend
+	out    []atomic.Bool  // backends taken out (an endpoint not ready)
 }
 
 func newFront(backends []string) (*front, error) {
@@ -146,7 +172,7 @@ func newFront(backends []string) (*front, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &front{ln: ln, back: backends}
+	f := &front{ln: ln, back: backends, active: make([]atomic.Int64, len(backends)), out: make([]atomic.Bool, len(backends))}
 	f.wg.Go(f.serve)
 	return f, nil
 }
@@ -160,6 +186,12 @@ func (f *front) serve() {
 			return
 		}
 		i := int(f.next.Add(1)-1) % len(f.back)
+		for range f.back {
+			if !f.out[i].Load() {
+				break
+			}
+			i = int(f.next.Add(1)-1) % len(f.back)
+		}
 		f.wg.Go(func() {
 			b, err := net.Dial("tcp", f.back[i])
 			if err != nil {
@@ -167,11 +199,16 @@ func (f *front) serve() {
 				return
 			}
 			f.conns.Store(c, b)
-			go func() { _, _ = io.Copy(c, b); _ = c.Close() }()
+			f.active[i].Add(1)
+			back := make(chan struct{})
+			go func() { _, _ = io.Copy(c, b); _ = c.Close(); close(back) }()
 			_, _ = io.Copy(b, c)
 			if tc, ok := b.(*net.TCPConn); ok {
 				_ = tc.CloseWrite()
 			}
+			<-back
+			_ = b.Close()
+			f.active[i].Add(-1)
 			f.conns.Delete(c)
 		})
 	}
@@ -322,16 +359,13 @@ func waitFrames(sinks []*countSink, want int64, idle time.Duration) int64 {
 
 // replicaRow is one throughput run.
 type replicaRow struct {
-	replicas       int
-	msgsPerSec     []float64
-	cpuPerMsg      []float64 // routers' CPU µs per input message
-	delivered      int64
-	sent           int64
-	drainConns     int64
-	rssPerReplica  uint64
-	idleRSS        uint64
-	rssPerDrain    float64 // (RSS with drains connected − idle) / drains, per replica
-	drainsMeasured int
+	replicas      int
+	msgsPerSec    []float64
+	cpuPerMsg     []float64 // routers' CPU µs per input message
+	delivered     int64
+	sent          int64
+	drainConns    int64
+	rssPerReplica uint64
 }
 
 // measureReplicas: throughput of apps apps × 1 syslog drain each through n routers.
@@ -347,7 +381,7 @@ func measureReplicas(bin string, n, apps, messages, conns, reps int) (replicaRow
 		defer s.close()
 		sinks[i] = s
 		t.Apps = append(t.Apps, routing.App{ID: fmt.Sprintf("bench/app-%d", i), History: 1500,
-			Tokens: []routing.Token{{Token: benchToken(i), Source: "app"}},
+			Tokens: []routing.Token{{Token: benchToken(i), Source: srcApp}},
 			Drains: []routing.Drain{{ID: fmt.Sprintf("bench/drain-%d", i), Token: fmt.Sprintf("d.%08x-0000-4000-8000-000000000000", i),
 				URL: "syslog://" + s.addr()}}})
 	}
@@ -410,7 +444,7 @@ func drainMemory(bin string, n, drains int) (idle, connected uint64, conns int64
 	t := &routing.Table{}
 	for i := range drains {
 		t.Apps = append(t.Apps, routing.App{ID: fmt.Sprintf("bench/app-%d", i), History: 10,
-			Tokens: []routing.Token{{Token: benchToken(i), Source: "app"}},
+			Tokens: []routing.Token{{Token: benchToken(i), Source: srcApp}},
 			Drains: []routing.Drain{{ID: fmt.Sprintf("bench/drain-%d", i), Token: fmt.Sprintf("d.%08x-0000-4000-8000-000000000000", i),
 				URL: "syslog://" + sink.addr()}}})
 	}
@@ -448,7 +482,7 @@ func historyMemory(bin string, n, apps, lines int) (before, after []uint64, err 
 	t := &routing.Table{}
 	for i := range apps {
 		t.Apps = append(t.Apps, routing.App{ID: fmt.Sprintf("bench/app-%d", i), History: lines,
-			Tokens: []routing.Token{{Token: benchToken(i), Source: "app"}}})
+			Tokens: []routing.Token{{Token: benchToken(i), Source: srcApp}}})
 	}
 	rs, err := startRouters(bin, n, t)
 	if err != nil {
@@ -553,7 +587,8 @@ func replicasSection(bin string, messages, reps int) (string, error) {
 			return "", fmt.Errorf("drain memory, %d replicas: %w", n, err)
 		}
 		per := float64(conn-idle) / drains
-		mems = append(mems, mem{n: n, idle: idle, conn: conn, conns: c, drains: drains, perDrainReplica: per, perDrainAllCopies: per * float64(n)})
+		mems = append(mems, mem{n: n, idle: idle, conn: conn, conns: c, drains: drains,
+			perDrainReplica: per, perDrainAllCopies: per * float64(n)})
 	}
 	const happs, hlines = 1000, 1500
 	b1, a1, err := historyMemory(bin, 1, happs, hlines)
@@ -572,22 +607,24 @@ func replicasSection(bin string, messages, reps int) (string, error) {
 		"sinks and the front) read the same table from a file; the front is a TCP proxy in the bench process that gives each new "+
 		"connection to the next replica in turn, as a Service spreads new connections (its copying is not counted in the routers' CPU). "+
 		"%d apps with one syslog drain each (a counting sink per drain); %d connections through the front, each sending %d 204-byte "+
-		"frames of one app (as a collector's connection carries its app's lines), after a warm-up that makes every replica dial every drain. Throughput is from the first write "+
+		"frames of one app (as a collector's connection carries its app's lines), after a warm-up that makes every replica "+
+		"dial every drain. Throughput is from the first write "+
 		"to the last frame at a sink, median of %d runs (all runs in brackets); CPU is the routers' user+system time per input "+
 		"message, summed over the replicas.\n\n", apps, conns, messages/conns, reps)
-	b.WriteString("| replicas | msgs/s (median) | runs | routers' CPU-µs/msg (median) | runs | delivered / sent | drain connections (per drain) | RSS per replica |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	mdHead(&b, "replicas", "msgs/s (median)", "runs", "routers' CPU-µs/msg (median)", "runs", "delivered / sent",
+		"drain connections (per drain)", "RSS per replica")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %d | %.0f | %s | %.2f | %s | %d / %d | %d (%d) | %s |\n", r.replicas, median(r.msgsPerSec), floats(r.msgsPerSec, "%.0f"),
-			median(r.cpuPerMsg), floats(r.cpuPerMsg, "%.2f"), r.delivered, r.sent, r.drainConns, r.drainConns/apps, mib(r.rssPerReplica))
+		mdRow(&b, r.replicas, fmt.Sprintf("%.0f", median(r.msgsPerSec)), floats(r.msgsPerSec, "%.0f"),
+			fmt.Sprintf("%.2f", median(r.cpuPerMsg)), floats(r.cpuPerMsg, "%.2f"), fmt.Sprintf("%d / %d", r.delivered, r.sent),
+			fmt.Sprintf("%d (%d)", r.drainConns, r.drainConns/apps), mib(r.rssPerReplica))
 	}
 	fmt.Fprintf(&b, "\nDrains and their connections: %d apps with one syslog drain each (one sink), no traffic (idle), then one "+
 		"line per app through each replica (every replica dials every drain).\n\n", drains)
-	b.WriteString("| replicas | RSS per replica, idle | RSS per replica, every drain connected | drain connections | per drain, per replica | per drain, all replicas |\n")
-	b.WriteString("|---|---|---|---|---|---|\n")
+	mdHead(&b, "replicas", "RSS per replica, idle", "RSS per replica, every drain connected", "drain connections",
+		"per drain, per replica", "per drain, all replicas")
 	for _, m := range mems {
-		fmt.Fprintf(&b, "| %d | %s | %s | %d (%d per drain) | %.1f KiB | %.1f KiB |\n", m.n, mib(m.idle), mib(m.conn), m.conns,
-			m.conns/int64(m.drains), m.perDrainReplica/1024, m.perDrainAllCopies/1024)
+		mdRow(&b, m.n, mib(m.idle), mib(m.conn), fmt.Sprintf("%d (%d per drain)", m.conns, m.conns/int64(m.drains)),
+			fmt.Sprintf("%.1f KiB", m.perDrainReplica/1024), fmt.Sprintf("%.1f KiB", m.perDrainAllCopies/1024))
 	}
 	sum := func(xs []uint64) uint64 {
 		var t uint64

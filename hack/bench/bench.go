@@ -115,21 +115,25 @@ type report struct {
 
 func (b *bench) all(ctx context.Context) (*report, error) {
 	rep := &report{Messages: b.o.messages, Reps: b.o.reps, CPUs: runtime.NumCPU(), Load: loadAvg(), LatDur: b.o.latDur}
-	small := load{perWrite: 1}
+	// Small pieces: one frame per write, as a syslog client writes, and 20 frames
+	// (4 KiB) per write, as a collector writing what it read writes.
+	small, pieces := load{perWrite: 1}, load{perWrite: 20}
 	for _, sc := range []scenario{
 		{relay: relayLoopback, conns: 1, drains: 1}, {relay: relayLoopback, conns: 4, drains: 1},
 		{relay: relayLoopback, conns: 1, drains: 10},
-		{relay: relayLoopback, conns: 1, drains: 1, load: small},
+		{relay: relayLoopback, conns: 1, drains: 1, load: small}, {relay: relayLoopback, conns: 1, drains: 1, load: pieces},
 		{relay: relayCopy, conns: 1, drains: 1}, {relay: relayCopy, conns: 1, drains: 1, load: small},
+		{relay: relayCopy, conns: 1, drains: 1, load: pieces},
 		{relay: relayRsyslog, conns: 1, drains: 1}, {relay: relayRsyslog, conns: 4, drains: 1},
-		{relay: relayRsyslog, conns: 1, drains: 1, load: small},
+		{relay: relayRsyslog, conns: 1, drains: 1, load: small}, {relay: relayRsyslog, conns: 1, drains: 1, load: pieces},
 		{relay: relayRouter, conns: 1, drains: 1}, {relay: relayRouter, conns: 4, drains: 1},
-		{relay: relayRouter, conns: 1, drains: 1, load: small},
+		{relay: relayRouter, conns: 1, drains: 1, load: small}, {relay: relayRouter, conns: 1, drains: 1, load: pieces},
 		{relay: relayRouter, conns: 1, drains: 10},
 		{relay: relayRouter, conns: 1, drains: 1, apps: 1000, load: load{apps: 1000}},
 		{relay: relayRouter, conns: 1, drains: 1, http: true},
 		{relay: relayRouter, conns: 1, drains: 1, http: true, slow: 20 * time.Millisecond, messages: b.o.messages / 5},
-		{relay: relayBaseline, conns: 1, drains: 1}, {relay: relayBaseline, conns: 1, drains: 1, load: small},
+		{relay: relayBaseline, conns: 1, drains: 1}, {relay: relayBaseline, conns: 4, drains: 1},
+		{relay: relayBaseline, conns: 1, drains: 1, load: small}, {relay: relayBaseline, conns: 1, drains: 1, load: pieces},
 		{relay: relayBaseline, conns: 1, drains: 1, http: true},
 		{relay: relayBaseline, conns: 1, drains: 1, http: true, slow: 20 * time.Millisecond, messages: b.o.messages / 5},
 		{relay: relayRouter1P, conns: 1, drains: 1}, {relay: relayRouter1P, conns: 4, drains: 1},

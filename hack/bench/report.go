@@ -138,8 +138,9 @@ func (r *report) markdown() string {
 
 func (r *report) throughputTables(w func(string, ...any)) {
 	w("### Throughput, TCP in → TCP out\n\n")
-	w("Frames per write: 5000 is a shipper writing ~1 MiB blocks; 1 is a syslog client or collector writing each\n")
-	w("message as it comes (\"small pieces\"), which makes the relay's reads small too.\n\n")
+	w("Frames per write: 5000 is a shipper writing ~1 MiB blocks; 20 (4 KiB) a collector writing what it read; 1 a syslog\n")
+	w("client writing each message as it comes. Small pieces make the relay's reads small too; with one frame per write\n")
+	w("the harness's writer is the limit (see the loopback row with the same writes).\n\n")
 	w("| relay | connections | drains | frames per write | msgs/s (median) | runs | CPU µs/msg | harness CPU µs/frame | peak RSS |" +
 		" delivered |\n")
 	w("|---|---|---|---|---|---|---|---|---|---|\n")
@@ -203,11 +204,16 @@ func (r *report) goals(w func(string, ...any)) {
 			w(" (the harness alone takes %.2f×)", ceil.Rate/rs1.Rate)
 		}
 		w(";\n")
-		rt1s, rs1s, lo1s, lo1 := r.findW(v, 1, 1, 1), r.findW(relayRsyslog, 1, 1, 1), r.findW(relayLoopback, 1, 1, 1), r.find(relayLoopback, 1, 1)
-		if rt1s != nil && rs1s != nil && lo1s != nil && lo1 != nil {
-			w("  - one connection ≥ 3× rsyslog and ≥ 35%% of raw loopback: block writes %.2f× and %.0f%%; "+
-				"one frame per write %.2f× and %.0f%% (of loopback with the same writes);\n",
-				rt1.Rate/rs1.Rate, 100*rt1.Rate/lo1.Rate, rt1s.Rate/rs1s.Rate, 100*rt1s.Rate/lo1s.Rate)
+		lo1 := r.find(relayLoopback, 1, 1)
+		if lo1 != nil {
+			w("  - one connection ≥ 3× rsyslog and ≥ 35%% of raw loopback: block writes %.2f× and %.0f%%", rt1.Rate/rs1.Rate, 100*rt1.Rate/lo1.Rate)
+			for _, per := range []int{20, 1} {
+				rt, rs, lo := r.findW(v, 1, 1, per), r.findW(relayRsyslog, 1, 1, per), r.findW(relayLoopback, 1, 1, per)
+				if rt != nil && rs != nil && lo != nil {
+					w("; %d frames per write %.2f× and %.0f%% (of loopback with the same writes)", per, rt.Rate/rs.Rate, 100*rt.Rate/lo.Rate)
+				}
+			}
+			w(";\n")
 		}
 		rsAt := map[int]latency{}
 		for _, l := range r.Latency {

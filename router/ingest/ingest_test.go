@@ -441,3 +441,36 @@ func TestStrictReceiversTakeEveryFrame(t *testing.T) {
 		t.Errorf("last valid moment became %s", ts)
 	}
 }
+
+// TestSyslogQuietAfterBusy: a connection that sends one frame per write as fast as
+// it can makes the reader coalesce (wait before reads, with the socket's low-water
+// mark raised); when it then goes quiet, a lone frame is still read and published.
+// Counted: if the mark stayed raised, the last frame would never arrive.
+func TestSyslogQuietAfterBusy(t *testing.T) {
+	e := setup(t, ingest.Limits{})
+	tcp, _, _, _ := startSyslog(t, e, time.Minute)
+	c, err := net.Dial("tcp", tcp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }() // the test is over
+	// Within the history's 1500 lines.
+	const n = 1000
+	for i := range n {
+		if _, err := c.Write(frames(fmt.Sprintf("<190>1 2026-11-25T10:00:00Z host %s web.1 - - busy %d", tokWeb, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := e.waitLines(t, "shop/web", n)
+	for i, l := range got {
+		if want := fmt.Sprintf("app[web.1] busy %d", i); l != want {
+			t.Fatalf("line %d = %q, want %q", i, l, want)
+		}
+	}
+	if _, err := c.Write(frames("<190>1 2026-11-25T10:00:01Z host " + tokWeb + " web.1 - - alone")); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.waitLines(t, "shop/web", n+1); got[n] != "app[web.1] alone" {
+		t.Fatalf("last line %q", got[n])
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/kubeplex/kubeplex/internal/wire"
@@ -135,6 +136,21 @@ func (r *connReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// rawConn returns c's socket when c is plain TCP, or nil. Not through TLS: a TLS
+// record cut across segments is read by the TLS layer in reads of its own, which
+// do not pass the coalescer and could wait on a raised low-water mark.
+func rawConn(c net.Conn) syscall.RawConn {
+	tcp, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	raw, err := tcp.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
+}
+
 // resolver maps records to apps for one connection or datagram, caching the last
 // token so a producer that sends the same token in every record pays one hash.
 type resolver struct {
@@ -217,16 +233,21 @@ func (s *Syslog) serveConn(c net.Conn, proto string) {
 	defer func() { _ = c.Close() }()
 	var b batch
 	n := 0
+	// One counter lookup per connection, not one per read.
+	ingested := s.m.IngestMessages.WithLabelValues(proto)
 	flush := func() int {
 		b.flush()
 		k := n
 		if n > 0 {
-			s.m.IngestMessages.WithLabelValues(proto).Add(float64(n))
+			ingested.Add(float64(n))
 			n = 0
 		}
 		return k
 	}
 	cr := &connReader{c: c, timeout: s.readTimeout, flush: flush, co: coalescer{window: s.Coalesce}}
+	if s.Coalesce > 0 {
+		cr.co.sock = newSockLowat(rawConn(c))
+	}
 	fr := wire.NewFrameReader(cr, s.limits.MaxFrame)
 	fr.AllowNewline = true
 	res := s.newResolver()

@@ -73,6 +73,12 @@ type Sink struct {
 	failLog  drain.FailureLog
 	// l14 is set once the current failure streak has been announced.
 	l14 bool
+	// tryOut, tryN and tryFn are TryWrite's write(2) on the raw connection: one
+	// function value made once, so that a write allocates nothing (a closure made
+	// per call would escape to the heap, twice per batch).
+	tryOut []byte
+	tryN   int
+	tryFn  func(fd uintptr) bool
 }
 
 var (
@@ -86,6 +92,10 @@ func New(cfg *drain.Config, env drain.Env, opts Options) (*Sink, error) {
 	opts.defaults()
 	s := &Sink{cfg: cfg, env: env, opts: opts, backoff: backoff.New(opts.MinBackoff, opts.MaxBackoff),
 		failLog: drain.FailureLog{Every: opts.LogEvery}}
+	s.tryFn = func(fd uintptr) bool {
+		s.tryN, _ = syscall.Write(int(fd), s.tryOut)
+		return true // never wait for the socket to become writable
+	}
 	host, port := cfg.URL.Hostname(), cfg.URL.Port()
 	if host == "" || port == "" {
 		return nil, fmt.Errorf("new syslog drain %s: URL needs host and port", cfg.ID)
@@ -195,12 +205,10 @@ func (s *Sink) TryWrite(b *drain.Batch, from int) int {
 		}
 		s.deadline = false
 	}
-	out := b.Bytes()[from:]
-	n := 0
-	err := s.raw.Write(func(fd uintptr) bool {
-		n, _ = syscall.Write(int(fd), out)
-		return true // never wait for the socket to become writable
-	})
+	s.tryOut, s.tryN = b.Bytes()[from:], 0
+	err := s.raw.Write(s.tryFn)
+	n := s.tryN
+	s.tryOut = nil
 	if err != nil || n <= 0 {
 		return from
 	}

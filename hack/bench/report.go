@@ -140,7 +140,7 @@ func (r *report) throughputTables(w func(string, ...any)) {
 	w("### Throughput, TCP in → TCP out\n\n")
 	w("Frames per write: 5000 is a shipper writing ~1 MiB blocks; 20 (4 KiB) a collector writing what it read; 1 a syslog\n")
 	w("client writing each message as it comes. Small pieces make the relay's reads small too; with one frame per write\n")
-	w("the harness's writer is the limit (see the loopback row with the same writes).\n\n")
+	w("the harness's own writer and sink dominate (the loopback row with the same writes has the sink read each piece).\n\n")
 	w("| relay | connections | drains | frames per write | msgs/s (median) | runs | CPU µs/msg | harness CPU µs/frame | peak RSS |" +
 		" delivered |\n")
 	w("|---|---|---|---|---|---|---|---|---|---|\n")

@@ -76,7 +76,7 @@ func (r *report) markdown() string {
 	w("rsyslog runs imtcp → omfwd (TCP, octet-counted, RFC 5424 template re-emitting every header field);\n")
 	w("the router runs with one app whose token is the frames' APP-NAME and a syslog:// drain.\n")
 	w("Load generator, sink and relay share the machine's CPUs. Throughput is the median of %d runs\n", r.Reps)
-	w("(all runs in brackets), from first write to last frame received; CPU is the relay's user+system time per input message;\n")
+	w("(all runs in brackets), from first write to last frame received; CPU is the relay's on-CPU time (per-thread schedstat) per input message;\n")
 	w("harness CPU is the load generator's and sinks' (this process's) per delivered frame, kernel time included;\n")
 	w("both relays get a 100,000-message queue. Numbers vary by up to ±30%% run to run: compare within one run.\n\n")
 	w("The sink follows octet counts over 256 KiB reads without parsing records (the router's tests check content)\n")

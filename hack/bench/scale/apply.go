@@ -348,17 +348,8 @@ func phases(ctx context.Context, k8s client.Client, d *kubeplexv1alpha1.LogDrain
 	rv0, accepted, seen := s0.ResourceVersion, false, ""
 	id := d.Namespace + "/" + d.Name
 	for ctx.Err() == nil {
-		if resp, err := http.Get("http://" + routerAdmin + "/status"); err == nil { //nolint:noctx // diagnosis only
-			var st routing.RouterStatus
-			_ = json.NewDecoder(resp.Body).Decode(&st)
-			_ = resp.Body.Close()
-			if ds, ok := st.Drains[id]; ok {
-				now := fmt.Sprintf("delivered %d lastError %q", ds.Delivered, ds.LastError)
-				if now != seen {
-					fmt.Fprintf(os.Stderr, "  %s: router status after %v: %s (table %s)\n", d.Name, time.Since(t0), now, st.Version)
-					seen = now
-				}
-			}
+		if os.Getenv("SCALE_PHASES") == "router" {
+			statusPhase(d, t0, id, &seen)
 		}
 		if !accepted {
 			var sec corev1.Secret
@@ -373,6 +364,25 @@ func phases(ctx context.Context, k8s client.Client, d *kubeplexv1alpha1.LogDrain
 			rv0 = s0.ResourceVersion
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// statusPhase prints when the router's /status first lists the drain (costly at
+// tens of thousands of drains: SCALE_PHASES=router only).
+func statusPhase(d *kubeplexv1alpha1.LogDrain, t0 time.Time, id string, seen *string) {
+	resp, err := http.Get("http://" + routerAdmin + "/status") //nolint:noctx // diagnosis only
+	if err != nil {
+		return
+	}
+	var st routing.RouterStatus
+	_ = json.NewDecoder(resp.Body).Decode(&st)
+	_ = resp.Body.Close()
+	if ds, ok := st.Drains[id]; ok {
+		now := fmt.Sprintf("delivered %d lastError %q", ds.Delivered, ds.LastError)
+		if now != *seen {
+			fmt.Fprintf(os.Stderr, "  %s: router status after %v: %s (table %s)\n", d.Name, time.Since(t0), now, st.Version)
+			*seen = now
+		}
 	}
 }
 

@@ -26,7 +26,8 @@ func main() {
 	only := flag.String("only", "table,replicas,collectors,apply", "comma-separated sections: table, replicas, collectors, apply")
 	messages := flag.Int("messages", 600000, "messages per throughput run (-only replicas)")
 	routerBin := flag.String("router", "", "router binary for -only apply (default: build ./cmd/router)")
-	applySize := flag.String("apply-size", "10000:1000", "drains:apps of the end-to-end apply run (50000:25000 took over 40 minutes of object creation on a loaded 2-CPU machine)")
+	applySize := flag.String("apply-size", "10000:1000",
+		"drains:apps of the end-to-end apply run (50000:25000 took over 40 minutes of object creation on a loaded 2-CPU machine)")
 	reps := flag.Int("reps", 5, "probes per condition in the apply run")
 	sizes := flag.String("sizes", "10000:5000,30000:15000,50000:25000", "drains:apps of the table rows")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")

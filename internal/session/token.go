@@ -30,6 +30,10 @@ const MaxIDLen = 2048
 // MaxLines is the largest history a session may ask for.
 const MaxLines = 1500
 
+// MaxSeen bounds Claims.Seen: more lines than this at one microsecond are all
+// taken as sent (a cursor then skips the rest of that microsecond).
+const MaxSeen = 16
+
 // MaxFilterLen bounds the source and dyno filters, as the LogSession API does.
 const MaxFilterLen = 64
 
@@ -45,8 +49,11 @@ type Claims struct {
 	Source    string `json:"source,omitempty"`
 	Dyno      string `json:"dyno,omitempty"`
 	// Since (µs since the epoch) skips history at or before it: a re-issued id
-	// continues where the stream it replaces left off.
-	Since int64 `json:"since,omitempty"`
+	// continues where the stream it replaces left off. With Seen, only the lines at
+	// exactly Since whose LineHash is listed are skipped (the others at that
+	// microsecond were not sent yet).
+	Since int64    `json:"since,omitempty"`
+	Seen  []uint32 `json:"seen,omitempty"`
 	// IssuedAt and Expires are Unix seconds; Expires is the connect-by deadline.
 	IssuedAt int64 `json:"iat"`
 	Expires  int64 `json:"exp"`
@@ -90,6 +97,8 @@ func (c *Claims) Check() error {
 		return fmt.Errorf("%w: source", ErrMalformed)
 	case len(c.Dyno) > MaxFilterLen || !filter.MatchString(c.Dyno):
 		return fmt.Errorf("%w: dyno", ErrMalformed)
+	case len(c.Seen) > MaxSeen:
+		return fmt.Errorf("%w: seen", ErrMalformed)
 	case c.Nonce == "" || c.KeyID == "" || c.Expires <= 0 || c.Since < 0:
 		return fmt.Errorf("%w: nonce, key id or expiry", ErrMalformed)
 	}

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/kubeplex/kubeplex/internal/session"
 	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/message"
 )
@@ -77,12 +79,12 @@ type jsonLine struct {
 	Notice  string `json:"notice,omitempty"`
 }
 
-// encoder appends records in one format; last is the newest cursor written.
+// encoder appends records in one format; cur is where the stream stands.
 type encoder struct {
-	f    format
-	buf  []byte
-	last int64
-	ts   []byte
+	f   format
+	buf []byte
+	cur cursor
+	ts  []byte
 }
 
 func (e *encoder) record(rec []byte) {
@@ -90,9 +92,7 @@ func (e *encoder) record(rec []byte) {
 	if err != nil {
 		return
 	}
-	if m.Time > e.last {
-		e.last = m.Time
-	}
+	e.cur.add(&m)
 	switch e.f {
 	case formatText:
 		e.buf = message.AppendText(e.buf, &m)
@@ -102,7 +102,7 @@ func (e *encoder) record(rec []byte) {
 		e.buf = append(e.buf, '\n')
 	case formatSSE:
 		e.buf = append(e.buf, "id: "...)
-		e.buf = strconv.AppendInt(e.buf, m.Time, 10)
+		e.buf = e.cur.append(e.buf)
 		e.buf = append(e.buf, "\nevent: line\ndata: "...)
 		e.buf = e.appendJSON(e.buf, &m)
 		e.buf = append(e.buf, "\n\n"...)
@@ -147,11 +147,93 @@ func (e *encoder) end() {
 	}
 }
 
-// parseCursor reads an SSE id (µs since the epoch).
-func parseCursor(s string) (int64, bool) {
-	if s == "" || len(s) > 20 {
-		return 0, false
+// cursor is where a stream stands: the newest line time sent (µs since the epoch)
+// and which lines at exactly that time were sent (LineHash), so a stream resumed
+// from it repeats none of them and skips none of the others at that microsecond.
+// Lines that arrive later with an older time than at are not resent (the stream is
+// in time order; a late line is behind the cursor).
+type cursor struct {
+	at   int64
+	seen []uint32
+	// all: every line at at counts as sent (more than session.MaxSeen of them, or
+	// a cursor of the old form without hashes).
+	all bool
+}
+
+// LineHash identifies a line within its microsecond: FNV-1a of source, process and
+// text. Two equal lines in one microsecond are one to a cursor.
+func LineHash(m *message.Msg) uint32 {
+	h := uint32(2166136261)
+	for _, part := range [][]byte{m.Source, {0}, m.ProcID, {0}, m.Text} {
+		for _, b := range part {
+			h ^= uint32(b)
+			h *= 16777619
+		}
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	return n, err == nil && n > 0
+	return h
+}
+
+func (c *cursor) add(m *message.Msg) {
+	switch {
+	case m.Time > c.at:
+		c.at, c.seen, c.all = m.Time, append(c.seen[:0], LineHash(m)), false
+	case m.Time == c.at && !c.all:
+		h := LineHash(m)
+		if slices.Contains(c.seen, h) {
+			return
+		}
+		if len(c.seen) == session.MaxSeen {
+			c.seen, c.all = c.seen[:0], true
+			return
+		}
+		c.seen = append(c.seen, h)
+	}
+}
+
+// claims returns the cursor as session claims' Since and Seen.
+func (c cursor) claims() (int64, []uint32) {
+	if c.all || len(c.seen) == 0 {
+		return c.at, nil
+	}
+	return c.at, slices.Clone(c.seen)
+}
+
+// append writes the cursor as an SSE id: "T", or "T-h1.h2" with the hashes in hex.
+func (c cursor) append(dst []byte) []byte {
+	dst = strconv.AppendInt(dst, c.at, 10)
+	if c.all {
+		return dst
+	}
+	for i, h := range c.seen {
+		sep := byte('.')
+		if i == 0 {
+			sep = '-'
+		}
+		dst = append(dst, sep)
+		dst = strconv.AppendUint(dst, uint64(h), 16)
+	}
+	return dst
+}
+
+// parseCursor reads an SSE id: "T" (every line at T sent) or "T-h1.h2…".
+func parseCursor(s string) (cursor, bool) {
+	if s == "" || len(s) > 20+session.MaxSeen*9 {
+		return cursor{}, false
+	}
+	at, hashes, found := strings.Cut(s, "-")
+	n, err := strconv.ParseInt(at, 10, 64)
+	if err != nil || n <= 0 || (found && hashes == "") {
+		return cursor{}, false
+	}
+	c := cursor{at: n, all: hashes == ""}
+	if hashes != "" {
+		for hs := range strings.SplitSeq(hashes, ".") {
+			h, err := strconv.ParseUint(hs, 16, 32)
+			if err != nil || len(c.seen) == session.MaxSeen {
+				return cursor{}, false
+			}
+			c.seen = append(c.seen, uint32(h))
+		}
+	}
+	return c, true
 }

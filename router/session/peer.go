@@ -49,12 +49,13 @@ const (
 
 // peerRequest is what a replica asks another for.
 type peerRequest struct {
-	App    string `json:"app"`
-	Lines  int    `json:"lines"`
-	Tail   bool   `json:"tail"`
-	Source string `json:"source,omitempty"`
-	Dyno   string `json:"dyno,omitempty"`
-	Since  int64  `json:"since,omitempty"`
+	App    string   `json:"app"`
+	Lines  int      `json:"lines"`
+	Tail   bool     `json:"tail"`
+	Source string   `json:"source,omitempty"`
+	Dyno   string   `json:"dyno,omitempty"`
+	Since  int64    `json:"since,omitempty"`
+	Seen   []uint32 `json:"seen,omitempty"`
 	// To is the host:port the call is sent to; Nonce is random, once per call.
 	To    string `json:"to"`
 	Nonce string `json:"nonce"`
@@ -340,7 +341,7 @@ func (h *Handler) servePeer(w http.ResponseWriter, r *http.Request) {
 		tail = newSink(f, h.opts.BufferLines)
 		tail.dropCounter = h.metrics.dropped
 	}
-	hist, cancel := snapshot(app, req.Lines, Filter{Source: req.Source, Dyno: req.Dyno, Since: req.Since}, tail)
+	hist, cancel := snapshot(app, req.Lines, Filter{Source: req.Source, Dyno: req.Dyno, Since: req.Since, Seen: req.Seen}, tail)
 	defer cancel()
 	keepOpen(w)
 	w.Header().Set("Content-Type", peerMediaType)

@@ -205,10 +205,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", f.contentType())
 		return
 	}
-	since := claims.Since
+	since := cursor{at: claims.Since, seen: claims.Seen, all: len(claims.Seen) == 0}
 	if f == formatSSE {
 		// EventSource sends the last id it saw when it reconnects on its own.
-		if c, ok := parseCursor(r.Header.Get("Last-Event-ID")); ok && c > since {
+		if c, ok := parseCursor(r.Header.Get("Last-Event-ID")); ok && c.at >= since.at {
 			since = c
 		}
 	}
@@ -221,7 +221,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // stream sends history, then the tail.
 func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Request, app *dispatch.App,
-	c *session.Claims, since int64, f format) {
+	c *session.Claims, since cursor, f format) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	filter := Filter{Source: c.Source, Dyno: c.Dyno}
@@ -230,7 +230,8 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 		tail = newSink(filter, h.opts.BufferLines)
 		tail.dropCounter = h.metrics.dropped
 	}
-	req := peerRequest{App: c.AppID(), Lines: c.Lines, Tail: c.Tail, Source: c.Source, Dyno: c.Dyno, Since: since}
+	sinceAt, sinceSeen := since.claims()
+	req := peerRequest{App: c.AppID(), Lines: c.Lines, Tail: c.Tail, Source: c.Source, Dyno: c.Dyno, Since: sinceAt, Seen: sinceSeen}
 	var streams []*peerStream
 	if c.Lines > 0 || c.Tail {
 		for _, p := range h.peers.Peers() {
@@ -238,7 +239,7 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 	}
 	histFilter := filter
-	histFilter.Since = since
+	histFilter.Since, histFilter.Seen = sinceAt, sinceSeen
 	local, unsubscribe := snapshot(app, c.Lines, histFilter, tail)
 	defer unsubscribe()
 
@@ -265,9 +266,10 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 		w.Header().Set("X-Accel-Buffering", "no") // nginx ingress: do not buffer the stream
 	}
 	fl, _ := w.(http.Flusher)
-	enc := &encoder{f: f}
+	// The stream goes on from since: lines at its microsecond add to what it has seen.
+	enc := &encoder{f: f, cur: cursor{at: since.at, seen: slices.Clone(since.seen), all: since.all}}
 	if f == formatSSE {
-		if err := h.reissue(enc, r, c, since); err != nil {
+		if err := h.reissue(enc, r, c, enc.cur); err != nil {
 			h.log.Warn("session re-issue failed", "err", err)
 		}
 	}
@@ -299,7 +301,7 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 			return
 		case <-reissue.C:
 			if f == formatSSE {
-				if err := h.reissue(enc, r, c, max(since, enc.last)); err != nil {
+				if err := h.reissue(enc, r, c, enc.cur); err != nil {
 					h.log.Warn("session re-issue failed", "err", err)
 				}
 			}
@@ -339,9 +341,10 @@ func keepOpen(w http.ResponseWriter) {
 // reissue writes an SSE "session" event with a fresh id for the same claims that
 // continues after cursor, so a viewer whose stream drops can reconnect after the
 // original connect-by deadline.
-func (h *Handler) reissue(enc *encoder, r *http.Request, c *session.Claims, cursor int64) error {
+func (h *Handler) reissue(enc *encoder, r *http.Request, c *session.Claims, cur cursor) error {
+	at, seen := cur.claims()
 	next := session.Claims{Namespace: c.Namespace, App: c.App, Lines: c.Lines, Tail: c.Tail,
-		Source: c.Source, Dyno: c.Dyno, Since: cursor}
+		Source: c.Source, Dyno: c.Dyno, Since: at, Seen: seen}
 	ttl := time.Duration(c.Expires-c.IssuedAt) * time.Second
 	now := time.Now()
 	id, err := session.Sign(next, h.keys(), now, max(ttl, time.Second))

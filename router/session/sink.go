@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -17,13 +18,16 @@ import (
 type Filter struct {
 	Source string
 	Dyno   string
-	// Since skips records at or before it (µs since the epoch; 0: none).
+	// Since skips records at or before it (µs since the epoch; 0: none); with Seen,
+	// of the records at exactly Since only those whose LineHash is in Seen.
 	Since int64
+	Seen  []uint32
 }
 
 // Match reports whether a decoded record passes.
 func (f *Filter) Match(m *message.Msg) bool {
-	return (f.Source == "" || string(m.Source) == f.Source) && session.MatchDyno(f.Dyno, m.ProcID) && m.Time > f.Since
+	return (f.Source == "" || string(m.Source) == f.Source) && session.MatchDyno(f.Dyno, m.ProcID) &&
+		(m.Time > f.Since || (m.Time == f.Since && len(f.Seen) > 0 && !slices.Contains(f.Seen, LineHash(m))))
 }
 
 // DefaultBufferLines bounds a tail session's buffer: beyond it, new lines are dropped

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -102,5 +103,33 @@ func TestSinkCoalesce(t *testing.T) {
 	cancel()
 	if <-done {
 		t.Fatal("coalesce returned true after its context ended")
+	}
+}
+
+func TestCursorRoundTrip(t *testing.T) {
+	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	var c cursor
+	for _, text := range []string{"a", "b", "a"} { // a repeat counts once
+		m, _ := message.Decode(message.AppendStrings(nil, 190, at, "app", "web.1", text))
+		c.add(&m)
+	}
+	got, ok := parseCursor(string(c.append(nil)))
+	if !ok || got.at != at.UnixMicro() || len(got.seen) != 2 || got.all {
+		t.Fatalf("round trip of %q: %+v %v", c.append(nil), got, ok)
+	}
+	if old, ok := parseCursor("1795600800001000"); !ok || !old.all {
+		t.Errorf("a bare time is a cursor with every line at it sent: %+v %v", old, ok)
+	}
+	for _, bad := range []string{"", "-1", "x", "12-zz", "12-", "12-1.", strings.Repeat("1", 400)} {
+		if _, ok := parseCursor(bad); ok {
+			t.Errorf("parseCursor(%q) accepted", bad)
+		}
+	}
+	for i := range 17 { // more than MaxSeen lines in one µs: all count as sent
+		m, _ := message.Decode(message.AppendStrings(nil, 190, at.Add(time.Second), "app", "web.1", fmt.Sprint(i)))
+		c.add(&m)
+	}
+	if sec, seen := c.claims(); sec != at.Add(time.Second).UnixMicro() || seen != nil {
+		t.Errorf("after 17 lines in one µs: since %d seen %v", sec, seen)
 	}
 }

@@ -19,27 +19,42 @@ func TestAPIValidation(t *testing.T) {
 	ctx := context.Background()
 	tlsOpts := &kubeplexv1alpha1.DrainTLS{InsecureSkipVerify: true}
 	creds := &kubeplexv1alpha1.CredentialsSecretReference{Name: "creds"}
+	otlp := &kubeplexv1alpha1.OTLPOptions{Compression: "none", HeadersSecretRef: &kubeplexv1alpha1.SecretReference{Name: "hdrs"}}
+	const tlsOnly = "tls is only used by syslog+tls, https, otlp+https and otlp+grpcs drains"
 	drains := []struct {
 		name  string
 		url   string
 		tls   *kubeplexv1alpha1.DrainTLS
 		creds *kubeplexv1alpha1.CredentialsSecretReference
+		otlp  *kubeplexv1alpha1.OTLPOptions
 		want  string // "" = accepted
 	}{
-		{"tls-on-syslog", "syslog://logs.example.test:514", tlsOpts, nil, "tls is only used by syslog+tls and https drains"},
-		{"tls-on-http", "http://logs.example.test/x", tlsOpts, nil, "tls is only used by syslog+tls and https drains"},
-		{"tls-on-syslog-tls", "syslog+tls://logs.example.test:6514", tlsOpts, nil, ""},
-		{"tls-on-https", "https://logs.example.test/x", tlsOpts, nil, ""},
-		{"creds-on-syslog", "syslog://logs.example.test:514", nil, creds, "credentialsSecretRef is only used by http and https drains"},
-		{"creds-on-syslog-tls", "syslog+tls://logs.example.test:6514", nil, creds, "credentialsSecretRef is only used by http and https drains"},
-		{"creds-on-https", "https://logs.example.test/x", nil, creds, ""},
+		{"tls-on-syslog", "syslog://logs.example.test:514", tlsOpts, nil, nil, tlsOnly},
+		{"tls-on-http", "http://logs.example.test/x", tlsOpts, nil, nil, tlsOnly},
+		{"tls-on-syslog-tls", "syslog+tls://logs.example.test:6514", tlsOpts, nil, nil, ""},
+		{"tls-on-https", "https://logs.example.test/x", tlsOpts, nil, nil, ""},
+		{"creds-on-syslog", "syslog://logs.example.test:514", nil, creds, nil, "credentialsSecretRef is only used by http and https drains"},
+		{"creds-on-syslog-tls", "syslog+tls://logs.example.test:6514", nil, creds, nil, "credentialsSecretRef is only used by http and https drains"},
+		{"creds-on-https", "https://logs.example.test/x", nil, creds, nil, ""},
 		// The router refuses syslog+tcp too (router/dispatch DrainType): neither takes it.
-		{"syslog-tcp", "syslog+tcp://logs.example.test:514", nil, nil, "url scheme must be one of syslog, syslog+tls, http, https"},
+		{"syslog-tcp", "syslog+tcp://logs.example.test:514", nil, nil, nil, "url scheme must be one of syslog, syslog+tls, http, https, otlp+http"},
+		{"otlp-http", "otlp+http://otel.example.test", nil, nil, otlp, ""},
+		{"otlp-http-path", "otlp+http://otel.example.test:4318/custom/logs", nil, nil, nil, ""},
+		{"otlp-https-tls", "otlp+https://otel.example.test", tlsOpts, nil, otlp, ""},
+		{"otlp-grpc", "otlp+grpc://otel.example.test:4317", nil, nil, otlp, ""},
+		{"otlp-grpcs-tls", "otlp+grpcs://otel.example.test", tlsOpts, nil, nil, ""},
+		{"tls-on-otlp-http", "otlp+http://otel.example.test", tlsOpts, nil, nil, tlsOnly},
+		{"tls-on-otlp-grpc", "otlp+grpc://otel.example.test:4317", tlsOpts, nil, nil, tlsOnly},
+		{"otlp-grpc-path", "otlp+grpc://otel.example.test:4317/v1/logs", nil, nil, nil, "otlp+grpc urls take no path"},
+		{"otlp-on-https", "https://logs.example.test/x", nil, nil, otlp, "otlp is only used by otlp+http"},
+		{"otlp-on-syslog", "syslog://logs.example.test:514", nil, nil, otlp, "otlp is only used by otlp+http"},
+		{"creds-on-otlp", "otlp+https://otel.example.test", nil, creds, nil, "credentialsSecretRef is only used by http and https drains"},
+		{"otlp-bad-compression", "otlp+http://otel.example.test", nil, nil, &kubeplexv1alpha1.OTLPOptions{Compression: "zstd"}, "compression"},
 	}
 	for _, tc := range drains {
 		t.Run("drain "+tc.name, func(t *testing.T) {
 			d := newDrain(ns, tc.name, "web", tc.url)
-			d.Spec.TLS, d.Spec.CredentialsSecretRef = tc.tls, tc.creds
+			d.Spec.TLS, d.Spec.CredentialsSecretRef, d.Spec.OTLP = tc.tls, tc.creds, tc.otlp
 			err := k8s.Create(ctx, d)
 			switch {
 			case tc.want == "" && err != nil:

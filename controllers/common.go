@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -68,10 +69,14 @@ func secretRefs(d *kubeplexv1alpha1.LogDrain) []string {
 	if d.Spec.CredentialsSecretRef != nil {
 		out = append(out, d.Spec.CredentialsSecretRef.Name)
 	}
-	if d.Spec.TLS != nil && d.Spec.TLS.CASecretRef != nil && (len(out) == 0 || out[0] != d.Spec.TLS.CASecretRef.Name) {
+	if d.Spec.TLS != nil && d.Spec.TLS.CASecretRef != nil {
 		out = append(out, d.Spec.TLS.CASecretRef.Name)
 	}
-	return out
+	if d.Spec.OTLP != nil && d.Spec.OTLP.HeadersSecretRef != nil {
+		out = append(out, d.Spec.OTLP.HeadersSecretRef.Name)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // drainAppChanged passes drain creations, deletions and changes of spec.appRef: what

@@ -56,10 +56,13 @@ func (r *LogDrainReconciler) checkDestination(ctx context.Context, d *kubeplexv1
 	}
 	d.Status.Destination = u.Scheme + "://" + u.Host
 	switch u.Scheme {
-	case "syslog", "syslog+tls", "http", "https":
+	case "syslog", "syslog+tls", "http", "https", "otlp+http", "otlp+https", "otlp+grpc", "otlp+grpcs":
 	default:
 		return nil, &specError{reason: kubeplexv1alpha1.InvalidURLReason,
-			msg: fmt.Sprintf("url scheme %q is not one of syslog, syslog+tls, http, https", u.Scheme)}
+			msg: fmt.Sprintf("url scheme %q is not one of syslog, syslog+tls, http, https, otlp+http, otlp+https, otlp+grpc, otlp+grpcs", u.Scheme)}
+	}
+	if isOTLPGRPC(u.Scheme) && u.EscapedPath() != "" && u.EscapedPath() != "/" {
+		return nil, &specError{reason: kubeplexv1alpha1.InvalidURLReason, msg: "otlp+grpc urls take no path"}
 	}
 	if err := r.checkPolicy(ctx, d); err != nil {
 		var na *egress.NotAllowedError
@@ -133,7 +136,10 @@ func (r *LogDrainReconciler) resolveCredentials(ctx context.Context, d *kubeplex
 		}
 		acc.Username, acc.Password = string(data[userKey]), string(pass)
 	}
-	if t := d.Spec.TLS; t != nil && (strings.HasPrefix(acc.URL, "https://") || strings.HasPrefix(acc.URL, "syslog+tls://")) {
+	if err := r.resolveOTLP(ctx, d, acc); err != nil {
+		return err
+	}
+	if t := d.Spec.TLS; t != nil && usesTLS(acc.URL) {
 		acc.TLS = &routing.TLS{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
 		if ref := t.CASecretRef; ref != nil {
 			data, err := r.secretData(ctx, d.Namespace, ref.Name)
@@ -153,6 +159,16 @@ func (r *LogDrainReconciler) resolveCredentials(ctx context.Context, d *kubeplex
 		}
 	}
 	return nil
+}
+
+// usesTLS reports whether a drain URL's scheme is one the tls options apply to.
+func usesTLS(u string) bool {
+	for _, p := range []string{"https://", "syslog+tls://", "otlp+https://", "otlp+grpcs://"} {
+		if strings.HasPrefix(u, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func isIPLiteral(host string) bool {

@@ -41,6 +41,9 @@ const (
 	TokenSecretErrorReason = "TokenSecretError"
 	// InvalidTLSReason: the drain's TLS settings cannot be used (a CA that is no PEM).
 	InvalidTLSReason = "InvalidTLS"
+	// InvalidHeadersReason: an OTLP drain's headers Secret holds a key or value that
+	// cannot be sent as a request header (the message names keys, never values).
+	InvalidHeadersReason = "InvalidHeaders"
 	// HostNotResolvedReason: the drain's host name did not resolve (a transient state;
 	// the drain keeps its last accepted destination while it is retried).
 	HostNotResolvedReason = "HostNotResolved"

@@ -5,7 +5,8 @@ import (
 )
 
 // LogDrainSpec says where an app's stream is delivered.
-// +kubebuilder:validation:XValidation:rule="!has(self.tls) || !isURL(self.url) || url(self.url).getScheme() in ['syslog+tls', 'https']",message="tls is only used by syslog+tls and https drains"
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || !isURL(self.url) || url(self.url).getScheme() in ['syslog+tls', 'https', 'otlp+https', 'otlp+grpcs']",message="tls is only used by syslog+tls, https, otlp+https and otlp+grpcs drains"
+// +kubebuilder:validation:XValidation:rule="!has(self.otlp) || !isURL(self.url) || url(self.url).getScheme().startsWith('otlp+')",message="otlp is only used by otlp+http, otlp+https, otlp+grpc and otlp+grpcs drains"
 // +kubebuilder:validation:XValidation:rule="!has(self.credentialsSecretRef) || !isURL(self.url) || url(self.url).getScheme() in ['http', 'https']",message="credentialsSecretRef is only used by http and https drains"
 type LogDrainSpec struct {
 	// appRef names the LogApp, in the drain's namespace, whose stream is drained. It
@@ -16,15 +17,20 @@ type LogDrainSpec struct {
 	AppRef AppReference `json:"appRef"`
 
 	// url is the destination: syslog://host:port (TCP), syslog+tls://host:port,
-	// http://host/path or https://host/path. Userinfo in an http(s) URL becomes Basic
-	// auth; prefer credentialsSecretRef so the password is not in the object.
+	// http://host/path or https://host/path (logplex-1), or an OpenTelemetry (OTLP)
+	// receiver: otlp+http://host[:port][/path] and otlp+https://… (OTLP/HTTP protobuf,
+	// POSTed to /v1/logs unless the URL has a path; default ports 4318 and 443),
+	// otlp+grpc://host[:port] (gRPC without TLS) and otlp+grpcs://host[:port] (gRPC over
+	// TLS; default ports 4317 and 443). Userinfo in an http(s) URL becomes Basic auth;
+	// prefer credentialsSecretRef so the password is not in the object.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self)",message="url must be an absolute URL such as syslog://logs.example.com:514"
-	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() in ['syslog', 'syslog+tls', 'http', 'https']",message="url scheme must be one of syslog, syslog+tls, http, https"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() in ['syslog', 'syslog+tls', 'http', 'https', 'otlp+http', 'otlp+https', 'otlp+grpc', 'otlp+grpcs']",message="url scheme must be one of syslog, syslog+tls, http, https, otlp+http, otlp+https, otlp+grpc, otlp+grpcs"
 	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getHostname() != ''",message="url must name a host"
 	// +kubebuilder:validation:XValidation:rule="!isURL(self) || !(url(self).getScheme() in ['syslog', 'syslog+tls']) || url(self).getPort() != ''",message="syslog urls must name a port, e.g. syslog://logs.example.com:514"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || !(url(self).getScheme() in ['otlp+grpc', 'otlp+grpcs']) || url(self).getEscapedPath() in ['', '/']",message="otlp+grpc urls take no path: the gRPC method is fixed (opentelemetry.proto.collector.logs.v1.LogsService/Export)"
 	URL string `json:"url"`
 
 	// credentialsSecretRef points at a Secret, in the drain's namespace, holding the
@@ -35,7 +41,8 @@ type LogDrainSpec struct {
 	// +optional
 	CredentialsSecretRef *CredentialsSecretReference `json:"credentialsSecretRef,omitempty"`
 
-	// tls configures certificate checks for syslog+tls and https drains.
+	// tls configures certificate checks for syslog+tls, https, otlp+https and
+	// otlp+grpcs drains.
 	// +optional
 	TLS *DrainTLS `json:"tls,omitempty"`
 
@@ -49,6 +56,36 @@ type LogDrainSpec struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="addon is immutable; create a new LogDrain"
 	Addon string `json:"addon,omitempty"`
+
+	// otlp configures OpenTelemetry drains (otlp+http, otlp+https, otlp+grpc,
+	// otlp+grpcs): request headers and compression.
+	// +optional
+	OTLP *OTLPOptions `json:"otlp,omitempty"`
+}
+
+// OTLPOptions configure an OTLP drain.
+type OTLPOptions struct {
+	// headersSecretRef names a Secret, in the drain's namespace, whose every key is
+	// sent as a request header (gRPC metadata, lower-cased) with its value, e.g.
+	// "authorization: Bearer …" or a vendor's API-key header. The Secret must opt in as
+	// for credentialsSecretRef. Values are never shown in status, Events or logs.
+	// +optional
+	HeadersSecretRef *SecretReference `json:"headersSecretRef,omitempty"`
+
+	// compression of request bodies: gzip (the default, as the OpenTelemetry
+	// Collector's OTLP exporters) or none.
+	// +kubebuilder:validation:Enum=gzip;none
+	// +optional
+	Compression string `json:"compression,omitempty"`
+}
+
+// SecretReference names a Secret in the same namespace.
+type SecretReference struct {
+	// name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
 }
 
 // AppReference names a LogApp in the same namespace.
@@ -148,7 +185,7 @@ type LogDrainStatus struct {
 	LastError string `json:"lastError,omitempty"`
 }
 
-// LogDrain delivers one LogApp's stream to a syslog or HTTP(S) endpoint.
+// LogDrain delivers one LogApp's stream to a syslog, HTTP(S) or OTLP endpoint.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=ldrain;drain,categories=kubeplex

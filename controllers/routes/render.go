@@ -47,6 +47,9 @@ type AcceptedDrain struct {
 	Username string       `json:"username,omitempty"`
 	Password string       `json:"password,omitempty"`
 	TLS      *routing.TLS `json:"tls,omitempty"`
+	// Headers and Compression of an OTLP drain (routing.Drain).
+	Headers     map[string]string `json:"headers,omitempty"`
+	Compression string            `json:"compression,omitempty"`
 	// Generation of the LogDrain that was accepted.
 	Generation int64 `json:"generation"`
 }
@@ -225,13 +228,15 @@ func Render(in Input) Result {
 			continue
 		}
 		table.Apps[pos].Drains = append(table.Apps[pos].Drains, routing.Drain{
-			ID:       ID(d.Namespace, d.Name),
-			Token:    tok,
-			URL:      acc.URL,
-			Username: acc.Username,
-			Password: acc.Password,
-			HMACKey:  key,
-			TLS:      acc.TLS,
+			ID:          ID(d.Namespace, d.Name),
+			Token:       tok,
+			URL:         acc.URL,
+			Username:    acc.Username,
+			Password:    acc.Password,
+			HMACKey:     key,
+			TLS:         acc.TLS,
+			Headers:     acc.Headers,
+			Compression: acc.Compression,
 		})
 	}
 	for _, tok := range in.Platform {

@@ -144,10 +144,14 @@ func defaultPort(u *url.URL) (uint16, error) {
 		return uint16(n), nil
 	}
 	switch u.Scheme {
-	case "https":
+	case "https", "otlp+https", "otlp+grpcs":
 		return 443, nil
 	case "http":
 		return 80, nil
+	case "otlp+http":
+		return 4318, nil // the OTLP/HTTP port (OpenTelemetry protocol specification)
+	case "otlp+grpc":
+		return 4317, nil
 	case "syslog", "syslog+tls":
 		return 0, errors.New("parse url: syslog urls need a port")
 	}

@@ -153,9 +153,21 @@ type Drain struct {
 	Password string `json:"password,omitempty"`
 	// HMACKey signs HTTP batches (hex HMAC-SHA256 of the body) when set.
 	HMACKey string `json:"hmacKey,omitempty"`
-	// TLS options for syslog+tls and https.
+	// TLS options for syslog+tls, https, otlp+https and otlp+grpcs.
 	TLS *TLS `json:"tls,omitempty"`
+	// Headers are sent with every OTLP request (gRPC metadata for otlp+grpc), names
+	// lower-case. Values are credentials: never logged or reported.
+	Headers map[string]string `json:"headers,omitempty"`
+	// Compression of OTLP request bodies: CompressionGzip (also when empty, the
+	// LogDrain API's default) or CompressionNone.
+	Compression string `json:"compression,omitempty"`
 }
+
+// OTLP drain compressions (Drain.Compression).
+const (
+	CompressionGzip = "gzip"
+	CompressionNone = "none"
+)
 
 // TLS options for a drain.
 type TLS struct {

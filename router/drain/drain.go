@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/url"
 	"time"
 
@@ -85,7 +86,8 @@ type Config struct {
 // so a table swap can keep a running drain and its connections.
 func (c *Config) Equal(o *Config) bool {
 	if c.ID != o.ID || c.Token != o.Token || c.Drain.URL != o.Drain.URL || c.Username != o.Username ||
-		c.Password != o.Password || c.HMACKey != o.HMACKey {
+		c.Password != o.Password || c.HMACKey != o.HMACKey || c.Compression != o.Compression ||
+		!maps.Equal(c.Headers, o.Headers) {
 		return false
 	}
 	if (c.TLS == nil) != (o.TLS == nil) {

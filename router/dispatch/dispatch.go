@@ -23,6 +23,7 @@ import (
 	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/drain"
 	httpdrain "github.com/kubeplex/kubeplex/router/drain/http"
+	"github.com/kubeplex/kubeplex/router/drain/otlp"
 	"github.com/kubeplex/kubeplex/router/drain/syslog"
 	"github.com/kubeplex/kubeplex/router/history"
 	"github.com/kubeplex/kubeplex/router/message"
@@ -37,9 +38,10 @@ type Options struct {
 	Logger    *slog.Logger
 	Metrics   *metrics.Metrics
 	UserAgent string
-	// Syslog and HTTP tune the drain types.
+	// Syslog, HTTP and OTLP tune the drain types.
 	Syslog syslog.Options
 	HTTP   httpdrain.Options
+	OTLP   otlp.Options
 	// RemoveGrace bounds the flush of a drain removed from the table.
 	RemoveGrace time.Duration
 	// Router names this replica in status reports.
@@ -509,6 +511,7 @@ func redactURLError(err error) error {
 const (
 	TypeSyslog = "syslog"
 	TypeHTTP   = "http"
+	TypeOTLP   = "otlp"
 )
 
 // DrainType names the implementation for a URL scheme.
@@ -518,6 +521,8 @@ func DrainType(scheme string) string {
 		return TypeSyslog
 	case "http", "https":
 		return TypeHTTP
+	case "otlp+http", "otlp+https", "otlp+grpc", "otlp+grpcs":
+		return TypeOTLP
 	}
 	return ""
 }
@@ -541,6 +546,8 @@ func (d *Dispatcher) startRunner(a *App, cfg *drain.Config, q *drain.Queue, st *
 		dr, err = syslog.New(cfg, env, d.opts.Syslog)
 	case TypeHTTP:
 		dr, err = httpdrain.New(cfg, env, d.opts.HTTP)
+	case TypeOTLP:
+		dr, err = otlp.New(cfg, env, d.opts.OTLP)
 	default:
 		err = fmt.Errorf("new drain %s: unsupported scheme %q", cfg.ID, cfg.URL.Scheme)
 	}

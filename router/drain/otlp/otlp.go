@@ -1,0 +1,232 @@
+// Package otlp delivers to OpenTelemetry receivers: otlp+http:// and otlp+https://
+// (OTLP/HTTP, binary protobuf) and otlp+grpc:// and otlp+grpcs:// (OTLP/gRPC). Each
+// message becomes one LogRecord (docs/drains.md has the mapping); retries follow the
+// OTLP specification's retryable answers, and records a receiver rejects in a partial
+// success are counted as dropped like any other loss.
+package otlp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	collogs "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+
+	"github.com/kubeplex/kubeplex/internal/backoff"
+	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/router/drain"
+)
+
+// Options tune an OTLP drain; zero values take the defaults in brackets.
+type Options struct {
+	// MaxMessages and MaxBytes bound one export request [1024 messages, 512 KiB of
+	// frames: well below the 4 MiB a gRPC receiver takes by default].
+	MaxMessages, MaxBytes int
+	// Attempts is how often a request is tried before it is dropped and counted [3,
+	// as the HTTP drain].
+	Attempts int
+	// MinBackoff and MaxBackoff bound the jittered wait between attempts [250 ms, 10 s].
+	MinBackoff, MaxBackoff time.Duration
+	// MaxRetryAfter caps the wait a receiver asks for (Retry-After, gRPC RetryInfo)
+	// [2 min].
+	MaxRetryAfter time.Duration
+	// ConnectTimeout [3 s] and RequestTimeout [5 s], as the HTTP drain.
+	ConnectTimeout, RequestTimeout time.Duration
+	// IdleTimeout closes idle connections [4 min]; MaxAge replaces the client [5 h].
+	IdleTimeout, MaxAge time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.MaxMessages <= 0 {
+		o.MaxMessages = 1024
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 512 << 10
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = 3
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 250 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 10 * time.Second
+	}
+	if o.MaxRetryAfter <= 0 {
+		o.MaxRetryAfter = 2 * time.Minute
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 3 * time.Second
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 5 * time.Second
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 4 * time.Minute
+	}
+	if o.MaxAge <= 0 {
+		o.MaxAge = 5 * time.Hour
+	}
+}
+
+// The URL schemes of OTLP drains.
+const (
+	SchemeHTTP  = "otlp+http"
+	SchemeHTTPS = "otlp+https"
+	SchemeGRPC  = "otlp+grpc"
+	SchemeGRPCS = "otlp+grpcs"
+)
+
+// exporter sends one request over one transport. It returns the receiver's partial
+// success (nil for none) or an *exportError.
+type exporter interface {
+	export(ctx context.Context, req *collogs.ExportLogsServiceRequest) (*collogs.ExportLogsPartialSuccess, error)
+	close()
+}
+
+// exportError is a failed export, classified as the OTLP specification says.
+type exportError struct {
+	err       error
+	retryable bool
+	// wait is what the receiver asked for (Retry-After, RetryInfo), 0 if nothing.
+	wait time.Duration
+}
+
+func (e *exportError) Error() string { return e.err.Error() }
+func (e *exportError) Unwrap() error { return e.err }
+
+// Sink is one OTLP drain. Deliver is called by one runner goroutine at a time.
+type Sink struct {
+	cfg  *drain.Config
+	env  drain.Env
+	opts Options
+	enc  *encoder
+
+	mu   sync.Mutex
+	exp  exporter
+	born time.Time
+}
+
+var _ drain.Drain = (*Sink)(nil)
+
+// New returns a drain for cfg (scheme otlp+http, otlp+https, otlp+grpc or otlp+grpcs).
+func New(cfg *drain.Config, env drain.Env, opts Options) (*Sink, error) {
+	opts.defaults()
+	if cfg.URL.Host == "" {
+		return nil, fmt.Errorf("new otlp drain %s: URL needs a host", cfg.ID)
+	}
+	switch cfg.Compression {
+	case "", routing.CompressionGzip, routing.CompressionNone:
+	default:
+		return nil, fmt.Errorf("new otlp drain %s: unknown compression %q", cfg.ID, cfg.Compression)
+	}
+	s := &Sink{cfg: cfg, env: env, opts: opts, enc: newEncoder(cfg)}
+	if err := s.renew(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Sink) renew() error {
+	var (
+		exp exporter
+		err error
+	)
+	switch s.cfg.URL.Scheme {
+	case SchemeHTTP, SchemeHTTPS:
+		exp, err = newHTTPExporter(s.cfg, s.env, s.opts)
+	case SchemeGRPC, SchemeGRPCS:
+		exp, err = newGRPCExporter(s.cfg, s.env, s.opts)
+	default:
+		err = fmt.Errorf("unsupported scheme %q", s.cfg.URL.Scheme)
+	}
+	if err != nil {
+		return fmt.Errorf("new otlp drain %s: %w", s.cfg.ID, err)
+	}
+	s.mu.Lock()
+	old := s.exp
+	s.exp, s.born = exp, time.Now()
+	s.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
+	return nil
+}
+
+// Limits bound one export request.
+func (s *Sink) Limits() drain.Limits {
+	return drain.Limits{Messages: s.opts.MaxMessages, Bytes: s.opts.MaxBytes}
+}
+
+// Deliver exports b as one request, retrying what the OTLP specification calls
+// retryable with jittered exponential backoff (at least as long as the receiver
+// asked), up to Attempts tries. Records the receiver reports as rejected in a partial
+// success are returned as not delivered, so the runner counts and announces them.
+func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
+	if time.Since(s.born) > s.opts.MaxAge {
+		if err := s.renew(); err != nil {
+			return 0, err
+		}
+	}
+	s.mu.Lock()
+	exp := s.exp
+	s.mu.Unlock()
+	if exp == nil {
+		return 0, drain.ErrClosed
+	}
+	req := s.enc.encode(b, time.Now())
+	bo := backoff.New(s.opts.MinBackoff, s.opts.MaxBackoff)
+	for attempt := 1; ; attempt++ {
+		ps, err := exp.export(ctx, req)
+		if err == nil {
+			if ps == nil || ps.RejectedLogRecords <= 0 {
+				return b.Len(), nil
+			}
+			rej := int(min(ps.RejectedLogRecords, int64(b.Len())))
+			perr := fmt.Errorf("otlp receiver rejected %d of %d log records: %s", rej, b.Len(), clip(ps.ErrorMessage, 200))
+			if s.env.Report != nil {
+				s.env.Report(perr)
+			}
+			return b.Len() - rej, perr
+		}
+		if s.env.Report != nil {
+			s.env.Report(err)
+		}
+		var ee *exportError
+		retry := !errors.As(err, &ee) || ee.retryable
+		if !retry || attempt >= s.opts.Attempts || ctx.Err() != nil {
+			return 0, err
+		}
+		wait := bo.Next()
+		if ee != nil {
+			wait = max(wait, min(ee.wait, s.opts.MaxRetryAfter))
+		}
+		if !backoff.Sleep(ctx, wait) {
+			return 0, errors.Join(ctx.Err(), err)
+		}
+	}
+}
+
+// Close releases the connections.
+func (s *Sink) Close() error {
+	s.mu.Lock()
+	exp := s.exp
+	s.exp = nil
+	s.mu.Unlock()
+	if exp != nil {
+		exp.close()
+	}
+	return nil
+}
+
+// clip bounds a receiver's text in errors and status.
+func clip(s string, n int) string {
+	s = strings.ToValidUTF8(s, "?")
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

@@ -1,0 +1,343 @@
+package otlp_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/kubeplex/kubeplex/internal/egress"
+	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/testenv"
+	"github.com/kubeplex/kubeplex/internal/wire"
+	"github.com/kubeplex/kubeplex/router/drain"
+	"github.com/kubeplex/kubeplex/router/drain/otlp"
+	"github.com/kubeplex/kubeplex/router/drainpeer"
+	"github.com/kubeplex/kubeplex/router/message"
+)
+
+const token = "d.0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+type harness struct {
+	runner *drain.Runner
+	queue  *drain.Queue
+	stats  *drain.Stats
+	errs   atomic.Int64
+	last   atomic.Value // string: last reported error
+}
+
+var loopback = egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+
+func start(t *testing.T, d routing.Drain, opts otlp.Options) *harness {
+	t.Helper()
+	return startWith(t, d, opts, loopback)
+}
+
+func startWith(t *testing.T, d routing.Drain, opts otlp.Options, pol egress.Policy) *harness {
+	t.Helper()
+	u, err := url.Parse(d.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.ID, d.Token = "shop/d", token
+	cfg := &drain.Config{Drain: d, App: "shop/web", URL: u}
+	h := &harness{stats: &drain.Stats{}}
+	h.queue = drain.NewQueue(1000, h.stats)
+	env := drain.Env{
+		Dialer: &drain.Dialer{Policy: pol},
+		Logger: slog.New(slog.DiscardHandler),
+		Report: func(err error) {
+			h.errs.Add(1)
+			h.last.Store(err.Error())
+			h.stats.Fail(err, time.Now())
+		},
+		UserAgent: "kubeplex-router/test",
+	}
+	if opts.MinBackoff == 0 {
+		opts.MinBackoff, opts.MaxBackoff = time.Millisecond, 5*time.Millisecond
+	}
+	s, err := otlp.New(cfg, env, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.runner = drain.NewRunner(cfg, h.queue, h.stats, s, drain.RunnerOptions{Logger: env.Logger,
+		PauseMin: time.Millisecond, PauseMax: 10 * time.Millisecond})
+	t.Cleanup(func() {
+		// No flush: a drain that refuses everything would hold the notice forever.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		h.runner.Stop(ctx, false)
+	})
+	return h
+}
+
+var at = time.Date(2026, 11, 25, 10, 0, 0, 123456000, time.UTC)
+
+// push offers lines "line <i>" with priority pri from web.<i%3+1>.
+func (h *harness) push(from, n int, pri uint8) {
+	recs := make([][]byte, 0, n)
+	for i := from; i < from+n; i++ {
+		recs = append(recs, message.AppendWireStrings(nil, pri, at.Add(time.Duration(i)*time.Microsecond), "app",
+			fmt.Sprintf("web.%d", i%3+1), fmt.Sprint("line ", i)))
+	}
+	h.runner.Offer(recs)
+}
+
+// both runs a test against OTLP/HTTP and OTLP/gRPC.
+func both(t *testing.T, f func(t *testing.T, grpc bool)) {
+	t.Run("http", func(t *testing.T) { f(t, false) })
+	t.Run("grpc", func(t *testing.T) { f(t, true) })
+}
+
+func drainURL(rv *drainpeer.OTLPReceiver, grpc, tls bool) string {
+	switch {
+	case grpc && tls:
+		return "otlp+grpcs://" + rv.GRPCAddr
+	case grpc:
+		return "otlp+grpc://" + rv.GRPCAddr
+	case tls:
+		return "otlp+https://" + strings.TrimPrefix(rv.URL, "https://")
+	}
+	return "otlp+http://" + strings.TrimPrefix(rv.URL, "http://")
+}
+
+// TestRecordMapping: each message is one LogRecord with the app's resource, the
+// drain token, severity from the syslog priority, source and process; headers
+// arrive; gzip is on unless the drain says none; the path defaults to /v1/logs.
+func TestRecordMapping(t *testing.T) {
+	for _, compression := range []string{"", routing.CompressionNone} {
+		both(t, func(t *testing.T, grpc bool) {
+			rv := drainpeer.NewOTLPReceiver(t, nil, nil)
+			h := start(t, routing.Drain{URL: drainURL(rv, grpc, false), Compression: compression,
+				Headers: map[string]string{"x-api-key": "k-123", "authorization": "Bearer b-456"}}, otlp.Options{})
+			pris := []uint8{wire.PriorityInfo, wire.PriorityError, 23*8 + 4, 23*8 + 7, 23*8 + 0}
+			want := []struct {
+				num  int32
+				text string
+			}{{9, "INFORMATIONAL"}, {17, "ERROR"}, {13, "WARNING"}, {5, "DEBUG"}, {21, "EMERGENCY"}}
+			for i, p := range pris {
+				h.push(i, 1, p)
+			}
+			got := rv.WaitAccepted(t, len(pris))
+			for i, r := range got {
+				wantRes := map[string]string{"service.name": "web", "k8s.namespace.name": "shop", "kubeplex.app": "shop/web",
+					"kubeplex.drain.token": token}
+				if fmt.Sprint(r.Resource) != fmt.Sprint(wantRes) {
+					t.Errorf("record %d resource %v, want %v", i, r.Resource, wantRes)
+				}
+				wantAttrs := map[string]string{"kubeplex.source": "app", "kubeplex.process": fmt.Sprintf("web.%d", i%3+1)}
+				if fmt.Sprint(r.Attrs) != fmt.Sprint(wantAttrs) {
+					t.Errorf("record %d attributes %v, want %v", i, r.Attrs, wantAttrs)
+				}
+				if r.Body != fmt.Sprint("line ", i) || !r.Time.Equal(at.Add(time.Duration(i)*time.Microsecond)) ||
+					r.SeverityNumber != want[i].num || r.SeverityText != want[i].text || r.Scope != otlp.ScopeName || r.Observed.IsZero() {
+					t.Errorf("record %d = %+v", i, r)
+				}
+			}
+			for _, req := range rv.Requests() {
+				if req.Gzip != (compression == "") {
+					t.Errorf("gzip %v with compression %q", req.Gzip, compression)
+				}
+				if req.Header.Get("X-Api-Key") != "k-123" || req.Header.Get("Authorization") != "Bearer b-456" {
+					t.Errorf("headers %v", req.Header)
+				}
+				if !strings.HasPrefix(req.Header.Get("User-Agent"), "kubeplex-router/test") {
+					t.Errorf("user agent %q", req.Header.Get("User-Agent"))
+				}
+				if !grpc && req.Path != "/v1/logs" {
+					t.Errorf("path %q", req.Path)
+				}
+			}
+			testenv.Until(t, "delivered counted", func() bool { return h.stats.Delivered.Load() == int64(len(pris)) })
+		})
+	}
+}
+
+func TestHTTPPathKept(t *testing.T) {
+	rv := drainpeer.NewOTLPReceiver(t, nil, nil)
+	h := start(t, routing.Drain{URL: drainURL(rv, false, false) + "/tenant/7/logs?x=1"}, otlp.Options{})
+	h.push(0, 2, wire.PriorityInfo)
+	rv.WaitAccepted(t, 2)
+	if p := rv.Requests()[0].Path; p != "/tenant/7/logs" {
+		t.Errorf("path %q", p)
+	}
+}
+
+// TestRetryable: the answers the OTLP specification calls retryable are retried
+// (the same records, then success); Retry-After and RetryInfo are honoured.
+func TestRetryable(t *testing.T) {
+	tests := []struct {
+		name    string
+		grpc    bool
+		answers []drainpeer.OTLPAnswer
+	}{
+		{"http 503 retry-after", false, []drainpeer.OTLPAnswer{{HTTPStatus: 503, RetryAfter: "0"}, {HTTPStatus: 429}}},
+		{"http 502 504", false, []drainpeer.OTLPAnswer{{HTTPStatus: 502}, {HTTPStatus: 504}}},
+		{"grpc unavailable", true, []drainpeer.OTLPAnswer{{Code: codes.Unavailable}, {Code: codes.Unavailable}}},
+		{"grpc resource exhausted with retry info", true, []drainpeer.OTLPAnswer{{Code: codes.ResourceExhausted, RetryInfo: true, RetryDelay: time.Millisecond}}},
+		{"grpc aborted", true, []drainpeer.OTLPAnswer{{Code: codes.Aborted}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rv := drainpeer.NewOTLPReceiver(t, nil, func(n int, _ *drainpeer.OTLPRequest) drainpeer.OTLPAnswer {
+				if n < len(tt.answers) {
+					return tt.answers[n]
+				}
+				return drainpeer.OTLPAnswer{}
+			})
+			h := start(t, routing.Drain{URL: drainURL(rv, tt.grpc, false)}, otlp.Options{})
+			h.push(0, 4, wire.PriorityInfo)
+			got := rv.WaitAccepted(t, 4)
+			reqs := rv.Requests()
+			if len(reqs) != len(tt.answers)+1 {
+				t.Fatalf("%d requests, want %d", len(reqs), len(tt.answers)+1)
+			}
+			for i, r := range reqs {
+				if len(r.Records) != 4 || r.Records[0].Body != "line 0" {
+					t.Errorf("attempt %d carried %d records", i, len(r.Records))
+				}
+			}
+			if len(got) != 4 {
+				t.Errorf("accepted %d", len(got))
+			}
+			testenv.Until(t, "accounting", func() bool { return h.stats.Delivered.Load() == 4 })
+			if h.stats.Dropped.Load() != 0 || h.errs.Load() != int64(len(tt.answers)) {
+				t.Errorf("dropped %d, reported %d errors", h.stats.Dropped.Load(), h.errs.Load())
+			}
+		})
+	}
+}
+
+// TestNotRetryable: other answers drop the batch at once; it is counted and the next
+// delivered request starts with the L10 notice as a LogRecord.
+func TestNotRetryable(t *testing.T) {
+	tests := []struct {
+		name   string
+		grpc   bool
+		answer drainpeer.OTLPAnswer
+		err    string
+	}{
+		{"http 400", false, drainpeer.OTLPAnswer{HTTPStatus: 400}, "otlp drain answered 400: receiver says 400"},
+		{"http 401", false, drainpeer.OTLPAnswer{HTTPStatus: 401}, "answered 401"},
+		{"http 500", false, drainpeer.OTLPAnswer{HTTPStatus: 500}, "answered 500"},
+		{"grpc invalid argument", true, drainpeer.OTLPAnswer{Code: codes.InvalidArgument}, "answered InvalidArgument"},
+		{"grpc unauthenticated", true, drainpeer.OTLPAnswer{Code: codes.Unauthenticated}, "answered Unauthenticated"},
+		{"grpc resource exhausted without retry info", true, drainpeer.OTLPAnswer{Code: codes.ResourceExhausted}, "answered ResourceExhausted"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rv := drainpeer.NewOTLPReceiver(t, nil, func(n int, _ *drainpeer.OTLPRequest) drainpeer.OTLPAnswer {
+				if n == 0 {
+					return tt.answer
+				}
+				return drainpeer.OTLPAnswer{}
+			})
+			h := start(t, routing.Drain{URL: drainURL(rv, tt.grpc, false)}, otlp.Options{})
+			h.push(0, 3, wire.PriorityInfo)
+			testenv.Until(t, "batch dropped", func() bool { return h.stats.Dropped.Load() == 3 })
+			if last, _ := h.last.Load().(string); !strings.Contains(last, tt.err) {
+				t.Errorf("reported %q, want %q", last, tt.err)
+			}
+			// The notice goes out on its own as soon as the drain pauses no more.
+			l10 := rv.WaitAccepted(t, 1)[0]
+			h.push(3, 2, wire.PriorityInfo)
+			got := rv.WaitAccepted(t, 3)
+			for i, r := range rv.Requests()[1:] {
+				for _, rec := range r.Records {
+					if rec.Body == "line 0" {
+						t.Errorf("request %d repeats the refused batch", i+1)
+					}
+				}
+			}
+			if !strings.HasPrefix(l10.Body, "Error L10 (output buffer overflow): 3 messages dropped since ") ||
+				l10.Attrs["kubeplex.source"] != "kubeplex" || l10.Attrs["kubeplex.process"] != "router" || l10.SeverityText != "ERROR" {
+				t.Errorf("first record %+v, want the L10 notice", l10)
+			}
+			if got[1].Body != "line 3" || got[2].Body != "line 4" {
+				t.Errorf("records after the notice: %q %q", got[1].Body, got[2].Body)
+			}
+			testenv.Until(t, "accounting", func() bool { return h.stats.Delivered.Load() == 2 && h.stats.Announced.Load() == 3 })
+		})
+	}
+}
+
+// TestPartialSuccess: records a receiver rejects are dropped and announced.
+func TestPartialSuccess(t *testing.T) {
+	both(t, func(t *testing.T, grpc bool) {
+		rv := drainpeer.NewOTLPReceiver(t, nil, func(n int, _ *drainpeer.OTLPRequest) drainpeer.OTLPAnswer {
+			if n == 0 {
+				return drainpeer.OTLPAnswer{Rejected: 2}
+			}
+			return drainpeer.OTLPAnswer{}
+		})
+		h := start(t, routing.Drain{URL: drainURL(rv, grpc, false)}, otlp.Options{})
+		h.push(0, 5, wire.PriorityInfo)
+		testenv.Until(t, "rejected records counted", func() bool {
+			return h.stats.Delivered.Load() == 3 && h.stats.Dropped.Load() == 2
+		})
+		if last, _ := h.last.Load().(string); !strings.Contains(last, "rejected 2 of 5 log records: rejected by the test") {
+			t.Errorf("reported %q", last)
+		}
+		testenv.Until(t, "notice", func() bool { return len(rv.Requests()) == 2 })
+		second := rv.Requests()[1].Records
+		if len(second) != 1 || !strings.HasPrefix(second[0].Body, "Error L10 (output buffer overflow): 2 messages dropped") {
+			t.Errorf("second request %+v", second)
+		}
+		testenv.Until(t, "announced", func() bool { return h.stats.Announced.Load() == 2 })
+	})
+}
+
+// TestTLS: otlp+https and otlp+grpcs verify against the drain's CA; another CA fails.
+func TestTLS(t *testing.T) {
+	both(t, func(t *testing.T, grpc bool) {
+		ca := testenv.NewCA(t)
+		cert := ca.Server(t, "otel.test")
+		rv := drainpeer.NewOTLPReceiver(t, &cert, nil)
+		h := start(t, routing.Drain{URL: drainURL(rv, grpc, true), TLS: &routing.TLS{CAPEM: string(ca.PEM)}}, otlp.Options{})
+		h.push(0, 2, wire.PriorityInfo)
+		rv.WaitAccepted(t, 2)
+
+		other := testenv.NewCA(t)
+		bad := start(t, routing.Drain{URL: drainURL(rv, grpc, true), TLS: &routing.TLS{CAPEM: string(other.PEM)}}, otlp.Options{Attempts: 1})
+		bad.push(0, 2, wire.PriorityInfo)
+		testenv.Until(t, "refused certificate counted", func() bool { return bad.stats.Dropped.Load() == 2 })
+		if last, _ := bad.last.Load().(string); !strings.Contains(last, "certificate") {
+			t.Errorf("reported %q, want a certificate error", last)
+		}
+		if len(rv.Requests()) != 1 {
+			t.Errorf("%d requests reached the receiver", len(rv.Requests()))
+		}
+	})
+}
+
+// TestEgressAtDial: connections go through the router's Dialer, so an address the
+// policy refuses is never connected to.
+func TestEgressAtDial(t *testing.T) {
+	both(t, func(t *testing.T, grpc bool) {
+		rv := drainpeer.NewOTLPReceiver(t, nil, nil)
+		h := startWith(t, routing.Drain{URL: drainURL(rv, grpc, false)}, otlp.Options{Attempts: 1}, egress.Policy{})
+		h.push(0, 1, wire.PriorityInfo)
+		testenv.Until(t, "refused", func() bool { return h.stats.Dropped.Load() == 1 })
+		if last, _ := h.last.Load().(string); !strings.Contains(last, "host 127.0.0.1 is in 127.0.0.0/8, loopback") {
+			t.Errorf("reported %q", last)
+		}
+		if len(rv.Requests()) != 0 {
+			t.Errorf("%d requests reached a refused address", len(rv.Requests()))
+		}
+	})
+}
+
+func TestSeverity(t *testing.T) {
+	for pri, want := range map[uint8]string{0: "EMERGENCY", 1: "ALERT", 2: "CRITICAL", 3: "ERROR", 4: "WARNING", 5: "NOTICE", 6: "INFORMATIONAL", 7: "DEBUG", 190: "INFORMATIONAL", 187: "ERROR"} {
+		if _, text := otlp.Severity(pri); text != want {
+			t.Errorf("Severity(%d) = %s, want %s", pri, text, want)
+		}
+	}
+}

@@ -51,8 +51,9 @@ lint: $(GOLANGCI_LINT) ## golangci-lint with .golangci.yml.
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: tidy-check
-tidy-check: ## Fail when go.mod or go.sum differ from what go mod tidy writes.
+tidy-check: ## Fail when go.mod or go.sum differ from what go mod tidy writes (also the nested test/otelcol module).
 	@go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy" >&2; exit 1; }
+	@cd test/otelcol && go mod tidy -diff || { echo "test/otelcol/go.mod is not tidy: cd test/otelcol && go mod tidy" >&2; exit 1; }
 
 .PHONY: test
 test: manifests generate fmt vet tidy-check lint envtest $(HELM) ## Run every test: tidy and lint checks, unit, fuzz seeds, envtest, process-level, walking skeleton.

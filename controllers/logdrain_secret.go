@@ -97,7 +97,13 @@ func (r *LogDrainReconciler) writeDrainSecret(
 		}
 		if err := r.Client.Create(ctx, sec); err != nil {
 			if apierrors.IsAlreadyExists(err) {
-				// Someone else's Secret, outside the manager's label-filtered cache.
+				// Either the Secret this reconciler created a moment ago, which the cache
+				// has not seen yet (a transient error: try again), or someone else's,
+				// outside the manager's label-filtered cache.
+				live := &corev1.Secret{}
+				if gerr := r.APIReader.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: name}, live); gerr == nil && metav1.IsControlledBy(live, d) {
+					return nil, fmt.Errorf("drain secret %s created but not yet in the cache", name)
+				}
 				return nil, &specError{reason: kubeplexv1alpha1.DrainSecretErrorReason,
 					msg: fmt.Sprintf("Secret %s exists and is not managed by kubeplex; delete or rename it", name)}
 			}

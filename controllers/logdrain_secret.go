@@ -101,7 +101,8 @@ func (r *LogDrainReconciler) writeDrainSecret(
 				// has not seen yet (a transient error: try again), or someone else's,
 				// outside the manager's label-filtered cache.
 				live := &corev1.Secret{}
-				if gerr := r.APIReader.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: name}, live); gerr == nil && metav1.IsControlledBy(live, d) {
+				key := types.NamespacedName{Namespace: d.Namespace, Name: name}
+				if gerr := r.APIReader.Get(ctx, key, live); gerr == nil && metav1.IsControlledBy(live, d) {
 					return nil, fmt.Errorf("drain secret %s created but not yet in the cache", name)
 				}
 				return nil, &specError{reason: kubeplexv1alpha1.DrainSecretErrorReason,

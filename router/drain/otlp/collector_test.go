@@ -122,7 +122,7 @@ func TestCollectorRetriesAndL10(t *testing.T) {
 		got[0].SeverityText != "ERROR" || got[0].Attributes["kubeplex.source"] != "kubeplex" || got[0].Attributes["kubeplex.process"] != "router" {
 		t.Errorf("first record after the refusal %+v, want the L10 notice", got[0])
 	}
-	var bodies []string
+	bodies := make([]string, 0, len(got)-1)
 	for _, r := range got[1:] {
 		bodies = append(bodies, r.Body)
 	}

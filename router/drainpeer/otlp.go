@@ -4,6 +4,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,6 +42,11 @@ type OTLPRecord struct {
 	SeverityText   string
 	Body           string
 	Attrs          map[string]string
+	// TraceID and SpanID in hex; EventName, Flags and Dropped as sent.
+	TraceID, SpanID string
+	EventName       string
+	Flags, Dropped  uint32
+	ScopeVersion    string
 }
 
 // OTLPRequest is one export an OTLP receiver got (over HTTP or gRPC).
@@ -51,6 +58,9 @@ type OTLPRequest struct {
 	// Gzip: the body (HTTP Content-Encoding, gRPC message encoding) was gzip.
 	Gzip    bool
 	Records []OTLPRecord
+	// Shape lists the request's ResourceLogs, each as its ScopeLogs
+	// ("[scope:records ...]"), space-separated.
+	Shape string
 	// Answer is what the receiver answered; Respond sets it.
 	Answer OTLPAnswer
 }
@@ -120,6 +130,7 @@ func NewOTLPReceiver(t testing.TB, cert *tls.Certificate, respond func(n int, r 
 
 func (rv *OTLPReceiver) record(r *OTLPRequest, req *collogs.ExportLogsServiceRequest) OTLPAnswer {
 	r.Records = FlattenOTLP(req)
+	r.Shape = shape(req)
 	rv.mu.Lock()
 	n := len(rv.reqs)
 	rv.mu.Unlock()
@@ -220,6 +231,18 @@ func (encodingTagger) HandleRPC(ctx context.Context, s stats.RPCStats) {
 func (encodingTagger) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
 func (encodingTagger) HandleConn(context.Context, stats.ConnStats)                       {}
 
+func shape(req *collogs.ExportLogsServiceRequest) string {
+	var parts []string
+	for _, rl := range req.GetResourceLogs() {
+		var sc []string
+		for _, sl := range rl.GetScopeLogs() {
+			sc = append(sc, fmt.Sprintf("%s:%d", sl.GetScope().GetName(), len(sl.GetLogRecords())))
+		}
+		parts = append(parts, "["+strings.Join(sc, " ")+"]")
+	}
+	return strings.Join(parts, " ")
+}
+
 // FlattenOTLP lists the records of a request with their resource's attributes.
 func FlattenOTLP(req *collogs.ExportLogsServiceRequest) []OTLPRecord {
 	var out []OTLPRecord
@@ -230,7 +253,9 @@ func FlattenOTLP(req *collogs.ExportLogsServiceRequest) []OTLPRecord {
 				out = append(out, OTLPRecord{Resource: res, Scope: sl.GetScope().GetName(),
 					Time: time.Unix(0, int64(lr.GetTimeUnixNano())), Observed: time.Unix(0, int64(lr.GetObservedTimeUnixNano())),
 					SeverityNumber: int32(lr.GetSeverityNumber()), SeverityText: lr.GetSeverityText(),
-					Body: lr.GetBody().GetStringValue(), Attrs: attrs(lr.GetAttributes())})
+					Body: lr.GetBody().GetStringValue(), Attrs: attrs(lr.GetAttributes()),
+					TraceID: hex.EncodeToString(lr.GetTraceId()), SpanID: hex.EncodeToString(lr.GetSpanId()), EventName: lr.GetEventName(),
+					Flags: lr.GetFlags(), Dropped: lr.GetDroppedAttributesCount(), ScopeVersion: sl.GetScope().GetVersion()})
 			}
 		}
 	}

@@ -341,3 +341,74 @@ func TestSeverity(t *testing.T) {
 		}
 	}
 }
+
+// TestStructuredData: attributes a message brought from OTLP input (STRUCTURED-DATA,
+// docs/drains.md) become the record's fields, record attributes and resource
+// attributes; kubeplex's own attributes win on a clash; runs of records with the
+// same resource and scope share a ResourceLogs and a ScopeLogs.
+func TestStructuredData(t *testing.T) {
+	rv := drainpeer.NewOTLPReceiver(t, nil, nil)
+	h := start(t, routing.Drain{URL: drainURL(rv, false, false)}, otlp.Options{})
+	sdk := `[otel@32473 trace_id="4bf92f3577b34da6a3ce929d0e0e4736" span_id="00f067aa0ba902b7" flags="1" severity_text="WARN" event_name="payment.declined" scope.name="checkout" scope.version="1.2" dropped_attributes_count="2"]` +
+		`[log@32473 user.id="42" note="a \"quoted\\] value" kubeplex.source="forged"]` +
+		`[res@32473 service.name="checkout-api" telemetry.sdk.language="go" kubeplex.drain.token="forged"]`
+	msgs := []message.Msg{
+		{Priority: 23*8 + 4, Time: at.UnixMicro(), Source: []byte("app"), ProcID: []byte("web.1"), Text: []byte("declined"), Attrs: []byte(sdk)},
+		{Priority: 23*8 + 4, Time: at.UnixMicro() + 1, Source: []byte("app"), ProcID: []byte("web.1"), Text: []byte("declined again"), Attrs: []byte(sdk)},
+		{Priority: wire.PriorityInfo, Time: at.UnixMicro() + 2, Source: []byte("app"), ProcID: []byte("web.2"), Text: []byte("plain")},
+		{Priority: wire.PriorityInfo, Time: at.UnixMicro() + 3, Source: []byte("app"), ProcID: []byte("web.2"), Text: []byte("syslog sd"),
+			Attrs: []byte(`[exampleSDID@32473 iut="3" eventSource="Application"]`)},
+	}
+	recs := make([][]byte, 0, len(msgs))
+	for i := range msgs {
+		recs = append(recs, message.AppendWire(nil, &msgs[i]))
+	}
+	h.runner.Offer(recs)
+	got := rv.WaitAccepted(t, len(msgs))
+	sd := got[0]
+	if sd.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" || sd.SpanID != "00f067aa0ba902b7" || sd.Flags != 1 || sd.SeverityText != "WARN" ||
+		sd.SeverityNumber != 13 || sd.EventName != "payment.declined" || sd.Scope != "checkout" || sd.ScopeVersion != "1.2" || sd.Dropped != 2 {
+		t.Errorf("record fields %+v", sd)
+	}
+	wantAttrs := map[string]string{"user.id": "42", "note": `a "quoted\] value`, "kubeplex.source": "app", "kubeplex.process": "web.1"}
+	if fmt.Sprint(sd.Attrs) != fmt.Sprint(wantAttrs) {
+		t.Errorf("attributes %v, want %v", sd.Attrs, wantAttrs)
+	}
+	wantRes := map[string]string{"service.name": "web", "k8s.namespace.name": "shop", "kubeplex.app": "shop/web",
+		"kubeplex.drain.token": token, "telemetry.sdk.language": "go"}
+	if fmt.Sprint(sd.Resource) != fmt.Sprint(wantRes) {
+		t.Errorf("resource %v, want %v", sd.Resource, wantRes)
+	}
+	if got[2].Scope != otlp.ScopeName || got[2].TraceID != "" || len(got[2].Resource) != 4 || got[2].SeverityText != "INFORMATIONAL" {
+		t.Errorf("plain record after an SDK one %+v", got[2])
+	}
+	if got[3].Attrs["exampleSDID@32473.iut"] != "3" || got[3].Attrs["exampleSDID@32473.eventSource"] != "Application" {
+		t.Errorf("other structured data %v", got[3].Attrs)
+	}
+	if n := len(rv.Requests()); n != 1 {
+		t.Fatalf("%d requests", n)
+	}
+}
+
+// TestEncoderGroups checks the request's shape: consecutive records with the same
+// resource and scope share one ResourceLogs and one ScopeLogs.
+func TestEncoderGroups(t *testing.T) {
+	rv := drainpeer.NewOTLPReceiver(t, nil, nil)
+	h := start(t, routing.Drain{URL: drainURL(rv, true, false)}, otlp.Options{})
+	a := `[otel@32473 scope.name="a"][res@32473 service.name="x"]`
+	b := `[otel@32473 scope.name="b"][res@32473 service.name="x"]`
+	c := `[res@32473 host.name="y"]`
+	var recs [][]byte
+	for i, sd := range []string{a, a, b, "", "", c, c} {
+		m := message.Msg{Priority: wire.PriorityInfo, Time: at.UnixMicro(), Source: []byte("app"), ProcID: []byte("web.1"),
+			Text: fmt.Appendf(nil, "r%d", i), Attrs: []byte(sd)}
+		recs = append(recs, message.AppendWire(nil, &m))
+	}
+	h.runner.Offer(recs)
+	rv.WaitAccepted(t, len(recs))
+	shape := rv.Requests()[0].Shape
+	// resources: {x: scopes a(2), b(1)}, {kubeplex only: router scope(2)}, {y: router scope(2)}
+	if shape != "[a:2 b:1] [kubeplex.io/router:2] [kubeplex.io/router:2]" {
+		t.Errorf("shape %q", shape)
+	}
+}

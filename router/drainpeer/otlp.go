@@ -232,7 +232,7 @@ func (encodingTagger) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context
 func (encodingTagger) HandleConn(context.Context, stats.ConnStats)                       {}
 
 func shape(req *collogs.ExportLogsServiceRequest) string {
-	var parts []string
+	parts := make([]string, 0, len(req.GetResourceLogs()))
 	for _, rl := range req.GetResourceLogs() {
 		var sc []string
 		for _, sl := range rl.GetScopeLogs() {

@@ -398,8 +398,9 @@ func TestEncoderGroups(t *testing.T) {
 	a := `[otel@32473 scope.name="a"][res@32473 service.name="x"]`
 	b := `[otel@32473 scope.name="b"][res@32473 service.name="x"]`
 	c := `[res@32473 host.name="y"]`
-	var recs [][]byte
-	for i, sd := range []string{a, a, b, "", "", c, c} {
+	sds := []string{a, a, b, "", "", c, c}
+	recs := make([][]byte, 0, len(sds))
+	for i, sd := range sds {
 		m := message.Msg{Priority: wire.PriorityInfo, Time: at.UnixMicro(), Source: []byte("app"), ProcID: []byte("web.1"),
 			Text: fmt.Appendf(nil, "r%d", i), Attrs: []byte(sd)}
 		recs = append(recs, message.AppendWire(nil, &m))

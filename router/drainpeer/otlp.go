@@ -234,7 +234,7 @@ func (encodingTagger) HandleConn(context.Context, stats.ConnStats)              
 func shape(req *collogs.ExportLogsServiceRequest) string {
 	parts := make([]string, 0, len(req.GetResourceLogs()))
 	for _, rl := range req.GetResourceLogs() {
-		var sc []string
+		sc := make([]string, 0, len(rl.GetScopeLogs()))
 		for _, sl := range rl.GetScopeLogs() {
 			sc = append(sc, fmt.Sprintf("%s:%d", sl.GetScope().GetName(), len(sl.GetLogRecords())))
 		}

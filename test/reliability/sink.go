@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"time"
 
 	"github.com/kubeplex/kubeplex/internal/wire"
 )
@@ -15,6 +16,8 @@ type Answer struct {
 	// Hang up after reading the body, without answering: the router cannot know
 	// whether the batch arrived and retries it under the same frame id.
 	HangUp bool
+	// Delay holds the answer back: a slow receiver, so the router's queue fills.
+	Delay time.Duration
 }
 
 // Post is one request the HTTP sink received.
@@ -60,6 +63,7 @@ func (s *HTTPSink) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.posts = append(s.posts, p)
 	s.mu.Unlock()
+	time.Sleep(p.Answer.Delay)
 	if p.Answer.HangUp {
 		if hj, ok := w.(http.Hijacker); ok {
 			if c, _, err := hj.Hijack(); err == nil {

@@ -24,16 +24,17 @@ const (
 	drainToken  = "d.7e57a11a-0000-4000-8000-000000000002"
 )
 
-var routerBin, managerBin string
+var routerBin, managerBin, collectorBin, workerBin string
 
 func TestMain(m *testing.M) {
 	logf.SetLogger(logr.Discard()) // envtest's own client logs nothing worth reading here
-	bins, cleanup, err := testenv.Build("github.com/kubeplex/kubeplex/cmd/router", "github.com/kubeplex/kubeplex/cmd/manager")
+	bins, cleanup, err := testenv.Build("github.com/kubeplex/kubeplex/cmd/router", "github.com/kubeplex/kubeplex/cmd/manager",
+		"github.com/kubeplex/kubeplex/cmd/collector", "github.com/kubeplex/kubeplex/test/node/worker")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	routerBin, managerBin = bins["router"], bins["manager"]
+	routerBin, managerBin, collectorBin, workerBin = bins["router"], bins["manager"], bins["collector"], bins["worker"]
 	code := m.Run()
 	cleanup()
 	os.Exit(code)

@@ -75,8 +75,9 @@ func TestScenario6CollectorKilled(t *testing.T) {
 	wrapper := testenv.StartCmd(t, cmd)
 	printed := func() int { return strings.Count(out.String(), "w out ") }
 	texts := func() []string {
-		var s []string
-		for _, m := range sink.Messages() {
+		ms := sink.Messages()
+		s := make([]string, 0, len(ms))
+		for _, m := range ms {
 			s = append(s, string(m.Text))
 		}
 		return s

@@ -14,13 +14,13 @@ import (
 	"github.com/kubeplex/kubeplex/internal/wire"
 )
 
-// postTo posts lines [from, from+n) of app with token to url and reports whether
-// the router took them (204).
-func postTo(url, token, app string, from, n int) bool {
+// postTo posts lines [from, from+n) of "app" with the ingest token to url and
+// reports whether the router took them (204).
+func postTo(url string, from, n int) bool {
 	var body []byte
 	now := time.Now().UTC().Format(wire.TimeLayout)
 	for i := range n {
-		body = wire.AppendFrame(body, fmt.Appendf(nil, "<190>1 %s h app web.1 - - %s", now, Line(app, from+i)))
+		body = wire.AppendFrame(body, fmt.Appendf(nil, "<190>1 %s h app web.1 - - %s", now, Line("app", from+i)))
 	}
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
@@ -28,7 +28,7 @@ func postTo(url, token, app string, from, n int) bool {
 	}
 	req.Header.Set("Content-Type", wire.ContentType)
 	req.Header.Set(wire.HeaderMsgCount, strconv.Itoa(n))
-	req.SetBasicAuth("token", token)
+	req.SetBasicAuth("token", ingestToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return false
@@ -94,7 +94,7 @@ func TestScenario5RouterRestart(t *testing.T) {
 				}
 				moved = 0
 			}
-			if postTo(urls[cur], ingestToken, "app", sent, batch) {
+			if postTo(urls[cur], sent, batch) {
 				sent += batch
 				continue
 			}
@@ -147,7 +147,7 @@ func TestScenario5RouterRestart(t *testing.T) {
 		// Delivered, then the drain refuses and the router holds what comes.
 		sent := 0
 		for sent < 1000 {
-			if !postTo(a.base+"/logs", ingestToken, "app", sent, batch) {
+			if !postTo(a.base+"/logs", sent, batch) {
 				t.Fatal("POST refused")
 			}
 			sent += batch
@@ -158,7 +158,7 @@ func TestScenario5RouterRestart(t *testing.T) {
 		}
 		held := sent
 		for sent < held+3000 {
-			if !postTo(a.base+"/logs", ingestToken, "app", sent, batch) {
+			if !postTo(a.base+"/logs", sent, batch) {
 				t.Fatal("POST refused")
 			}
 			sent += batch
@@ -176,7 +176,7 @@ func TestScenario5RouterRestart(t *testing.T) {
 		}
 		after := sent
 		for sent < after+1000 {
-			if !postTo(b.base+"/logs", ingestToken, "app", sent, batch) {
+			if !postTo(b.base+"/logs", sent, batch) {
 				t.Fatal("POST refused")
 			}
 			sent += batch

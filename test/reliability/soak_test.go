@@ -323,10 +323,17 @@ func TestScenario11Soak(t *testing.T) {
 	// Resources: goroutines and fds at the final quiet point against the one after
 	// warm-up; RSS growth from the window after warm-up to the last one.
 	t.Logf("goroutines %d → %d, fds %d → %d, threads %d → %d", baseline.Goroutines, end.Goroutines, baseline.FDs, end.FDs, baseline.Threads, end.Threads)
-	if end.Goroutines > baseline.Goroutines+baseline.Goroutines/50+5 {
+	slackG, slackF := baseline.Goroutines/50+5, 5
+	if !full {
+		// Seconds after the last fault an HTTP drain's pool may still hold the spare
+		// connection a retry opened (two goroutines and an fd) until it idles out;
+		// over an hour that settles, in seconds it need not.
+		slackG, slackF = slackG+2*sz.apps, slackF+sz.apps
+	}
+	if end.Goroutines > baseline.Goroutines+slackG {
 		t.Errorf("goroutines grew from %d to %d", baseline.Goroutines, end.Goroutines)
 	}
-	if end.FDs > baseline.FDs+5 {
+	if end.FDs > baseline.FDs+slackF {
 		t.Errorf("fds grew from %d to %d", baseline.FDs, end.FDs)
 	}
 	mu.Lock()

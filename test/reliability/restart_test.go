@@ -14,9 +14,13 @@ import (
 	"github.com/kubeplex/kubeplex/internal/wire"
 )
 
-// postTo posts lines [from, from+n) of "app" with the ingest token to url and
-// reports whether the router took them (204).
-func postTo(url string, from, n int) bool {
+// restartBatch is how many lines postTo sends at once.
+const restartBatch = 50
+
+// postTo posts lines [from, from+restartBatch) of "app" with the ingest token to url
+// and reports whether the router took them (204).
+func postTo(url string, from int) bool {
+	n := restartBatch
 	var body []byte
 	now := time.Now().UTC().Format(wire.TimeLayout)
 	for i := range n {
@@ -52,7 +56,7 @@ func postTo(url string, from, n int) bool {
 // in hand); the replacement's /status has a new start time, so counters reset
 // visibly.
 func TestScenario5RouterRestart(t *testing.T) {
-	const batch = 50
+	const batch = restartBatch
 	tableFor := func(syslogAddr, httpURL string) routing.Table {
 		ds := []routing.Drain{{ID: "rel/syslog", Token: drainToken, URL: "syslog://" + syslogAddr}}
 		if httpURL != "" {
@@ -94,7 +98,7 @@ func TestScenario5RouterRestart(t *testing.T) {
 				}
 				moved = 0
 			}
-			if postTo(urls[cur], sent, batch) {
+			if postTo(urls[cur], sent) {
 				sent += batch
 				continue
 			}
@@ -147,7 +151,7 @@ func TestScenario5RouterRestart(t *testing.T) {
 		// Delivered, then the drain refuses and the router holds what comes.
 		sent := 0
 		for sent < 1000 {
-			if !postTo(a.base+"/logs", sent, batch) {
+			if !postTo(a.base+"/logs", sent) {
 				t.Fatal("POST refused")
 			}
 			sent += batch
@@ -158,7 +162,7 @@ func TestScenario5RouterRestart(t *testing.T) {
 		}
 		held := sent
 		for sent < held+3000 {
-			if !postTo(a.base+"/logs", sent, batch) {
+			if !postTo(a.base+"/logs", sent) {
 				t.Fatal("POST refused")
 			}
 			sent += batch
@@ -176,7 +180,7 @@ func TestScenario5RouterRestart(t *testing.T) {
 		}
 		after := sent
 		for sent < after+1000 {
-			if !postTo(b.base+"/logs", sent, batch) {
+			if !postTo(b.base+"/logs", sent) {
 				t.Fatal("POST refused")
 			}
 			sent += batch

@@ -50,6 +50,9 @@ type scenario struct {
 	// http: app 0 has one HTTP drain into a logplex-1 receiver answering after slow.
 	http bool
 	slow time.Duration
+	// otlp: app 0 has one otlp+http drain with this compression ("gzip", "none") into
+	// an OTLP/HTTP receiver.
+	otlp string
 	// messages overrides o.messages.
 	messages int
 }
@@ -62,6 +65,7 @@ type throughput struct {
 	Apps      int
 	HTTP      bool
 	Slow      time.Duration
+	OTLP      string
 	Sent      int64
 	Delivered int64 // per drain, minimum over drains
 	Rate      float64
@@ -132,6 +136,8 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 		{relay: relayRouter, conns: 1, drains: 1, apps: 1000, load: load{apps: 1000}},
 		{relay: relayRouter, conns: 1, drains: 1, http: true},
 		{relay: relayRouter, conns: 1, drains: 1, http: true, slow: 20 * time.Millisecond, messages: b.o.messages / 5},
+		{relay: relayRouter, conns: 1, drains: 1, otlp: "gzip"},
+		{relay: relayRouter, conns: 1, drains: 1, otlp: "none"},
 		{relay: relayBaseline, conns: 1, drains: 1}, {relay: relayBaseline, conns: 4, drains: 1},
 		{relay: relayBaseline, conns: 1, drains: 1, load: small}, {relay: relayBaseline, conns: 1, drains: 1, load: pieces},
 		{relay: relayBaseline, conns: 1, drains: 1, http: true},
@@ -155,9 +161,9 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s %d conns: %w", sc.relay, sc.conns, err)
 			}
-			log.Printf("%-8s conns=%d drains=%d perWrite=%d apps=%d http=%v slow=%s: %.0f msg/s, %.2f CPU-µs/msg, "+
+			log.Printf("%-8s conns=%d drains=%d perWrite=%d apps=%d http=%v slow=%s otlp=%s: %.0f msg/s, %.2f CPU-µs/msg, "+
 				"harness %.3f CPU-µs/frame, peak RSS %d MiB, delivered %d/%d",
-				sc.relay, sc.conns, sc.drains, sc.load.perWrite, sc.apps, sc.http, sc.slow, tp.Rate, tp.CPUus,
+				sc.relay, sc.conns, sc.drains, sc.load.perWrite, sc.apps, sc.http, sc.slow, sc.otlp, tp.Rate, tp.CPUus,
 				tp.HarnessUs, tp.PeakRSS>>20, tp.Delivered, tp.Sent)
 			if sc.http || sc.apps > 0 {
 				log.Printf("  requests %d (mean %.0f, max %d frames, %.0f B), in flight %d, idle CPU %s/s",
@@ -271,6 +277,41 @@ func syslogURLs(addrs []string) []string {
 	return out
 }
 
+// newSinks makes the receivers of a scenario: an OTLP or HTTP receiver, or one
+// syslog sink per drain.
+func newSinks(sc scenario, drains int) (sinks []*sink, hs *httpSink, osk *otlpSink, closeAll func(), err error) {
+	var closers []func()
+	closeAll = func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	switch {
+	case sc.otlp != "":
+		if osk, err = newOTLPSink(); err != nil {
+			return nil, nil, nil, closeAll, err
+		}
+		closers = append(closers, osk.close)
+		sinks = append(sinks, &osk.counts)
+	case sc.http:
+		if hs, err = newHTTPSink(sc.slow); err != nil {
+			return nil, nil, nil, closeAll, err
+		}
+		closers = append(closers, hs.close)
+		sinks = append(sinks, &hs.counts)
+	default:
+		for range drains {
+			s, err := newSink()
+			if err != nil {
+				return nil, nil, nil, closeAll, err
+			}
+			closers = append(closers, s.close)
+			sinks = append(sinks, s)
+		}
+	}
+	return sinks, hs, osk, closeAll, nil
+}
+
 // throughput relays o.messages frames and measures delivered frames per second from
 // the first write to the last frame received.
 func (b *bench) throughput(ctx context.Context, sc scenario) (throughput, error) {
@@ -280,28 +321,14 @@ func (b *bench) throughput(ctx context.Context, sc scenario) (throughput, error)
 	}
 	name, conns, drains := sc.relay, sc.conns, sc.drains
 	tp := throughput{Relay: name, Conns: conns, Drains: drains, Sent: int64(n), PerWrite: sc.load.perWrite,
-		Apps: sc.apps, HTTP: sc.http, Slow: sc.slow}
-	var sinks []*sink
-	var hs *httpSink
-	if sc.http {
-		var err error
-		if hs, err = newHTTPSink(sc.slow); err != nil {
-			return tp, err
-		}
-		defer hs.close()
-		sinks = append(sinks, &hs.counts)
-	} else {
-		for range drains {
-			s, err := newSink()
-			if err != nil {
-				return tp, err
-			}
-			defer s.close()
-			sinks = append(sinks, s)
-		}
+		Apps: sc.apps, HTTP: sc.http, Slow: sc.slow, OTLP: sc.otlp}
+	sinks, hs, osk, closeSinks, err := newSinks(sc, drains)
+	if err != nil {
+		return tp, err
 	}
+	defer closeSinks()
 	target := ""
-	if !sc.http {
+	if !sc.http && sc.otlp == "" {
 		target = sinks[0].Addr
 	}
 	var r *relay
@@ -314,6 +341,8 @@ func (b *bench) throughput(ctx context.Context, sc scenario) (throughput, error)
 			rr.bin = b.o.baseline
 		}
 		switch {
+		case sc.otlp != "":
+			r, err = b.startRouterWith(ctx, rr, []string{"otlp+http://" + osk.Addr + "#" + sc.otlp}, 1, false, 100_000)
 		case sc.http:
 			r, err = b.startRouterWith(ctx, rr, []string{hs.URL}, 1, false, 100_000)
 		case sc.apps > 0:

@@ -75,9 +75,10 @@ type benchToken struct {
 	Source string `json:"source"`
 }
 type benchDrainCfg struct {
-	ID    string `json:"id"`
-	Token string `json:"token"`
-	URL   string `json:"url"`
+	ID          string `json:"id"`
+	Token       string `json:"token"`
+	URL         string `json:"url"`
+	Compression string `json:"compression,omitempty"`
 }
 
 // startRouter runs the router with a table file: apps[i] uses tokens[i]. Without
@@ -108,8 +109,10 @@ func (b *bench) startRouterWith(ctx context.Context, rr routerRun, urls []string
 				Token: fmt.Sprintf("d.00000000-0000-4000-8000-%012d", i), URL: urls[0]}}
 		case i == 0:
 			for k, u := range urls {
+				// "otlp+http://addr#none": the fragment is the OTLP drain's compression.
+				u, comp, _ := strings.Cut(u, "#")
 				a.Drains = append(a.Drains, benchDrainCfg{ID: fmt.Sprintf("bench/drain-%02d", k),
-					Token: fmt.Sprintf("d.00000000-0000-4000-8000-%012d", k), URL: u})
+					Token: fmt.Sprintf("d.00000000-0000-4000-8000-%012d", k), URL: u, Compression: comp})
 			}
 		}
 		tbl.Apps = append(tbl.Apps, a)

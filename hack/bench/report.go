@@ -16,7 +16,7 @@ func (r *report) find(relay string, conns, drains int) *throughput {
 func (r *report) findW(relay string, conns, drains, perWrite int) *throughput {
 	for i := range r.Throughput {
 		t := &r.Throughput[i]
-		if t.Relay == relay && t.Conns == conns && t.Drains == drains && t.PerWrite == perWrite && !t.HTTP && t.Apps == 0 {
+		if t.Relay == relay && t.Conns == conns && t.Drains == drains && t.PerWrite == perWrite && !t.HTTP && t.OTLP == "" && t.Apps == 0 {
 			return t
 		}
 	}
@@ -146,7 +146,7 @@ func (r *report) throughputTables(w func(string, ...any)) {
 		" delivered |\n")
 	w("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, t := range r.Throughput {
-		if t.HTTP || t.Apps > 0 {
+		if t.HTTP || t.OTLP != "" || t.Apps > 0 {
 			continue
 		}
 		cpu, rss := "—", "—"
@@ -185,6 +185,33 @@ func (r *report) throughputTables(w func(string, ...any)) {
 		}
 		w("| %s | %s | %.0f | %s | %.2f | %d | %.0f / %d | %.1f KiB | %d | %d/%d |\n", relayName(t.Relay), t.Slow, t.Rate, runsK(t.Runs),
 			t.CPUus, t.Requests, t.MeanBatch, t.MaxBatch, t.MeanBody/1024, t.MaxInFlight, t.Delivered, t.Sent)
+	}
+	r.otlpTable(w)
+}
+
+// otlpTable: OTLP/HTTP drains beside the syslog drain of the same run.
+func (r *report) otlpTable(w func(string, ...any)) {
+	syslog := r.find(relayRouter, 1, 1)
+	if syslog == nil {
+		return
+	}
+	rows := 0
+	for _, t := range r.Throughput {
+		if t.OTLP == "" {
+			continue
+		}
+		if rows == 0 {
+			w("\n### OTLP drains\n\n")
+			w("1 connection in (block writes), one app with one `otlp+http://` drain into an OTLP/HTTP receiver in the harness\n")
+			w("(binary protobuf; it counts the LogRecords of each request by walking the protobuf). Beside it, the same\n")
+			w("router's syslog drain from this run.\n\n")
+			w("| drain | compression | msgs/s (median) | runs | CPU µs/msg | of the syslog drain's rate | delivered |\n")
+			w("|---|---|---|---|---|---|---|\n")
+			w("| syslog:// | — | %.0f | %s | %.2f | 100%% | %d/%d |\n", syslog.Rate, runsK(syslog.Runs), syslog.CPUus, syslog.Delivered, syslog.Sent)
+		}
+		rows++
+		w("| otlp+http:// | %s | %.0f | %s | %.2f | %.0f%% | %d/%d |\n", t.OTLP, t.Rate, runsK(t.Runs), t.CPUus,
+			100*t.Rate/syslog.Rate, t.Delivered, t.Sent)
 	}
 }
 
@@ -241,6 +268,14 @@ func (r *report) goals(w func(string, ...any)) {
 	for _, t := range r.Throughput {
 		if t.HTTP && t.Slow == 0 {
 			w("- HTTP drain ≥ 560k msgs/s into a local receiver (%s): %.0f msgs/s.\n", relayName(t.Relay), t.Rate)
+		}
+	}
+	if syslog := r.find(relayRouter, 1, 1); syslog != nil {
+		for _, t := range r.Throughput {
+			if t.OTLP != "" && t.Relay == relayRouter {
+				w("- OTLP/HTTP drain (%s) ≥ 50%% of the syslog drain's rate: %.0f%% (%.0f against %.0f msgs/s).\n",
+					t.OTLP, 100*t.Rate/syslog.Rate, t.Rate, syslog.Rate)
+			}
 		}
 	}
 	if h := r.History; h != nil {

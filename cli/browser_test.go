@@ -365,3 +365,32 @@ func session(t *testing.T, s *stack, app, base string) string {
 	}
 	return u
 }
+
+// TestViewerReconnectPastTTL: with a short session TTL, a viewer whose stream drops
+// after its URL's connect window has passed reconnects (with the newest URL the
+// router gave it) and shows what was sent while it was cut, repeating nothing.
+func TestViewerReconnectPastTTL(t *testing.T) {
+	const ttl = 3 * time.Second
+	s := newStack(t, 1, "--session-ttl", ttl.String())
+	token := s.app(t, "web")
+	ctx := browser(t)
+	first := line{proc: "web.1", text: "ttl-0 before", at: time.Now()}
+	s.send(t, s.routers[0], token, first)
+	proxy := newCutProxy(t, strings.TrimPrefix(s.routers[0], "http://"))
+	created := time.Now()
+	url := session(t, s, "web", proxy.URL())
+	run(t, ctx, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("#log")))
+	waitRows(t, ctx, "ttl-", []string{first.text})
+	// Past the first URL's connect window (and that of the URL given at connect).
+	testenv.Until(t, "the session URL's connect window is over", func() bool { return time.Since(created) > 2*ttl })
+	proxy.cut()
+	testenv.Eventually(t, "the page noticed", func() error {
+		if st := eval[string](t, ctx, `document.getElementById('status').textContent`); st == "live" {
+			return fmt.Errorf("status %q", st)
+		}
+		return nil
+	})
+	later := line{proc: "web.1", text: "ttl-1 while cut", at: time.Now()}
+	s.send(t, s.routers[0], token, later)
+	waitRows(t, ctx, "ttl-", []string{first.text, later.text})
+}

@@ -288,7 +288,13 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if fl != nil {
 		fl.Flush()
 	}
-	reissue := time.NewTicker(h.opts.ReissueEvery)
+	// A fresh URL at least twice per connect window, so the newest one a viewer holds
+	// is always valid when its stream drops (a short --session-ttl included).
+	every := h.opts.ReissueEvery
+	if ttl := time.Duration(c.Expires-c.IssuedAt) * time.Second; ttl/2 < every {
+		every = max(ttl/2, 500*time.Millisecond)
+	}
+	reissue := time.NewTicker(every)
 	defer reissue.Stop()
 	gap := time.NewTimer(time.Hour)
 	gap.Stop()

@@ -236,3 +236,59 @@ func TestDeliveringAgreesWithReady(t *testing.T) {
 		t.Errorf("conditions disagree: Ready %q, Delivering %q", ready.Message, c.Message)
 	}
 }
+
+// TestDrainAddedWaitsForRouters: the "Drain … added" line is posted only once the
+// routers report running the drain, so the new drain receives its own line (a line
+// reaches the drains its router runs when it arrives); the app's other lines are not
+// held by other apps.
+func TestDrainAddedWaitsForRouters(t *testing.T) {
+	fr := &fakeRouter{rep: routing.RouterStatus{Router: "router-0", Started: time.Now().Add(time.Minute), Version: "v"}}
+	srv := httptest.NewServer(fr)
+	defer srv.Close()
+	lines := newPlatformReceiver(t)
+	startManager(t, Config{RouterStatusURLs: []string{srv.URL + "/status"}, RouterStatusInterval: 100 * time.Millisecond,
+		PlatformURL: lines.URL + "/logs"})
+	ns := newNamespace(t)
+	create(t, newApp(ns, "web"))
+	d := newDrain(ns, "sink", "web", "syslog://127.0.0.2:514")
+	create(t, d)
+	condition(t, d, kubeplexv1alpha1.ReadyCondition, metav1.ConditionTrue, kubeplexv1alpha1.ReconciledReason)
+	id := routes.ID(ns, "sink")
+	tableApp(t, routes.ID(ns, "web"), func(a *routing.App) error {
+		if a == nil || len(a.Drains) != 1 {
+			return fmt.Errorf("drain not in the stored table: %+v", a)
+		}
+		return nil
+	})
+	added := ns + "/web kubeplex[router] Drain " + d.Status.Token + " added (syslog://127.0.0.2:514)"
+	// The table with the drain is stored, the router does not run it yet: two poll
+	// rounds later the line is still held. Another app's line goes meanwhile.
+	create(t, newApp(ns, "other"))
+	testenv.Eventually(t, "the other app's line", func() error {
+		if !slices.ContainsFunc(lines.got(), func(l string) bool { return strings.HasPrefix(l, ns+"/other kubeplex[api] LogApp other created") }) {
+			return fmt.Errorf("lines %q", lines.got())
+		}
+		return nil
+	})
+	fr.polled(t)
+	if slices.Contains(lines.got(), added) {
+		t.Fatalf("posted before any router ran the drain: %q", lines.got())
+	}
+	fr.set(id, routing.DrainStatus{})
+	testenv.Eventually(t, "the added line once the router runs the drain", func() error {
+		if n := countLine(lines.got(), added); n != 1 {
+			return fmt.Errorf("%d copies of %q in %q", n, added, lines.got())
+		}
+		return nil
+	})
+}
+
+func countLine(lines []string, want string) int {
+	n := 0
+	for _, l := range lines {
+		if l == want {
+			n++
+		}
+	}
+	return n
+}

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	"github.com/kubeplex/kubeplex/controllers/health"
 	"github.com/kubeplex/kubeplex/controllers/platform"
 	"github.com/kubeplex/kubeplex/controllers/routes"
 	"github.com/kubeplex/kubeplex/internal/routing"
@@ -44,6 +46,12 @@ type RoutesReconciler struct {
 	// leader reconciles, so each change is written once however many managers and
 	// routers run.
 	Platform *platform.Poster
+	// Health, when set, holds back a "Drain … added" line until every router runs
+	// the drain (at most AnnounceWait), so the new drain gets its own line: a line
+	// reaches the drains its router runs when it arrives.
+	Health *health.Store
+	// AnnounceWait bounds that wait [DefaultAnnounceWait].
+	AnnounceWait time.Duration
 
 	// last is the table the routers were last given; known once read or written.
 	last      *routing.Table
@@ -61,6 +69,10 @@ type RoutesReconciler struct {
 // render takes about 0.4 s of CPU, so table writes at most every 2 s keep it under a
 // quarter of one CPU while changes keep coming.
 const maxCostSpacing = 2 * time.Second
+
+// DefaultAnnounceWait is how long a "Drain … added" line waits at most for the
+// routers to report that they run the drain (a few router status polls).
+const DefaultAnnounceWait = time.Minute
 
 // DefaultRoutesWriteInterval is the default MinWriteInterval.
 const DefaultRoutesWriteInterval = time.Second
@@ -152,7 +164,13 @@ func (r *RoutesReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.
 		r.View.publish(ctx, apps.Items, res)
 	}
 	for _, c := range routes.Changes(r.last, res.Table) {
-		r.Platform.Emit(platform.Line{App: c.App, Proc: routing.ProcRouter, Text: c.Text})
+		l := platform.Line{App: c.App, Proc: routing.ProcRouter, Text: c.Text}
+		if c.Drain == "" || r.Health == nil {
+			r.Platform.Emit(l)
+			continue
+		}
+		id, wait := c.Drain, cmp.Or(r.AnnounceWait, DefaultAnnounceWait)
+		r.Platform.EmitWhen(l, func() bool { return r.Health.RunEverywhere(id) }, wait)
 	}
 	r.last = res.Table
 	if wr.Changed() {

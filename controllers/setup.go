@@ -194,6 +194,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, c Config) error {
 		Client: mgr.GetClient(), Metrics: NewRoutesMetrics(c.Registerer), MinWriteInterval: writeInterval, View: view,
 		SessionKeysSecret: c.Sessions.KeysSecret,
 		Platform:          poster,
+		Health:            store,
 		Store: &routes.Store{Client: mgr.GetClient(), Namespace: c.Namespace, Base: c.RoutesSecret,
 			MaxShardBytes: c.MaxShardBytes, MaxShards: c.MaxShards},
 	}).SetupWithManager(mgr); err != nil {

@@ -211,6 +211,22 @@ func (s *Store) summaryLocked(id string) Summary {
 	return sum
 }
 
+// RunEverywhere reports whether every router that answered the last round runs the
+// drain (lists it in its /status), and at least one answered.
+func (s *Store) RunEverywhere(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.current) == 0 {
+		return false
+	}
+	for _, drains := range s.current {
+		if _, ok := drains[id]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // Routers returns the names of the routers in the last round.
 func (s *Store) Routers() []string {
 	s.mu.Lock()

@@ -60,6 +60,15 @@ type Poster struct {
 	mu      sync.Mutex
 	sent    int
 	dropped int
+	// held are lines waiting for a condition (EmitWhen), per app, in order, with the
+	// app's later lines behind them.
+	held map[string][]heldLine
+}
+
+type heldLine struct {
+	line     Line
+	ready    func() bool // nil: ready as soon as the lines before it are
+	deadline time.Time
 }
 
 func (p *Poster) init() {
@@ -85,6 +94,14 @@ func (p *Poster) init() {
 
 // Emit queues a line. A nil Poster drops it (platform lines off).
 func (p *Poster) Emit(l Line) {
+	p.EmitWhen(l, nil, 0)
+}
+
+// EmitWhen queues a line once ready reports true, or after wait at the latest: a
+// "drain added" line waits until the routers run the drain, so the drain gets its
+// own line. Lines for the same app emitted meanwhile wait behind it, so an app's
+// lines keep their order. ready nil is Emit.
+func (p *Poster) EmitWhen(l Line, ready func() bool, wait time.Duration) {
 	if p == nil || p.URL == "" {
 		return
 	}
@@ -95,6 +112,47 @@ func (p *Poster) Emit(l Line) {
 	if l.Priority == 0 {
 		l.Priority = wire.PriorityInfo
 	}
+	p.mu.Lock()
+	if ready != nil || len(p.held[l.App]) > 0 {
+		if p.held == nil {
+			p.held = map[string][]heldLine{}
+		}
+		p.held[l.App] = append(p.held[l.App], heldLine{line: l, ready: ready, deadline: time.Now().Add(wait)})
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	p.enqueue(l)
+}
+
+// release queues the held lines whose turn has come.
+func (p *Poster) release(now time.Time) {
+	var out []Line
+	p.mu.Lock()
+	for app, hs := range p.held {
+		i := 0
+		for ; i < len(hs); i++ {
+			h := hs[i]
+			if h.ready != nil && !h.ready() && now.Before(h.deadline) {
+				break
+			}
+			// Stamped when it is let go: the line tells what is true from then on.
+			h.line.Time = now
+			out = append(out, h.line)
+		}
+		if i == len(hs) {
+			delete(p.held, app)
+		} else {
+			p.held[app] = hs[i:]
+		}
+	}
+	p.mu.Unlock()
+	for _, l := range out {
+		p.enqueue(l)
+	}
+}
+
+func (p *Poster) enqueue(l Line) {
 	select {
 	case p.queue <- l:
 	default:
@@ -118,6 +176,18 @@ func (p *Poster) NeedLeaderElection() bool { return true }
 // Start sends queued lines until ctx ends; it implements manager.Runnable.
 func (p *Poster) Start(ctx context.Context) error {
 	p.init()
+	go func() {
+		t := time.NewTicker(HoldPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				p.release(now)
+			}
+		}
+	}()
 	var batch []Line
 	for {
 		select {
@@ -215,5 +285,8 @@ func (p *Poster) post(ctx context.Context, app, frameID string, n int, body []by
 	}
 	return nil
 }
+
+// HoldPoll is how often held lines (EmitWhen) are checked.
+var HoldPoll = 200 * time.Millisecond
 
 var errUnknownApp = errors.New("post platform batch: the routers do not know the app")

@@ -16,6 +16,9 @@ import (
 type Change struct {
 	App  string
 	Text string
+	// Drain is the drain's ID when the line announces it (added): the line should
+	// be posted once the routers run that drain, so that it sees its own line.
+	Drain string
 }
 
 // Changes compares the table the routers run (old, nil when there was none) with
@@ -43,12 +46,12 @@ func Changes(old, next *routing.Table) []Change {
 			delete(had, d.ID)
 			switch {
 			case !ok:
-				out = append(out, Change{a.ID, fmt.Sprintf("Drain %s added (%s)", d.Token, redactedURL(d.URL))})
+				out = append(out, Change{a.ID, fmt.Sprintf("Drain %s added (%s)", d.Token, redactedURL(d.URL)), d.ID})
 			case p.Token != d.Token:
-				out = append(out, Change{a.ID, fmt.Sprintf("Drain %s removed", p.Token)},
-					Change{a.ID, fmt.Sprintf("Drain %s added (%s)", d.Token, redactedURL(d.URL))})
+				out = append(out, Change{App: a.ID, Text: fmt.Sprintf("Drain %s removed", p.Token)},
+					Change{a.ID, fmt.Sprintf("Drain %s added (%s)", d.Token, redactedURL(d.URL)), d.ID})
 			case p.URL != d.URL:
-				out = append(out, Change{a.ID, fmt.Sprintf("Drain %s now delivers to %s", d.Token, redactedURL(d.URL))})
+				out = append(out, Change{App: a.ID, Text: fmt.Sprintf("Drain %s now delivers to %s", d.Token, redactedURL(d.URL))})
 			}
 		}
 		removed := make([]routing.Drain, 0, len(had))
@@ -57,19 +60,20 @@ func Changes(old, next *routing.Table) []Change {
 		}
 		slices.SortFunc(removed, func(x, y routing.Drain) int { return strings.Compare(x.ID, y.ID) })
 		for _, d := range removed {
-			out = append(out, Change{a.ID, fmt.Sprintf("Drain %s removed", d.Token)})
+			out = append(out, Change{App: a.ID, Text: fmt.Sprintf("Drain %s removed", d.Token)})
 		}
 		if prev != nil {
 			// Hosts: a host leaves the entry when the app drops it or when another app
 			// claims it too (then it goes to neither, Render).
 			for _, h := range a.Hosts {
 				if !slices.Contains(prev.Hosts, h) {
-					out = append(out, Change{a.ID, "Host " + h + " now routes its load-balancer lines here"})
+					out = append(out, Change{App: a.ID, Text: "Host " + h + " now routes its load-balancer lines here"})
 				}
 			}
 			for _, h := range prev.Hosts {
 				if !slices.Contains(a.Hosts, h) {
-					out = append(out, Change{a.ID, "Host " + h + " no longer routes here (removed from spec.hosts, or claimed by another LogApp too)"})
+					out = append(out, Change{App: a.ID,
+						Text: "Host " + h + " no longer routes here (removed from spec.hosts, or claimed by another LogApp too)"})
 				}
 			}
 		}
@@ -77,10 +81,10 @@ func Changes(old, next *routing.Table) []Change {
 			wasGrace, isGrace := graceEnd(prev.Tokens), graceEnd(a.Tokens)
 			switch {
 			case isGrace != nil && (wasGrace == nil || !wasGrace.Equal(*isGrace)):
-				out = append(out, Change{a.ID, "Ingest token rotated; the previous token stays valid until " +
+				out = append(out, Change{App: a.ID, Text: "Ingest token rotated; the previous token stays valid until " +
 					isGrace.UTC().Format(time.RFC3339)})
 			case isGrace == nil && wasGrace != nil:
-				out = append(out, Change{a.ID, "Previous ingest token retired"})
+				out = append(out, Change{App: a.ID, Text: "Previous ingest token retired"})
 			}
 		}
 	}

@@ -64,6 +64,8 @@ var envFlags = []struct{ flag, env string }{
 	{"backoff-max", "KUBEPLEX_BACKOFF_MAX"},
 	{"flush-timeout", "KUBEPLEX_FLUSH_TIMEOUT"},
 	{"sidecar-wait", "KUBEPLEX_SIDECAR_WAIT"},
+	{"runtime-metrics", "KUBEPLEX_RUNTIME_METRICS"},
+	{"cgroup-root", "KUBEPLEX_CGROUP_ROOT"},
 	{"log-level", "KUBEPLEX_LOG_LEVEL"},
 }
 
@@ -81,6 +83,8 @@ type commonFlags struct {
 	mode, podLogDir        string
 	flushTimeout           time.Duration
 	sidecarWait            time.Duration
+	runtimeMetrics         time.Duration
+	cgroupRoot             string
 	logLevel               slog.Level
 }
 
@@ -107,6 +111,8 @@ func (o *commonFlags) bind(fs *flag.FlagSet, command string) {
 	fs.DurationVar(&o.ship.BackoffMax, "backoff-max", 4*time.Second, "cap of the retry backoff (env KUBEPLEX_BACKOFF_MAX)")
 	fs.DurationVar(&o.flushTimeout, "flush-timeout", 5*time.Second, "how long to flush after the worker exits or on SIGTERM (env KUBEPLEX_FLUSH_TIMEOUT)")
 	fs.DurationVar(&o.sidecarWait, "sidecar-wait", 5*time.Second, "run: how long to wait for the sidecar's socket before starting the worker anyway (env KUBEPLEX_SIDECAR_WAIT)")
+	fs.DurationVar(&o.runtimeMetrics, "runtime-metrics", 0, "run: write the container's memory and load as log-runtime-metrics lines this often; 0 = off (env KUBEPLEX_RUNTIME_METRICS)")
+	fs.StringVar(&o.cgroupRoot, "cgroup-root", "/sys/fs/cgroup", "run: where the cgroup filesystem is mounted (env KUBEPLEX_CGROUP_ROOT; tests)")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error (env KUBEPLEX_LOG_LEVEL)")
 }
 
@@ -198,6 +204,7 @@ func ParseOptions(argv []string, lookup func(string) (string, bool)) (Command, e
 			Socket: o.socket, StateDir: o.stateDir,
 			TraceSyslogAddr: o.traceSyslog, TraceHTTPAddr: o.traceHTTP,
 			FlushTimeout: o.flushTimeout, SidecarWait: o.sidecarWait, Log: log,
+			RuntimeMetrics: o.runtimeMetrics, CgroupRoot: o.cgroupRoot,
 		}
 	case CmdSidecar:
 		var containers []string

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kubeplex/kubeplex/collector/metrics"
 	"github.com/kubeplex/kubeplex/collector/queue"
 	"github.com/kubeplex/kubeplex/collector/relay"
 	"github.com/kubeplex/kubeplex/collector/ship"
@@ -39,7 +40,12 @@ type RunOptions struct {
 	// SidecarWait bounds the wait for the sidecar's socket before the worker starts
 	// (a native sidecar is started first, but may not be listening yet) [5s].
 	SidecarWait time.Duration
-	Log         *slog.Logger
+	// RuntimeMetrics, when positive, is how often the container's cgroup is read and
+	// written as a log-runtime-metrics line (kubeplex[<process>]); CgroupRoot is
+	// where the cgroup filesystem is (tests give a fixture tree).
+	RuntimeMetrics time.Duration
+	CgroupRoot     string
+	Log            *slog.Logger
 }
 
 // ShipOptions are shared by run (direct mode) and sidecar.
@@ -213,6 +219,11 @@ func supervise(opts RunOptions, prod *queue.Producer, log *slog.Logger) wrap.Exi
 
 	done := make(chan wrap.Exit, 1)
 	go func() { done <- child.Wait() }()
+	if opts.RuntimeMetrics > 0 {
+		stop := make(chan struct{})
+		defer close(stop)
+		go runtimeMetrics(opts, prod, log, stop)
+	}
 	for {
 		select {
 		case sig := <-sigs:
@@ -329,4 +340,35 @@ func lowerFirst(s string) string {
 		return string(s[0]+'a'-'A') + s[1:]
 	}
 	return s
+}
+
+// runtimeMetrics writes a log-runtime-metrics line every opts.RuntimeMetrics until
+// stop is closed. A cgroup that cannot be read is said once in the stream, then
+// retried quietly.
+func runtimeMetrics(opts RunOptions, prod *queue.Producer, log *slog.Logger, stop <-chan struct{}) {
+	r := metrics.Reader{Root: opts.CgroupRoot}
+	var load metrics.Load
+	if s, err := r.Read(); err == nil {
+		load.Add(time.Now(), s.CPU)
+	}
+	t := time.NewTicker(opts.RuntimeMetrics)
+	defer t.Stop()
+	warned := false
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			s, err := r.Read()
+			if err != nil {
+				if !warned {
+					warned = true
+					prod.Event(wire.PriorityWarning, "Warning: runtime metrics unavailable: "+err.Error())
+					log.Warn("runtime metrics", "error", err)
+				}
+				continue
+			}
+			prod.Event(wire.PriorityInfo, metrics.Line(opts.Process, opts.Hostname, s, load.Add(now, s.CPU)))
+		}
+	}
 }

@@ -358,3 +358,47 @@ func TestRunRestartEvent(t *testing.T) {
 		t.Errorf("events %q lack %q", events, want)
 	}
 }
+
+// TestRunRuntimeMetrics: with --runtime-metrics the wrapper writes log-runtime-metrics
+// lines from its container's cgroup (here a fixture tree, v2 and v1) as
+// kubeplex[<process>], until the worker exits; without it, none.
+func TestRunRuntimeMetrics(t *testing.T) {
+	for _, c := range []struct{ root, want string }{
+		{"metrics/testdata/v2ns", "source=web.1 dyno=web-x sample#memory_total=1.00MB sample#memory_rss=0.50MB sample#memory_cache=0.50MB sample#memory_swap=0.00MB sample#load_avg_1m=0.00"},
+		// Inside a cgroup namespace: the controllers' roots are the container's.
+		{"metrics/testdata/v1ns", "source=web.1 dyno=web-x sample#memory_total=30.00MB sample#memory_rss=25.00MB sample#memory_cache=4.00MB sample#memory_swap=1.00MB sample#load_avg_1m=0.00"},
+	} {
+		r := fakerouter.Start(t, token)
+		done := filepath.Join(t.TempDir(), "done")
+		env := append(collectorEnv(r.URL(), "web.1"), "KUBEPLEX_POD_NAME=web-x", "HOSTNAME=web-x")
+		p := start(t, env, "run", "--runtime-metrics", "50ms", "--cgroup-root", c.root, "--",
+			"sh", "-c", "while [ ! -e "+done+" ]; do sleep 0.05; done")
+		testenv.Until(t, "two metrics lines from "+c.root, func() bool {
+			n := 0
+			for _, s := range fakerouter.Texts(r.Records(), "kubeplex") {
+				if strings.HasPrefix(s, "source=web.1 ") || strings.HasPrefix(s, "Warning: runtime metrics") {
+					n++
+				}
+			}
+			return n >= 2
+		})
+		if err := os.WriteFile(done, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p.wait(t, 30*time.Second)
+		events := fakerouter.Texts(r.Records(), "kubeplex")
+		if n := countText(events, c.want); n < 2 {
+			t.Errorf("%s: %d lines %q in %q", c.root, n, c.want, events)
+		}
+	}
+}
+
+func countText(texts []string, want string) int {
+	n := 0
+	for _, s := range texts {
+		if s == want {
+			n++
+		}
+	}
+	return n
+}

@@ -39,6 +39,14 @@ type LogAppSpec struct {
 	// +optional
 	CollectorMode CollectorMode `json:"collectorMode,omitempty"`
 
+	// runtimeMetrics turns on Heroku-style log-runtime-metrics lines: every 20 s each
+	// wrapped process writes kubeplex[<process>]: source=web.1 dyno=<pod>
+	// sample#memory_total=…MB sample#memory_rss=… sample#load_avg_1m=…, read from its
+	// container's cgroup. Off by default; applies to pods created after the change
+	// (Exec mode only: CRI tail mode has no wrapper in the worker's container).
+	// +optional
+	RuntimeMetrics bool `json:"runtimeMetrics,omitempty"`
+
 	// addons are the add-on providers that send lines into this app's stream (an
 	// alerting or analytics service reporting back, as Heroku add-ons do). Each gets
 	// its own ingest token, in the Secret status.addons names; its lines carry the

@@ -194,7 +194,8 @@ func (h *Handler) target(ctx context.Context, namespace, name string) (Target, s
 	// The sidecar gets the app's collector credential, not its ingest token: only the
 	// collector's may write the app's process events (docs/collector.md, "Trust"). The
 	// LogApp reconciler writes it in the same pass as the token Secret, before Ready.
-	t := Target{App: name, TokenSecretName: app.Name + kubeplexv1alpha1.CollectorSecretSuffix, Mode: app.Spec.CollectorMode}
+	t := Target{App: name, TokenSecretName: app.Name + kubeplexv1alpha1.CollectorSecretSuffix, Mode: app.Spec.CollectorMode,
+		RuntimeMetrics: app.Spec.RuntimeMetrics}
 	if t.Mode == kubeplexv1alpha1.CollectorCRITail {
 		t.PodSecurityEnforce = h.podSecurityEnforce(ctx, namespace)
 	}

@@ -58,18 +58,22 @@ const (
 
 // Environment variables the collector reads (docs/architecture.md, "Collector").
 const (
-	EnvRouterURL    = "KUBEPLEX_ROUTER_URL"
-	EnvTokenFile    = "KUBEPLEX_TOKEN_FILE"
-	EnvSocket       = "KUBEPLEX_SOCKET"
-	EnvStateDir     = "KUBEPLEX_STATE_DIR"
-	EnvStateRoot    = "KUBEPLEX_STATE_ROOT"
-	EnvProcessType  = "KUBEPLEX_PROCESS_TYPE"
-	EnvMode         = "KUBEPLEX_MODE"
-	EnvContainers   = "KUBEPLEX_CONTAINERS"
-	EnvPodName      = "KUBEPLEX_POD_NAME"
-	EnvPodNamespace = "KUBEPLEX_POD_NAMESPACE"
-	EnvPodUID       = "KUBEPLEX_POD_UID"
-	EnvPodIndex     = "KUBEPLEX_POD_INDEX"
+	EnvRouterURL   = "KUBEPLEX_ROUTER_URL"
+	EnvTokenFile   = "KUBEPLEX_TOKEN_FILE"
+	EnvSocket      = "KUBEPLEX_SOCKET"
+	EnvStateDir    = "KUBEPLEX_STATE_DIR"
+	EnvStateRoot   = "KUBEPLEX_STATE_ROOT"
+	EnvProcessType = "KUBEPLEX_PROCESS_TYPE"
+	// EnvRuntimeMetrics turns on the wrapper's log-runtime-metrics lines, every
+	// RuntimeMetricsInterval (Heroku's 20 s).
+	EnvRuntimeMetrics      = "KUBEPLEX_RUNTIME_METRICS"
+	RuntimeMetricsInterval = "20s"
+	EnvMode                = "KUBEPLEX_MODE"
+	EnvContainers          = "KUBEPLEX_CONTAINERS"
+	EnvPodName             = "KUBEPLEX_POD_NAME"
+	EnvPodNamespace        = "KUBEPLEX_POD_NAMESPACE"
+	EnvPodUID              = "KUBEPLEX_POD_UID"
+	EnvPodIndex            = "KUBEPLEX_POD_INDEX"
 )
 
 // Config is what the manager's flags decide about injected containers.
@@ -111,6 +115,8 @@ type Target struct {
 	Mode kubeplexv1alpha1.CollectorMode
 	// PodSecurityEnforce is the namespace's pod-security.kubernetes.io/enforce level.
 	PodSecurityEnforce string
+	// RuntimeMetrics is the LogApp's spec.runtimeMetrics.
+	RuntimeMetrics bool
 }
 
 // AlreadyProcessed reports whether the webhook has seen this pod before: it carries
@@ -292,6 +298,9 @@ func injectExec(pod *corev1.Pod, workers []int, t Target, cfg Config) {
 			{Name: EnvStateDir, Value: StatePath},
 			{Name: EnvProcessType, Value: processType},
 		}, podEnv()...)
+		if t.RuntimeMetrics {
+			env = append(env, corev1.EnvVar{Name: EnvRuntimeMetrics, Value: RuntimeMetricsInterval})
+		}
 		c.Env = mergeEnv(c.Env, env)
 		c.VolumeMounts = append(c.VolumeMounts,
 			// Read-only: the worker only executes the binary from here.

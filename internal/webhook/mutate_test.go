@@ -38,6 +38,7 @@ func TestMutateGolden(t *testing.T) {
 		{"exec-default-mode", Target{App: "web", TokenSecretName: "web-kubeplex-token"}, true, ""},
 		{"exec-statefulset", exec, true, ""},
 		{"exec-build-job", exec, true, ""},
+		{"exec-runtime-metrics", Target{App: "web", TokenSecretName: "web-kubeplex-token", Mode: kubeplexv1alpha1.CollectorExec, RuntimeMetrics: true}, true, ""},
 		{"exec-prewrapped", exec, true, ""},
 		{"exec-containers-annotation", exec, true, ""},
 		{"exec-no-command", exec, false, "without an explicit command cannot be wrapped: sidecar"},

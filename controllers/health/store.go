@@ -80,6 +80,7 @@ type Store struct {
 	current  map[string]map[string]routing.DrainStatus
 	acc      map[string]*Summary // by drain ID
 	notified map[string]notice
+	rounds   int // poll rounds folded in
 }
 
 type notice struct {
@@ -139,6 +140,7 @@ func (s *Store) Update(now time.Time, reports []routing.RouterStatus) []string {
 		current[rep.Router] = rep.Drains
 	}
 	s.current = current
+	s.rounds++
 
 	var changed []string
 	for id := range s.acc {
@@ -212,12 +214,13 @@ func (s *Store) summaryLocked(id string) Summary {
 }
 
 // RunEverywhere reports whether every router that answered the last round runs the
-// drain (lists it in its /status), and at least one answered.
+// drain (lists it in its /status). Before the first round it is false; after a round
+// no router answered it is true: there is nothing to wait for that could be seen.
 func (s *Store) RunEverywhere(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.current) == 0 {
-		return false
+		return s.rounds > 0
 	}
 	for _, drains := range s.current {
 		if _, ok := drains[id]; !ok {

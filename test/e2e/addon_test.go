@@ -42,7 +42,7 @@ func TestAddonInput(t *testing.T) {
 	start(t, "manager", "--kubeconfig", c.kubeconfig, "--namespace", systemNS,
 		"--routes-secret", routesName, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
 		"--leader-elect=false", "--webhook-port", "0", "--allow-cidrs", "127.0.0.0/8",
-		"--router-url", routerURL+"/logs", "--router-status-urls", "http://"+admin, "--ingest-url", publicURL)
+		"--router-url", routerURL+"/logs", "--router-status-urls", "http://"+admin+"/status", "--ingest-url", publicURL)
 
 	for _, name := range []string{"app", "kubeplex", "Bad_Name"} {
 		bad := &kubeplexv1alpha1.LogApp{ObjectMeta: metav1.ObjectMeta{Name: "bad", Namespace: "shop"},

@@ -35,7 +35,7 @@ func TestBuildLines(t *testing.T) {
 	start(t, "manager", "--kubeconfig", c.kubeconfig, "--namespace", systemNS,
 		"--routes-secret", routesName, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
 		"--leader-elect=false", "--webhook-port", "0", "--allow-cidrs", "127.0.0.0/8",
-		"--router-url", routerURL+"/logs", "--router-status-urls", "http://"+admin)
+		"--router-url", routerURL+"/logs", "--router-status-urls", "http://"+admin+"/status", "--router-status-interval", "500ms")
 	sink := startSyslogSink(t)
 	app := &kubeplexv1alpha1.LogApp{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"}}
 	for _, o := range []client.Object{app, drainTo("first", sink.addr)} {

@@ -38,7 +38,7 @@ func TestDeployLines(t *testing.T) {
 	managerArgs := []string{"--kubeconfig", c.kubeconfig, "--namespace", systemNS,
 		"--routes-secret", routesName, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
 		"--leader-elect=true", "--webhook-port", "0", "--allow-cidrs", "127.0.0.0/8",
-		"--router-url", routerURL + "/logs", "--router-status-urls", "http://" + admin}
+		"--router-url", routerURL + "/logs", "--router-status-urls", "http://" + admin + "/status", "--router-status-interval", "500ms"}
 	mgr := start(t, "manager", managerArgs...)
 	sink := startSyslogSink(t)
 

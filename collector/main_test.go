@@ -37,7 +37,9 @@ type proc struct {
 func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
+	// The sidecar's OTLP default (4318) is one port for the whole host here: off
+	// unless a test asks for it.
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "KUBEPLEX_TRACE_OTLP_ADDR="}, env...)
 	p := &proc{stdout: &testenv.SyncBuffer{}, stderr: &testenv.SyncBuffer{}}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	p.Process = testenv.StartCmd(t, cmd)

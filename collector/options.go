@@ -53,6 +53,7 @@ var envFlags = []struct{ flag, env string }{
 	{"state-dir", "KUBEPLEX_STATE_DIR"},
 	{"trace-syslog-addr", "KUBEPLEX_TRACE_SYSLOG_ADDR"},
 	{"trace-http-addr", "KUBEPLEX_TRACE_HTTP_ADDR"},
+	{"trace-otlp-addr", "KUBEPLEX_TRACE_OTLP_ADDR"},
 	{"mode", "KUBEPLEX_MODE"},
 	{"pod-log-dir", "KUBEPLEX_POD_LOG_DIR"},
 	{"token-file", "KUBEPLEX_TOKEN_FILE"},
@@ -71,7 +72,7 @@ var envFlags = []struct{ flag, env string }{
 
 // emptyMeansOff are the flags whose variable set to "" turns something off; for the
 // others an empty variable is as good as unset (a pod spec may carry empty values).
-var emptyMeansOff = map[string]bool{"trace-syslog-addr": true, "trace-http-addr": true}
+var emptyMeansOff = map[string]bool{"trace-syslog-addr": true, "trace-http-addr": true, "trace-otlp-addr": true}
 
 // commonFlags are the values run and sidecar share before they are sorted into
 // RunOptions and SidecarOptions.
@@ -80,6 +81,7 @@ type commonFlags struct {
 	process, socket        string
 	stateDir, stateRoot    string
 	traceSyslog, traceHTTP string
+	traceOTLP              string
 	mode, podLogDir        string
 	flushTimeout           time.Duration
 	sidecarWait            time.Duration
@@ -89,9 +91,11 @@ type commonFlags struct {
 }
 
 func (o *commonFlags) bind(fs *flag.FlagSet, command string) {
-	traceSyslogDef, traceHTTPDef := "", ""
+	traceSyslogDef, traceHTTPDef, traceOTLPDef := "", "", ""
 	if command == CmdSidecar {
-		traceSyslogDef, traceHTTPDef = "127.0.0.1:5140", "127.0.0.1:5141"
+		// 4318 is OTLP/HTTP's own port: an app's OpenTelemetry SDK exports logs there
+		// (http://localhost:4318/v1/logs) unless told otherwise.
+		traceSyslogDef, traceHTTPDef, traceOTLPDef = "127.0.0.1:5140", "127.0.0.1:5141", "127.0.0.1:4318"
 	}
 	fs.StringVar(&o.ship.RouterURL, "router-url", "", "router ingest URL (env KUBEPLEX_ROUTER_URL)")
 	fs.StringVar(&o.process, "process", "", "process name (default: from KUBEPLEX_PROCESS, KUBEPLEX_PROCESS_TYPE, the pod)")
@@ -100,6 +104,7 @@ func (o *commonFlags) bind(fs *flag.FlagSet, command string) {
 	fs.StringVar(&o.stateDir, "state-dir", "", "directory for restart counts and CRI offsets (env KUBEPLEX_STATE_DIR; default: the socket's directory)")
 	fs.StringVar(&o.traceSyslog, "trace-syslog-addr", traceSyslogDef, "loopback address for syslog trace input, UDP and TCP; empty = off (env KUBEPLEX_TRACE_SYSLOG_ADDR)")
 	fs.StringVar(&o.traceHTTP, "trace-http-addr", traceHTTPDef, "loopback address for POST /trace; empty = off (env KUBEPLEX_TRACE_HTTP_ADDR)")
+	fs.StringVar(&o.traceOTLP, "trace-otlp-addr", traceOTLPDef, "loopback address for OTLP/HTTP logs (POST /v1/logs); empty = off (env KUBEPLEX_TRACE_OTLP_ADDR)")
 	fs.StringVar(&o.mode, "mode", "", "sidecar mode: empty or CRITail (env KUBEPLEX_MODE)")
 	fs.StringVar(&o.podLogDir, "pod-log-dir", "/var/log/pods", "kubelet pod log root for CRI tail mode (env KUBEPLEX_POD_LOG_DIR)")
 	fs.StringVar(&o.ship.TokenFile, "token-file", "", "file holding the ingest token, re-read when it changes and after a 401; wins over KUBEPLEX_TOKEN (env KUBEPLEX_TOKEN_FILE)")
@@ -202,7 +207,7 @@ func ParseOptions(argv []string, lookup func(string) (string, bool)) (Command, e
 		c.Run = RunOptions{
 			Args: args, Ship: o.ship, Process: env.Name(args[0]), Hostname: hostname,
 			Socket: o.socket, StateDir: o.stateDir,
-			TraceSyslogAddr: o.traceSyslog, TraceHTTPAddr: o.traceHTTP,
+			TraceSyslogAddr: o.traceSyslog, TraceHTTPAddr: o.traceHTTP, TraceOTLPAddr: o.traceOTLP,
 			FlushTimeout: o.flushTimeout, SidecarWait: o.sidecarWait, Log: log,
 			RuntimeMetrics: o.runtimeMetrics, CgroupRoot: o.cgroupRoot,
 		}
@@ -215,7 +220,7 @@ func ParseOptions(argv []string, lookup func(string) (string, bool)) (Command, e
 		}
 		c.Sidecar = SidecarOptions{
 			Ship: o.ship, Process: env.Name(""), Hostname: hostname, Socket: o.socket,
-			TraceSyslogAddr: o.traceSyslog, TraceHTTPAddr: o.traceHTTP, StateRoot: o.stateRoot,
+			TraceSyslogAddr: o.traceSyslog, TraceHTTPAddr: o.traceHTTP, TraceOTLPAddr: o.traceOTLP, StateRoot: o.stateRoot,
 			Mode: o.mode, PodLogDir: o.podLogDir, Namespace: getenv("KUBEPLEX_POD_NAMESPACE"),
 			PodName: getenv("KUBEPLEX_POD_NAME"), PodUID: getenv("KUBEPLEX_POD_UID"),
 			Containers: containers, ContainerProcess: containerProcess(env, len(containers)),

@@ -31,8 +31,9 @@ func TestParseOptions(t *testing.T) {
 					s.Ship.BackoffMax != 4*time.Second || s.Ship.TokenRefresh != 30*time.Second || s.Ship.Gzip {
 					t.Errorf("ship = %+v, want the defaults", s.Ship)
 				}
-				if s.TraceSyslogAddr != "127.0.0.1:5140" || s.TraceHTTPAddr != "127.0.0.1:5141" || s.PodLogDir != "/var/log/pods" {
-					t.Errorf("trace %q %q, pod log dir %q, want the sidecar defaults", s.TraceSyslogAddr, s.TraceHTTPAddr, s.PodLogDir)
+				if s.TraceSyslogAddr != "127.0.0.1:5140" || s.TraceHTTPAddr != "127.0.0.1:5141" || s.TraceOTLPAddr != "127.0.0.1:4318" ||
+					s.PodLogDir != "/var/log/pods" {
+					t.Errorf("trace %q %q %q, pod log dir %q, want the sidecar defaults", s.TraceSyslogAddr, s.TraceHTTPAddr, s.TraceOTLPAddr, s.PodLogDir)
 				}
 				if s.FlushTimeout != 5*time.Second || !s.Log.Enabled(t.Context(), slog.LevelInfo) || s.Log.Enabled(t.Context(), slog.LevelDebug) {
 					t.Errorf("flush timeout %s or log level not the default", s.FlushTimeout)
@@ -60,8 +61,8 @@ func TestParseOptions(t *testing.T) {
 				if r.Socket != "/s/collector.sock" || r.StateDir != "/s" || r.Process != "web.3" {
 					t.Errorf("socket %q state dir %q process %q", r.Socket, r.StateDir, r.Process)
 				}
-				if r.TraceSyslogAddr != "" || r.TraceHTTPAddr != "" {
-					t.Errorf("run serves trace %q %q by default, want off", r.TraceSyslogAddr, r.TraceHTTPAddr)
+				if r.TraceSyslogAddr != "" || r.TraceHTTPAddr != "" || r.TraceOTLPAddr != "" {
+					t.Errorf("run serves trace %q %q %q by default, want off", r.TraceSyslogAddr, r.TraceHTTPAddr, r.TraceOTLPAddr)
 				}
 				if strings.Join(r.Args, " ") != "worker" {
 					t.Errorf("args %q", r.Args)
@@ -91,9 +92,9 @@ func TestParseOptions(t *testing.T) {
 		{
 			name: "empty trace address turns the listener off",
 			argv: []string{"sidecar"},
-			env:  map[string]string{"KUBEPLEX_TRACE_SYSLOG_ADDR": "", "KUBEPLEX_TRACE_HTTP_ADDR": "127.0.0.1:6000"},
+			env:  map[string]string{"KUBEPLEX_TRACE_SYSLOG_ADDR": "", "KUBEPLEX_TRACE_HTTP_ADDR": "127.0.0.1:6000", "KUBEPLEX_TRACE_OTLP_ADDR": ""},
 			check: func(t *testing.T, c collector.Command) {
-				if c.Sidecar.TraceSyslogAddr != "" || c.Sidecar.TraceHTTPAddr != "127.0.0.1:6000" {
+				if c.Sidecar.TraceSyslogAddr != "" || c.Sidecar.TraceHTTPAddr != "127.0.0.1:6000" || c.Sidecar.TraceOTLPAddr != "" {
 					t.Errorf("trace %q %q, want off and 127.0.0.1:6000", c.Sidecar.TraceSyslogAddr, c.Sidecar.TraceHTTPAddr)
 				}
 			},

@@ -35,6 +35,8 @@ type RunOptions struct {
 	StateDir string
 	// Trace endpoints served in direct mode ("" = off; the sidecar serves them in a pod).
 	TraceSyslogAddr, TraceHTTPAddr string
+	// TraceOTLPAddr serves OTLP/HTTP logs ("" = off).
+	TraceOTLPAddr string
 	// FlushTimeout bounds the flush after the child has exited.
 	FlushTimeout time.Duration
 	// SidecarWait bounds the wait for the sidecar's socket before the worker starts
@@ -124,16 +126,17 @@ func Run(ctx context.Context, opts RunOptions) (wrap.Exit, error) {
 	go func() { defer close(outDone); out.Run(outCtx) }()
 
 	var tr *trace.Server
-	if opts.Socket == "" && (opts.TraceSyslogAddr != "" || opts.TraceHTTPAddr != "") {
+	if opts.Socket == "" && (opts.TraceSyslogAddr != "" || opts.TraceHTTPAddr != "" || opts.TraceOTLPAddr != "") {
 		var err error
 		tr, err = trace.Listen(trace.Options{
-			SyslogAddr: opts.TraceSyslogAddr, HTTPAddr: opts.TraceHTTPAddr, Log: log,
-			Line: func(pri uint8, t time.Time, text []byte) { prod.Line(pri, t, text) },
+			SyslogAddr: opts.TraceSyslogAddr, HTTPAddr: opts.TraceHTTPAddr, OTLPAddr: opts.TraceOTLPAddr, Log: log,
+			Line: func(pri uint8, t time.Time, sd, text []byte) { prod.LineSD(pri, t, sd, text) },
 		})
 		if err != nil {
 			log.Error("trace endpoints off", "error", err)
 		} else {
 			tr.Serve()
+			otlpOff(tr, prod, log)
 		}
 	}
 
@@ -150,6 +153,16 @@ func Run(ctx context.Context, opts RunOptions) (wrap.Exit, error) {
 		log.Warn("lines not delivered before the flush timeout", "lines", left)
 	}
 	return exit, nil
+}
+
+// otlpOff tells the collector's log and the app's stream that the OTLP/HTTP input
+// could not bind, so that an app whose SDK exports to 4318 learns why nothing arrives
+// while every other input works.
+func otlpOff(tr *trace.Server, prod *queue.Producer, log *slog.Logger) {
+	if err := tr.OTLPError(); err != nil {
+		log.Error("OTLP/HTTP logs input off", "error", err)
+		prod.Event(wire.PriorityWarning, err.Error())
+	}
 }
 
 // shipOptions turns the shared options into the shipper's, opening the token file

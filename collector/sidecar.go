@@ -34,6 +34,8 @@ type SidecarOptions struct {
 	StateRoot string
 	// Trace endpoints ("" = off).
 	TraceSyslogAddr, TraceHTTPAddr string
+	// TraceOTLPAddr serves OTLP/HTTP logs ("" = off).
+	TraceOTLPAddr string
 	// CRI tail mode: the pod's log directory is <PodLogDir>/<ns>_<name>_<uid>/.
 	Mode       string
 	PodLogDir  string
@@ -105,16 +107,17 @@ func Sidecar(ctx context.Context, opts SidecarOptions) error {
 		go srv.Serve()
 	}
 	tr, err := trace.Listen(trace.Options{
-		SyslogAddr: opts.TraceSyslogAddr, HTTPAddr: opts.TraceHTTPAddr, Log: log,
-		Line: func(pri uint8, t time.Time, text []byte) { prod.Line(pri, t, text) },
+		SyslogAddr: opts.TraceSyslogAddr, HTTPAddr: opts.TraceHTTPAddr, OTLPAddr: opts.TraceOTLPAddr, Log: log,
+		Line: func(pri uint8, t time.Time, sd, text []byte) { prod.LineSD(pri, t, sd, text) },
 	})
 	if err != nil {
 		closeAll(context.Background())
 		return fmt.Errorf("sidecar: %w", err)
 	}
 	tr.Serve()
+	otlpOff(tr, prod, log)
 	log.Info("collector sidecar started", "process", opts.Process, "sockets", len(srvs),
-		"trace_syslog", tr.SyslogAddr(), "trace_http", tr.HTTPAddr(), "mode", opts.Mode, "tailed", len(tailers),
+		"trace_syslog", tr.SyslogAddr(), "trace_http", tr.HTTPAddr(), "trace_otlp", tr.OTLPAddr(), "mode", opts.Mode, "tailed", len(tailers),
 		"token_file", opts.Ship.TokenFile)
 
 	shipCtx, stopShip := context.WithCancel(context.WithoutCancel(ctx))

@@ -94,6 +94,18 @@ func (p *Producer) Line(pri uint8, t time.Time, text []byte) {
 	p.Queue.Push(Entry{Record: p.Record(SourceApp, pri, t, text)})
 }
 
+// LineSD is Line for a record with STRUCTURED-DATA (an OTLP record's attributes),
+// which must be valid SD.
+func (p *Producer) LineSD(pri uint8, t time.Time, sd, text []byte) {
+	if len(sd) == 0 {
+		p.Line(pri, t, text)
+		return
+	}
+	m := wire.Message{Priority: pri, Time: t, Hostname: p.Hostname, AppName: SourceApp, ProcID: p.Proc, StructuredData: sd, Text: text}
+	rec := wire.AppendRFC5424(make([]byte, 0, 64+len(p.Hostname)+len(p.Proc)+len(sd)+len(text)), &m)
+	p.Queue.Push(Entry{Record: rec})
+}
+
 // Event pushes a platform line (source kubeplex) about this process.
 func (p *Producer) Event(pri uint8, text string) {
 	p.Queue.Push(Entry{Record: p.Record(SourcePlatform, pri, time.Now(), []byte(text))})

@@ -1,7 +1,9 @@
 // Package trace serves the collector's localhost endpoints for an app's trace output:
 // syslog over UDP and TCP (RFC 5424 or RFC 3164 messages; octet-counted or
-// newline-framed on TCP as RFC 6587 allows) and HTTP POST /trace (plain text lines or
-// a logplex-1 body). Whatever arrives becomes lines of source app.
+// newline-framed on TCP as RFC 6587 allows), HTTP POST /trace (plain text lines or
+// a logplex-1 body) and OTLP/HTTP logs (POST /v1/logs, the OpenTelemetry SDKs'
+// default endpoint on 4318). Whatever arrives becomes lines of source app; RFC 5424
+// STRUCTURED-DATA and OTLP attributes ride along as the line's SD.
 package trace
 
 import (
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/kubeplex/kubeplex/collector/lines"
+	"github.com/kubeplex/kubeplex/internal/otlpin"
 	"github.com/kubeplex/kubeplex/internal/wire"
 )
 
@@ -27,9 +30,13 @@ type Options struct {
 	// SyslogAddr is where syslog is served on both UDP and TCP.
 	SyslogAddr string
 	HTTPAddr   string
-	// Line receives each message, already cut at the 10,000-byte limit. It must not
-	// block (it is the collector's drop-oldest queue).
-	Line func(pri uint8, t time.Time, text []byte)
+	// OTLPAddr serves OTLP/HTTP logs. Unlike the others, failing to bind it (another
+	// container of the pod holds 4318) leaves only it off: see OTLPError.
+	OTLPAddr string
+	// Line receives each message, already cut at the 10,000-byte limit, with its
+	// STRUCTURED-DATA (valid SD, or empty). It must not block (it is the collector's
+	// drop-oldest queue).
+	Line func(pri uint8, t time.Time, sd, text []byte)
 	Log  *slog.Logger
 }
 
@@ -46,7 +53,11 @@ type Server struct {
 	tcp  net.Listener
 	http net.Listener
 	srv  *http.Server
-	wg   sync.WaitGroup
+	otlp net.Listener
+	// otlpErr is why OTLPAddr is not served.
+	otlpErr error
+	otlpSrv *http.Server
+	wg      sync.WaitGroup
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -79,7 +90,33 @@ func Listen(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("listen trace http: %w", err)
 		}
 	}
+	if opts.OTLPAddr != "" {
+		if err := loopbackOnly(opts.OTLPAddr); err != nil {
+			s.Close()
+			return nil, err
+		}
+		if s.otlp, err = net.Listen("tcp", opts.OTLPAddr); err != nil {
+			s.otlp = nil
+			s.otlpErr = fmt.Errorf("listen OTLP/HTTP logs on %s: %w", opts.OTLPAddr, err)
+			if errors.Is(err, syscall.EADDRINUSE) {
+				s.otlpErr = fmt.Errorf("OTLP/HTTP logs input off: %s is already taken by another process of the pod "+
+					"(an OpenTelemetry Collector sidecar?); set KUBEPLEX_TRACE_OTLP_ADDR to another loopback address, "+
+					"or to \"\" to turn the input off", opts.OTLPAddr)
+			}
+		}
+	}
 	return s, nil
+}
+
+// OTLPError says why the OTLP/HTTP endpoint is not served, or nil.
+func (s *Server) OTLPError() error { return s.otlpErr }
+
+// OTLPAddr returns the bound OTLP/HTTP address, or "".
+func (s *Server) OTLPAddr() string {
+	if s.otlp == nil {
+		return ""
+	}
+	return s.otlp.Addr().String()
 }
 
 // listenSyslog binds UDP and TCP on the same port, as syslog daemons do. With port 0
@@ -154,6 +191,13 @@ func (s *Server) Serve() {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); _ = s.srv.Serve(s.http) }()
 	}
+	if s.otlp != nil {
+		mux := http.NewServeMux()
+		mux.HandleFunc("POST "+otlpin.Path, s.handleOTLP)
+		s.otlpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); _ = s.otlpSrv.Serve(s.otlp) }()
+	}
 }
 
 // Close stops every listener and open connection and waits for the handlers.
@@ -170,6 +214,13 @@ func (s *Server) Close() {
 		cancel()
 	} else if s.http != nil {
 		_ = s.http.Close()
+	}
+	if s.otlpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = s.otlpSrv.Shutdown(ctx)
+		cancel()
+	} else if s.otlp != nil {
+		_ = s.otlp.Close()
 	}
 	s.mu.Lock()
 	for c := range s.conns {
@@ -237,15 +288,15 @@ func (s *Server) syslogMessage(b []byte) {
 	}
 	now := time.Now()
 	if f, err := wire.Scan(b); err == nil {
-		s.emit(f.Priority, stamp(f.Timestamp, now), f.Text)
+		s.emit(f.Priority, stamp(f.Timestamp, now), f.StructuredData, f.Text)
 		return
 	}
 	if m, err := wire.ParseRFC3164(b, now, time.Local); err == nil {
 		// The sender's clock has no year and no zone: the receive time is better.
-		s.emit(m.Priority, now, m.Content)
+		s.emit(m.Priority, now, nil, m.Content)
 		return
 	}
-	s.emit(13, now, b)
+	s.emit(13, now, nil, b)
 }
 
 // stamp is an RFC 5424 TIMESTAMP as a time, or now when there is none or it does not
@@ -257,11 +308,12 @@ func stamp(ts []byte, now time.Time) time.Time {
 	return now
 }
 
-// emit passes text on, cut into Logplex-sized messages.
-func (s *Server) emit(pri uint8, t time.Time, text []byte) {
+// emit passes text on, cut into Logplex-sized messages, each with the SD.
+func (s *Server) emit(pri uint8, t time.Time, sd, text []byte) {
+	sd = wire.ClipSD(sd, otlpin.MaxAttrs) // as the router would
 	for {
 		at := lines.Cut(text, lines.MaxLine)
-		s.opts.Line(pri, t, text[:at])
+		s.opts.Line(pri, t, sd, text[:at])
 		text = text[at:]
 		if len(text) == 0 {
 			return
@@ -292,7 +344,7 @@ func (s *Server) handleHTTP(w http.ResponseWriter, req *http.Request) {
 		now := time.Now()
 		for _, rec := range b.Records {
 			f, _ := wire.Scan(rec) // ReadBatch has checked every record
-			s.emit(f.Priority, stamp(f.Timestamp, now), f.Text)
+			s.emit(f.Priority, stamp(f.Timestamp, now), f.StructuredData, f.Text)
 		}
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -309,8 +361,21 @@ func (s *Server) handleHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	now := time.Now()
-	sp := lines.Splitter{Emit: func(line []byte) { s.opts.Line(wire.PriorityInfo, now, line) }}
+	sp := lines.Splitter{Emit: func(line []byte) { s.opts.Line(wire.PriorityInfo, now, nil, line) }}
 	_, _ = sp.Write(body) // a Splitter takes every byte
 	sp.Flush()
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleOTLP takes an OTLP/HTTP logs export. Every record that decodes is queued (the
+// queue drops oldest and announces it as L12, as for any line); a record whose body is
+// over MaxMessage is refused as a partial success, as a syslog message that long is.
+func (s *Server) handleOTLP(w http.ResponseWriter, req *http.Request) {
+	_, err := otlpin.Handle(w, req, otlpin.Limits{MaxBody: maxBody, MaxText: MaxMessage}, time.Now(), func(r *otlpin.Record) bool {
+		s.emit(r.Priority, r.Time, r.SD, r.Text)
+		return true
+	})
+	if err != nil {
+		s.opts.Log.Debug("OTLP/HTTP logs request refused", "error", err)
+	}
 }

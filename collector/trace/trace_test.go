@@ -17,7 +17,7 @@ func listen(t *testing.T) (*trace.Server, *atomic.Int64) {
 	t.Helper()
 	var got atomic.Int64
 	s, err := trace.Listen(trace.Options{HTTPAddr: "127.0.0.1:0",
-		Line: func(uint8, time.Time, []byte) { got.Add(1) }})
+		Line: func(uint8, time.Time, []byte, []byte) { got.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -202,7 +202,8 @@ func (hp *hostPod) command(t *testing.T, c *corev1.Container, extraEnv ...string
 	// A pod has its own loopback; this host does not, and other collectors on it may
 	// hold the sidecar's fixed trace ports (flake-hunt: "listen udp 127.0.0.1:5140:
 	// bind: address already in use"). Free ports instead; nothing here sends traces.
-	env = append(env, "KUBEPLEX_TRACE_SYSLOG_ADDR="+testenv.FreeAddr(t), "KUBEPLEX_TRACE_HTTP_ADDR="+testenv.FreeAddr(t))
+	env = append(env, "KUBEPLEX_TRACE_SYSLOG_ADDR="+testenv.FreeAddr(t), "KUBEPLEX_TRACE_HTTP_ADDR="+testenv.FreeAddr(t),
+		"KUBEPLEX_TRACE_OTLP_ADDR="+testenv.FreeAddr(t))
 	env = append(env, extraEnv...)
 	uid := int64(0)
 	if sc := c.SecurityContext; sc != nil && sc.RunAsUser != nil {

@@ -70,6 +70,7 @@ const (
 	RuntimeMetricsInterval = "20s"
 	EnvMode                = "KUBEPLEX_MODE"
 	EnvContainers          = "KUBEPLEX_CONTAINERS"
+	EnvTraceOTLP           = "KUBEPLEX_TRACE_OTLP_ADDR"
 	EnvPodName             = "KUBEPLEX_POD_NAME"
 	EnvPodNamespace        = "KUBEPLEX_POD_NAMESPACE"
 	EnvPodUID              = "KUBEPLEX_POD_UID"
@@ -267,6 +268,7 @@ func injectExec(pod *corev1.Pod, workers []int, t Target, cfg Config) {
 		},
 	}
 	sidecar := sidecarContainer(cfg)
+	leaveOTLPPort(pod, &sidecar)
 	// The sidecar listens on one socket per wrapped container, in that container's
 	// state directory; its own state (none in Exec mode) stays in the shared volume.
 	sidecar.Env = slices.Insert(sidecar.Env, 2,
@@ -324,6 +326,7 @@ func injectCRITail(pod *corev1.Pod, workers []int, t Target, cfg Config) {
 		names[j] = pod.Spec.Containers[i].Name
 	}
 	sidecar := sidecarContainer(cfg)
+	leaveOTLPPort(pod, &sidecar)
 	extra := []corev1.EnvVar{
 		{Name: EnvMode, Value: string(kubeplexv1alpha1.CollectorCRITail)},
 		{Name: EnvContainers, Value: strings.Join(names, ",")},
@@ -343,6 +346,26 @@ func injectCRITail(pod *corev1.Pod, workers []int, t Target, cfg Config) {
 	sidecar.SecurityContext.RunAsUser = &root
 	sidecar.SecurityContext.RunAsNonRoot = &nonRoot
 	pod.Spec.InitContainers = append([]corev1.Container{sidecar}, pod.Spec.InitContainers...)
+}
+
+// OTLPPort is OTLP/HTTP's port, where the sidecar takes OpenTelemetry logs on the
+// pod's loopback (the SDKs' default endpoint).
+const OTLPPort = 4318
+
+// leaveOTLPPort turns the sidecar's OTLP input off when a container of the pod
+// declares port 4318 (an OpenTelemetry Collector of the app's own): the sidecar starts
+// first and would take the port, and that container would then fail to bind.
+func leaveOTLPPort(pod *corev1.Pod, sidecar *corev1.Container) {
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range cs {
+			for _, p := range c.Ports {
+				if p.ContainerPort == OTLPPort && (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) {
+					sidecar.Env = append(sidecar.Env, corev1.EnvVar{Name: EnvTraceOTLP, Value: ""})
+					return
+				}
+			}
+		}
+	}
 }
 
 func stateVolume() corev1.Volume {

@@ -4,6 +4,7 @@
 package fakerouter
 
 import (
+	"bytes"
 	"errors"
 	"maps"
 	"net"
@@ -192,6 +193,9 @@ func (r *Router) handle(w http.ResponseWriter, req *http.Request) {
 			r.mu.Unlock()
 			http.Error(w, wire.ReasonMalformed, http.StatusBadRequest)
 			return
+		}
+		if f, err := wire.Scan(rec); err == nil && f.StructuredData != nil {
+			m.StructuredData = bytes.Clone(f.StructuredData) // Parse leaves SD out
 		}
 		recs = append(recs, Record{Message: m, FrameID: b.FrameID})
 	}

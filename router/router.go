@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kubeplex/kubeplex/internal/otlpin"
 	"github.com/kubeplex/kubeplex/internal/routing"
 	"github.com/kubeplex/kubeplex/router/dispatch"
 	"github.com/kubeplex/kubeplex/router/drain"
@@ -287,6 +288,7 @@ func ingestMux(d *dispatch.Dispatcher, limits ingest.Limits, pushback time.Durat
 		h.Pushback = max(pushback, 0)
 	}
 	mx.Handle("/logs", h)
+	mx.Handle(otlpin.Path, ingest.NewOTLP(d, limits, m, log))
 	sess.Mount(mx)
 	probes(mx, d)
 	return mx

@@ -28,7 +28,8 @@ const collectorToken = "c.7a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
 // pod that is the SDK's default, localhost:4318; this shared host picks a free port).
 // The records arrive at a syslog drain through the collector sidecar and the router
 // as lines of source app and the container's process, with severity, time, body and
-// attributes (trace and span id, record and resource attributes) as SD.
+// attributes (trace and span id, record and resource attributes) as SD. The same
+// exporter with an app token reaches the router's own POST /v1/logs.
 func TestOTLPFromSDKThroughCollector(t *testing.T) {
 	bins, cleanup, err := testenv.Build("github.com/kubeplex/kubeplex/cmd/collector")
 	if err != nil {
@@ -38,7 +39,7 @@ func TestOTLPFromSDKThroughCollector(t *testing.T) {
 	sink := peer.NewSyslogSink(t, nil)
 	routes := writeTable(t, routing.Table{Apps: []routing.App{{
 		ID:     "shop/web",
-		Tokens: []routing.Token{{Token: collectorToken, Source: "app", Collector: true}},
+		Tokens: []routing.Token{{Token: collectorToken, Source: "app", Collector: true}, {Token: ingestToken, Source: "app"}},
 		Drains: []routing.Drain{{ID: "shop/tcp", Token: drainToken, URL: "syslog://" + sink.Addr}},
 	}}})
 	addr, adminAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
@@ -86,29 +87,66 @@ func TestOTLPFromSDKThroughCollector(t *testing.T) {
 		}
 	}
 
-	msgs := sink.WaitFor(t, 4)
-	for i, comp := range []int{0, 1} {
-		m, p := msgs[2*i], msgs[2*i+1]
-		if m.Priority != wire.PriorityWarning || m.AppName != "app" || m.ProcID != "web.1" || m.Hostname != drainToken ||
-			string(m.Text) != fmt.Sprintf("payment declined (%d)", comp) ||
-			!m.Time.Equal(time.Date(2026, 11, 25, 10, 0, 0, 123456000, time.UTC)) {
-			t.Errorf("record %d: %+v", 2*i, m)
-		}
-		if p.Priority != wire.PriorityError || p.AppName != "app" || string(p.Text) != `{"k":"v"}` || time.Since(p.Time) > 10*time.Minute {
-			t.Errorf("record %d: <%d> %s %q at %s", 2*i+1, p.Priority, p.AppName, p.Text, p.Time)
-		}
-	}
-	raw := sink.Raw()
-	f, err := wire.Scan(raw[0])
+	// The same SDK straight to the router's ingest, as an add-on provider would: the
+	// app token in the Authorization header the exporter is given.
+	exp, err := otlploghttp.New(ctx, otlploghttp.WithEndpoint(addr), otlploghttp.WithInsecure(),
+		otlploghttp.WithHeaders(map[string]string{"Authorization": "Bearer " + ingestToken}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sd := string(f.StructuredData)
-	for _, want := range []string{`[otel@32473 trace_id="4bf92f3577b34da6a3ce929d0e0e4736" span_id="00f067aa0ba902b7" flags="01" severity_text="WARN" scope.name="shop/pay"`,
-		`[log@32473 user.id="42" note="say \"hi\""]`, `service.name="checkout"`} {
-		if !strings.Contains(sd, want) {
-			t.Errorf("SD %s lacks %s", sd, want)
+	lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewSimpleProcessor(exp)),
+		sdklog.WithResource(resource.NewSchemaless(attribute.String("service.name", "pgbackups"))))
+	var r otellog.Record
+	r.SetSeverity(otellog.SeverityInfo)
+	r.SetBody(attribute.StringValue("backup done"))
+	lp.Logger("addon").Emit(ctx, r)
+	if err := lp.Shutdown(ctx); err != nil {
+		t.Fatalf("SDK export to the router: %v", err)
+	}
+
+	msgs := sink.WaitFor(t, 5)
+	// The collector ships on its own clock (250 ms batches): order across paths is free.
+	byText := map[string]int{}
+	for i, m := range msgs {
+		byText[string(m.Text)] = i
+	}
+	raw := sink.Raw()
+	for _, comp := range []int{0, 1} {
+		i, ok := byText[fmt.Sprintf("payment declined (%d)", comp)]
+		if !ok {
+			t.Fatalf("record %d missing: %v", comp, byText)
 		}
+		m := msgs[i]
+		if m.Priority != wire.PriorityWarning || m.AppName != "app" || m.ProcID != "web.1" || m.Hostname != drainToken ||
+			!m.Time.Equal(time.Date(2026, 11, 25, 10, 0, 0, 123456000, time.UTC)) {
+			t.Errorf("record %q: %+v", m.Text, m)
+		}
+		f, err := wire.Scan(raw[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sd := string(f.StructuredData)
+		for _, want := range []string{`[otel@32473 trace_id="4bf92f3577b34da6a3ce929d0e0e4736" span_id="00f067aa0ba902b7" flags="01" severity_text="WARN" scope.name="shop/pay"`,
+			`[log@32473 user.id="42" note="say \"hi\""]`, `service.name="checkout"`} {
+			if !strings.Contains(sd, want) {
+				t.Errorf("SD %s lacks %s", sd, want)
+			}
+		}
+	}
+	plain := 0
+	for _, m := range msgs {
+		if string(m.Text) == `{"k":"v"}` {
+			plain++
+			if m.Priority != wire.PriorityError || m.AppName != "app" || m.ProcID != "web.1" || time.Since(m.Time) > 10*time.Minute {
+				t.Errorf("record without time: <%d> %s[%s] at %s", m.Priority, m.AppName, m.ProcID, m.Time)
+			}
+		}
+	}
+	if plain != 2 {
+		t.Errorf("%d map-body records, want 2", plain)
+	}
+	if i, ok := byText["backup done"]; !ok || msgs[i].AppName != "app" || msgs[i].ProcID != "pgbackups" || msgs[i].Priority != wire.PriorityInfo {
+		t.Errorf("router OTLP ingest: %+v", msgs[min(i, len(msgs)-1)])
 	}
 	if sink.Bad() != 0 {
 		t.Errorf("%d frames a strict parser refused", sink.Bad())

@@ -67,6 +67,8 @@ type Record struct {
 	Time     time.Time
 	SD       []byte
 	Text     []byte
+	// Service is the resource's service.name attribute, or "".
+	Service string
 }
 
 // Result is what one request did.
@@ -306,6 +308,12 @@ func (c *Converter) Each(data *logspb.LogsData, now time.Time, emit func(*Record
 	for _, rl := range data.GetResourceLogs() {
 		// A resource's attributes are the same for each of its records: render once.
 		c.res = c.res[:0]
+		r.Service = ""
+		for _, kv := range rl.GetResource().GetAttributes() {
+			if kv.GetKey() == "service.name" {
+				r.Service = kv.GetValue().GetStringValue()
+			}
+		}
 		resDropped := 0
 		if attrs := rl.GetResource().GetAttributes(); len(attrs) > 0 {
 			c.res, resDropped = c.appendElement(c.res, wire.SDIDResource, attrs, MaxAttrs/2)

@@ -60,10 +60,23 @@ func ListApps(ctx context.Context, c client.Client, ns string) ([]AppSummary, er
 		return nil, err
 	}
 	byApp := map[string][]*kubeplexv1alpha1.LogDrain{}
+	var wide []*kubeplexv1alpha1.LogDrain // namespace-wide: matched against each app
 	for i := range drains {
 		d := &drains[i]
+		if d.Spec.AppSelector != nil {
+			wide = append(wide, d)
+			continue
+		}
 		k := d.Namespace + "/" + d.Spec.AppRef.Name
 		byApp[k] = append(byApp[k], d)
+	}
+	for i := range apps.Items {
+		a := &apps.Items[i]
+		for _, d := range wide {
+			if CoversApp(d, a) {
+				byApp[a.Namespace+"/"+a.Name] = append(byApp[a.Namespace+"/"+a.Name], d)
+			}
+		}
 	}
 	out := make([]AppSummary, 0, len(apps.Items))
 	for _, a := range apps.Items {

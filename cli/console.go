@@ -162,7 +162,7 @@ func (c *Console) drains(w http.ResponseWriter, r *http.Request) {
 	out := make([]ConsoleDrain, 0, len(ds))
 	for i := range ds {
 		d := &ds[i]
-		out = append(out, ConsoleDrain{Namespace: d.Namespace, Name: d.Name, App: d.Spec.AppRef.Name,
+		out = append(out, ConsoleDrain{Namespace: d.Namespace, Name: d.Name, App: DrainAppCell(d),
 			URL:        RedactURL(d.Spec.URL),
 			Ready:      ConditionStatus(d.Status.Conditions, kubeplexv1alpha1.ReadyCondition),
 			Delivering: ConditionStatus(d.Status.Conditions, kubeplexv1alpha1.DeliveringCondition),

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
@@ -112,16 +114,61 @@ func ListDrains(ctx context.Context, c client.Client, ns, app string) ([]kubeple
 	if err := c.List(ctx, &l, opts...); err != nil {
 		return nil, explain(err)
 	}
+	// The app, per namespace, for namespace-wide drains' selectors (nil: none there).
+	apps := map[string]*kubeplexv1alpha1.LogApp{}
+	appIn := func(ns string) *kubeplexv1alpha1.LogApp {
+		a, ok := apps[ns]
+		if !ok {
+			a = &kubeplexv1alpha1.LogApp{}
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: app}, a); err != nil {
+				a = nil
+			}
+			apps[ns] = a
+		}
+		return a
+	}
 	out := l.Items[:0]
 	for _, d := range l.Items {
 		if app == "" || d.Spec.AppRef.Name == app {
 			out = append(out, d)
+		} else if d.Spec.AppSelector != nil {
+			if a := appIn(d.Namespace); a != nil && CoversApp(&d, a) {
+				out = append(out, d)
+			}
 		}
 	}
 	slices.SortFunc(out, func(a, b kubeplexv1alpha1.LogDrain) int {
 		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
 	})
 	return out, nil
+}
+
+// CoversApp reports whether drain d carries app's stream: its appRef names the app,
+// or it is a namespace-wide drain of the app's namespace whose selector matches the
+// app's labels.
+func CoversApp(d *kubeplexv1alpha1.LogDrain, app *kubeplexv1alpha1.LogApp) bool {
+	if d.Namespace != app.Namespace {
+		return false
+	}
+	if d.Spec.AppSelector == nil {
+		return d.Spec.AppRef.Name == app.Name
+	}
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.AppSelector)
+	return err == nil && sel.Matches(labels.Set(app.Labels))
+}
+
+// DrainAppCell is what the APP column shows: the app's name, or for a namespace-wide
+// drain "*" (every app of the namespace) or "*{selector}", with the number of apps
+// it covers.
+func DrainAppCell(d *kubeplexv1alpha1.LogDrain) string {
+	if d.Spec.AppSelector == nil {
+		return d.Spec.AppRef.Name
+	}
+	cell := "*"
+	if sel := metav1.FormatLabelSelector(d.Spec.AppSelector); sel != "" && sel != "<none>" {
+		cell += "{" + sel + "}"
+	}
+	return cell + "(" + strconv.Itoa(int(d.Status.Apps)) + ")"
 }
 
 // RedactURL removes credentials (userinfo, and query values that look like secrets)
@@ -232,7 +279,7 @@ messages delivered and dropped, and the last error.`,
 			tbl := newTable(g.out, all, "NAME", "APP", "URL", "READY", "DELIVERING", "DELIVERED", "DROPPED", "LAST ERROR")
 			for i := range ds {
 				d := &ds[i]
-				cells := []string{d.Name, d.Spec.AppRef.Name, RedactURL(d.Spec.URL),
+				cells := []string{d.Name, DrainAppCell(d), RedactURL(d.Spec.URL),
 					ConditionStatus(d.Status.Conditions, kubeplexv1alpha1.ReadyCondition),
 					ConditionStatus(d.Status.Conditions, kubeplexv1alpha1.DeliveringCondition),
 					itoa(d.Status.Delivered), itoa(d.Status.Dropped), oneLine(DrainProblem(d))}

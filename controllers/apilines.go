@@ -76,6 +76,9 @@ func CreatedLines(obj client.Object) []platform.Line {
 	case *kubeplexv1alpha1.LogApp:
 		return []platform.Line{apiLine(appID(o), fmt.Sprintf("LogApp %s created%s", o.Name, by(o)))}
 	case *kubeplexv1alpha1.LogDrain:
+		if o.Spec.AppRef.Name == "" {
+			return nil // namespace-wide: no one app's stream to tell (docs/drains.md)
+		}
 		addon := ""
 		if o.Spec.Addon != "" {
 			addon = " for add-on " + o.Spec.Addon
@@ -104,7 +107,7 @@ func ChangedLines(oldObj, newObj client.Object) []platform.Line {
 		return out
 	case *kubeplexv1alpha1.LogDrain:
 		o, ok := oldObj.(*kubeplexv1alpha1.LogDrain)
-		if !ok {
+		if !ok || n.Spec.AppRef.Name == "" || o.Spec.AppRef.Name == "" {
 			return nil
 		}
 		fields := changedFields(o.Spec, n.Spec)
@@ -133,6 +136,9 @@ func DeletedLines(obj client.Object) []platform.Line {
 	case *kubeplexv1alpha1.LogApp:
 		return []platform.Line{apiLine(appID(o), fmt.Sprintf("LogApp %s deleted", o.Name))}
 	case *kubeplexv1alpha1.LogDrain:
+		if o.Spec.AppRef.Name == "" {
+			return nil
+		}
 		return []platform.Line{apiLine(drainApp(o), fmt.Sprintf("LogDrain %s deleted", o.Name))}
 	}
 	return nil

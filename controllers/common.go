@@ -43,8 +43,11 @@ func newHMACKey() (string, error) {
 
 // Field indexes on LogDrains.
 const (
-	// drainAppIndex: spec.appRef.name.
+	// drainAppIndex: spec.appRef.name, or namespaceWideIndexValue for a drain with an
+	// appSelector.
 	drainAppIndex = "spec.appRef.name"
+	// namespaceWideIndexValue cannot be a LogApp's name (names are DNS subdomains).
+	namespaceWideIndexValue = "*"
 	// drainSecretIndex: every Secret the drain refers to (credentials, CA).
 	drainSecretIndex = "kubeplex.secretRefs"
 )
@@ -52,7 +55,11 @@ const (
 // IndexFields registers the field indexes the reconcilers use. Call once per manager.
 func IndexFields(ctx context.Context, idx client.FieldIndexer) error {
 	if err := idx.IndexField(ctx, &kubeplexv1alpha1.LogDrain{}, drainAppIndex, func(o client.Object) []string {
-		return []string{o.(*kubeplexv1alpha1.LogDrain).Spec.AppRef.Name}
+		d := o.(*kubeplexv1alpha1.LogDrain)
+		if d.Spec.AppSelector != nil {
+			return []string{namespaceWideIndexValue}
+		}
+		return []string{d.Spec.AppRef.Name}
 	}); err != nil {
 		return fmt.Errorf("index drains by app: %w", err)
 	}
@@ -86,7 +93,7 @@ func drainAppChanged() predicate.Predicate {
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			o, ok1 := e.ObjectOld.(*kubeplexv1alpha1.LogDrain)
 			n, ok2 := e.ObjectNew.(*kubeplexv1alpha1.LogDrain)
-			return !ok1 || !ok2 || o.Spec.AppRef != n.Spec.AppRef
+			return !ok1 || !ok2 || o.Spec.AppRef != n.Spec.AppRef || (o.Spec.AppSelector == nil) != (n.Spec.AppSelector == nil)
 		},
 		GenericFunc: func(event.GenericEvent) bool { return false },
 	}

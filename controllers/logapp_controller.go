@@ -144,8 +144,8 @@ func appForPod(_ context.Context, obj client.Object) []reconcile.Request {
 
 func appForDrain(_ context.Context, obj client.Object) []reconcile.Request {
 	d, ok := obj.(*kubeplexv1alpha1.LogDrain)
-	if !ok {
-		return nil
+	if !ok || d.Spec.AppRef.Name == "" {
+		return nil // a namespace-wide drain is in no app's own drain count
 	}
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: d.Namespace, Name: d.Spec.AppRef.Name}}}
 }

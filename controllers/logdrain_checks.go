@@ -13,7 +13,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/controllers/routes"
@@ -76,7 +78,7 @@ func (r *LogDrainReconciler) checkDestination(ctx context.Context, d *kubeplexv1
 			return nil, &specError{reason: kubeplexv1alpha1.InvalidURLReason, msg: err.Error()}
 		}
 	}
-	acc := &routes.AcceptedDrain{App: d.Spec.AppRef.Name, Generation: d.Generation}
+	acc := &routes.AcceptedDrain{App: d.Spec.AppRef.Name, Selector: d.Spec.AppSelector, Generation: d.Generation}
 	if u.User != nil {
 		if u.Scheme != "http" && u.Scheme != "https" {
 			return nil, &specError{reason: kubeplexv1alpha1.InvalidURLReason, msg: "url userinfo is only used by http and https drains"}
@@ -202,6 +204,9 @@ func drainUsable(s *corev1.Secret) bool {
 }
 
 func (r *LogDrainReconciler) checkApp(ctx context.Context, d *kubeplexv1alpha1.LogDrain) error {
+	if d.Spec.AppSelector != nil {
+		return r.checkApps(ctx, d)
+	}
 	app := &kubeplexv1alpha1.LogApp{}
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: d.Spec.AppRef.Name}, app); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -212,5 +217,28 @@ func (r *LogDrainReconciler) checkApp(ctx context.Context, d *kubeplexv1alpha1.L
 	if !meta.IsStatusConditionTrue(app.Status.Conditions, kubeplexv1alpha1.ReadyCondition) {
 		return &specError{reason: kubeplexv1alpha1.AppNotReadyReason, msg: fmt.Sprintf("LogApp %s is not Ready", d.Spec.AppRef.Name)}
 	}
+	return nil
+}
+
+// checkApps counts the Ready apps a namespace-wide drain covers into status.apps. No
+// app is no error: the drain waits in the table's terms (it covers nothing) until
+// one is made, and the LogApp watch brings it back then.
+func (r *LogDrainReconciler) checkApps(ctx context.Context, d *kubeplexv1alpha1.LogDrain) error {
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.AppSelector)
+	if err != nil {
+		return &specError{reason: kubeplexv1alpha1.InvalidSelectorReason, msg: "appSelector: " + err.Error()}
+	}
+	var apps kubeplexv1alpha1.LogAppList
+	if err := r.Client.List(ctx, &apps, client.InNamespace(d.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return fmt.Errorf("list logapps: %w", err)
+	}
+	n := int32(0)
+	for i := range apps.Items {
+		a := &apps.Items[i]
+		if a.DeletionTimestamp.IsZero() && meta.IsStatusConditionTrue(a.Status.Conditions, kubeplexv1alpha1.ReadyCondition) {
+			n++
+		}
+	}
+	d.Status.Apps = n
 	return nil
 }

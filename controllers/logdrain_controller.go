@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"sync"
 	"time"
@@ -172,7 +173,11 @@ func (r *LogDrainReconciler) reconcileNormal(ctx context.Context, d *kubeplexv1a
 	if verr != nil {
 		return r.fail(d, verr)
 	}
-	r.setReady(d, metav1.ConditionTrue, kubeplexv1alpha1.ReconciledReason, "destination accepted; the drain is in the routing table")
+	msg := "destination accepted; the drain is in the routing table"
+	if d.Spec.AppSelector != nil {
+		msg = fmt.Sprintf("destination accepted; the drain covers %d Ready LogApps of the namespace", d.Status.Apps)
+	}
+	r.setReady(d, metav1.ConditionTrue, kubeplexv1alpha1.ReconciledReason, msg)
 	res := r.reconcileHealth(d)
 	if u, err := url.Parse(d.Spec.URL); err == nil && !isIPLiteral(u.Hostname()) {
 		// What a host name resolves to can change: look again when the answer expires.
@@ -215,7 +220,8 @@ func (r *LogDrainReconciler) SetupWithManager(
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&kubeplexv1alpha1.LogDrain{}, builder.WithPredicates(specOrLabels)).
 		Owns(&corev1.Secret{}).
-		Watches(&kubeplexv1alpha1.LogApp{}, handler.EnqueueRequestsFromMapFunc(r.drainsForApp), builder.WithPredicates(appReadyChanged())).
+		Watches(&kubeplexv1alpha1.LogApp{}, handler.EnqueueRequestsFromMapFunc(r.drainsForApp),
+			builder.WithPredicates(predicate.Or[client.Object](appReadyChanged(), predicate.LabelChangedPredicate{}))).
 		WatchesRawSource(source.Kind(secretsMeta, secretMeta, handler.TypedEnqueueRequestsFromMapFunc(r.drainsForSecret))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: drainWorkers}).
 		Named("logdrain")
@@ -225,8 +231,11 @@ func (r *LogDrainReconciler) SetupWithManager(
 	return b.Complete(r)
 }
 
+// drainsForApp maps an app to its own drains and to the namespace-wide drains of its
+// namespace, which may gain or lose it (created, deleted, Ready flipped, relabelled).
 func (r *LogDrainReconciler) drainsForApp(ctx context.Context, obj client.Object) []reconcile.Request {
-	return r.drainsBy(ctx, obj.GetNamespace(), drainAppIndex, obj.GetName())
+	return append(r.drainsBy(ctx, obj.GetNamespace(), drainAppIndex, obj.GetName()),
+		r.drainsBy(ctx, obj.GetNamespace(), drainAppIndex, namespaceWideIndexValue)...)
 }
 
 func (r *LogDrainReconciler) drainsForSecret(ctx context.Context, obj *metav1.PartialObjectMetadata) []reconcile.Request {

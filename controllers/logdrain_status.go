@@ -92,6 +92,9 @@ func (r *LogDrainReconciler) reconcileHealth(d *kubeplexv1alpha1.LogDrain) ctrl.
 func (r *LogDrainReconciler) announceDelivery(
 	d *kubeplexv1alpha1.LogDrain, wasFailing bool, status metav1.ConditionStatus, lastErr string,
 ) {
+	if d.Spec.AppRef.Name == "" {
+		return // namespace-wide: its state is in its status, not in one app's stream
+	}
 	app := routes.ID(d.Namespace, d.Spec.AppRef.Name)
 	switch {
 	case status == metav1.ConditionFalse && !wasFailing:

@@ -198,7 +198,9 @@ func (r *RoutesReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	// and the shards themselves (someone editing or deleting one is repaired).
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("routes").
-		Watches(&kubeplexv1alpha1.LogApp{}, toKey, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// Labels too: namespace-wide drains pick their apps by label.
+		Watches(&kubeplexv1alpha1.LogApp{}, toKey, builder.WithPredicates(
+			predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
 		Watches(&kubeplexv1alpha1.LogDrain{}, toKey, builder.WithPredicates(createOrDelete())).
 		Watches(&corev1.Secret{}, toKey).
 		Complete(r)

@@ -27,6 +27,8 @@ const (
 	InvalidURLReason = "InvalidURL"
 	// URLNotAllowedReason: the drain URL points at an address the URL policy refuses.
 	URLNotAllowedReason = "URLNotAllowed"
+	// InvalidSelectorReason: a namespace-wide drain's appSelector does not parse.
+	InvalidSelectorReason = "InvalidSelector"
 	// AppNotFoundReason: the LogApp a drain refers to does not exist.
 	AppNotFoundReason = "AppNotFound"
 	// AppNotReadyReason: the LogApp a drain refers to exists but is not Ready.

@@ -4,17 +4,30 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// LogDrainSpec says where an app's stream is delivered.
+// LogDrainSpec says where an app's stream is delivered: one app's (appRef), or that of
+// every app of the namespace the selector matches (appSelector).
+// +kubebuilder:validation:XValidation:rule="has(self.appRef) != has(self.appSelector)",message="exactly one of appRef and appSelector must be set"
+// +kubebuilder:validation:XValidation:rule="has(self.appRef) == has(oldSelf.appRef)",message="a drain cannot switch between appRef and appSelector; create a new LogDrain"
 // +kubebuilder:validation:XValidation:rule="!has(self.tls) || !isURL(self.url) || url(self.url).getScheme() in ['syslog+tls', 'https', 'otlp+https', 'otlp+grpcs']",message="tls is only used by syslog+tls, https, otlp+https and otlp+grpcs drains"
 // +kubebuilder:validation:XValidation:rule="!has(self.otlp) || !isURL(self.url) || url(self.url).getScheme().startsWith('otlp+')",message="otlp is only used by otlp+http, otlp+https, otlp+grpc and otlp+grpcs drains"
 // +kubebuilder:validation:XValidation:rule="!has(self.credentialsSecretRef) || !isURL(self.url) || url(self.url).getScheme() in ['http', 'https']",message="credentialsSecretRef is only used by http and https drains"
 type LogDrainSpec struct {
 	// appRef names the LogApp, in the drain's namespace, whose stream is drained. It
 	// cannot change: a drain moved to another app would carry its token (and its
-	// receiver's trust) along; create a new drain instead.
-	// +required
+	// receiver's trust) along; create a new drain instead. Exactly one of appRef and
+	// appSelector is set.
+	// +optional
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="appRef is immutable; create a new LogDrain for another app"
-	AppRef AppReference `json:"appRef"`
+	AppRef AppReference `json:"appRef,omitzero"`
+
+	// appSelector makes a namespace-wide drain: it drains every LogApp of the drain's
+	// namespace whose labels match, as Heroku's space drains do, following apps as
+	// they are created, relabelled and deleted. An empty selector ({}) matches every
+	// app of the namespace. The drain has one drain token; each line names its app
+	// after it (docs/drains.md). It may change; a drain cannot switch between appRef
+	// and appSelector.
+	// +optional
+	AppSelector *metav1.LabelSelector `json:"appSelector,omitempty"`
 
 	// url is the destination: syslog://host:port (TCP), syslog+tls://host:port,
 	// http://host/path or https://host/path (logplex-1), or an OpenTelemetry (OTLP)
@@ -179,17 +192,23 @@ type LogDrainStatus struct {
 	// +optional
 	LastDeliveryTime *metav1.Time `json:"lastDeliveryTime,omitempty"`
 
+	// apps is how many Ready LogApps a namespace-wide drain (appSelector) covers.
+	// +optional
+	Apps int32 `json:"apps,omitempty"`
+
 	// lastError is the newest delivery error, with credentials removed.
 	// +kubebuilder:validation:MaxLength=1024
 	// +optional
 	LastError string `json:"lastError,omitempty"`
 }
 
-// LogDrain delivers one LogApp's stream to a syslog, HTTP(S) or OTLP endpoint.
+// LogDrain delivers one LogApp's stream, or those of a namespace's apps, to a syslog,
+// HTTP(S) or OTLP endpoint.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=ldrain;drain,categories=kubeplex
 // +kubebuilder:printcolumn:name="App",type=string,JSONPath=`.spec.appRef.name`
+// +kubebuilder:printcolumn:name="Apps",type=integer,JSONPath=`.status.apps`,description="apps a namespace-wide drain covers"
 // +kubebuilder:printcolumn:name="Destination",type=string,JSONPath=`.status.destination`
 // +kubebuilder:printcolumn:name="Addon",type=string,JSONPath=`.spec.addon`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`

@@ -283,6 +283,11 @@ func (in *LogDrainList) DeepCopyObject() runtime.Object {
 func (in *LogDrainSpec) DeepCopyInto(out *LogDrainSpec) {
 	*out = *in
 	out.AppRef = in.AppRef
+	if in.AppSelector != nil {
+		in, out := &in.AppSelector, &out.AppSelector
+		*out = new(v1.LabelSelector)
+		(*in).DeepCopyInto(*out)
+	}
 	if in.CredentialsSecretRef != nil {
 		in, out := &in.CredentialsSecretRef, &out.CredentialsSecretRef
 		*out = new(CredentialsSecretReference)

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kubeplex/kubeplex/controllers/routes"
 	"github.com/kubeplex/kubeplex/internal/routing"
 )
 
@@ -112,11 +113,16 @@ func (s *Store) Update(now time.Time, reports []routing.RouterStatus) []string {
 			inc = &incarnation{started: rep.Started, last: map[string]routing.DrainStatus{}}
 			s.routers[rep.Router] = inc
 		}
+		carried := make(map[string]routing.DrainStatus, len(rep.Drains))
 		for id, ds := range rep.Drains {
-			a := s.acc[id]
+			// A namespace-wide drain is one table drain per app it covers; its
+			// instances' counts add up to the LogDrain's. Deltas stay per instance.
+			drainID := routes.DrainID(id)
+			carried[drainID] = ds
+			a := s.acc[drainID]
 			if a == nil {
 				a = &Summary{}
-				s.acc[id] = a
+				s.acc[drainID] = a
 			}
 			prev, seen := inc.last[id]
 			if baseline {
@@ -137,7 +143,7 @@ func (s *Store) Update(now time.Time, reports []routing.RouterStatus) []string {
 				a.LastError = Redact(ds.LastError)
 			}
 		}
-		current[rep.Router] = rep.Drains
+		current[rep.Router] = carried
 	}
 	s.current = current
 	s.rounds++

@@ -266,3 +266,24 @@ func TestBaselineOfANewDrain(t *testing.T) {
 		t.Fatalf("baseline %d/%d, since %d; want 305/2, 0", got.BaselineDelivered, got.BaselineDropped, got.Delivered)
 	}
 }
+
+// TestNamespaceDrainInstances: a namespace-wide drain is one table drain per app
+// ("ns/d@web", "ns/d@worker"); their counts add up to the LogDrain's, each instance's
+// increases counted on its own, and the changed ID is the LogDrain's.
+func TestNamespaceDrainInstances(t *testing.T) {
+	s := NewStore(t0, 0)
+	start := t0.Add(time.Second)
+	changed := s.Update(t0, []routing.RouterStatus{report("a", start, map[string]routing.DrainStatus{
+		"ns/d@web": {Delivered: 10, LastSuccess: at(5)}, "ns/d@worker": {Delivered: 3, Dropped: 1}})})
+	if !slices.Equal(changed, []string{"ns/d"}) {
+		t.Errorf("changed %v, want [ns/d]", changed)
+	}
+	s.Update(t0, []routing.RouterStatus{report("a", start, map[string]routing.DrainStatus{
+		"ns/d@web": {Delivered: 12, LastSuccess: at(6)}, "ns/d@worker": {Delivered: 3, Dropped: 1}})})
+	if got := s.Get("ns/d"); got.Delivered != 15 || got.Dropped != 1 || !got.Reported || !got.LastSuccess.Equal(*at(6)) {
+		t.Errorf("summary %+v, want 15 delivered, 1 dropped, reported, last success at 6s", got)
+	}
+	if got := s.Get("ns/d@web"); got.Reported || got.Delivered != 0 {
+		t.Errorf("an instance has its own summary: %+v", got)
+	}
+}

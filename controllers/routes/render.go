@@ -14,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
@@ -40,8 +41,11 @@ func ValidHMACKey(s string) bool { return hmacKeyRE.MatchString(s) }
 // policy, its app and its credentials. Render reads only this, never the spec, so a
 // spec edit cannot reach the routers before it has been checked.
 type AcceptedDrain struct {
-	// App is the name of the LogApp (same namespace) the drain was accepted for.
+	// App is the name of the LogApp (same namespace) the drain was accepted for; empty
+	// for a namespace-wide drain, which has Selector instead.
 	App string `json:"app"`
+	// Selector picks the apps of the namespace a namespace-wide drain covers.
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
 	// URL without userinfo.
 	URL      string       `json:"url"`
 	Username string       `json:"username,omitempty"`
@@ -140,6 +144,8 @@ func Render(in Input) Result {
 	})
 	table := &routing.Table{Apps: []routing.App{}, SessionKeys: in.SessionKeys}
 	index := map[string]int{} // app ID → position in table.Apps
+	// Per namespace, the routed apps and their labels, for namespace-wide drains.
+	byNamespace := map[string][]*kubeplexv1alpha1.LogApp{}
 	claims := HostClaims(apps)
 	for i := range apps {
 		app := &apps[i]
@@ -194,6 +200,7 @@ func Render(in Input) Result {
 		}
 		index[id] = len(table.Apps)
 		table.Apps = append(table.Apps, ra)
+		byNamespace[app.Namespace] = append(byNamespace[app.Namespace], app)
 	}
 
 	for i := range in.Drains {
@@ -206,28 +213,12 @@ func Render(in Input) Result {
 			problem("LogDrain", d, ReasonDrainNotAccepted, "drain Secret not found yet")
 			continue
 		}
-		raw, ok := s.Data[kubeplexv1alpha1.DrainConfigSecretKey]
-		if !ok {
-			problem("LogDrain", d, ReasonDrainNotAccepted, "no accepted destination")
+		acc, tok, key, reason, why := readDrainSecret(s)
+		if reason != "" {
+			problem("LogDrain", d, reason, "%s", why)
 			continue
 		}
-		var acc AcceptedDrain
-		if err := json.Unmarshal(raw, &acc); err != nil || acc.URL == "" || acc.App == "" {
-			problem("LogDrain", d, ReasonDrainSecretInvalid, "drain Secret holds an unreadable accepted destination")
-			continue
-		}
-		tok := string(s.Data[kubeplexv1alpha1.DrainTokenSecretKey])
-		key := string(s.Data[kubeplexv1alpha1.DrainHMACKeySecretKey])
-		if !ValidDrainToken(tok) || !ValidHMACKey(key) {
-			problem("LogDrain", d, ReasonDrainSecretInvalid, "drain Secret holds no valid drain token or signing key")
-			continue
-		}
-		pos, ok := index[ID(d.Namespace, acc.App)]
-		if !ok {
-			problem("LogDrain", d, ReasonAppNotRouted, "app %s is not in the routing table", acc.App)
-			continue
-		}
-		table.Apps[pos].Drains = append(table.Apps[pos].Drains, routing.Drain{
+		rd := routing.Drain{
 			ID:          ID(d.Namespace, d.Name),
 			Token:       tok,
 			URL:         acc.URL,
@@ -237,7 +228,19 @@ func Render(in Input) Result {
 			TLS:         acc.TLS,
 			Headers:     acc.Headers,
 			Compression: acc.Compression,
-		})
+		}
+		if acc.Selector != nil {
+			if !addInstances(table, index, byNamespace[d.Namespace], acc.Selector, rd) {
+				problem("LogDrain", d, ReasonDrainSecretInvalid, "drain Secret holds an unusable app selector")
+			}
+			continue
+		}
+		pos, ok := index[ID(d.Namespace, acc.App)]
+		if !ok {
+			problem("LogDrain", d, ReasonAppNotRouted, "app %s is not in the routing table", acc.App)
+			continue
+		}
+		table.Apps[pos].Drains = append(table.Apps[pos].Drains, rd)
 	}
 	for _, tok := range in.Platform {
 		if ValidPlatformToken(tok) {
@@ -251,6 +254,45 @@ func Render(in Input) Result {
 	})
 	res.Table = table
 	return res
+}
+
+// readDrainSecret reads what the LogDrain reconciler accepted, with the drain token
+// and signing key, or why it cannot be used (a Problem reason and message).
+func readDrainSecret(s *corev1.Secret) (acc AcceptedDrain, tok, key, reason, why string) {
+	raw, ok := s.Data[kubeplexv1alpha1.DrainConfigSecretKey]
+	if !ok {
+		return acc, "", "", ReasonDrainNotAccepted, "no accepted destination"
+	}
+	if err := json.Unmarshal(raw, &acc); err != nil || acc.URL == "" || (acc.App == "") == (acc.Selector == nil) {
+		return acc, "", "", ReasonDrainSecretInvalid, "drain Secret holds an unreadable accepted destination"
+	}
+	tok = string(s.Data[kubeplexv1alpha1.DrainTokenSecretKey])
+	key = string(s.Data[kubeplexv1alpha1.DrainHMACKeySecretKey])
+	if !ValidDrainToken(tok) || !ValidHMACKey(key) {
+		return acc, "", "", ReasonDrainSecretInvalid, "drain Secret holds no valid drain token or signing key"
+	}
+	return acc, tok, key, "", ""
+}
+
+// addInstances puts one instance of namespace-wide drain rd under each of apps (the
+// routed apps of its namespace) that the selector matches: each has its own queue
+// in the router, so one app's burst cannot crowd another's lines out. It reports
+// false for a selector that does not parse.
+func addInstances(table *routing.Table, index map[string]int, apps []*kubeplexv1alpha1.LogApp,
+	selector *metav1.LabelSelector, rd routing.Drain) bool {
+	sel, err := metav1.LabelSelectorAsSelector(selector)
+	if err != nil {
+		return false
+	}
+	for _, app := range apps {
+		if sel.Matches(labels.Set(app.Labels)) {
+			inst := rd
+			inst.ID, inst.Token = InstanceID(rd.ID, app.Name), InstanceToken(rd.Token, app.Name)
+			pos := index[ID(app.Namespace, app.Name)]
+			table.Apps[pos].Drains = append(table.Apps[pos].Drains, inst)
+		}
+	}
+	return true
 }
 
 func ingestToken(tok string, notAfter *time.Time) routing.Token {
@@ -294,6 +336,25 @@ func others(ids []string, self string) []string {
 
 // ID is the routing-table ID of a namespaced object: "<namespace>/<name>".
 func ID(namespace, name string) string { return namespace + "/" + name }
+
+// InstanceID is the routing-table ID of a namespace-wide drain's instance for one
+// app: "<namespace>/<drain>@<app>". '@' is in no Kubernetes name, so DrainID can
+// take it apart again.
+func InstanceID(drainID, app string) string { return drainID + "@" + app }
+
+// DrainID is the LogDrain's ID ("<namespace>/<name>") of a routing-table drain ID,
+// an instance's included.
+func DrainID(id string) string {
+	if i := strings.IndexByte(id, '@'); i >= 0 {
+		return id[:i]
+	}
+	return id
+}
+
+// InstanceToken is what a namespace-wide drain's receiver sees as the drain token
+// of one app's lines (HOSTNAME, Logplex-Drain-Token): the drain's one token, then
+// "/<app>", so that the token still leads and the app can be told apart.
+func InstanceToken(tok, app string) string { return tok + "/" + app }
 
 func ownedBy(s *corev1.Secret, uid types.UID) bool {
 	for _, ref := range s.OwnerReferences {

@@ -251,7 +251,12 @@ func (r *Runner) loopConcurrent(n int) {
 		// Start batches while there are free slots and queued messages.
 		// An L10 notice alone is work too: it goes out after a failure's pause even
 		// when nothing new is queued, as in loop.
-		for inFlight < n && r.Queue.hasWork() && r.ctx.Err() == nil {
+		//
+		// A second request starts only for a backlog (a quarter batch queued) while
+		// the drain is delivering: at a light load, or while a batch is being
+		// retried, one request at a time, as before, and no extra connections.
+		for (inFlight == 0 || r.Queue.Len() >= r.lim.Messages/4 && r.Stats.delivering(time.Now())) &&
+			inFlight < n && r.Queue.hasWork() && r.ctx.Err() == nil {
 			b := <-free
 			notice, since := r.Queue.Take(b, r.lim, r.host)
 			if b.Len() == 0 {

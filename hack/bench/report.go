@@ -204,7 +204,7 @@ func (r *report) otlpTable(w func(string, ...any)) {
 			w("\n### OTLP drains\n\n")
 			w("1 connection in (block writes), one app with one `otlp+http://` drain into an OTLP/HTTP receiver in the harness\n")
 			w("(binary protobuf; it counts the LogRecords of each request by walking the protobuf). Beside it, the same\n")
-			w("router's syslog drain from this run.\n\n")
+			w("router's syslog drain from this run. Measured under load when the load average above says so.\n\n")
 			w("| drain | compression | msgs/s (median) | runs | CPU µs/msg | of the syslog drain's rate | delivered |\n")
 			w("|---|---|---|---|---|---|---|\n")
 			w("| syslog:// | — | %.0f | %s | %.2f | 100%% | %d/%d |\n", syslog.Rate, runsK(syslog.Runs), syslog.CPUus, syslog.Delivered, syslog.Sent)

@@ -64,6 +64,22 @@ func TestOTLPDrainEndToEnd(t *testing.T) {
 	token := appToken(t, c, app)
 	httpToken, grpcToken := drainReady(t, c, viaHTTP), drainReady(t, c, viaGRPC)
 	waitRouters(t, c, []string{"http://" + admin})
+	// The router runs a drain once its own "Drain … added" line has reached it (the
+	// manager posts that line only after the routers report the drain): lines posted
+	// earlier could find the app without its drains and go to history only.
+	for _, w := range []struct {
+		col   *drainpeer.Collector
+		token string
+	}{{plain, httpToken}, {secure, grpcToken}} {
+		testenv.Eventually(t, "drain "+w.token+" runs", func() error {
+			for _, r := range w.col.Records(t) {
+				if r.Attributes["kubeplex.source"] == "kubeplex" && strings.HasPrefix(r.Body, "Drain "+w.token+" added") {
+					return nil
+				}
+			}
+			return fmt.Errorf("no added line for %s yet", w.token)
+		})
+	}
 
 	const n = 20
 	var body []byte

@@ -179,8 +179,12 @@ func TestScenario1DropsInLogDrainStatus(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("sent %d, delivered %d, announced %d; router /status %+v", g.Sent(), bk.Delivered, bk.Announced, rs)
 	}
-	if missing := books.Missing(dt, g.Sent()-500, g.Sent()); missing != 0 {
-		t.Errorf("%d of the newest 500 lines missing", missing)
+	// A platform line that arrived during the burst (the manager's "Drain … added",
+	// posted once the router runs the drain) takes a queue slot, so it may displace
+	// one of the newest generated lines: at most one per such line.
+	platform := max(-bk.Balance(g.Sent()), 0)
+	if missing := books.Missing(dt, g.Sent()-500, g.Sent()); missing > platform {
+		t.Errorf("%d of the newest 500 lines missing (%d platform lines shared the queue)", missing, platform)
 	}
 	if bk.Announced == 0 {
 		t.Fatalf("nothing dropped: the queue (500) held %d lines?", g.Sent())

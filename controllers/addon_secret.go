@@ -7,11 +7,8 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/controllers/routes"
@@ -57,49 +54,6 @@ func (r *LogAppReconciler) reconcileAddonSecrets(ctx context.Context, app *kubep
 }
 
 func (r *LogAppReconciler) ensureAddonSecret(ctx context.Context, app *kubeplexv1alpha1.LogApp, name string) error {
-	sec := &corev1.Secret{}
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: app.Namespace, Name: name}, sec)
-	if err == nil {
-		if !metav1.IsControlledBy(sec, app) {
-			return &specError{reason: kubeplexv1alpha1.TokenSecretErrorReason,
-				msg: fmt.Sprintf("Secret %s exists and is not owned by this LogApp", name)}
-		}
-		if addonTokenRE.Match(sec.Data[kubeplexv1alpha1.TokenSecretKey]) {
-			return nil
-		}
-		tok, err := newToken("a")
-		if err != nil {
-			return err
-		}
-		upd := sec.DeepCopy()
-		upd.Data = map[string][]byte{kubeplexv1alpha1.TokenSecretKey: []byte(tok)}
-		if err := r.Client.Update(ctx, upd); err != nil {
-			return fmt.Errorf("update add-on secret: %w", err)
-		}
-		return nil
-	}
-	if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("get add-on secret: %w", err)
-	}
-	tok, err := newToken("a")
-	if err != nil {
-		return err
-	}
-	sec = &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: app.Namespace,
-			Labels: routes.Labels(kubeplexv1alpha1.SecretRoleAddon)},
-		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{kubeplexv1alpha1.TokenSecretKey: []byte(tok)},
-	}
-	if err := controllerutil.SetControllerReference(app, sec, r.Client.Scheme()); err != nil {
-		return fmt.Errorf("set owner of add-on secret: %w", err)
-	}
-	if err := r.Client.Create(ctx, sec); err != nil {
-		if apierrors.IsAlreadyExists(err) {
-			return &specError{reason: kubeplexv1alpha1.TokenSecretErrorReason,
-				msg: fmt.Sprintf("Secret %s exists and is not managed by kubeplex; delete or rename it", name)}
-		}
-		return fmt.Errorf("create add-on secret: %w", err)
-	}
-	return nil
+	_, err := r.ensureTokenSecret(ctx, app, name, "a", addonTokenRE, kubeplexv1alpha1.SecretRoleAddon, "add-on")
+	return err
 }

@@ -26,50 +26,61 @@ var collectorTokenRE = regexp.MustCompile(`^c\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{
 // deleting the Secret issues a new one (collectors re-read it after a 401).
 func (r *LogAppReconciler) reconcileCollectorSecret(ctx context.Context, app *kubeplexv1alpha1.LogApp) error {
 	name := app.Name + kubeplexv1alpha1.CollectorSecretSuffix
+	created, err := r.ensureTokenSecret(ctx, app, name, "c", collectorTokenRE, kubeplexv1alpha1.SecretRoleCollector, "collector")
+	if created {
+		logf.FromContext(ctx).Info("created collector secret", "secret", name)
+	}
+	return err
+}
+
+// ensureTokenSecret keeps Secret name, owned by app and labelled with role, holding a
+// token of the given prefix that matches re: it creates the Secret, or writes a new
+// token into one of ours whose token is missing or malformed. It reports whether it
+// created the Secret. what names the Secret in errors.
+func (r *LogAppReconciler) ensureTokenSecret(ctx context.Context, app *kubeplexv1alpha1.LogApp, name, prefix string,
+	re *regexp.Regexp, role, what string) (bool, error) {
 	sec := &corev1.Secret{}
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: app.Namespace, Name: name}, sec)
 	if err == nil {
 		if !metav1.IsControlledBy(sec, app) {
-			return &specError{reason: kubeplexv1alpha1.TokenSecretErrorReason,
+			return false, &specError{reason: kubeplexv1alpha1.TokenSecretErrorReason,
 				msg: fmt.Sprintf("Secret %s exists and is not owned by this LogApp", name)}
 		}
-		if collectorTokenRE.Match(sec.Data[kubeplexv1alpha1.TokenSecretKey]) {
-			return nil
+		if re.Match(sec.Data[kubeplexv1alpha1.TokenSecretKey]) {
+			return false, nil
 		}
-		tok, err := newToken("c")
+		tok, err := newToken(prefix)
 		if err != nil {
-			return err
+			return false, err
 		}
 		upd := sec.DeepCopy()
 		upd.Data = map[string][]byte{kubeplexv1alpha1.TokenSecretKey: []byte(tok)}
 		if err := r.Client.Update(ctx, upd); err != nil {
-			return fmt.Errorf("update collector secret: %w", err)
+			return false, fmt.Errorf("update %s secret: %w", what, err)
 		}
-		return nil
+		return false, nil
 	}
 	if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("get collector secret: %w", err)
+		return false, fmt.Errorf("get %s secret: %w", what, err)
 	}
-	tok, err := newToken("c")
+	tok, err := newToken(prefix)
 	if err != nil {
-		return err
+		return false, err
 	}
 	sec = &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: app.Namespace,
-			Labels: routes.Labels(kubeplexv1alpha1.SecretRoleCollector)},
-		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{kubeplexv1alpha1.TokenSecretKey: []byte(tok)},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: app.Namespace, Labels: routes.Labels(role)},
+		Type:       corev1.SecretTypeOpaque,
+		Data:       map[string][]byte{kubeplexv1alpha1.TokenSecretKey: []byte(tok)},
 	}
 	if err := controllerutil.SetControllerReference(app, sec, r.Client.Scheme()); err != nil {
-		return fmt.Errorf("set owner of collector secret: %w", err)
+		return false, fmt.Errorf("set owner of %s secret: %w", what, err)
 	}
 	if err := r.Client.Create(ctx, sec); err != nil {
 		if apierrors.IsAlreadyExists(err) {
-			return &specError{reason: kubeplexv1alpha1.TokenSecretErrorReason,
+			return false, &specError{reason: kubeplexv1alpha1.TokenSecretErrorReason,
 				msg: fmt.Sprintf("Secret %s exists and is not managed by kubeplex; delete or rename it", name)}
 		}
-		return fmt.Errorf("create collector secret: %w", err)
+		return false, fmt.Errorf("create %s secret: %w", what, err)
 	}
-	logf.FromContext(ctx).Info("created collector secret", "secret", name)
-	return nil
+	return true, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -52,19 +53,52 @@ func Until(t testing.TB, what string, cond func() bool) {
 	})
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago, for a server that
-// must be told its port before it starts (a flag, a webhook configuration).
+// FreePort returns a loopback port that was free for TCP and UDP a moment ago, for a
+// server that must be told its port before it starts (a flag, a webhook
+// configuration). It never returns a port twice in one process, and it picks below
+// the kernel's ephemeral range (32768-60999 by default) so that neither another
+// FreePort caller nor an outgoing connection's source port takes the port between
+// this call and the server's bind. Asking the kernel for port 0 did both: a CI run
+// lost a router to "address already in use" when its admin and HTTP ports matched.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	freePorts.Lock()
+	defer freePorts.Unlock()
+	if freePorts.given == nil {
+		freePorts.given = map[int]bool{}
+	}
+	for range 10000 {
+		// 20000-29999: below the ephemeral range and the NodePort range (30000-32767).
+		port := 20000 + rand.IntN(10000)
+		if freePorts.given[port] || !bindable(port) {
+			continue
+		}
+		freePorts.given[port] = true
+		return port
+	}
+	t.Fatal("no free loopback port in 20000-29999")
+	return 0
+}
+
+var freePorts struct {
+	sync.Mutex
+	given map[int]bool
+}
+
+// bindable reports whether both a TCP listener and a UDP socket can bind port now.
+func bindable(port int) bool {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Fatal(err)
+		return false
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
+	_ = l.Close() // only probing
+	c, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return false
 	}
-	return port
+	_ = c.Close() // only probing
+	return true
 }
 
 // FreeAddr is FreePort as a 127.0.0.1 host:port, for a listen flag. Nothing listens

@@ -46,8 +46,8 @@ type Options struct {
 	// a read, when waiting pays (ingest.Syslog.Coalesce): zero takes
 	// ingest.DefaultCoalesce, negative reads at once (the flag's 0).
 	SyslogCoalesce time.Duration
-	// HTTPPushback bounds how long POST /logs holds its answer while one of the
-	// app's drains is backlogged: zero takes ingest.DefaultPushback, negative
+	// HTTPPushback bounds how long POST /logs holds its answer while none of the
+	// app's delivering drains has room (dispatch.App.PublishWhenRoom): zero takes ingest.DefaultPushback, negative
 	// answers at once (the flag's 0).
 	HTTPPushback time.Duration
 	// ShutdownGrace bounds the flush of drain queues at shutdown.
@@ -90,7 +90,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.SyslogCoalesce, "syslog-coalesce", ingest.DefaultCoalesce,
 		"longest wait for more input before reading a busy syslog connection that sends in small pieces (0 = off)")
 	fs.DurationVar(&o.HTTPPushback, "http-pushback", ingest.DefaultPushback,
-		"longest POST /logs waits for room in the queues of the app's delivering drains before it publishes anyway (0 = off)")
+		"longest POST /logs waits while none of the app's delivering drains has room for the batch (collectors never wait; 0 = off)")
 	fs.DurationVar(&o.ShutdownGrace, "shutdown-grace", 10*time.Second, "time to flush drain queues at shutdown")
 	fs.StringVar(&o.Name, "name", os.Getenv("POD_NAME"), "replica name in /status (default: $POD_NAME or host name)")
 	fs.StringVar(&o.DebugAddr, "debug-addr", "", "serve net/http/pprof on this address (empty = off)")

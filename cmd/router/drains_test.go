@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -368,38 +369,8 @@ func TestHTTPDrainTakesBurst(t *testing.T) {
 		t.Fatalf("POST = %d %s", resp.StatusCode, b)
 	}
 	rv.WaitAccepted(t, 1)
-	const n, per, senders = 20000, 500, 4
-	var wg sync.WaitGroup
-	errs := make(chan error, senders)
-	for s := range senders {
-		wg.Go(func() {
-			for i := 1 + s*per; i < 1+n; i += senders * per {
-				body, hdr := lines(i, per)
-				req, err := http.NewRequest(http.MethodPost, base+"/logs", strings.NewReader(body))
-				if err != nil {
-					errs <- err
-					return
-				}
-				req.Header.Set("Content-Type", wire.ContentType)
-				req.Header.Set(wire.HeaderMsgCount, hdr[wire.HeaderMsgCount])
-				req.SetBasicAuth("token", ingestToken)
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					errs <- err
-					return
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				_ = resp.Body.Close() // read to the end; only the status matters
-				if resp.StatusCode != 204 {
-					errs <- fmt.Errorf("POST = %s", resp.Status)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	const n = 20000
+	if err := postBurst(base, ingestToken, 1, n); err != nil {
 		t.Fatal(err)
 	}
 	if ann := waitAccounted(t, "receiver", rv, n+1); ann != 0 {
@@ -420,4 +391,131 @@ func TestHTTPDrainTakesBurst(t *testing.T) {
 	if c := finalCounts(t, p.Out.String())["shop/http"]; c != [2]int64{n + 1, 0} {
 		t.Errorf("final count delivered %d dropped %d, want %d and 0", c[0], c[1], n+1)
 	}
+}
+
+// postBurst posts lines from..from+n-1 as log-shuttle sends a burst: batches of 500
+// lines, four requests at a time, each sender waiting for its answer.
+func postBurst(base, token string, from, n int) error {
+	const per, senders = 500, 4
+	var wg sync.WaitGroup
+	errs := make(chan error, senders)
+	for s := range senders {
+		wg.Go(func() {
+			for i := from + s*per; i < from+n; i += senders * per {
+				body, hdr := lines(i, min(per, from+n-i))
+				req, err := http.NewRequest(http.MethodPost, base+"/logs", strings.NewReader(body))
+				if err != nil {
+					errs <- err
+					return
+				}
+				req.Header.Set("Content-Type", wire.ContentType)
+				req.Header.Set(wire.HeaderMsgCount, hdr[wire.HeaderMsgCount])
+				req.SetBasicAuth("token", token)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close() // read to the end; only the status matters
+				if resp.StatusCode != 204 {
+					errs <- fmt.Errorf("POST = %s", resp.Status)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// TestSlowDrainHoldsNoSibling: the pushback of POST /logs never lets a slow drain
+// hold its app's sender. An app has a healthy syslog drain and an HTTP drain whose
+// receiver is slow but answering (each request takes a second), so it stays
+// "delivering" while its queue overflows. A burst sent as log-shuttle sends is never
+// held (kubeplex_router_ingest_held_total stays 0: the healthy drain always has
+// room), the healthy drain gets every line with no L10, and the slow drain's loss is
+// exactly what its L10 notices and final count say. A second app with only the slow
+// kind of drain posts with a collector token: a collector is never held either.
+// Before the rule was "wait while any delivering drain is backlogged", which held
+// these senders up to --http-pushback (2 s) a batch.
+func TestSlowDrainHoldsNoSibling(t *testing.T) {
+	slowly := func(n int, _ *peer.Request) int {
+		if n > 0 { // the first request (one line) makes the drain "delivering"
+			time.Sleep(time.Second) // a slow receiver; nothing waits on this in the test
+		}
+		return 200
+	}
+	slow := peer.NewHTTPReceiver(t, nil, slowly)
+	lone := peer.NewHTTPReceiver(t, nil, slowly)
+	sink := peer.NewSyslogSink(t, nil)
+	const collectorToken = "t.00000000-0000-4000-8000-0000000000c1"
+	tbl := routing.Table{Apps: []routing.App{{
+		ID:     "shop/web",
+		Tokens: []routing.Token{{Token: ingestToken, Source: "app"}},
+		Drains: []routing.Drain{
+			{ID: "shop/healthy", Token: drainToken, URL: "syslog://" + sink.Addr},
+			{ID: "shop/slow", Token: "d.00000000-0000-4000-8000-000000000051", URL: slow.URL},
+		},
+	}, {
+		ID:     "shop/worker",
+		Tokens: []routing.Token{{Token: collectorToken, Source: "app", Collector: true}},
+		Drains: []routing.Drain{{ID: "shop/lone", Token: "d.00000000-0000-4000-8000-000000000052", URL: lone.URL}},
+	}}}
+	p, base, admin, _ := startRouter(t, tbl)
+	for _, tok := range []string{ingestToken, collectorToken} {
+		body, hdr := lines(0, 1)
+		if resp, b := post(t, base+"/logs", tok, body, hdr); resp.StatusCode != 204 {
+			t.Fatalf("POST = %d %s", resp.StatusCode, b)
+		}
+	}
+	sink.WaitFor(t, 1)
+	slow.WaitAccepted(t, 1)
+	lone.WaitAccepted(t, 1)
+	const n = 20000
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	wg.Go(func() { errs[0] = postBurst(base, ingestToken, 1, n) })
+	wg.Go(func() { errs[1] = postBurst(base, collectorToken, 1, n) })
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if held := metricValue(t, scrape(t, admin), "kubeplex_router_ingest_held_total"); held != 0 {
+		t.Errorf("ingest held %v POSTs: a slow drain (or a collector's lone drain) held its sender", held)
+	}
+	ms := sink.WaitFor(t, n+1)
+	if ann, got := peer.L10Count(ms); ann != 0 || got != n+1 {
+		t.Errorf("healthy drain: %d lines, %d announced dropped; want %d and 0", got, ann, n+1)
+	}
+	slowAnn := waitAccounted(t, "slow receiver", slow, n+1)
+	loneAnn := waitAccounted(t, "lone receiver", lone, n+1)
+	if err := p.Stop(30 * time.Second); err != nil {
+		t.Fatalf("router exit: %v", err)
+	}
+	final := finalCounts(t, p.Out.String())
+	for id, ann := range map[string]int{"shop/slow": slowAnn, "shop/lone": loneAnn} {
+		if c := final[id]; c[0]+c[1] != n+1 || c[1] != int64(ann) {
+			t.Errorf("%s: final count delivered %d dropped %d, L10 announced %d; want delivered+dropped = %d, dropped = announced",
+				id, c[0], c[1], ann, n+1)
+		}
+	}
+	t.Logf("slow drain beside a healthy one: %d of %d dropped and announced; collector's lone slow drain: %d", slowAnn, n+1, loneAnn)
+}
+
+// metricValue returns the value of an unlabelled metric in a Prometheus text page.
+func metricValue(t *testing.T, page, name string) float64 {
+	t.Helper()
+	for _, l := range strings.Split(page, "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err != nil {
+				t.Fatalf("metric %s: %v", name, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("metric %s missing", name)
+	return 0
 }

@@ -114,6 +114,9 @@ func (r *Route) SourceFor(appName, procID []byte) []byte {
 	return r.Source
 }
 
+// Collector reports whether the token is one of the app's collector credentials.
+func (r *Route) Collector() bool { return r.collector }
+
 // App is one app's live state.
 type App struct {
 	ID      string
@@ -182,38 +185,37 @@ func (w *wireBatch) encode(recs [][]byte) {
 }
 
 // PublishWhenRoom is Publish for a sender that waits for its answer (POST /logs):
-// first it waits, for at most limit, until every drain of the app that is delivering
-// has room for recs in its queue (drain.Runner.Backlogged), so that a burst is
-// delivered rather than dropped at the queue. Such publishes of one app go one at a
-// time, so that waiters do not all fill the same room. It waits for no drain that is
-// failing, and with limit 0 it is Publish.
-func (a *App) PublishWhenRoom(ctx context.Context, recs [][]byte, limit time.Duration) {
+// first it waits, for at most limit, while no drain of the app that is delivering
+// has room for recs in its queue and at least one of them is backlogged
+// (drain.Runner.Backlogged), so that a burst a lone drain (or all of them) cannot
+// take at once slows the sender rather than being dropped at the queue. As soon as
+// one delivering drain has room, the batch goes: a slow drain beside a healthy one
+// drops its oldest lines (L10) and never holds the sender, the healthy drain or the
+// app's history, as in Logplex. Such publishes of one app go one at a time, so that
+// waiters do not all fill the same room. It waits for no drain that is failing, and
+// with limit 0 it is Publish. It returns how long it waited.
+func (a *App) PublishWhenRoom(ctx context.Context, recs [][]byte, limit time.Duration) (held time.Duration) {
 	if limit > 0 && len(recs) > 0 {
 		a.admit.Lock()
 		defer a.admit.Unlock()
-		a.waitRoom(ctx, len(recs), limit)
+		held = a.waitRoom(ctx, len(recs), limit)
 	}
 	a.Publish(recs)
+	return held
 }
 
-func (a *App) waitRoom(ctx context.Context, n int, limit time.Duration) {
-	var deadline time.Time
+// waitRoom waits while the app is held (see held), for at most limit.
+func (a *App) waitRoom(ctx context.Context, n int, limit time.Duration) time.Duration {
+	var start time.Time
 	for {
-		backlogged := false
-		for _, r := range a.Drains() {
-			if r.Backlogged(n) {
-				backlogged = true
-				break
-			}
-		}
-		if !backlogged {
-			return
+		if !a.held(n) {
+			break
 		}
 		now := time.Now()
-		if deadline.IsZero() {
-			deadline = now.Add(limit)
-		} else if now.After(deadline) {
-			return
+		if start.IsZero() {
+			start = now
+		} else if now.Sub(start) > limit {
+			break
 		}
 		// Polled: a drain empties its queue in batches, so a millisecond (the
 		// timer's resolution) is a fraction of one batch's delivery time.
@@ -222,9 +224,29 @@ func (a *App) waitRoom(ctx context.Context, n int, limit time.Duration) {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return
+			return time.Since(start)
 		}
 	}
+	if start.IsZero() {
+		return 0
+	}
+	return time.Since(start)
+}
+
+// held reports whether n more messages would hold a sender: at least one of the
+// app's delivering drains is backlogged and none of them has room.
+func (a *App) held(n int) bool {
+	held := false
+	for _, r := range a.Drains() {
+		if !r.Delivering() {
+			continue
+		}
+		if !r.Backlogged(n) {
+			return false
+		}
+		held = true
+	}
+	return held
 }
 
 // Announce publishes a line from the router itself (source kubeplex, process router).

@@ -149,6 +149,10 @@ func (r *Runner) Backlogged(n int) bool {
 	return l > 0 && l+n > r.Queue.max() && r.Stats.delivering(time.Now())
 }
 
+// Delivering reports whether the drain's latest outcome was a success, within the
+// last two seconds.
+func (r *Runner) Delivering() bool { return r.Stats.delivering(time.Now()) }
+
 func (r *Runner) loop() {
 	defer close(r.done)
 	defer func() {

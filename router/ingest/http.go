@@ -62,6 +62,7 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tok, ok := wire.RequestToken(r)
 	var app *dispatch.App
 	var sourceFor func(f *wire.Fields) []byte
+	pushback := h.Pushback
 	switch {
 	case ok && h.d.IsPlatform(tok):
 		// kubeplex itself (the manager): it names the app, and its frames' sources
@@ -83,6 +84,13 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if route, ok = h.d.ByToken(tok); ok {
 			app = route.App
 			sourceFor = func(f *wire.Fields) []byte { return route.SourceFor(f.AppName, f.ProcID) }
+			if route.Collector() {
+				// A collector is the sidecar of a running workload, with its own bounded
+				// queue (L12) and one POST at a time: holding its answer would only move
+				// the loss from a backlogged drain into the collector, where it costs
+				// the app's history and every other drain too.
+				pushback = 0
+			}
 		}
 	}
 	if !ok {
@@ -129,11 +137,14 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		n += st.b.add(app, &f, src, f.ProcID, now, h.limits.MaxLine)
 	}
-	// A sender that waits for this answer (log-shuttle, the collector) sends its next
-	// batch only once this one is in: held until the app's delivering drains have
-	// room, a burst slows the sender instead of pushing its oldest lines out of the
-	// drain queues.
-	st.b.flushWhenRoom(r.Context(), h.Pushback)
+	// A sender that waits for this answer (log-shuttle) sends its next batch only
+	// once this one is in: held while none of the app's delivering drains has room,
+	// a burst slows the sender instead of pushing its oldest lines out of the drain
+	// queues.
+	if held := st.b.flushWhenRoom(r.Context(), pushback); held > 0 {
+		h.m.IngestHeld.Inc()
+		h.m.IngestHeldSeconds.Add(held.Seconds())
+	}
 	st.b.app = nil
 	h.m.IngestMessages.WithLabelValues("http").Add(float64(n))
 	if lost := b.DropCount + b.LostCount; lost > 0 {

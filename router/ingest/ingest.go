@@ -87,12 +87,13 @@ func (b *batch) flush() {
 }
 
 // flushWhenRoom publishes the collected records once the app's drains have room
-// (dispatch.App.PublishWhenRoom).
-func (b *batch) flushWhenRoom(ctx context.Context, limit time.Duration) {
+// (dispatch.App.PublishWhenRoom) and returns how long that took.
+func (b *batch) flushWhenRoom(ctx context.Context, limit time.Duration) (held time.Duration) {
 	if b.collect() {
-		b.app.PublishWhenRoom(ctx, b.recs, limit)
+		held = b.app.PublishWhenRoom(ctx, b.recs, limit)
 		b.buf, b.ends = b.buf[:0], b.ends[:0]
 	}
+	return held
 }
 
 // collect makes recs the records collected, reporting whether there are any.

@@ -21,6 +21,10 @@ type Metrics struct {
 	IngestMessages *prometheus.CounterVec
 	// IngestErrors counts refused requests, frames and messages by protocol and reason.
 	IngestErrors *prometheus.CounterVec
+	// IngestHeld counts POST /logs answers held for room in drain queues
+	// (--http-pushback); IngestHeldSeconds sums how long they were held.
+	IngestHeld        prometheus.Counter
+	IngestHeldSeconds prometheus.Counter
 	// DeliveryLatency observes, per delivered batch, how long its oldest message waited
 	// between ingest and delivery, by drain type.
 	DeliveryLatency *prometheus.HistogramVec
@@ -44,6 +48,14 @@ func New() *Metrics {
 			Namespace: Namespace, Name: "ingest_errors_total",
 			Help: "Requests, frames or messages refused at ingest, by protocol and reason.",
 		}, []string{"protocol", "reason"}),
+		IngestHeld: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "ingest_held_total",
+			Help: "POST /logs answers held until a delivering drain of the app had room (--http-pushback).",
+		}),
+		IngestHeldSeconds: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "ingest_held_seconds_total",
+			Help: "Time POST /logs answers were held for room in drain queues.",
+		}),
 		DeliveryLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "delivery_latency_seconds",
 			Help:    "Time from ingest to delivery of the oldest message of each delivered batch, by drain type.",
@@ -62,7 +74,7 @@ func New() *Metrics {
 			Help: "Collector warnings that a process's restart count could not be kept, by app.",
 		}, []string{"app"}),
 	}
-	m.Registry.MustRegister(m.IngestMessages, m.IngestErrors, m.DeliveryLatency, m.TableSwaps, m.TableErrors,
+	m.Registry.MustRegister(m.IngestMessages, m.IngestErrors, m.IngestHeld, m.IngestHeldSeconds, m.DeliveryLatency, m.TableSwaps, m.TableErrors,
 		m.CollectorStateErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

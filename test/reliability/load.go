@@ -221,3 +221,23 @@ func GoStats(metricsURL string, st *ProcStat) error {
 	}
 	return sc.Err()
 }
+
+// Metric reads one unlabelled metric from a Prometheus text endpoint.
+func Metric(metricsURL, name string) (float64, error) {
+	resp, err := http.Get(metricsURL)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }() // read-only
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("no %s in %s", name, metricsURL)
+}

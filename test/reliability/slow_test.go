@@ -12,12 +12,16 @@ import (
 
 // TestScenario3SlowDrain: one syslog drain of an app reads at 10% of the app's
 // rate, beside two healthy drains of the same app (syslog and HTTP) and 100 other
-// apps with a drain each. The healthy drains and the other apps lose nothing; the
-// slow drain's loss is announced exactly. Delivery latency of the healthy drains
+// apps with a drain each. The app posts with a collector token, as its collector
+// would. The healthy drains and the other apps lose nothing; the slow drain's loss
+// is announced exactly; no POST /logs answer was held for room in a drain queue
+// (kubeplex_router_ingest_held_total stays 0: a slow drain never holds its app's
+// sender, docs/drains.md "Pushback"). Delivery latency of the healthy drains
 // (receive time − the line's timestamp) and the ingest POST round trip are
 // measured in a phase before the drain slows and in the slow phase, so the two can
-// be compared within one run; they are reported, not asserted (wall-clock numbers
-// on a shared machine). make test-reliability runs each phase for 60 s.
+// be compared within one run; they are reported, and asserted only as generous
+// bounds a loaded machine keeps (healthy p99 < 5 s, POST p99 < 1 s: a POST held by
+// the pushback would take up to 2 s). make test-reliability runs each phase for 60 s.
 func TestScenario3SlowDrain(t *testing.T) {
 	const others = 100
 	phase, batch, tick := 2*time.Second, 20, 100*time.Millisecond
@@ -44,7 +48,7 @@ func TestScenario3SlowDrain(t *testing.T) {
 	t.Cleanup(web.Close)
 
 	slow, healthy1, healthy2 := "d.510e0000-0000-4000-8000-000000000001", "d.510e0000-0000-4000-8000-000000000002", "d.510e0000-0000-4000-8000-000000000003"
-	tbl := routing.Table{Apps: []routing.App{{ID: "rel/app", Tokens: []routing.Token{{Token: ingestToken, Source: "app"}},
+	tbl := routing.Table{Apps: []routing.App{{ID: "rel/app", Tokens: []routing.Token{{Token: ingestToken, Source: "app", Collector: true}},
 		Drains: []routing.Drain{
 			{ID: "rel/slow", Token: slow, URL: "syslog://" + proxy.Addr},
 			{ID: "rel/healthy-syslog", Token: healthy1, URL: "syslog://" + sink.Addr},
@@ -114,6 +118,15 @@ func TestScenario3SlowDrain(t *testing.T) {
 		return sb.Balance(fleet.Sent(0)) == 0 && r.status(t).Drains["rel/slow"].Dropped == sb.Announced
 	}); err != nil {
 		t.Errorf("slow drain: sent %d, delivered %d, announced %d, /status %+v", fleet.Sent(0), sb.Delivered, sb.Announced, r.status(t).Drains["rel/slow"])
+	}
+	if held, err := Metric(r.admin+"/metrics", "kubeplex_router_ingest_held_total"); err != nil || held != 0 {
+		t.Errorf("POST /logs answers held for room: %v (err %v), want 0", held, err)
+	}
+	for _, m := range []measure{before, during} {
+		if m.h1 > 5*time.Second || m.h2 > 5*time.Second || m.ingestP99 > time.Second {
+			t.Errorf("latency beyond the generous bounds: healthy p99 syslog %v, http %v (bound 5 s); POST p99 %v (bound 1 s)",
+				m.h1, m.h2, m.ingestP99)
+		}
 	}
 	t.Logf("app: %d lines in 2 × %v; slow drain (%d B/s, 10%%): delivered %d, announced %d, repeats %d; 100 other apps: %d lines each, all delivered",
 		fleet.Sent(0), phase, slowRate, sb.Delivered, sb.Announced, sb.Repeats, fleet.Sent(1))

@@ -207,10 +207,7 @@ func (a *App) PublishWhenRoom(ctx context.Context, recs [][]byte, limit time.Dur
 // waitRoom waits while the app is held (see held), for at most limit.
 func (a *App) waitRoom(ctx context.Context, n int, limit time.Duration) time.Duration {
 	var start time.Time
-	for {
-		if !a.held(n) {
-			break
-		}
+	for a.held(n) {
 		now := time.Now()
 		if start.IsZero() {
 			start = now

@@ -74,8 +74,8 @@ func New() *Metrics {
 			Help: "Collector warnings that a process's restart count could not be kept, by app.",
 		}, []string{"app"}),
 	}
-	m.Registry.MustRegister(m.IngestMessages, m.IngestErrors, m.IngestHeld, m.IngestHeldSeconds, m.DeliveryLatency, m.TableSwaps, m.TableErrors,
-		m.CollectorStateErrors,
+	m.Registry.MustRegister(m.IngestMessages, m.IngestErrors, m.IngestHeld, m.IngestHeldSeconds, m.DeliveryLatency,
+		m.TableSwaps, m.TableErrors, m.CollectorStateErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

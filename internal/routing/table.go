@@ -236,8 +236,13 @@ func (t *Table) Validate() error {
 		}
 		keys[k.ID] = true
 	}
-	apps := map[string]bool{}
-	drains := map[string]bool{}
+	// Sized up front: at 50,000 drains growing these maps cost more than filling them.
+	nd := 0
+	for i := range t.Apps {
+		nd += len(t.Apps[i].Drains)
+	}
+	apps := make(map[string]bool, len(t.Apps))
+	drains := make(map[string]bool, nd)
 	for _, a := range t.Apps {
 		if a.ID == "" || apps[a.ID] {
 			return fmt.Errorf("validate routing table: app id %q empty or repeated", a.ID)

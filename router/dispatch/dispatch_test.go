@@ -280,3 +280,50 @@ func TestReaddedDrainCountsOn(t *testing.T) {
 	// 3 before and "four": from zero it would be 1.
 	waitDelivered(4)
 }
+
+// TestTokenDigestForms: a table's token digests route in either hex case, and a
+// digest that is not 32 hex bytes is left out without taking the others with it.
+func TestTokenDigestForms(t *testing.T) {
+	d := newDispatcher(t)
+	apply(t, d, routing.App{ID: "a/b", Tokens: []routing.Token{
+		{SHA256: strings.ToUpper(routing.HashToken(tok1)), Source: "app"},
+		{SHA256: routing.HashToken(tok2)[:62] + "zz", Source: "app"},
+		{SHA256: routing.HashToken(dt1)[:60], Source: "app"},
+		{Token: dt2, Source: "app"},
+	}})
+	for tok, want := range map[string]bool{tok1: true, tok2: false, dt1: false, dt2: true} {
+		if _, ok := d.ByToken(tok); ok != want {
+			t.Errorf("ByToken(%s) = %v, want %v", tok[:6], ok, want)
+		}
+	}
+}
+
+// TestUnchangedDrainsKeepRunners: a table that leaves an app's drains alone keeps
+// their runners (no new queue, no new connection), and a drain whose new URL cannot
+// be parsed is reported and its old runner stopped, as for a removed drain.
+func TestUnchangedDrainsKeepRunners(t *testing.T) {
+	d := newDispatcher(t)
+	s := drainpeer.NewSyslogSink(t, nil)
+	app := routing.App{ID: "a/b", Tokens: []routing.Token{{Token: tok1, Source: "app"}},
+		Drains: []routing.Drain{{ID: "a/d", Token: dt1, URL: "syslog://" + s.Addr}}}
+	apply(t, d, app)
+	a, _ := d.App("a/b")
+	r := a.Drains()[0]
+	apply(t, d, app, routing.App{ID: "c/d", Tokens: []routing.Token{{Token: tok2, Source: "app"}}})
+	if got := a.Drains(); len(got) != 1 || got[0] != r {
+		t.Fatalf("unchanged drain got a new runner: %v", got)
+	}
+	publish(t, d, tok1, "one")
+	s.WaitFor(t, 1)
+
+	app.Drains[0].URL = "syslog://[::1"
+	apply(t, d, app)
+	if n := len(a.Drains()); n != 0 {
+		t.Errorf("%d runners for a drain whose URL does not parse", n)
+	}
+	if st := d.Status().Drains["a/d"]; !strings.Contains(st.LastError, "parse drain URL") {
+		t.Errorf("status %+v, want the parse error", st)
+	}
+	dispatch.WaitRemoved(d)
+	s.WaitClosed(t)
+}

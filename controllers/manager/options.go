@@ -5,6 +5,8 @@ package manager
 import (
 	"flag"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -91,5 +93,32 @@ func ParseFlags(args []string) (Options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
+	urls, err := statusURLs(o.RouterStatusURLs)
+	if err != nil {
+		return o, err
+	}
+	o.RouterStatusURLs = strings.Join(urls, ",")
 	return o, nil
+}
+
+// statusURLs checks --router-status-urls. A URL without a path means the router's
+// admin address and gets /status appended; any other path must end in /status: the
+// poller reads the answer as a status report, and a wrong path used to give no
+// reports at all, silently (drain "added" lines then waited out their hold).
+func statusURLs(list string) ([]string, error) {
+	var out []string
+	for _, s := range splitList(list) {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("--router-status-urls: %q is not an http(s) URL with a host (want http://ROUTER-ADMIN:PORT/status)", s)
+		}
+		switch {
+		case u.Path == "" || u.Path == "/":
+			u.Path = "/status"
+		case !strings.HasSuffix(u.Path, "/status"):
+			return nil, fmt.Errorf("--router-status-urls: %q does not end in /status (the router's admin listener serves its report at /status)", s)
+		}
+		out = append(out, u.String())
+	}
+	return out, nil
 }

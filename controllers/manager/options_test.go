@@ -27,6 +27,19 @@ func TestParseFlags(t *testing.T) {
 			t.Errorf("ParseFlags(%q) = nil error", args)
 		}
 	}
+	// Router status URLs: a bare admin address gets /status; another path is refused.
+	o, err = ParseFlags([]string{"--router-status-urls", "http://127.0.0.1:9090, https://r2:9090/, http://r3/x/status"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "http://127.0.0.1:9090/status,https://r2:9090/status,http://r3/x/status"; o.RouterStatusURLs != want {
+		t.Errorf("router status URLs = %q, want %q", o.RouterStatusURLs, want)
+	}
+	for _, bad := range []string{"http://r1:9090/metrics", "127.0.0.1:9090", "ftp://r1/status", "http:///status"} {
+		if _, err := ParseFlags([]string{"--router-status-urls", bad}); err == nil || !strings.Contains(err.Error(), "--router-status-urls") {
+			t.Errorf("--router-status-urls %q: err = %v", bad, err)
+		}
+	}
 	if got := splitList(" a, ,b "); strings.Join(got, "|") != "a|b" {
 		t.Errorf("splitList = %q", got)
 	}

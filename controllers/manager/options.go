@@ -73,7 +73,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.TokenGracePeriod, "token-grace-period", controllers.DefaultTokenGracePeriod, "how long a rotated-out ingest token stays valid")
 	fs.StringVar(&o.RouterService, "router-service", "kubeplex-router", "Service whose EndpointSlices list the router pods to read /status from; empty turns discovery off")
 	fs.StringVar(&o.RouterStatusPortName, "router-status-port-name", "admin", "name of the router Service port that serves /status (the router's admin listener)")
-	fs.StringVar(&o.RouterStatusURLs, "router-status-urls", "", "comma-separated router /status URLs, in addition to discovered ones (tests, standalone routers)")
+	fs.StringVar(&o.RouterStatusURLs, "router-status-urls", "", "comma-separated router /status URLs (http://ADMIN:PORT gets /status appended), in addition to discovered ones (tests, standalone routers)")
 	fs.DurationVar(&o.RouterStatusInterval, "router-status-interval", 15*time.Second, "how often to read the routers' /status")
 	fs.DurationVar(&o.StatusInterval, "drain-status-interval", controllers.DefaultStatusInterval, "least time between two LogDrain status writes while only counters change")
 	fs.IntVar(&o.MaxShardBytes, "max-shard-bytes", routes.DefaultMaxShardBytes, "largest routing-table shard, in bytes")

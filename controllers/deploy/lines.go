@@ -13,12 +13,15 @@
 package deploy
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/collector/procname"
@@ -46,6 +49,9 @@ type workload struct {
 	Generation, ObservedGeneration     int64
 	// Failed is the controller's message when the rollout missed its deadline.
 	Failed string
+	// ScaledBy and RolledBy name who last changed spec.replicas and the pod
+	// template (the managedFields manager; empty when the object does not say).
+	ScaledBy, RolledBy string
 }
 
 func (w *workload) complete() bool {
@@ -99,7 +105,58 @@ func workloadOf(obj any) (w workload, ok bool) {
 	default:
 		return w, false
 	}
+	if m, ok := obj.(interface {
+		GetManagedFields() []metav1.ManagedFieldsEntry
+	}); ok {
+		w.ScaledBy = owner(m.GetManagedFields(), "f:replicas")
+		w.RolledBy = owner(m.GetManagedFields(), "f:template")
+	}
 	return w, w.App != ""
+}
+
+// owner names the field manager that last wrote spec.<field> (field is "f:replicas"
+// or "f:template"): the newest managedFields entry owning it that is not a status
+// write. A scale through the scale subresource counts (kubectl scale, the HPA); the
+// deployment controller's own revision write owns no spec field, so it is never
+// taken for the one who rolled out.
+func owner(entries []metav1.ManagedFieldsEntry, field string) string {
+	var newest *metav1.ManagedFieldsEntry
+	for i := range entries {
+		e := &entries[i]
+		if e.Subresource == "status" || e.Manager == "" || !ownsSpec(e, field) {
+			continue
+		}
+		if newest == nil || (e.Time != nil && (newest.Time == nil || !e.Time.Before(newest.Time))) {
+			newest = e
+		}
+	}
+	if newest == nil {
+		return ""
+	}
+	return newest.Manager
+}
+
+func ownsSpec(e *metav1.ManagedFieldsEntry, field string) bool {
+	if e.FieldsV1 == nil {
+		return false
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(e.FieldsV1.Raw, &top) != nil {
+		return false
+	}
+	var spec map[string]json.RawMessage
+	if json.Unmarshal(top["f:spec"], &spec) != nil {
+		return false
+	}
+	_, ok := spec[field]
+	return ok
+}
+
+func by(who string) string {
+	if who == "" {
+		return ""
+	}
+	return " by " + who
 }
 
 func replicas(p *int32) int32 {
@@ -121,11 +178,11 @@ type rollout struct {
 func workloadLines(o, n *workload, rolling *rollout) []string {
 	var out []string
 	if n.HasReplicas && o.Replicas != n.Replicas {
-		out = append(out, fmt.Sprintf("Scaled %s from %d to %d", n.label(), o.Replicas, n.Replicas))
+		out = append(out, fmt.Sprintf("Scaled %s from %d to %d%s", n.label(), o.Replicas, n.Replicas, by(n.ScaledBy)))
 	}
 	if n.Revision != "" && n.Revision != o.Revision {
 		*rolling = rollout{Revision: n.Revision}
-		out = append(out, fmt.Sprintf("Rollout of %s revision %s started (%s)", n.label(), n.Revision, strings.Join(n.Images, ", ")))
+		out = append(out, fmt.Sprintf("Rollout of %s revision %s started (%s)%s", n.label(), n.Revision, strings.Join(n.Images, ", "), by(n.RolledBy)))
 		if !n.complete() {
 			return out
 		}
@@ -164,13 +221,101 @@ func podProcess(pod *corev1.Pod) string {
 	return processName(pod, pod.Spec.Containers[0].Name)
 }
 
-// podLines compares two observations of a pod (o nil: created while we watch).
-func podLines(o, n *corev1.Pod) []string {
-	var out []string
+// StayUp is how long a container must run after a crash loop before the loop counts
+// as over: the kubelet resets a container's restart back-off after a run of 10
+// minutes.
+const StayUp = 10 * time.Minute
+
+// neverReadyFails is how many failed readiness probes in one run of a container that
+// has not been ready yet make a "Not ready" line: one or two are the usual price of a
+// slow start, not news.
+const neverReadyFails = 3
+
+// probeFresh is how recent the last readiness-probe failure must be to be quoted as the
+// reason when a container turns not ready.
+const probeFresh = 5 * time.Minute
+
+// memory is what the source remembers of one pod between two observations (in the
+// leader's memory only: a new leader starts from its baseline, see podBaseline).
+type memory struct {
+	containers map[string]*containerMemory
+}
+
+func (m *memory) of(container string) *containerMemory {
+	if m.containers == nil {
+		m.containers = map[string]*containerMemory{}
+	}
+	c := m.containers[container]
+	if c == nil {
+		c = &containerMemory{}
+		m.containers[container] = c
+	}
+	return c
+}
+
+// containerMemory is one container's part of memory.
+type containerMemory struct {
+	// Loop is set while the container is in a crash loop whose start was written: its
+	// exits, restarts and readiness flips are not written until it stays up (StayUp)
+	// or a run lasts StayUp.
+	Loop bool
+	// Run is the start of the run the fields below are about.
+	Run metav1.Time
+	// NotReady is set once this run's readiness failure was written; it is cleared
+	// when the container turns ready or starts again.
+	NotReady bool
+	// Fails counts the readiness-probe failures (kubelet Unhealthy Events) seen in this
+	// run while the container was not ready.
+	Fails int32
+	// Probe is the kubelet's last readiness-probe failure and when it was seen.
+	Probe   string
+	ProbeAt time.Time
+	// up is armed while a container in a crash loop runs: when it fires the loop is
+	// over (the Source's timer).
+	up *time.Timer
+}
+
+// newRun resets what is about one run when the container runs a new one.
+func (m *containerMemory) newRun(cs *corev1.ContainerStatus) {
+	if r := cs.State.Running; r != nil && !r.StartedAt.Equal(&m.Run) {
+		m.Run, m.NotReady, m.Fails = r.StartedAt, false, 0
+	}
+}
+
+// podBaseline records what a pod listed at start already shows, so that a new leader
+// does not write again what the old one wrote: a crash loop under way (waiting in
+// CrashLoopBackOff, or running less than StayUp since its last crash) and a
+// container already not ready. It returns the containers whose loop may end.
+func podBaseline(p *corev1.Pod, mem *memory, now time.Time) (watchUp []string) {
+	for i := range p.Status.ContainerStatuses {
+		cs := &p.Status.ContainerStatuses[i]
+		m := mem.of(cs.Name)
+		m.newRun(cs)
+		switch {
+		case cs.State.Waiting != nil && cs.State.Waiting.Reason == "CrashLoopBackOff":
+			m.Loop = true
+		case cs.State.Running != nil && cs.LastTerminationState.Terminated != nil && now.Sub(cs.State.Running.StartedAt.Time) < StayUp:
+			m.Loop = true
+			watchUp = append(watchUp, cs.Name)
+		}
+		if cs.State.Running != nil && !cs.Ready {
+			m.NotReady = true
+		}
+	}
+	return watchUp
+}
+
+// podLines compares two observations of a pod (o nil: created while we watch). It
+// updates mem and returns, besides the lines, the containers in a crash loop that
+// started a new run (the caller checks StayUp later whether the loop is over).
+func podLines(o, n *corev1.Pod, mem *memory, now time.Time) (out, watchUp []string) {
 	if o == nil {
 		o = &corev1.Pod{}
 	}
 	proc := podProcess(n)
+	if c := unschedulable(n); c != nil && unschedulable(o) == nil && n.Spec.NodeName == "" {
+		out = append(out, proc+": Cannot be scheduled: "+schedulerMessage(c.Message))
+	}
 	if n.Spec.NodeName != "" && o.Spec.NodeName == "" {
 		out = append(out, proc+": Scheduled on "+n.Spec.NodeName)
 	}
@@ -180,7 +325,11 @@ func podLines(o, n *corev1.Pod) []string {
 	}
 	for i := range n.Status.ContainerStatuses {
 		cs := &n.Status.ContainerStatuses[i]
-		out = append(out, containerLines(processName(n, cs.Name), oldStatus[cs.Name], cs)...)
+		lines, up := containerLines(processName(n, cs.Name), oldStatus[cs.Name], cs, mem.of(cs.Name), now)
+		out = append(out, lines...)
+		if up {
+			watchUp = append(watchUp, cs.Name)
+		}
 	}
 	if c := disruption(n); c != nil && disruption(o) == nil {
 		out = append(out, proc+": "+disruptionText(c))
@@ -194,7 +343,41 @@ func podLines(o, n *corev1.Pod) []string {
 		}
 		out = append(out, proc+": Stopping all processes with SIGTERM"+grace)
 	}
-	return out
+	return out, watchUp
+}
+
+// unschedulable is the scheduler's PodScheduled=False condition (reason
+// Unschedulable). The scheduler writes the same message into its FailedScheduling
+// Event; the condition is the pod's own state, so its transition is exact, needs no
+// Event watch, and a new leader's baseline holds it.
+func unschedulable(p *corev1.Pod) *corev1.PodCondition {
+	for i := range p.Status.Conditions {
+		c := &p.Status.Conditions[i]
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			return c
+		}
+	}
+	return nil
+}
+
+// schedulerMessage shortens the scheduler's message: the nodes' reasons, without
+// the preemption attempt's (which repeats them) and the final period.
+func schedulerMessage(msg string) string {
+	msg, _, _ = strings.Cut(msg, " preemption:")
+	return shorten(strings.TrimSuffix(strings.TrimSpace(msg), "."))
+}
+
+// shorten keeps a message to one line of at most 240 bytes (cut at a rune).
+func shorten(msg string) string {
+	msg = strings.Join(strings.Fields(msg), " ")
+	if len(msg) <= 240 {
+		return msg
+	}
+	cut := 240
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + "…"
 }
 
 func disruption(p *corev1.Pod) *corev1.PodCondition {
@@ -227,43 +410,154 @@ func disruptionText(c *corev1.PodCondition) string {
 	return "Disrupted (" + c.Reason + ")" + msg
 }
 
-// containerLines compares two observations of a container (o nil: first seen).
-func containerLines(proc string, o, n *corev1.ContainerStatus) []string {
+// containerLines compares two observations of a container (o nil: first seen) and
+// updates its memory m. up is true when a container in a crash loop started a new run.
+func containerLines(proc string, o, n *corev1.ContainerStatus, m *containerMemory, now time.Time) (out []string, up bool) {
 	if o == nil {
 		o = &corev1.ContainerStatus{}
 	}
-	var out []string
+	m.newRun(n)
 	// An end of a run is written once: when it first appears as the current state or,
 	// if the kubelet restarted the container before we saw that, as the last state.
 	seen := func(t *corev1.ContainerStateTerminated) bool {
 		return sameRun(t, o.State.Terminated) || sameRun(t, o.LastTerminationState.Terminated)
 	}
-	if t := n.LastTerminationState.Terminated; t != nil && !seen(t) {
+	for _, t := range []*corev1.ContainerStateTerminated{n.LastTerminationState.Terminated, n.State.Terminated} {
+		if t == nil || seen(t) {
+			continue
+		}
+		if m.Loop {
+			if t.FinishedAt.Sub(t.StartedAt.Time) < StayUp {
+				continue // one more turn of the loop already written
+			}
+			m.Loop = false // it ran long enough for the kubelet to reset its back-off
+		}
 		out = append(out, proc+": "+exitText(t))
 	}
-	if t := n.State.Terminated; t != nil && !seen(t) {
-		out = append(out, proc+": "+exitText(t))
+	if w := n.State.Waiting; w != nil && w.Reason == "CrashLoopBackOff" && !m.Loop {
+		m.Loop = true
+		out = append(out, fmt.Sprintf("%s: State changed from up to crashed (restart count %d): in a crash loop, "+
+			"the kubelet restarts it with growing delays (CrashLoopBackOff); restarts are not written until it stays up %s",
+			proc, n.RestartCount, shortDuration(StayUp)))
 	}
-	if w := n.State.Waiting; w != nil && w.Reason == "CrashLoopBackOff" &&
-		(o.State.Waiting == nil || o.State.Waiting.Reason != "CrashLoopBackOff") {
-		out = append(out, fmt.Sprintf("%s: Crashed (restart count %d); the kubelet waits before starting it again (CrashLoopBackOff)",
-			proc, n.RestartCount))
+	if w := n.State.Waiting; w != nil && pullFailure(w.Reason) && (o.State.Waiting == nil || !pullFailure(o.State.Waiting.Reason)) {
+		out = append(out, proc+": "+pullText(n.Image, w))
 	}
 	if r := n.State.Running; r != nil && (o.State.Running == nil || !o.State.Running.StartedAt.Equal(&r.StartedAt)) {
-		text := proc + ": Started (" + n.Image
-		if n.RestartCount > 0 {
-			text += fmt.Sprintf(", restart %d", n.RestartCount)
+		if m.Loop {
+			up = true
+		} else {
+			text := proc + ": Started (" + n.Image
+			if n.RestartCount > 0 {
+				text += fmt.Sprintf(", restart %d", n.RestartCount)
+			}
+			out = append(out, text+")")
 		}
-		out = append(out, text+")")
 	}
 	switch {
 	case n.Ready && !o.Ready:
-		out = append(out, proc+": Up (ready)")
+		m.NotReady, m.Fails = false, 0
+		if !m.Loop {
+			out = append(out, proc+": Up (ready)")
+		}
 	case !n.Ready && o.Ready && n.State.Running != nil && o.State.Running != nil &&
-		o.State.Running.StartedAt.Equal(&n.State.Running.StartedAt):
-		out = append(out, proc+": Not ready (its readiness probe fails)")
+		o.State.Running.StartedAt.Equal(&n.State.Running.StartedAt) && !m.Loop && !m.NotReady:
+		m.NotReady = true
+		text := proc + ": Not ready: its readiness probe fails"
+		if m.Probe != "" && now.Sub(m.ProbeAt) < probeFresh {
+			text += " (" + m.Probe + ")"
+		}
+		out = append(out, text)
 	}
-	return out
+	return out, up
+}
+
+// upAgain is the line when a container in a crash loop has run StayUp since its
+// latest start; "" when it is not in a loop or runs another run than started.
+func upAgain(proc string, cs *corev1.ContainerStatus, m *containerMemory, started metav1.Time) string {
+	if !m.Loop || cs == nil || cs.State.Running == nil || !cs.State.Running.StartedAt.Equal(&started) {
+		return ""
+	}
+	m.Loop = false
+	return fmt.Sprintf("%s: State changed from crashed to up: running %s since restart %d", proc, shortDuration(StayUp), cs.RestartCount)
+}
+
+// readinessLine takes one more readiness-probe failure (a kubelet Unhealthy Event,
+// fails new occurrences, message without the "Readiness probe failed: " prefix). The
+// container's turn to not ready is written from its status (containerLines, quoting
+// this message); a container that has not been ready in this run is written once,
+// after neverReadyFails failures.
+func readinessLine(proc string, cs *corev1.ContainerStatus, m *containerMemory, msg string, fails int32, now time.Time) string {
+	m.Probe, m.ProbeAt = msg, now
+	if cs == nil || cs.State.Running == nil || cs.Ready || m.Loop {
+		return ""
+	}
+	m.newRun(cs)
+	if m.NotReady {
+		return ""
+	}
+	m.Fails += fails
+	if m.Fails < neverReadyFails {
+		return ""
+	}
+	m.NotReady = true
+	return fmt.Sprintf("%s: Not ready: its readiness probe failed %d times since it started (%s)", proc, m.Fails, msg)
+}
+
+// probeFailure reads a kubelet Unhealthy Event's message: the probe ("Readiness",
+// "Liveness", "Startup") and what failed.
+func probeFailure(msg string) (probe, detail string) {
+	msg = strings.TrimPrefix(msg, "(combined from similar events): ")
+	probe, rest, ok := strings.Cut(msg, " probe ")
+	if !ok {
+		return "", ""
+	}
+	_, detail, _ = strings.Cut(rest, ": ") // "failed: …" or "errored: …"
+	return probe, shorten(detail)
+}
+
+// pullFailure is a container waiting because its image cannot be had. The kubelet
+// alternates ErrImagePull and ImagePullBackOff while it retries: one line for the
+// whole spell.
+func pullFailure(reason string) bool {
+	switch reason {
+	case "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "RegistryUnavailable", "ErrImageInspect":
+		return true
+	}
+	return false
+}
+
+func pullText(image string, w *corev1.ContainerStateWaiting) string {
+	if w.Reason == "ErrImageNeverPull" {
+		return fmt.Sprintf("Cannot start: image %s is not on the node and its pull policy is Never (ErrImageNeverPull)", image)
+	}
+	msg := w.Message
+	// The kubelet's and the runtime's wrappers say again what the line says.
+	msg = strings.TrimPrefix(msg, fmt.Sprintf("Back-off pulling image %q: ", image))
+	msg = strings.TrimPrefix(msg, fmt.Sprintf("Back-off pulling image %q", image))
+	msg = strings.TrimPrefix(msg, "ErrImagePull: ")
+	if _, rest, ok := strings.Cut(msg, " desc = "); ok && strings.HasPrefix(msg, "rpc error: code = ") {
+		msg = rest
+	}
+	msg = strings.TrimPrefix(msg, fmt.Sprintf("failed to pull and unpack image %q: ", image))
+	msg = strings.TrimPrefix(msg, fmt.Sprintf("failed to pull image %q: ", image))
+	text := fmt.Sprintf("Cannot pull image %s (%s)", image, w.Reason)
+	if msg = shorten(msg); msg != "" {
+		text += ": " + msg
+	}
+	return text
+}
+
+// shortDuration writes 10m0s as 10m.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func sameRun(a, b *corev1.ContainerStateTerminated) bool {

@@ -3,7 +3,9 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -44,12 +46,14 @@ type Source struct {
 
 	mu      sync.Mutex
 	rolling map[types.UID]*rollout
+	mem     map[types.UID]*memory
 	pods    cache.Cache
 }
 
 // SetupWithManager adds the Source's cache and its leader-only watches to mgr.
 func (s *Source) SetupWithManager(mgr ctrl.Manager) error {
 	s.rolling = map[types.UID]*rollout{}
+	s.mem = map[types.UID]*memory{}
 	hasApp, err := labels.NewRequirement(kubeplexv1alpha1.AppLabel, selection.Exists, nil)
 	if err != nil {
 		return fmt.Errorf("deploy source: %w", err)
@@ -73,20 +77,25 @@ func (s *Source) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.Add(c); err != nil {
 		return fmt.Errorf("add deploy source cache: %w", err)
 	}
-	// Pulled Events are many more than kills; their own informer, field-selected too.
-	pulled, err := cache.New(mgr.GetConfig(), cache.Options{
-		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient(),
-		DefaultTransform: cache.TransformStripManagedFields(),
-		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Event{}: {Field: fields.AndSelectors(fields.OneTermEqualSelector("involvedObject.kind", "Pod"),
-				fields.OneTermEqualSelector("reason", "Pulled")), Transform: slimEvent},
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("create deploy source cache: %w", err)
-	}
-	if err := mgr.Add(pulled); err != nil {
-		return fmt.Errorf("add deploy source cache: %w", err)
+	// Pulled and Unhealthy Events are many more than kills; each its own informer,
+	// field-selected too (a field selector cannot say "reason in (…)").
+	var more []cache.Cache
+	for _, reason := range []string{"Pulled", "Unhealthy"} {
+		ec, err := cache.New(mgr.GetConfig(), cache.Options{
+			Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient(),
+			DefaultTransform: cache.TransformStripManagedFields(),
+			ByObject: map[client.Object]cache.ByObject{
+				&corev1.Event{}: {Field: fields.AndSelectors(fields.OneTermEqualSelector("involvedObject.kind", "Pod"),
+					fields.OneTermEqualSelector("reason", reason)), Transform: slimEvent},
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("create deploy source cache: %w", err)
+		}
+		if err := mgr.Add(ec); err != nil {
+			return fmt.Errorf("add deploy source cache: %w", err)
+		}
+		more = append(more, ec)
 	}
 	s.pods = c
 	return ctrl.NewControllerManagedBy(mgr).
@@ -96,7 +105,8 @@ func (s *Source) SetupWithManager(mgr ctrl.Manager) error {
 		WatchesRawSource(source.Kind(c, &appsv1.DaemonSet{}, workloadHandler[*appsv1.DaemonSet](s))).
 		WatchesRawSource(source.Kind(c, &corev1.Pod{}, podHandler(s))).
 		WatchesRawSource(source.Kind(c, &corev1.Event{}, eventHandler(s))).
-		WatchesRawSource(source.Kind(pulled, &corev1.Event{}, eventHandler(s))).
+		WatchesRawSource(source.Kind(more[0], &corev1.Event{}, eventHandler(s))).
+		WatchesRawSource(source.Kind(more[1], &corev1.Event{}, eventHandler(s))).
 		Complete(reconcile.Func(func(context.Context, reconcile.Request) (reconcile.Result, error) {
 			return reconcile.Result{}, nil
 		}))
@@ -152,16 +162,93 @@ func workloadHandler[T client.Object](s *Source) handler.TypedEventHandler[T, re
 }
 
 func podHandler(s *Source) handler.TypedEventHandler[*corev1.Pod, reconcile.Request] {
+	lines := func(ctx context.Context, o, n *corev1.Pod) {
+		s.mu.Lock()
+		mem := s.memoryOf(n.UID)
+		out, watchUp := podLines(o, n, mem, time.Now())
+		for _, c := range watchUp {
+			s.watchUp(ctx, n, mem.of(c), c)
+		}
+		s.mu.Unlock()
+		s.emit(ctx, n.Namespace, n.Labels[kubeplexv1alpha1.AppLabel], out)
+	}
 	return handler.TypedFuncs[*corev1.Pod, reconcile.Request]{
 		CreateFunc: func(ctx context.Context, e event.TypedCreateEvent[*corev1.Pod], _ queue) {
 			if !e.IsInInitialList {
-				s.emit(ctx, e.Object.Namespace, e.Object.Labels[kubeplexv1alpha1.AppLabel], podLines(nil, e.Object))
+				lines(ctx, nil, e.Object)
+				return
 			}
+			s.mu.Lock()
+			mem := s.memoryOf(e.Object.UID)
+			for _, c := range podBaseline(e.Object, mem, time.Now()) {
+				s.watchUp(ctx, e.Object, mem.of(c), c)
+			}
+			s.mu.Unlock()
 		},
 		UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[*corev1.Pod], _ queue) {
-			s.emit(ctx, e.ObjectNew.Namespace, e.ObjectNew.Labels[kubeplexv1alpha1.AppLabel], podLines(e.ObjectOld, e.ObjectNew))
+			lines(ctx, e.ObjectOld, e.ObjectNew)
+		},
+		DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[*corev1.Pod], _ queue) {
+			s.mu.Lock()
+			if mem := s.mem[e.Object.GetUID()]; mem != nil {
+				for _, m := range mem.containers {
+					if m.up != nil {
+						m.up.Stop()
+					}
+				}
+			}
+			delete(s.mem, e.Object.GetUID())
+			s.mu.Unlock()
 		},
 	}
+}
+
+// memoryOf is a pod's memory (s.mu held).
+func (s *Source) memoryOf(uid types.UID) *memory {
+	m := s.mem[uid]
+	if m == nil {
+		m = &memory{}
+		s.mem[uid] = m
+	}
+	return m
+}
+
+// watchUp arms the check that a container in a crash loop has stayed up StayUp
+// since the run it started now (s.mu held). One timer per container: a newer run
+// replaces the check of the one before.
+func (s *Source) watchUp(ctx context.Context, pod *corev1.Pod, m *containerMemory, container string) {
+	var started metav1.Time
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == container && cs.State.Running != nil {
+			started = cs.State.Running.StartedAt
+		}
+	}
+	if m.up != nil {
+		m.up.Stop()
+	}
+	key, uid := client.ObjectKeyFromObject(pod), pod.UID
+	wait := StayUp - time.Since(started.Time)
+	m.up = time.AfterFunc(max(wait, 0), func() {
+		var now corev1.Pod
+		if err := s.pods.Get(ctx, key, &now); err != nil || now.UID != uid {
+			return
+		}
+		var cs *corev1.ContainerStatus
+		for i := range now.Status.ContainerStatuses {
+			if now.Status.ContainerStatuses[i].Name == container {
+				cs = &now.Status.ContainerStatuses[i]
+			}
+		}
+		s.mu.Lock()
+		text := ""
+		if mem := s.mem[uid]; mem != nil {
+			text = upAgain(processName(&now, container), cs, mem.of(container), started)
+		}
+		s.mu.Unlock()
+		if text != "" {
+			s.emit(ctx, now.Namespace, now.Labels[kubeplexv1alpha1.AppLabel], []string{text})
+		}
+	})
 }
 
 func eventHandler(s *Source) handler.TypedEventHandler[*corev1.Event, reconcile.Request] {
@@ -173,6 +260,10 @@ func eventHandler(s *Source) handler.TypedEventHandler[*corev1.Event, reconcile.
 		}
 		if n.InvolvedObject.UID != "" && n.InvolvedObject.UID != pod.UID {
 			return // about an earlier pod of the same name
+		}
+		if n.Reason == "Unhealthy" {
+			s.unhealthy(ctx, o, n, &pod)
+			return
 		}
 		if text := eventLine(o, n, &pod); text != "" {
 			s.emit(ctx, pod.Namespace, pod.Labels[kubeplexv1alpha1.AppLabel], []string{text})
@@ -187,6 +278,37 @@ func eventHandler(s *Source) handler.TypedEventHandler[*corev1.Event, reconcile.
 		UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[*corev1.Event], _ queue) {
 			line(ctx, e.ObjectOld, e.ObjectNew)
 		},
+	}
+}
+
+// unhealthy takes a kubelet Unhealthy Event about pod (o nil: a new Event): a
+// readiness-probe failure, new occurrences only (the kubelet counts repeats on one
+// Event). Liveness and startup failures are written when the kubelet kills the
+// container (the Killing Event).
+func (s *Source) unhealthy(ctx context.Context, o, n *corev1.Event, pod *corev1.Pod) {
+	probe, detail := probeFailure(n.Message)
+	if probe != "Readiness" {
+		return
+	}
+	fails := occurrences(n)
+	if o != nil {
+		fails -= occurrences(o)
+	}
+	if fails <= 0 {
+		return
+	}
+	container := containerOf(n.InvolvedObject.FieldPath)
+	var cs *corev1.ContainerStatus
+	for i := range pod.Status.ContainerStatuses {
+		if pod.Status.ContainerStatuses[i].Name == container {
+			cs = &pod.Status.ContainerStatuses[i]
+		}
+	}
+	s.mu.Lock()
+	text := readinessLine(processName(pod, container), cs, s.memoryOf(pod.UID).of(container), detail, fails, time.Now())
+	s.mu.Unlock()
+	if text != "" {
+		s.emit(ctx, pod.Namespace, pod.Labels[kubeplexv1alpha1.AppLabel], []string{text})
 	}
 }
 
@@ -245,21 +367,50 @@ func keepAnnotation(m map[string]string, key string) map[string]string {
 	return nil
 }
 
+// slimManaged keeps of a workload's managedFields the entries that own spec.replicas
+// or spec.template, each cut down to its manager, time, subresource and which of
+// the two it owns: who scaled or rolled out (lines.go owner).
+func slimManaged(entries []metav1.ManagedFieldsEntry) []metav1.ManagedFieldsEntry {
+	var out []metav1.ManagedFieldsEntry
+	for i := range entries {
+		e := &entries[i]
+		if e.Subresource == "status" || e.Manager == "" {
+			continue
+		}
+		var owned []string
+		for _, f := range []string{"f:replicas", "f:template"} {
+			if ownsSpec(e, f) {
+				owned = append(owned, `"`+f+`":{}`)
+			}
+		}
+		if len(owned) == 0 {
+			continue
+		}
+		out = append(out, metav1.ManagedFieldsEntry{Manager: e.Manager, Operation: e.Operation, Time: e.Time,
+			Subresource: e.Subresource, FieldsType: e.FieldsType,
+			FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{` + strings.Join(owned, ",") + `}}`)}})
+	}
+	return out
+}
+
 func slimWorkload(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *appsv1.Deployment:
 		out := &appsv1.Deployment{ObjectMeta: slimMeta(&o.ObjectMeta), Status: o.Status}
+		out.ManagedFields = slimManaged(o.ManagedFields)
 		out.Annotations = keepAnnotation(o.Annotations, deploymentRevision)
 		out.Spec.Replicas = o.Spec.Replicas
 		out.Spec.Template = slimTemplate(&o.Spec.Template)
 		return out, nil
 	case *appsv1.StatefulSet:
 		out := &appsv1.StatefulSet{ObjectMeta: slimMeta(&o.ObjectMeta), Status: o.Status}
+		out.ManagedFields = slimManaged(o.ManagedFields)
 		out.Spec.Replicas = o.Spec.Replicas
 		out.Spec.Template = slimTemplate(&o.Spec.Template)
 		return out, nil
 	case *appsv1.DaemonSet:
 		out := &appsv1.DaemonSet{ObjectMeta: slimMeta(&o.ObjectMeta), Status: o.Status}
+		out.ManagedFields = slimManaged(o.ManagedFields)
 		out.Annotations = keepAnnotation(o.Annotations, daemonSetRevision)
 		out.Spec.Template = slimTemplate(&o.Spec.Template)
 		return out, nil

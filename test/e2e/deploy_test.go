@@ -8,6 +8,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -19,9 +20,10 @@ import (
 // TestDeployLines plays a Deployment's life on a real API server (envtest runs no
 // controllers and no kubelet, so the test writes what the deployment controller, the
 // scheduler and the kubelet would: the revision annotation, status, ReplicaSet, pods,
-// container states and Events) and checks that a real manager writes the expected
-// kubeplex[deploy] lines through a real router, in order and each once; then it
-// restarts the manager and checks that nothing already written comes again.
+// bindings, container states and Events, each under the field manager the real one
+// uses) and checks that two real managers write the expected kubeplex[deploy] lines
+// through a real router, in order and each once (the leader alone writes); then the
+// leader stops, the other takes over and nothing already written comes again.
 func TestDeployLines(t *testing.T) {
 	c := startCluster(t)
 	ctx := contextFor(t, 5*time.Minute)
@@ -40,6 +42,11 @@ func TestDeployLines(t *testing.T) {
 		"--leader-elect=true", "--webhook-port", "0", "--allow-cidrs", "127.0.0.0/8",
 		"--router-url", routerURL + "/logs", "--router-status-urls", "http://" + admin + "/status", "--router-status-interval", "500ms"}
 	mgr := start(t, "manager", managerArgs...)
+	leads := func(p *testenv.Process) bool {
+		return strings.Contains(p.Out.String(), `"msg":"Starting workers","controller":"deploylines"`)
+	}
+	testenv.Until(t, "the first manager leads", func() bool { return leads(mgr) })
+	other := start(t, "manager", managerArgs...) // a follower: writes nothing
 	sink := startSyslogSink(t)
 
 	app := &kubeplexv1alpha1.LogApp{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"}}
@@ -54,6 +61,12 @@ func TestDeployLines(t *testing.T) {
 	markersThrough(t, sink, []string{routerURL}, token, "marker-0")
 
 	var want []string
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	// step does something and waits for the lines it must bring (those of one
 	// informer arrive in order; the next step waits for them so order holds across).
 	step := func(what string, do func(), lines ...string) {
@@ -70,15 +83,25 @@ func TestDeployLines(t *testing.T) {
 			return nil
 		})
 	}
-	update := func(o client.Object, change func()) {
+	// Each write names its field manager, as kubectl, helm and the controllers do:
+	// the actor of a scale or rollout is read from managedFields.
+	updateAs := func(owner string, o client.Object, change func()) {
 		t.Helper()
 		testenv.Eventually(t, "update "+o.GetName(), func() error {
 			if err := c.Client.Get(ctx, client.ObjectKeyFromObject(o), o); err != nil {
 				return err
 			}
 			change()
-			return c.Client.Update(ctx, o)
+			return c.Client.Update(ctx, o, client.FieldOwner(owner))
 		})
+	}
+	update := func(o client.Object, change func()) { t.Helper(); updateAs("e2e", o, change) }
+	controller := "kube-controller-manager"
+	scale := func(dep *appsv1.Deployment, n int32) {
+		t.Helper()
+		must(c.Client.SubResource("scale").Update(ctx, dep, client.WithSubResourceBody(&autoscalingv1.Scale{
+			ObjectMeta: metav1.ObjectMeta{Name: dep.Name, Namespace: dep.Namespace}, Spec: autoscalingv1.ScaleSpec{Replicas: n}}),
+			client.FieldOwner("kubectl")))
 	}
 	updateStatus := func(o client.Object, change func()) {
 		t.Helper()
@@ -90,13 +113,6 @@ func TestDeployLines(t *testing.T) {
 			return c.Client.Status().Update(ctx, o)
 		})
 	}
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-
 	// Created, then the deployment controller gives it revision 1.
 	two := int32(2)
 	dep := &appsv1.Deployment{
@@ -108,10 +124,10 @@ func TestDeployLines(t *testing.T) {
 				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "registry.example/web:1.0"}}},
 			}},
 	}
-	must(c.Client.Create(ctx, dep))
+	must(c.Client.Create(ctx, dep, client.FieldOwner("helm")))
 	step("rollout 1 started", func() {
-		update(dep, func() { setRevision(dep, "1") })
-	}, "Rollout of web revision 1 started (registry.example/web:1.0)")
+		updateAs(controller, dep, func() { setRevision(dep, "1") })
+	}, "Rollout of web revision 1 started (registry.example/web:1.0) by helm")
 
 	// The ReplicaSet and its pods, scheduled.
 	rs := &appsv1.ReplicaSet{
@@ -160,19 +176,16 @@ func TestDeployLines(t *testing.T) {
 	}, "Rollout of web revision 1 complete: 2 of 2 up")
 
 	// Scaled: one line, no rollout lines while the new pod comes (it is not a rollout).
-	step("scaled", func() {
-		update(dep, func() { dep.Spec.Replicas = new(int32(3)) })
-	}, "Scaled web from 2 to 3")
+	step("scaled", func() { scale(dep, 3) }, "Scaled web from 2 to 3 by kubectl")
 	updateStatus(dep, func() { dep.Status = deployStatus(dep.Generation, 3, 3, 2) })
 	updateStatus(dep, func() { dep.Status = deployStatus(dep.Generation, 3, 3, 3) })
 
 	// A new image: revision 2.
+	// A new image (kubectl set image), then the controller's revision 2.
+	updateAs("kubectl-set", dep, func() { dep.Spec.Template.Spec.Containers[0].Image = "registry.example/web:1.1" })
 	step("rollout 2 started", func() {
-		update(dep, func() {
-			dep.Spec.Template.Spec.Containers[0].Image = "registry.example/web:1.1"
-			setRevision(dep, "2")
-		})
-	}, "Rollout of web revision 2 started (registry.example/web:1.1)")
+		updateAs(controller, dep, func() { setRevision(dep, "2") })
+	}, "Rollout of web revision 2 started (registry.example/web:1.1) by kubectl-set")
 	step("rollout 2 progressing", func() {
 		updateStatus(dep, func() { dep.Status = deployStatus(dep.Generation, 4, 1, 3) })
 	}, "Rollout of web revision 2 progressing: 1 of 3 updated, 3 available")
@@ -180,26 +193,95 @@ func TestDeployLines(t *testing.T) {
 		updateStatus(dep, func() { dep.Status = deployStatus(dep.Generation, 3, 3, 3) })
 	}, "Rollout of web revision 2 complete: 3 of 3 up")
 
-	// a is OOM-killed and crash-loops, then runs again.
-	t1 := metav1.NewTime(t0.Add(40 * time.Second))
-	step("oom and crash loop", func() {
+	// A third pod cannot be scheduled (the scheduler says why twice: one line), then
+	// is bound, cannot pull its image (the kubelet alternates ErrImagePull and
+	// ImagePullBackOff: one line), then runs but never turns ready.
+	e := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-5d8f-g5h6i", Namespace: "shop", Labels: map[string]string{kubeplexv1alpha1.AppLabel: "web"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "registry.example/web:9"}}},
+	}
+	must(c.Client.Create(ctx, e))
+	unschedulable := func(msg string) {
+		updateStatus(e, func() {
+			e.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse,
+				Reason: corev1.PodReasonUnschedulable, Message: msg}}
+		})
+	}
+	step("unschedulable", func() {
+		unschedulable("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.")
+	}, "web.g5h6i: Cannot be scheduled: 0/1 nodes are available: 1 Insufficient cpu")
+	unschedulable("0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.")
+	step("bound", func() {
+		must(c.Client.SubResource("binding").Create(ctx, e, &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: e.Name, Namespace: e.Namespace},
+			Target: corev1.ObjectReference{Kind: "Node", Name: "node-1"}}, client.FieldOwner("default-scheduler")))
+	}, "web.g5h6i: Scheduled on node-1")
+	waiting := func(reason, msg string) {
+		updateStatus(e, func() {
+			e.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "web", Image: "registry.example/web:9",
+				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}}}}
+		})
+	}
+	pullErr := `rpc error: code = NotFound desc = failed to pull and unpack image "registry.example/web:9": ` +
+		`failed to resolve reference "registry.example/web:9": registry.example/web:9: not found`
+	waiting("ContainerCreating", "")
+	step("image pull failed", func() { waiting("ErrImagePull", pullErr) },
+		`web.g5h6i: Cannot pull image registry.example/web:9 (ErrImagePull): failed to resolve reference "registry.example/web:9": registry.example/web:9: not found`)
+	waiting("ImagePullBackOff", `Back-off pulling image "registry.example/web:9": ErrImagePull: `+pullErr)
+	waiting("ErrImagePull", pullErr)
+	now := metav1.Now()
+	step("pulled at last and started", func() {
+		updateStatus(e, func() {
+			cs := running("web", now, 0, false)
+			cs.Image = "registry.example/web:9"
+			e.Status.ContainerStatuses = []corev1.ContainerStatus{cs}
+		})
+	}, "web.g5h6i: Started (registry.example/web:9)")
+
+	// Readiness probes fail: d's while it is ready (twice, one Event), e's three times
+	// since it started (one line); then d turns not ready (one line, quoting the probe).
+	unhealthy := "Readiness probe failed: HTTP probe failed with statuscode: 503"
+	dProbe := podEvent(d, "unhealthy-1", "Unhealthy", unhealthy)
+	dProbe.Type = corev1.EventTypeWarning
+	must(c.Client.Create(ctx, dProbe))
+	update(dProbe, func() { dProbe.Count = 2 })
+	eProbe := podEvent(e, "unhealthy-1", "Unhealthy", unhealthy)
+	eProbe.Type, eProbe.Count = corev1.EventTypeWarning, 3
+	// One informer carries both pods' Unhealthy Events, in order: once e's line is
+	// there, d's two are taken too.
+	step("never ready", func() { must(c.Client.Create(ctx, eProbe)) },
+		"web.g5h6i: Not ready: its readiness probe failed 3 times since it started (HTTP probe failed with statuscode: 503)")
+	step("not ready", func() {
+		updateStatus(d, func() { d.Status.ContainerStatuses = []corev1.ContainerStatus{running("web", t0, 0, false)} })
+	}, "web.d3e4f: Not ready: its readiness probe fails (HTTP probe failed with statuscode: 503)")
+	update(eProbe, func() { eProbe.Count = 7 })
+	update(dProbe, func() { dProbe.Count = 5 })
+
+	// a is OOM-killed into a crash loop: the exit and the loop are written, its next
+	// restarts and crashes are not.
+	t1 := metav1.NewTime(now.Add(40 * time.Second))
+	crashes := func(restarts int32, from, to metav1.Time, reason string, code int32) {
 		updateStatus(a, func() {
-			cs := corev1.ContainerStatus{Name: "web", Image: "registry.example/web:1.0", RestartCount: 1,
+			a.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "web", Image: "registry.example/web:1.0", RestartCount: restarts,
 				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}},
 				LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-					ExitCode: 137, Reason: "OOMKilled", StartedAt: t0, FinishedAt: t1, ContainerID: "containerd://1"}}}
-			a.Status.ContainerStatuses = []corev1.ContainerStatus{cs}
+					ExitCode: code, Reason: reason, StartedAt: from, FinishedAt: to, ContainerID: fmt.Sprintf("containerd://%d", restarts)}}}}
 		})
-	}, "web.a1b2c: Process killed: out of memory (OOMKilled, status 137) after 40s",
-		"web.a1b2c: Crashed (restart count 1); the kubelet waits before starting it again (CrashLoopBackOff)")
-	t2 := metav1.NewTime(t1.Add(10 * time.Second))
-	step("restarted", func() {
+	}
+	restarts := func(restarts int32, at metav1.Time) {
 		updateStatus(a, func() {
-			cs := running("web", t2, 1, false)
+			cs := running("web", at, restarts, true)
 			cs.LastTerminationState = a.Status.ContainerStatuses[0].LastTerminationState
 			a.Status.ContainerStatuses = []corev1.ContainerStatus{cs}
 		})
-	}, "web.a1b2c: Started (registry.example/web:1.0, restart 1)")
+	}
+	step("oom and crash loop", func() { crashes(1, now, t1, "OOMKilled", 137) },
+		"web.a1b2c: Process killed: out of memory (OOMKilled, status 137) after 40s",
+		"web.a1b2c: State changed from up to crashed (restart count 1): in a crash loop, the kubelet restarts it with growing delays (CrashLoopBackOff); restarts are not written until it stays up 10m")
+	t2 := metav1.NewTime(t1.Add(10 * time.Second))
+	restarts(1, t2)
+	t3 := metav1.NewTime(t2.Add(5 * time.Second))
+	crashes(2, t2, t3, "Error", 1)
+	restarts(2, metav1.NewTime(t3.Add(20*time.Second)))
 
 	// Killed by a failed liveness probe, twice (the second time the kubelet counts it
 	// on the same Event); an ordinary stop is not a probe kill.
@@ -231,19 +313,20 @@ func TestDeployLines(t *testing.T) {
 	// (none here) would stop it.
 	step("stopping", func() { must(c.Client.Delete(ctx, d)) }, "web.d3e4f: Stopping all processes with SIGTERM (SIGKILL after 30s)")
 
-	// A manager restart (a new leader) lists everything again and writes nothing it
-	// has written: the next fact is the first line after the restart.
+	// The leader stops; the other manager takes over, lists everything again and
+	// writes nothing that was written (a crash loop under way, a pod not ready): the
+	// next fact is the first line after the failover.
+	if leads(other) {
+		t.Fatal("the follower ran the deploy source")
+	}
 	if err := mgr.Stop(30 * time.Second); err != nil {
 		t.Logf("manager stop: %v", err)
 	}
-	mgr = start(t, "manager", managerArgs...)
-	// A change made before the new leader watches is part of its baseline, not news.
-	testenv.Until(t, "the new manager leads and watches", func() bool {
-		return strings.Contains(mgr.Out.String(), `"msg":"Starting workers","controller":"deploylines"`)
-	})
-	step("scaled after restart", func() {
-		update(dep, func() { dep.Spec.Replicas = new(int32(4)) })
-	}, "Scaled web from 3 to 4")
+	testenv.Until(t, "the other manager leads and watches", func() bool { return leads(other) })
+	step("scaled after failover", func() { scale(dep, 4) }, "Scaled web from 3 to 4 by kubectl")
+	// a crashes once more: still the same loop.
+	crashes(3, metav1.NewTime(t3.Add(20*time.Second)), metav1.NewTime(t3.Add(30*time.Second)), "Error", 1)
+	step("e's pod stops", func() { must(c.Client.Delete(ctx, e)) }, "web.g5h6i: Stopping all processes with SIGTERM (SIGKILL after 30s)")
 
 	markersThrough(t, sink, []string{routerURL}, token, "marker-end")
 	if got := deployLines(sink); !slices.Equal(got, want) {

@@ -141,7 +141,7 @@ func ownsSpec(e *metav1.ManagedFieldsEntry, field string) bool {
 		return false
 	}
 	var top map[string]json.RawMessage
-	if json.Unmarshal(e.FieldsV1.Raw, &top) != nil {
+	if json.Unmarshal(e.FieldsV1.GetRawBytes(), &top) != nil {
 		return false
 	}
 	var spec map[string]json.RawMessage
@@ -182,7 +182,8 @@ func workloadLines(o, n *workload, rolling *rollout) []string {
 	}
 	if n.Revision != "" && n.Revision != o.Revision {
 		*rolling = rollout{Revision: n.Revision}
-		out = append(out, fmt.Sprintf("Rollout of %s revision %s started (%s)%s", n.label(), n.Revision, strings.Join(n.Images, ", "), by(n.RolledBy)))
+		out = append(out, fmt.Sprintf("Rollout of %s revision %s started (%s)%s",
+			n.label(), n.Revision, strings.Join(n.Images, ", "), by(n.RolledBy)))
 		if !n.complete() {
 			return out
 		}
@@ -417,23 +418,7 @@ func containerLines(proc string, o, n *corev1.ContainerStatus, m *containerMemor
 		o = &corev1.ContainerStatus{}
 	}
 	m.newRun(n)
-	// An end of a run is written once: when it first appears as the current state or,
-	// if the kubelet restarted the container before we saw that, as the last state.
-	seen := func(t *corev1.ContainerStateTerminated) bool {
-		return sameRun(t, o.State.Terminated) || sameRun(t, o.LastTerminationState.Terminated)
-	}
-	for _, t := range []*corev1.ContainerStateTerminated{n.LastTerminationState.Terminated, n.State.Terminated} {
-		if t == nil || seen(t) {
-			continue
-		}
-		if m.Loop {
-			if t.FinishedAt.Sub(t.StartedAt.Time) < StayUp {
-				continue // one more turn of the loop already written
-			}
-			m.Loop = false // it ran long enough for the kubelet to reset its back-off
-		}
-		out = append(out, proc+": "+exitText(t))
-	}
+	out = exitLines(proc, o, n, m)
 	if w := n.State.Waiting; w != nil && w.Reason == "CrashLoopBackOff" && !m.Loop {
 		m.Loop = true
 		out = append(out, fmt.Sprintf("%s: State changed from up to crashed (restart count %d): in a crash loop, "+
@@ -454,11 +439,42 @@ func containerLines(proc string, o, n *corev1.ContainerStatus, m *containerMemor
 			out = append(out, text+")")
 		}
 	}
+	if text := readyLine(proc, o, n, m, now); text != "" {
+		out = append(out, text)
+	}
+	return out, up
+}
+
+// exitLines are the ends of runs first seen in n. An end is written once: when it
+// first appears as the current state or, if the kubelet restarted the container
+// before we saw that, as the last state; in a crash loop not at all.
+func exitLines(proc string, o, n *corev1.ContainerStatus, m *containerMemory) []string {
+	var out []string
+	seen := func(t *corev1.ContainerStateTerminated) bool {
+		return sameRun(t, o.State.Terminated) || sameRun(t, o.LastTerminationState.Terminated)
+	}
+	for _, t := range []*corev1.ContainerStateTerminated{n.LastTerminationState.Terminated, n.State.Terminated} {
+		if t == nil || seen(t) {
+			continue
+		}
+		if m.Loop {
+			if t.FinishedAt.Sub(t.StartedAt.Time) < StayUp {
+				continue // one more turn of the loop already written
+			}
+			m.Loop = false // it ran long enough for the kubelet to reset its back-off
+		}
+		out = append(out, proc+": "+exitText(t))
+	}
+	return out
+}
+
+// readyLine is the turn to ready or to not ready (within one run), if any.
+func readyLine(proc string, o, n *corev1.ContainerStatus, m *containerMemory, now time.Time) string {
 	switch {
 	case n.Ready && !o.Ready:
 		m.NotReady, m.Fails = false, 0
 		if !m.Loop {
-			out = append(out, proc+": Up (ready)")
+			return proc + ": Up (ready)"
 		}
 	case !n.Ready && o.Ready && n.State.Running != nil && o.State.Running != nil &&
 		o.State.Running.StartedAt.Equal(&n.State.Running.StartedAt) && !m.Loop && !m.NotReady:
@@ -467,9 +483,9 @@ func containerLines(proc string, o, n *corev1.ContainerStatus, m *containerMemor
 		if m.Probe != "" && now.Sub(m.ProbeAt) < probeFresh {
 			text += " (" + m.Probe + ")"
 		}
-		out = append(out, text)
+		return text
 	}
-	return out, up
+	return ""
 }
 
 // upAgain is the line when a container in a crash loop has run StayUp since its

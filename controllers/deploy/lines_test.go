@@ -343,7 +343,7 @@ func TestReadiness(t *testing.T) {
 // newest first, status writes and the controller's annotation write aside.
 func TestOwner(t *testing.T) {
 	at := func(s int) *metav1.Time { v := metav1.NewTime(time.Unix(int64(s), 0)); return &v }
-	f := func(raw string) *metav1.FieldsV1 { return &metav1.FieldsV1{Raw: []byte(raw)} }
+	f := metav1.NewFieldsV1
 	entries := []metav1.ManagedFieldsEntry{
 		{Manager: "helm", Operation: metav1.ManagedFieldsOperationUpdate, Time: at(1),
 			FieldsV1: f(`{"f:spec":{"f:replicas":{},"f:template":{"f:spec":{}}}}`)},

@@ -388,7 +388,7 @@ func slimManaged(entries []metav1.ManagedFieldsEntry) []metav1.ManagedFieldsEntr
 		}
 		out = append(out, metav1.ManagedFieldsEntry{Manager: e.Manager, Operation: e.Operation, Time: e.Time,
 			Subresource: e.Subresource, FieldsType: e.FieldsType,
-			FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{` + strings.Join(owned, ",") + `}}`)}})
+			FieldsV1: metav1.NewFieldsV1(`{"f:spec":{` + strings.Join(owned, ",") + `}}`)})
 	}
 	return out
 }

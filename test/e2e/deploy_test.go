@@ -162,10 +162,10 @@ func TestDeployLines(t *testing.T) {
 	for _, p := range []*corev1.Pod{a, d} {
 		proc := "web." + p.Name[len("web-5d8f-"):]
 		step(p.Name+" started", func() {
-			updateStatus(p, func() { p.Status.ContainerStatuses = []corev1.ContainerStatus{running("web", t0, 0, false)} })
+			updateStatus(p, func() { p.Status.ContainerStatuses = []corev1.ContainerStatus{running(t0, 0, false)} })
 		}, proc+": Started (registry.example/web:1.0)")
 		step(p.Name+" ready", func() {
-			updateStatus(p, func() { p.Status.ContainerStatuses = []corev1.ContainerStatus{running("web", t0, 0, true)} })
+			updateStatus(p, func() { p.Status.ContainerStatuses = []corev1.ContainerStatus{running(t0, 0, true)} })
 		}, proc+": Up (ready)")
 	}
 	step("rollout 1 progressing", func() {
@@ -231,7 +231,7 @@ func TestDeployLines(t *testing.T) {
 	now := metav1.Now()
 	step("pulled at last and started", func() {
 		updateStatus(e, func() {
-			cs := running("web", now, 0, false)
+			cs := running(now, 0, false)
 			cs.Image = "registry.example/web:9"
 			e.Status.ContainerStatuses = []corev1.ContainerStatus{cs}
 		})
@@ -251,7 +251,7 @@ func TestDeployLines(t *testing.T) {
 	step("never ready", func() { must(c.Client.Create(ctx, eProbe)) },
 		"web.g5h6i: Not ready: its readiness probe failed 3 times since it started (HTTP probe failed with statuscode: 503)")
 	step("not ready", func() {
-		updateStatus(d, func() { d.Status.ContainerStatuses = []corev1.ContainerStatus{running("web", t0, 0, false)} })
+		updateStatus(d, func() { d.Status.ContainerStatuses = []corev1.ContainerStatus{running(t0, 0, false)} })
 	}, "web.d3e4f: Not ready: its readiness probe fails (HTTP probe failed with statuscode: 503)")
 	update(eProbe, func() { eProbe.Count = 7 })
 	update(dProbe, func() { dProbe.Count = 5 })
@@ -269,7 +269,7 @@ func TestDeployLines(t *testing.T) {
 	}
 	restarts := func(restarts int32, at metav1.Time) {
 		updateStatus(a, func() {
-			cs := running("web", at, restarts, true)
+			cs := running(at, restarts, true)
 			cs.LastTerminationState = a.Status.ContainerStatuses[0].LastTerminationState
 			a.Status.ContainerStatuses = []corev1.ContainerStatus{cs}
 		})
@@ -352,8 +352,8 @@ func deployStatus(gen int64, total, updated, available int32) appsv1.DeploymentS
 		ReadyReplicas: available, AvailableReplicas: available}
 }
 
-func running(name string, at metav1.Time, restarts int32, ready bool) corev1.ContainerStatus {
-	return corev1.ContainerStatus{Name: name, Image: "registry.example/web:1.0", RestartCount: restarts, Ready: ready,
+func running(at metav1.Time, restarts int32, ready bool) corev1.ContainerStatus {
+	return corev1.ContainerStatus{Name: "web", Image: "registry.example/web:1.0", RestartCount: restarts, Ready: ready,
 		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: at}}}
 }
 

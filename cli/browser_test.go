@@ -271,7 +271,7 @@ func TestViewer(t *testing.T) {
 		run(t, ctx, js(`const q = document.getElementById('search'); q.value = ''; q.dispatchEvent(new Event('input')); undefined`))
 	})
 
-	t.Run("a cut stream reconnects without repeating", func(t *testing.T) {
+	t.Run("a cut stream reconnects without repeating or skipping a late line", func(t *testing.T) {
 		before := len(msgs(rows(t, ctx), "live-"))
 		proxy.cut()
 		testenv.Eventually(t, "the page noticed", func() error {
@@ -281,9 +281,13 @@ func TestViewer(t *testing.T) {
 			}
 			return nil
 		})
+		// A late line (its producer's clock an hour behind) and a current one, while
+		// cut: both come once, the late one although it is older than every line
+		// the page has.
+		late := line{proc: "web.1", text: fmt.Sprintf("at=info method=GET path=/skewed request_id=live-late-%d status=200", before), at: time.Now().Add(-time.Hour)}
 		l := line{proc: "web.1", text: fmt.Sprintf("at=info method=GET path=/orders request_id=live-%d status=200", before), at: time.Now()}
-		live = append(live, l)
-		s.send(t, s.routers[1], token, l)
+		live = append(live, late, l)
+		s.send(t, s.routers[1], token, late, l)
 		waitRows(t, ctx, "live-", messages(live))
 		waitRows(t, ctx, "hist-", messages(hist))
 	})

@@ -3,10 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -194,7 +196,78 @@ func TestSessionsAcrossRouterProcesses(t *testing.T) {
 					t.Fatalf("tail got %v of %d replicas", seen, n)
 				}
 			}
+			lateLinesResume(t, bases)
 		})
+	}
+}
+
+// lateLinesResume: an event stream that reconnects (Last-Event-ID, on another
+// replica) gets, once each, the lines that reached the replicas while it was away,
+// those whose time is older than the newest line it had got included (a producer's
+// clock behind); nothing it had already got comes again.
+func lateLinesResume(t *testing.T, bases []string) {
+	t.Helper()
+	n := len(bases)
+	claims := session.Claims{Namespace: "shop", App: "web", Lines: 100, Tail: true}
+	open := func(base, lastID string) (*bufio.Scanner, func()) {
+		req, _ := http.NewRequest(http.MethodGet, base+"/sessions/"+sign(t, claims, time.Minute)+"?format=sse", nil)
+		if lastID != "" {
+			req.Header.Set("Last-Event-ID", lastID)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("open event stream on %s: %v %v", base, resp, err)
+		}
+		return bufio.NewScanner(resp.Body), func() { _ = resp.Body.Close() }
+	}
+	// upTo reads "line" events up to the one with text marker: the texts before it
+	// and the marker's id. The caller's marker line is sent after the others, so
+	// waiting for it is waiting for them.
+	upTo := func(sc *bufio.Scanner, done func(), marker string) (texts []string, id string) {
+		t.Helper()
+		deadline := time.AfterFunc(testenv.WaitTimeout, done) // ends the Scan below
+		defer deadline.Stop()
+		for sc.Scan() {
+			l := sc.Text()
+			if v, ok := strings.CutPrefix(l, "id: "); ok {
+				id = v
+			}
+			data, ok := strings.CutPrefix(l, "data: ")
+			if !ok || !strings.Contains(data, `"message"`) {
+				continue
+			}
+			var line struct{ Message string }
+			if err := json.Unmarshal([]byte(data), &line); err != nil {
+				t.Fatal(err)
+			}
+			if line.Message == marker {
+				return texts, id
+			}
+			texts = append(texts, line.Message)
+		}
+		t.Fatalf("event stream ended before %q (got %q)", marker, texts)
+		return nil, ""
+	}
+	sc, done := open(bases[0], "")
+	sendLines(t, bases[n-1], shopToken, [3]string{stamp(3000), "web.1", "marker 1"})
+	_, id := upTo(sc, done, "marker 1")
+	done()
+	want := make([]string, 0, n)
+	for r, b := range bases[:n-1] {
+		text := fmt.Sprint("late from ", r)
+		sendLines(t, b, shopToken, [3]string{stamp(2500 + r), "web.1", text}) // older than marker 1
+		want = append(want, text)
+	}
+	sendLines(t, bases[0], shopToken, [3]string{stamp(3001), "web.1", "current"})
+	want = append(want, "current")
+	sc, done = open(bases[n-1], id)
+	defer done()
+	sendLines(t, bases[n-1], shopToken, [3]string{stamp(4000), "web.1", "marker 2"})
+	got, _ := upTo(sc, done, "marker 2")
+	slices.Sort(got)
+	slices.Sort(want)
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("after reconnecting with Last-Event-ID %s: %q, want %q once each", id, got, want)
 	}
 }
 

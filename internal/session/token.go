@@ -34,6 +34,10 @@ const MaxLines = 1500
 // taken as sent (a cursor then skips the rest of that microsecond).
 const MaxSeen = 16
 
+// MaxPos bounds Claims.Pos: a cursor remembers where it stands in at most this
+// many replicas' histories (the others fall back to Since and Seen).
+const MaxPos = 16
+
 // MaxFilterLen bounds the source and dyno filters, as the LogSession API does.
 const MaxFilterLen = 64
 
@@ -54,6 +58,11 @@ type Claims struct {
 	// microsecond were not sent yet).
 	Since int64    `json:"since,omitempty"`
 	Seen  []uint32 `json:"seen,omitempty"`
+	// Pos is where the stream stands in each replica's history: a replica that
+	// finds its history's ID here skips exactly its lines up to that sequence
+	// number, whatever their time; one that does not (restarted, added) uses Since
+	// and Seen.
+	Pos []Pos `json:"pos,omitempty"`
 	// IssuedAt and Expires are Unix seconds; Expires is the connect-by deadline.
 	IssuedAt int64 `json:"iat"`
 	Expires  int64 `json:"exp"`
@@ -61,6 +70,13 @@ type Claims struct {
 	Nonce string `json:"nonce"`
 	// KeyID names the signing key.
 	KeyID string `json:"kid"`
+}
+
+// Pos is a position in one replica's history of the app: the sequence number of
+// the last line sent from the history with that ID (router/history).
+type Pos struct {
+	History uint32 `json:"h"`
+	Seq     uint64 `json:"s"`
 }
 
 // AppID is the app's id in the routing table, "<namespace>/<name>".
@@ -99,6 +115,8 @@ func (c *Claims) Check() error {
 		return fmt.Errorf("%w: dyno", ErrMalformed)
 	case len(c.Seen) > MaxSeen:
 		return fmt.Errorf("%w: seen", ErrMalformed)
+	case len(c.Pos) > MaxPos:
+		return fmt.Errorf("%w: pos", ErrMalformed)
 	case c.Nonce == "" || c.KeyID == "" || c.Expires <= 0 || c.Since < 0:
 		return fmt.Errorf("%w: nonce, key id or expiry", ErrMalformed)
 	}

@@ -1,9 +1,18 @@
 // Package history keeps the last N lines of each app for log sessions, as Logplex
 // kept 1500. Lines are stored in their compact message encoding in a ring, so a
 // buffered line costs its bytes plus an 8-byte index slot, not a heap object.
+//
+// Each history numbers the lines it stores (1, 2, …, in the order they were
+// appended) and has a random ID, so a log session can say exactly which of a
+// replica's lines it has sent whatever their timestamps: a cursor of (ID, sequence)
+// resumes after the last line sent even when a later one carries an older time.
+// The numbers are not stored: the ring is a FIFO, so the k-th oldest record has
+// number last-len+1+k.
 package history
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"slices"
 	"sync"
 
@@ -14,43 +23,79 @@ import (
 type History struct {
 	mu sync.RWMutex
 	r  *ring.Ring
+	id uint32
+	// last is the sequence number of the newest record stored (0: none yet).
+	last uint64
 	// subs are offered every appended record under mu, so a subscriber sees each
 	// record exactly once: in its snapshot or in its tail.
 	subs []Subscriber
 }
 
-// Subscriber receives records as they are appended, a batch at a time. Offer runs
-// under the history's lock: it must copy what it keeps and never block (tail sessions
-// drop instead).
+// Subscriber receives records as they are appended, a batch at a time, with the
+// sequence number of the first (the others follow it one by one). Offer runs under
+// the history's lock: it must copy what it keeps and never block (tail sessions drop
+// instead).
 type Subscriber interface {
-	Offer(recs [][]byte)
+	Offer(first uint64, recs [][]byte)
 }
 
-// New returns a history of at most size lines.
+// New returns a history of at most size lines, with a fresh random ID.
 func New(size int) *History {
-	return &History{r: ring.New(size)}
+	return &History{r: ring.New(size), id: newID()}
 }
+
+// newID returns a random non-zero ID: a history made again (a router restarted, an
+// app removed and added) numbers its lines from 1 again under another ID, so no
+// cursor of the old one applies to it.
+func newID() uint32 {
+	var b [4]byte
+	for {
+		_, _ = rand.Read(b[:]) // crypto/rand.Read does not fail
+		if id := binary.LittleEndian.Uint32(b[:]); id != 0 {
+			return id
+		}
+	}
+}
+
+// ID identifies this history among every replica's histories of the app.
+func (h *History) ID() uint32 { return h.id }
 
 // Append stores records (message encodings), evicting the oldest beyond the limit.
 func (h *History) Append(recs ...[]byte) {
 	h.mu.Lock()
+	first := h.last + 1
+	var refused bool
 	for _, rec := range recs {
-		h.r.Push(rec)
+		if _, ok := h.r.Push(rec); !ok {
+			refused = true // too long to store; never for a router's records
+			continue
+		}
+		h.last++
 	}
-	for _, s := range h.subs {
-		s.Offer(recs)
+	if refused {
+		// Numbers and the ring must stay in step: subscribers get what was stored.
+		recs = slices.DeleteFunc(slices.Clone(recs), func(rec []byte) bool { return len(rec) > ring.MaxRecord })
+	}
+	if len(recs) > 0 {
+		for _, s := range h.subs {
+			s.Offer(first, recs)
+		}
 	}
 	h.mu.Unlock()
 }
 
-// Subscribe calls fn with every record held, oldest first (fn must copy what it
-// keeps), then, when sub is not nil, offers sub every record appended from then on,
-// until cancel is called. Nothing is appended in between, so the snapshot and the
-// tail neither overlap nor leave a gap.
-func (h *History) Subscribe(fn func(rec []byte) bool, sub Subscriber) (cancel func()) {
+// Subscribe calls fn with every record held and its sequence number, oldest first
+// (fn must copy what it keeps), then, when sub is not nil, offers sub every record
+// appended from then on, until cancel is called. Nothing is appended in between, so
+// the snapshot and the tail neither overlap nor leave a gap.
+func (h *History) Subscribe(fn func(seq uint64, rec []byte) bool, sub Subscriber) (cancel func()) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.r.Range(0, fn)
+	seq := h.last - uint64(h.r.Len())
+	h.r.Range(0, func(rec []byte) bool {
+		seq++
+		return fn(seq, rec)
+	})
 	if sub == nil {
 		return func() {}
 	}

@@ -3,6 +3,8 @@ package history
 import (
 	"fmt"
 	"testing"
+
+	"github.com/kubeplex/kubeplex/router/ring"
 )
 
 func TestLastAndResize(t *testing.T) {
@@ -47,9 +49,9 @@ func TestLastAndResize(t *testing.T) {
 
 type collect struct{ got []string }
 
-func (c *collect) Offer(recs [][]byte) {
-	for _, rec := range recs {
-		c.got = append(c.got, string(rec))
+func (c *collect) Offer(first uint64, recs [][]byte) {
+	for i, rec := range recs {
+		c.got = append(c.got, fmt.Sprint(first+uint64(i), ":", string(rec)))
 	}
 }
 
@@ -58,17 +60,31 @@ func TestSubscribeSnapshotThenTail(t *testing.T) {
 	h.Append([]byte("a"), []byte("b"), []byte("c"), []byte("d"))
 	var snap []string
 	sub := &collect{}
-	cancel := h.Subscribe(func(rec []byte) bool { snap = append(snap, string(rec)); return true }, sub)
+	record := func(seq uint64, rec []byte) bool { snap = append(snap, fmt.Sprint(seq, ":", string(rec))); return true }
+	cancel := h.Subscribe(record, sub)
 	h.Append([]byte("e"), []byte("f"))
 	cancel()
 	h.Append([]byte("g"))
-	if fmt.Sprint(snap) != "[b c d]" || fmt.Sprint(sub.got) != "[e f]" {
+	// Numbers follow the order of appending, whatever was evicted.
+	if fmt.Sprint(snap) != "[2:b 3:c 4:d]" || fmt.Sprint(sub.got) != "[5:e 6:f]" {
 		t.Fatalf("snapshot %v, tail %v", snap, sub.got)
 	}
 	// Without a subscriber: a snapshot only, and cancel is harmless.
 	snap = nil
-	h.Subscribe(func(rec []byte) bool { snap = append(snap, string(rec)); return true }, nil)()
-	if fmt.Sprint(snap) != "[e f g]" {
+	h.Subscribe(record, nil)()
+	if fmt.Sprint(snap) != "[5:e 6:f 7:g]" {
 		t.Fatalf("snapshot %v", snap)
+	}
+	// A record too long to store is neither numbered nor offered.
+	sub = &collect{}
+	h.Subscribe(func(uint64, []byte) bool { return true }, sub)
+	h.Append([]byte("h"), make([]byte, ring.MaxRecord+1), []byte("i"))
+	snap = nil
+	h.Subscribe(record, nil)()
+	if fmt.Sprint(snap) != "[7:g 8:h 9:i]" || fmt.Sprint(sub.got) != "[8:h 9:i]" {
+		t.Fatalf("after a refused record: snapshot %v, tail %v", snap, sub.got)
+	}
+	if h.ID() == 0 || New(3).ID() == h.ID() {
+		t.Fatalf("history IDs %d and a new one's must differ and not be 0", h.ID())
 	}
 }

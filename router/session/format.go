@@ -87,12 +87,13 @@ type encoder struct {
 	ts  []byte
 }
 
-func (e *encoder) record(rec []byte) {
+// record appends rec, line seq of history hid (0, 0: a line without a position).
+func (e *encoder) record(rec []byte, hid uint32, seq uint64) {
 	m, err := message.Decode(rec)
 	if err != nil {
 		return
 	}
-	e.cur.add(&m)
+	e.cur.add(&m, hid, seq)
 	switch e.f {
 	case formatText:
 		e.buf = message.AppendText(e.buf, &m)
@@ -147,17 +148,22 @@ func (e *encoder) end() {
 	}
 }
 
-// cursor is where a stream stands: the newest line time sent (µs since the epoch)
-// and which lines at exactly that time were sent (LineHash), so a stream resumed
-// from it repeats none of them and skips none of the others at that microsecond.
-// Lines that arrive later with an older time than at are not resent (the stream is
-// in time order; a late line is behind the cursor).
+// cursor is where a stream stands. Exact per replica: pos holds, for each replica's
+// history of the app (by its random ID), the sequence number of the last line sent
+// from it; a replica that finds its history there resumes right after that line,
+// however old the times of the lines it received since. For a replica that is not
+// there (restarted, added, or a router too old to number its lines), the fallback
+// is time: at is the newest line time sent (µs since the epoch) and seen the lines
+// sent at exactly that time (LineHash), so such a replica repeats none of them and
+// skips none of the others at that microsecond; its lines that arrive late, with a
+// time older than at, are not sent.
 type cursor struct {
 	at   int64
 	seen []uint32
 	// all: every line at at counts as sent (more than session.MaxSeen of them, or
 	// a cursor of the old form without hashes).
 	all bool
+	pos []session.Pos
 }
 
 // LineHash identifies a line within its microsecond: FNV-1a of source, process and
@@ -173,7 +179,12 @@ func LineHash(m *message.Msg) uint32 {
 	return h
 }
 
-func (c *cursor) add(m *message.Msg) {
+// add moves the cursor past m, which is line seq of history hid (hid 0: a line
+// without a position, such as the router's own L11 notice or an old peer's line).
+func (c *cursor) add(m *message.Msg, hid uint32, seq uint64) {
+	if hid != 0 {
+		c.place(hid, seq)
+	}
 	switch {
 	case m.Time > c.at:
 		c.at, c.seen, c.all = m.Time, append(c.seen[:0], LineHash(m)), false
@@ -190,36 +201,89 @@ func (c *cursor) add(m *message.Msg) {
 	}
 }
 
-// claims returns the cursor as session claims' Since and Seen.
-func (c cursor) claims() (int64, []uint32) {
-	if c.all || len(c.seen) == 0 {
-		return c.at, nil
+// place records that line seq of history hid was sent. Each history's lines come
+// in their order, so the newest is the position. Beyond session.MaxPos histories
+// the one placed longest ago is forgotten (that replica falls back to time).
+func (c *cursor) place(hid uint32, seq uint64) {
+	for i := range c.pos {
+		if c.pos[i].History == hid {
+			c.pos[i].Seq = seq
+			return
+		}
 	}
-	return c.at, slices.Clone(c.seen)
+	if len(c.pos) == session.MaxPos {
+		c.pos = slices.Delete(c.pos, 0, 1)
+	}
+	c.pos = append(c.pos, session.Pos{History: hid, Seq: seq})
 }
 
-// append writes the cursor as an SSE id: "T", or "T-h1.h2" with the hashes in hex.
+// after returns the position in history hid, if the cursor has one.
+func (c *cursor) after(hid uint32) (uint64, bool) {
+	for _, p := range c.pos {
+		if p.History == hid {
+			return p.Seq, true
+		}
+	}
+	return 0, false
+}
+
+// clone returns a copy that shares no memory with c.
+func (c cursor) clone() cursor {
+	c.seen, c.pos = slices.Clone(c.seen), slices.Clone(c.pos)
+	return c
+}
+
+// claims returns the cursor as session claims' Since, Seen and Pos.
+func (c cursor) claims() (int64, []uint32, []session.Pos) {
+	pos := slices.Clone(c.pos)
+	if c.all || len(c.seen) == 0 {
+		return c.at, nil, pos
+	}
+	return c.at, slices.Clone(c.seen), pos
+}
+
+// fromClaims is the cursor a session id starts from.
+func fromClaims(cl *session.Claims) cursor {
+	return cursor{at: cl.Since, seen: slices.Clone(cl.Seen), all: len(cl.Seen) == 0, pos: slices.Clone(cl.Pos)}
+}
+
+// maxCursorLen bounds an SSE id: the time, MaxSeen hashes and MaxPos positions.
+const maxCursorLen = 20 + session.MaxSeen*9 + session.MaxPos*(1+8+1+16)
+
+// append writes the cursor as an SSE id: "T", or "T-h1.h2" with the hashes in hex,
+// then ",H:S" for each position (history ID and sequence number in hex). A cursor
+// without positions is the form routers wrote before they numbered lines, and is
+// still read.
 func (c cursor) append(dst []byte) []byte {
 	dst = strconv.AppendInt(dst, c.at, 10)
-	if c.all {
-		return dst
-	}
-	for i, h := range c.seen {
-		sep := byte('.')
-		if i == 0 {
-			sep = '-'
+	if !c.all {
+		for i, h := range c.seen {
+			sep := byte('.')
+			if i == 0 {
+				sep = '-'
+			}
+			dst = append(dst, sep)
+			dst = strconv.AppendUint(dst, uint64(h), 16)
 		}
-		dst = append(dst, sep)
-		dst = strconv.AppendUint(dst, uint64(h), 16)
+	}
+	for _, p := range c.pos {
+		dst = append(dst, ',')
+		dst = strconv.AppendUint(dst, uint64(p.History), 16)
+		dst = append(dst, ':')
+		dst = strconv.AppendUint(dst, p.Seq, 16)
 	}
 	return dst
 }
 
-// parseCursor reads an SSE id: "T" (every line at T sent) or "T-h1.h2…".
+// parseCursor reads an SSE id: "T" (every line at T sent) or "T-h1.h2…", each
+// optionally followed by ",H:S" positions. The client holds it (Last-Event-ID, the
+// cursor query parameter), so it is not trusted for anything but where to resume:
+// the session's signed claims alone decide which app and lines may be read.
 func parseCursor(s string) (cursor, bool) {
-	if s == "" || len(s) > 20+session.MaxSeen*9 {
+	if s == "" || len(s) > maxCursorLen {
 		return cursor{}, false
 	}
+	s, positions, hasPos := strings.Cut(s, ",")
 	at, hashes, found := strings.Cut(s, "-")
 	n, err := strconv.ParseInt(at, 10, 64)
 	if err != nil || n <= 0 || (found && hashes == "") {
@@ -233,6 +297,17 @@ func parseCursor(s string) (cursor, bool) {
 				return cursor{}, false
 			}
 			c.seen = append(c.seen, uint32(h))
+		}
+	}
+	if hasPos {
+		for p := range strings.SplitSeq(positions, ",") {
+			hs, ss, ok := strings.Cut(p, ":")
+			h, err1 := strconv.ParseUint(hs, 16, 32)
+			q, err2 := strconv.ParseUint(ss, 16, 64)
+			if !ok || err1 != nil || err2 != nil || h == 0 || len(c.pos) == session.MaxPos {
+				return cursor{}, false
+			}
+			c.pos = append(c.pos, session.Pos{History: uint32(h), Seq: q})
 		}
 	}
 	return c, true

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/session"
 	"github.com/kubeplex/kubeplex/router/message"
 )
 
@@ -34,7 +35,11 @@ import (
 // another and a nonce it has accepted before, so a captured call cannot be played
 // again, to it or to another replica, within its time window (after it, the time
 // check refuses it). The answer is a stream of frames: a type byte, a uvarint
-// length and a record in the router's message encoding.
+// length and a record in the router's message encoding. A caller that asks for
+// sequence numbers (Seq) gets first an ID frame (the replica's history ID for the
+// app, 4 bytes big-endian), and history and tail records prefixed by their
+// sequence numbers (uvarint; 0: none, for the replica's own L11 notices); routers
+// older than that ignore Seq and send plain frames, whose lines then resume by time.
 const (
 	PeerPath       = "/peer/v1/session"
 	PeerAuthHeader = "Kubeplex-Peer-Auth"
@@ -45,6 +50,9 @@ const (
 	frameHistory    = 'h' // a history record
 	frameEndHistory = 'e' // history is complete; tail records follow
 	frameTail       = 't' // a tail record
+	frameID         = 'i' // the replica's history ID (Seq)
+	frameHistorySeq = 'H' // a history record with its sequence number (Seq)
+	frameTailSeq    = 'T' // a tail record with its sequence number (Seq)
 )
 
 // peerRequest is what a replica asks another for.
@@ -56,6 +64,9 @@ type peerRequest struct {
 	Dyno   string   `json:"dyno,omitempty"`
 	Since  int64    `json:"since,omitempty"`
 	Seen   []uint32 `json:"seen,omitempty"`
+	// Pos are the stream's positions per history; Seq asks for numbered frames.
+	Pos []session.Pos `json:"pos,omitempty"`
+	Seq bool          `json:"seq,omitempty"`
 	// To is the host:port the call is sent to; Nonce is random, once per call.
 	To    string `json:"to"`
 	Nonce string `json:"nonce"`
@@ -197,6 +208,31 @@ func appendFrame(dst []byte, typ byte, rec []byte) []byte {
 	return append(dst, rec...)
 }
 
+// appendSeqFrame appends a frame whose payload is seq (uvarint) then rec.
+func appendSeqFrame(dst []byte, typ byte, seq uint64, rec []byte) []byte {
+	dst = append(dst, typ)
+	dst = binary.AppendUvarint(dst, uint64(uvarintLen(seq)+len(rec)))
+	dst = binary.AppendUvarint(dst, seq)
+	return append(dst, rec...)
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
+// splitSeq reads the sequence number in front of a numbered frame's record.
+func splitSeq(payload []byte) (uint64, []byte, error) {
+	seq, n := binary.Uvarint(payload)
+	if n <= 0 {
+		return 0, nil, errors.New("peer frame without a sequence number")
+	}
+	return seq, payload[n:], nil
+}
+
 // readFrame reads one frame; rec is valid until the next call.
 func readFrame(r *bufio.Reader, scratch []byte) (typ byte, rec []byte, err error) {
 	typ, err = r.ReadByte()
@@ -221,19 +257,19 @@ func readFrame(r *bufio.Reader, scratch []byte) (typ byte, rec []byte, err error
 }
 
 // peerStream is one replica's answer being read: its history arrives on hist (once,
-// nil when the peer failed before completing it), tail records go to the sink.
+// empty when the peer failed before completing it), tail records go to the sink.
 type peerStream struct {
-	hist chan [][]byte
+	hist chan part
 }
 
 // askPeer streams req from the peer at base until ctx ends or the peer ends.
 func (h *Handler) askPeer(ctx context.Context, base string, req peerRequest, tail *sink) *peerStream {
-	ps := &peerStream{hist: make(chan [][]byte, 1)}
+	ps := &peerStream{hist: make(chan part, 1)}
 	go func() {
 		delivered := false
 		defer func() {
 			if !delivered {
-				ps.hist <- nil
+				ps.hist <- part{}
 			}
 		}()
 		if u, err := url.Parse(base); err == nil {
@@ -268,10 +304,17 @@ func (h *Handler) askPeer(ctx context.Context, base string, req peerRequest, tai
 			return
 		}
 		br := bufio.NewReaderSize(resp.Body, 64<<10)
-		var hist [][]byte
+		var hist part
 		var scratch []byte
 		for {
 			typ, rec, err := readFrame(br, scratch)
+			var seq uint64
+			if err == nil {
+				scratch = rec[:0]
+				if typ == frameHistorySeq || typ == frameTailSeq {
+					seq, rec, err = splitSeq(rec)
+				}
+			}
 			if err != nil {
 				if ctx.Err() == nil && !errors.Is(err, io.EOF) {
 					h.metrics.peerErrors.Inc()
@@ -279,20 +322,28 @@ func (h *Handler) askPeer(ctx context.Context, base string, req peerRequest, tai
 				}
 				return
 			}
-			scratch = rec[:0]
 			switch typ {
-			case frameHistory:
+			case frameID:
+				if len(rec) == 4 && !delivered && len(hist.recs) == 0 {
+					hist.hid = binary.BigEndian.Uint32(rec)
+				}
+			case frameHistory, frameHistorySeq:
 				if !delivered {
-					hist = append(hist, bytes.Clone(rec))
+					hist.recs = append(hist.recs, bytes.Clone(rec))
+					hist.seqs = append(hist.seqs, seq)
 				}
 			case frameEndHistory:
 				if !delivered {
 					delivered = true
 					ps.hist <- hist
 				}
-			case frameTail:
+			case frameTail, frameTailSeq:
 				if tail != nil {
-					tail.Offer([][]byte{rec})
+					hid := hist.hid
+					if seq == 0 {
+						hid = 0 // the peer's own notice (L11): no position
+					}
+					tail.offer(hid, seq, [][]byte{rec})
 				}
 			}
 		}
@@ -335,20 +386,32 @@ func (h *Handler) servePeer(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "app not found", http.StatusNotFound)
 		return
 	}
+	if len(req.Pos) > session.MaxPos || len(req.Seen) > session.MaxSeen {
+		http.Error(w, "bad peer request", http.StatusBadRequest)
+		return
+	}
 	f := Filter{Source: req.Source, Dyno: req.Dyno}
 	var tail *sink
 	if req.Tail {
-		tail = newSink(f, h.opts.BufferLines)
+		tail = newSink(f, h.opts.BufferLines, app.History.ID())
 		tail.dropCounter = h.metrics.dropped
 	}
-	hist, cancel := snapshot(app, req.Lines, Filter{Source: req.Source, Dyno: req.Dyno, Since: req.Since, Seen: req.Seen}, tail)
+	since := cursor{at: req.Since, seen: req.Seen, all: len(req.Seen) == 0, pos: req.Pos}
+	hist, cancel := snapshot(app, req.Lines, f, &since, tail)
 	defer cancel()
 	keepOpen(w)
 	w.Header().Set("Content-Type", peerMediaType)
 	fl, _ := w.(http.Flusher)
 	out := make([]byte, 0, 64<<10)
-	for _, rec := range hist {
-		out = appendFrame(out, frameHistory, rec)
+	if req.Seq {
+		out = appendFrame(out, frameID, binary.BigEndian.AppendUint32(nil, hist.hid))
+	}
+	for i, rec := range hist.recs {
+		if req.Seq {
+			out = appendSeqFrame(out, frameHistorySeq, hist.seqs[i], rec)
+		} else {
+			out = appendFrame(out, frameHistory, rec)
+		}
 	}
 	out = appendFrame(out, frameEndHistory, nil)
 	if _, err := w.Write(out); err != nil || tail == nil {
@@ -370,7 +433,13 @@ func (h *Handler) servePeer(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		out = out[:0]
-		tail.take(func(rec []byte) { out = appendFrame(out, frameTail, rec) })
+		tail.take(func(rec []byte, p recPos) {
+			if req.Seq {
+				out = appendSeqFrame(out, frameTailSeq, p.seq, rec)
+			} else {
+				out = appendFrame(out, frameTail, rec)
+			}
+		})
 		if len(out) == 0 {
 			continue
 		}

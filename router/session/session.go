@@ -205,10 +205,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", f.contentType())
 		return
 	}
-	since := cursor{at: claims.Since, seen: claims.Seen, all: len(claims.Seen) == 0}
+	since := fromClaims(claims)
 	if f == formatSSE {
-		// EventSource sends the last id it saw when it reconnects on its own.
-		if c, ok := parseCursor(r.Header.Get("Last-Event-ID")); ok && c.at >= since.at {
+		// EventSource sends the last id it saw when it reconnects on its own; a
+		// viewer that opens a fresh URL passes it as ?cursor=. Either only says where
+		// to resume within what the signed claims allow.
+		last := r.Header.Get("Last-Event-ID")
+		if last == "" {
+			last = r.URL.Query().Get("cursor")
+		}
+		if c, ok := parseCursor(last); ok && c.at >= since.at {
 			since = c
 		}
 	}
@@ -227,23 +233,22 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 	filter := Filter{Source: c.Source, Dyno: c.Dyno}
 	var tail *sink
 	if c.Tail {
-		tail = newSink(filter, h.opts.BufferLines)
+		tail = newSink(filter, h.opts.BufferLines, app.History.ID())
 		tail.dropCounter = h.metrics.dropped
 	}
-	sinceAt, sinceSeen := since.claims()
-	req := peerRequest{App: c.AppID(), Lines: c.Lines, Tail: c.Tail, Source: c.Source, Dyno: c.Dyno, Since: sinceAt, Seen: sinceSeen}
+	sinceAt, sinceSeen, sincePos := since.claims()
+	req := peerRequest{App: c.AppID(), Lines: c.Lines, Tail: c.Tail, Source: c.Source, Dyno: c.Dyno,
+		Since: sinceAt, Seen: sinceSeen, Pos: sincePos, Seq: true}
 	var streams []*peerStream
 	if c.Lines > 0 || c.Tail {
 		for _, p := range h.peers.Peers() {
 			streams = append(streams, h.askPeer(ctx, p, req, tail))
 		}
 	}
-	histFilter := filter
-	histFilter.Since, histFilter.Seen = sinceAt, sinceSeen
-	local, unsubscribe := snapshot(app, c.Lines, histFilter, tail)
+	local, unsubscribe := snapshot(app, c.Lines, filter, &since, tail)
 	defer unsubscribe()
 
-	parts := [][][]byte{local}
+	parts := []part{local}
 	timeout := time.NewTimer(h.opts.PeerTimeout)
 	defer timeout.Stop()
 	for _, ps := range streams {
@@ -266,15 +271,16 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 		w.Header().Set("X-Accel-Buffering", "no") // nginx ingress: do not buffer the stream
 	}
 	fl, _ := w.(http.Flusher)
-	// The stream goes on from since: lines at its microsecond add to what it has seen.
-	enc := &encoder{f: f, cur: cursor{at: since.at, seen: slices.Clone(since.seen), all: since.all}}
+	// The stream goes on from since: lines at its microsecond add to what it has
+	// seen, and replicas it does not reach this time keep their positions.
+	enc := &encoder{f: f, cur: since.clone()}
 	if f == formatSSE {
 		if err := h.reissue(enc, r, c, enc.cur); err != nil {
 			h.log.Warn("session re-issue failed", "err", err)
 		}
 	}
-	for _, rec := range hist {
-		enc.record(rec)
+	for _, l := range hist {
+		enc.record(l.rec, l.hid, l.seq)
 	}
 	h.metrics.lines.Add(float64(len(hist)))
 	if !c.Tail {
@@ -315,8 +321,8 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 			if !tail.coalesce(ctx, lastWrite, gap) {
 				return
 			}
-			tail.take(func(rec []byte) {
-				enc.record(rec)
+			tail.take(func(rec []byte, p recPos) {
+				enc.record(rec, p.hid, p.seq)
 				n++
 			})
 		}
@@ -348,9 +354,9 @@ func keepOpen(w http.ResponseWriter) {
 // continues after cursor, so a viewer whose stream drops can reconnect after the
 // original connect-by deadline.
 func (h *Handler) reissue(enc *encoder, r *http.Request, c *session.Claims, cur cursor) error {
-	at, seen := cur.claims()
+	at, seen, pos := cur.claims()
 	next := session.Claims{Namespace: c.Namespace, App: c.App, Lines: c.Lines, Tail: c.Tail,
-		Source: c.Source, Dyno: c.Dyno, Since: at, Seen: seen}
+		Source: c.Source, Dyno: c.Dyno, Since: at, Seen: seen, Pos: pos}
 	ttl := time.Duration(c.Expires-c.IssuedAt) * time.Second
 	now := time.Now()
 	id, err := session.Sign(next, h.keys(), now, max(ttl, time.Second))
@@ -365,27 +371,52 @@ func (h *Handler) reissue(enc *encoder, r *http.Request, c *session.Claims, cur 
 	return nil
 }
 
-// snapshot copies the newest lines records of app's history that pass f and, when
-// tail is not nil, subscribes it to what comes after, atomically.
-func snapshot(app *dispatch.App, lines int, f Filter, tail *sink) (hist [][]byte, cancel func()) {
+// part is one replica's history for a session: records oldest first (in the order
+// that replica stored them) with their sequence numbers in history hid (hid 0: a
+// replica that does not number its lines).
+type part struct {
+	hid  uint32
+	recs [][]byte
+	seqs []uint64
+}
+
+// snapshot copies the newest lines records of app's history that pass f and come
+// after since and, when tail is not nil, subscribes it to what comes after,
+// atomically. If since has a position in this history, "after" is exactly the lines
+// stored after that one; otherwise it is by time (Filter.Since and Seen).
+func snapshot(app *dispatch.App, lines int, f Filter, since *cursor, tail *sink) (hist part, cancel func()) {
+	hid := app.History.ID()
+	hist.hid = hid
 	if lines <= 0 && tail == nil {
-		return nil, func() {}
+		return hist, func() {}
+	}
+	after, exact := since.after(hid)
+	if !exact {
+		f.Since, f.Seen = since.at, nil
+		if !since.all {
+			f.Seen = since.seen
+		}
 	}
 	// Copied under the history's lock (the ring reuses its memory), into one arena.
 	var buf []byte
 	var ends []int
+	var seqs []uint64
 	var sub history.Subscriber
 	if tail != nil {
 		sub = tail
 	}
-	cancel = app.History.Subscribe(func(rec []byte) bool {
+	cancel = app.History.Subscribe(func(seq uint64, rec []byte) bool {
 		if lines <= 0 {
 			return false
+		}
+		if exact && seq <= after {
+			return true
 		}
 		m, err := message.Decode(rec)
 		if err == nil && f.Match(&m) {
 			buf = append(buf, rec...)
 			ends = append(ends, len(buf))
+			seqs = append(seqs, seq)
 		}
 		return true
 	}, sub)
@@ -394,32 +425,67 @@ func snapshot(app *dispatch.App, lines int, f Filter, tail *sink) (hist [][]byte
 	if first > 0 {
 		start = ends[first-1]
 	}
-	hist = make([][]byte, 0, len(ends)-first)
+	hist.recs = make([][]byte, 0, len(ends)-first)
 	for _, end := range ends[first:] {
-		hist = append(hist, buf[start:end:end])
+		hist.recs = append(hist.recs, buf[start:end:end])
 		start = end
 	}
+	hist.seqs = seqs[first:]
 	return hist, cancel
 }
 
-// merge orders the replicas' histories by timestamp (stable: a replica's own order
-// wins for equal times) and keeps the newest lines.
-func merge(parts [][][]byte, lines int) [][]byte {
-	var all [][]byte
-	for _, p := range parts {
-		all = append(all, p...)
+// line is a record of a merged history with its position.
+type line struct {
+	rec []byte
+	hid uint32
+	seq uint64
+}
+
+// merge interleaves the replicas' histories by timestamp and keeps the newest lines.
+// Each replica's lines stay in the order it stored them (a k-way merge: the next
+// line is the oldest of the replicas' next lines, the first replica's on a tie), so
+// a stream is, per replica, a run of consecutive sequence numbers and a cursor of
+// one position per replica says exactly what was sent. With every replica's lines
+// in time order, as they are unless a producer's clock is off or lines are late,
+// this is the order of their timestamps.
+func merge(parts []part, lines int) []line {
+	type head struct {
+		p    *part
+		i    int
+		time int64
 	}
-	slices.SortStableFunc(all, func(a, b []byte) int {
-		ma, _ := message.Decode(a)
-		mb, _ := message.Decode(b)
-		switch {
-		case ma.Time < mb.Time:
-			return -1
-		case ma.Time > mb.Time:
-			return 1
+	timeOf := func(rec []byte) int64 {
+		m, _ := message.Decode(rec)
+		return m.Time
+	}
+	heads := make([]head, 0, len(parts))
+	total := 0
+	for i := range parts {
+		if p := &parts[i]; len(p.recs) > 0 {
+			heads = append(heads, head{p: p, time: timeOf(p.recs[0])})
+			total += len(p.recs)
 		}
-		return 0
-	})
+	}
+	all := make([]line, 0, total)
+	for len(heads) > 0 {
+		k := 0
+		for j := 1; j < len(heads); j++ {
+			if heads[j].time < heads[k].time {
+				k = j
+			}
+		}
+		hd := &heads[k]
+		l := line{rec: hd.p.recs[hd.i], hid: hd.p.hid}
+		if hd.p.hid != 0 {
+			l.seq = hd.p.seqs[hd.i]
+		}
+		all = append(all, l)
+		if hd.i++; hd.i == len(hd.p.recs) {
+			heads = slices.Delete(heads, k, k+1)
+		} else {
+			hd.time = timeOf(hd.p.recs[hd.i])
+		}
+	}
 	if len(all) > lines {
 		all = all[len(all)-lines:]
 	}

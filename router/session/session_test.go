@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -92,9 +94,9 @@ func sessionID(t *testing.T, c session.Claims) string {
 	return id
 }
 
-func get(t *testing.T, url string, hdr ...string) (*http.Response, string) {
+func get(t *testing.T, u string, hdr ...string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
+	req, err := http.NewRequest(http.MethodGet, u, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -573,9 +575,136 @@ func TestEventStreamCursorIsExact(t *testing.T) {
 	// Meanwhile: one more line in that microsecond, one after it.
 	rs[1].publish(t, "shop/web", at, "app", "web.3", "same µs c")
 	rs[0].publish(t, "shop/web", at.Add(time.Microsecond), "app", "web.1", "same µs d")
-	evs, done = open(id)
-	defer done()
-	if again, _ := lines(evs); strings.Join(again, ",") != "same µs c,same µs d" {
-		t.Fatalf("after reconnecting with Last-Event-ID %s: %q, want c then d (a and b were sent)", id, again)
+	// The id as routers wrote it before they numbered lines (time and hashes only)
+	// resumes by time, as it did; the full id by position.
+	oldForm, _, _ := strings.Cut(id, ",")
+	if oldForm == id {
+		t.Fatalf("id %q has no positions", id)
+	}
+	for _, last := range []string{oldForm, id} {
+		evs, done = open(last)
+		if again, _ := lines(evs); strings.Join(again, ",") != "same µs c,same µs d" {
+			t.Fatalf("after reconnecting with Last-Event-ID %s: %q, want c then d (a and b were sent)", last, again)
+		}
+		done()
+	}
+}
+
+// TestEventStreamResumesLateLines, with 2 and 3 replicas: a line that reaches a
+// replica while the viewer is away, with a time older than the newest line the
+// viewer got (a producer's clock behind, a slow replica), is sent once after the
+// reconnect, whether the viewer resumes with Last-Event-ID or with the re-issued URL
+// and ?cursor=; no line is sent twice. Resuming by time alone would skip it.
+func TestEventStreamResumesLateLines(t *testing.T) {
+	for _, n := range []int{2, 3} {
+		t.Run(fmt.Sprint(n, " replicas"), func(t *testing.T) {
+			rs := replicas(t, n)
+			at := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+			for i := range 3 * n {
+				rs[i%n].publish(t, "shop/web", at.Add(time.Duration(i)*time.Millisecond), "app", "web.1", fmt.Sprint("history ", i))
+			}
+			claims := session.Claims{Namespace: "shop", App: "web", Lines: 100, Tail: true}
+			type stream struct {
+				evs  <-chan sseEvent
+				url  string // the re-issued URL of the session event
+				done func()
+			}
+			open := func(url, lastID string) stream {
+				t.Helper()
+				req, _ := http.NewRequest(http.MethodGet, url, nil)
+				req.Header.Set("Accept", "text/event-stream")
+				if lastID != "" {
+					req.Header.Set("Last-Event-ID", lastID)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("%s: %d", url, resp.StatusCode)
+				}
+				st := stream{evs: readEvents(resp.Body), done: func() { _ = resp.Body.Close() }}
+				ev := nextEvent(t, st.evs)
+				var d struct{ URL string }
+				if ev.event != "session" || json.Unmarshal([]byte(ev.data), &d) != nil {
+					t.Fatalf("first event %+v", ev)
+				}
+				st.url = d.URL
+				return st
+			}
+			// upTo reads line events until the one with text marker and returns the
+			// texts before it and the marker's id.
+			upTo := func(st stream, marker string) (texts []string, id string) {
+				t.Helper()
+				for {
+					ev := nextEvent(t, st.evs)
+					if ev.event != "line" {
+						continue
+					}
+					var l jsonLine
+					if err := json.Unmarshal([]byte(ev.data), &l); err != nil {
+						t.Fatal(err)
+					}
+					if l.Message == marker {
+						return texts, ev.id
+					}
+					texts = append(texts, l.Message)
+				}
+			}
+			mark := 0
+			marker := func() string { // a current line through the last replica
+				mark++
+				text := fmt.Sprint("marker ", mark)
+				rs[n-1].publish(t, "shop/web", time.Now(), "app", "web.1", text)
+				return text
+			}
+
+			st := open(rs[0].srv.URL+Path+sessionID(t, claims), "")
+			if got, _ := upTo(st, marker()); len(got) != 3*n {
+				t.Fatalf("history: %q", got)
+			}
+			// A late line while connected comes by the tail.
+			rs[1].publish(t, "shop/web", at.Add(-time.Hour), "app", "web.1", "late while connected")
+			got, id := upTo(st, marker())
+			if strings.Join(got, ",") != "late while connected" {
+				t.Fatalf("tail: %q", got)
+			}
+			reissued := st.url
+			st.done()
+
+			// Away: late lines (older than everything sent) on every replica but
+			// the last, and a current one.
+			var want []string
+			for i, r := range rs[:n-1] {
+				text := fmt.Sprint("late while away ", i)
+				r.publish(t, "shop/web", at.Add(-30*time.Minute), "app", "web.2", text)
+				want = append(want, text)
+			}
+			rs[0].publish(t, "shop/web", time.Now(), "app", "web.1", "current while away")
+			want = append(want, "current while away")
+
+			// Back with Last-Event-ID, on another replica than before.
+			st = open(rs[n-1].srv.URL+Path+sessionID(t, claims), id)
+			got, id2 := upTo(st, marker())
+			st.done()
+			slices.Sort(got)
+			slices.Sort(want)
+			if strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Fatalf("after reconnecting with Last-Event-ID %s: %q, want %q once each", id, got, want)
+			}
+			// Away again: a late line; back with the URL of the first stream's
+			// session event and the newest id as ?cursor=.
+			rs[0].publish(t, "shop/web", at.Add(-20*time.Minute), "app", "web.3", "late while away again")
+			u, err := url.Parse(reissued)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u.RawQuery = url.Values{"format": {"sse"}, "cursor": {id2}}.Encode()
+			st = open(u.String(), "")
+			defer st.done()
+			if got, _ := upTo(st, marker()); strings.Join(got, ",") != "late while away again" {
+				t.Fatalf("after reconnecting with ?cursor=%s: %q", id2, got)
+			}
+		})
 	}
 }

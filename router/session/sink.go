@@ -48,35 +48,52 @@ const writeGap = 50 * time.Millisecond
 // sink is a tail session's bounded buffer. Offer is called from ingest (under the
 // app's history lock) and from peer readers; it filters, copies into an arena and
 // never waits. The session's writer takes everything at once and swaps arenas.
+// Each record keeps its position (history ID and sequence number) for the cursor.
 type sink struct {
 	filter Filter
 	max    int
 	notify chan struct{}
 	// dropCounter counts drops as they are announced (nil: not counted).
 	dropCounter prometheus.Counter
+	// local is the ID of the history this sink subscribes to (Offer's records).
+	local uint32
 
 	mu        sync.Mutex
 	buf       []byte
 	ends      []int
+	pos       []recPos
 	dropped   int64
 	dropSince time.Time
 	spare     []byte
 	spareEnds []int
+	sparePos  []recPos
 }
 
-func newSink(f Filter, maxLines int) *sink {
+// recPos is where a record stands in its history (hid 0: nowhere).
+type recPos struct {
+	hid uint32
+	seq uint64
+}
+
+func newSink(f Filter, maxLines int, local uint32) *sink {
 	if maxLines <= 0 {
 		maxLines = DefaultBufferLines
 	}
-	return &sink{filter: f, max: maxLines, notify: make(chan struct{}, 1)}
+	return &sink{filter: f, max: maxLines, notify: make(chan struct{}, 1), local: local}
 }
 
 // Offer keeps a copy of each record that passes the filter while there is room, and
-// counts the others it had to drop.
-func (s *sink) Offer(recs [][]byte) {
+// counts the others it had to drop. The records are lines first, first+1, … of the
+// local history.
+func (s *sink) Offer(first uint64, recs [][]byte) {
+	s.offer(s.local, first, recs)
+}
+
+// offer is Offer of lines of history hid (hid 0: lines without a position).
+func (s *sink) offer(hid uint32, first uint64, recs [][]byte) {
 	kept := false
 	s.mu.Lock()
-	for _, rec := range recs {
+	for i, rec := range recs {
 		m, err := message.Decode(rec)
 		if err != nil || !s.filter.Match(&m) {
 			continue
@@ -90,6 +107,11 @@ func (s *sink) Offer(recs [][]byte) {
 		}
 		s.buf = append(s.buf, rec...)
 		s.ends = append(s.ends, len(s.buf))
+		p := recPos{}
+		if hid != 0 {
+			p = recPos{hid, first + uint64(i)}
+		}
+		s.pos = append(s.pos, p)
 		kept = true
 	}
 	s.mu.Unlock()
@@ -131,28 +153,29 @@ func (s *sink) coalesce(ctx context.Context, last time.Time, timer *time.Timer) 
 	}
 }
 
-// take hands over what is buffered: records (valid until the next take) and the
-// drops since the last take. An L11 notice for the drops comes first.
-func (s *sink) take(fn func(rec []byte)) {
+// take hands over what is buffered: records (valid until the next take) with their
+// positions, and the drops since the last take. An L11 notice for the drops comes
+// first, without a position.
+func (s *sink) take(fn func(rec []byte, p recPos)) {
 	s.mu.Lock()
-	buf, ends := s.buf, s.ends
+	buf, ends, pos := s.buf, s.ends, s.pos
 	dropped, since := s.dropped, s.dropSince
-	s.buf, s.ends = s.spare[:0], s.spareEnds[:0]
+	s.buf, s.ends, s.pos = s.spare[:0], s.spareEnds[:0], s.sparePos[:0]
 	s.dropped = 0
 	s.mu.Unlock()
 	if dropped > 0 {
 		if s.dropCounter != nil {
 			s.dropCounter.Add(float64(dropped))
 		}
-		fn(L11(dropped, since, time.Now()))
+		fn(L11(dropped, since, time.Now()), recPos{})
 	}
 	start := 0
-	for _, end := range ends {
-		fn(buf[start:end])
+	for i, end := range ends {
+		fn(buf[start:end], pos[i])
 		start = end
 	}
 	s.mu.Lock()
-	s.spare, s.spareEnds = buf, ends
+	s.spare, s.spareEnds, s.sparePos = buf, ends, pos
 	s.mu.Unlock()
 }
 

@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 )
 
 // DefaultCoalesce is the longest a syslog connection's reader waits for more input
@@ -32,8 +31,8 @@ type coalescer struct {
 	// ratio is the connection's recent rate.
 	msgs, span float64
 	last       time.Time
-	// sock, when the connection is TCP, keeps wake-ups down while waiting.
-	sock *sockLowat
+	// sock, when the connection is plain TCP, waits on the socket itself (rawSock).
+	sock *rawSock
 }
 
 // minPerWindow is the least expected number of messages in the longest window for
@@ -59,82 +58,21 @@ func maxSleepers() int32 { return int32(2 * runtime.GOMAXPROCS(0)) }
 func (c *coalescer) before(now time.Time, msgs, got, room int) {
 	wait := c.wait(now, msgs, got, room)
 	if wait <= 0 {
-		c.sock.wakeEach()
 		return
 	}
 	if sleepers.Add(1) > maxSleepers() {
 		sleepers.Add(-1)
-		c.sock.wakeEach()
 		return
 	}
-	// While the goroutine waits, nobody is parked on the socket, but the runtime's
-	// idle thread in epoll_wait would still be woken by every segment that arrives
-	// (and find nothing to do): raise the socket's low-water mark so the kernel
-	// stays quiet until a quarter buffer is there.
-	c.sock.wakeAt(room / 4)
+	defer sleepers.Add(-1)
+	if c.sock != nil {
+		// Wake as soon as the window's messages are there (their size as in the
+		// last read), at most a quarter buffer.
+		c.sock.waitFor(wait, min(room/4, perWindow*got/max(msgs, 1)))
+		return
+	}
 	ts := syscall.NsecToTimespec(int64(wait))
 	_ = syscall.Nanosleep(&ts, nil) // cut short by a signal: the read just comes earlier
-	sleepers.Add(-1)
-	if !c.sock.pending() {
-		// Nothing came: the read will block, and must be woken by the next message.
-		c.sock.wakeEach()
-	}
-}
-
-// sockLowat sets a TCP socket's SO_RCVLOWAT (the bytes queued before the socket
-// counts as readable) only when it changes, and asks how much is queued. A
-// non-blocking read returns what is queued whatever the mark; only wake-ups wait
-// for it. Every method does nothing without a socket (raw nil: not TCP).
-type sockLowat struct {
-	raw   syscall.RawConn
-	mark  int // current mark; 0 means the default, 1
-	want  int
-	avail int
-	setFn func(fd uintptr)
-	inqFn func(fd uintptr)
-}
-
-func newSockLowat(raw syscall.RawConn) *sockLowat {
-	s := &sockLowat{raw: raw}
-	// Made once, so that the calls allocate nothing.
-	s.setFn = func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, s.want) }
-	s.inqFn = func(fd uintptr) {
-		n, _, errno := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&s.avail)))
-		if n != 0 || errno != 0 {
-			s.avail = 1 // unknown: read, as without the mark
-		}
-	}
-	return s
-}
-
-func (s *sockLowat) wakeAt(bytes int) {
-	if s == nil || s.raw == nil || s.mark == bytes {
-		return
-	}
-	s.want = bytes
-	if s.raw.Control(s.setFn) == nil {
-		s.mark = bytes
-	}
-}
-
-// wakeEach restores the default: every arrival makes the socket readable.
-func (s *sockLowat) wakeEach() {
-	if s == nil || s.raw == nil || s.mark <= 1 {
-		return
-	}
-	s.wakeAt(1)
-}
-
-// pending reports whether bytes are queued (true when unknown).
-func (s *sockLowat) pending() bool {
-	if s == nil || s.raw == nil || s.mark <= 1 {
-		return true
-	}
-	s.avail = 0
-	if s.raw.Control(s.inqFn) != nil {
-		return true
-	}
-	return s.avail > 0
 }
 
 // wait updates the rate estimate and returns how long to wait before the next read.

@@ -1,7 +1,11 @@
 package ingest
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -70,10 +74,12 @@ func TestCoalescerQuietens(t *testing.T) {
 	}
 }
 
-// The low-water mark on a real socket: raised, a queued byte is still seen as
-// pending (a non-blocking read would get it); restored, a blocking read is woken
-// by a single byte.
-func TestSockLowat(t *testing.T) {
+// The raw socket path on a real TCP connection: a coalescing wait returns once the
+// bytes it waits for are queued; a read that finds nothing restores the low-water
+// mark, so a blocking read is woken by a single byte rather than a window's worth;
+// the read deadline (which Shutdown uses to wake readers) and the peer's close end
+// a read as net.Conn.Read would.
+func TestRawSock(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -89,37 +95,81 @@ func TestSockLowat(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = server.Close() }() // the test is over
-	s := newSockLowat(rawConn(server))
-	if s.raw == nil {
+	s := newRawSock(rawConn(server))
+	if s == nil {
 		t.Fatal("no raw socket for a TCP connection")
 	}
-	s.wakeAt(16 << 10)
-	if s.pending() {
-		t.Fatal("pending before anything was sent")
-	}
-	if _, err := client.Write([]byte("x")); err != nil {
+	if _, err := client.Write([]byte("abc")); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Until(t, "the byte queued", s.pending)
-	s.wakeEach()
-	// A failure guard, not a timing: the read must return the byte at all.
-	_ = server.SetReadDeadline(time.Now().Add(time.Minute))
+	// Queued already: a wait of a minute for 3 bytes returns at once (a failure
+	// would show as the test's own timeout, not as a flaky timing).
+	testenv.Until(t, "the bytes queued", func() bool {
+		s.waitFor(time.Minute, 3)
+		return true
+	})
 	b := make([]byte, 8)
-	if n, err := server.Read(b); err != nil || string(b[:n]) != "x" {
+	if n, err := s.read(b); err != nil || string(b[:n]) != "abc" {
 		t.Fatalf("read %q, %v", b[:n], err)
 	}
-	// Restored: a blocking read waits for one byte, not 16 KiB.
-	s.wakeAt(16 << 10)
-	s.wakeEach()
-	done := make(chan error, 1)
+	// A wait for 16 KiB with nothing coming ends with its window.
+	s.waitFor(time.Millisecond, 16<<10)
+	if got := sockLowat(t, server); got != 16<<10 {
+		t.Fatalf("low-water mark %d during coalescing, want %d", got, 16<<10)
+	}
+	// Raised mark, nothing queued: the read parks, and one byte must wake it.
+	done := make(chan string, 1)
 	go func() {
-		_, err := server.Read(b)
-		done <- err
+		n, err := s.read(b)
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		done <- string(b[:n])
 	}()
+	// The read found nothing and restored the default mark before it parked.
+	testenv.Until(t, "the low-water mark restored", func() bool { return sockLowat(t, server) == 1 })
 	if _, err := client.Write([]byte("y")); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-done; err != nil {
+	if got := <-done; got != "y" {
+		t.Fatalf("read %q, want y", got)
+	}
+	// The read deadline ends a parked read with a timeout.
+	go func() {
+		_, err := s.read(b)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			done <- "timeout"
+			return
+		}
+		done <- fmt.Sprint(err)
+	}()
+	if err := server.SetReadDeadline(time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	if got := <-done; got != "timeout" {
+		t.Fatalf("read after the deadline: %s, want a timeout", got)
+	}
+	if err := server.SetReadDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	// The peer's close is io.EOF.
+	_ = client.Close()
+	if _, err := s.read(b); !errors.Is(err, io.EOF) {
+		t.Fatalf("read after close: %v, want EOF", err)
+	}
+}
+
+// sockLowat reads c's SO_RCVLOWAT from the kernel.
+func sockLowat(t *testing.T, c net.Conn) int {
+	t.Helper()
+	raw := rawConn(c)
+	v := -1
+	if err := raw.Control(func(fd uintptr) {
+		v, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

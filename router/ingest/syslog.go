@@ -130,7 +130,13 @@ func (r *connReader) Read(p []byte) (int, error) {
 		r.deadline = r.now.Add(r.timeout)
 		_ = r.c.SetReadDeadline(r.deadline)
 	}
-	n, err := r.c.Read(p)
+	var n int
+	var err error
+	if r.co.sock != nil {
+		n, err = r.co.sock.read(p)
+	} else {
+		n, err = r.c.Read(p)
+	}
 	r.now = time.Now()
 	r.got, r.room = n, len(p)
 	return n, err
@@ -245,9 +251,7 @@ func (s *Syslog) serveConn(c net.Conn, proto string) {
 		return k
 	}
 	cr := &connReader{c: c, timeout: s.readTimeout, flush: flush, co: coalescer{window: s.Coalesce}}
-	if s.Coalesce > 0 {
-		cr.co.sock = newSockLowat(rawConn(c))
-	}
+	cr.co.sock = newRawSock(rawConn(c))
 	fr := wire.NewFrameReader(cr, s.limits.MaxFrame)
 	fr.AllowNewline = true
 	res := s.newResolver()

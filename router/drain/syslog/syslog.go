@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/kubeplex/kubeplex/internal/backoff"
 	"github.com/kubeplex/kubeplex/router/drain"
@@ -93,7 +94,14 @@ func New(cfg *drain.Config, env drain.Env, opts Options) (*Sink, error) {
 	s := &Sink{cfg: cfg, env: env, opts: opts, backoff: backoff.New(opts.MinBackoff, opts.MaxBackoff),
 		failLog: drain.FailureLog{Every: opts.LogEvery}}
 	s.tryFn = func(fd uintptr) bool {
-		s.tryN, _ = syscall.Write(int(fd), s.tryOut)
+		// RawSyscall: a write to a non-blocking socket never blocks, and the
+		// runtime's syscall entry would wake its monitor thread at light load
+		// (see router/ingest/rawsock.go).
+		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&s.tryOut[0])), uintptr(len(s.tryOut)))
+		s.tryN = int(n)
+		if errno != 0 {
+			s.tryN = 0
+		}
 		return true // never wait for the socket to become writable
 	}
 	host, port := cfg.URL.Hostname(), cfg.URL.Port()

@@ -241,3 +241,34 @@ func BenchmarkAppendRFC5424(b *testing.B) {
 		buf = AppendRFC5424(buf[:0], &m)
 	}
 }
+
+// TestHeaderFieldEveryByte: the word-at-a-time scan ends a field and refuses a byte
+// exactly where a byte-by-byte reading does, for every byte value at every position
+// of a word, before and after a run of clean words.
+func TestHeaderFieldEveryByte(t *testing.T) {
+	ref := func(b []byte) (int, bool) {
+		for i, c := range b {
+			if c == ' ' {
+				return i, i > 0 // an empty field is refused
+			}
+			if c < 33 || c > 126 {
+				return i, false
+			}
+		}
+		return len(b), false
+	}
+	for lead := 0; lead < 24; lead++ {
+		for c := 0; c < 256; c++ {
+			b := append(bytes.Repeat([]byte("a"), lead), byte(c))
+			b = append(b, "bcdefghijklmnop q"...)
+			end, ok := ref(b)
+			field, next, err := headerField(b, 0, 1000)
+			if ok != (err == nil) {
+				t.Fatalf("lead %d byte %#x: err %v, want ok=%v", lead, c, err, ok)
+			}
+			if ok && (len(field) != end || next != end+1) {
+				t.Fatalf("lead %d byte %#x: field %q next %d, want end %d", lead, c, field, next, end)
+			}
+		}
+	}
+}

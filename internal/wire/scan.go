@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/binary"
 	"errors"
 )
 
@@ -110,6 +111,19 @@ func scanPriVersion(b []byte) (uint8, int, error) {
 // headerField reads a space-terminated field of printable US-ASCII at b[i:].
 func headerField(b []byte, i, limit int) ([]byte, int, error) {
 	start := i
+	// Eight bytes at a time while none of them is a space or outside '!'..'~':
+	// header fields are mostly long (timestamp, host, token) and this runs for every
+	// record. (x - 0x21…) sets a byte's top bit when it is below '!', (x + 0x01…)
+	// when it is 0x7f or above, x itself when it is 0x80 or above; a borrow or carry
+	// across bytes only comes from a byte that already matched, so a clean word is
+	// all printable. A word that matches goes to the byte loop, which finds the end.
+	for i+8 <= len(b) {
+		x := binary.LittleEndian.Uint64(b[i:])
+		if ((x-0x2121212121212121)|(x+0x0101010101010101)|x)&0x8080808080808080 != 0 {
+			break
+		}
+		i += 8
+	}
 	for i < len(b) && b[i] != ' ' {
 		if b[i] < 33 || b[i] > 126 {
 			return nil, i, malformed("non-printable header byte")

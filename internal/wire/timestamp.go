@@ -10,54 +10,105 @@ import (
 // AppendTimestamp appends t in TimeLayout. It is hand-rolled because it runs once per
 // delivered message and time.AppendFormat costs several times more.
 func AppendTimestamp(dst []byte, t time.Time) []byte {
-	// A year outside 0000-9999 has no RFC 5424 form (strict receivers refuse the
-	// whole frame): write the nearest time that has one. ParseTimestamp never returns
-	// such a time; this guards every other source.
-	if y := t.Year(); y < 0 || y > 9999 {
-		t = time.UnixMicro(max(minMicros, min(t.UnixMicro(), maxMicros))).UTC()
-	}
-	year, month, day := t.Date()
-	hour, minute, sec := t.Clock()
-	dst = append4(dst, year)
-	dst = append(dst, '-')
-	dst = append2(dst, int(month))
-	dst = append(dst, '-')
-	dst = append2(dst, day)
-	dst = append(dst, 'T')
-	dst = append2(dst, hour)
-	dst = append(dst, ':')
-	dst = append2(dst, minute)
-	dst = append(dst, ':')
-	dst = append2(dst, sec)
-	dst = append(dst, '.')
-	us := t.Nanosecond() / 1000
-	dst = append2(dst, us/10000)
-	dst = append2(dst, us/100%100)
-	dst = append2(dst, us%100)
 	_, off := t.Zone()
-	sign := byte('+')
-	if off < 0 {
-		sign = '-'
-		off = -off
+	local := t.UnixMicro() + int64(off)*1e6
+	// A year outside 0000-9999 has no RFC 5424 form (strict receivers refuse the
+	// whole frame): write the nearest time that has one, in UTC. ParseTimestamp never
+	// returns such a time; this guards every other source.
+	if local < minMicros || local > maxMicros {
+		local, off = max(minMicros, min(t.UnixMicro(), maxMicros)), 0
 	}
-	dst = append(dst, sign)
-	dst = append2(dst, off/3600)
-	dst = append(dst, ':')
-	return append2(dst, off/60%60)
-}
-
-func append2(dst []byte, v int) []byte {
-	return append(dst, byte('0'+v/10%10), byte('0'+v%10))
-}
-
-func append4(dst []byte, v int) []byte {
-	return append(append2(dst, v/100), byte('0'+v/10%10), byte('0'+v%10))
+	return appendMicros(dst, local, off)
 }
 
 // AppendTimestampMicro appends microseconds since the epoch as a UTC timestamp in
 // TimeLayout, the form ParseTimestamp reads.
 func AppendTimestampMicro(dst []byte, us int64) []byte {
-	return AppendTimestamp(dst, time.UnixMicro(us).UTC())
+	return appendMicros(dst, max(minMicros, min(us, maxMicros)), 0)
+}
+
+// appendMicros writes local, microseconds since the epoch in a zone off seconds
+// east of UTC (within years 0000-9999), as "2006-01-02T15:04:05.000000+07:00": the
+// civil date computed once from the day number (Howard Hinnant's algorithm), not
+// through time.Time's Year, Date, Clock and Nanosecond, which each compute it.
+func appendMicros(dst []byte, local int64, off int) []byte {
+	secs := local / 1e6
+	if local%1e6 < 0 {
+		secs--
+	}
+	us := int(local - secs*1e6)
+	days := secs / 86400
+	if secs%86400 < 0 {
+		days--
+	}
+	sod := int(secs - days*86400)
+	year, month, day := civilFromDays(days)
+	var b [32]byte
+	put4(b[0:], year)
+	b[4] = '-'
+	put2(b[5:], month)
+	b[7] = '-'
+	put2(b[8:], day)
+	b[10] = 'T'
+	put2(b[11:], sod/3600)
+	b[13] = ':'
+	put2(b[14:], sod/60%60)
+	b[16] = ':'
+	put2(b[17:], sod%60)
+	b[19] = '.'
+	put2(b[20:], us/10000)
+	put2(b[22:], us/100%100)
+	put2(b[24:], us%100)
+	b[26] = '+'
+	if off < 0 {
+		b[26] = '-'
+		off = -off
+	}
+	put2(b[27:], off/3600)
+	b[29] = ':'
+	put2(b[30:], off/60%60)
+	return append(dst, b[:]...)
+}
+
+// twoDigits holds "00" to "99", so a pair of digits is one table read.
+const twoDigits = "00010203040506070809101112131415161718192021222324252627282930313233343536373839" +
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879" +
+	"8081828384858687888990919293949596979899"
+
+func put2(b []byte, v int) {
+	_ = b[1]
+	v %= 100
+	b[0], b[1] = twoDigits[2*v], twoDigits[2*v+1]
+}
+
+func put4(b []byte, v int) {
+	_ = b[3]
+	put2(b[0:], v/100)
+	put2(b[2:], v%100)
+}
+
+// civilFromDays returns the proleptic Gregorian date of days since 1970-01-01
+// (Howard Hinnant's algorithm; the inverse of daysFromCivil).
+func civilFromDays(days int64) (year, month, day int) {
+	z := days + 719468
+	era := z / 146097
+	if z%146097 < 0 {
+		era--
+	}
+	doe := z - era*146097                                  // [0, 146096]
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365 // [0, 399]
+	doy := doe - (365*yoe + yoe/4 - yoe/100)               // [0, 365]
+	mp := (5*doy + 2) / 153                                // [0, 11], March first
+	day = int(doy - (153*mp+2)/5 + 1)
+	month = int(mp + 3)
+	if month > 12 {
+		month -= 12
+	}
+	year = int(yoe + era*400)
+	if month <= 2 {
+		year++
+	}
+	return year, month, day
 }
 
 var (

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -124,5 +125,36 @@ func TestTimestampRoundTrip(t *testing.T) {
 		if got, err := ParseTimestamp(AppendTimestampMicro(nil, us)); err != nil || got != us {
 			t.Errorf("round trip of %d = %d, %v", us, got, err)
 		}
+	}
+}
+
+// TestAppendTimestampAcrossRange: the hand-rolled writer agrees with time.Format
+// in TimeLayout across the whole 0000-9999 range, both sides of the epoch and of
+// leap days, in UTC and in zones east and west of it.
+func TestAppendTimestampAcrossRange(t *testing.T) {
+	zones := []*time.Location{time.UTC, time.FixedZone("east", 5*3600+45*60), time.FixedZone("west", -(9*3600 + 30*60))}
+	check := func(us int64) {
+		for _, z := range zones {
+			tm := time.UnixMicro(us).In(z)
+			if y := tm.Year(); y < 0 || y > 9999 {
+				continue // clamped: TestTimestampYearRange
+			}
+			if got, want := string(AppendTimestamp(nil, tm)), tm.Format(TimeLayout); got != want {
+				t.Fatalf("AppendTimestamp(%d in %s) = %q, want %q", us, z, got, want)
+			}
+		}
+		if got, want := string(AppendTimestampMicro(nil, us)), time.UnixMicro(us).UTC().Format(TimeLayout); got != want {
+			t.Fatalf("AppendTimestampMicro(%d) = %q, want %q", us, got, want)
+		}
+	}
+	for _, us := range []int64{0, 1, -1, 999999, -999999, 1e6, -1e6, 86400e6 - 1, -86400e6, minMicros, maxMicros,
+		time.Date(2000, 2, 29, 23, 59, 59, 999999000, time.UTC).UnixMicro(),
+		time.Date(1900, 3, 1, 0, 0, 0, 0, time.UTC).UnixMicro(),
+		time.Date(1600, 2, 29, 12, 0, 0, 0, time.UTC).UnixMicro()} {
+		check(us)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 200_000 {
+		check(minMicros + r.Int64N(maxMicros-minMicros+1))
 	}
 }

@@ -10,7 +10,7 @@ import (
 // DefaultCoalesce is the longest a syslog connection's reader waits for more input
 // before it reads, when input comes in small pieces at a rate that fills the wait
 // with several messages (see coalescer). Chosen by measurement (docs/router.md#performance).
-const DefaultCoalesce = 250 * time.Microsecond
+const DefaultCoalesce = 400 * time.Microsecond
 
 // coalescer makes a syslog connection read in windows instead of once per message
 // when messages arrive one by one but often, as from syslog clients and collectors
@@ -22,9 +22,10 @@ const DefaultCoalesce = 250 * time.Microsecond
 // It waits only when it pays: the recent rate must fill a window with at least
 // minPerWindow messages (so a quiet connection is read at once, as before), and the
 // last read must not have filled much of the buffer (under heavy load the socket
-// always has data and the reader reads as fast as it can). The wait is a
-// nanosleep(2) of the goroutine's thread: Go's timers round sub-millisecond waits up
-// to a millisecond on an idle process, which would break the latency goal.
+// always has data and the reader reads as fast as it can). The wait blocks the
+// goroutine's thread (a ppoll(2) on a plain TCP socket, rawSock; a nanosleep(2)
+// otherwise): Go's timers round sub-millisecond waits up to a millisecond on an
+// idle process, which would break the latency goal.
 type coalescer struct {
 	window time.Duration
 	// msgs and span are decaying sums of messages published and wall time, whose

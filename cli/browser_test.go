@@ -348,6 +348,23 @@ func TestViewer(t *testing.T) {
 		}
 	})
 
+	t.Run("attributes shown after the message", func(t *testing.T) {
+		l := line{proc: "web.1", at: time.Now(), text: "at=warn request_id=live-attr payment declined",
+			sd: `[otel@32473 trace_id="4bf92f3577b34da6a3ce929d0e0e4736" span_id="00f067aa0ba902b7"][res@32473 service.name="checkout"][log@32473 note="two words"]`}
+		live = append(live, l)
+		s.send(t, s.routers[1], token, l)
+		waitRows(t, ctx, "live-", messages(live))
+		want := `trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id=00f067aa0ba902b7 resource.service.name=checkout note="two words"`
+		got := eval[string](t, ctx, `(() => { const r = Array.from(document.querySelectorAll('#log .line')).find(e => e.querySelector('.msg').textContent.includes('live-attr'));
+			return r && r.querySelector('.attrs') ? r.querySelector('.attrs').textContent : 'no attrs'; })()`)
+		if got != want {
+			t.Errorf("attributes %q, want %q", got, want)
+		}
+		if n := eval[int](t, ctx, `document.querySelectorAll('#log .attrs').length`); n != 1 {
+			t.Errorf("%d rows with attributes, want 1", n)
+		}
+	})
+
 	// One process, so the page shows its lines and the loss notices (which no
 	// filter hides) rather than the burst.
 	run(t, ctx, choose("#process", "web.1"), js(`document.getElementById('log').scrollTop = 1e9; undefined`))

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,7 +42,9 @@ func newLogsCommand(g *globals) *cobra.Command {
 		Long: `Show the newest lines of an app's log stream (history merged from every router
 replica, oldest first) and, with --tail, keep streaming new lines until Ctrl-C.
 
-Each line reads as in Heroku: TIME SOURCE[DYNO]: MESSAGE. On a terminal each process
+Each line reads as in Heroku: TIME SOURCE[DYNO]: MESSAGE. A line with attributes (an
+OpenTelemetry record's trace_id, span_id, resource.service.name, …) shows them after
+the message as [key=value …]; --json has them in "attrs". On a terminal each process
 has its own color; piped output has none. A dropped tail stream reconnects by itself
 (a notice goes to stderr) without printing a line twice.
 
@@ -273,6 +277,60 @@ type Line struct {
 	Dyno    string `json:"dyno"`
 	Message string `json:"message"`
 	Notice  string `json:"notice,omitempty"`
+	Attrs   Attrs  `json:"attrs,omitempty"`
+}
+
+// Attrs are a line's attributes in the order the router sent them (docs/sessions.md:
+// trace_id, span_id, … by name, resource.<name>, <SD-ID>.<name>).
+type Attrs []Attr
+
+// Attr is one attribute.
+type Attr struct{ Key, Value string }
+
+// UnmarshalJSON reads the "attrs" object keeping its order.
+func (a *Attrs) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return fmt.Errorf("attrs is not an object")
+	}
+	*a = (*a)[:0]
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("attrs: %w", err)
+		}
+		k, _ := tok.(string) // object keys are strings
+		var v string
+		if err := dec.Decode(&v); err != nil {
+			return fmt.Errorf("attrs[%q]: %w", k, err)
+		}
+		*a = append(*a, Attr{k, v})
+	}
+	return nil
+}
+
+// text is the compact form "[k=v k=v]", values quoted when they hold a space, a
+// quote, "=" or "]", or are empty; "" without attributes.
+func (a Attrs) text() string {
+	if len(a) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, kv := range a {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(kv.Key)
+		b.WriteByte('=')
+		if kv.Value == "" || strings.ContainsAny(kv.Value, " \t\n\"=]") || !strconv.CanBackquote(kv.Value) {
+			b.WriteString(strconv.Quote(kv.Value))
+		} else {
+			b.WriteString(kv.Value)
+		}
+	}
+	b.WriteByte(']')
+	return b.String()
 }
 
 func (l *Line) key() string {
@@ -358,18 +416,25 @@ var palette = []string{"36", "32", "33", "35", "34", "96", "92", "93", "95", "94
 
 func (p *printer) text(l *Line) error {
 	prefix := l.Time + " " + l.Source + "[" + l.Dyno + "]:"
+	attrs := l.Attrs.text()
 	if !p.color {
-		_, err := p.out.WriteString(prefix + " " + l.Message + "\n")
+		if attrs != "" {
+			attrs = " " + attrs
+		}
+		_, err := p.out.WriteString(prefix + " " + l.Message + attrs + "\n")
 		return err
 	}
 	msg := l.Message
 	if l.Notice != "" {
 		msg = "\x1b[1;31m" + msg + "\x1b[0m" // platform loss notices stand out
 	}
+	if attrs != "" {
+		attrs = " \x1b[2m" + attrs + "\x1b[0m" // dim: context, not the message
+	}
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(l.Source + "/" + l.Dyno)) // hash writes cannot fail
 	c := palette[h.Sum32()%uint32(len(palette))]
-	_, err := p.out.WriteString("\x1b[" + c + "m" + prefix + "\x1b[0m " + msg + "\n")
+	_, err := p.out.WriteString("\x1b[" + c + "m" + prefix + "\x1b[0m " + msg + attrs + "\n")
 	return err
 }
 

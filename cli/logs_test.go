@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -117,7 +118,7 @@ func TestLogs(t *testing.T) {
 				src = "app"
 			}
 			want := cli.Line{Time: l.at.UTC().Format("2006-01-02T15:04:05.000000-07:00"), Source: src, Dyno: l.proc, Message: l.text}
-			if got[i] != want {
+			if !reflect.DeepEqual(got[i], want) {
 				t.Errorf("line %d = %+v, want %+v", i, got[i], want)
 			}
 		}
@@ -155,6 +156,28 @@ func TestLogs(t *testing.T) {
 			waitOutput(t, tail, "live-", texts(live))
 		}
 		tail.interrupt(t, false)
+	})
+
+	t.Run("attributes in text and JSON", func(t *testing.T) {
+		l := line{proc: "web.1", text: "attr-0 payment declined", at: time.Now(),
+			sd: `[otel@32473 trace_id="4bf92f3577b34da6a3ce929d0e0e4736" severity_text="WARN"][log@32473 note="two words"][res@32473 service.name="checkout"]`}
+		s.send(t, s.routers[1], token, l)
+		out := mustCLI(t, s.admin, "logs", "web", "-n", s.ns)
+		want := l.heroku() + ` [trace_id=4bf92f3577b34da6a3ce929d0e0e4736 severity_text=WARN note="two words" resource.service.name=checkout]`
+		if got := marked(out, "attr-"); len(got) != 1 || got[0] != want {
+			t.Errorf("text: %q, want %q", got, want)
+		}
+		out = mustCLI(t, s.admin, "logs", "web", "-n", s.ns, "--json")
+		got := marked(out, "attr-")
+		var jl cli.Line
+		if len(got) != 1 || json.Unmarshal([]byte(got[0]), &jl) != nil {
+			t.Fatalf("json: %q", got)
+		}
+		wantAttrs := cli.Attrs{{"trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"}, {"severity_text", "WARN"},
+			{"note", "two words"}, {"resource.service.name", "checkout"}}
+		if !reflect.DeepEqual(jl.Attrs, wantAttrs) || jl.Message != l.text {
+			t.Errorf("json line %s: attrs %v, want %v", got[0], jl.Attrs, wantAttrs)
+		}
 	})
 }
 

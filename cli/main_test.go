@@ -200,6 +200,7 @@ func (s *stack) app(t *testing.T, name string) string {
 type line struct {
 	source, proc, text string
 	at                 time.Time
+	sd                 string // RFC 5424 STRUCTURED-DATA (attributes), or none
 }
 
 // heroku is how a line reads in text form.
@@ -250,7 +251,7 @@ func (s *stack) post(ctx context.Context, router, token string, lines []line) (i
 			src = "app"
 		}
 		rec = wire.AppendRFC5424(rec[:0], &wire.Message{Priority: wire.PriorityInfo, Time: at,
-			Hostname: "host", AppName: src, ProcID: l.proc, Text: []byte(l.text)})
+			Hostname: "host", AppName: src, ProcID: l.proc, StructuredData: []byte(l.sd), Text: []byte(l.text)})
 		body = wire.AppendFrame(body, rec)
 	}
 	br := wire.BatchRequest{URL: router + "/logs", Body: body, Count: len(lines), Password: token, Username: "token"}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kubeplex/kubeplex/internal/session"
 	"github.com/kubeplex/kubeplex/internal/wire"
@@ -70,7 +71,8 @@ func negotiate(r *http.Request) (format, error) {
 	return formatText, nil
 }
 
-// jsonLine is one line in JSON lines and in SSE "line" events.
+// jsonLine is one line in JSON lines and in SSE "line" events; a line with
+// attributes also has "attrs" (appendAttrs).
 type jsonLine struct {
 	Time    string `json:"time"`
 	Source  string `json:"source"`
@@ -114,7 +116,74 @@ func (e *encoder) appendJSON(dst []byte, m *message.Msg) []byte {
 	e.ts = wire.AppendTimestamp(e.ts[:0], time.UnixMicro(m.Time).UTC())
 	l := jsonLine{Time: string(e.ts), Source: string(m.Source), Dyno: string(m.ProcID), Message: string(m.Text), Notice: notice(m)}
 	b, _ := json.Marshal(&l) // strings only; invalid UTF-8 becomes U+FFFD
-	return append(dst, b...)
+	if len(m.Attrs) == 0 {
+		return append(dst, b...)
+	}
+	dst = append(dst, b[:len(b)-1]...) // the object without its closing brace
+	return append(appendAttrs(dst, m), '}')
+}
+
+// appendAttrs appends `,"attrs":{…}`: the message's attributes (its RFC 5424
+// STRUCTURED-DATA) as one flat object of strings, in the order they came. An
+// OpenTelemetry record's fields (otel@32473: trace_id, span_id, severity_text, …)
+// and attributes (log@32473) keep their names, its resource's attributes
+// (res@32473) are named "resource.<name>", and any other element's parameters
+// "<SD-ID>.<name>". A name already given keeps its first value.
+func appendAttrs(dst []byte, m *message.Msg) []byte {
+	dst = append(dst, `,"attrs":{`...)
+	var keys []string
+	for a := range m.Attributes() {
+		var key string
+		switch string(a.ID) {
+		case wire.SDIDOtel, wire.SDIDLog:
+			key = string(a.Name)
+		case wire.SDIDResource:
+			key = "resource." + string(a.Name)
+		default:
+			key = string(a.ID) + "." + string(a.Name)
+		}
+		if slices.Contains(keys, key) {
+			continue
+		}
+		if len(keys) > 0 {
+			dst = append(dst, ',')
+		}
+		keys = append(keys, key)
+		dst = appendJSONString(dst, key)
+		dst = append(dst, ':')
+		dst = appendJSONString(dst, string(a.Value))
+	}
+	return append(dst, '}')
+}
+
+// appendJSONString appends s as a JSON string, invalid UTF-8 as U+FFFD (as
+// encoding/json does).
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c < 0x20:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			dst = append(dst, `\ufffd`...)
+		} else {
+			dst = append(dst, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(dst, '"')
 }
 
 // notice names the platform notice a line is ("L11"), or "".

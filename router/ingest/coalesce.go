@@ -67,9 +67,10 @@ func (c *coalescer) before(now time.Time, msgs, got, room int) {
 	}
 	defer sleepers.Add(-1)
 	if c.sock != nil {
-		// Wake as soon as the window's messages are there (their size as in the
-		// last read), at most a quarter buffer.
-		c.sock.waitFor(wait, min(room/4, perWindow*got/max(msgs, 1)))
+		// Wake early only for a burst of a quarter buffer. (Waking once the
+		// window's expected messages are there cut windows short by the sleep's
+		// timer slack at high rates: twice the reads at 200,000 msgs/s.)
+		c.sock.waitFor(wait, room/4)
 		return
 	}
 	ts := syscall.NsecToTimespec(int64(wait))

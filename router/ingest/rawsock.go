@@ -23,9 +23,8 @@ import (
 // docs/router.md "Issue 15"). A read of a non-blocking socket never blocks, so
 // the runtime gains nothing from knowing about it.
 //
-// The coalescing wait is a ppoll(2) on the socket with the low-water mark set to
-// the bytes the window aims at: it returns as soon as that much is queued, or when
-// the window is over. Done raw, it holds the goroutine's P for at most the window;
+// The coalescing wait is a ppoll(2) on the socket with the low-water mark raised:
+// it returns when the window is over, or as soon as that much is queued. Done raw, it holds the goroutine's P for at most the window;
 // rawWaiters bounds how many do that at once (the others wait through the
 // runtime, which can hand their P to other goroutines).
 type rawSock struct {

@@ -171,6 +171,9 @@ func replicas(p *int32) int32 {
 type rollout struct {
 	Revision string
 	Failed   bool
+	// namespace is the workload's (its entry goes when the namespace is no longer
+	// watched).
+	namespace string
 }
 
 // workloadLines compares two observations of a workload. rolling is the revision
@@ -181,7 +184,7 @@ func workloadLines(o, n *workload, rolling *rollout) []string {
 		out = append(out, fmt.Sprintf("Scaled %s from %d to %d%s", n.label(), o.Replicas, n.Replicas, by(n.ScaledBy)))
 	}
 	if n.Revision != "" && n.Revision != o.Revision {
-		*rolling = rollout{Revision: n.Revision}
+		*rolling = rollout{Revision: n.Revision, namespace: rolling.namespace}
 		out = append(out, fmt.Sprintf("Rollout of %s revision %s started (%s)%s",
 			n.label(), n.Revision, strings.Join(n.Images, ", "), by(n.RolledBy)))
 		if !n.complete() {
@@ -194,7 +197,7 @@ func workloadLines(o, n *workload, rolling *rollout) []string {
 	switch {
 	case n.complete():
 		out = append(out, fmt.Sprintf("Rollout of %s revision %s complete: %d of %d up", n.label(), n.Revision, n.Available, n.Desired))
-		*rolling = rollout{}
+		*rolling = rollout{namespace: rolling.namespace}
 	case n.Failed != "" && !rolling.Failed:
 		rolling.Failed = true
 		out = append(out, fmt.Sprintf("Rollout of %s revision %s failed: %s", n.label(), n.Revision, n.Failed))

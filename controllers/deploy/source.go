@@ -18,8 +18,10 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -31,13 +33,15 @@ import (
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=list;watch
 
-// Source writes the deploy lines. Its informers live in a cache of their own, which
-// holds only what the lines read: pods labelled kubeplex.io/app (any value), the
-// kubelet's Pulled and Killing Events about pods (field-selected by the API server),
-// and Deployments, StatefulSets and DaemonSets cut down to their revision, replica
-// counts, images and pod-template labels. Workloads cannot be label-selected (the app
-// label is on their pod template, not on them), so those three lists are
-// cluster-wide, but small per object.
+// Source writes the deploy lines. Its informers live in caches of their own, which
+// hold only what the lines read: pods labelled kubeplex.io/app (any value), the
+// kubelet's Pulled, Killing and Unhealthy Events about pods (field-selected by the
+// API server), and Deployments, StatefulSets and DaemonSets cut down to their
+// revision, replica counts, images, pod-template labels and who changed them.
+// Workloads cannot be label-selected (the app label is on their pod template, not on
+// them), so they are watched per namespace, in the namespaces that have a LogApp
+// only: the leader starts a namespace's workload cache when its first LogApp appears
+// and stops it when the last one goes.
 type Source struct {
 	Platform *platform.Poster
 	// Apps reads LogApps (the manager's cached client): lines are written only for
@@ -48,12 +52,19 @@ type Source struct {
 	rolling map[types.UID]*rollout
 	mem     map[types.UID]*memory
 	pods    cache.Cache
+	// watched holds the running workload caches, by namespace.
+	watched map[string]context.CancelFunc
+	base    context.Context //nolint:containedctx // the leadership's, for the workload caches
+	ctl     controller.Controller
+	mgr     ctrl.Manager
 }
 
 // SetupWithManager adds the Source's cache and its leader-only watches to mgr.
 func (s *Source) SetupWithManager(mgr ctrl.Manager) error {
 	s.rolling = map[types.UID]*rollout{}
 	s.mem = map[types.UID]*memory{}
+	s.watched = map[string]context.CancelFunc{}
+	s.mgr = mgr
 	hasApp, err := labels.NewRequirement(kubeplexv1alpha1.AppLabel, selection.Exists, nil)
 	if err != nil {
 		return fmt.Errorf("deploy source: %w", err)
@@ -64,11 +75,8 @@ func (s *Source) SetupWithManager(mgr ctrl.Manager) error {
 		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient(),
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Pod{}:         {Label: labels.NewSelector().Add(*hasApp), Transform: slimPod},
-			&appsv1.Deployment{}:  {Transform: slimWorkload},
-			&appsv1.StatefulSet{}: {Transform: slimWorkload},
-			&appsv1.DaemonSet{}:   {Transform: slimWorkload},
-			&corev1.Event{}:       {Field: kill, Transform: slimEvent},
+			&corev1.Pod{}:   {Label: labels.NewSelector().Add(*hasApp), Transform: slimPod},
+			&corev1.Event{}: {Field: kill, Transform: slimEvent},
 		},
 	})
 	if err != nil {
@@ -98,18 +106,121 @@ func (s *Source) SetupWithManager(mgr ctrl.Manager) error {
 		more = append(more, ec)
 	}
 	s.pods = c
-	return ctrl.NewControllerManagedBy(mgr).
+	ctl, err := ctrl.NewControllerManagedBy(mgr).
 		Named("deploylines").
-		WatchesRawSource(source.Kind(c, &appsv1.Deployment{}, workloadHandler[*appsv1.Deployment](s))).
-		WatchesRawSource(source.Kind(c, &appsv1.StatefulSet{}, workloadHandler[*appsv1.StatefulSet](s))).
-		WatchesRawSource(source.Kind(c, &appsv1.DaemonSet{}, workloadHandler[*appsv1.DaemonSet](s))).
 		WatchesRawSource(source.Kind(c, &corev1.Pod{}, podHandler(s))).
 		WatchesRawSource(source.Kind(c, &corev1.Event{}, eventHandler(s))).
 		WatchesRawSource(source.Kind(more[0], &corev1.Event{}, eventHandler(s))).
 		WatchesRawSource(source.Kind(more[1], &corev1.Event{}, eventHandler(s))).
-		Complete(reconcile.Func(func(context.Context, reconcile.Request) (reconcile.Result, error) {
-			return reconcile.Result{}, nil
-		}))
+		// LogApps (the manager's cache) say which namespaces' workloads to watch:
+		// a LogApp's creation or deletion queues its namespace, and the reconciler
+		// starts or stops that namespace's workload cache. (Not in the handler: a
+		// new watch cannot be added while the controller starts its sources.)
+		WatchesRawSource(source.Kind(mgr.GetCache(), &kubeplexv1alpha1.LogApp{}, handler.TypedFuncs[*kubeplexv1alpha1.LogApp, reconcile.Request]{
+			CreateFunc: func(_ context.Context, e event.TypedCreateEvent[*kubeplexv1alpha1.LogApp], q queue) {
+				q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Object.Namespace}})
+			},
+			DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[*kubeplexv1alpha1.LogApp], q queue) {
+				q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Object.GetNamespace()}})
+			},
+		})).
+		Build(reconcile.Func(s.reconcileNamespace))
+	if err != nil {
+		return err
+	}
+	s.ctl = ctl
+	// The workload caches live as long as the leadership: their context is a
+	// leader-only runnable's.
+	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		s.mu.Lock()
+		s.base = ctx
+		s.mu.Unlock()
+		<-ctx.Done()
+		return nil
+	}))
+}
+
+// reconcileNamespace watches the workloads of req's namespace while it has a LogApp.
+func (s *Source) reconcileNamespace(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	var apps kubeplexv1alpha1.LogAppList
+	if err := s.Apps.List(ctx, &apps, client.InNamespace(req.Namespace)); err != nil {
+		return reconcile.Result{}, err
+	}
+	if len(apps.Items) == 0 {
+		s.unwatchNamespace(req.Namespace)
+		return reconcile.Result{}, nil
+	}
+	if !s.watchNamespace(ctx, req.Namespace) {
+		return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
+	}
+	return reconcile.Result{}, nil
+}
+
+// watchNamespace starts the workload cache of ns unless it runs; false when the
+// leadership's context is not there yet. What the cache lists first is the
+// baseline, as at the leader's start: a LogApp added to a namespace announces none
+// of its workloads' past.
+func (s *Source) watchNamespace(ctx context.Context, ns string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.watched[ns] != nil {
+		return true
+	}
+	if s.base == nil {
+		return false
+	}
+	log := ctrl.LoggerFrom(ctx).WithValues("namespace", ns)
+	c, err := cache.New(s.mgr.GetConfig(), cache.Options{
+		Scheme: s.mgr.GetScheme(), Mapper: s.mgr.GetRESTMapper(), HTTPClient: s.mgr.GetHTTPClient(),
+		DefaultNamespaces: map[string]cache.Config{ns: {}},
+		ByObject: map[client.Object]cache.ByObject{
+			&appsv1.Deployment{}:  {Transform: slimWorkload},
+			&appsv1.StatefulSet{}: {Transform: slimWorkload},
+			&appsv1.DaemonSet{}:   {Transform: slimWorkload},
+		},
+	})
+	if err != nil {
+		log.Error(err, "deploy source: cannot watch the namespace's workloads")
+		return true
+	}
+	cctx, cancel := context.WithCancel(s.base)
+	s.watched[ns] = cancel
+	go func() {
+		if err := c.Start(cctx); err != nil {
+			log.Error(err, "deploy source: workload cache stopped")
+		}
+	}()
+	go func() {
+		if c.WaitForCacheSync(cctx) {
+			// From here on a change is news (tests wait for this line).
+			log.Info("deploy source watches the namespace's workloads")
+		}
+	}()
+	for _, src := range []source.TypedSource[reconcile.Request]{
+		source.Kind(c, &appsv1.Deployment{}, workloadHandler[*appsv1.Deployment](s)),
+		source.Kind(c, &appsv1.StatefulSet{}, workloadHandler[*appsv1.StatefulSet](s)),
+		source.Kind(c, &appsv1.DaemonSet{}, workloadHandler[*appsv1.DaemonSet](s)),
+	} {
+		if err := s.ctl.Watch(src); err != nil {
+			log.Error(err, "deploy source: cannot watch the namespace's workloads")
+		}
+	}
+	return true
+}
+
+// unwatchNamespace stops the workload cache of ns (it has no LogApp left).
+func (s *Source) unwatchNamespace(ns string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cancel := s.watched[ns]; cancel != nil {
+		cancel()
+		delete(s.watched, ns)
+	}
+	for uid, r := range s.rolling {
+		if r.namespace == ns {
+			delete(s.rolling, uid)
+		}
+	}
 }
 
 type queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
@@ -122,7 +233,7 @@ func workloadHandler[T client.Object](s *Source) handler.TypedEventHandler[T, re
 				return
 			}
 			s.mu.Lock()
-			r := &rollout{}
+			r := &rollout{namespace: n.Namespace}
 			s.rolling[e.Object.GetUID()] = r
 			if e.IsInInitialList {
 				// The baseline: a rollout under way when we start is finished quietly
@@ -146,7 +257,7 @@ func workloadHandler[T client.Object](s *Source) handler.TypedEventHandler[T, re
 			s.mu.Lock()
 			r := s.rolling[e.ObjectNew.GetUID()]
 			if r == nil {
-				r = &rollout{}
+				r = &rollout{namespace: n.Namespace}
 				s.rolling[e.ObjectNew.GetUID()] = r
 			}
 			lines := workloadLines(&o, &n, r)

@@ -51,7 +51,7 @@ func TestDeploySourceMemory(t *testing.T) {
 			"--metrics-bind-address", metrics, "--health-probe-bind-address", "0", "--leader-elect=true",
 			"--webhook-port", "0", "--router-service", "", "--router-url", "http://127.0.0.1:1/logs")
 		testenv.Until(t, "the manager leads and its deploy source listed everything", func() bool {
-			return strings.Contains(mgr.Out.String(), `"msg":"Starting workers","controller":"deploylines"`)
+			return strings.Contains(mgr.Out.String(), `"msg":"deploy source watches the namespace's workloads"`)
 		})
 		// Live heap: the lists' garbage stays counted until a GC runs, and an idle
 		// manager may not run one until the runtime's 2-minute forced GC. So wait

@@ -42,11 +42,10 @@ func TestDeployLines(t *testing.T) {
 		"--leader-elect=true", "--webhook-port", "0", "--allow-cidrs", "127.0.0.0/8",
 		"--router-url", routerURL + "/logs", "--router-status-urls", "http://" + admin + "/status", "--router-status-interval", "500ms"}
 	mgr := start(t, "manager", managerArgs...)
+	// A leader watches the workloads of the namespaces that have a LogApp.
 	leads := func(p *testenv.Process) bool {
-		return strings.Contains(p.Out.String(), `"msg":"Starting workers","controller":"deploylines"`)
+		return strings.Contains(p.Out.String(), `"msg":"deploy source watches the namespace's workloads"`)
 	}
-	testenv.Until(t, "the first manager leads", func() bool { return leads(mgr) })
-	other := start(t, "manager", managerArgs...) // a follower: writes nothing
 	sink := startSyslogSink(t)
 
 	app := &kubeplexv1alpha1.LogApp{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"}}
@@ -56,6 +55,8 @@ func TestDeployLines(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	testenv.Until(t, "the first manager leads", func() bool { return leads(mgr) })
+	other := start(t, "manager", managerArgs...) // a follower: writes nothing
 	token := appToken(t, c, app)
 	drainReady(t, c, drain)
 	markersThrough(t, sink, []string{routerURL}, token, "marker-0")

@@ -23,6 +23,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -97,14 +98,25 @@ func worker(args []string) error {
 }
 
 type result struct {
-	workerCPU     time.Duration // the worker alone
+	load      string        // /proc/loadavg's first three fields at the start
+	workerCPU time.Duration // the worker alone
+	sent      int64
+	binary    int64
+	collectorRun
+	// The same worker under the collector with runtime metrics every 20 s (the
+	// default a LogApp's spec.runtimeMetrics turns on) and every 100 ms (enough
+	// samples to see one's cost through the run-to-run noise).
+	metrics20s, metrics100ms collectorRun
+}
+
+// collectorRun is one run of the worker under the collector.
+type collectorRun struct {
 	totalCPU      time.Duration // collector + worker
 	collectorCPU  time.Duration // the collector's own threads
 	peakRSS       int64         // bytes, collector only
 	lines         int64         // lines the receiver got
-	sent          int64
+	samples       int64         // runtime-metrics lines the receiver got
 	wall          time.Duration
-	binary        int64
 	dropped, lost int
 }
 
@@ -135,6 +147,11 @@ func run(ctx context.Context, o options) error {
 
 	var res result
 	res.binary = st.Size()
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(la)); len(f) >= 3 {
+			res.load = strings.Join(f[:3], " ")
+		}
+	}
 	res.sent = int64(o.rate/100) * int64(o.duration/(10*time.Millisecond))
 
 	// 1. The worker alone. Its stdout is a pipe drained by this process, as a
@@ -146,20 +163,44 @@ func run(ctx context.Context, o options) error {
 	}
 	res.workerCPU = cpu(alone.ProcessState)
 
-	// 2. The same worker under the collector, shipping to a receiver in this process.
+	// 2. The same worker under the collector, shipping to a receiver in this process;
+	// then twice more with runtime metrics on, in the same run of the bench.
+	for _, r := range []struct {
+		every string
+		into  *collectorRun
+	}{{"0", &res.collectorRun}, {"20s", &res.metrics20s}, {"100ms", &res.metrics100ms}} {
+		if *r.into, err = underCollector(ctx, o, workerArgs, r.every); err != nil {
+			return err
+		}
+	}
+
+	report := format(o, res)
+	fmt.Print(report)
+	if o.doc != "" {
+		if err := benchdoc.WriteSection(o.doc, "## Collector", report); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// underCollector runs the worker under `collector run` with --runtime-metrics every
+// (0: off), shipping to a receiver in this process, and samples the collector.
+func underCollector(ctx context.Context, o options, workerArgs []string, every string) (collectorRun, error) {
+	var res collectorRun
 	recv, err := newReceiver()
 	if err != nil {
-		return err
+		return res, err
 	}
 	defer recv.close()
-	args := append([]string{"run", "--"}, workerArgs...)
+	args := append([]string{"run", "--runtime-metrics", every, "--"}, workerArgs...)
 	c := exec.CommandContext(ctx, o.collector, args...)
 	c.Env = append(os.Environ(), "KUBEPLEX_ROUTER_URL="+recv.url, "KUBEPLEX_TOKEN=t.bench", "KUBEPLEX_PROCESS=bench.1",
 		"KUBEPLEX_GZIP="+strconv.FormatBool(o.gzip))
 	c.Stdout = io.Discard // the copy kubectl logs would read, drained here too
 	start := time.Now()
 	if err := c.Start(); err != nil {
-		return fmt.Errorf("start collector: %w", err)
+		return res, fmt.Errorf("start collector: %w", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- c.Wait() }()
@@ -170,7 +211,7 @@ func run(ctx context.Context, o options) error {
 		select {
 		case err := <-done:
 			if err != nil {
-				return fmt.Errorf("collector: %w", err)
+				return res, fmt.Errorf("collector: %w", err)
 			}
 			waiting = false
 		case <-tick.C:
@@ -185,17 +226,12 @@ func run(ctx context.Context, o options) error {
 	// /proc/PID/stat counts the collector's own threads only (the worker is a separate
 	// process); the last sample is at most 200 ms before the end.
 	res.collectorCPU = lastCPU
-	res.lines = recv.lines.Load()
+	res.lines, res.samples = recv.lines.Load(), recv.samples.Load()
 	res.dropped, res.lost = int(recv.dropped.Load()), int(recv.lost.Load())
-
-	report := format(o, res)
-	fmt.Print(report)
-	if o.doc != "" {
-		if err := benchdoc.WriteSection(o.doc, "## Collector", report); err != nil {
-			return err
-		}
+	if every != "0" && res.samples == 0 {
+		return res, fmt.Errorf("runtime metrics every %s: no sample line reached the receiver (%s)", every, strings.Join(recv.warnings(), "; "))
 	}
-	return nil
+	return res, nil
 }
 
 func cpu(ps *os.ProcessState) time.Duration { return ps.UserTime() + ps.SystemTime() }
@@ -229,9 +265,17 @@ func sample(pid int) (rss int64, cpuTime time.Duration, err error) {
 }
 
 type receiver struct {
-	url                  string
-	srv                  *http.Server
-	lines, dropped, lost atomic.Int64
+	url                           string
+	srv                           *http.Server
+	lines, dropped, lost, samples atomic.Int64
+	mu                            sync.Mutex
+	warned                        []string
+}
+
+func (r *receiver) warnings() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.warned
 }
 
 func newReceiver() (*receiver, error) {
@@ -251,6 +295,15 @@ func newReceiver() (*receiver, error) {
 			if string(f.AppName) == "app" {
 				r.lines.Add(1)
 				continue
+			}
+			if bytes.Contains(f.Text, []byte("sample#memory_total=")) {
+				r.samples.Add(1)
+				continue
+			}
+			if bytes.HasPrefix(f.Text, []byte("Warning: ")) {
+				r.mu.Lock()
+				r.warned = append(r.warned, string(f.Text))
+				r.mu.Unlock()
 			}
 			for _, p := range []struct {
 				prefix string
@@ -294,5 +347,34 @@ func format(o options, r result) string {
 	fmt.Fprintf(&b, "| lines printed / delivered / L12 / L13 | %d / %d / %d / %d | all accounted |\n", r.sent, r.lines, r.dropped, r.lost)
 	fmt.Fprintf(&b, "| collector binary (`-trimpath`, not stripped) | %.1f MiB | |\n", float64(r.binary)/(1<<20))
 	fmt.Fprintf(&b, "| wall time under the collector | %.1f s | |\n", r.wall.Seconds())
+
+	// Runtime metrics: the same worker, the same run of the bench.
+	b.WriteString("\nRuntime metrics (`--runtime-metrics`, what a LogApp's `spec.runtimeMetrics: true` turns on at 20 s): the same\n")
+	b.WriteString("worker under the collector again, in the same run, with a cgroup read and a `sample#…` line every 20 s, then\n")
+	b.WriteString("every 100 ms (a sample's cost is below the run-to-run noise at 20 s; at 100 ms there are enough of them to see it).\n\n")
+	b.WriteString("| runtime metrics | collector CPU | peak RSS | samples delivered | CPU per sample |\n|---|---|---|---|---|\n")
+	perSample := func(m collectorRun) string {
+		switch {
+		case m.samples == 0:
+			return ""
+		case m.samples < 100:
+			return "(below the noise)"
+		}
+		return fmt.Sprintf("%.0f µs", float64((m.collectorCPU-r.collectorCPU).Microseconds())/float64(m.samples))
+	}
+	for _, m := range []struct {
+		name string
+		run  collectorRun
+	}{{"off", r.collectorRun}, {"every 20 s", r.metrics20s}, {"every 100 ms", r.metrics100ms}} {
+		fmt.Fprintf(&b, "| %s | %.1f%% of a core (%.2f s) | %.1f MiB | %d | %s |\n", m.name, pct(m.run.collectorCPU),
+			m.run.collectorCPU.Seconds(), float64(m.run.peakRSS)/(1<<20), m.run.samples, perSample(m.run))
+	}
+	if m := r.metrics100ms; m.samples >= 100 {
+		each := (m.collectorCPU - r.collectorCPU).Seconds() / float64(m.samples)
+		fmt.Fprintf(&b, "\nSo one sample every 20 s costs about %.4f%% of a core (%.0f µs per sample) and no memory that shows;\n",
+			100*each/20, each*1e6)
+		b.WriteString("the 20 s run's difference from \"off\" is the machine's noise. CPU is counted in 10 ms ticks.\n")
+	}
+	fmt.Fprintf(&b, "Load average when the bench started: %s (other engineers' builds share these 2 CPUs).\n", r.load)
 	return b.String()
 }

@@ -120,7 +120,20 @@ type Batch struct {
 	// Written is how many bytes of Bytes() an Immediate write already sent; Deliver
 	// starts after them.
 	Written int
+	// peak is the largest batch since the last look at the buffer's size; filled
+	// counts the batches since then (see Reset).
+	peak, filled int
 }
+
+// A batch buffer bigger than keepBytes is given back once shrinkAfter batches in a
+// row needed less than a quarter of it: a drain keeps the buffer a backlog made it
+// grow (up to its Limits, 256 KiB for syslog) only while it has backlogs, instead of
+// for the rest of its life (issue 11 scenario 11: with hundreds of drains, their
+// peak buffers were most of the router's growth over an hour).
+const (
+	keepBytes   = 32 << 10
+	shrinkAfter = 64
+)
 
 // Len returns the number of frames.
 func (b *Batch) Len() int { return len(b.ends) }
@@ -153,9 +166,29 @@ func (b *Batch) AddRecord(wrec []byte, host string) {
 	b.ends = append(b.ends, len(b.buf))
 }
 
-// Reset empties the batch, keeping its memory.
+// Reset empties the batch, keeping its memory unless the recent batches needed far
+// less of it.
 func (b *Batch) Reset() {
+	if len(b.ends) > 0 {
+		b.peak = max(b.peak, len(b.buf))
+		b.filled++
+		if b.filled >= shrinkAfter {
+			if cap(b.buf) > keepBytes && b.peak < cap(b.buf)/4 {
+				b.buf, b.ends = nil, nil
+			}
+			b.peak, b.filled = 0, 0
+		}
+	}
 	b.buf, b.ends, b.Enqueued, b.Written = b.buf[:0], b.ends[:0], 0, 0
+}
+
+// Release gives back a buffer bigger than keepBytes: for a drain idle so long that
+// its connection was closed.
+func (b *Batch) Release() {
+	if cap(b.buf) > keepBytes {
+		b.buf, b.ends, b.peak, b.filled = nil, nil, 0, 0
+	}
+	b.Reset()
 }
 
 // ErrClosed is returned by a drain used after Close.

@@ -192,3 +192,44 @@ func TestQueueTakeDirect(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchGivesBackBigBuffer: a batch keeps the buffer that a backlog made big while
+// batches keep needing it, and gives it back once shrinkAfter batches in a row needed
+// less than a quarter of it (a drain that caught up), or on Release.
+func TestBatchGivesBackBigBuffer(t *testing.T) {
+	big := rec(strings.Repeat("x", 1000))
+	fill := func(b *Batch, n int) {
+		for range n {
+			b.AddRecord(big, "d.host")
+		}
+	}
+	var b Batch
+	fill(&b, 256) // a backlog: ~256 KiB
+	b.Reset()
+	grown := cap(b.buf)
+	if grown < 200<<10 {
+		t.Fatalf("cap %d after a big batch", grown)
+	}
+	for range 3 * shrinkAfter { // a steady backlog keeps it
+		fill(&b, 256)
+		b.Reset()
+	}
+	if cap(b.buf) != grown {
+		t.Fatalf("steady big batches: cap %d, want the same buffer (%d)", cap(b.buf), grown)
+	}
+	for i := range 2 * shrinkAfter { // caught up: small batches
+		fill(&b, 2)
+		b.Reset()
+		if i < shrinkAfter-2 && cap(b.buf) != grown {
+			t.Fatalf("buffer given back after only %d small batches", i+1)
+		}
+	}
+	if cap(b.buf) > keepBytes {
+		t.Fatalf("cap %d after %d small batches, want ≤ %d", cap(b.buf), 2*shrinkAfter, keepBytes)
+	}
+	fill(&b, 256)
+	b.Release()
+	if cap(b.buf) > keepBytes || b.Len() != 0 {
+		t.Fatalf("after Release: cap %d, %d frames", cap(b.buf), b.Len())
+	}
+}

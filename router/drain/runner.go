@@ -189,6 +189,8 @@ func (r *Runner) loop() {
 				r.mu.Lock()
 				if left, open := r.idler.IdleIn(time.Now()); open && left <= 0 {
 					r.idler.CloseIdle()
+					// Idle for minutes: nor is a buffer a backlog made big kept.
+					r.b.Release()
 				}
 				r.mu.Unlock()
 				continue

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -27,9 +28,15 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// LogEvery is the least time between two log lines of one failure streak [1 min].
 	LogEvery time.Duration
-	// WriteTimeout bounds one write; a receiver that stops reading is then
-	// reconnected [10 s].
+	// WriteTimeout is how long a write may make no progress at all (the receiver
+	// took no byte) before the connection counts as stalled and is replaced [5 s]. A
+	// slow receiver that keeps reading is not stalled, however long a batch takes.
 	WriteTimeout time.Duration
+	// NotSentLowat bounds the bytes queued in the kernel and not yet sent on a
+	// connection (TCP_NOTSENT_LOWAT) [32 KiB]: a receiver that stops reading is
+	// noticed once its own buffers are full, not after megabytes more, and what a
+	// stalled connection still holds stays small (docs/drains.md).
+	NotSentLowat int
 	// IdleTimeout closes a connection unused this long [4 min].
 	IdleTimeout time.Duration
 	// MaxAge recycles connections older than this [5 h, as Logplex].
@@ -44,7 +51,10 @@ func (o *Options) defaults() {
 		o.MaxBackoff = 300 * time.Second
 	}
 	if o.WriteTimeout <= 0 {
-		o.WriteTimeout = 10 * time.Second
+		o.WriteTimeout = 5 * time.Second
+	}
+	if o.NotSentLowat <= 0 {
+		o.NotSentLowat = 32 << 10
 	}
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = 4 * time.Minute
@@ -64,6 +74,7 @@ type Sink struct {
 
 	conn net.Conn
 	raw  syscall.RawConn // conn's socket for TryWrite; nil for TLS
+	sock syscall.RawConn // conn's TCP socket, TLS or not (socket options, SIOCOUTQ)
 	// deadline: conn has a write deadline set (by Deliver) that TryWrite must clear,
 	// since it does not renew it and an expired one would refuse every write.
 	deadline bool
@@ -152,6 +163,12 @@ func (s *Sink) Limits() drain.Limits {
 // Deliver writes b's frames, reconnecting with capped exponential backoff until they
 // are all written or ctx ends. Frames cut by a failed write are sent again on the
 // next connection; the receiver discards the partial frame with the old connection.
+//
+// A write that makes no progress for WriteTimeout ends the connection as stalled.
+// On a plain TCP connection the frames of b the receiver never acknowledged are
+// then sent again too (the stalled connection is reset, so the kernel does not
+// deliver them later as well); only what earlier batches left unacknowledged in the
+// kernel (at most about NotSentLowat, plus what was in flight) is lost with it.
 func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 	out := b.Bytes()
 	written, sent := b.Written, 0 // bytes and whole frames confirmed written
@@ -159,7 +176,9 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 		sent++
 	}
 	var lastErr error
+	from := 0 // where b's bytes on the current connection start
 	for {
+		had := s.conn
 		if err := s.ensureConn(ctx); err != nil {
 			if ctx.Err() != nil {
 				return sent, errors.Join(ctx.Err(), lastErr)
@@ -171,9 +190,10 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 			}
 			continue
 		}
-		_ = s.conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
-		s.deadline = true
-		n, err := s.conn.Write(out[written:])
+		if s.conn != had {
+			from = written
+		}
+		n, err := s.write(out[written:])
 		written += n
 		for sent < b.Len() && b.End(sent) <= written {
 			sent++
@@ -185,15 +205,63 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 			s.failLog.Succeeded(s.log(), "syslog drain delivering again")
 			return sent, nil
 		}
-		lastErr = fmt.Errorf("write to syslog drain: %w", err)
+		stalled := errors.Is(err, os.ErrDeadlineExceeded)
+		if stalled && n > 0 && s.tls == nil {
+			// The receiver is slow, not gone: it took something within the timeout.
+			s.lastUse = time.Now()
+			continue
+		}
+		if stalled {
+			lastErr = fmt.Errorf("write to syslog drain: no progress for %v: %w", s.opts.WriteTimeout, err)
+			if s.raw != nil {
+				if u := unacked(s.sock); u > 0 {
+					// Send again what of b the receiver did not acknowledge.
+					acked := max(written-u, from)
+					for sent > 0 && b.End(sent-1) > acked {
+						sent--
+					}
+					if lost := u - (written - from); lost > 0 {
+						lastErr = fmt.Errorf("%w (%d bytes of earlier batches unacknowledged)", lastErr, lost)
+					}
+				}
+			}
+			s.resetConn()
+		} else {
+			lastErr = fmt.Errorf("write to syslog drain: %w", err)
+			s.closeConn()
+		}
 		s.fail(lastErr)
-		s.closeConn()
-		// Resend from the first frame not wholly written.
+		// Resend from the first frame not wholly written (or acknowledged).
 		written = b.Start(sent)
 		if !s.sleep(ctx) {
 			return sent, errors.Join(ctx.Err(), lastErr)
 		}
 	}
+}
+
+// tlsPiece bounds one write on a TLS connection (one record's worth).
+const tlsPiece = 16 << 10
+
+// write writes p with a deadline WriteTimeout ahead. A TLS connection is unusable
+// after a write timed out, so it is written a record's worth at a time, each with
+// its own deadline: a slow receiver then times out only if it takes less than a
+// record in WriteTimeout.
+func (s *Sink) write(p []byte) (int, error) {
+	s.deadline = true
+	if s.tls == nil {
+		_ = s.conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+		return s.conn.Write(p)
+	}
+	n := 0
+	for n < len(p) {
+		_ = s.conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+		m, err := s.conn.Write(p[n:min(len(p), n+tlsPiece)])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // TryWrite writes what the socket buffer takes at once with one non-blocking write(2)
@@ -256,13 +324,18 @@ func (s *Sink) ensureConn(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var raw syscall.RawConn
+	var raw, sock syscall.RawConn
 	if tc, ok := c.(*net.TCPConn); ok {
 		// Each write is a whole batch taken when the queue had something: Nagle would
 		// only add latency (and delayed-ACK stalls) on top.
 		_ = tc.SetNoDelay(true)
+		if sock, err = tc.SyscallConn(); err == nil {
+			setNotSentLowat(sock, s.opts.NotSentLowat)
+		} else {
+			sock = nil
+		}
 		if s.tls == nil {
-			raw, _ = tc.SyscallConn()
+			raw = sock
 		}
 	}
 	if s.tls != nil {
@@ -280,7 +353,7 @@ func (s *Sink) ensureConn(ctx context.Context) error {
 	}
 	dead := new(atomic.Bool)
 	go watch(c, dead)
-	s.conn, s.raw, s.dead, s.born, s.lastUse, s.deadline = c, raw, dead, now, now, false
+	s.conn, s.raw, s.sock, s.dead, s.born, s.lastUse, s.deadline = c, raw, sock, dead, now, now, false
 	return nil
 }
 
@@ -325,8 +398,22 @@ func watch(c net.Conn, dead *atomic.Bool) {
 func (s *Sink) closeConn() {
 	if s.conn != nil {
 		_ = s.conn.Close()
-		s.conn, s.raw = nil, nil
+		s.conn, s.raw, s.sock = nil, nil, nil
 	}
+}
+
+// resetConn closes a stalled connection with a reset, so that the kernel drops
+// what it still holds for it instead of delivering it after the frames were sent
+// again elsewhere.
+func (s *Sink) resetConn() {
+	if tc, ok := s.conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	} else if tlsc, ok := s.conn.(*tls.Conn); ok {
+		if tc, ok := tlsc.NetConn().(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+	}
+	s.closeConn()
 }
 
 // IdleIn reports the time until the open connection has been unused for

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package syslog
+
+import "syscall"
+
+func setNotSentLowat(syscall.RawConn, int) {}
+
+func unacked(syscall.RawConn) int { return -1 }

@@ -120,6 +120,8 @@ type Batch struct {
 	// Written is how many bytes of Bytes() an Immediate write already sent; Deliver
 	// starts after them.
 	Written int
+	// Notice: the first frame is the L10 notice of drops before this batch.
+	Notice bool
 	// peak is the largest batch since the last look at the buffer's size; filled
 	// counts the batches since then (see Reset).
 	peak, filled int
@@ -179,7 +181,7 @@ func (b *Batch) Reset() {
 			b.peak, b.filled = 0, 0
 		}
 	}
-	b.buf, b.ends, b.Enqueued, b.Written = b.buf[:0], b.ends[:0], 0, 0
+	b.buf, b.ends, b.Enqueued, b.Written, b.Notice = b.buf[:0], b.ends[:0], 0, 0, false
 }
 
 // Release gives back a buffer bigger than keepBytes: for a drain idle so long that

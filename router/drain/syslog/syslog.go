@@ -168,7 +168,10 @@ func (s *Sink) Limits() drain.Limits {
 // On a plain TCP connection the frames of b the receiver never acknowledged are
 // then sent again too (the stalled connection is reset, so the kernel does not
 // deliver them later as well); only what earlier batches left unacknowledged in the
-// kernel (at most about NotSentLowat, plus what was in flight) is lost with it.
+// kernel (at most about NotSentLowat, plus what was in flight) is lost with it. So
+// is what the receiver's kernel took and its reader never read; when that included
+// the batch's L10 notice, the notice is sent again first on the next connection, so
+// that a receiver that stopped reading does not take the drop count with it.
 func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 	out := b.Bytes()
 	written, sent := b.Written, 0 // bytes and whole frames confirmed written
@@ -176,7 +179,9 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 		sent++
 	}
 	var lastErr error
-	from := 0 // where b's bytes on the current connection start
+	from := 0        // where b's bytes on the current connection start
+	var again []byte // b's L10 notice, to write first on the next connection
+	carried := true  // the current connection took b's first frame (its notice)
 	for {
 		had := s.conn
 		if err := s.ensureConn(ctx); err != nil {
@@ -191,9 +196,18 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 			continue
 		}
 		if s.conn != had {
-			from = written
+			from, carried = written, written == 0
 		}
-		n, err := s.write(out[written:])
+		var n int
+		var err error
+		if again != nil {
+			if _, err = s.write(again); err == nil {
+				again, carried = nil, true
+			}
+		}
+		if err == nil {
+			n, err = s.write(out[written:])
+		}
 		written += n
 		for sent < b.Len() && b.End(sent) <= written {
 			sent++
@@ -224,6 +238,9 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 						lastErr = fmt.Errorf("%w (%d bytes of earlier batches unacknowledged)", lastErr, lost)
 					}
 				}
+			}
+			if b.Notice && carried && sent > 0 {
+				again = b.Frame(0)
 			}
 			s.resetConn()
 		} else {

@@ -5,14 +5,18 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/kubeplex/kubeplex/internal/egress"
 	"github.com/kubeplex/kubeplex/internal/routing"
@@ -387,4 +391,108 @@ func TestIdleConnectionClosed(t *testing.T) {
 		t.Errorf("%d connections, want 2", c)
 	}
 	testenv.Until(t, "20 delivered", func() bool { return h.stats.Delivered.Load() == 20 })
+}
+
+// TestStalledConnectionResendsUnacknowledged: a receiver whose connection stops
+// being read. The write makes no progress for WriteTimeout, the connection counts as
+// stalled, and what of the batch the receiver's kernel never acknowledged is sent
+// again on the next connection: the bytes the receiver held on the dead connection
+// plus what arrives on the new one are every frame of the batch exactly once. (A
+// write timeout that resent only from the first frame not wholly written lost what
+// the router's own kernel still held for the dead connection.)
+func TestStalledConnectionResendsUnacknowledged(t *testing.T) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		// A small receive buffer, inherited by accepted connections: the stall comes soon.
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8192) })
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() }) // the test is over
+	raw := "syslog://" + ln.Addr().String()
+	u, _ := url.Parse(raw)
+	stalled := make(chan error, 16)
+	s, err := syslog.New(&drain.Config{Drain: routing.Drain{ID: "ns/d", Token: token, URL: raw}, App: "ns/app", URL: u},
+		drain.Env{Dialer: &drain.Dialer{Policy: egress.Policy{Allow: loopback}, Timeout: time.Second}, Logger: slog.New(slog.DiscardHandler),
+			Report: func(err error) { stalled <- err }},
+		syslog.Options{WriteTimeout: 300 * time.Millisecond, NotSentLowat: 4096, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	const n = 3000
+	var b drain.Batch
+	for i := range n {
+		b.AddRecord(message.AppendWireStrings(nil, 190, time.Unix(1764064800, 0), "app", "web.1", fmt.Sprintf("line %d %s", i, strings.Repeat("x", 80))), token)
+	}
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		k, err := s.Deliver(context.Background(), &b)
+		done <- result{k, err}
+	}()
+	c1, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c1.Close() }()
+	if err := <-stalled; !strings.Contains(err.Error(), "no progress") {
+		t.Fatalf("first failure %v, want a stall", err)
+	}
+	// What the receiver's kernel took on the dead connection, and only that.
+	var held int
+	rc, _ := c1.(*net.TCPConn).SyscallConn()
+	_ = rc.Control(func(fd uintptr) { held, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+	got := make([]byte, held)
+	if _, err := io.ReadFull(c1, got); err != nil {
+		t.Fatalf("read the %d bytes held: %v", held, err)
+	}
+	_ = c1.Close()
+	c2, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c2.Close() }()
+	// Whole frames of the dead connection (a cut one is discarded with it), then
+	// the new connection's until the batch is done.
+	var idx []int
+	collect := func(data []byte) {
+		_, _ = wire.SplitFrames(data, 0, func(rec []byte) error { // a cut last frame ends it
+			m, err := wire.Parse(rec)
+			if err != nil {
+				return err
+			}
+			var i int
+			_, err = fmt.Sscanf(string(m.Text), "line %d", &i)
+			idx = append(idx, i)
+			return err
+		})
+	}
+	collect(got)
+	first := len(idx)
+	read := make(chan []byte, 1)
+	go func() {
+		_ = c2.SetReadDeadline(time.Now().Add(time.Minute))
+		rest, _ := io.ReadAll(c2) // until the sink closes (or the deadline: then frames are missing)
+		read <- rest
+	}()
+	r := <-done
+	if r.err != nil || r.n != n {
+		t.Fatalf("Deliver = %d, %v; want %d, nil", r.n, r.err, n)
+	}
+	_ = s.Close()
+	collect(<-read)
+	for i, v := range idx {
+		if v != i {
+			t.Fatalf("frame %d is line %d (the dead connection gave lines 0..%d): a frame lost or repeated", i, v, first-1)
+		}
+	}
+	if len(idx) != n {
+		t.Fatalf("%d frames arrived, want %d", len(idx), n)
+	}
+	t.Logf("dead connection: %d bytes, %d whole frames; the rest on the next connection", held, first)
 }

@@ -133,7 +133,7 @@ type Batch struct {
 // for the rest of its life (issue 11 scenario 11: with hundreds of drains, their
 // peak buffers were most of the router's growth over an hour).
 const (
-	keepBytes   = 32 << 10
+	keepBytes   = 8 << 10
 	shrinkAfter = 64
 )
 

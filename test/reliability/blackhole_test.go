@@ -32,10 +32,18 @@ func pace(ctx context.Context, t *testing.T, g *Generator, rate, n int) {
 
 // TestScenario2BlackholedDrain: the receiver of a syslog drain stops reading (its
 // connections stay open, new ones are accepted and never read) while lines keep
-// coming. The router notices the stall (its write times out and /status says so),
-// and its RSS stays within the drain's queue plus 50 MiB however long it lasts.
-// The short version holds the blackhole until the stall is seen; make
-// test-reliability holds it 120 s at 5,000 lines/s with a 200,000-line queue.
+// coming. The router notices the stall (a write makes no progress for 5 s and
+// /status says so; how long after the receiver stopped is reported), and its RSS
+// stays within the drain's queue plus 50 MiB however long it lasts. Once the
+// receiver reads again, the newest lines the queue kept arrive and every drop is
+// announced. What the receiver's kernel acknowledged on its dead connections is
+// lost with them, beyond what TCP lets the router see: the short version holds the
+// blackhole until the stall is seen, so that is only what the first connection
+// held, and the sink's L10 counts equal the router's drops; make test-reliability
+// holds it 120 s at 5,000 lines/s with a 200,000-line queue, and the router
+// reconnects into the blackhole several times: L10 notices of those batches are
+// among what the dead connections swallowed, so there the router's announced count
+// must equal its drops and the sink's L10 counts may be lower, never higher.
 func TestScenario2BlackholedDrain(t *testing.T) {
 	queue, rate, hold := 20000, 6000, time.Duration(0)
 	if long {
@@ -124,16 +132,21 @@ func TestScenario2BlackholedDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	var bk Book
+	var announced float64
 	if err := Until(5*time.Minute, func() bool {
 		bk = books.Get(drainToken)
-		st := r.drainStatus(t)
-		return st.Queued == 0 && bk.Announced == st.Dropped && bk.Delivered >= min(queue, sent)
+		st = r.drainStatus(t)
+		announced, _ = Metric(r.admin+"/metrics", `kubeplex_router_drain_drops_announced_total{app="rel/app",drain="rel/drain"}`)
+		return st.Queued == 0 && int64(announced) == st.Dropped && bk.Delivered >= min(queue, sent) &&
+			(long || bk.Announced == st.Dropped)
 	}); err != nil {
-		t.Fatalf("after recovery: delivered %d, announced %d, /status %+v", bk.Delivered, bk.Announced, r.drainStatus(t))
+		t.Fatalf("after recovery: delivered %d, announced %d (router: %v), /status %+v", bk.Delivered, bk.Announced, announced, st)
 	}
-	t.Logf("after recovery: delivered %d, announced %d, unaccounted %d (taken by the kernel on stalled connections), repeats %d; of the newest %d, %d missing",
-		bk.Delivered, bk.Announced, bk.Balance(sent), bk.Repeats, queue, books.Missing(drainToken, sent-min(queue, sent), sent))
-	if bk.Balance(sent) < 0 {
-		t.Errorf("more announced than lost: %d", -bk.Balance(sent))
+	t.Logf("after recovery: delivered %d, announced at the sink %d (router: dropped %d, announced %v, delivered %d), unaccounted %d "+
+		"(lines and L10 notices the kernel took on stalled connections), repeats %d; of the newest %d, %d missing",
+		bk.Delivered, bk.Announced, st.Dropped, announced, st.Delivered, bk.Balance(sent), bk.Repeats, queue,
+		books.Missing(drainToken, sent-min(queue, sent), sent))
+	if bk.Balance(sent) < 0 || bk.Announced > st.Dropped {
+		t.Errorf("more announced than lost: sink %d over, router dropped %d, sink announced %d", -bk.Balance(sent), st.Dropped, bk.Announced)
 	}
 }

@@ -222,7 +222,8 @@ func GoStats(metricsURL string, st *ProcStat) error {
 	return sc.Err()
 }
 
-// Metric reads one unlabelled metric from a Prometheus text endpoint.
+// Metric reads one metric from a Prometheus text endpoint: name is the metric's
+// name with its labels as they are written (`x{drain="a/b"}`), or without any.
 func Metric(metricsURL, name string) (float64, error) {
 	resp, err := http.Get(metricsURL)
 	if err != nil {

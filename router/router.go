@@ -69,7 +69,7 @@ func Run(ctx context.Context, o Options) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	peers, err := sessionPeers(ctx, o)
+	peers, own, err := replicas(ctx, o, d, m)
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("listen admin: %w", err)
 	}
 	addrs["admin"] = adminLn.Addr().String()
-	adminSrv := &http.Server{Handler: adminMux(d, m), ReadHeaderTimeout: 10 * time.Second,
+	adminSrv := &http.Server{Handler: adminMux(d, m, own), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute}
 
 	sl := ingest.NewSyslog(d, o.Limits, o.ReadTimeout, m, log)
@@ -226,6 +226,41 @@ func sessionPeers(ctx context.Context, o Options) (session.Peers, error) {
 	return session.WatchEndpointSlices(ctx, cs, ns, name, o.Session.PeerPort, o.Name, os.Getenv("POD_IP"))
 }
 
+// replicas finds the other replicas and, with --drain-owners, starts working out
+// which drains this one owns (own is nil when that is off).
+func replicas(ctx context.Context, o Options, d *dispatch.Dispatcher, m *metrics.Metrics) (
+	peers session.Peers, own *ownership, err error) {
+	if peers, err = sessionPeers(ctx, o); err != nil || o.DrainOwners <= 0 {
+		return peers, nil, err
+	}
+	self, err := selfURL(o, orDefault(o.HTTPAddr, ":8080"))
+	if err != nil {
+		return nil, nil, err
+	}
+	own = newOwnership(o.DrainOwners, self, peers, d, m.Registry)
+	go own.run(ctx)
+	return peers, own, nil
+}
+
+// selfURL is this replica's name among the drain owners' members: what the other
+// replicas have in their peer lists for it.
+func selfURL(o Options, httpAddr string) (string, error) {
+	switch {
+	case o.SelfURL != "":
+		return strings.TrimRight(o.SelfURL, "/"), nil
+	case o.Session.PeerService != "":
+		ip := os.Getenv("POD_IP")
+		_, port, err := net.SplitHostPort(httpAddr)
+		if ip == "" || err != nil {
+			return "", errors.New("configure router: --drain-owners with --peer-service needs $POD_IP (or --self-url)")
+		}
+		return "http://" + net.JoinHostPort(ip, port), nil
+	case len(o.Session.Peers) > 0:
+		return "", errors.New("configure router: --drain-owners with --peers needs --self-url")
+	}
+	return "http://" + httpAddr, nil // alone: it owns every drain
+}
+
 // kubeClient returns a client and the API server's address.
 func kubeClient(o Options) (*kubernetes.Clientset, string, error) {
 	var rc *rest.Config
@@ -307,10 +342,14 @@ func probes(mx *http.ServeMux, d *dispatch.Dispatcher) {
 	})
 }
 
-// adminMux serves every drain's status (the manager reads it) and the metrics.
-func adminMux(d *dispatch.Dispatcher, m *metrics.Metrics) http.Handler {
+// adminMux serves every drain's status (the manager reads it), the metrics and,
+// with --drain-owners, the drains this replica owns.
+func adminMux(d *dispatch.Dispatcher, m *metrics.Metrics, own *ownership) http.Handler {
 	mx := http.NewServeMux()
 	probes(mx, d)
+	if own != nil {
+		mx.HandleFunc("GET /ownership", own.serveHTTP)
+	}
 	mx.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)

@@ -30,7 +30,8 @@ const (
 var sessionKeys = []routing.SessionKey{{ID: "k1", Key: strings.Repeat("5a", 32), Created: time.Now().UTC().Truncate(time.Second)}}
 
 // startRouters runs n router processes that know each other through --peers, all
-// with the table tbl, and returns their base URLs.
+// with the table tbl, and returns their base URLs. "{self}" in an extra argument
+// becomes the router's own base URL.
 func startRouters(t *testing.T, n int, tbl routing.Table, extra ...string) []string {
 	t.Helper()
 	bases, _ := startRoutersProcs(t, n, tbl, extra...)
@@ -39,13 +40,29 @@ func startRouters(t *testing.T, n int, tbl routing.Table, extra ...string) []str
 
 func startRoutersProcs(t *testing.T, n int, tbl routing.Table, extra ...string) ([]string, []*testenv.Process) {
 	t.Helper()
+	rs := startRouterSet(t, n, tbl, extra...)
+	bases := make([]string, 0, n)
+	procs := make([]*testenv.Process, 0, n)
+	for _, r := range rs {
+		bases, procs = append(bases, r.base), append(procs, r.proc)
+	}
+	return bases, procs
+}
+
+// routerProc is one router of startRouterSet: its base URL, admin address, process.
+type routerProc struct {
+	base, admin string
+	proc        *testenv.Process
+}
+
+func startRouterSet(t *testing.T, n int, tbl routing.Table, extra ...string) []routerProc {
+	t.Helper()
 	routes := writeTable(t, tbl)
 	addrs := make([]string, n)
 	for i := range addrs {
 		addrs[i] = testenv.FreeAddr(t)
 	}
-	bases := make([]string, 0, n)
-	procs := make([]*testenv.Process, 0, n)
+	rs := make([]routerProc, 0, n)
 	for i, addr := range addrs {
 		var others []string
 		for j, a := range addrs {
@@ -53,15 +70,19 @@ func startRoutersProcs(t *testing.T, n int, tbl routing.Table, extra ...string) 
 				others = append(others, "http://"+a)
 			}
 		}
-		args := append([]string{"--http-addr", addr, "--admin-addr", testenv.FreeAddr(t), "--routes", routes, "--allow-cidrs", "127.0.0.0/8",
-			"--name", fmt.Sprint("router-", i), "--peers", strings.Join(others, ",")}, extra...)
-		procs = append(procs, testenv.Start(t, routerBin, nil, args...))
-		bases = append(bases, "http://"+addr)
+		admin := testenv.FreeAddr(t)
+		args := make([]string, 0, 12+len(extra))
+		args = append(args, "--http-addr", addr, "--admin-addr", admin, "--routes", routes, "--allow-cidrs", "127.0.0.0/8",
+			"--name", fmt.Sprint("router-", i), "--peers", strings.Join(others, ","))
+		for _, a := range extra {
+			args = append(args, strings.ReplaceAll(a, "{self}", "http://"+addr)) // {self}: this router's base URL
+		}
+		rs = append(rs, routerProc{base: "http://" + addr, admin: admin, proc: testenv.Start(t, routerBin, nil, args...)})
 	}
-	for _, b := range bases {
-		testenv.WaitHTTP(t, b+"/readyz")
+	for _, r := range rs {
+		testenv.WaitHTTP(t, r.base+"/readyz")
 	}
-	return bases, procs
+	return rs
 }
 
 func sessionTable() routing.Table {

@@ -338,6 +338,22 @@ func (d *Dispatcher) App(id string) (*App, bool) {
 	return a, ok
 }
 
+// DrainIDs returns the IDs of the drains of the table in use (lock-free, as the
+// lookups).
+func (d *Dispatcher) DrainIDs() []string {
+	s := d.snap.Load()
+	if s == nil {
+		return nil
+	}
+	var out []string
+	for _, a := range s.apps {
+		for _, r := range a.Drains() {
+			out = append(out, r.Config.ID)
+		}
+	}
+	return out
+}
+
 // Apply makes t the routing table. It returns an error only when t is unusable as a
 // whole; a drain that cannot be built is reported in Status instead.
 func (d *Dispatcher) Apply(t *routing.Table) error {

@@ -134,7 +134,7 @@ func TestConsole(t *testing.T) {
 		run(t, ctx, choose(`#add select[name=app]`, s.ns+"/"+app),
 			js(`document.querySelector('#add input[name=url]').value = `+jsQuote(url)+`;
 				document.querySelector('#add input[name=name]').value = `+jsQuote(name)+`; undefined`),
-			chromedp.Click(chromedp.CSS(`#add button[type=submit]`)))
+			press(`#add button[type=submit]`))
 		testenv.Eventually(t, "drain "+name+" in the API server", func() error {
 			var d kubeplexv1alpha1.LogDrain
 			if err := s.Client.Get(ctxFor(t), client.ObjectKey{Namespace: s.ns, Name: name}, &d); err != nil {
@@ -151,6 +151,13 @@ func TestConsole(t *testing.T) {
 		testenv.Eventually(t, "the page confirms "+name, func() error {
 			if got := eval[string](t, ctx, `document.getElementById('msg').textContent`); got != want {
 				return fmt.Errorf("page says %q", got)
+			}
+			return nil
+		})
+		// And lists it: the refresh after an add is done.
+		testenv.Eventually(t, "the page lists "+name, func() error {
+			if !eval[bool](t, ctx, `!!document.querySelector('tr[data-drain="`+s.ns+`/`+name+`"]')`) {
+				return fmt.Errorf("no row")
 			}
 			return nil
 		})
@@ -181,9 +188,16 @@ func TestConsole(t *testing.T) {
 	}
 	screenshot(t, ctx, "console.png")
 
-	// Remove takes two clicks.
-	sel := chromedp.CSS(`tr[data-drain="` + s.ns + `/scratch"] button.remove`)
-	run(t, ctx, chromedp.Click(sel), chromedp.Click(sel))
+	// Remove takes two clicks; the page's refresh between them keeps the armed button.
+	sel := `tr[data-drain="` + s.ns + `/scratch"] button.remove`
+	run(t, ctx, press(sel))
+	testenv.Eventually(t, "remove armed", func() error {
+		if got := eval[string](t, ctx, `document.querySelector(`+jsQuote(sel)+`).textContent`); got != "Confirm remove" {
+			return fmt.Errorf("button %q", got)
+		}
+		return nil
+	})
+	run(t, ctx, press(sel))
 	testenv.Eventually(t, "scratch gone from the API server", func() error {
 		var d kubeplexv1alpha1.LogDrain
 		if err := s.Client.Get(ctxFor(t), client.ObjectKey{Namespace: s.ns, Name: "scratch"}, &d); !apierrors.IsNotFound(err) {
@@ -193,7 +207,7 @@ func TestConsole(t *testing.T) {
 	})
 
 	// The viewer, through a session the console opened with the user's rights.
-	run(t, ctx, chromedp.Click(chromedp.CSS(`tr[data-app="`+s.ns+`/web"] button.view`)))
+	run(t, ctx, press(`tr[data-app="`+s.ns+`/web"] button.view`))
 	var viewer string
 	testenv.Eventually(t, "a viewer link", func() error {
 		viewer = eval[string](t, ctx, `(document.getElementById('viewer-link') || {}).href || ''`)
@@ -212,3 +226,12 @@ func TestConsole(t *testing.T) {
 }
 
 func jsQuote(s string) string { return fmt.Sprintf("%q", s) }
+
+// press clicks the element as the page's own event (element.click()), not at screen
+// coordinates: the console's tables grow and shrink as drains come and go, and a
+// mouse click computed before such a shift lands beside the button (TestConsole
+// lost clicks that way on a loaded machine).
+func press(sel string) chromedp.Action[chromedp.Void] {
+	return js(`(() => { const e = document.querySelector(` + jsQuote(sel) + `);
+		if (!e) throw new Error('no element ` + strings.ReplaceAll(sel, "'", "") + `'); e.click(); })()`)
+}

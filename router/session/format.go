@@ -87,6 +87,48 @@ type encoder struct {
 	buf []byte
 	cur cursor
 	ts  []byte
+	// sec and secText: the last whole second formatted ("2006-01-02T15:04:05"), kept
+	// because a busy stream's lines mostly share it and the calendar arithmetic was
+	// a quarter of a tail's cost at 1M lines/s.
+	sec     int64
+	secText []byte
+}
+
+// maxCachedMicros bounds the times appendTime formats itself (years 1970-9999);
+// others go through wire.AppendTimestampMicro, which also clamps the range.
+const maxCachedMicros = 253402300800 * 1e6
+
+// appendTime appends us (µs since the epoch) as wire.AppendTimestampMicro does.
+func (e *encoder) appendTime(dst []byte, us int64) []byte {
+	if us < 0 || us >= maxCachedMicros {
+		return wire.AppendTimestampMicro(dst, us)
+	}
+	sec := us / 1e6
+	if e.secText == nil || sec != e.sec {
+		e.secText = wire.AppendTimestampMicro(e.secText[:0], sec*1e6)[:19]
+		e.sec = sec
+	}
+	dst = append(dst, e.secText...)
+	frac := us - sec*1e6
+	var b [7]byte
+	b[0] = '.'
+	for i := 6; i >= 1; i-- {
+		b[i] = byte('0' + frac%10)
+		frac /= 10
+	}
+	dst = append(dst, b[:]...)
+	return append(dst, "+00:00"...)
+}
+
+// appendText is message.AppendText with appendTime.
+func (e *encoder) appendText(dst []byte, m *message.Msg) []byte {
+	dst = e.appendTime(dst, m.Time)
+	dst = append(dst, ' ')
+	dst = append(dst, m.Source...)
+	dst = append(dst, '[')
+	dst = append(dst, m.ProcID...)
+	dst = append(dst, ']', ':', ' ')
+	return append(dst, m.Text...)
 }
 
 // record appends rec, line seq of history hid (0, 0: a line without a position).
@@ -95,10 +137,12 @@ func (e *encoder) record(rec []byte, hid uint32, seq uint64) {
 	if err != nil {
 		return
 	}
-	e.cur.add(&m, hid, seq)
+	if e.f == formatSSE { // only event streams carry (and re-issue) a cursor
+		e.cur.add(&m, hid, seq)
+	}
 	switch e.f {
 	case formatText:
-		e.buf = message.AppendText(e.buf, &m)
+		e.buf = e.appendText(e.buf, &m)
 		e.buf = append(e.buf, '\n')
 	case formatJSON:
 		e.buf = e.appendJSON(e.buf, &m)
@@ -113,7 +157,7 @@ func (e *encoder) record(rec []byte, hid uint32, seq uint64) {
 }
 
 func (e *encoder) appendJSON(dst []byte, m *message.Msg) []byte {
-	e.ts = wire.AppendTimestamp(e.ts[:0], time.UnixMicro(m.Time).UTC())
+	e.ts = e.appendTime(e.ts[:0], m.Time)
 	l := jsonLine{Time: string(e.ts), Source: string(m.Source), Dyno: string(m.ProcID), Message: string(m.Text), Notice: notice(m)}
 	b, _ := json.Marshal(&l) // strings only; invalid UTF-8 becomes U+FFFD
 	if len(m.Attrs) == 0 {

@@ -73,3 +73,23 @@ func TestJSONAttributes(t *testing.T) {
 		t.Fatalf("text %q", got)
 	}
 }
+
+// TestEncoderTimes: the encoder's own timestamp formatting (the second kept from the
+// line before) writes what wire.AppendTimestampMicro writes, whatever the order of
+// the times, and the text form is message.AppendText's.
+func TestEncoderTimes(t *testing.T) {
+	e := &encoder{f: formatText}
+	base := time.Date(2026, 11, 25, 23, 59, 59, 999999000, time.UTC).UnixMicro()
+	times := make([]int64, 0, 1100)
+	times = append(times, base, base, base+1, base-1, base+1e6, 0, 1, -1, 951782400e6-1, 951782400e6, // 2000-02-29
+		maxCachedMicros-1, maxCachedMicros, 1<<62, -(1 << 62))
+	for i := range 500 {
+		times = append(times, base+int64(i)*7777777, base-int64(i)*86400e6-int64(i))
+	}
+	for _, us := range times {
+		m := message.Msg{Time: us, Source: []byte("app"), ProcID: []byte("web.1"), Text: []byte("x")}
+		if got, want := string(e.appendText(nil, &m)), string(message.AppendText(nil, &m)); got != want {
+			t.Fatalf("time %d: %q, want %q", us, got, want)
+		}
+	}
+}

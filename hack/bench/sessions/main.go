@@ -1,10 +1,12 @@
 // Command sessions benchmarks log sessions on real router processes and writes the
 // "## Log sessions" section of docs/benchmarks.md:
 //   - time to the last line of a 1500-line history merged from 3 replicas;
-//   - the cost of 10 concurrent tails: router ingest throughput (bulk POST /logs) and
-//     drain latency p99 at 10,000 lines/s in, each without and with the tails.
+//   - the cost of concurrent tails (1 and 10, following the paced app and following
+//     the bulk app itself): router ingest throughput (bulk POST /logs), router CPU per
+//     bulk line, drain latency p99 and CPU per line at 10,000 lines/s in, each
+//     without and with the tails.
 //
-// Bounded: about a minute and a half on a 2-core machine.
+// Bounded: about three minutes on a 2-core machine.
 package main
 
 import (
@@ -49,15 +51,16 @@ const (
 var keys = []routing.SessionKey{{ID: benchNS, Key: strings.Repeat("42", 32), Created: time.Now().UTC().Truncate(time.Second)}}
 
 type options struct {
-	router  string
-	doc     string
-	reps    int
-	bulk    int
-	rate    int
-	paced   time.Duration
-	tails   int
-	profile string
-	workDir string
+	router      string
+	doc         string
+	reps        int
+	bulk        int
+	rate        int
+	paced       time.Duration
+	tails       []int
+	profile     string
+	profileBulk string
+	workDir     string
 }
 
 func main() {
@@ -68,10 +71,23 @@ func main() {
 	flag.IntVar(&o.bulk, "bulk", 1000000, "lines per bulk ingest run")
 	flag.IntVar(&o.rate, "rate", 10000, "lines/s of the paced runs")
 	flag.DurationVar(&o.paced, "paced", 8*time.Second, "length of each paced run")
-	flag.IntVar(&o.tails, "tails", 10, "concurrent tail sessions")
-	flag.StringVar(&o.profile, "profile", "", "write the router's CPU profile of the first paced run with tails to this file")
+	flag.Func("tails", "comma-separated counts of concurrent tail sessions to measure (default 1,10)", func(v string) error {
+		for f := range strings.SplitSeq(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				return fmt.Errorf("bad tail count %q", f)
+			}
+			o.tails = append(o.tails, n)
+		}
+		return nil
+	})
+	flag.StringVar(&o.profile, "profile", "", "write the router's CPU profile of the first paced run with the most tails on app A to this file")
+	flag.StringVar(&o.profileBulk, "profile-bulk", "", "write the router's CPU profile of the first bulk phase with the most tails on app B to this file")
 	flag.Parse()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	if len(o.tails) == 0 {
+		o.tails = []int{1, 10}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "kubeplex-session-bench-")
 	if err != nil {
@@ -85,15 +101,36 @@ func main() {
 }
 
 type result struct {
-	historyTimes []time.Duration
-	ingest       [2][]float64       // lines/s without, with tails
-	p99          [2][]time.Duration // drain p99 at o.rate, without, with tails
-	delivered    [2]int64
-	pacedRate    [2][]float64 // lines/s the paced sender achieved
-	tailLines    int64
-	cpu          [2][]float64 // router CPU µs per line at o.rate
-	load         string
-	took         time.Duration
+	historyTimes  []time.Duration
+	modes         []mode
+	tailLines     int64
+	load, loadEnd string
+	took          time.Duration
+}
+
+// mode is one configuration of the tail benchmark: n tails following app (none for
+// the baseline), and what was measured in each rep.
+type mode struct {
+	n         int
+	app       string          // appName (the paced app A) or bulkName
+	ingest    []float64       // bulk lines/s
+	bulkCPU   []float64       // router CPU µs per bulk line during the bulk phase
+	p99       []time.Duration // drain p99 at o.rate
+	cpu       []float64       // router CPU µs per line at o.rate
+	pacedRate []float64       // lines/s the paced sender achieved
+	delivered int64
+}
+
+const bulkName = "bulk"
+
+func (m *mode) name() string {
+	switch {
+	case m.n == 0:
+		return "no tails"
+	case m.app == bulkName:
+		return fmt.Sprintf("%d on app B", m.n)
+	}
+	return fmt.Sprintf("%d on app A", m.n)
 }
 
 func run(ctx context.Context, o options) error {
@@ -107,6 +144,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	r.took = time.Since(start)
+	r.loadEnd = loadAvg()
 	md := r.markdown(o)
 	fmt.Print(md)
 	if o.doc != "" {
@@ -164,7 +202,7 @@ func startRouters(ctx context.Context, o options, n int, tbl routing.Table) ([]*
 		if len(others) > 0 {
 			args = append(args, "--peers", strings.Join(others, ","))
 		}
-		if o.profile != "" && n == 1 {
+		if (o.profile != "" || o.profileBulk != "") && n == 1 {
 			if debugAddr, err = freeAddr(); err != nil {
 				return nil, err
 			}
@@ -353,12 +391,12 @@ func (s *drainSink) take() []time.Duration {
 	return l
 }
 
-// tails opens n tail sessions that read and count everything.
-func tails(ctx context.Context, base string, n int, count *atomic.Int64) (stop func(), err error) {
+// tails opens n tail sessions of app that read and count everything.
+func tails(ctx context.Context, base, app string, n int, count *atomic.Int64) (stop func(), err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for range n {
-		url, err := sessionURL(base, session.Claims{Namespace: benchNS, App: appName, Tail: true})
+		url, err := sessionURL(base, session.Claims{Namespace: benchNS, App: app, Tail: true})
 		if err != nil {
 			cancel()
 			return nil, err
@@ -409,7 +447,7 @@ func tailBench(ctx context.Context, o options, r *result) error {
 	tbl := routing.Table{SessionKeys: keys, Apps: []routing.App{
 		{ID: appID, Tokens: []routing.Token{{Token: token, Source: source}},
 			Drains: []routing.Drain{{ID: "bench/sink", Token: drainToken, URL: "syslog://" + sink.ln.Addr().String()}}},
-		{ID: benchNS + "/bulk", Tokens: []routing.Token{{Token: bulkToken, Source: source}}},
+		{ID: benchNS + "/" + bulkName, Tokens: []routing.Token{{Token: bulkToken, Source: source}}},
 	}}
 	ps, err := startRouters(ctx, o, 1, tbl)
 	if err != nil {
@@ -417,13 +455,21 @@ func tailBench(ctx context.Context, o options, r *result) error {
 	}
 	defer stopAll(ps)
 	base, pid := ps[0].base, ps[0].cmd.Process.Pid
+	r.modes = []mode{{}}
+	for _, n := range o.tails {
+		r.modes = append(r.modes, mode{n: n, app: appName})
+	}
+	for _, n := range o.tails {
+		r.modes = append(r.modes, mode{n: n, app: bulkName})
+	}
 	var tailCount atomic.Int64
 	for rep := range o.reps {
-		// Alternate without/with tails so drift in the machine's load hits both.
-		for mode := range 2 {
+		// Modes in turn within each rep, so drift in the machine's load hits all.
+		for mi := range r.modes {
+			m := &r.modes[mi]
 			var stop func()
-			if mode == 1 {
-				if stop, err = tails(ctx, base, o.tails, &tailCount); err != nil {
+			if m.n > 0 {
+				if stop, err = tails(ctx, base, m.app, m.n, &tailCount); err != nil {
 					return err
 				}
 			}
@@ -431,7 +477,7 @@ func tailBench(ctx context.Context, o options, r *result) error {
 			sink.take()
 			before, cpu0 := sink.n.Load(), procCPU(pid)
 			var profiled chan struct{}
-			if mode == 1 && rep == 0 && o.profile != "" {
+			if m.n > 0 && m.n == slices.Max(o.tails) && m.app == appName && rep == 0 && o.profile != "" {
 				profiled = make(chan struct{})
 				go func() { defer close(profiled); saveProfile(o.profile, o.paced/2) }()
 			}
@@ -451,19 +497,29 @@ func tailBench(ctx context.Context, o options, r *result) error {
 			if len(lats) == 0 {
 				return errors.New("paced run: no latency samples")
 			}
-			r.p99[mode] = append(r.p99[mode], lats[len(lats)*99/100])
-			r.cpu[mode] = append(r.cpu[mode], float64(cpu.Microseconds())/float64(sent))
-			r.delivered[mode] += sink.n.Load() - before
-			r.pacedRate[mode] = append(r.pacedRate[mode], float64(sent)/(o.paced/2).Seconds())
-			// Phase 2: the paced stream (and the tails) go on while another app takes
-			// bulk ingest: its throughput is what the tails cost the router.
+			m.p99 = append(m.p99, lats[len(lats)*99/100])
+			m.cpu = append(m.cpu, float64(cpu.Microseconds())/float64(sent))
+			m.delivered += sink.n.Load() - before
+			m.pacedRate = append(m.pacedRate, float64(sent)/(o.paced/2).Seconds())
+			// Phase 2: the paced stream (and the tails) go on while app B takes bulk
+			// ingest: its throughput is what the tails cost the router.
 			pctx, pcancel := context.WithCancel(ctx)
 			perr := make(chan error, 1)
 			go func() {
 				_, err := paced(pctx, base, token, o.rate, o.paced)
 				perr <- err
 			}()
+			if m.n > 0 && m.n == slices.Max(o.tails) && m.app == bulkName && rep == 0 && o.profileBulk != "" {
+				profiled = make(chan struct{})
+				go func() { defer close(profiled); saveProfile(o.profileBulk, 2*time.Second) }()
+			}
+			cpu0 = procCPU(pid)
 			rate, err := bulkIngest(ctx, base, o.bulk)
+			bulkCPU := procCPU(pid) - cpu0
+			if profiled != nil {
+				<-profiled
+				profiled = nil
+			}
 			pcancel()
 			if err != nil {
 				return err
@@ -477,9 +533,10 @@ func tailBench(ctx context.Context, o options, r *result) error {
 			if err := waitIdle(ctx, sink); err != nil {
 				return err
 			}
-			r.ingest[mode] = append(r.ingest[mode], rate)
-			log.Printf("rep %d tails=%v: bulk ingest %.0f lines/s, paced p99 %v, %d delivered of %d", rep, mode == 1, rate,
-				lats[len(lats)*99/100], sink.n.Load()-before, sent)
+			m.ingest = append(m.ingest, rate)
+			m.bulkCPU = append(m.bulkCPU, float64(bulkCPU.Microseconds())/float64(o.bulk))
+			log.Printf("rep %d %s: bulk ingest %.0f lines/s (%.2f CPU-µs/line), paced p99 %v, %.1f CPU-µs/line", rep, m.name(), rate,
+				m.bulkCPU[len(m.bulkCPU)-1], lats[len(lats)*99/100], m.cpu[len(m.cpu)-1])
 		}
 	}
 	r.tailLines = tailCount.Load()
@@ -600,21 +657,49 @@ func (r *result) markdown(o options) string {
 		"(text/plain) read to its last line from one of them: median %v (min %v, max %v).\n\n",
 		median(r.historyTimes).Round(100*time.Microsecond), slices.Min(r.historyTimes).Round(100*time.Microsecond),
 		slices.Max(r.historyTimes).Round(100*time.Microsecond))
-	fmt.Fprintf(&b, "**%d concurrent tails at %d lines/s in.** One router. App A gets %d lines/s (100 batches a second) and\n"+
-		"has a syslog drain to a local receiver; the tails (text/plain, read by the harness on the same machine) follow\n"+
-		"app A. Drain p99 and CPU per line: app A's paced stream alone for %v (send → drain receiver). Ingest\n"+
-		"throughput: meanwhile %d lines POSTed to app B by 4 senders in batches of 500, as fast as the router takes\n"+
-		"them. Medians over the reps, runs alternating without/with tails.\n\n",
-		o.tails, o.rate, o.rate, o.paced/2, o.bulk)
-	b.WriteString("| | without tails | with tails | change |\n|---|---|---|---|\n")
-	in0, in1 := median(r.ingest[0]), median(r.ingest[1])
-	fmt.Fprintf(&b, "| ingest throughput (app B) | %.0f lines/s | %.0f lines/s | %+.1f%% |\n", in0, in1, 100*(in1-in0)/in0)
-	p0, p1 := median(r.p99[0]), median(r.p99[1])
-	fmt.Fprintf(&b, "| drain p99 at %d lines/s | %v | %v | |\n", o.rate, p0.Round(10*time.Microsecond), p1.Round(10*time.Microsecond))
-	c0, c1 := median(r.cpu[0]), median(r.cpu[1])
-	fmt.Fprintf(&b, "| router CPU per line at %d lines/s | %.1f µs | %.1f µs | %+.1f%% |\n", o.rate, c0, c1, 100*(c1-c0)/c0)
-	fmt.Fprintf(&b, "| paced rate achieved | %.0f lines/s | %.0f lines/s | |\n", median(r.pacedRate[0]), median(r.pacedRate[1]))
-	fmt.Fprintf(&b, "| lines delivered by the drain in the paced runs | %d | %d | |\n", r.delivered[0], r.delivered[1])
+	fmt.Fprintf(&b, "**Tails at %d lines/s in.** One router. App A gets %d lines/s (100 batches a second) and has a\n"+
+		"syslog drain to a local receiver. Drain p99 and CPU per line: app A's paced stream alone for %v (send → drain\n"+
+		"receiver). Ingest: meanwhile %d lines POSTed to app B by 4 senders in batches of 500, as fast as the router\n"+
+		"takes them; its throughput, and the router's CPU time during that phase per app B line (steadier under load:\n"+
+		"it does not depend on how much CPU the machine leaves the router). The tails (text/plain, read by the harness\n"+
+		"on the same machine) follow app A (the goal's case) or app B itself (every bulk line offered to every tail,\n"+
+		"which overflow and get L11). Medians over the reps; the modes take turns within each rep.\n\n",
+		o.rate, o.rate, o.paced/2, o.bulk)
+	b.WriteString("| |")
+	for _, m := range r.modes {
+		fmt.Fprintf(&b, " %s |", m.name())
+	}
+	b.WriteString("\n|---|")
+	for range r.modes {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	base := &r.modes[0]
+	row := func(label string, cell func(m *mode) string) {
+		b.WriteString("| " + label + " |")
+		for i := range r.modes {
+			b.WriteString(" " + cell(&r.modes[i]) + " |")
+		}
+		b.WriteString("\n")
+	}
+	change := func(v, v0 float64) string {
+		if v0 == 0 {
+			return ""
+		}
+		return fmt.Sprintf(" (%+.1f%%)", 100*(v-v0)/v0)
+	}
+	row("ingest throughput (app B)", func(m *mode) string {
+		return fmt.Sprintf("%.0fk lines/s", median(m.ingest)/1000) + change(median(m.ingest), median(base.ingest))
+	})
+	row("router CPU per app B line (bulk phase)", func(m *mode) string {
+		return fmt.Sprintf("%.2f µs", median(m.bulkCPU)) + change(median(m.bulkCPU), median(base.bulkCPU))
+	})
+	row(fmt.Sprintf("drain p99 at %d lines/s", o.rate), func(m *mode) string { return median(m.p99).Round(10 * time.Microsecond).String() })
+	row(fmt.Sprintf("router CPU per line at %d lines/s", o.rate), func(m *mode) string {
+		return fmt.Sprintf("%.1f µs", median(m.cpu)) + change(median(m.cpu), median(base.cpu))
+	})
+	row("paced rate achieved", func(m *mode) string { return fmt.Sprintf("%.0f lines/s", median(m.pacedRate)) })
+	row("lines delivered by the drain in the paced runs", func(m *mode) string { return strconv.FormatInt(m.delivered, 10) })
 	runs := func(v []float64) string {
 		out := make([]string, 0, len(v))
 		for _, x := range v {
@@ -622,9 +707,9 @@ func (r *result) markdown(o options) string {
 		}
 		return strings.Join(out, ", ")
 	}
-	fmt.Fprintf(&b, "| ingest runs, in order | %s | %s | |\n", runs(r.ingest[0]), runs(r.ingest[1]))
-	fmt.Fprintf(&b, "\nLines read by the tails in all: %d. Goal: tails cost ≤ 10%% of ingest throughput. The spread of the\n"+
-		"runs shows how much the machine's load moves these numbers: a difference smaller than that spread is not\n"+
-		"a measurement of the tails. The CPU per line is the steadier signal.\n", r.tailLines)
+	row("ingest runs, in order", func(m *mode) string { return runs(m.ingest) })
+	fmt.Fprintf(&b, "\nLoad average at the end: %s. Lines read by the tails in all: %d. Goal: tails cost ≤ 10%% of ingest\n"+
+		"throughput. The spread of the runs shows how much the machine's load moves the throughput: a difference\n"+
+		"smaller than that spread is not a measurement of the tails. CPU per line is the steadier signal.\n", r.loadEnd, r.tailLines)
 	return b.String()
 }

@@ -103,8 +103,8 @@ func (o *ownership) refresh() {
 	o.set, o.version, o.drains, o.owned = members, version, drains, owned
 }
 
-// ownershipReport is what GET /ownership answers.
-type ownershipReport struct {
+// OwnershipReport is what GET /ownership (admin port, --drain-owners) answers.
+type OwnershipReport struct {
 	Self    string   `json:"self"`
 	Members []string `json:"members"`
 	Owners  int      `json:"owners"`
@@ -114,7 +114,7 @@ type ownershipReport struct {
 
 func (o *ownership) serveHTTP(w http.ResponseWriter, _ *http.Request) {
 	o.mu.Lock()
-	rep := ownershipReport{Self: o.self, Members: o.set.Members(), Owners: o.set.K(), Version: o.version,
+	rep := OwnershipReport{Self: o.self, Members: o.set.Members(), Owners: o.set.K(), Version: o.version,
 		Owned: make([]string, 0, o.owned)}
 	for id, mine := range o.drains {
 		if mine {

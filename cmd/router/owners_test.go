@@ -11,15 +11,8 @@ import (
 
 	"github.com/kubeplex/kubeplex/internal/routing"
 	"github.com/kubeplex/kubeplex/internal/testenv"
+	"github.com/kubeplex/kubeplex/router"
 )
-
-type ownershipReport struct {
-	Self    string   `json:"self"`
-	Members []string `json:"members"`
-	Owners  int      `json:"owners"`
-	Version string   `json:"version"`
-	Owned   []string `json:"owned"`
-}
 
 func getJSON(url string, v any) error {
 	resp, err := http.Get(url)
@@ -59,7 +52,7 @@ func TestDrainOwners(t *testing.T) {
 
 	count := map[string]int{}
 	for _, r := range rs {
-		var rep ownershipReport
+		var rep router.OwnershipReport
 		testenv.Eventually(t, r.base+" reports the table's ownership", func() error {
 			if err := getJSON("http://"+r.admin+"/ownership", &rep); err != nil {
 				return err

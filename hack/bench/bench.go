@@ -363,7 +363,14 @@ func (b *bench) throughput(ctx context.Context, sc scenario) (throughput, error)
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				saveProfile(r.debug, "profile?seconds=1", fmt.Sprintf("%s-%s-%dc-%dd.pprof", b.o.profile, name, conns, drains))
+				kind := ""
+				switch {
+				case sc.otlp != "":
+					kind = "-otlp-" + sc.otlp
+				case sc.http:
+					kind = "-http"
+				}
+				saveProfile(r.debug, "profile?seconds=1", fmt.Sprintf("%s-%s-%dc-%dd%s.pprof", b.o.profile, name, conns, drains, kind))
 			}()
 			defer func() { <-done }()
 		}

@@ -18,6 +18,9 @@ const (
 	SDIDLog = "log@32473"
 	// SDIDResource holds the resource's attributes (service.name, ...).
 	SDIDResource = "res@32473"
+	// SDIDScope holds the instrumentation scope's attributes (its name and version
+	// are in SDIDOtel).
+	SDIDScope = "scope@32473"
 )
 
 // maxSDName is the longest SD-NAME (SD-ID or PARAM-NAME), RFC 5424 section 6.

@@ -102,6 +102,8 @@ type Sink struct {
 	client    *http.Client
 	transport *http.Transport
 	born      time.Time
+	// l14 announces certificate failures once per failure streak.
+	l14 drain.CertNotice
 }
 
 var (
@@ -130,27 +132,9 @@ func (s *Sink) newClient() error {
 	if err != nil {
 		return fmt.Errorf("new http drain %s: %w", s.cfg.ID, err)
 	}
-	dialer := *s.env.Dialer
-	dialer.Timeout = s.opts.ConnectTimeout
-	t := &http.Transport{
-		// No proxy: a proxy would dial on the router's behalf and bypass the address check.
-		Proxy:                 nil,
-		DialContext:           dialer.DialContext,
-		TLSClientConfig:       tc,
-		TLSHandshakeTimeout:   s.opts.ConnectTimeout,
-		IdleConnTimeout:       s.opts.IdleTimeout,
-		MaxIdleConnsPerHost:   s.opts.MaxInFlight,
-		ResponseHeaderTimeout: s.opts.RequestTimeout,
-		ForceAttemptHTTP2:     true,
-	}
 	old := s.transport
-	s.transport = t
-	s.client = &http.Client{
-		Transport: t,
-		Timeout:   s.opts.RequestTimeout,
-		// Redirects would lead the router to addresses the manager never checked.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	s.client, s.transport = drain.NewHTTPClient(s.env.Dialer, drain.HTTPOptions{TLS: tc, ConnectTimeout: s.opts.ConnectTimeout,
+		RequestTimeout: s.opts.RequestTimeout, IdleTimeout: s.opts.IdleTimeout, MaxIdle: s.opts.MaxInFlight})
 	s.born = time.Now()
 	if old != nil {
 		old.CloseIdleConnections()
@@ -263,8 +247,10 @@ func (s *Sink) post(ctx context.Context, client *http.Client, br *wire.BatchRequ
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		s.l14.Failed(s.env, err, s.cfg.URL.Scheme+"://"+s.cfg.URL.Host+"/")
 		return fmt.Errorf("post to http drain: %w", redact(err))
 	}
+	s.l14.Succeeded()
 	// Read a little of the body so the connection can be reused, then close it.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,15 @@ type harness struct {
 	queue  *drain.Queue
 	stats  *drain.Stats
 	errs   atomic.Int64
+
+	mu        sync.Mutex
+	announced []string // platform lines (L14)
+}
+
+func (h *harness) Announced() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.announced)
 }
 
 func start(t *testing.T, d routing.Drain, opts httpdrain.Options, queue int) *harness {
@@ -59,6 +69,7 @@ func startWith(t *testing.T, d routing.Drain, opts httpdrain.Options, queue int,
 		Logger:    log,
 		Report:    func(err error) { h.errs.Add(1); h.stats.Fail(err, time.Now()) },
 		UserAgent: "kubeplex-router/test",
+		Announce:  func(s string) { h.mu.Lock(); h.announced = append(h.announced, s); h.mu.Unlock() },
 	}
 	s, err := httpdrain.New(cfg, env, opts)
 	if err != nil {
@@ -327,11 +338,20 @@ func TestHTTPS(t *testing.T) {
 	h.push(0, 2, 0)
 	rv.WaitAccepted(t, 2)
 
-	// Without the CA the certificate is refused and nothing is accepted.
+	// Without the CA the certificate is refused and nothing is accepted; one L14
+	// notice per failure streak names the receiver without its path.
 	rv2 := drainpeer.NewHTTPReceiver(t, &cert, nil)
-	h2 := start(t, routing.Drain{URL: rv2.URL}, httpdrain.Options{Attempts: 1}, 100)
+	h2 := start(t, routing.Drain{URL: rv2.URL + "/secret"}, httpdrain.Options{Attempts: 2}, 100)
 	h2.push(0, 2, 0)
-	testenv.Until(t, "drop", func() bool { return h2.stats.Dropped.Load() == 2 })
+	testenv.Until(t, "drop", func() bool { return h2.stats.Dropped.Load() == 2 && h2.errs.Load() >= 2 })
+	a := h2.Announced()
+	if len(a) != 1 || !strings.HasPrefix(a[0], "Error L14 (certificate validation): error=") ||
+		!strings.HasSuffix(a[0], ` uri="`+rv2.URL+`/"`) {
+		t.Errorf("announced %q", a)
+	}
+	if len(h.Announced()) != 0 {
+		t.Errorf("the verified drain announced %q", h.Announced())
+	}
 	if len(rv2.Requests()) != 0 {
 		t.Error("request reached a receiver with an unverified certificate")
 	}

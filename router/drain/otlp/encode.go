@@ -9,10 +9,8 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
-	collogs "go.opentelemetry.io/proto/otlp/collector/logs/v1"
-	common "go.opentelemetry.io/proto/otlp/common/v1"
 	logs "go.opentelemetry.io/proto/otlp/logs/v1"
-	resource "go.opentelemetry.io/proto/otlp/resource/v1"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/drain"
@@ -53,52 +51,62 @@ func Severity(pri uint8) (logs.SeverityNumber, string) {
 	return s.num, s.text
 }
 
-// arena hands out T values from chunks that are never moved, so pointers to them
-// stay valid for the whole batch; reset makes them all reusable. Values come back
-// with whatever the last batch left in them: callers set every field.
-type arena[T any] struct {
-	chunks [][]T
-	n      int
-}
+// Field numbers of the OTLP messages written here (opentelemetry-proto,
+// collector/logs/v1, logs/v1, common/v1, resource/v1).
+const (
+	fRequestResourceLogs = 1 // ExportLogsServiceRequest.resource_logs
 
-const arenaChunk = 256
+	fResourceLogsResource  = 1 // ResourceLogs.resource
+	fResourceLogsScopeLogs = 2 // ResourceLogs.scope_logs
 
-func (a *arena[T]) next() *T {
-	c, o := a.n/arenaChunk, a.n%arenaChunk
-	if c == len(a.chunks) {
-		a.chunks = append(a.chunks, make([]T, arenaChunk))
-	}
-	a.n++
-	return &a.chunks[c][o]
-}
+	fResourceAttributes = 1 // Resource.attributes
 
-func (a *arena[T]) reset() { a.n = 0 }
+	fScopeLogsScope   = 1 // ScopeLogs.scope
+	fScopeLogsRecords = 2 // ScopeLogs.log_records
 
-// encoder turns a batch into one export request. Every message of a drain belongs
-// to one app: records share one ResourceLogs unless their producer gave resource
-// attributes or an instrumentation scope of its own (OTLP input), and then runs of
-// records with the same ones share one. Messages, attribute values and pointer
-// lists come from arenas kept from batch to batch, so a steady drain allocates
-// nothing per message; strings point into the batch, valid until after the send.
+	fScopeName       = 1 // InstrumentationScope.name
+	fScopeVersion    = 2 // InstrumentationScope.version
+	fScopeAttributes = 3 // InstrumentationScope.attributes
+
+	fRecordTime     = 1  // LogRecord.time_unix_nano (fixed64)
+	fRecordSevNum   = 2  // LogRecord.severity_number
+	fRecordSevText  = 3  // LogRecord.severity_text
+	fRecordBody     = 5  // LogRecord.body (AnyValue)
+	fRecordAttrs    = 6  // LogRecord.attributes
+	fRecordDropped  = 7  // LogRecord.dropped_attributes_count
+	fRecordFlags    = 8  // LogRecord.flags (fixed32)
+	fRecordTraceID  = 9  // LogRecord.trace_id
+	fRecordSpanID   = 10 // LogRecord.span_id
+	fRecordObserved = 11 // LogRecord.observed_time_unix_nano (fixed64)
+	fRecordEvent    = 12 // LogRecord.event_name
+
+	fKeyValueKey   = 1 // KeyValue.key
+	fKeyValueValue = 2 // KeyValue.value (AnyValue)
+	fAnyString     = 1 // AnyValue.string_value
+)
+
+// Bytes kept for the length of a nested message before its size is known: a record
+// (under 16 KiB: 2), a ScopeLogs or ResourceLogs (a whole batch, under 2 MiB: 3), a
+// Resource or InstrumentationScope (2). A message that turns out longer or shorter
+// is moved once (closeMessage).
+const (
+	reserveRecord = 2
+	reserveGroup  = 3
+	reserveSmall  = 2
+)
+
+// encoder writes a batch as an ExportLogsServiceRequest in protobuf wire format,
+// appending straight into a reused buffer: no message tree is built and nothing is
+// allocated per record. Every message of a drain belongs to one app: records share
+// one ResourceLogs unless their producer gave resource attributes or an
+// instrumentation scope of its own (OTLP input), and then runs of records with the
+// same ones share one. The encoder is read-only after newEncoder, so batches in
+// flight at once each encode with their own buffers.
 type encoder struct {
-	req  collogs.ExportLogsServiceRequest
-	base []*common.KeyValue // kubeplex's resource attributes
+	// base is kubeplex's resource attributes, encoded as Resource.attributes fields.
+	base []byte
 	// Names in base: a producer's resource attribute of the same name is left out.
 	baseNames []string
-
-	res   arena[logs.ResourceLogs]
-	ress  arena[resource.Resource]
-	scs   arena[logs.ScopeLogs]
-	scps  arena[common.InstrumentationScope]
-	recs  arena[logs.LogRecord]
-	kvs   arena[common.KeyValue]
-	vals  arena[common.AnyValue]
-	strs  arena[common.AnyValue_StringValue]
-	rlp   []*logs.ResourceLogs
-	slp   []*logs.ScopeLogs
-	rp    []*logs.LogRecord
-	kp    []*common.KeyValue
-	bytes []byte // trace and span ids
 }
 
 func newEncoder(cfg *drain.Config) *encoder {
@@ -107,125 +115,167 @@ func newEncoder(cfg *drain.Config) *encoder {
 	if !ok {
 		ns, name = "", cfg.App
 	}
-	e.base = []*common.KeyValue{str(AttrServiceName, name), str(AttrApp, cfg.App), str(AttrDrainToken, cfg.Token)}
-	if ns != "" {
-		e.base = append(e.base, str(AttrNamespace, ns))
+	add := func(k, v string) {
+		e.base = appendKV(e.base, fResourceAttributes, k, v)
+		e.baseNames = append(e.baseNames, k)
 	}
-	for _, kv := range e.base {
-		e.baseNames = append(e.baseNames, kv.Key)
+	add(AttrServiceName, name)
+	add(AttrApp, cfg.App)
+	add(AttrDrainToken, cfg.Token)
+	if ns != "" {
+		add(AttrNamespace, ns)
 	}
 	return e
 }
 
-func str(k, v string) *common.KeyValue {
-	return &common.KeyValue{Key: k, Value: &common.AnyValue{Value: &common.AnyValue_StringValue{StringValue: v}}}
-}
-
-// value returns an AnyValue holding s from the arenas.
-func (e *encoder) value(s string) *common.AnyValue {
-	sv := e.strs.next()
-	sv.StringValue = s
-	av := e.vals.next()
-	av.Value = sv
-	return av
-}
-
-func (e *encoder) kv(k, v string) *common.KeyValue {
-	kv := e.kvs.next()
-	kv.Key, kv.Value = k, e.value(v)
-	return kv
-}
-
-// group is the resource and scope of one record.
+// group is the resource and scope of one record, as views into its frame.
 type group struct {
-	res          []byte // raw res@32473 elements
-	scope, scver string
+	res          []byte // raw res@32473 element
+	scope, scver []byte
+	scattrs      []byte // raw scope@32473 element
 }
 
-// encode fills the request from b's frames
-// ("<len> <pri>1 TIME HOST APP PROC - SD MSG"). A frame that does not scan (which the
-// router never writes) is sent whole as the body, so nothing is lost silently.
-func (e *encoder) encode(b *drain.Batch, now time.Time) *collogs.ExportLogsServiceRequest {
-	e.res.reset()
-	e.ress.reset()
-	e.scs.reset()
-	e.scps.reset()
-	e.recs.reset()
-	e.kvs.reset()
-	e.vals.reset()
-	e.strs.reset()
-	e.rlp, e.slp, e.rp, e.kp, e.bytes = e.rlp[:0], e.slp[:0], e.rp[:0], e.kp[:0], e.bytes[:0]
+func (g *group) sameResource(o *group) bool { return bytes.Equal(g.res, o.res) }
+
+func (g *group) sameScope(o *group) bool {
+	return bytes.Equal(g.scope, o.scope) && bytes.Equal(g.scver, o.scver) && bytes.Equal(g.scattrs, o.scattrs)
+}
+
+// otelFields are a record's otel@32473 parameters, escapes included.
+type otelFields struct {
+	traceID, spanID, flags, sevText, event, dropped []byte
+}
+
+// encode appends b's frames ("<len> <pri>1 TIME HOST APP PROC - SD MSG") to dst as
+// one request; tmp is scratch space for unescaped values, returned for reuse. A frame
+// that does not scan (which the router never writes) is sent whole as the body, so
+// nothing is lost silently.
+func (e *encoder) encode(dst, tmp []byte, b *drain.Batch, now time.Time) ([]byte, []byte) {
 	observed := uint64(now.UnixNano())
 	var (
-		cur             group
-		rl              *logs.ResourceLogs
-		sl              *logs.ScopeLogs
-		slStart, rStart int
+		cur          group
+		rlPos, slPos = -1, -1
+		fields       otelFields
+		recordPos    int
 	)
-	closeScope := func() {
-		if sl != nil {
-			sl.LogRecords = e.rp[rStart:len(e.rp):len(e.rp)]
-		}
-	}
-	closeResource := func() {
-		closeScope()
-		if rl != nil {
-			rl.ScopeLogs = e.slp[slStart:len(e.slp):len(e.slp)]
-		}
-	}
 	for i := range b.Len() {
 		rec := frameRecord(b.Frame(i))
 		f, err := wire.Scan(rec)
 		if err != nil {
 			f = wire.Fields{Priority: wire.PriorityInfo, Text: rec}
 		}
-		r := e.recs.next()
-		g := e.fill(r, &f, observed)
-		if rl == nil || !bytes.Equal(g.res, cur.res) {
-			closeResource()
-			rl = e.resource(g.res)
-			e.rlp = append(e.rlp, rl)
-			slStart, sl = len(e.slp), nil
+		var g group
+		fields = otelFields{}
+		if len(f.StructuredData) > 0 {
+			g = groupOf(f.StructuredData, &fields)
 		}
-		if sl == nil || g.scope != cur.scope || g.scver != cur.scver {
-			closeScope()
-			sl = e.scs.next()
-			sl.SchemaUrl = ""
-			sc := e.scps.next()
-			sc.Name, sc.Version, sc.Attributes, sc.DroppedAttributesCount = g.scope, g.scver, nil, 0
-			if sc.Name == "" {
-				sc.Name = ScopeName
+		if rlPos < 0 || !g.sameResource(&cur) {
+			if slPos >= 0 {
+				dst = closeMessage(dst, slPos, reserveGroup)
+				dst = closeMessage(dst, rlPos, reserveGroup)
 			}
-			sl.Scope = sc
-			e.slp = append(e.slp, sl)
-			rStart = len(e.rp)
+			dst, rlPos = openMessage(dst, fRequestResourceLogs, reserveGroup)
+			dst, tmp = e.resource(dst, tmp, g.res)
+			slPos = -1
+		}
+		if slPos < 0 || !g.sameScope(&cur) {
+			if slPos >= 0 {
+				dst = closeMessage(dst, slPos, reserveGroup)
+			}
+			dst, slPos = openMessage(dst, fResourceLogsScopeLogs, reserveGroup)
+			dst, tmp = scope(dst, tmp, &g)
 		}
 		cur = g
-		e.rp = append(e.rp, r)
+		dst, recordPos = openMessage(dst, fScopeLogsRecords, reserveRecord)
+		dst, tmp = e.record(dst, tmp, &f, &fields, observed)
+		dst = closeMessage(dst, recordPos, reserveRecord)
 	}
-	closeResource()
-	e.req.ResourceLogs = e.rlp
-	return &e.req
+	if slPos >= 0 {
+		dst = closeMessage(dst, slPos, reserveGroup)
+		dst = closeMessage(dst, rlPos, reserveGroup)
+	}
+	return dst, tmp
 }
 
-// resource returns a ResourceLogs with kubeplex's attributes and the producer's
-// (sd: raw res@32473 elements); kubeplex's win on a name clash.
-func (e *encoder) resource(sd []byte) *logs.ResourceLogs {
-	rl := e.res.next()
-	rl.SchemaUrl = ""
-	res := e.ress.next()
-	res.DroppedAttributesCount = 0
-	start := len(e.kp)
-	e.kp = append(e.kp, e.base...)
+// groupOf reads the group of a record and its otel@ fields from its STRUCTURED-DATA.
+func groupOf(sd []byte, of *otelFields) group {
+	var g group
+	resStart, resEnd, scStart, scEnd := -1, -1, -1, -1
+	for p := range wire.SDParams(sd) {
+		switch view(p.ID) {
+		case wire.SDIDOtel:
+			switch view(p.Name) {
+			case "trace_id":
+				of.traceID = p.Value
+			case "span_id":
+				of.spanID = p.Value
+			case "flags":
+				of.flags = p.Value
+			case "severity_text":
+				of.sevText = p.Value
+			case "event_name":
+				of.event = p.Value
+			case "scope.name":
+				g.scope = p.Value
+			case "scope.version":
+				g.scver = p.Value
+			case "dropped_attributes_count":
+				of.dropped = p.Value
+			}
+		case wire.SDIDResource:
+			// Kept raw: the group key, and read once per group.
+			if resStart < 0 {
+				resStart, resEnd = elementSpan(sd, p.ID)
+			}
+		case wire.SDIDScope:
+			if scStart < 0 {
+				scStart, scEnd = elementSpan(sd, p.ID)
+			}
+		}
+	}
+	if resStart >= 0 {
+		g.res = sd[resStart:resEnd]
+	}
+	if scStart >= 0 {
+		g.scattrs = sd[scStart:scEnd]
+	}
+	return g
+}
+
+// resource writes ResourceLogs.resource: kubeplex's attributes and the producer's
+// (sd: raw res@32473 element); kubeplex's win on a name clash.
+func (e *encoder) resource(dst, tmp []byte, sd []byte) ([]byte, []byte) {
+	dst, pos := openMessage(dst, fResourceLogsResource, reserveSmall)
+	dst = append(dst, e.base...)
 	for p := range wire.SDParams(sd) {
 		name := view(p.Name)
 		if !contains(e.baseNames, name) {
-			e.kp = append(e.kp, e.kv(name, unescape(p.Value)))
+			var v []byte
+			v, tmp = unescape(tmp, p.Value)
+			dst = appendKVBytes(dst, fResourceAttributes, name, v)
 		}
 	}
-	res.Attributes = e.kp[start:len(e.kp):len(e.kp)]
-	rl.Resource = res
-	return rl
+	return closeMessage(dst, pos, reserveSmall), tmp
+}
+
+// scope writes ScopeLogs.scope: the producer's name, version and attributes (raw
+// scope@32473 element), or kubeplex's name.
+func scope(dst, tmp []byte, g *group) ([]byte, []byte) {
+	dst, pos := openMessage(dst, fScopeLogsScope, reserveSmall)
+	if len(g.scope) == 0 {
+		dst = appendString(dst, fScopeName, ScopeName)
+	} else {
+		dst, tmp = appendSDValue(dst, tmp, fScopeName, g.scope)
+	}
+	if len(g.scver) > 0 {
+		dst, tmp = appendSDValue(dst, tmp, fScopeVersion, g.scver)
+	}
+	for p := range wire.SDParams(g.scattrs) {
+		var v []byte
+		v, tmp = unescape(tmp, p.Value)
+		dst = appendKVBytes(dst, fScopeAttributes, view(p.Name), v)
+	}
+	return closeMessage(dst, pos, reserveSmall), tmp
 }
 
 func contains(list []string, s string) bool {
@@ -237,125 +287,220 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// fill sets every field of r from f and returns its group.
-func (e *encoder) fill(r *logs.LogRecord, f *wire.Fields, observed uint64) group {
-	var g group
-	r.SeverityNumber, r.SeverityText = Severity(f.Priority)
-	r.TimeUnixNano = 0
-	if us, err := wire.ParseTimestamp(f.Timestamp); err == nil {
-		r.TimeUnixNano = uint64(us) * 1000
+// record writes the fields of one LogRecord (docs/drains.md): the syslog fields, then
+// what STRUCTURED-DATA adds. otel@32473 gives the record's own fields, log@32473 its
+// attributes, any other element's parameters become attributes named
+// "<SD-ID>.<name>"; kubeplex.source and kubeplex.process win on a clash. Fields at
+// their zero value are left out, as protobuf does.
+func (e *encoder) record(dst, tmp []byte, f *wire.Fields, of *otelFields, observed uint64) ([]byte, []byte) {
+	if us, err := wire.ParseTimestamp(f.Timestamp); err == nil && us != 0 {
+		dst = protowire.AppendTag(dst, fRecordTime, protowire.Fixed64Type)
+		dst = protowire.AppendFixed64(dst, uint64(us)*1000)
 	}
-	r.ObservedTimeUnixNano = observed
-	r.Body = e.value(text(f.Text))
-	r.Flags, r.TraceId, r.SpanId, r.EventName, r.DroppedAttributesCount = 0, nil, nil, "", 0
-	source, proc := view(f.AppName), view(f.ProcID)
-	start := len(e.kp)
-	e.kp = append(e.kp, e.kv(AttrSource, source), e.kv(AttrProcess, proc))
-	if len(f.StructuredData) > 0 {
-		g = e.structured(r, f.StructuredData)
+	num, sevText := Severity(f.Priority)
+	dst = protowire.AppendTag(dst, fRecordSevNum, protowire.VarintType)
+	dst = protowire.AppendVarint(dst, uint64(num))
+	if of.sevText != nil {
+		dst, tmp = appendSDValue(dst, tmp, fRecordSevText, of.sevText)
+	} else {
+		dst = appendString(dst, fRecordSevText, sevText)
 	}
-	r.Attributes = e.kp[start:len(e.kp):len(e.kp)]
-	return g
-}
-
-// structured maps a record's STRUCTURED-DATA (docs/drains.md): otel@32473 into the
-// record's own fields, log@32473 into record attributes, res@32473 into the group's
-// resource, and any other element's parameters into record attributes named
-// "<SD-ID>.<name>". kubeplex.source and kubeplex.process win on a clash.
-func (e *encoder) structured(r *logs.LogRecord, sd []byte) group {
-	var g group
-	resStart, resEnd := -1, -1
-	for p := range wire.SDParams(sd) {
-		switch id := view(p.ID); id {
-		case wire.SDIDOtel:
-			v := unescape(p.Value)
-			switch view(p.Name) {
-			case "trace_id":
-				r.TraceId = e.hexID(v, 16)
-			case "span_id":
-				r.SpanId = e.hexID(v, 8)
-			case "flags":
-				if n, err := strconv.ParseUint(v, 10, 32); err == nil {
-					r.Flags = uint32(n)
-				}
-			case "severity_text":
-				r.SeverityText = v
-			case "event_name":
-				r.EventName = v
-			case "scope.name":
-				g.scope = v
-			case "scope.version":
-				g.scver = v
-			case "dropped_attributes_count":
-				if n, err := strconv.ParseUint(v, 10, 32); err == nil {
-					r.DroppedAttributesCount = uint32(n)
-				}
-			}
+	// body: an AnyValue holding the text.
+	body := f.Text
+	if !utf8.Valid(body) {
+		tmp = append(tmp[:0], strings.ToValidUTF8(view(body), "\uFFFD")...)
+		body = tmp
+	}
+	dst = protowire.AppendTag(dst, fRecordBody, protowire.BytesType)
+	dst = protowire.AppendVarint(dst, uint64(sizeBytesField(fAnyString, len(body))))
+	dst = appendBytesField(dst, fAnyString, body)
+	dst = appendKVBytes(dst, fRecordAttrs, AttrSource, f.AppName)
+	dst = appendKVBytes(dst, fRecordAttrs, AttrProcess, f.ProcID)
+	for p := range wire.SDParams(f.StructuredData) {
+		id := view(p.ID)
+		switch id {
+		case wire.SDIDOtel, wire.SDIDResource, wire.SDIDScope:
+			continue
 		case wire.SDIDLog:
-			name := view(p.Name)
-			if name == AttrSource || name == AttrProcess {
-				continue
+			if name := view(p.Name); name != AttrSource && name != AttrProcess {
+				var v []byte
+				v, tmp = unescape(tmp, p.Value)
+				dst = appendKVBytes(dst, fRecordAttrs, name, v)
 			}
-			e.kp = append(e.kp, e.kv(name, unescape(p.Value)))
-		case wire.SDIDResource:
-			// Kept raw: the group key, and parsed once per group.
-			s, end := elementSpan(sd, p.ID)
-			if resStart < 0 {
-				resStart = s
-			}
-			resEnd = end
 		default:
-			e.kp = append(e.kp, e.kv(id+"."+view(p.Name), unescape(p.Value)))
+			var v []byte
+			v, tmp = unescape(tmp, p.Value)
+			dst = protowire.AppendTag(dst, fRecordAttrs, protowire.BytesType)
+			keyLen := len(p.ID) + 1 + len(p.Name)
+			dst = protowire.AppendVarint(dst, uint64(sizeKV(keyLen, len(v))))
+			dst = protowire.AppendTag(dst, fKeyValueKey, protowire.BytesType)
+			dst = protowire.AppendVarint(dst, uint64(keyLen))
+			dst = append(dst, p.ID...)
+			dst = append(dst, '.')
+			dst = append(dst, p.Name...)
+			dst = appendAnyString(dst, v)
 		}
 	}
-	if resStart >= 0 {
-		g.res = sd[resStart:resEnd]
+	if n, ok := parseUint32(of.dropped); ok && n != 0 {
+		dst = protowire.AppendTag(dst, fRecordDropped, protowire.VarintType)
+		dst = protowire.AppendVarint(dst, uint64(n))
 	}
-	return g
+	if n, ok := parseUint32(of.flags); ok && n != 0 {
+		dst = protowire.AppendTag(dst, fRecordFlags, protowire.Fixed32Type)
+		dst = protowire.AppendFixed32(dst, n)
+	}
+	dst = appendHexID(dst, fRecordTraceID, of.traceID, 16)
+	dst = appendHexID(dst, fRecordSpanID, of.spanID, 8)
+	dst = protowire.AppendTag(dst, fRecordObserved, protowire.Fixed64Type)
+	dst = protowire.AppendFixed64(dst, observed)
+	if len(of.event) > 0 {
+		dst, tmp = appendSDValue(dst, tmp, fRecordEvent, of.event)
+	}
+	return dst, tmp
 }
 
-// elementSpan finds the first element with SD-ID id in sd and returns its bounds.
-func elementSpan(sd, id []byte) (int, int) {
-	open := bytes.Index(sd, append([]byte{'['}, id...))
-	if open < 0 {
-		return 0, 0
+func parseUint32(v []byte) (uint32, bool) {
+	if len(v) == 0 {
+		return 0, false
 	}
+	n, err := strconv.ParseUint(view(v), 10, 32)
+	return uint32(n), err == nil
+}
+
+// appendHexID writes a trace or span id of n bytes given as hex; anything else is
+// left out.
+func appendHexID(dst []byte, field protowire.Number, v []byte, n int) []byte {
+	var id [16]byte
+	if len(v) != 2*n {
+		return dst
+	}
+	if _, err := hex.Decode(id[:n], v); err != nil {
+		return dst
+	}
+	dst = protowire.AppendTag(dst, field, protowire.BytesType)
+	return protowire.AppendBytes(dst, id[:n])
+}
+
+// openMessage starts a length-delimited field, keeping reserve bytes for its length,
+// and returns where the length goes.
+func openMessage(dst []byte, field protowire.Number, reserve int) ([]byte, int) {
+	dst = protowire.AppendTag(dst, field, protowire.BytesType)
+	pos := len(dst)
+	for range reserve {
+		dst = append(dst, 0)
+	}
+	return dst, pos
+}
+
+// closeMessage writes the length of the field opened at pos, moving its contents
+// when the length takes more or fewer than the reserved bytes.
+func closeMessage(dst []byte, pos, reserve int) []byte {
+	n := len(dst) - pos - reserve
+	sz := protowire.SizeVarint(uint64(n))
+	if sz != reserve {
+		if sz > reserve {
+			dst = append(dst, make([]byte, sz-reserve)...)
+		}
+		copy(dst[pos+sz:], dst[pos+reserve:pos+reserve+n])
+		dst = dst[:pos+sz+n]
+	}
+	protowire.AppendVarint(dst[pos:pos], uint64(n))
+	return dst
+}
+
+func sizeBytesField(field protowire.Number, n int) int {
+	return protowire.SizeTag(field) + protowire.SizeBytes(n)
+}
+
+// sizeKV is the size of a KeyValue with a string AnyValue. A string_value is always
+// written, even empty (it is a oneof: present means set).
+func sizeKV(keyLen, valLen int) int {
+	s := sizeBytesField(fKeyValueValue, sizeBytesField(fAnyString, valLen))
+	if keyLen > 0 {
+		s += sizeBytesField(fKeyValueKey, keyLen)
+	}
+	return s
+}
+
+func appendBytesField(dst []byte, field protowire.Number, v []byte) []byte {
+	dst = protowire.AppendTag(dst, field, protowire.BytesType)
+	dst = protowire.AppendVarint(dst, uint64(len(v)))
+	return append(dst, v...)
+}
+
+func appendString(dst []byte, field protowire.Number, v string) []byte {
+	if v == "" {
+		return dst
+	}
+	dst = protowire.AppendTag(dst, field, protowire.BytesType)
+	return protowire.AppendString(dst, v)
+}
+
+// appendSDValue writes an SD parameter value (escapes included) as a string field.
+func appendSDValue(dst, tmp []byte, field protowire.Number, v []byte) ([]byte, []byte) {
+	u, tmp := unescape(tmp, v)
+	if len(u) == 0 {
+		return dst, tmp
+	}
+	return appendBytesField(dst, field, u), tmp
+}
+
+// appendAnyString writes KeyValue.value as an AnyValue holding v.
+func appendAnyString(dst, v []byte) []byte {
+	dst = protowire.AppendTag(dst, fKeyValueValue, protowire.BytesType)
+	dst = protowire.AppendVarint(dst, uint64(sizeBytesField(fAnyString, len(v))))
+	return appendBytesField(dst, fAnyString, v)
+}
+
+// appendKVBytes writes a KeyValue field with a string value. v must be valid UTF-8.
+func appendKVBytes(dst []byte, field protowire.Number, k string, v []byte) []byte {
+	dst = protowire.AppendTag(dst, field, protowire.BytesType)
+	dst = protowire.AppendVarint(dst, uint64(sizeKV(len(k), len(v))))
+	if k != "" {
+		dst = protowire.AppendTag(dst, fKeyValueKey, protowire.BytesType)
+		dst = protowire.AppendString(dst, k)
+	}
+	return appendAnyString(dst, v)
+}
+
+func appendKV(dst []byte, field protowire.Number, k, v string) []byte {
+	return appendKVBytes(dst, field, k, []byte(v))
+}
+
+// elementSpan returns the bounds in sd of the element whose SD-ID is id, a view
+// into sd as SDParams yields it.
+func elementSpan(sd, id []byte) (int, int) {
+	open := cap(sd) - cap(id) - 1 // id is sd[open+1:...]
 	// Walk to the closing ']' outside quoted values.
 	inq := false
-	for i := open + 1; i < len(sd); i++ {
-		switch c := sd[i]; {
+	for j := open + 1 + len(id); j < len(sd); j++ {
+		switch c := sd[j]; {
 		case c == '\\' && inq:
-			i++
+			j++
 		case c == '"':
 			inq = !inq
 		case c == ']' && !inq:
-			return open, i + 1
+			return open, j + 1
 		}
 	}
 	return open, len(sd)
 }
 
-// hexID decodes a trace or span id of n bytes; anything else is left out.
-func (e *encoder) hexID(v string, n int) []byte {
-	if len(v) != 2*n {
-		return nil
-	}
-	start := len(e.bytes)
-	e.bytes = append(e.bytes, make([]byte, n)...)
-	if _, err := hex.Decode(e.bytes[start:], []byte(v)); err != nil {
-		e.bytes = e.bytes[:start]
-		return nil
-	}
-	return e.bytes[start : start+n : start+n]
-}
-
-// unescape returns an SD value without its escapes (RFC 5424 §6.3.3), as a view
-// when it has none.
-func unescape(v []byte) string {
+// unescape returns an SD value without its escapes (RFC 5424 §6.3.3) and as valid
+// UTF-8: v itself when it needs neither, else a copy in tmp (returned for reuse).
+func unescape(tmp, v []byte) ([]byte, []byte) {
 	if bytes.IndexByte(v, '\\') < 0 {
-		return text(v)
+		if utf8.Valid(v) {
+			return v, tmp
+		}
+		tmp = append(tmp[:0], strings.ToValidUTF8(view(v), "\uFFFD")...)
+		return tmp, tmp
 	}
-	return strings.ToValidUTF8(string(wire.UnescapeSDValue(nil, v)), "\uFFFD")
+	tmp = wire.UnescapeSDValue(tmp[:0], v)
+	if !utf8.Valid(tmp) {
+		tmp = append(tmp[:0], strings.ToValidUTF8(string(tmp), "\uFFFD")...)
+	}
+	return tmp, tmp
 }
 
 // frameRecord strips the octet count ("<len> ") from a frame.
@@ -366,16 +511,8 @@ func frameRecord(frame []byte) []byte {
 	return frame
 }
 
-// text is the message as a string; protobuf strings must be UTF-8, which ingest
-// already ensures, so the check is a formality that costs one pass.
-func text(b []byte) string {
-	if !utf8.Valid(b) {
-		return strings.ToValidUTF8(string(b), "\uFFFD")
-	}
-	return view(b)
-}
-
-// view reads b as a string without copying; b lives in the batch until after the send.
+// view reads b as a string without copying, for comparisons and keys that are
+// copied before b changes.
 func view(b []byte) string {
 	if len(b) == 0 {
 		return ""

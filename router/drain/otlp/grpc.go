@@ -1,6 +1,7 @@
 package otlp
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -12,7 +13,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -21,13 +24,64 @@ import (
 	"github.com/kubeplex/kubeplex/router/drain/syslog"
 )
 
-// grpcExporter calls LogsService/Export (OTLP/gRPC).
+// exportMethod is LogsService/Export's full name.
+const exportMethod = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+
+// grpcExporter calls LogsService/Export (OTLP/gRPC) with the encoder's bytes as the
+// request (rawCodec), so no message tree is built.
 type grpcExporter struct {
 	conn    *grpc.ClientConn
-	client  collogs.LogsServiceClient
 	md      metadata.MD
 	calls   []grpc.CallOption
 	timeout time.Duration
+	// copyBody: without compression gRPC may still hold the request's buffer when a
+	// call ends early (deadline), so it gets a copy, not the pooled one.
+	copyBody bool
+}
+
+// rawCodec sends a request that is already protobuf ([]byte as rawRequest) and reads
+// answers with the protobuf codec. Named "proto", so the content type stays
+// application/grpc+proto.
+type rawCodec struct{}
+
+type rawRequest []byte
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if r, ok := v.(rawRequest); ok {
+		return mem.BufferSlice{mem.SliceBuffer(r)}, nil
+	}
+	return encoding.GetCodecV2(protoCodec).Marshal(v)
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return encoding.GetCodecV2(protoCodec).Unmarshal(data, v)
+}
+
+func (rawCodec) Name() string { return protoCodec }
+
+const protoCodec = "proto"
+
+// certWatch passes a TLS handshake on and announces a certificate failure (L14):
+// gRPC reports a failed connection as a status whose error chain is lost.
+type certWatch struct {
+	credentials.TransportCredentials
+	env drain.Env
+	uri string
+	l14 *drain.CertNotice
+}
+
+func (c *certWatch) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := c.TransportCredentials.ClientHandshake(ctx, authority, raw)
+	if err != nil {
+		c.l14.Failed(c.env, err, c.uri)
+	} else {
+		c.l14.Succeeded()
+	}
+	return conn, info, err
+}
+
+func (c *certWatch) Clone() credentials.TransportCredentials {
+	return &certWatch{TransportCredentials: c.TransportCredentials.Clone(), env: c.env, uri: c.uri, l14: c.l14}
 }
 
 // GRPCTarget is the host:port an otlp+grpc(s) drain connects to (port 4317 for
@@ -50,7 +104,8 @@ func newGRPCExporter(cfg *drain.Config, env drain.Env, o Options) (*grpcExporter
 		if err != nil {
 			return nil, err
 		}
-		creds = credentials.NewTLS(tc)
+		creds = &certWatch{TransportCredentials: credentials.NewTLS(tc), env: env,
+			uri: cfg.URL.Scheme + "://" + GRPCTarget(cfg) + "/", l14: new(drain.CertNotice)}
 	}
 	dialer := *env.Dialer
 	dialer.Timeout = o.ConnectTimeout
@@ -68,7 +123,8 @@ func newGRPCExporter(cfg *drain.Config, env drain.Env, o Options) (*grpcExporter
 	if err != nil {
 		return nil, fmt.Errorf("grpc client: %w", err)
 	}
-	e := &grpcExporter{conn: conn, client: collogs.NewLogsServiceClient(conn), timeout: o.RequestTimeout}
+	e := &grpcExporter{conn: conn, timeout: o.RequestTimeout, calls: []grpc.CallOption{grpc.ForceCodecV2(rawCodec{})},
+		copyBody: cfg.Compression == routing.CompressionNone}
 	if len(cfg.Headers) > 0 {
 		e.md = metadata.MD{}
 		for k, v := range cfg.Headers {
@@ -81,13 +137,18 @@ func newGRPCExporter(cfg *drain.Config, env drain.Env, o Options) (*grpcExporter
 	return e, nil
 }
 
-func (e *grpcExporter) export(ctx context.Context, req *collogs.ExportLogsServiceRequest) (*collogs.ExportLogsPartialSuccess, error) {
+func (e *grpcExporter) export(ctx context.Context, req *request) (*collogs.ExportLogsPartialSuccess, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	if e.md != nil {
 		ctx = metadata.NewOutgoingContext(ctx, e.md)
 	}
-	resp, err := e.client.Export(ctx, req, e.calls...)
+	body := rawRequest(req.pb)
+	if e.copyBody {
+		body = rawRequest(bytes.Clone(req.pb))
+	}
+	resp := new(collogs.ExportLogsServiceResponse)
+	err := e.conn.Invoke(ctx, exportMethod, body, resp, e.calls...)
 	if err != nil {
 		return nil, grpcError(err)
 	}

@@ -2,7 +2,6 @@ package otlp
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
 	collogs "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/proto"
@@ -34,13 +34,11 @@ type httpExporter struct {
 	client    *http.Client
 	transport *http.Transport
 	url       string
+	uri       string // the receiver without path, for the L14 notice
 	header    http.Header
 	gzip      bool
-	timeout   time.Duration
-
-	buf  []byte       // marshalled request, reused
-	zbuf bytes.Buffer // compressed body, reused
-	zw   *gzip.Writer
+	env       drain.Env
+	l14       drain.CertNotice
 }
 
 // EndpointURL is the URL an otlp+http(s) drain POSTs to: the scheme's transport,
@@ -66,19 +64,6 @@ func newHTTPExporter(cfg *drain.Config, env drain.Env, o Options) (*httpExporter
 	if err != nil {
 		return nil, err
 	}
-	dialer := *env.Dialer
-	dialer.Timeout = o.ConnectTimeout
-	t := &http.Transport{
-		// No proxy: a proxy would dial on the router's behalf and bypass the address check.
-		Proxy:                 nil,
-		DialContext:           dialer.DialContext,
-		TLSClientConfig:       tc,
-		TLSHandshakeTimeout:   o.ConnectTimeout,
-		IdleConnTimeout:       o.IdleTimeout,
-		MaxIdleConnsPerHost:   2,
-		ResponseHeaderTimeout: o.RequestTimeout,
-		ForceAttemptHTTP2:     true,
-	}
 	h := http.Header{}
 	for k, v := range cfg.Headers {
 		h.Set(k, v)
@@ -88,37 +73,34 @@ func newHTTPExporter(cfg *drain.Config, env drain.Env, o Options) (*httpExporter
 		h.Set("User-Agent", env.UserAgent)
 	}
 	e := &httpExporter{
-		transport: t,
-		client: &http.Client{Transport: t, Timeout: o.RequestTimeout,
-			// Redirects would lead the router to addresses the manager never checked.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		url:     EndpointURL(cfg.URL),
-		header:  h,
-		gzip:    cfg.Compression != routing.CompressionNone,
-		timeout: o.RequestTimeout,
+		url:    EndpointURL(cfg.URL),
+		uri:    cfg.URL.Scheme + "://" + cfg.URL.Host + "/",
+		header: h,
+		gzip:   cfg.Compression != routing.CompressionNone,
+		env:    env,
 	}
+	e.client, e.transport = drain.NewHTTPClient(env.Dialer, drain.HTTPOptions{TLS: tc, ConnectTimeout: o.ConnectTimeout,
+		RequestTimeout: o.RequestTimeout, IdleTimeout: o.IdleTimeout, MaxIdle: o.MaxInFlight})
 	if e.gzip {
 		e.header.Set("Content-Encoding", "gzip")
-		// The fastest level: a drain compresses every byte the app writes.
-		e.zw, _ = gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
 	}
 	return e, nil
 }
 
-func (e *httpExporter) export(ctx context.Context, req *collogs.ExportLogsServiceRequest) (*collogs.ExportLogsPartialSuccess, error) {
-	var err error
-	// Marshalled again on a retry: retries are rare, and the request is unchanged.
-	e.buf, err = proto.MarshalOptions{}.MarshalAppend(e.buf[:0], req)
-	if err != nil {
-		return nil, &exportError{err: fmt.Errorf("encode otlp request: %w", err)}
-	}
-	body := e.buf
+func (e *httpExporter) export(ctx context.Context, req *request) (*collogs.ExportLogsPartialSuccess, error) {
+	body := req.pb
 	if e.gzip {
-		e.zbuf.Reset()
-		e.zw.Reset(&e.zbuf)
-		_, _ = e.zw.Write(body) // writes to a bytes.Buffer do not fail
-		_ = e.zw.Close()
-		body = e.zbuf.Bytes()
+		// Compressed again on a retry: retries are rare, and the request is unchanged.
+		req.z.Reset()
+		if req.zw == nil {
+			// The fastest level: a drain compresses every byte the app writes.
+			req.zw, _ = gzip.NewWriterLevel(&req.z, gzip.BestSpeed)
+		} else {
+			req.zw.Reset(&req.z)
+		}
+		_, _ = req.zw.Write(body) // writes to a bytes.Buffer do not fail
+		_ = req.zw.Close()
+		body = req.z.Bytes()
 	}
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, e.url, bytes.NewReader(body))
 	if err != nil {
@@ -127,8 +109,10 @@ func (e *httpExporter) export(ctx context.Context, req *collogs.ExportLogsServic
 	hreq.Header = e.header.Clone()
 	resp, err := e.client.Do(hreq)
 	if err != nil {
+		e.l14.Failed(e.env, err, e.uri)
 		return nil, &exportError{err: fmt.Errorf("post to otlp drain: %w", redact(err)), retryable: true}
 	}
+	e.l14.Succeeded()
 	defer func() { _ = resp.Body.Close() }()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))

@@ -6,6 +6,7 @@
 package otlp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
 	collogs "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 
 	"github.com/kubeplex/kubeplex/internal/backoff"
@@ -25,6 +27,10 @@ type Options struct {
 	// MaxMessages and MaxBytes bound one export request [1024 messages, 512 KiB of
 	// frames: well below the 4 MiB a gRPC receiver takes by default].
 	MaxMessages, MaxBytes int
+	// MaxInFlight is how many export requests may be open at once while the queue
+	// holds a backlog [4, as the HTTP drain]. Batches leave in queue order but may
+	// complete out of order.
+	MaxInFlight int
 	// Attempts is how often a request is tried before it is dropped and counted [3,
 	// as the HTTP drain].
 	Attempts int
@@ -48,6 +54,9 @@ func (o *Options) defaults() {
 	}
 	if o.Attempts <= 0 {
 		o.Attempts = 3
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 4
 	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = 250 * time.Millisecond
@@ -80,12 +89,28 @@ const (
 	SchemeGRPCS = "otlp+grpcs"
 )
 
-// exporter sends one request over one transport. It returns the receiver's partial
-// success (nil for none) or an *exportError.
+// exporter sends one request over one transport; export may run concurrently. It
+// returns the receiver's partial success (nil for none) or an *exportError.
 type exporter interface {
-	export(ctx context.Context, req *collogs.ExportLogsServiceRequest) (*collogs.ExportLogsPartialSuccess, error)
+	export(ctx context.Context, req *request) (*collogs.ExportLogsPartialSuccess, error)
 	close()
 }
+
+// request is one export request being sent: the encoded ExportLogsServiceRequest and
+// the exporter's scratch space. Requests are pooled across drains, so memory follows
+// the requests in flight, not the number of drains.
+type request struct {
+	pb  []byte // protobuf
+	tmp []byte // the encoder's scratch
+	z   bytes.Buffer
+	zw  *gzip.Writer
+}
+
+var requests = sync.Pool{New: func() any { return new(request) }}
+
+// maxPooled: a request buffer that grew past this (a batch of huge lines) is left to
+// the garbage collector rather than kept.
+const maxPooled = 4 << 20
 
 // exportError is a failed export, classified as the OTLP specification says.
 type exportError struct {
@@ -98,19 +123,24 @@ type exportError struct {
 func (e *exportError) Error() string { return e.err.Error() }
 func (e *exportError) Unwrap() error { return e.err }
 
-// Sink is one OTLP drain. Deliver is called by one runner goroutine at a time.
+// Sink is one OTLP drain. Deliver may run in up to Options.MaxInFlight goroutines at
+// once (drain.Concurrent).
 type Sink struct {
 	cfg  *drain.Config
 	env  drain.Env
 	opts Options
 	enc  *encoder
 
-	mu   sync.Mutex
-	exp  exporter
-	born time.Time
+	renewMu sync.Mutex // held while the exporter is replaced
+	mu      sync.Mutex
+	exp     exporter
+	born    time.Time
 }
 
-var _ drain.Drain = (*Sink)(nil)
+var (
+	_ drain.Drain      = (*Sink)(nil)
+	_ drain.Concurrent = (*Sink)(nil)
+)
 
 // New returns a drain for cfg (scheme otlp+http, otlp+https, otlp+grpc or otlp+grpcs).
 func New(cfg *drain.Config, env drain.Env, opts Options) (*Sink, error) {
@@ -156,6 +186,23 @@ func (s *Sink) renew() error {
 	return nil
 }
 
+// InFlight is how many batches the runner may have in Deliver at once.
+func (s *Sink) InFlight() int { return s.opts.MaxInFlight }
+
+// renewIfOld replaces the exporter once it is older than MaxAge, as Logplex
+// recycles drain connections; one of the batches in flight does it.
+func (s *Sink) renewIfOld() error {
+	s.renewMu.Lock()
+	defer s.renewMu.Unlock()
+	s.mu.Lock()
+	old := s.exp != nil && time.Since(s.born) > s.opts.MaxAge
+	s.mu.Unlock()
+	if !old {
+		return nil
+	}
+	return s.renew()
+}
+
 // Limits bound one export request.
 func (s *Sink) Limits() drain.Limits {
 	return drain.Limits{Messages: s.opts.MaxMessages, Bytes: s.opts.MaxBytes}
@@ -166,20 +213,24 @@ func (s *Sink) Limits() drain.Limits {
 // asked), up to Attempts tries. Records the receiver reports as rejected in a partial
 // success are returned as not delivered, so the runner counts and announces them.
 func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
-	if time.Since(s.born) > s.opts.MaxAge {
-		if err := s.renew(); err != nil {
-			return 0, err
+	if err := s.renewIfOld(); err != nil {
+		return 0, err
+	}
+	req := requests.Get().(*request)
+	defer func() {
+		if cap(req.pb) <= maxPooled && req.z.Cap() <= maxPooled {
+			requests.Put(req)
 		}
-	}
-	s.mu.Lock()
-	exp := s.exp
-	s.mu.Unlock()
-	if exp == nil {
-		return 0, drain.ErrClosed
-	}
-	req := s.enc.encode(b, time.Now())
+	}()
+	req.pb, req.tmp = s.enc.encode(req.pb[:0], req.tmp, b, time.Now())
 	bo := backoff.New(s.opts.MinBackoff, s.opts.MaxBackoff)
 	for attempt := 1; ; attempt++ {
+		s.mu.Lock()
+		exp := s.exp
+		s.mu.Unlock()
+		if exp == nil {
+			return 0, drain.ErrClosed
+		}
 		ps, err := exp.export(ctx, req)
 		if err == nil {
 			if ps == nil || ps.RejectedLogRecords <= 0 {

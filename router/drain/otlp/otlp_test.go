@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,6 +33,15 @@ type harness struct {
 	stats  *drain.Stats
 	errs   atomic.Int64
 	last   atomic.Value // string: last reported error
+
+	mu        sync.Mutex
+	announced []string // platform lines (L14)
+}
+
+func (h *harness) Announced() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.announced)
 }
 
 var loopback = egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
@@ -59,6 +70,7 @@ func startWith(t *testing.T, d routing.Drain, opts otlp.Options, pol egress.Poli
 			h.stats.Fail(err, time.Now())
 		},
 		UserAgent: "kubeplex-router/test",
+		Announce:  func(s string) { h.mu.Lock(); h.announced = append(h.announced, s); h.mu.Unlock() },
 	}
 	if opts.MinBackoff == 0 {
 		opts.MinBackoff, opts.MaxBackoff = time.Millisecond, 5*time.Millisecond
@@ -294,7 +306,9 @@ func TestPartialSuccess(t *testing.T) {
 	})
 }
 
-// TestTLS: otlp+https and otlp+grpcs verify against the drain's CA; another CA fails.
+// TestTLS: otlp+https and otlp+grpcs verify against the drain's CA; another CA fails
+// and puts one L14 notice in the app's stream per failure streak, naming the receiver
+// without its path.
 func TestTLS(t *testing.T) {
 	both(t, func(t *testing.T, grpc bool) {
 		ca := testenv.NewCA(t)
@@ -305,11 +319,30 @@ func TestTLS(t *testing.T) {
 		rv.WaitAccepted(t, 2)
 
 		other := testenv.NewCA(t)
-		bad := start(t, routing.Drain{URL: drainURL(rv, grpc, true), TLS: &routing.TLS{CAPEM: string(other.PEM)}}, otlp.Options{Attempts: 1})
+		u := drainURL(rv, grpc, true)
+		if !grpc {
+			u += "/secret/v1/logs"
+		}
+		bad := start(t, routing.Drain{URL: u, TLS: &routing.TLS{CAPEM: string(other.PEM)}}, otlp.Options{Attempts: 2})
 		bad.push(0, 2, wire.PriorityInfo)
 		testenv.Until(t, "refused certificate counted", func() bool { return bad.stats.Dropped.Load() == 2 })
+		bad.push(2, 2, wire.PriorityInfo)
+		testenv.Until(t, "second batch refused", func() bool { return bad.stats.Dropped.Load() == 4 && bad.errs.Load() >= 4 })
 		if last, _ := bad.last.Load().(string); !strings.Contains(last, "certificate") {
 			t.Errorf("reported %q, want a certificate error", last)
+		}
+		host := strings.TrimPrefix(strings.TrimPrefix(drainURL(rv, grpc, true), "otlp+https://"), "otlp+grpcs://")
+		scheme := "otlp+https"
+		if grpc {
+			scheme = "otlp+grpcs"
+		}
+		a := bad.Announced()
+		if len(a) != 1 || !strings.HasPrefix(a[0], "Error L14 (certificate validation): error=") ||
+			!strings.Contains(a[0], "certificate signed by unknown authority") || !strings.HasSuffix(a[0], ` uri="`+scheme+"://"+host+`/"`) {
+			t.Errorf("announced %q", a)
+		}
+		if n := len(h.Announced()); n != 0 {
+			t.Errorf("the verified drain announced %d lines", n)
 		}
 		if len(rv.Requests()) != 1 {
 			t.Errorf("%d requests reached the receiver", len(rv.Requests()))

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -85,8 +84,8 @@ type Sink struct {
 	lastUse  time.Time
 	backoff  *backoff.Backoff
 	failLog  drain.FailureLog
-	// l14 is set once the current failure streak has been announced.
-	l14 bool
+	// l14 announces certificate failures once per failure streak.
+	l14 drain.CertNotice
 	// tryOut, tryN and tryFn are TryWrite's write(2) on the raw connection: one
 	// function value made once, so that a write allocates nothing (a closure made
 	// per call would escape to the heap, twice per batch).
@@ -217,7 +216,7 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 		if err == nil {
 			s.lastUse = time.Now()
 			s.backoff.Reset()
-			s.l14 = false
+			s.l14.Succeeded()
 			s.failLog.Succeeded(s.log(), "syslog drain delivering again")
 			return sent, nil
 		}
@@ -365,7 +364,7 @@ func (s *Sink) ensureConn(ctx context.Context) error {
 		if err != nil {
 			_ = c.Close()
 			err = fmt.Errorf("tls handshake with syslog drain: %w", err)
-			s.announceTLS(err)
+			s.l14.Failed(s.env, err, s.cfg.URL.Scheme+"://"+s.addr+"/")
 			return err
 		}
 		c = tlsc
@@ -374,31 +373,6 @@ func (s *Sink) ensureConn(ctx context.Context) error {
 	go watch(c, dead)
 	s.conn, s.raw, s.sock, s.dead, s.born, s.lastUse, s.deadline = c, raw, sock, dead, now, now, false
 	return nil
-}
-
-// announceTLS writes Logplex's L14 notice into the app's stream once per failure streak.
-func (s *Sink) announceTLS(err error) {
-	var cv *tls.CertificateVerificationError
-	var ua x509.UnknownAuthorityError
-	var hn x509.HostnameError
-	var ci x509.CertificateInvalidError
-	if !errors.As(err, &cv) && !errors.As(err, &ua) && !errors.As(err, &hn) && !errors.As(err, &ci) {
-		return
-	}
-	if s.l14 || s.env.Announce == nil {
-		return
-	}
-	s.l14 = true
-	s.env.Announce("Error L14 (certificate validation): error=" + strconv.Quote(rootCause(err)) +
-		` uri="` + s.cfg.URL.Scheme + "://" + s.addr + `/"`)
-}
-
-func rootCause(err error) string {
-	var cv *tls.CertificateVerificationError
-	if errors.As(err, &cv) && cv.Err != nil {
-		return cv.Err.Error()
-	}
-	return err.Error()
 }
 
 // watch reads from the connection so a receiver's hang-up is noticed before the next

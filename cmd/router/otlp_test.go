@@ -28,7 +28,9 @@ const collectorToken = "c.7a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
 // pod that is the SDK's default, localhost:4318; this shared host picks a free port).
 // The records arrive at a syslog drain through the collector sidecar and the router
 // as lines of source app and the container's process, with severity, time, body and
-// attributes (trace and span id, record and resource attributes) as SD. The same
+// attributes (trace and span id, record and resource attributes) as SD, and at an
+// OTLP drain into the OpenTelemetry Collector's own OTLP receiver as LogRecords with
+// those fields, attributes and instrumentation scope back in their places. The same
 // exporter with an app token reaches the router's own POST /v1/logs.
 func TestOTLPFromSDKThroughCollector(t *testing.T) {
 	bins, cleanup, err := testenv.Build("github.com/kubeplex/kubeplex/cmd/collector")
@@ -37,10 +39,13 @@ func TestOTLPFromSDKThroughCollector(t *testing.T) {
 	}
 	t.Cleanup(cleanup)
 	sink := peer.NewSyslogSink(t, nil)
+	col := peer.StartCollector(t, peer.CollectorOptions{})
+	const otlpDrainToken = "d.5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e"
 	routes := writeTable(t, routing.Table{Apps: []routing.App{{
 		ID:     "shop/web",
 		Tokens: []routing.Token{{Token: collectorToken, Source: "app", Collector: true}, {Token: ingestToken, Source: "app"}},
-		Drains: []routing.Drain{{ID: "shop/tcp", Token: drainToken, URL: "syslog://" + sink.Addr}},
+		Drains: []routing.Drain{{ID: "shop/tcp", Token: drainToken, URL: "syslog://" + sink.Addr},
+			{ID: "shop/otel", Token: otlpDrainToken, URL: "otlp+http://" + col.HTTPAddr}},
 	}}})
 	addr, adminAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	testenv.Start(t, routerBin, nil, "--http-addr", addr, "--admin-addr", adminAddr, "--routes", routes, "--allow-cidrs", "127.0.0.0/8")
@@ -65,7 +70,8 @@ func TestOTLPFromSDKThroughCollector(t *testing.T) {
 		}
 		lp := sdklog.NewLoggerProvider(sdklog.WithProcessor(sdklog.NewSimpleProcessor(exp)),
 			sdklog.WithResource(resource.NewSchemaless(attribute.String("service.name", "checkout"))))
-		logger := lp.Logger("shop/pay")
+		logger := lp.Logger("shop/pay", otellog.WithInstrumentationVersion("1.2"),
+			otellog.WithInstrumentationAttributes(attribute.String("lib.flavour", "plain")))
 		tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
 		sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
 		sctx := trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
@@ -150,5 +156,38 @@ func TestOTLPFromSDKThroughCollector(t *testing.T) {
 	}
 	if sink.Bad() != 0 {
 		t.Errorf("%d frames a strict parser refused", sink.Bad())
+	}
+
+	// The OTLP drain: the same five records, each field where OTLP keeps it.
+	recs := col.WaitRecords(t, 5)
+	got := map[string]peer.CollectorRecord{}
+	for _, r := range recs {
+		got[r.Body] = r
+	}
+	for _, comp := range []int{0, 1} {
+		r, ok := got[fmt.Sprintf("payment declined (%d)", comp)]
+		if !ok {
+			t.Fatalf("record %d missing at the OTLP drain: %v", comp, recs)
+		}
+		want := peer.CollectorRecord{Request: r.Request, Observed: r.Observed,
+			Resource: map[string]string{"service.name": "web", "k8s.namespace.name": "shop", "kubeplex.app": "shop/web",
+				"kubeplex.drain.token": otlpDrainToken},
+			Scope: "shop/pay", ScopeVersion: "1.2", ScopeAttrs: map[string]string{"lib.flavour": "plain"},
+			TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7", Flags: 1,
+			TimeUnixNano:   uint64(time.Date(2026, 11, 25, 10, 0, 0, 123456000, time.UTC).UnixNano()),
+			SeverityNumber: 13, SeverityText: "WARN", Body: r.Body,
+			Attributes: map[string]string{"user.id": "42", "note": `say "hi"`, "kubeplex.source": "app", "kubeplex.process": "web.1"},
+		}
+		if fmt.Sprint(r) != fmt.Sprint(want) {
+			t.Errorf("OTLP drain record\n got %+v\nwant %+v", r, want)
+		}
+	}
+	// kubeplex's own resource attributes win over the producer's service.name; the
+	// producer's is the process (web.1 here, the router ingest's pgbackups below).
+	if r := got["backup done"]; r.Attributes["kubeplex.process"] != "pgbackups" || r.Scope != "addon" || r.SeverityNumber != 9 {
+		t.Errorf("router OTLP ingest at the OTLP drain: %+v", r)
+	}
+	if r := got[`{"k":"v"}`]; r.SeverityNumber != 17 || r.Scope != "shop/pay" {
+		t.Errorf("map-body record at the OTLP drain: %+v", r)
 	}
 }

@@ -298,7 +298,7 @@ func jsonString(s string) string {
 
 // Converter turns records into messages, reusing its buffers across records.
 type Converter struct {
-	sd, res, text, num []byte
+	sd, res, scope, text, num []byte
 }
 
 // Each calls emit for every log record of data, in order. now stands in for a record
@@ -320,12 +320,18 @@ func (c *Converter) Each(data *logspb.LogsData, now time.Time, emit func(*Record
 		}
 		for _, sl := range rl.GetScopeLogs() {
 			scope := sl.GetScope()
+			// The scope's attributes, too, are rendered once for its records.
+			c.scope = c.scope[:0]
+			scDropped := 0
+			if attrs := scope.GetAttributes(); len(attrs) > 0 {
+				c.scope, scDropped = c.appendElement(c.scope, wire.SDIDScope, attrs, MaxAttrs/4)
+			}
 			for _, lr := range sl.GetLogRecords() {
 				r.Priority = Priority(lr.GetSeverityNumber(), lr.GetSeverityText())
 				r.Time = recordTime(lr, now)
 				c.text = AppendBody(c.text[:0], lr.GetBody())
 				r.Text = c.text
-				c.sd = c.appendSD(c.sd[:0], lr, scope, resDropped)
+				c.sd = c.appendSD(c.sd[:0], lr, scope, resDropped+scDropped)
 				r.SD = c.sd
 				emit(&r)
 			}
@@ -334,7 +340,7 @@ func (c *Converter) Each(data *logspb.LogsData, now time.Time, emit func(*Record
 }
 
 // appendSD writes the record's elements: otel@ (fields), log@ (attributes), then the
-// resource's res@, keeping the whole under MaxAttrs.
+// resource's res@ and the scope's scope@, keeping the whole under MaxAttrs.
 func (c *Converter) appendSD(dst []byte, lr *logspb.LogRecord, scope *commonpb.InstrumentationScope, resDropped int) []byte {
 	start := len(dst)
 	dropped := int(lr.GetDroppedAttributesCount()) + resDropped
@@ -342,7 +348,7 @@ func (c *Converter) appendSD(dst []byte, lr *logspb.LogRecord, scope *commonpb.I
 	// carries their dropped count, can be written before them.
 	var logEl []byte
 	if attrs := lr.GetAttributes(); len(attrs) > 0 {
-		budget := MaxAttrs - len(c.res) - 768 // room for otel@ (at most ~720 bytes)
+		budget := MaxAttrs - len(c.res) - len(c.scope) - 768 // room for otel@ (at most ~720 bytes)
 		var n int
 		logEl, n = c.appendElement(nil, wire.SDIDLog, attrs, budget)
 		dropped += n
@@ -375,6 +381,9 @@ func (c *Converter) appendSD(dst []byte, lr *logspb.LogRecord, scope *commonpb.I
 	dst = append(dst, logEl...)
 	if len(dst)-start+len(c.res) <= MaxAttrs {
 		dst = append(dst, c.res...)
+	}
+	if len(dst)-start+len(c.scope) <= MaxAttrs {
+		dst = append(dst, c.scope...)
 	}
 	return dst
 }

@@ -40,7 +40,8 @@ func sample() *logspb.LogsData {
 	return &logspb.LogsData{ResourceLogs: []*logspb.ResourceLogs{{
 		Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{kv("service.name", str("checkout"))}},
 		ScopeLogs: []*logspb.ScopeLogs{{
-			Scope: &commonpb.InstrumentationScope{Name: "shop/pay", Version: "1.2"},
+			Scope: &commonpb.InstrumentationScope{Name: "shop/pay", Version: "1.2",
+				Attributes: []*commonpb.KeyValue{kv("lib.flavour", str("plain"))}},
 			LogRecords: []*logspb.LogRecord{
 				{TimeUnixNano: uint64(t0.UnixNano()), SeverityNumber: logspb.SeverityNumber_SEVERITY_NUMBER_WARN, SeverityText: "WARN",
 					Body: str("payment declined"), TraceId: traceID, SpanId: spanID, Flags: 1,
@@ -102,10 +103,10 @@ func wantSample(t *testing.T, out []got) {
 	t.Helper()
 	want := []got{
 		{188, t0, `[otel@32473 trace_id="4bf92f3577b34da6a3ce929d0e0e4736" span_id="00f067aa0ba902b7" flags="01" severity_text="WARN" scope.name="shop/pay" scope.version="1.2" dropped_attributes_count="1"]` +
-			`[log@32473 user.id="42" note="say \"hi\" \]"][res@32473 service.name="checkout"]`, "payment declined"},
-		{187, t0.Add(time.Second), `[otel@32473 scope.name="shop/pay" scope.version="1.2"][res@32473 service.name="checkout"]`,
+			`[log@32473 user.id="42" note="say \"hi\" \]"][res@32473 service.name="checkout"][scope@32473 lib.flavour="plain"]`, "payment declined"},
+		{187, t0.Add(time.Second), `[otel@32473 scope.name="shop/pay" scope.version="1.2"][res@32473 service.name="checkout"][scope@32473 lib.flavour="plain"]`,
 			`{"a":[true,1.5,"x\n\"y\""],"b":"AQID"}`},
-		{191, t0.Add(time.Hour), `[otel@32473 severity_text="debug" scope.name="shop/pay" scope.version="1.2"][res@32473 service.name="checkout"]`, ""},
+		{191, t0.Add(time.Hour), `[otel@32473 severity_text="debug" scope.name="shop/pay" scope.version="1.2"][res@32473 service.name="checkout"][scope@32473 lib.flavour="plain"]`, ""},
 	}
 	if len(out) != len(want) {
 		t.Fatalf("got %d records: %+v", len(out), out)
@@ -152,7 +153,7 @@ func TestProtobufAndGzip(t *testing.T) {
 // enums as numbers.
 func TestJSON(t *testing.T) {
 	body := fmt.Sprintf(`{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},
- "scopeLogs":[{"scope":{"name":"shop/pay","version":"1.2"},"logRecords":[
+ "scopeLogs":[{"scope":{"name":"shop/pay","version":"1.2","attributes":[{"key":"lib.flavour","value":{"stringValue":"plain"}}]},"logRecords":[
   {"timeUnixNano":"%d","severityNumber":13,"severityText":"WARN","body":{"stringValue":"payment declined"},
    "traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b7","flags":1,"unknownField":true,
    "attributes":[{"key":"user.id","value":{"intValue":"42"}},{"key":"bad name","value":{"stringValue":"x"}},{"key":"note","value":{"stringValue":"say \"hi\" ]"}}]},

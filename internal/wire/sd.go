@@ -11,7 +11,7 @@ import (
 // aside for documentation and examples, and RFC 5424's own examples use.
 const (
 	// SDIDOtel holds the record's own fields: trace_id, span_id (lowercase hex),
-	// flags, severity_text, event_name, scope.name, scope.version and
+	// flags (hex, two digits), severity_text, event_name, scope.name, scope.version and
 	// dropped_attributes_count (attributes that could not be kept, see SDName).
 	SDIDOtel = "otel@32473"
 	// SDIDLog holds the log record's attributes.

@@ -20,6 +20,12 @@ type CollectorRecord struct {
 	Request        int               `json:"request"`
 	Resource       map[string]string `json:"resource"`
 	Scope          string            `json:"scope"`
+	ScopeVersion   string            `json:"scopeVersion,omitempty"`
+	ScopeAttrs     map[string]string `json:"scopeAttributes,omitempty"`
+	TraceID        string            `json:"traceId,omitempty"`
+	SpanID         string            `json:"spanId,omitempty"`
+	Flags          uint32            `json:"flags,omitempty"`
+	EventName      string            `json:"eventName,omitempty"`
 	TimeUnixNano   uint64            `json:"timeUnixNano"`
 	Observed       uint64            `json:"observedTimeUnixNano"`
 	SeverityNumber int32             `json:"severityNumber"`

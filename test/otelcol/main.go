@@ -33,6 +33,12 @@ type Record struct {
 	Request        int               `json:"request"`
 	Resource       map[string]string `json:"resource"`
 	Scope          string            `json:"scope"`
+	ScopeVersion   string            `json:"scopeVersion,omitempty"`
+	ScopeAttrs     map[string]string `json:"scopeAttributes,omitempty"`
+	TraceID        string            `json:"traceId,omitempty"`
+	SpanID         string            `json:"spanId,omitempty"`
+	Flags          uint32            `json:"flags,omitempty"`
+	EventName      string            `json:"eventName,omitempty"`
 	TimeUnixNano   uint64            `json:"timeUnixNano"`
 	Observed       uint64            `json:"observedTimeUnixNano"`
 	SeverityNumber int32             `json:"severityNumber"`
@@ -106,10 +112,18 @@ func run(httpAddr, grpcAddr, cert, key, out, headers string) error {
 			res := attrs(rl.Resource().Attributes())
 			for _, sl := range rl.ScopeLogs().All() {
 				for _, lr := range sl.LogRecords().All() {
-					if err := enc.Encode(Record{Request: requests, Resource: res, Scope: sl.Scope().Name(),
+					r := Record{Request: requests, Resource: res, Scope: sl.Scope().Name(), ScopeVersion: sl.Scope().Version(),
+						ScopeAttrs: attrs(sl.Scope().Attributes()), Flags: uint32(lr.Flags()), EventName: lr.EventName(),
 						TimeUnixNano: uint64(lr.Timestamp()), Observed: uint64(lr.ObservedTimestamp()),
 						SeverityNumber: int32(lr.SeverityNumber()), SeverityText: lr.SeverityText(),
-						Body: lr.Body().AsString(), Attributes: attrs(lr.Attributes()), Headers: hdr}); err != nil {
+						Body: lr.Body().AsString(), Attributes: attrs(lr.Attributes()), Headers: hdr}
+					if !lr.TraceID().IsEmpty() {
+						r.TraceID = lr.TraceID().String()
+					}
+					if !lr.SpanID().IsEmpty() {
+						r.SpanID = lr.SpanID().String()
+					}
+					if err := enc.Encode(r); err != nil {
 						return err
 					}
 				}

@@ -341,11 +341,11 @@ func (e *encoder) record(dst, tmp []byte, f *wire.Fields, of *otelFields, observ
 			dst = appendAnyString(dst, v)
 		}
 	}
-	if n, ok := parseUint32(of.dropped); ok && n != 0 {
+	if n, ok := parseUint32(of.dropped, 10); ok && n != 0 {
 		dst = protowire.AppendTag(dst, fRecordDropped, protowire.VarintType)
 		dst = protowire.AppendVarint(dst, uint64(n))
 	}
-	if n, ok := parseUint32(of.flags); ok && n != 0 {
+	if n, ok := parseUint32(of.flags, 16); ok && n != 0 {
 		dst = protowire.AppendTag(dst, fRecordFlags, protowire.Fixed32Type)
 		dst = protowire.AppendFixed32(dst, n)
 	}
@@ -359,11 +359,12 @@ func (e *encoder) record(dst, tmp []byte, f *wire.Fields, of *otelFields, observ
 	return dst, tmp
 }
 
-func parseUint32(v []byte) (uint32, bool) {
+// parseUint32 reads a number in base (trace flags are hex, as OTLP input writes them).
+func parseUint32(v []byte, base int) (uint32, bool) {
 	if len(v) == 0 {
 		return 0, false
 	}
-	n, err := strconv.ParseUint(view(v), 10, 32)
+	n, err := strconv.ParseUint(view(v), base, 32)
 	return uint32(n), err == nil
 }
 

@@ -234,7 +234,7 @@ func (e *refEncoder) structured(r *logs.LogRecord, sd []byte) refGroup {
 			case "span_id":
 				r.SpanId = e.hexID(v, 8)
 			case "flags":
-				if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+				if n, err := strconv.ParseUint(v, 16, 32); err == nil {
 					r.Flags = uint32(n)
 				}
 			case "severity_text":

@@ -58,12 +58,13 @@ func TestEncodingMatchesMessageTree(t *testing.T) {
 		`[log@32473 user.id="42" note="a \"quoted\\] value" kubeplex.source="forged" empty=""]` +
 		`[res@32473 service.name="checkout-api" telemetry.sdk.language="go" kubeplex.drain.token="forged"]`
 	cases := map[string]*drain.Batch{
-		"plain":   batchOf(msg("hello", ""), msg("", ""), msg("world", "")),
-		"sdk":     batchOf(msg("declined", sdk), msg("again", sdk), msg("plain", ""), msg("other", `[exampleSDID@32473 iut="3" eventSource="Application"]`)),
-		"groups":  batchOf(msg("a", `[otel@32473 scope.name="a"][res@32473 service.name="x"]`), msg("b", `[otel@32473 scope.name="b"][res@32473 service.name="x"]`), msg("c", ""), msg("d", `[res@32473 host.name="y"]`)),
-		"bad ids": batchOf(msg("x", `[otel@32473 trace_id="zz" span_id="00f067aa0ba902b7ff" flags="-1" dropped_attributes_count="x"]`)),
-		"utf8":    batchOf(msg("bad \xff\xfe utf-8", `[log@32473 k="v\xff"]`)),
-		"long":    batchOf(msg(strings.Repeat("x", 20000), ""), msg(strings.Repeat("y", 100), ""), msg(strings.Repeat("z", 200), "")),
+		"plain":     batchOf(msg("hello", ""), msg("", ""), msg("world", "")),
+		"sdk":       batchOf(msg("declined", sdk), msg("again", sdk), msg("plain", ""), msg("other", `[exampleSDID@32473 iut="3" eventSource="Application"]`)),
+		"groups":    batchOf(msg("a", `[otel@32473 scope.name="a"][res@32473 service.name="x"]`), msg("b", `[otel@32473 scope.name="b"][res@32473 service.name="x"]`), msg("c", ""), msg("d", `[res@32473 host.name="y"]`)),
+		"bad ids":   batchOf(msg("x", `[otel@32473 trace_id="zz" span_id="00f067aa0ba902b7ff" flags="-1" dropped_attributes_count="x"]`)),
+		"hex flags": batchOf(msg("x", `[otel@32473 flags="81"]`)),
+		"utf8":      batchOf(msg("bad \xff\xfe utf-8", `[log@32473 k="v\xff"]`)),
+		"long":      batchOf(msg(strings.Repeat("x", 20000), ""), msg(strings.Repeat("y", 100), ""), msg(strings.Repeat("z", 200), "")),
 	}
 	// A batch over 2 MiB: the group lengths take 4 bytes, one more than reserved.
 	big := make([]message.Msg, 0, 200)

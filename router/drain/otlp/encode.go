@@ -157,6 +157,7 @@ func (e *encoder) encode(dst, tmp []byte, b *drain.Batch, now time.Time) ([]byte
 		rlPos, slPos = -1, -1
 		fields       otelFields
 		recordPos    int
+		ts           tsCache
 	)
 	for i := range b.Len() {
 		rec := frameRecord(b.Frame(i))
@@ -187,7 +188,7 @@ func (e *encoder) encode(dst, tmp []byte, b *drain.Batch, now time.Time) ([]byte
 		}
 		cur = g
 		dst, recordPos = openMessage(dst, fScopeLogsRecords, reserveRecord)
-		dst, tmp = e.record(dst, tmp, &f, &fields, observed)
+		dst, tmp = e.record(dst, tmp, &f, &fields, &ts, observed)
 		dst = closeMessage(dst, recordPos, reserveRecord)
 	}
 	if slPos >= 0 {
@@ -292,8 +293,8 @@ func contains(list []string, s string) bool {
 // attributes, any other element's parameters become attributes named
 // "<SD-ID>.<name>"; kubeplex.source and kubeplex.process win on a clash. Fields at
 // their zero value are left out, as protobuf does.
-func (e *encoder) record(dst, tmp []byte, f *wire.Fields, of *otelFields, observed uint64) ([]byte, []byte) {
-	if us, err := wire.ParseTimestamp(f.Timestamp); err == nil && us != 0 {
+func (e *encoder) record(dst, tmp []byte, f *wire.Fields, of *otelFields, ts *tsCache, observed uint64) ([]byte, []byte) {
+	if us, ok := ts.parse(f.Timestamp); ok && us != 0 {
 		dst = protowire.AppendTag(dst, fRecordTime, protowire.Fixed64Type)
 		dst = protowire.AppendFixed64(dst, uint64(us)*1000)
 	}
@@ -360,6 +361,44 @@ func (e *encoder) record(dst, tmp []byte, f *wire.Fields, of *otelFields, observ
 }
 
 // parseUint32 reads a number in base (trace flags are hex, as OTLP input writes them).
+// tsCache parses RFC 5424 timestamps, remembering the last one's whole second: the
+// records of a batch mostly share it, and then only the fraction is read.
+type tsCache struct {
+	sec, zone []byte // "YYYY-MM-DDTHH:MM:SS" and the offset of the last timestamp
+	base      int64  // its whole second, µs
+}
+
+func (c *tsCache) parse(ts []byte) (int64, bool) {
+	const secLen = len("2006-01-02T15:04:05")
+	if len(ts) <= secLen+1 || ts[secLen] != '.' {
+		us, err := wire.ParseTimestamp(ts)
+		return us, err == nil
+	}
+	j, frac := secLen+1, int64(0)
+	for j < len(ts) && j < secLen+7 && ts[j] >= '0' && ts[j] <= '9' {
+		frac = frac*10 + int64(ts[j]-'0')
+		j++
+	}
+	digits := j - secLen - 1
+	for range 6 - digits {
+		frac *= 10
+	}
+	if j < len(ts) && ts[j] >= '0' && ts[j] <= '9' || digits == 0 {
+		// More than 6 digits (or none): the full parser decides.
+		us, err := wire.ParseTimestamp(ts)
+		return us, err == nil
+	}
+	if c.sec != nil && bytes.Equal(ts[:secLen], c.sec) && bytes.Equal(ts[j:], c.zone) {
+		return c.base + frac, true
+	}
+	us, err := wire.ParseTimestamp(ts)
+	if err != nil {
+		return 0, false
+	}
+	c.sec, c.zone, c.base = ts[:secLen], ts[j:], us-frac
+	return us, true
+}
+
 func parseUint32(v []byte, base int) (uint32, bool) {
 	if len(v) == 0 {
 		return 0, false

@@ -2,6 +2,7 @@ package otlp
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +45,32 @@ func batchOf(msgs ...message.Msg) *drain.Batch {
 	return b
 }
 
+// atTime is a message at 2026-12-01T12:00:00Z plus us microseconds.
+func atTime(us int64) message.Msg {
+	m := msg(fmt.Sprint("t", us), "")
+	m.Time = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC).UnixMicro() + us
+	return m
+}
+
+// TestTimestampCache: the cached parse agrees with wire.ParseTimestamp on every form,
+// in any order (the cache holds the previous one's second).
+func TestTimestampCache(t *testing.T) {
+	forms := []string{"2026-12-01T12:00:00.5+00:00", "2026-12-01T12:00:00.123456+00:00", "2026-12-01T12:00:00.1+01:00",
+		"2026-12-01T12:00:01.000001Z", "2026-12-01T12:00:01Z", "2026-12-01T12:00:01.9-05:30", "2026-12-01T12:00:01.1234567Z",
+		"2026-12-01T12:00:01.12Z", "-", "", "2026-12-01T12:00:01.Z", "2026-12-01T12:00:01.12x", "2016-12-31T23:59:60.5Z",
+		"2026-12-01T12:00:01.123456+00:00", "2026-12-01T12:00:01.654321+00:00"}
+	var c tsCache
+	for _, order := range [][]string{forms, slices.Concat(forms, forms), {forms[13], forms[14], forms[12], forms[14]}} {
+		for _, f := range order {
+			want, err := wire.ParseTimestamp([]byte(f))
+			got, ok := c.parse([]byte(f))
+			if ok != (err == nil) || ok && got != want {
+				t.Errorf("parse(%q) = %d, %v; ParseTimestamp %d, %v", f, got, ok, want, err)
+			}
+		}
+	}
+}
+
 func msg(text, sd string) message.Msg {
 	return message.Msg{Priority: wire.PriorityInfo, Time: 1764590400123456, Source: []byte("app"), ProcID: []byte("web.1"),
 		Text: []byte(text), Attrs: []byte(sd)}
@@ -62,6 +89,7 @@ func TestEncodingMatchesMessageTree(t *testing.T) {
 		"sdk":       batchOf(msg("declined", sdk), msg("again", sdk), msg("plain", ""), msg("other", `[exampleSDID@32473 iut="3" eventSource="Application"]`)),
 		"groups":    batchOf(msg("a", `[otel@32473 scope.name="a"][res@32473 service.name="x"]`), msg("b", `[otel@32473 scope.name="b"][res@32473 service.name="x"]`), msg("c", ""), msg("d", `[res@32473 host.name="y"]`)),
 		"bad ids":   batchOf(msg("x", `[otel@32473 trace_id="zz" span_id="00f067aa0ba902b7ff" flags="-1" dropped_attributes_count="x"]`)),
+		"times":     batchOf(atTime(0), atTime(1), atTime(999999), atTime(1000000), atTime(1500000), atTime(-1), atTime(86400e6)),
 		"hex flags": batchOf(msg("x", `[otel@32473 flags="81"]`)),
 		"utf8":      batchOf(msg("bad \xff\xfe utf-8", `[log@32473 k="v\xff"]`)),
 		"long":      batchOf(msg(strings.Repeat("x", 20000), ""), msg(strings.Repeat("y", 100), ""), msg(strings.Repeat("z", 200), "")),

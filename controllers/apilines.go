@@ -8,12 +8,14 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
@@ -33,6 +35,8 @@ const ProcAPI = "api"
 // initial list, so a restart or a failover writes nothing.
 type APILines struct {
 	Platform *platform.Poster
+	// Client lists the apps a namespace-wide drain covers (its lines go to each).
+	Client client.Reader
 }
 
 // SetupWithManager registers the watches; the work happens in the event handlers,
@@ -50,18 +54,53 @@ func (a *APILines) SetupWithManager(mgr ctrl.Manager) error {
 func (a *APILines) handler() handler.EventHandler {
 	type q = workqueue.TypedRateLimitingInterface[reconcile.Request]
 	return handler.Funcs{
-		CreateFunc: func(_ context.Context, e event.CreateEvent, _ q) {
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, _ q) {
 			if !e.IsInInitialList {
-				a.emit(CreatedLines(e.Object))
+				a.emit(CreatedLines(e.Object, a.covered(ctx)))
 			}
 		},
-		UpdateFunc: func(_ context.Context, e event.UpdateEvent, _ q) {
-			a.emit(ChangedLines(e.ObjectOld, e.ObjectNew))
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, _ q) {
+			a.emit(ChangedLines(e.ObjectOld, e.ObjectNew, a.covered(ctx)))
 		},
-		DeleteFunc: func(_ context.Context, e event.DeleteEvent, _ q) {
-			a.emit(DeletedLines(e.Object))
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, _ q) {
+			a.emit(DeletedLines(e.Object, a.covered(ctx)))
 		},
 	}
+}
+
+// Covered lists the app names of namespace ns that a namespace-wide drain's
+// selector covers.
+type Covered func(ns string, sel *metav1.LabelSelector) []string
+
+func (a *APILines) covered(ctx context.Context) Covered {
+	return func(ns string, sel *metav1.LabelSelector) []string {
+		if a.Client == nil {
+			return nil
+		}
+		apps, err := coveredApps(ctx, a.Client, ns, sel)
+		if err != nil {
+			logf.FromContext(ctx).Error(err, "namespace-wide drain: list the apps to tell", "namespace", ns)
+		}
+		return apps
+	}
+}
+
+// forApps is one line per app a namespace-wide drain covers.
+func forApps(ns string, apps []string, text string) []platform.Line {
+	out := make([]platform.Line, 0, len(apps))
+	for _, app := range apps {
+		out = append(out, apiLine(routes.ID(ns, app), text))
+	}
+	return out
+}
+
+// covers says which apps a namespace-wide drain takes: "every app of the namespace"
+// or "the namespace's apps matching <selector>".
+func covers(sel *metav1.LabelSelector) string {
+	if s := metav1.FormatLabelSelector(sel); s != "" && s != "<none>" {
+		return "the namespace's apps matching " + s
+	}
+	return "every app of the namespace"
 }
 
 func (a *APILines) emit(lines []platform.Line) {
@@ -70,14 +109,16 @@ func (a *APILines) emit(lines []platform.Line) {
 	}
 }
 
-// CreatedLines is the line for a new LogApp or LogDrain.
-func CreatedLines(obj client.Object) []platform.Line {
+// CreatedLines is the line for a new LogApp or LogDrain; a namespace-wide drain's
+// goes to each app it covers.
+func CreatedLines(obj client.Object, covered Covered) []platform.Line {
 	switch o := obj.(type) {
 	case *kubeplexv1alpha1.LogApp:
 		return []platform.Line{apiLine(appID(o), fmt.Sprintf("LogApp %s created%s", o.Name, by(o)))}
 	case *kubeplexv1alpha1.LogDrain:
-		if o.Spec.AppRef.Name == "" {
-			return nil // namespace-wide: no one app's stream to tell (docs/drains.md)
+		if o.Spec.AppSelector != nil {
+			return forApps(o.Namespace, covered(o.Namespace, o.Spec.AppSelector),
+				fmt.Sprintf("LogDrain %s created for %s (%s)%s", o.Name, covers(o.Spec.AppSelector), redactURL(o.Spec.URL), by(o)))
 		}
 		addon := ""
 		if o.Spec.Addon != "" {
@@ -89,8 +130,9 @@ func CreatedLines(obj client.Object) []platform.Line {
 }
 
 // ChangedLines are the lines for a changed LogApp or LogDrain: nothing when neither
-// its spec nor a token rotation request changed (status writes, metadata churn).
-func ChangedLines(oldObj, newObj client.Object) []platform.Line {
+// its spec nor a token rotation request changed (status writes, metadata churn). A
+// namespace-wide drain's go to each app it covers, before or after the change.
+func ChangedLines(oldObj, newObj client.Object, covered Covered) []platform.Line {
 	switch n := newObj.(type) {
 	case *kubeplexv1alpha1.LogApp:
 		o, ok := oldObj.(*kubeplexv1alpha1.LogApp)
@@ -107,8 +149,8 @@ func ChangedLines(oldObj, newObj client.Object) []platform.Line {
 		return out
 	case *kubeplexv1alpha1.LogDrain:
 		o, ok := oldObj.(*kubeplexv1alpha1.LogDrain)
-		if !ok || n.Spec.AppRef.Name == "" || o.Spec.AppRef.Name == "" {
-			return nil
+		if !ok || (n.Spec.AppSelector == nil) != (o.Spec.AppSelector == nil) {
+			return nil // appRef and appSelector cannot be switched (CEL)
 		}
 		fields := changedFields(o.Spec, n.Spec)
 		if len(fields) == 0 {
@@ -117,6 +159,21 @@ func ChangedLines(oldObj, newObj client.Object) []platform.Line {
 		text := fmt.Sprintf("LogDrain %s changed %s", n.Name, strings.Join(fields, ", "))
 		if o.Spec.URL != n.Spec.URL {
 			text += " (now " + redactURL(n.Spec.URL) + ")"
+		}
+		if n.Spec.AppSelector != nil {
+			if !equality.Semantic.DeepEqual(o.Spec.AppSelector, n.Spec.AppSelector) {
+				text += " (now covers " + covers(n.Spec.AppSelector) + ")"
+			}
+			text += by(n)
+			// The apps it covered keep the old selector's answer in the cache's current
+			// labels; both sets are told.
+			apps := covered(n.Namespace, n.Spec.AppSelector)
+			for _, app := range covered(o.Namespace, o.Spec.AppSelector) {
+				if !slices.Contains(apps, app) {
+					apps = append(apps, app)
+				}
+			}
+			return forApps(n.Namespace, apps, text)
 		}
 		text += by(n)
 		out := []platform.Line{apiLine(drainApp(n), text)}
@@ -131,13 +188,13 @@ func ChangedLines(oldObj, newObj client.Object) []platform.Line {
 
 // DeletedLines is the line for a deleted object. The API server keeps no record of
 // who deleted it in the object, so no actor is named.
-func DeletedLines(obj client.Object) []platform.Line {
+func DeletedLines(obj client.Object, covered Covered) []platform.Line {
 	switch o := obj.(type) {
 	case *kubeplexv1alpha1.LogApp:
 		return []platform.Line{apiLine(appID(o), fmt.Sprintf("LogApp %s deleted", o.Name))}
 	case *kubeplexv1alpha1.LogDrain:
-		if o.Spec.AppRef.Name == "" {
-			return nil
+		if o.Spec.AppSelector != nil {
+			return forApps(o.Namespace, covered(o.Namespace, o.Spec.AppSelector), fmt.Sprintf("LogDrain %s deleted", o.Name))
 		}
 		return []platform.Line{apiLine(drainApp(o), fmt.Sprintf("LogDrain %s deleted", o.Name))}
 	}

@@ -31,11 +31,11 @@ func TestAPILineTexts(t *testing.T) {
 		got  []string
 		want []string
 	}{
-		{"created", texts(CreatedLines(old)), []string{"shop/web LogDrain archive created (https://logs.example.com) by helm"}},
-		{"changed", texts(ChangedLines(old, cur)), []string{
+		{"created", texts(CreatedLines(old, nil)), []string{"shop/web LogDrain archive created (https://logs.example.com) by helm"}},
+		{"changed", texts(ChangedLines(old, cur, nil)), []string{
 			"shop/web LogDrain archive changed spec.credentialsSecretRef, spec.url (now syslog+tls://logs2.example.com:6514) by helm"}},
-		{"status only", texts(ChangedLines(old, old.DeepCopy())), nil},
-		{"deleted", texts(DeletedLines(cur)), []string{"shop/web LogDrain archive deleted"}},
+		{"status only", texts(ChangedLines(old, old.DeepCopy(), nil)), nil},
+		{"deleted", texts(DeletedLines(cur, nil)), []string{"shop/web LogDrain archive deleted"}},
 	}
 	for _, tt := range tests {
 		if strings.Join(tt.got, "\n") != strings.Join(tt.want, "\n") {
@@ -49,13 +49,38 @@ func TestAPILineTexts(t *testing.T) {
 	}
 	moved := cur.DeepCopy()
 	moved.Spec.AppRef.Name = "api"
-	if got := texts(ChangedLines(cur, moved)); len(got) != 2 || !strings.HasPrefix(got[0], "shop/api ") || !strings.HasPrefix(got[1], "shop/web LogDrain archive moved to LogApp api") {
+	if got := texts(ChangedLines(cur, moved, nil)); len(got) != 2 || !strings.HasPrefix(got[0], "shop/api ") || !strings.HasPrefix(got[1], "shop/web LogDrain archive moved to LogApp api") {
 		t.Errorf("moved: %q", got)
+	}
+	// A namespace-wide drain's lines go to each app it covers; a selector change is
+	// told to the apps covered before and after.
+	ns := &kubeplexv1alpha1.LogDrain{ObjectMeta: metav1.ObjectMeta{Name: "all", Namespace: "shop", ManagedFields: managed},
+		Spec: kubeplexv1alpha1.LogDrainSpec{AppSelector: &metav1.LabelSelector{}, URL: "otlp+https://otel.example.com/t/s3cr3t"}}
+	narrowed := ns.DeepCopy()
+	narrowed.Spec.AppSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "backend"}}
+	covered := func(_ string, sel *metav1.LabelSelector) []string {
+		if len(sel.MatchLabels) > 0 {
+			return []string{"worker"}
+		}
+		return []string{"web", "worker"}
+	}
+	for name, tt := range map[string]struct{ got, want []string }{
+		"ns created": {texts(CreatedLines(ns, covered)), []string{
+			"shop/web LogDrain all created for every app of the namespace (otlp+https://otel.example.com) by helm",
+			"shop/worker LogDrain all created for every app of the namespace (otlp+https://otel.example.com) by helm"}},
+		"ns narrowed": {texts(ChangedLines(ns, narrowed, covered)), []string{
+			"shop/worker LogDrain all changed spec.appSelector (now covers the namespace's apps matching tier=backend) by helm",
+			"shop/web LogDrain all changed spec.appSelector (now covers the namespace's apps matching tier=backend) by helm"}},
+		"ns deleted": {texts(DeletedLines(narrowed, covered)), []string{"shop/worker LogDrain all deleted"}},
+	} {
+		if strings.Join(tt.got, "\n") != strings.Join(tt.want, "\n") {
+			t.Errorf("%s: %q, want %q", name, tt.got, tt.want)
+		}
 	}
 	app := &kubeplexv1alpha1.LogApp{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"}}
 	rot := app.DeepCopy()
 	rot.Annotations = map[string]string{kubeplexv1alpha1.RotateTokenAnnotation: "2026-11-25"}
-	if got := texts(ChangedLines(app, rot)); len(got) != 1 || got[0] != "shop/web LogApp web: ingest token rotation requested" {
+	if got := texts(ChangedLines(app, rot, nil)); len(got) != 1 || got[0] != "shop/web LogApp web: ingest token rotation requested" {
 		t.Errorf("rotation: %q", got)
 	}
 }

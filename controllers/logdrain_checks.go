@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -224,21 +225,40 @@ func (r *LogDrainReconciler) checkApp(ctx context.Context, d *kubeplexv1alpha1.L
 // app is no error: the drain waits in the table's terms (it covers nothing) until
 // one is made, and the LogApp watch brings it back then.
 func (r *LogDrainReconciler) checkApps(ctx context.Context, d *kubeplexv1alpha1.LogDrain) error {
-	sel, err := metav1.LabelSelectorAsSelector(d.Spec.AppSelector)
+	apps, err := coveredApps(ctx, r.Client, d.Namespace, d.Spec.AppSelector)
 	if err != nil {
-		return &specError{reason: kubeplexv1alpha1.InvalidSelectorReason, msg: "appSelector: " + err.Error()}
+		var se *selectorError
+		if errors.As(err, &se) {
+			return &specError{reason: kubeplexv1alpha1.InvalidSelectorReason, msg: "appSelector: " + se.Error()}
+		}
+		return err
+	}
+	d.Status.Apps = int32(len(apps))
+	return nil
+}
+
+// selectorError is an appSelector that does not parse.
+type selectorError struct{ error }
+
+// coveredApps lists the names of the Ready LogApps of namespace ns that a
+// namespace-wide drain with selector sel covers: those whose streams it carries, and
+// that its kubeplex[api] and failing/recovered lines go to.
+func coveredApps(ctx context.Context, c client.Reader, ns string, selector *metav1.LabelSelector) ([]string, error) {
+	sel, err := metav1.LabelSelectorAsSelector(selector)
+	if err != nil {
+		return nil, &selectorError{err}
 	}
 	var apps kubeplexv1alpha1.LogAppList
-	if err := r.Client.List(ctx, &apps, client.InNamespace(d.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
-		return fmt.Errorf("list logapps: %w", err)
+	if err := c.List(ctx, &apps, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return nil, fmt.Errorf("list logapps: %w", err)
 	}
-	n := int32(0)
+	var out []string
 	for i := range apps.Items {
 		a := &apps.Items[i]
 		if a.DeletionTimestamp.IsZero() && meta.IsStatusConditionTrue(a.Status.Conditions, kubeplexv1alpha1.ReadyCondition) {
-			n++
+			out = append(out, a.Name)
 		}
 	}
-	d.Status.Apps = n
-	return nil
+	slices.Sort(out)
+	return out, nil
 }

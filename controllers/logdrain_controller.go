@@ -178,7 +178,7 @@ func (r *LogDrainReconciler) reconcileNormal(ctx context.Context, d *kubeplexv1a
 		msg = fmt.Sprintf("destination accepted; the drain covers %d Ready LogApps of the namespace", d.Status.Apps)
 	}
 	r.setReady(d, metav1.ConditionTrue, kubeplexv1alpha1.ReconciledReason, msg)
-	res := r.reconcileHealth(d)
+	res := r.reconcileHealth(ctx, d)
 	if u, err := url.Parse(d.Spec.URL); err == nil && !isIPLiteral(u.Hostname()) {
 		// What a host name resolves to can change: look again when the answer expires.
 		if res.RequeueAfter == 0 || res.RequeueAfter > policyTTL {

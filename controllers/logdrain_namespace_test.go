@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -214,5 +215,88 @@ func TestNamespaceDrainValidation(t *testing.T) {
 	one.Spec.AppSelector = &metav1.LabelSelector{}
 	if err := k8s.Patch(ctx, one, patch); err == nil || !strings.Contains(err.Error(), "cannot switch") {
 		t.Errorf("switching to appSelector: %v, want refused", err)
+	}
+}
+
+// TestNamespaceDrainPlatformLines: a namespace-wide drain gets what an app-bound drain
+// gets, in each covered app's stream: kubeplex[api] lines when it is created, changed
+// and deleted, and kubeplex[router] failing/recovered lines naming the token that
+// app's lines carry (docs/sources.md); apps of other namespaces hear nothing.
+func TestNamespaceDrainPlatformLines(t *testing.T) {
+	fr := &fakeRouter{rep: routing.RouterStatus{Router: "router-0", Started: time.Now().Add(time.Minute), Version: "v"}}
+	srv := httptest.NewServer(fr)
+	defer srv.Close()
+	lines := newPlatformReceiver(t)
+	startManager(t, Config{RouterStatusURLs: []string{srv.URL + "/status"}, RouterStatusInterval: 100 * time.Millisecond,
+		PlatformURL: lines.URL + "/logs"})
+	ns, other := newNamespace(t), newNamespace(t)
+	create(t, newApp(ns, "web"), newApp(ns, "worker"), newApp(other, "elsewhere"))
+	// The manager's cache has both apps Ready once a first drain counts them.
+	probe := namespaceDrain(ns, "probe", "syslog://127.0.0.2:514", &metav1.LabelSelector{})
+	create(t, probe)
+	waitStatusApps(t, probe, 2)
+
+	d := namespaceDrain(ns, "everything", "syslog://127.0.0.2:514", &metav1.LabelSelector{})
+	create(t, d)
+	waitStatusApps(t, d, 2)
+	apps := []string{"web", "worker"}
+	// want waits until each covered app has exactly one line starting with text.
+	want := func(what, text string, per func(app string) string) {
+		t.Helper()
+		testenv.Eventually(t, what, func() error {
+			got := lines.got()
+			for _, app := range apps {
+				prefix := ns + "/" + app + " " + text
+				if per != nil {
+					prefix = ns + "/" + app + " " + per(app)
+				}
+				if n := len(slices.DeleteFunc(slices.Clone(got), func(l string) bool { return !strings.HasPrefix(l, prefix) })); n != 1 {
+					return fmt.Errorf("%d lines %q in %q", n, prefix, got)
+				}
+			}
+			return nil
+		})
+	}
+	want("created lines", "kubeplex[api] LogDrain everything created for every app of the namespace (syslog://127.0.0.2:514)", nil)
+
+	// Delivery: both instances deliver, then fail, then recover.
+	instances := func(ds routing.DrainStatus) {
+		fr.mu.Lock()
+		defer fr.mu.Unlock()
+		fr.rep.Drains = map[string]routing.DrainStatus{}
+		for _, app := range apps {
+			fr.rep.Drains[routes.InstanceID(routes.ID(ns, d.Name), app)] = ds
+		}
+	}
+	t1 := time.Now().UTC().Truncate(time.Second)
+	instances(routing.DrainStatus{Delivered: 5, LastSuccess: &t1})
+	condition(t, d, kubeplexv1alpha1.DeliveringCondition, metav1.ConditionTrue, kubeplexv1alpha1.DeliveredReason)
+	t2 := t1.Add(time.Minute)
+	instances(routing.DrainStatus{Delivered: 5, LastSuccess: &t1, LastError: "dial tcp 127.0.0.2:514: connection refused", LastErrorTime: &t2})
+	condition(t, d, kubeplexv1alpha1.DeliveringCondition, metav1.ConditionFalse, kubeplexv1alpha1.DeliveryFailedReason)
+	want("failing lines", "", func(app string) string {
+		return "kubeplex[router] Drain " + routes.InstanceToken(d.Status.Token, app) + " failing: dial tcp 127.0.0.2:514: connection refused"
+	})
+	t3 := t2.Add(time.Second)
+	instances(routing.DrainStatus{Delivered: 6, LastSuccess: &t3, LastError: "old", LastErrorTime: &t2})
+	condition(t, d, kubeplexv1alpha1.DeliveringCondition, metav1.ConditionTrue, kubeplexv1alpha1.DeliveredReason)
+	want("recovered lines", "", func(app string) string {
+		return "kubeplex[router] Drain " + routes.InstanceToken(d.Status.Token, app) + " recovered"
+	})
+
+	get(t, d)
+	d.Spec.URL = "syslog://127.0.0.3:514"
+	if err := k8s.Update(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	want("changed lines", "kubeplex[api] LogDrain everything changed spec.url (now syslog://127.0.0.3:514)", nil)
+	if err := k8s.Delete(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	want("deleted lines", "kubeplex[api] LogDrain everything deleted", nil)
+	for _, l := range lines.got() {
+		if strings.HasPrefix(l, other+"/") && strings.Contains(l, "LogDrain") {
+			t.Errorf("an app of another namespace was told: %q", l)
+		}
 	}
 }

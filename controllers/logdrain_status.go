@@ -1,12 +1,14 @@
 package controllers
 
 import (
+	"context"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/controllers/health"
@@ -32,7 +34,7 @@ func (r *LogDrainReconciler) setDelivering(d *kubeplexv1alpha1.LogDrain, status 
 // reconcileHealth writes the routers' view of the drain: the Delivering condition
 // at once when its state changes, counters and last error at most once per
 // StatusInterval otherwise (coming back when the interval ends).
-func (r *LogDrainReconciler) reconcileHealth(d *kubeplexv1alpha1.LogDrain) ctrl.Result {
+func (r *LogDrainReconciler) reconcileHealth(ctx context.Context, d *kubeplexv1alpha1.LogDrain) ctrl.Result {
 	if r.Health == nil {
 		return ctrl.Result{}
 	}
@@ -80,7 +82,7 @@ func (r *LogDrainReconciler) reconcileHealth(d *kubeplexv1alpha1.LogDrain) ctrl.
 	wasFailing := old != nil && old.Status == metav1.ConditionFalse
 	setCondition(r.Recorder, d, &d.Status.Conditions, kubeplexv1alpha1.DeliveringCondition, status, reason, msg)
 	if stateChanged {
-		r.announceDelivery(d, wasFailing, status, sum.LastError)
+		r.announceDelivery(ctx, d, wasFailing, status, sum.LastError)
 	}
 	return ctrl.Result{}
 }
@@ -88,20 +90,34 @@ func (r *LogDrainReconciler) reconcileHealth(d *kubeplexv1alpha1.LogDrain) ctrl.
 // announceDelivery writes kubeplex[router] "failing" when the drain's delivery turns
 // False and "recovered" when a failing drain delivers again. The state lives in the
 // LogDrain's status, so a restarted or new leader does not say it twice. The error is
-// the routers' redacted one (no URL credentials).
-func (r *LogDrainReconciler) announceDelivery(
+// the routers' redacted one (no URL credentials). A namespace-wide drain's lines go
+// to each app it covers, naming the token that app's lines carry to it.
+func (r *LogDrainReconciler) announceDelivery(ctx context.Context,
 	d *kubeplexv1alpha1.LogDrain, wasFailing bool, status metav1.ConditionStatus, lastErr string,
 ) {
-	if d.Spec.AppRef.Name == "" {
-		return // namespace-wide: its state is in its status, not in one app's stream
-	}
-	app := routes.ID(d.Namespace, d.Spec.AppRef.Name)
+	var text string
+	pri := uint8(0)
 	switch {
 	case status == metav1.ConditionFalse && !wasFailing:
-		r.Platform.Emit(platform.Line{App: app, Proc: routing.ProcRouter, Priority: wire.PriorityError,
-			Text: "Drain " + d.Status.Token + " failing: " + lastErr})
+		text, pri = " failing: "+lastErr, wire.PriorityError
 	case status == metav1.ConditionTrue && wasFailing:
-		r.Platform.Emit(platform.Line{App: app, Proc: routing.ProcRouter, Text: "Drain " + d.Status.Token + " recovered"})
+		text = " recovered"
+	default:
+		return
+	}
+	if d.Spec.AppRef.Name != "" {
+		r.Platform.Emit(platform.Line{App: routes.ID(d.Namespace, d.Spec.AppRef.Name), Proc: routing.ProcRouter, Priority: pri,
+			Text: "Drain " + d.Status.Token + text})
+		return
+	}
+	apps, err := coveredApps(ctx, r.Client, d.Namespace, d.Spec.AppSelector)
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "namespace-wide drain: list the apps to tell of its delivery")
+		return
+	}
+	for _, app := range apps {
+		r.Platform.Emit(platform.Line{App: routes.ID(d.Namespace, app), Proc: routing.ProcRouter, Priority: pri,
+			Text: "Drain " + routes.InstanceToken(d.Status.Token, app) + text})
 	}
 }
 

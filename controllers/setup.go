@@ -180,7 +180,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, c Config) error {
 		writeInterval = DefaultRoutesWriteInterval
 	}
 	if poster != nil {
-		if err := (&APILines{Platform: poster}).SetupWithManager(mgr); err != nil {
+		if err := (&APILines{Platform: poster, Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("set up api lines: %w", err)
 		}
 		if err := (&deploy.Source{Platform: poster, Apps: mgr.GetClient()}).SetupWithManager(mgr); err != nil {

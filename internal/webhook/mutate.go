@@ -268,7 +268,7 @@ func injectExec(pod *corev1.Pod, workers []int, t Target, cfg Config) {
 		},
 	}
 	sidecar := sidecarContainer(cfg)
-	leaveOTLPPort(pod, &sidecar)
+	otlpOn := leaveOTLPPort(pod, &sidecar)
 	// The sidecar listens on one socket per wrapped container, in that container's
 	// state directory; its own state (none in Exec mode) stays in the shared volume.
 	sidecar.Env = slices.Insert(sidecar.Env, 2,
@@ -302,6 +302,9 @@ func injectExec(pod *corev1.Pod, workers []int, t Target, cfg Config) {
 		}, podEnv()...)
 		if t.RuntimeMetrics {
 			env = append(env, corev1.EnvVar{Name: EnvRuntimeMetrics, Value: RuntimeMetricsInterval})
+		}
+		if otlpOn {
+			env = append(env, otlpEnv(c)...)
 		}
 		c.Env = mergeEnv(c.Env, env)
 		c.VolumeMounts = append(c.VolumeMounts,
@@ -354,18 +357,63 @@ const OTLPPort = 4318
 
 // leaveOTLPPort turns the sidecar's OTLP input off when a container of the pod
 // declares port 4318 (an OpenTelemetry Collector of the app's own): the sidecar starts
-// first and would take the port, and that container would then fail to bind.
-func leaveOTLPPort(pod *corev1.Pod, sidecar *corev1.Container) {
+// first and would take the port, and that container would then fail to bind. It
+// reports whether the input stays on.
+func leaveOTLPPort(pod *corev1.Pod, sidecar *corev1.Container) bool {
 	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for _, c := range cs {
 			for _, p := range c.Ports {
 				if p.ContainerPort == OTLPPort && (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) {
 					sidecar.Env = append(sidecar.Env, corev1.EnvVar{Name: EnvTraceOTLP, Value: ""})
-					return
+					return false
 				}
 			}
 		}
 	}
+	return true
+}
+
+// The OpenTelemetry SDKs' exporter settings (the specification's environment
+// variables) that point a worker's log exporter at the sidecar.
+const (
+	EnvOTLPEndpoint     = "OTEL_EXPORTER_OTLP_ENDPOINT"
+	EnvOTLPLogsEndpoint = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"
+	EnvOTLPProtocol     = "OTEL_EXPORTER_OTLP_PROTOCOL"
+	EnvOTLPLogsProtocol = "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"
+	// OTLPLogsEndpoint is the sidecar's OTLP input as an exporter URL. The SDKs'
+	// defaults differ (Go's otlploghttp dials https://localhost:4318, Python's
+	// generic exporter gRPC on 4317): this one is what the sidecar serves.
+	OTLPLogsEndpoint = "http://127.0.0.1:4318/v1/logs"
+	OTLPLogsProtocol = "http/protobuf"
+)
+
+// otlpEnv is what a wrapped worker gets so that its SDK's log exporter reaches the
+// sidecar without configuration: the logs endpoint and protocol. Nothing when the
+// container sets an OTLP endpoint of its own, asks for a protocol the sidecar does
+// not serve (gRPC), or takes variables from envFrom, which the webhook cannot read
+// and whose values an env entry would override. A protocol it sets (http/protobuf,
+// http/json) is kept.
+func otlpEnv(c *corev1.Container) []corev1.EnvVar {
+	if len(c.EnvFrom) > 0 {
+		return nil
+	}
+	protocol := ""
+	for _, e := range c.Env {
+		switch e.Name {
+		case EnvOTLPEndpoint, EnvOTLPLogsEndpoint:
+			return nil
+		case EnvOTLPProtocol, EnvOTLPLogsProtocol:
+			if e.Value != "http/protobuf" && e.Value != "http/json" {
+				return nil
+			}
+			protocol = e.Value
+		}
+	}
+	env := []corev1.EnvVar{{Name: EnvOTLPLogsEndpoint, Value: OTLPLogsEndpoint}}
+	if protocol == "" {
+		env = append(env, corev1.EnvVar{Name: EnvOTLPLogsProtocol, Value: OTLPLogsProtocol})
+	}
+	return env
 }
 
 func stateVolume() corev1.Volume {

@@ -42,6 +42,7 @@ func TestMutateGolden(t *testing.T) {
 		{"exec-prewrapped", exec, true, ""},
 		{"exec-containers-annotation", exec, true, ""},
 		{"exec-otlp-port", exec, true, ""},
+		{"exec-otlp-env", exec, true, ""},
 		{"exec-no-command", exec, false, "without an explicit command cannot be wrapped: sidecar"},
 		{"exec-mount-conflict", exec, false, `container "web" already mounts /kubeplex`},
 		{"containers-annotation-unknown", exec, false, `names unknown container "nope"`},

@@ -45,7 +45,9 @@ func injections(victimDrain string) []string {
 // them, the batch is refused at ingest). At every drain type
 // (syslog, syslog+TLS, HTTP, HTTPS) each message arrives as exactly one frame that
 // go-syslog's strict RFC 5424 parser takes, with header fields within RFC 5424's
-// limits and the drain's own token in HOSTNAME; the other app's drains receive
+// limits and the drain's own token in HOSTNAME; at OTLP drains (HTTP and gRPC) as
+// exactly one LogRecord that the generated OTLP types decode (valid UTF-8), with the
+// drain's token and no attribute taken from the text; the other app's drains receive
 // nothing of it.
 func TestScenario9Injection(t *testing.T) {
 	ca := testenv.NewCA(t)
@@ -58,6 +60,7 @@ func TestScenario9Injection(t *testing.T) {
 	web := drainpeer.NewHTTPReceiver(t, nil, nil)
 	webs := drainpeer.NewHTTPReceiver(t, &cert, nil)
 	victimSink := drainpeer.NewSyslogSink(t, nil)
+	otel := drainpeer.NewOTLPReceiver(t, nil, nil)
 	t.Cleanup(plain.Close)
 	t.Cleanup(secure.Close)
 	t.Cleanup(victimSink.Close)
@@ -70,6 +73,7 @@ func TestScenario9Injection(t *testing.T) {
 	tokens := map[string]string{
 		"syslog": "d.1a1ec700-0001-4000-8000-000000000001", "syslog+tls": "d.1a1ec700-0001-4000-8000-000000000002",
 		"http": "d.1a1ec700-0001-4000-8000-000000000003", "https": "d.1a1ec700-0001-4000-8000-000000000004",
+		"otlp+http": "d.1a1ec700-0001-4000-8000-000000000005", "otlp+grpc": "d.1a1ec700-0001-4000-8000-000000000006",
 	}
 	tbl := routing.Table{Apps: []routing.App{
 		{ID: "rel/attacker", Tokens: []routing.Token{{Token: attacker, Source: "app"}}, Drains: []routing.Drain{
@@ -77,6 +81,8 @@ func TestScenario9Injection(t *testing.T) {
 			{ID: "rel/syslog-tls", Token: tokens["syslog+tls"], URL: "syslog+tls://" + secure.Addr, TLS: caTLS},
 			{ID: "rel/http", Token: tokens["http"], URL: web.URL + "/logs"},
 			{ID: "rel/https", Token: tokens["https"], URL: webs.URL + "/logs", TLS: caTLS},
+			{ID: "rel/otlp-http", Token: tokens["otlp+http"], URL: "otlp+http://" + strings.TrimPrefix(otel.URL, "http://")},
+			{ID: "rel/otlp-grpc", Token: tokens["otlp+grpc"], URL: "otlp+grpc://" + otel.GRPCAddr},
 		}},
 		{ID: "rel/victim", Tokens: []routing.Token{{Token: victim, Source: "app"}}, Drains: []routing.Drain{
 			{ID: "rel/victim", Token: victimD, URL: "syslog://" + victimSink.Addr},
@@ -167,6 +173,38 @@ func TestScenario9Injection(t *testing.T) {
 			}
 		}
 	}
+	// OTLP: one request per drain (the whole batch fits one), decoded by the generated
+	// types; one record per message, in order.
+	var reqs []*drainpeer.OTLPRequest
+	testenv.Until(t, "both OTLP drains got every message", func() bool {
+		reqs = otel.Requests()
+		n := 0
+		for _, r := range reqs {
+			n += len(r.Records)
+		}
+		return n >= 2*len(texts)
+	})
+	for _, r := range reqs {
+		if r.Answer != (drainpeer.OTLPAnswer{}) || len(r.Records) != len(texts) {
+			t.Errorf("OTLP request (path %q): %d records for %d messages, answered %+v", r.Path, len(r.Records), len(texts), r.Answer)
+			continue
+		}
+		kind := "otlp+grpc"
+		if r.Path != "" {
+			kind = "otlp+http"
+		}
+		for i, rec := range r.Records {
+			if rec.Resource["kubeplex.drain.token"] != tokens[kind] {
+				t.Errorf("%s record %d: token %q", kind, i, rec.Resource["kubeplex.drain.token"])
+			}
+			if !strings.Contains(rec.Body, strings.TrimFunc(firstWord(texts[i]), isSpace)) {
+				t.Errorf("%s record %d: body %q is not message %d", kind, i, rec.Body, i)
+			}
+			if len(rec.Attrs) != 2 || rec.Attrs["kubeplex.source"] != "app" || len(rec.Attrs["kubeplex.process"]) > 128 {
+				t.Errorf("%s record %d: attributes %v (SD-like text must stay text)", kind, i, rec.Attrs)
+			}
+		}
+	}
 	if n := plain.Bad() + secure.Bad(); n != 0 {
 		t.Errorf("%d frames the syslog sinks could not parse", n)
 	}
@@ -176,7 +214,8 @@ func TestScenario9Injection(t *testing.T) {
 			t.Errorf("the victim's drain got %q", m.Text)
 		}
 	}
-	t.Logf("%d messages → %d frames at each of syslog, syslog+tls, http, https; victim's drain: %d message(s)", len(texts), len(texts), len(victimSink.Messages()))
+	t.Logf("%d messages → %d frames at each of syslog, syslog+tls, http, https, %d records at each OTLP drain; victim's drain: %d message(s)",
+		len(texts), len(texts), len(texts), len(victimSink.Messages()))
 }
 
 func httpRecords(rv *drainpeer.HTTPReceiver) [][]byte {

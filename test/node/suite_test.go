@@ -42,6 +42,7 @@ func TestNode(t *testing.T) {
 	// Right after case 2, while app shop's history is d1's lines.
 	t.Run("10-cli-logs", s.cliLogs)
 	t.Run("11-deploy-lines", s.deployLines)
+	t.Run("11b-deploy-failures", s.deployFailures)
 	t.Run("3-process-events", s.processEvents)
 	t.Run("3-oom-kill", s.oomKill)
 	t.Run("5-drain-status", s.drainStatus)

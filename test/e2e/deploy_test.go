@@ -102,7 +102,7 @@ func TestDeployLines(t *testing.T) {
 		t.Helper()
 		must(c.Client.SubResource("scale").Update(ctx, dep, client.WithSubResourceBody(&autoscalingv1.Scale{
 			ObjectMeta: metav1.ObjectMeta{Name: dep.Name, Namespace: dep.Namespace}, Spec: autoscalingv1.ScaleSpec{Replicas: n}}),
-			client.FieldOwner("kubectl-scale")))
+			client.FieldOwner("kubectl")))
 	}
 	updateStatus := func(o client.Object, change func()) {
 		t.Helper()
@@ -177,7 +177,7 @@ func TestDeployLines(t *testing.T) {
 	}, "Rollout of web revision 1 complete: 2 of 2 up")
 
 	// Scaled: one line, no rollout lines while the new pod comes (it is not a rollout).
-	step("scaled", func() { scale(dep, 3) }, "Scaled web from 2 to 3 by kubectl-scale")
+	step("scaled", func() { scale(dep, 3) }, "Scaled web from 2 to 3 by kubectl")
 	updateStatus(dep, func() { dep.Status = deployStatus(dep.Generation, 3, 3, 2) })
 	updateStatus(dep, func() { dep.Status = deployStatus(dep.Generation, 3, 3, 3) })
 
@@ -324,7 +324,7 @@ func TestDeployLines(t *testing.T) {
 		t.Logf("manager stop: %v", err)
 	}
 	testenv.Until(t, "the other manager leads and watches", func() bool { return leads(other) })
-	step("scaled after failover", func() { scale(dep, 4) }, "Scaled web from 3 to 4 by kubectl-scale")
+	step("scaled after failover", func() { scale(dep, 4) }, "Scaled web from 3 to 4 by kubectl")
 	// a crashes once more: still the same loop.
 	crashes(3, metav1.NewTime(t3.Add(20*time.Second)), metav1.NewTime(t3.Add(30*time.Second)), "Error", 1)
 	step("e's pod stops", func() { must(c.Client.Delete(ctx, e)) }, "web.g5h6i: Stopping all processes with SIGTERM (SIGKILL after 30s)")

@@ -26,11 +26,11 @@ func (s *suite) deployLines(t *testing.T) {
 	deploy(`^rel\.[a-z0-9]+: Up \(ready\)$`)
 
 	kubectl(t, "scale", "-n", shopNS, "deployment/rel", "--replicas=2")
-	// With who did it, as the API server's managedFields name kubectl's commands.
-	deploy(`^Scaled rel from 1 to 2 by kubectl-scale$`)
+	// With who did it, as the API server records it (kubectl 1.37 scales as "kubectl").
+	deploy(`^Scaled rel from 1 to 2 by kubectl\S*$`)
 	kubectl(t, "rollout", "restart", "-n", shopNS, "deployment/rel")
 	kubectl(t, "rollout", "status", "-n", shopNS, "deployment/rel", "--timeout=180s")
-	deploy(`^Rollout of rel revision 2 started \(` + regexp.QuoteMeta(workerImage) + `\) by kubectl-rollout$`)
+	deploy(`^Rollout of rel revision 2 started \(` + regexp.QuoteMeta(workerImage) + `\) by kubectl\S*$`)
 	deploy(`^Rollout of rel revision 2 complete: 2 of 2 up$`)
 	// The old pods are stopped as the rollout replaces them.
 	deploy(`^rel\.[a-z0-9]+: Stopping all processes with SIGTERM \(SIGKILL after 10s\)$`)

@@ -11,6 +11,7 @@ import (
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/controllers/routes"
+	"github.com/kubeplex/kubeplex/internal/owner"
 )
 
 // ensurePlatformSecret creates the manager's own credential (p.<uuid>, Secret
@@ -19,12 +20,20 @@ import (
 // (routing.Table.Platform); it is the only credential that writes platform processes
 // (kubeplex[api], [deploy], [build], [router]). Every manager replica reads the same
 // Secret, so whichever leads posts with a credential the routers know.
-func ensurePlatformSecret(ctx context.Context, c client.Client, namespace string) (string, error) {
+// With ref set, the Secret is owned by it (package owner).
+func ensurePlatformSecret(ctx context.Context, c client.Client, namespace string, ref *metav1.OwnerReference) (string, error) {
 	sec := &corev1.Secret{}
 	key := client.ObjectKey{Namespace: namespace, Name: kubeplexv1alpha1.PlatformSecretName}
 	err := c.Get(ctx, key, sec)
 	if err == nil {
 		if tok := string(sec.Data[kubeplexv1alpha1.TokenSecretKey]); routes.ValidPlatformToken(tok) {
+			if !owner.Has(sec, ref) {
+				upd := sec.DeepCopy()
+				owner.Set(upd, ref)
+				if err := c.Update(ctx, upd); err != nil {
+					return "", fmt.Errorf("set owner of platform secret: %w", err)
+				}
+			}
 			return tok, nil
 		}
 		tok, err := newToken("p")
@@ -33,6 +42,7 @@ func ensurePlatformSecret(ctx context.Context, c client.Client, namespace string
 		}
 		upd := sec.DeepCopy()
 		upd.Data = map[string][]byte{kubeplexv1alpha1.TokenSecretKey: []byte(tok)}
+		owner.Set(upd, ref)
 		if err := c.Update(ctx, upd); err != nil {
 			return "", fmt.Errorf("update platform secret: %w", err)
 		}
@@ -51,6 +61,7 @@ func ensurePlatformSecret(ctx context.Context, c client.Client, namespace string
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{kubeplexv1alpha1.TokenSecretKey: []byte(tok)},
 	}
+	owner.Set(sec, ref)
 	if err := c.Create(ctx, sec); err != nil {
 		return "", fmt.Errorf("create platform secret: %w", err)
 	}

@@ -134,7 +134,7 @@ func (r *RoutesReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.
 			}
 		}
 	}
-	platformToken, err := ensurePlatformSecret(ctx, r.Client, r.Store.Namespace)
+	platformToken, err := ensurePlatformSecret(ctx, r.Client, r.Store.Namespace, r.Store.Owner)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

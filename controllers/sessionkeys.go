@@ -25,6 +25,7 @@ import (
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/controllers/routes"
+	"github.com/kubeplex/kubeplex/internal/owner"
 	"github.com/kubeplex/kubeplex/internal/routing"
 )
 
@@ -51,6 +52,8 @@ type SessionKeyReconciler struct {
 	Rotation time.Duration
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// Owner, when set, is added to the Secret's owners (package owner).
+	Owner *metav1.OwnerReference
 }
 
 // +kubebuilder:rbac:groups="",namespace=kubeplex-system,resources=secrets,verbs=get;list;watch;create;update
@@ -70,6 +73,14 @@ func (r *SessionKeyReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (c
 	found := err == nil
 	keys, _ := decodeSessionKeys(&sec) // unreadable keys are replaced, not fatal
 	if found && len(keys) > 0 && now.Sub(keys[0].Created) < rotation && hasLabels(sec.Labels, sessionKeyLabels()) {
+		if !owner.Has(&sec, r.Owner) {
+			// Made by a manager without an owner (an upgrade): adopt it, keys unchanged.
+			upd := sec.DeepCopy()
+			owner.Set(upd, r.Owner)
+			if err := r.Client.Update(ctx, upd); err != nil {
+				return ctrl.Result{}, fmt.Errorf("set owner of session keys secret: %w", err)
+			}
+		}
 		return ctrl.Result{RequeueAfter: rotation - now.Sub(keys[0].Created)}, nil
 	}
 	k, err := newSessionKey(now)
@@ -90,6 +101,7 @@ func (r *SessionKeyReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (c
 			Type:       corev1.SecretTypeOpaque,
 			Data:       map[string][]byte{SessionKeysSecretKey: b},
 		}
+		owner.Set(&sec, r.Owner)
 		if err := r.Client.Create(ctx, &sec); err != nil {
 			return ctrl.Result{}, fmt.Errorf("create session keys secret: %w", err)
 		}
@@ -102,6 +114,7 @@ func (r *SessionKeyReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (c
 			upd.Labels[k] = v
 		}
 		upd.Data = map[string][]byte{SessionKeysSecretKey: b}
+		owner.Set(upd, r.Owner)
 		if err := r.Client.Update(ctx, upd); err != nil {
 			if apierrors.IsConflict(err) {
 				return ctrl.Result{}, fmt.Errorf("update session keys secret (will retry): %w", err)

@@ -30,8 +30,11 @@ import (
 // Config wires the reconcilers.
 type Config struct {
 	// Namespace holds the routing Secrets and the router Service.
-	Namespace     string
-	RoutesSecret  string
+	Namespace    string
+	RoutesSecret string
+	// Owner, when set, owns every object the manager creates in Namespace (package
+	// owner): the manager's Deployment, so that uninstalling deletes them.
+	Owner         *metav1.OwnerReference
 	MaxShardBytes int
 	MaxShards     int
 	Policy        *egress.Policy
@@ -150,7 +153,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, c Config) error {
 	if c.PlatformURL != "" {
 		hostname, _ := os.Hostname()
 		poster = &platform.Poster{URL: c.PlatformURL, Hostname: hostname, Token: func(ctx context.Context) (string, error) {
-			return ensurePlatformSecret(ctx, mgr.GetClient(), c.Namespace)
+			return ensurePlatformSecret(ctx, mgr.GetClient(), c.Namespace, c.Owner)
 		}}
 		if err := mgr.Add(poster); err != nil {
 			return fmt.Errorf("add platform line poster: %w", err)
@@ -166,6 +169,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, c Config) error {
 	if c.Sessions.KeysSecret != "" {
 		if err := (&SessionKeyReconciler{
 			Client: mgr.GetClient(), Namespace: c.Namespace, Name: c.Sessions.KeysSecret, Rotation: c.Sessions.KeyRotation,
+			Owner: c.Owner,
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("set up session key controller: %w", err)
 		}
@@ -196,7 +200,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, c Config) error {
 		Platform:          poster,
 		Health:            store,
 		Store: &routes.Store{Client: mgr.GetClient(), Namespace: c.Namespace, Base: c.RoutesSecret,
-			MaxShardBytes: c.MaxShardBytes, MaxShards: c.MaxShards},
+			MaxShardBytes: c.MaxShardBytes, MaxShards: c.MaxShards, Owner: c.Owner},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up routes controller: %w", err)
 	}

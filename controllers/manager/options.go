@@ -22,6 +22,7 @@ type Options struct {
 	Kubeconfig             string
 	Namespace              string // where the routing Secrets, the Lease and the routers live
 	RoutesSecret           string
+	OwnerDeployment        string // the manager's own Deployment, owner of its runtime objects
 	MetricsBindAddress     string
 	MetricsSecure          bool
 	HealthProbeBindAddress string
@@ -57,6 +58,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file; empty means in-cluster config (or $KUBECONFIG)")
 	fs.StringVar(&o.Namespace, "namespace", "kubeplex-system", "namespace of the routing Secrets, the leader-election Lease and the router Service")
 	fs.StringVar(&o.RoutesSecret, "routes-secret", "kubeplex-routes", "name of the routing-table Secret (shards are NAME-1, NAME-2, ...)")
+	fs.StringVar(&o.OwnerDeployment, "owner-deployment", "",
+		"the manager's own Deployment in --namespace: the Secrets and the Lease the manager creates there are owned by it, "+
+			"so deleting it (helm uninstall) deletes them; empty: they are owned by nothing and stay")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
 	fs.BoolVar(&o.MetricsSecure, "metrics-secure", false,
 		"serve metrics over HTTPS (a self-signed certificate) to callers whose bearer token the API server authenticates "+

@@ -7,11 +7,13 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -20,8 +22,12 @@ import (
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 	"github.com/kubeplex/kubeplex/controllers"
+	"github.com/kubeplex/kubeplex/internal/owner"
 	podwebhook "github.com/kubeplex/kubeplex/internal/webhook"
 )
+
+// The manager reads its own Deployment once, to name it the owner of its runtime objects.
+// +kubebuilder:rbac:groups=apps,namespace=kubeplex-system,resources=deployments,verbs=get
 
 // Secure metrics ask the API server who the caller is and whether it may GET /metrics.
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
@@ -64,6 +70,18 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("build scheme: %w", err)
 	}
 
+	// The Deployment that owns what the manager creates in its namespace.
+	var ownerRef *metav1.OwnerReference
+	if opts.OwnerDeployment != "" {
+		c, err := client.New(cfg, client.Options{Scheme: scheme})
+		if err != nil {
+			return fmt.Errorf("owner lookup client: %w", err)
+		}
+		if ownerRef, err = owner.Lookup(ctx, c, opts.Namespace, opts.OwnerDeployment, 30*time.Second); err != nil {
+			return err
+		}
+	}
+
 	mopts := ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsOptions(opts),
@@ -77,6 +95,13 @@ func Run(ctx context.Context, opts Options) error {
 		RetryPeriod:                   &opts.RetryPeriod,
 		Cache:                         controllers.CacheOptions(),
 	}
+	leaseEvents := &lateRecorder{}
+	if opts.LeaderElect && ownerRef != nil {
+		if mopts.LeaderElectionResourceLockInterface, err = ownedLeaseLock(cfg, opts.Namespace, mopts.LeaderElectionID,
+			opts.RenewDeadline, ownerRef, leaseEvents); err != nil {
+			return err
+		}
+	}
 	if opts.WebhookPort > 0 {
 		mopts.WebhookServer = webhook.NewServer(webhook.Options{Port: opts.WebhookPort})
 	}
@@ -84,9 +109,11 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
+	leaseEvents.to = mgr.GetEventRecorderFor(mopts.LeaderElectionID) //nolint:staticcheck // the lock takes the old API's recorder
 	if err := controllers.Setup(ctx, mgr, controllers.Config{
 		Namespace:            opts.Namespace,
 		RoutesSecret:         opts.RoutesSecret,
+		Owner:                ownerRef,
 		MaxShardBytes:        opts.MaxShardBytes,
 		MaxShards:            opts.MaxShards,
 		Policy:               policy,
@@ -110,6 +137,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.WebhookPort > 0 {
 		wo := opts.Webhook
 		wo.Namespace = opts.Namespace
+		wo.Owner = ownerRef
 		if err := podwebhook.Setup(ctx, mgr, wo); err != nil {
 			return fmt.Errorf("set up webhooks: %w", err)
 		}

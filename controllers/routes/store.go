@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
+	ownerref "github.com/kubeplex/kubeplex/internal/owner"
 	"github.com/kubeplex/kubeplex/internal/routing"
 )
 
@@ -33,6 +34,9 @@ type Store struct {
 	// Secrets); 0 means DefaultMaxShards. A bigger table is not written: the routers
 	// keep the last one rather than fail to read a new one.
 	MaxShards int
+	// Owner, when set, is added to every shard's owners (package owner: deleting the
+	// manager's Deployment deletes the table with it).
+	Owner *metav1.OwnerReference
 }
 
 // DefaultMaxShards matches the router Role in config/rbac (kubeplex-routes,
@@ -156,13 +160,14 @@ func (s *Store) put(ctx context.Context, cur *corev1.Secret, i int, version stri
 			Type: corev1.SecretTypeOpaque,
 			Data: map[string][]byte{routing.SecretKey: data},
 		}
+		ownerref.Set(sec, s.Owner)
 		if err := s.Client.Create(ctx, sec); err != nil {
 			return false, fmt.Errorf("create routing shard %s: %w", name, err)
 		}
 		return true, nil
 	}
 	if bytes.Equal(cur.Data[routing.SecretKey], data) && cur.Annotations[kubeplexv1alpha1.RoutesVersionAnnotation] == version &&
-		hasLabels(cur.Labels, Labels(kubeplexv1alpha1.SecretRoleRoutes)) && len(cur.Data) == 1 {
+		hasLabels(cur.Labels, Labels(kubeplexv1alpha1.SecretRoleRoutes)) && len(cur.Data) == 1 && ownerref.Has(cur, s.Owner) {
 		return false, nil
 	}
 	upd := cur.DeepCopy()
@@ -177,6 +182,7 @@ func (s *Store) put(ctx context.Context, cur *corev1.Secret, i int, version stri
 		upd.Labels[k] = v
 	}
 	upd.Data = map[string][]byte{routing.SecretKey: data}
+	ownerref.Set(upd, s.Owner)
 	if err := s.Client.Update(ctx, upd); err != nil {
 		if apierrors.IsConflict(err) {
 			return false, fmt.Errorf("update routing shard %s (will retry): %w", name, err)

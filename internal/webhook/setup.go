@@ -19,6 +19,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -67,6 +68,8 @@ type Options struct {
 	// Not flags: tests shorten lifetimes and move the clock.
 	CAValidity, ServingValidity, CertCheckInterval time.Duration
 	Now                                            func() time.Time
+	// Owner, when set, owns the certificate Secret (package owner).
+	Owner *metav1.OwnerReference
 }
 
 // BindFlags registers the webhook's flags on fs.
@@ -251,5 +254,6 @@ func newCertManager(mgr manager.Manager, srv ctrlwebhook.Server, o Options) (*ce
 		IPAddresses:       ips,
 		CheckInterval:     o.CertCheckInterval,
 		Now:               o.Now,
+		Owner:             o.Owner,
 	})
 }

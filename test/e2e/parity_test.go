@@ -65,11 +65,16 @@ func TestKustomizeMatchesHelm(t *testing.T) {
 				t.Errorf("Deployment %s --%s: kustomize %q, helm %q", name, k, v, w)
 			}
 		}
-		for _, must := range map[string][]string{"kubeplex-manager": {"collector-image", "namespace", "routes-secret"},
+		for _, must := range map[string][]string{"kubeplex-manager": {"collector-image", "namespace", "routes-secret", "owner-deployment"},
 			"kubeplex-router": {"routes-secret"}}[name] {
 			if _, ok := fa[must]; !ok {
 				t.Errorf("Deployment %s: kustomize does not pass --%s", name, must)
 			}
+		}
+		// The manager names its own Deployment as the owner of its runtime objects: a
+		// wrong name stops it at start.
+		if name == "kubeplex-manager" && (fa["owner-deployment"] != name || fb["owner-deployment"] != name) {
+			t.Errorf("Deployment %s --owner-deployment: kustomize %q, helm %q, want its own name", name, fa["owner-deployment"], fb["owner-deployment"])
 		}
 		if mountPaths(ca) != mountPaths(cb) {
 			t.Errorf("Deployment %s mounts: kustomize %q, helm %q", name, mountPaths(ca), mountPaths(cb))

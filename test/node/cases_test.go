@@ -395,54 +395,96 @@ func (s *suite) webhookDown(t *testing.T) {
 	kubectl(t, "delete", "pod", "-n", shopNS, "nohook", "hooked", "--wait=false")
 }
 
-// runtimeObjects are what the manager creates at run time in its namespace, which
-// Helm does not know and so does not delete (README, "Uninstall").
+// runtimeObjects are what the manager creates at run time in its namespace. Helm
+// never knew them; they are owned by the manager's Deployment (--owner-deployment),
+// so the garbage collector deletes them with it (README, "Uninstall").
 var runtimeObjects = []string{"secret/" + release + "-routes", "secret/kubeplex-webhook-cert", "secret/kubeplex-session-keys",
-	"secret/kubeplex-platform",
-	"lease.coordination.k8s.io/kubeplex-manager.kubeplex.io"}
+	"secret/kubeplex-platform", "lease/kubeplex-manager.kubeplex.io"}
 
-// helmUninstall: nothing of kubeplex is left but the CRDs Helm keeps by policy, the
-// runtime objects named in README and the namespace; deleting the namespace as
-// README says leaves only the CRDs.
+// keepNS holds a user's LogApp across the uninstall.
+const keepNS = "node-keep"
+
+// helmUninstall: `helm uninstall` leaves nothing of kubeplex but the CRDs (Helm's
+// policy) and what users made: their LogApps, with the token Secrets those own, stay
+// and can still be deleted (no finalizer waits for the gone manager). The release
+// namespace stays too (Helm does not delete a namespace --create-namespace made); it
+// is empty.
 func (s *suite) helmUninstall(t *testing.T) {
 	logPeakMemory(t) // after every case that loads the routers
 	kubectl(t, "delete", "namespace", shopNS, "--wait=true", "--timeout=180s")
-	helm(t, "uninstall", release, "-n", systemNS, "--wait", "--timeout", "3m")
-	eventually(t, 2*time.Minute, "only documented objects left after helm uninstall", func() error {
-		var extra []string
-		for _, l := range leftovers(t) {
-			if !slices.Contains(runtimeObjects, l) && !strings.HasPrefix(l, "secret/"+release+"-routes-") {
-				extra = append(extra, l)
-			}
+	// The runtime objects exist and are owned by the manager's Deployment.
+	var dep appsv1.Deployment
+	if err := cl.Get(ctxFor(t, 30*time.Second), client.ObjectKey{Namespace: systemNS, Name: release + "-manager"}, &dep); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range runtimeObjects {
+		out := kubectl(t, "get", "-n", systemNS, name, "-o", "jsonpath={.metadata.ownerReferences[*].uid}")
+		if out != string(dep.UID) {
+			t.Errorf("%s: owners %q, want the manager Deployment %s", name, out, dep.UID)
 		}
-		if len(extra) > 0 {
-			return fmt.Errorf("left after helm uninstall: %v", extra)
+	}
+	optIn(t, keepNS)
+	logApp(t, keepNS, "kept", "")
+	kept := []string{keepNS + "/logapp/kept"}
+	secrets := []string{"secret/kept" + kubeplexv1alpha1.TokenSecretSuffix, "secret/kept" + kubeplexv1alpha1.CollectorSecretSuffix}
+	for _, sec := range secrets {
+		kept = append(kept, keepNS+"/"+sec)
+	}
+
+	helm(t, "uninstall", release, "-n", systemNS, "--wait", "--timeout", "3m")
+	eventually(t, 2*time.Minute, "nothing of kubeplex left after helm uninstall", func() error {
+		if l := leftovers(t, kept...); len(l) > 0 {
+			return fmt.Errorf("left after helm uninstall: %v", l)
 		}
 		return nil
 	})
+	// The user's app stays, with its Secrets (owned by the LogApp), and goes when
+	// they delete it.
+	for _, sec := range secrets {
+		if out := kubectl(t, "get", "-n", keepNS, sec, "-o", "jsonpath={.metadata.ownerReferences[*].kind}/{.metadata.ownerReferences[*].name}"); out != "LogApp/kept" {
+			t.Errorf("%s/%s: owners %q, want LogApp/kept", keepNS, sec, out)
+		}
+	}
+	kubectl(t, "delete", "namespace", keepNS, "--wait=true", "--timeout=120s")
 	kubectl(t, "delete", "namespace", systemNS, "--wait=true", "--timeout=180s")
-	for _, crd := range []string{"logapps.kubeplex.io", "logdrains.kubeplex.io"} {
+	for _, crd := range []string{"logapps.kubeplex.io", "logdrains.kubeplex.io", "logsessions.kubeplex.io"} {
 		kubectl(t, "get", "crd", crd) // kept by Helm's CRD policy
+	}
+	if l := leftovers(t); len(l) > 0 {
+		t.Errorf("left after deleting the namespaces: %v", l)
 	}
 }
 
-// leftovers lists kubeplex objects other than CRDs and the namespace itself.
-func leftovers(t *testing.T) []string {
+// leftovers lists kubeplex objects other than the CRDs, the namespaces and the
+// ones named in keep ("NAMESPACE/kind/name"): every object of the kinds a release
+// or the manager makes, in every namespace and cluster-wide, that carries one of
+// kubeplex's labels or "kubeplex" in its name.
+func leftovers(t *testing.T, keep ...string) []string {
 	t.Helper()
-	out := kubectl(t, "get", "deployments,services,serviceaccounts,secrets,configmaps,roles,rolebindings,leases,pods",
-		"-n", systemNS, "-o", "name")
+	kinds := "deployments,replicasets,pods,services,endpointslices,serviceaccounts,secrets,configmaps,leases,roles,rolebindings," +
+		"poddisruptionbudgets,networkpolicies,logapps,logdrains,logsessions,clusterroles,clusterrolebindings," +
+		"mutatingwebhookconfigurations,validatingwebhookconfigurations"
+	if _, err := runErr(kubectlB, "get", "crd", "servicemonitors.monitoring.coreos.com"); err == nil {
+		kinds += ",servicemonitors"
+	}
+	const row = `{range .items[*]}{.metadata.namespace}/{.kind}/{.metadata.name} {.metadata.labels}{"\n"}{end}`
+	out := kubectl(t, "get", kinds, "-A", "-o", "jsonpath="+row)
 	var left []string
-	for _, l := range strings.Fields(out) {
-		// Every namespace gets these from Kubernetes itself.
-		if l == "serviceaccount/default" || l == "configmap/kube-root-ca.crt" {
+	for _, l := range strings.Split(out, "\n") {
+		obj, labels, _ := strings.Cut(l, " ")
+		if obj == "" {
 			continue
 		}
-		left = append(left, l)
-	}
-	out = kubectl(t, "get", "clusterroles,clusterrolebindings,mutatingwebhookconfigurations,validatingwebhookconfigurations", "-o", "name")
-	for _, l := range strings.Fields(out) {
-		if strings.Contains(l, "kubeplex") {
-			left = append(left, l)
+		ns, rest, _ := strings.Cut(obj, "/")
+		kind, name, _ := strings.Cut(rest, "/")
+		id := ns + "/" + strings.ToLower(kind) + "/" + name
+		ours := strings.Contains(name, "kubeplex") || ns == systemNS && name != "default" && name != "kube-root-ca.crt" ||
+			strings.Contains(labels, `"app.kubernetes.io/name":"kubeplex"`) || strings.Contains(labels, `"app.kubernetes.io/instance":"`+release+`"`) ||
+			strings.Contains(labels, `"app.kubernetes.io/managed-by":"kubeplex"`) || kind == "LogApp" || kind == "LogDrain" || kind == "LogSession"
+		// The node's own Lease bears its name (kubeplex-node); Events are not listed
+		// (they expire on their own).
+		if ours && ns != "kube-node-lease" && !slices.Contains(keep, id) {
+			left = append(left, id)
 		}
 	}
 	return left

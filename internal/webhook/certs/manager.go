@@ -32,6 +32,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/kubeplex/kubeplex/internal/owner"
 )
 
 // Defaults for Options.
@@ -60,6 +62,8 @@ type Options struct {
 	CheckInterval time.Duration
 	// Now is the clock; tests move it forward to force renewals.
 	Now func() time.Time
+	// Owner, when set, is added to the Secret's owners (package owner).
+	Owner *metav1.OwnerReference
 }
 
 // ServiceDNSNames are the names the API server may use for a Service-backed webhook.
@@ -193,6 +197,7 @@ func (m *Manager) ensureSecret(ctx context.Context) (Bundle, error) {
 				Type: corev1.SecretTypeTLS,
 				Data: b.Data(),
 			}
+			owner.Set(&s, m.opts.Owner)
 			err = m.client.Create(ctx, &s)
 			if apierrors.IsAlreadyExists(err) {
 				lastErr = err
@@ -210,6 +215,19 @@ func (m *Manager) ensureSecret(ctx context.Context) (Bundle, error) {
 		cur := BundleFromData(s.Data)
 		newCA, newServing, why := Plan(cur, now, m.policy())
 		if !newCA && !newServing {
+			if owner.Has(&s, m.opts.Owner) {
+				return cur, nil
+			}
+			// Made by a manager without an owner (an upgrade): adopt it as it is.
+			owner.Set(&s, m.opts.Owner)
+			err = m.client.Update(ctx, &s)
+			if apierrors.IsConflict(err) {
+				lastErr = err
+				continue
+			}
+			if err != nil {
+				return Bundle{}, fmt.Errorf("set owner of certificate secret: %w", err)
+			}
 			return cur, nil
 		}
 		b, err := Renew(cur, now, m.policy())
@@ -223,6 +241,7 @@ func (m *Manager) ensureSecret(ctx context.Context) (Bundle, error) {
 		for k, v := range b.Data() {
 			s.Data[k] = v
 		}
+		owner.Set(&s, m.opts.Owner)
 		err = m.client.Update(ctx, &s)
 		if apierrors.IsConflict(err) {
 			lastErr = err

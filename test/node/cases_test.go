@@ -425,8 +425,9 @@ func (s *suite) helmUninstall(t *testing.T) {
 	}
 	optIn(t, keepNS)
 	logApp(t, keepNS, "kept", "")
-	kept := []string{keepNS + "/logapp/kept"}
 	secrets := []string{"secret/kept" + kubeplexv1alpha1.TokenSecretSuffix, "secret/kept" + kubeplexv1alpha1.CollectorSecretSuffix}
+	kept := make([]string, 0, 1+len(secrets))
+	kept = append(kept, keepNS+"/logapp/kept")
 	for _, sec := range secrets {
 		kept = append(kept, keepNS+"/"+sec)
 	}

@@ -36,6 +36,7 @@ func TestNode(t *testing.T) {
 		t.Fatal("kubeplex is not installed: the other cases cannot run")
 	}
 	t.Run("1b-manager-metrics", s.managerMetrics)
+	t.Run("1c-servicemonitor", s.serviceMonitor)
 	if !t.Run("2-delivery", s.delivery) {
 		t.Fatal("no delivery to the drains: the cases that read them cannot run")
 	}
@@ -43,6 +44,8 @@ func TestNode(t *testing.T) {
 	t.Run("10-cli-logs", s.cliLogs)
 	t.Run("11-deploy-lines", s.deployLines)
 	t.Run("11b-deploy-failures", s.deployFailures)
+	t.Run("12-otlp-drain", s.otlpDrain)
+	t.Run("13-build-lines", s.buildLines)
 	t.Run("3-process-events", s.processEvents)
 	t.Run("3-oom-kill", s.oomKill)
 	t.Run("5-drain-status", s.drainStatus)
@@ -50,6 +53,7 @@ func TestNode(t *testing.T) {
 	t.Run("7-webhook-down", s.webhookDown)
 	t.Run("4-cri-tail", s.criTail)
 	t.Run("4b-image-command", s.imageCommand)
+	t.Run("14-manager-memory", s.managerMemory)
 	t.Run("9-helm-uninstall", s.helmUninstall)
 	t.Run("8-kustomize", s.kustomize)
 }

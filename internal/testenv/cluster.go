@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -75,6 +76,7 @@ func StartCluster() (*Cluster, error) {
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 	}
+	SlowStart(env)
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("start envtest (KUBEBUILDER_ASSETS=%s): %w", assets, err)
@@ -84,6 +86,20 @@ func StartCluster() (*Cluster, error) {
 		return nil, errors.Join(fmt.Errorf("create client: %w", err), env.Stop())
 	}
 	return &Cluster{Env: env, Config: cfg, Client: c}, nil
+}
+
+// SlowStart gives env's etcd and kube-apiserver minutes, not envtest's default 20 s,
+// to start and stop: on a loaded 2-CPU machine (CI, a make test beside builds) the
+// API server took longer and whole packages failed with "timeout waiting for
+// process kube-apiserver to start". KUBEBUILDER_CONTROLPLANE_START_TIMEOUT and
+// _STOP_TIMEOUT still win when set.
+func SlowStart(env *envtest.Environment) {
+	if os.Getenv("KUBEBUILDER_CONTROLPLANE_START_TIMEOUT") == "" {
+		env.ControlPlaneStartTimeout = 3 * time.Minute
+	}
+	if os.Getenv("KUBEBUILDER_CONTROLPLANE_STOP_TIMEOUT") == "" {
+		env.ControlPlaneStopTimeout = time.Minute
+	}
 }
 
 // Stop stops the API server and etcd.

@@ -133,6 +133,12 @@ func (e *encoder) appendText(dst []byte, m *message.Msg) []byte {
 
 // record appends rec, line seq of history hid (0, 0: a line without a position).
 func (e *encoder) record(rec []byte, hid uint32, seq uint64) {
+	if rec == nil { // a position passed without a record (lines dropped, announced as L11)
+		if e.f == formatSSE && hid != 0 {
+			e.cur.place(hid, seq)
+		}
+		return
+	}
 	m, err := message.Decode(rec)
 	if err != nil {
 		return
@@ -320,7 +326,9 @@ func (c *cursor) add(m *message.Msg, hid uint32, seq uint64) {
 func (c *cursor) place(hid uint32, seq uint64) {
 	for i := range c.pos {
 		if c.pos[i].History == hid {
-			c.pos[i].Seq = seq
+			// The newest wins: a history's lines come in order, but the lines a
+			// tail dropped are placed before the older ones it kept (sink.take).
+			c.pos[i].Seq = max(c.pos[i].Seq, seq)
 			return
 		}
 	}

@@ -340,8 +340,12 @@ func (h *Handler) askPeer(ctx context.Context, base string, req peerRequest, tai
 			case frameTail, frameTailSeq:
 				if tail != nil {
 					hid := hist.hid
-					if seq == 0 {
+					switch {
+					case seq == 0:
 						hid = 0 // the peer's own notice (L11): no position
+					case len(rec) == 0:
+						tail.skip(hid, seq) // lines the peer dropped for us, announced by its L11
+						continue
 					}
 					tail.offer(hid, seq, [][]byte{rec})
 				}
@@ -434,6 +438,12 @@ func (h *Handler) servePeer(w http.ResponseWriter, r *http.Request) {
 		}
 		out = out[:0]
 		tail.take(func(rec []byte, p recPos) {
+			if rec == nil { // lines this replica dropped for the session: an empty numbered frame
+				if req.Seq {
+					out = appendSeqFrame(out, frameTailSeq, p.seq, nil)
+				}
+				return
+			}
 			if req.Seq {
 				out = appendSeqFrame(out, frameTailSeq, p.seq, rec)
 			} else {

@@ -323,7 +323,9 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 			}
 			tail.take(func(rec []byte, p recPos) {
 				enc.record(rec, p.hid, p.seq)
-				n++
+				if rec != nil {
+					n++
+				}
 			})
 		}
 		if len(enc.buf) == 0 {

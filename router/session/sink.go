@@ -64,6 +64,11 @@ type sink struct {
 	pos       []recPos
 	dropped   int64
 	dropSince time.Time
+	// passed holds, per history, the newest position dropped (or skipped for a
+	// peer) since the last take: the cursor moves past lines the reader was told it
+	// lost, so a reconnect neither re-sends them nor, by re-sending them, pushes a
+	// late line out of the newest lines it asks for.
+	passed    []recPos
 	spare     []byte
 	spareEnds []int
 	sparePos  []recPos
@@ -109,6 +114,9 @@ func (s *sink) offer(hid uint32, first uint64, recs [][]byte) {
 				s.dropSince = time.Now()
 			}
 			s.dropped++
+			if hid != 0 {
+				s.pass(hid, first+uint64(i))
+			}
 			continue
 		}
 		s.buf = append(s.buf, rec...)
@@ -124,6 +132,29 @@ func (s *sink) offer(hid uint32, first uint64, recs [][]byte) {
 	if !kept {
 		return
 	}
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// pass records that line seq of history hid is behind the reader (s.mu held).
+func (s *sink) pass(hid uint32, seq uint64) {
+	for i := range s.passed {
+		if s.passed[i].hid == hid {
+			s.passed[i].seq = max(s.passed[i].seq, seq)
+			return
+		}
+	}
+	s.passed = append(s.passed, recPos{hid, seq})
+}
+
+// skip is a position without a record: a peer dropped line seq of history hid for
+// this session (and announces it with its own L11).
+func (s *sink) skip(hid uint32, seq uint64) {
+	s.mu.Lock()
+	s.pass(hid, seq)
+	s.mu.Unlock()
 	select {
 	case s.notify <- struct{}{}:
 	default:
@@ -160,15 +191,21 @@ func (s *sink) coalesce(ctx context.Context, last time.Time, timer *time.Timer) 
 }
 
 // take hands over what is buffered: records (valid until the next take) with their
-// positions, and the drops since the last take. An L11 notice for the drops comes
-// first, without a position.
+// positions, and the drops since the last take. Positions the reader passed without
+// a record come first, as fn(nil, p) (a cursor moves to the newest position it is
+// given per history), then an L11 notice for the drops, without a position, then
+// the records.
 func (s *sink) take(fn func(rec []byte, p recPos)) {
 	s.mu.Lock()
 	buf, ends, pos := s.buf, s.ends, s.pos
 	dropped, since := s.dropped, s.dropSince
+	passed := s.passed
 	s.buf, s.ends, s.pos = s.spare[:0], s.spareEnds[:0], s.sparePos[:0]
-	s.dropped = 0
+	s.dropped, s.passed = 0, nil
 	s.mu.Unlock()
+	for _, p := range passed {
+		fn(nil, p)
+	}
 	if dropped > 0 {
 		if s.dropCounter != nil {
 			s.dropCounter.Add(float64(dropped))

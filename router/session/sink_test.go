@@ -22,6 +22,10 @@ func TestSinkBoundsAndAnnouncesDrops(t *testing.T) {
 	take := func() {
 		got = got[:0]
 		s.take(func(rec []byte, p recPos) {
+			if rec == nil {
+				got = append(got, fmt.Sprintf("passed @%d:%d", p.hid, p.seq))
+				return
+			}
 			m, err := message.Decode(rec)
 			if err != nil {
 				t.Fatal(err)
@@ -30,9 +34,12 @@ func TestSinkBoundsAndAnnouncesDrops(t *testing.T) {
 		})
 	}
 	take()
-	// Each kept line has its position in the history (ID 7); the notice has none.
-	if len(got) != 3 || !strings.HasPrefix(got[0], "kubeplex[router] Error L11 (Tail buffer overflow) -> This tail session dropped 3 messages since ") ||
-		!strings.HasSuffix(got[0], ". @0:0") || got[1] != "app[web.1] web.1 @7:10" || got[2] != "app[web.2] web.2 @7:12" {
+	// The newest dropped position comes first (a cursor moves past what the reader
+	// was told it lost), then the notice without a position, then each kept line with
+	// its position in the history (ID 7).
+	if len(got) != 4 || got[0] != "passed @7:15" ||
+		!strings.HasPrefix(got[1], "kubeplex[router] Error L11 (Tail buffer overflow) -> This tail session dropped 3 messages since ") ||
+		!strings.HasSuffix(got[1], ". @0:0") || got[2] != "app[web.1] web.1 @7:10" || got[3] != "app[web.2] web.2 @7:12" {
 		t.Fatalf("first take: %q", got)
 	}
 	// Room again, and no notice without new drops.
@@ -162,5 +169,37 @@ func TestCursorRoundTrip(t *testing.T) {
 	}
 	if sec, seen, _ := c.claims(); sec != at.Add(time.Second).UnixMicro() || seen != nil {
 		t.Errorf("after 17 lines in one µs: since %d seen %v", sec, seen)
+	}
+}
+
+// TestDroppedLinesMoveTheCursor: a tail that dropped lines (and said so with L11)
+// resumes after them, so a reconnect neither re-sends them nor, by re-sending up to
+// its line limit, pushes out a late line that arrived while it was away (a browser
+// test lost one so under load). Without the positions of dropped lines the cursor
+// stayed at the last kept line.
+func TestDroppedLinesMoveTheCursor(t *testing.T) {
+	s := newSink(Filter{}, 2, 7)
+	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	for i := range 5 {
+		s.Offer(uint64(1+i), [][]byte{message.AppendStrings(nil, 190, at.Add(time.Duration(i)*time.Millisecond), "app", "web.1", fmt.Sprint("line ", i))})
+	}
+	// A peer's dropped line 9 of its history 3 (an empty numbered frame).
+	s.skip(3, 9)
+	enc := &encoder{f: formatSSE}
+	s.take(func(rec []byte, p recPos) { enc.record(rec, p.hid, p.seq) })
+	if !strings.Contains(string(enc.buf), "dropped 3 messages") {
+		t.Fatalf("no L11 in %q", enc.buf)
+	}
+	// The id of the last event sent is what a reconnect resumes from.
+	ids := strings.Split(string(enc.buf), "id: ")
+	last := ids[len(ids)-1]
+	c, ok := parseCursor(last[:strings.IndexByte(last, '\n')])
+	if !ok {
+		t.Fatalf("cursor %q", last)
+	}
+	for _, want := range []recPos{{7, 5}, {3, 9}} {
+		if seq, ok := c.after(want.hid); !ok || seq != want.seq {
+			t.Errorf("history %d: position %d (%v), want %d", want.hid, seq, ok, want.seq)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/testenv"
 	"github.com/kubeplex/kubeplex/router/tablesource"
 )
 
@@ -38,6 +39,7 @@ func startAPIServer(t *testing.T) (admin, router kubernetes.Interface) {
 		t.Fatalf("no kube-apiserver in KUBEBUILDER_ASSETS=%s: %v", assets, err)
 	}
 	env := &envtest.Environment{}
+	testenv.SlowStart(env)
 	cfg, err := env.Start()
 	if err != nil {
 		t.Fatal(err)

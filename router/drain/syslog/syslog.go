@@ -28,9 +28,15 @@ type Options struct {
 	// LogEvery is the least time between two log lines of one failure streak [1 min].
 	LogEvery time.Duration
 	// WriteTimeout is how long a write may make no progress at all (the receiver
-	// took no byte) before the connection counts as stalled and is replaced [5 s]. A
-	// slow receiver that keeps reading is not stalled, however long a batch takes.
+	// took no byte) before the drain reports the connection stalled [5 s]. A slow
+	// receiver that keeps reading is not stalled, however long a batch takes.
 	WriteTimeout time.Duration
+	// StallClose is how long without progress a stalled connection is kept before it
+	// is replaced [60 s]. Until then it is only reported: a receiver reading slowly
+	// reopens its TCP window only once it has read a good part of its buffer (on
+	// loopback, 64 KiB), which at a few KiB a second is tens of seconds without
+	// progress, and replacing the connection would lose what its kernel holds.
+	StallClose time.Duration
 	// NotSentLowat bounds the bytes queued in the kernel and not yet sent on a
 	// connection (TCP_NOTSENT_LOWAT) [256 KiB]: a receiver that stops reading is
 	// noticed once its own buffers are full, not after megabytes more (Linux grows
@@ -53,6 +59,9 @@ func (o *Options) defaults() {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 5 * time.Second
+	}
+	if o.StallClose <= 0 {
+		o.StallClose = 60 * time.Second
 	}
 	if o.NotSentLowat <= 0 {
 		o.NotSentLowat = 256 << 10
@@ -165,7 +174,8 @@ func (s *Sink) Limits() drain.Limits {
 // are all written or ctx ends. Frames cut by a failed write are sent again on the
 // next connection; the receiver discards the partial frame with the old connection.
 //
-// A write that makes no progress for WriteTimeout ends the connection as stalled.
+// A write that makes no progress for WriteTimeout is reported as stalled; after
+// StallClose the connection is replaced.
 // On a plain TCP connection the frames of b the receiver never acknowledged are
 // then sent again too (the stalled connection is reset, so the kernel does not
 // deliver them later as well); only what earlier batches left unacknowledged in the
@@ -180,9 +190,10 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 		sent++
 	}
 	var lastErr error
-	from := 0        // where b's bytes on the current connection start
-	var again []byte // b's L10 notice, to write first on the next connection
-	carried := true  // the current connection took b's first frame (its notice)
+	from := 0              // where b's bytes on the current connection start
+	var again []byte       // b's L10 notice, to write first on the next connection
+	carried := true        // the current connection took b's first frame (its notice)
+	var progress time.Time // the current connection's last progress
 	for {
 		had := s.conn
 		if err := s.ensureConn(ctx); err != nil {
@@ -198,6 +209,9 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 		}
 		if s.conn != had {
 			from, carried = written, written == 0
+		}
+		if s.conn != had || progress.IsZero() {
+			progress = time.Now()
 		}
 		var n int
 		var err error
@@ -221,29 +235,25 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 			return sent, nil
 		}
 		stalled := errors.Is(err, os.ErrDeadlineExceeded)
-		if stalled && n > 0 && s.tls == nil {
-			// The receiver is slow, not gone: it took something within the timeout.
-			s.lastUse = time.Now()
-			continue
+		if stalled && s.tls == nil {
+			now := time.Now()
+			switch {
+			case ctx.Err() != nil:
+				return sent, errors.Join(ctx.Err(), err)
+			case n > 0:
+				// The receiver is slow, not gone: it took something within the timeout.
+				s.lastUse, progress = now, now
+				continue
+			case now.Sub(progress) < s.opts.StallClose:
+				s.fail(fmt.Errorf("write to syslog drain: no progress for %v: %w", s.opts.WriteTimeout, err))
+				continue
+			}
 		}
 		if stalled {
-			lastErr = fmt.Errorf("write to syslog drain: no progress for %v: %w", s.opts.WriteTimeout, err)
-			if s.raw != nil {
-				if u := unacked(s.sock); u > 0 {
-					// Send again what of b the receiver did not acknowledge.
-					acked := max(written-u, from)
-					for sent > 0 && b.End(sent-1) > acked {
-						sent--
-					}
-					if lost := u - (written - from); lost > 0 {
-						lastErr = fmt.Errorf("%w (%d bytes of earlier batches unacknowledged)", lastErr, lost)
-					}
-				}
-			}
+			sent, lastErr = s.replaceStalled(b, err, written, from, sent)
 			if b.Notice && carried && sent > 0 {
 				again = b.Frame(0)
 			}
-			s.resetConn()
 		} else {
 			lastErr = fmt.Errorf("write to syslog drain: %w", err)
 			s.closeConn()
@@ -257,13 +267,33 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 	}
 }
 
+// replaceStalled resets a connection that made no progress for StallClose and
+// returns how many frames of b count as written: on plain TCP, the frames the
+// receiver never acknowledged (SIOCOUTQ) are taken back, to be sent again.
+func (s *Sink) replaceStalled(b *drain.Batch, err error, written, from, sent int) (int, error) {
+	lastErr := fmt.Errorf("write to syslog drain: no progress for %v, connection replaced: %w", s.opts.StallClose, err)
+	if s.raw != nil {
+		if u := unacked(s.sock); u > 0 {
+			acked := max(written-u, from)
+			for sent > 0 && b.End(sent-1) > acked {
+				sent--
+			}
+			if lost := u - (written - from); lost > 0 {
+				lastErr = fmt.Errorf("%w (%d bytes of earlier batches unacknowledged)", lastErr, lost)
+			}
+		}
+	}
+	s.resetConn()
+	return sent, lastErr
+}
+
 // tlsPiece bounds one write on a TLS connection (one record's worth).
 const tlsPiece = 16 << 10
 
 // write writes p with a deadline WriteTimeout ahead. A TLS connection is unusable
 // after a write timed out, so it is written a record's worth at a time, each with
-// its own deadline: a slow receiver then times out only if it takes less than a
-// record in WriteTimeout.
+// a deadline StallClose ahead, and a piece that takes longer than WriteTimeout is
+// reported as stalled meanwhile.
 func (s *Sink) write(p []byte) (int, error) {
 	s.deadline = true
 	if s.tls == nil {
@@ -272,8 +302,14 @@ func (s *Sink) write(p []byte) (int, error) {
 	}
 	n := 0
 	for n < len(p) {
-		_ = s.conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+		_ = s.conn.SetWriteDeadline(time.Now().Add(s.opts.StallClose))
+		t := time.AfterFunc(s.opts.WriteTimeout, func() {
+			if s.env.Report != nil {
+				s.env.Report(fmt.Errorf("write to syslog drain: no progress for %v: %w", s.opts.WriteTimeout, os.ErrDeadlineExceeded))
+			}
+		})
 		m, err := s.conn.Write(p[n:min(len(p), n+tlsPiece)])
+		t.Stop()
 		n += m
 		if err != nil {
 			return n, err

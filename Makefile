@@ -95,12 +95,12 @@ build: ## Build all binaries into bin/ (kubectl-kubeplex is the CLI as a kubectl
 	cp $(LOCALBIN)/kubeplex $(LOCALBIN)/kubectl-kubeplex
 
 .PHONY: images
-images: ## Image tarballs of manager, router, collector (kubeplex/NAME:IMAGE_TAG) and the node's pause and sample worker into dist/.
+images: ## Image tarballs of manager, router, collector (kubeplex/NAME:IMAGE_TAG) and the node's pause and sample workers (plain and OpenTelemetry SDK) into dist/.
 	@mkdir -p $(DIST)/bin/node
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(DIST)/bin/ ./cmd/manager ./cmd/router ./cmd/collector
-	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(DIST)/bin/node/ ./hack/node/pause ./test/node/worker
+	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(DIST)/bin/node/ ./hack/node/pause ./test/node/worker ./test/node/otelworker
 	go run ./hack/image -repo kubeplex -tag $(IMAGE_TAG) -out $(DIST) $(DIST)/bin/manager $(DIST)/bin/router $(DIST)/bin/collector
-	go run ./hack/image -repo kubeplex-node -tag 1 -out $(DIST)/node $(DIST)/bin/node/pause $(DIST)/bin/node/worker
+	go run ./hack/image -repo kubeplex-node -tag 1 -out $(DIST)/node $(DIST)/bin/node/pause $(DIST)/bin/node/worker $(DIST)/bin/node/otelworker
 
 .PHONY: node-assets
 node-assets: envtest ## Build kubelet, kube-scheduler, kube-controller-manager, kube-proxy and CoreDNS into bin/node (once).

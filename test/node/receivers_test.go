@@ -41,9 +41,12 @@ import (
 )
 
 // msg is one message as a receiver got it: HOSTNAME (the drain token), APP-NAME (the
-// source), PROCID (the process) and MSG.
+// source), PROCID (the process) and MSG; PRI and STRUCTURED-DATA where the receiver
+// keeps whole frames (the TLS syslog and HTTPS receivers; rsyslog's lines do not).
 type msg struct {
 	Token, Source, Proc, Text string
+	Pri                       uint8
+	SD                        string
 }
 
 func (m msg) String() string { return m.Token + " " + m.Source + " " + m.Proc + " " + m.Text }
@@ -78,7 +81,8 @@ func parseRecord(rec []byte) (msg, error) {
 	if err != nil {
 		return msg{}, err
 	}
-	return msg{Token: string(f.Hostname), Source: string(f.AppName), Proc: string(f.ProcID), Text: string(f.Text)}, nil
+	return msg{Token: string(f.Hostname), Source: string(f.AppName), Proc: string(f.ProcID), Text: string(f.Text),
+		Pri: f.Priority, SD: string(f.StructuredData)}, nil
 }
 
 // testCA is a CA made for one test run, and a serving certificate for the node's

@@ -22,7 +22,10 @@ import (
 	kubeplexv1alpha1 "github.com/kubeplex/kubeplex/api/v1alpha1"
 )
 
-const workerImage = "kubeplex-node/worker:1"
+const (
+	workerImage     = "kubeplex-node/worker:1"
+	otelWorkerImage = "kubeplex-node/otelworker:1" // test/node/otelworker
+)
 
 // TestNode runs the cases in order on one installation: later ones reuse the app,
 // the drains and the receivers of earlier ones, as a user's cluster would.
@@ -31,7 +34,7 @@ func TestNode(t *testing.T) {
 	// their gateway). They are started here, in the test's own goroutine.
 	ca := newTestCA(t)
 	s := &suite{ca: ca, rsys: startRsyslog(t), tlsr: startTLSSyslog(t, ca), https: startHTTPSDrain(t, ca), tokens: map[string]string{},
-		reg: startRegistry(t)}
+		reg: startRegistry(t), otel: startOtelCollector(t)}
 	if !t.Run("1-helm-install", s.helmInstall) {
 		t.Fatal("kubeplex is not installed: the other cases cannot run")
 	}
@@ -45,6 +48,7 @@ func TestNode(t *testing.T) {
 	t.Run("11-deploy-lines", s.deployLines)
 	t.Run("11b-deploy-failures", s.deployFailures)
 	t.Run("12-otlp-drain", s.otlpDrain)
+	t.Run("12b-otlp-input", s.otlpInput)
 	t.Run("13-build-lines", s.buildLines)
 	t.Run("3-process-events", s.processEvents)
 	t.Run("3-oom-kill", s.oomKill)
@@ -64,6 +68,7 @@ type suite struct {
 	rsys  *rsyslog
 	tlsr  *tlsSyslog
 	https *httpsDrain
+	otel  *otelCollector // the OpenTelemetry Collector's OTLP receiver
 	// drain tokens by receiver
 	tokens map[string]string
 }

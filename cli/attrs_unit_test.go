@@ -26,7 +26,7 @@ func TestAttrsText(t *testing.T) {
 		}
 	}
 	var out bytes.Buffer
-	p := &printer{out: bufio.NewWriter(&out), seen: newSeenSet(4)}
+	p := &printer{out: bufio.NewWriter(&out)}
 	for _, line := range []string{raw, `{"time":"t","source":"app","dyno":"web.1","message":"plain"}`} {
 		if err := p.line([]byte(line)); err != nil {
 			t.Fatal(err)

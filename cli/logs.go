@@ -94,8 +94,7 @@ func (o *logsOptions) run(ctx context.Context, app string) error {
 	if err != nil {
 		return err
 	}
-	p := &printer{out: bufio.NewWriter(o.out), errOut: o.err, json: o.json, seen: newSeenSet(MaxLines),
-		started: time.Now().UTC().Format(time.RFC3339Nano)}
+	p := &printer{out: bufio.NewWriter(o.out), errOut: o.err, json: o.json}
 	p.color = !o.json && (o.forceColors || (isTerminal(o.out) && os.Getenv("NO_COLOR") == ""))
 	t := &tailer{
 		c: c, p: p, errOut: o.err, routerURL: o.routerURL,
@@ -109,6 +108,10 @@ func (o *logsOptions) run(ctx context.Context, app string) error {
 }
 
 // tailer opens sessions and, for a tail, opens a new one whenever the stream drops.
+// It reads the router's event stream (docs/sessions.md) and prints lines itself, so
+// it holds the stream's cursor: each replica's position, exactly. A new session
+// resumes from it (?cursor=), and every replica sends the lines it got after that
+// position, late lines with older times included, none twice.
 type tailer struct {
 	c         client.Client
 	p         *printer
@@ -116,6 +119,11 @@ type tailer struct {
 	routerURL string
 	req       SessionRequest
 	http      *http.Client
+
+	cursor   string // id of the newest event that had one
+	resumed  bool   // the current stream resumes from cursor
+	received bool   // the current stream sent an event
+	history  int    // lines of the current stream before its tail event (-1: after it)
 }
 
 // reconnectFor is how long a dropped tail keeps trying before it gives up.
@@ -136,7 +144,8 @@ func (t *tailer) run(ctx context.Context) error {
 	for {
 		sess, err := CreateSession(ctx, t.c, req)
 		if err == nil {
-			err = t.read(ctx, sess)
+			t.resumed = t.cursor != ""
+			err = t.read(ctx, sess, t.cursor)
 		}
 		if ctx.Err() != nil || !t.req.Tail {
 			return err
@@ -144,7 +153,7 @@ func (t *tailer) run(ctx context.Context) error {
 		if isPermanent(err) {
 			return err
 		}
-		if t.p.received {
+		if t.received {
 			failingSince, delay = time.Time{}, 250*time.Millisecond
 		}
 		if failingSince.IsZero() {
@@ -160,11 +169,12 @@ func (t *tailer) run(ctx context.Context) error {
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, 5*time.Second)
-		// The new session re-reads as much history as a session can hold; the
-		// printer skips what it already printed, so the gap is filled without
-		// duplicates.
-		req.Lines = MaxLines
-		t.p.resume()
+		// The new session resumes at the cursor and may send as many lines as a
+		// session holds: what came while the stream was down. Without a cursor
+		// nothing was received yet, and the request starts over as it was.
+		if t.cursor != "" {
+			req.Lines = MaxLines
+		}
 	}
 }
 
@@ -199,8 +209,9 @@ func isPermanent(err error) bool {
 	return false
 }
 
-// read streams one session to the printer until it ends, fails or ctx is done.
-func (t *tailer) read(ctx context.Context, sess *Session) error {
+// read streams one session to the printer until it ends, fails or ctx is done;
+// cursor (an event id the router sent) says where to resume.
+func (t *tailer) read(ctx context.Context, sess *Session, cursor string) error {
 	u, err := WithRouterBase(sess.URL, t.routerURL)
 	if err != nil {
 		return err
@@ -210,14 +221,18 @@ func (t *tailer) read(ctx context.Context, sess *Session) error {
 		return fmt.Errorf("parse session URL: %w", err)
 	}
 	q := pu.Query()
-	q.Set("format", "json")
+	q.Set("format", "sse")
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
 	pu.RawQuery = q.Encode()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, pu.String(), nil)
 	if err != nil {
 		return fmt.Errorf("build session request: %w", err)
 	}
-	hreq.Header.Set("Accept", "application/x-ndjson")
+	hreq.Header.Set("Accept", "text/event-stream")
 	hreq.Header.Set("User-Agent", "kubeplex-cli")
+	t.received, t.history = false, 0
 	resp, err := t.http.Do(hreq)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -232,10 +247,14 @@ func (t *tailer) read(ctx context.Context, sess *Session) error {
 		return &errSessionRefused{status: resp.StatusCode, reason: oneLine(string(b))}
 	}
 	br := bufio.NewReaderSize(resp.Body, 64<<10)
+	var ev sseEvent
 	for {
 		line, err := br.ReadBytes('\n')
-		if len(line) > 0 {
-			if perr := t.p.line(line); perr != nil {
+		if len(line) > 0 && (err == nil || errors.Is(err, io.EOF)) {
+			if done, perr := t.field(&ev, line); perr != nil || done {
+				if ferr := t.p.flush(); perr == nil {
+					perr = ferr
+				}
 				return perr
 			}
 		}
@@ -260,6 +279,66 @@ func (t *tailer) read(ctx context.Context, sess *Session) error {
 			return fmt.Errorf("read session stream: %w", err)
 		}
 	}
+}
+
+// sseEvent is the Server-Sent Event being read (HTML Living Standard, "Parsing an
+// event stream"): the router's events have one data line each.
+type sseEvent struct {
+	name  string
+	data  []byte
+	id    string
+	hasID bool
+}
+
+// field reads one line of the event stream; a blank line dispatches the event. It
+// reports done when the stream says it is complete (a session without tail).
+func (t *tailer) field(ev *sseEvent, raw []byte) (done bool, err error) {
+	raw = bytes.TrimRight(raw, "\r\n")
+	if len(raw) == 0 {
+		done, err = t.dispatch(ev)
+		*ev = sseEvent{}
+		return done, err
+	}
+	name, value, _ := bytes.Cut(raw, []byte(":"))
+	value = bytes.TrimPrefix(value, []byte(" "))
+	switch string(name) {
+	case "": // a comment
+	case "event":
+		ev.name = string(value)
+	case "data":
+		if ev.data != nil {
+			ev.data = append(ev.data, '\n')
+		}
+		ev.data = append(ev.data, value...)
+	case "id":
+		ev.id, ev.hasID = string(value), true
+	}
+	return false, nil
+}
+
+func (t *tailer) dispatch(ev *sseEvent) (done bool, err error) {
+	if ev.hasID && ev.id != "" {
+		// The id is the stream's cursor as of this event: every line before it,
+		// and every line it passed over (dropped for a slow reader, announced).
+		t.cursor = ev.id
+	}
+	switch ev.name {
+	case "line":
+		t.received = true
+		if t.history >= 0 {
+			t.history++
+		}
+		return false, t.p.line(ev.data)
+	case "tail": // history is complete
+		t.received = true
+		if t.resumed && t.history >= MaxLines {
+			notice(t.errOut, "kubeplex: lines may be missing (more arrived while disconnected than a session returns)\n")
+		}
+		t.history = -1
+	case "end":
+		return true, nil
+	}
+	return false, nil
 }
 
 func unwrapURLError(err error) error {
@@ -333,46 +412,17 @@ func (a Attrs) text() string {
 	return b.String()
 }
 
-func (l *Line) key() string {
-	return l.Time + "\x00" + l.Source + "\x00" + l.Dyno + "\x00" + l.Message
-}
-
-// printer writes lines as text (optionally colored) or JSON, and skips, after a
-// reconnect, the lines it already printed.
+// printer writes lines as text (optionally colored) or JSON.
 type printer struct {
 	out    *bufio.Writer
 	errOut io.Writer
 	json   bool
 	color  bool
-
-	seen     *seenSet
-	received bool   // a line arrived since the last resume
-	started  string // when the first session was asked for, as a line time
-
-	// After a reconnect: the cursor (the newest time printed), the lines printed
-	// that may come again, and whether the new history reached back to them.
-	catchingUp bool
-	cursor     string
-	pending    map[string]int
-	matched    int
 }
 
-// resume prepares for a new session's history, which overlaps what was printed. With
-// nothing printed yet, the cursor is when the first session began, so history the
-// user did not ask for stays unprinted.
-func (p *printer) resume() {
-	p.received = false
-	p.catchingUp = true
-	p.matched = 0
-	p.cursor = p.seen.newest
-	if p.seen.len() == 0 {
-		p.cursor = p.started
-	}
-	p.pending = p.seen.counts()
-}
-
+// line prints one line event's data, the JSON object of the JSON lines format.
 func (p *printer) line(raw []byte) error {
-	raw = []byte(strings.TrimRight(string(raw), "\r\n"))
+	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
 		return nil
 	}
@@ -380,27 +430,6 @@ func (p *printer) line(raw []byte) error {
 	if err := json.Unmarshal(raw, &l); err != nil {
 		return fmt.Errorf("the router sent a line that is not JSON: %w", err)
 	}
-	p.received = true
-	k := l.key()
-	if p.catchingUp {
-		// History is oldest first: a line newer than the cursor ends the overlap.
-		if timeAfter(l.Time, p.cursor) {
-			p.catchingUp = false
-			if p.matched == 0 && len(p.pending) > 0 {
-				notice(p.errOut, "kubeplex: lines after %s may be missing (more arrived while disconnected than history keeps)\n", p.cursor)
-			}
-		} else {
-			if p.pending[k] > 0 {
-				p.pending[k]--
-				p.matched++
-				return nil
-			}
-			if p.seen.len() == 0 || timeBefore(l.Time, p.seen.oldest) {
-				return nil // before the cursor and older than anything remembered
-			}
-		}
-	}
-	p.seen.add(k, l.Time)
 	if p.json {
 		_, err := p.out.Write(append(raw, '\n'))
 		return err
@@ -436,63 +465,4 @@ func (p *printer) text(l *Line) error {
 	c := palette[h.Sum32()%uint32(len(palette))]
 	_, err := p.out.WriteString("\x1b[" + c + "m" + prefix + "\x1b[0m " + msg + attrs + "\n")
 	return err
-}
-
-// Timestamps are RFC 3339 with a fixed-width fraction (Heroku's form), so they
-// compare as instants once parsed; unparsable ones compare as text.
-func timeAfter(a, b string) bool  { return compareTimes(a, b) > 0 }
-func timeBefore(a, b string) bool { return b != "" && compareTimes(a, b) < 0 }
-
-func compareTimes(a, b string) int {
-	ta, ea := time.Parse(time.RFC3339Nano, a)
-	tb, eb := time.Parse(time.RFC3339Nano, b)
-	if ea != nil || eb != nil {
-		return strings.Compare(a, b)
-	}
-	return ta.Compare(tb)
-}
-
-// seenSet remembers the last n lines printed (a multiset: identical lines can occur
-// in the same microsecond) and the oldest and newest of their times.
-type seenSet struct {
-	n      int
-	ring   []string
-	times  []string
-	next   int
-	count  map[string]int
-	oldest string
-	newest string
-}
-
-func newSeenSet(n int) *seenSet {
-	return &seenSet{n: n, count: map[string]int{}}
-}
-
-func (s *seenSet) len() int { return len(s.ring) }
-
-func (s *seenSet) add(k, t string) {
-	if len(s.ring) < s.n {
-		s.ring = append(s.ring, k)
-		s.times = append(s.times, t)
-	} else {
-		old := s.ring[s.next]
-		if s.count[old]--; s.count[old] <= 0 {
-			delete(s.count, old)
-		}
-		s.ring[s.next], s.times[s.next] = k, t
-		s.next = (s.next + 1) % s.n
-	}
-	s.count[k]++
-	if s.newest == "" || timeAfter(t, s.newest) {
-		s.newest = t
-	}
-	s.oldest = s.times[s.next] // the slot written next holds the oldest (0 while filling)
-}
-
-func (s *seenSet) counts() map[string]int {
-	m := make(map[string]int, len(s.count))
-	for k, v := range s.count {
-		m[k] = v
-	}
-	return m
 }

@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -273,40 +274,73 @@ func (p *cliProc) interrupt(t *testing.T, notices bool) {
 
 // TestLogsReconnect drops the tail's network path: the CLI says so on stderr, opens
 // a new session and prints every line exactly once, including those sent while it
-// was cut off, from both routers.
+// was cut off, from both routers, and a late one (its time older than anything
+// printed) that reached the other router meanwhile: the CLI resumes at the stream's
+// cursor, each router's exact position. A second tail asked for no history and got
+// lines from the first router only, so its position at the second router is the
+// one the stream's tail event gave.
 func TestLogsReconnect(t *testing.T) {
 	s := newStack(t, 2)
 	token := s.app(t, "web")
 	proxy := newCutProxy(t, strings.TrimPrefix(s.routers[0], "http://"))
-	var want []line
-	var tail *cliProc
+	proxy0 := newCutProxy(t, strings.TrimPrefix(s.routers[0], "http://"))
+	var want, want0 []line
+	var tail, tail0 *cliProc
 	sendN := func(prefix string, n int, wait bool) {
 		for i := range n {
 			l := line{proc: fmt.Sprintf("web.%d", i%2+1), text: fmt.Sprintf("%s-%d", prefix, i), at: time.Now()}
 			want = append(want, l)
+			if tail0 != nil {
+				want0 = append(want0, l)
+			}
 			s.send(t, s.routers[i%2], token, l)
 			if wait {
 				waitOutput(t, tail, "rc-", texts(want))
+				waitOutput(t, tail0, "rc-", texts(want0))
 			}
 		}
 	}
 	sendN("rc-before", 4, false)
+	first := want[0].at
 	tail = startCLI(t, s.admin, "logs", "web", "-n", s.ns, "-t", "--router-url", proxy.URL())
 	waitOutput(t, tail, "rc-", texts(want))
+	tail0 = startCLI(t, s.admin, "logs", "web", "-n", s.ns, "-t", "--num", "0", "--router-url", proxy0.URL())
+	probes := 0
+	testenv.Eventually(t, "the history-less tail follows", func() error {
+		if strings.Contains(tail0.out.String(), "probe-") {
+			return nil
+		}
+		probes++ // until one reaches it: its tail began before that one
+		s.send(t, s.routers[0], token, line{proc: "web.1", text: fmt.Sprint("probe-", probes), at: time.Now()})
+		return errors.New("no probe line yet")
+	})
 
-	proxy.setRefuse(true)
-	proxy.cut()
-	testenv.Eventually(t, "a reconnect notice on stderr", func() error {
-		if !strings.Contains(tail.err.String(), "kubeplex: tail stream dropped") {
-			return fmt.Errorf("stderr %q", tail.err.String())
+	for _, p := range []*cutProxy{proxy, proxy0} {
+		p.setRefuse(true)
+		p.cut()
+	}
+	testenv.Eventually(t, "reconnect notices on stderr", func() error {
+		for _, p := range []*cliProc{tail, tail0} {
+			if !strings.Contains(p.err.String(), "kubeplex: tail stream dropped") {
+				return fmt.Errorf("stderr %q", p.err.String())
+			}
 		}
 		return nil
 	})
-	sendN("rc-gap", 4, false) // while no stream is open: the new session's history
-	proxy.setRefuse(false)
+	// While no stream is open: a late line at the other router, older than every
+	// line printed, then current ones at both.
+	late := line{proc: "web.2", text: "rc-late", at: first.Add(-time.Minute)}
+	s.send(t, s.routers[1], token, late)
+	want, want0 = append(want, late), append(want0, late)
+	sendN("rc-gap", 4, false)
+	for _, p := range []*cutProxy{proxy, proxy0} {
+		p.setRefuse(false)
+	}
 	waitOutput(t, tail, "rc-", texts(want))
+	waitOutput(t, tail0, "rc-", texts(want0))
 	sendN("rc-after", 4, true)
 	tail.interrupt(t, true)
+	tail0.interrupt(t, true)
 }
 
 // TestLogsErrors: the failures a user meets get one clear line each.

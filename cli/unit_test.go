@@ -62,68 +62,45 @@ func jsonLine(t *testing.T, tm, dyno, msg string) []byte {
 
 func ts(s string) string { return "2026-11-25T10:00:" + s + "+00:00" }
 
-// TestPrinterResumeSkipsPrinted: after a reconnect the new session's history
-// overlaps what was printed; only new lines come out, including a line with the
-// same time as the cursor and one that arrived late with an older time.
-func TestPrinterResumeSkipsPrinted(t *testing.T) {
-	var out, errOut bytes.Buffer
-	p := &printer{out: bufio.NewWriter(&out), errOut: &errOut, seen: newSeenSet(4), started: ts("00.000000")}
-	feed := func(lines ...[]byte) {
-		for _, l := range lines {
-			if err := p.line(l); err != nil {
+// TestEventStreamReading: the CLI reads the router's event stream itself. Line
+// events are printed (their data is the JSON lines object, printed as it is with
+// --json), the cursor is the newest id of any event (the tail event's included),
+// session events and comments print nothing, and "end" ends the stream.
+func TestEventStreamReading(t *testing.T) {
+	stream := ": a comment\n" +
+		"event: session\ndata: {\"url\":\"http://r/sessions/x\",\"expiresAt\":\"2026-11-25T10:01:00Z\"}\n\n" +
+		"id: 1-a,b:1\nevent: line\ndata: " + string(jsonLine(t, ts("01.000000"), "web.1", "a")) + "\n\n" +
+		"id:2-b,b:2\r\nevent:line\r\ndata:" + string(jsonLine(t, ts("02.000000"), "web.2", "b")) + "\r\n\r\n" +
+		"id: 2-b,b:2,c:7\nevent: tail\ndata: {}\n\n" +
+		"event: end\ndata: {}\n\n" +
+		"id: 3,b:3\nevent: line\ndata: " + string(jsonLine(t, ts("03.000000"), "web.1", "after the end")) + "\n\n"
+	for _, asJSON := range []bool{false, true} {
+		var out, errOut bytes.Buffer
+		tl := &tailer{p: &printer{out: bufio.NewWriter(&out), errOut: &errOut, json: asJSON}, errOut: &errOut}
+		var ev sseEvent
+		done := false
+		for l := range strings.SplitAfterSeq(stream, "\n") {
+			if done {
+				break
+			}
+			var err error
+			if done, err = tl.field(&ev, []byte(l)); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := p.flush(); err != nil {
+		if err := tl.p.flush(); err != nil {
 			t.Fatal(err)
 		}
-	}
-	feed(jsonLine(t, ts("01.000000"), "web.1", "a"), jsonLine(t, ts("02.000000"), "web.1", "b"),
-		jsonLine(t, ts("03.000000"), "web.1", "c"), jsonLine(t, ts("04.000000"), "web.1", "d"),
-		jsonLine(t, ts("04.000000"), "web.2", "e"))
-	p.resume()
-	// History of the new session: older than anything remembered (a), already
-	// printed (b..e), a late line inside the window (c2), then new ones.
-	feed(jsonLine(t, ts("01.000000"), "web.1", "a"), jsonLine(t, ts("02.000000"), "web.1", "b"),
-		jsonLine(t, ts("03.000000"), "web.1", "c"), jsonLine(t, ts("03.500000"), "web.2", "c2"),
-		jsonLine(t, ts("04.000000"), "web.1", "d"), jsonLine(t, ts("04.000000"), "web.2", "e"),
-		jsonLine(t, ts("05.000000"), "web.1", "f"), jsonLine(t, ts("05.000000"), "web.1", "f"))
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	got := make([]string, 0, len(lines))
-	for _, l := range lines {
-		got = append(got, l[strings.LastIndex(l, " ")+1:])
-	}
-	if want := "a b c d e c2 f f"; strings.Join(got, " ") != want {
-		t.Errorf("printed %v, want %s", got, want)
-	}
-	if errOut.Len() != 0 {
-		t.Errorf("gap notice although the history overlapped: %q", errOut.String())
-	}
-
-	// A reconnect whose history does not reach back says lines may be missing.
-	p.resume()
-	feed(jsonLine(t, ts("09.000000"), "web.1", "z"))
-	if !strings.Contains(errOut.String(), "may be missing") {
-		t.Errorf("no gap notice: %q", errOut.String())
-	}
-}
-
-// TestPrinterResumeWithNothingPrinted: a tail asked for no history and printed
-// nothing before the drop; the new session's history before the start stays out.
-func TestPrinterResumeWithNothingPrinted(t *testing.T) {
-	var out bytes.Buffer
-	p := &printer{out: bufio.NewWriter(&out), errOut: &out, seen: newSeenSet(4), started: ts("05.000000")}
-	p.resume()
-	for _, l := range [][]byte{jsonLine(t, ts("01.000000"), "web.1", "old"), jsonLine(t, ts("06.000000"), "web.1", "new")} {
-		if err := p.line(l); err != nil {
-			t.Fatal(err)
+		want := ts("01.000000") + " app[web.1]: a\n" + ts("02.000000") + " app[web.2]: b\n"
+		if asJSON {
+			want = string(jsonLine(t, ts("01.000000"), "web.1", "a")) + "\n" + string(jsonLine(t, ts("02.000000"), "web.2", "b")) + "\n"
 		}
-	}
-	if err := p.flush(); err != nil {
-		t.Fatal(err)
-	}
-	if got := out.String(); got != ts("06.000000")+" app[web.1]: new\n" {
-		t.Errorf("printed %q", got)
+		if !done || out.String() != want || errOut.Len() != 0 {
+			t.Errorf("json %v: done %v, printed %q, stderr %q; want %q", asJSON, done, out.String(), errOut.String(), want)
+		}
+		if tl.cursor != "2-b,b:2,c:7" {
+			t.Errorf("cursor %q, want the tail event's id", tl.cursor)
+		}
 	}
 }
 

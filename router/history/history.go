@@ -87,8 +87,10 @@ func (h *History) Append(recs ...[]byte) {
 // Subscribe calls fn with every record held and its sequence number, oldest first
 // (fn must copy what it keeps), then, when sub is not nil, offers sub every record
 // appended from then on, until cancel is called. Nothing is appended in between, so
-// the snapshot and the tail neither overlap nor leave a gap.
-func (h *History) Subscribe(fn func(seq uint64, rec []byte) bool, sub Subscriber) (cancel func()) {
+// the snapshot and the tail neither overlap nor leave a gap: last is the sequence
+// number of the newest record stored at that moment (0: none yet), and the tail
+// starts right after it.
+func (h *History) Subscribe(fn func(seq uint64, rec []byte) bool, sub Subscriber) (last uint64, cancel func()) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	seq := h.last - uint64(h.r.Len())
@@ -97,10 +99,10 @@ func (h *History) Subscribe(fn func(seq uint64, rec []byte) bool, sub Subscriber
 		return fn(seq, rec)
 	})
 	if sub == nil {
-		return func() {}
+		return h.last, func() {}
 	}
 	h.subs = append(h.subs, sub)
-	return func() {
+	return h.last, func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		for i, s := range h.subs {

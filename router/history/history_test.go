@@ -61,17 +61,24 @@ func TestSubscribeSnapshotThenTail(t *testing.T) {
 	var snap []string
 	sub := &collect{}
 	record := func(seq uint64, rec []byte) bool { snap = append(snap, fmt.Sprint(seq, ":", string(rec))); return true }
-	cancel := h.Subscribe(record, sub)
+	last, cancel := h.Subscribe(record, sub)
 	h.Append([]byte("e"), []byte("f"))
 	cancel()
 	h.Append([]byte("g"))
 	// Numbers follow the order of appending, whatever was evicted.
-	if fmt.Sprint(snap) != "[2:b 3:c 4:d]" || fmt.Sprint(sub.got) != "[5:e 6:f]" {
-		t.Fatalf("snapshot %v, tail %v", snap, sub.got)
+	if fmt.Sprint(snap) != "[2:b 3:c 4:d]" || fmt.Sprint(sub.got) != "[5:e 6:f]" || last != 4 {
+		t.Fatalf("snapshot %v (last %d), tail %v", snap, last, sub.got)
+	}
+	// A snapshot that stops early still says where the tail starts.
+	if last, cancel := h.Subscribe(func(uint64, []byte) bool { return false }, nil); last != 7 {
+		t.Fatalf("last %d, want 7", last)
+	} else {
+		cancel()
 	}
 	// Without a subscriber: a snapshot only, and cancel is harmless.
 	snap = nil
-	h.Subscribe(record, nil)()
+	_, cancel = h.Subscribe(record, nil)
+	cancel()
 	if fmt.Sprint(snap) != "[5:e 6:f 7:g]" {
 		t.Fatalf("snapshot %v", snap)
 	}
@@ -80,7 +87,8 @@ func TestSubscribeSnapshotThenTail(t *testing.T) {
 	h.Subscribe(func(uint64, []byte) bool { return true }, sub)
 	h.Append([]byte("h"), make([]byte, ring.MaxRecord+1), []byte("i"))
 	snap = nil
-	h.Subscribe(record, nil)()
+	_, cancel = h.Subscribe(record, nil)
+	cancel()
 	if fmt.Sprint(snap) != "[7:g 8:h 9:i]" || fmt.Sprint(sub.got) != "[8:h 9:i]" {
 		t.Fatalf("after a refused record: snapshot %v, tail %v", snap, sub.got)
 	}

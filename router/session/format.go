@@ -261,6 +261,29 @@ func (e *encoder) session(url string, exp time.Time) {
 	e.buf = append(e.buf, "\n\n"...)
 }
 
+// tail writes an SSE "tail" event: history is complete and the tail follows. Its id
+// is the cursor there, with every replica's position where its tail began (parts'
+// ends), so a reconnect from it resumes each replica exactly, even one that has sent
+// no line yet. A stream that has sent no line has no time yet: now stands for it,
+// so a replica the cursor has no position for resumes with what it received after
+// the tail began, not with history the reader did not ask for.
+func (e *encoder) tail(parts []part, now int64) {
+	if e.f != formatSSE {
+		return
+	}
+	for _, p := range parts {
+		if p.hid != 0 && p.end != 0 {
+			e.cur.place(p.hid, p.end)
+		}
+	}
+	if e.cur.at <= 0 {
+		e.cur.at, e.cur.seen, e.cur.all = now, e.cur.seen[:0], true
+	}
+	e.buf = append(e.buf, "id: "...)
+	e.buf = e.cur.append(e.buf)
+	e.buf = append(e.buf, "\nevent: tail\ndata: {}\n\n"...)
+}
+
 func (e *encoder) end() {
 	if e.f == formatSSE {
 		e.buf = append(e.buf, "event: end\ndata: {}\n\n"...)

@@ -37,9 +37,11 @@ import (
 // check refuses it). The answer is a stream of frames: a type byte, a uvarint
 // length and a record in the router's message encoding. A caller that asks for
 // sequence numbers (Seq) gets first an ID frame (the replica's history ID for the
-// app, 4 bytes big-endian), and history and tail records prefixed by their
-// sequence numbers (uvarint; 0: none, for the replica's own L11 notices); routers
-// older than that ignore Seq and send plain frames, whose lines then resume by time.
+// app, 4 bytes big-endian), history and tail records prefixed by their sequence
+// numbers (uvarint; 0: none, for the replica's own L11 notices), and before the end
+// of history a frame with the sequence number the tail starts after; routers older
+// than that ignore Seq and send plain frames, whose lines then resume by time (a
+// caller ignores frame types it does not know, so the end frame is optional).
 const (
 	PeerPath       = "/peer/v1/session"
 	PeerAuthHeader = "Kubeplex-Peer-Auth"
@@ -53,6 +55,7 @@ const (
 	frameID         = 'i' // the replica's history ID (Seq)
 	frameHistorySeq = 'H' // a history record with its sequence number (Seq)
 	frameTailSeq    = 'T' // a tail record with its sequence number (Seq)
+	frameEnd        = 'p' // the newest sequence number when the tail began (Seq; uvarint)
 )
 
 // peerRequest is what a replica asks another for.
@@ -335,6 +338,10 @@ func (h *Handler) askPeer(ctx context.Context, base string, req peerRequest, tai
 					hist.recs = append(hist.recs, bytes.Clone(rec))
 					hist.seqs = append(hist.seqs, seq)
 				}
+			case frameEnd:
+				if end, n := binary.Uvarint(rec); n > 0 && !delivered {
+					hist.end = end
+				}
 			case frameEndHistory:
 				if !delivered {
 					delivered = true
@@ -419,6 +426,9 @@ func (h *Handler) servePeer(w http.ResponseWriter, r *http.Request) {
 		} else {
 			out = appendFrame(out, frameHistory, rec)
 		}
+	}
+	if req.Seq {
+		out = appendFrame(out, frameEnd, binary.AppendUvarint(nil, hist.end))
 	}
 	out = appendFrame(out, frameEndHistory, nil)
 	if _, err := w.Write(out); err != nil || tail == nil {

@@ -288,6 +288,7 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 		_, _ = w.Write(enc.buf)
 		return
 	}
+	enc.tail(parts, time.Now().UnixMicro())
 	if _, err := w.Write(enc.buf); err != nil {
 		return
 	}
@@ -375,11 +376,14 @@ func (h *Handler) reissue(enc *encoder, r *http.Request, c *session.Claims, cur 
 
 // part is one replica's history for a session: records oldest first (in the order
 // that replica stored them) with their sequence numbers in history hid (hid 0: a
-// replica that does not number its lines).
+// replica that does not number its lines), and end, the newest line that history
+// held when the session subscribed to it (0: none, or a replica that does not say):
+// every line after it comes by the tail.
 type part struct {
 	hid  uint32
 	recs [][]byte
 	seqs []uint64
+	end  uint64
 }
 
 // snapshot copies the newest lines records of app's history that pass f and come
@@ -407,7 +411,7 @@ func snapshot(app *dispatch.App, lines int, f Filter, since *cursor, tail *sink)
 	if tail != nil {
 		sub = tail
 	}
-	cancel = app.History.Subscribe(func(seq uint64, rec []byte) bool {
+	hist.end, cancel = app.History.Subscribe(func(seq uint64, rec []byte) bool {
 		if lines <= 0 {
 			return false
 		}

@@ -504,6 +504,11 @@ func TestEventStream(t *testing.T) {
 		}
 		last = ev.id
 	}
+	// History is complete; the tail follows, from where the last line left it (each
+	// replica's newest line was sent).
+	if ev := nextEvent(t, evs); ev.event != "tail" || ev.id != last {
+		t.Fatalf("after history: %+v, want a tail event with id %s", ev, last)
+	}
 	// The next re-issue continues after the newest line sent.
 	if c := reissued(nextEvent(t, evs)); !strings.HasPrefix(last, fmt.Sprint(c.Since, "-")) || len(c.Seen) != 1 {
 		t.Fatalf("re-issue since %d seen %v, want the cursor %s", c.Since, c.Seen, last)
@@ -706,5 +711,72 @@ func TestEventStreamResumesLateLines(t *testing.T) {
 				t.Fatalf("after reconnecting with ?cursor=%s: %q", id2, got)
 			}
 		})
+	}
+}
+
+// TestEventStreamTailEventHoldsEveryReplica: a tail that asked for no history and
+// got no line yet still has an exact cursor, from its "tail" event: each replica's
+// newest line when the tail began. Late lines that reach any replica while the
+// reader is away come after a reconnect with it, once, and no history before it
+// (which the reader did not ask for) comes at all.
+func TestEventStreamTailEventHoldsEveryReplica(t *testing.T) {
+	rs := replicas(t, 2)
+	at := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	for i := range 4 {
+		rs[i%2].publish(t, "shop/web", at.Add(time.Duration(i)*time.Millisecond), "app", "web.1", fmt.Sprint("history ", i))
+	}
+	open := func(lines int, lastID string) (<-chan sseEvent, func()) {
+		t.Helper()
+		claims := session.Claims{Namespace: "shop", App: "web", Lines: lines, Tail: true}
+		req, _ := http.NewRequest(http.MethodGet, rs[0].srv.URL+Path+sessionID(t, claims)+"?format=sse", nil)
+		if lastID != "" {
+			req.Header.Set("Last-Event-ID", lastID)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return readEvents(resp.Body), func() { _ = resp.Body.Close() }
+	}
+	evs, done := open(0, "")
+	if ev := nextEvent(t, evs); ev.event != "session" {
+		t.Fatalf("first event %+v", ev)
+	}
+	ev := nextEvent(t, evs)
+	done()
+	c, ok := parseCursor(ev.id)
+	if ev.event != "tail" || !ok || len(c.pos) != 2 {
+		t.Fatalf("after an empty history: %+v, want a tail event with both replicas' positions", ev)
+	}
+	for i, r := range rs {
+		a, _ := r.d.App("shop/web")
+		if seq, ok := c.after(a.History.ID()); !ok || seq != 2 {
+			t.Errorf("replica %d: position %d (%v), want 2", i, seq, ok)
+		}
+	}
+	// Away: a late line on each replica (older than the history), then a marker.
+	rs[1].publish(t, "shop/web", at.Add(-time.Hour), "app", "web.2", "late 1")
+	rs[0].publish(t, "shop/web", at.Add(-time.Hour), "app", "web.2", "late 0")
+	rs[1].publish(t, "shop/web", time.Now(), "app", "web.1", "marker")
+	evs, done = open(100, ev.id)
+	defer done()
+	var got []string
+	for {
+		ev := nextEvent(t, evs)
+		if ev.event != "line" {
+			continue
+		}
+		var l jsonLine
+		if err := json.Unmarshal([]byte(ev.data), &l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Message == "marker" {
+			break
+		}
+		got = append(got, l.Message)
+	}
+	slices.Sort(got)
+	if strings.Join(got, ",") != "late 0,late 1" {
+		t.Fatalf("after reconnecting with the tail event's id %s: %q, want the two late lines once each", ev.id, got)
 	}
 }

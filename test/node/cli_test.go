@@ -130,7 +130,7 @@ func (s *suite) cliLogs(t *testing.T) {
 				got = append(got, msg{Source: m[2], Proc: m[3], Text: m[4]})
 			}
 		}
-		return checkSequence(got, "t1", 20, 3)
+		return checkSequence(got, "t1", 20)
 	})
 	if err := tail.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)

@@ -13,7 +13,7 @@ import (
 // stream as kubeplex[deploy] lines (controllers/deploy, written by the manager's
 // leader from what the API server says), as Heroku shows releases and scaling.
 func (s *suite) deployLines(t *testing.T) {
-	kubectlIn(t, workerDeployment(shopNS, "rel", "shop", 1, "", "-prefix", "rl", "-lines", "-1", "-every", "1s"), "apply", "-f", "-")
+	kubectlIn(t, workerDeployment("rel", "", "-prefix", "rl", "-lines", "-1", "-every", "1s"), "apply", "-f", "-")
 	kubectl(t, "rollout", "status", "-n", shopNS, "deployment/rel", "--timeout=180s")
 	deploy := func(re string) {
 		t.Helper()
@@ -42,10 +42,10 @@ func (s *suite) deployLines(t *testing.T) {
 // kubeplex[deploy] line, with the scheduler's and the kubelet's reason, while the
 // scheduler and the kubelet keep retrying.
 func (s *suite) deployFailures(t *testing.T) {
-	kubectlIn(t, workerDeployment(shopNS, "huge", "shop", 1, `          resources: {requests: {cpu: "1000"}}
+	kubectlIn(t, workerDeployment("huge", `          resources: {requests: {cpu: "1000"}}
 `, "-prefix", "hg", "-lines", "-1", "-every", "1s"), "apply", "-f", "-")
 	missing := "example.invalid/kubeplex-missing:1"
-	kubectlIn(t, strings.Replace(workerDeployment(shopNS, "nopull", "shop", 1, "", "-prefix", "np", "-lines", "-1", "-every", "1s"),
+	kubectlIn(t, strings.Replace(workerDeployment("nopull", "", "-prefix", "np", "-lines", "-1", "-every", "1s"),
 		"image: "+workerImage, "image: "+missing, 1), "apply", "-f", "-")
 	deploy := func(re string) {
 		t.Helper()

@@ -182,25 +182,26 @@ spec:
 `, name, ns, app, name, name, workerImage, jsonList(append([]string{"/worker"}, args...)))
 }
 
-// workerDeployment is a Deployment manifest of the sample worker for app.
-func workerDeployment(ns, name, app string, replicas int, extra string, args ...string) string {
+// workerDeployment is a Deployment manifest of one sample worker (a Deployment of
+// its own, named name) for app shop in shopNS; extra is appended to its container.
+func workerDeployment(name, extra string, args ...string) string {
 	return fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
 metadata: {name: %[1]s, namespace: %[2]s}
 spec:
-  replicas: %[4]d
+  replicas: 1
   selector: {matchLabels: {app: %[1]s}}
   template:
     metadata:
-      labels: {app: %[1]s, kubeplex.io/app: %[3]s, kubeplex.io/process-type: %[1]s}
+      labels: {app: %[1]s, kubeplex.io/app: shop, kubeplex.io/process-type: %[1]s}
     spec:
       terminationGracePeriodSeconds: 10
       containers:
         - name: %[1]s
-          image: %[5]s
+          image: %[3]s
           imagePullPolicy: Never
-          command: %[6]s
-%[7]s`, name, ns, app, replicas, workerImage, jsonList(append([]string{"/worker"}, args...)), extra)
+          command: %[4]s
+%[5]s`, name, shopNS, workerImage, jsonList(append([]string{"/worker"}, args...)), extra)
 }
 
 func jsonList(s []string) string {
@@ -208,9 +209,11 @@ func jsonList(s []string) string {
 	return string(b)
 }
 
-// logDrain creates a LogDrain and waits until it is Ready; it returns the drain token.
-func logDrain(t *testing.T, ns, name, app, url, extra string) string {
+// logDrain creates a LogDrain in shopNS and waits until it is Ready; it returns the
+// drain token.
+func logDrain(t *testing.T, name, app, url, extra string) string {
 	t.Helper()
+	ns := shopNS
 	kubectlIn(t, fmt.Sprintf(`apiVersion: kubeplex.io/v1alpha1
 kind: LogDrain
 metadata: {name: %s, namespace: %s}
@@ -247,9 +250,9 @@ stringData:
   ca.crt: %q
 `, shopNS, s.ca.PEM), "apply", "-f", "-")
 	tlsRef := "  tls: {caSecretRef: {name: drain-ca, key: ca.crt}}\n"
-	s.tokens["rsyslog"] = logDrain(t, shopNS, "rsyslog", "shop", s.rsys.URL(), "")
-	s.tokens["tls"] = logDrain(t, shopNS, "tls", "shop", "syslog+tls://"+s.tlsr.Addr, tlsRef)
-	s.tokens["https"] = logDrain(t, shopNS, "https", "shop", s.https.URL, tlsRef)
+	s.tokens["rsyslog"] = logDrain(t, "rsyslog", "shop", s.rsys.URL(), "")
+	s.tokens["tls"] = logDrain(t, "tls", "shop", "syslog+tls://"+s.tlsr.Addr, tlsRef)
+	s.tokens["https"] = logDrain(t, "https", "shop", s.https.URL, tlsRef)
 	var sec corev1.Secret
 	if err := cl.Get(ctxFor(t, 30*time.Second), client.ObjectKey{Namespace: shopNS, Name: "https" + kubeplexv1alpha1.DrainSecretSuffix}, &sec); err != nil {
 		t.Fatal(err)
@@ -257,13 +260,13 @@ stringData:
 	s.https.expect(s.tokens["https"], sec.Data[kubeplexv1alpha1.DrainHMACKeySecretKey])
 
 	const lines = 300
-	kubectlIn(t, workerDeployment(shopNS, "web", "shop", 1, "", "-prefix", "d1", "-lines", strconv.Itoa(lines), "-every", "5ms"), "apply", "-f", "-")
+	kubectlIn(t, workerDeployment("web", "", "-prefix", "d1", "-lines", strconv.Itoa(lines), "-every", "5ms"), "apply", "-f", "-")
 	kubectl(t, "rollout", "status", "-n", shopNS, "deployment/web", "--timeout=180s")
 	pod := onePod(t, shopNS, "app=web")
 	if pod.Annotations["kubeplex.io/injection"] != "injected" {
 		t.Fatalf("pod %s not injected: %v", pod.Name, pod.Annotations)
 	}
-	names := []string{}
+	names := make([]string, 0, len(pod.Spec.InitContainers))
 	for _, c := range pod.Spec.InitContainers {
 		names = append(names, c.Name)
 	}
@@ -276,7 +279,7 @@ stringData:
 			if len(errs) > 0 {
 				return fmt.Errorf("receiver errors: %v", errs)
 			}
-			return checkSequence(msgs, "d1", lines, 3)
+			return checkSequence(msgs, "d1", lines)
 		})
 		msgs, _ := r.snapshot()
 		for _, m := range msgs {
@@ -316,8 +319,10 @@ var seqLine = regexp.MustCompile(`^(\S+) (out|err) (\d+)(?: p+)?$`)
 // checkSequence asserts that msgs hold prefix's lines 1..n from app source, each
 // once, each on the stream the worker wrote it to, and each stream in order. The
 // order between stdout and stderr is not kept closer than the collector's pipe
-// polling (two pipes, like any log collector), so it is not asserted.
-func checkSequence(msgs []msg, prefix string, n, stderrEvery int) error {
+// polling (two pipes, like any log collector), so it is not asserted. Every third
+// line is on stderr (the worker's -stderr-every default).
+func checkSequence(msgs []msg, prefix string, n int) error {
+	const stderrEvery = 3
 	isErr := func(i int) bool { return stderrEvery > 0 && i%stderrEvery == 0 }
 	last := map[string]int{}
 	got := 0

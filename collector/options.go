@@ -184,6 +184,9 @@ func ParseOptions(argv []string, lookup func(string) (string, bool)) (Command, e
 		// Outside Kubernetes, and in pods injected before the token moved to a file.
 		o.ship.Token = getenv("KUBEPLEX_TOKEN")
 	}
+	// Where the lines come from, for drains that carry it (OTLP); the webhook sets
+	// both through the downward API.
+	o.ship.Pod, o.ship.Node = getenv("KUBEPLEX_POD_NAME"), getenv("KUBEPLEX_NODE_NAME")
 	if o.stateDir == "" && o.socket != "" {
 		o.stateDir = filepath.Dir(o.socket)
 	}

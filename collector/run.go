@@ -65,6 +65,9 @@ type ShipOptions struct {
 	// Attempts per batch and the cap of the backoff between them.
 	Attempts   int
 	BackoffMax time.Duration
+	// Pod and Node are where the collector runs (KUBEPLEX_POD_NAME and
+	// KUBEPLEX_NODE_NAME), sent once per POST; empty when unknown.
+	Pod, Node string
 }
 
 // forwarded are the signals passed on to the child: everything a supervisor or a
@@ -171,7 +174,7 @@ func shipOptions(o ShipOptions, hostname, process string, log *slog.Logger) (shi
 	so := ship.Options{
 		URL: o.RouterURL, Token: o.Token, Gzip: o.Gzip,
 		Attempts: o.Attempts, BackoffMax: o.BackoffMax,
-		Hostname: hostname, Proc: process, Log: log,
+		Hostname: hostname, Proc: process, Log: log, Pod: o.Pod, Node: o.Node,
 	}
 	if o.TokenFile != "" {
 		f, err := token.Open(o.TokenFile, o.TokenRefresh)

@@ -52,8 +52,10 @@ func TestOTLPFromSDKThroughCollector(t *testing.T) {
 	testenv.WaitHTTP(t, "http://"+addr+"/readyz")
 
 	otlpAddr := testenv.FreeAddr(t)
+	// The pod and node as the webhook's downward API gives them to the sidecar.
 	testenv.Start(t, bins["collector"], []string{"KUBEPLEX_ROUTER_URL=http://" + addr + "/logs", "KUBEPLEX_TOKEN=" + collectorToken,
-		"KUBEPLEX_PROCESS=web.1", "KUBEPLEX_TRACE_SYSLOG_ADDR=", "KUBEPLEX_TRACE_HTTP_ADDR=", "KUBEPLEX_TRACE_OTLP_ADDR=" + otlpAddr}, "sidecar")
+		"KUBEPLEX_PROCESS=web.1", "KUBEPLEX_TRACE_SYSLOG_ADDR=", "KUBEPLEX_TRACE_HTTP_ADDR=", "KUBEPLEX_TRACE_OTLP_ADDR=" + otlpAddr,
+		"KUBEPLEX_POD_NAME=web-7d9f8-x2kq4", "KUBEPLEX_NODE_NAME=node-a"}, "sidecar")
 	testenv.Until(t, "collector serves OTLP/HTTP", func() bool {
 		c, err := net.Dial("tcp", otlpAddr)
 		if err == nil {
@@ -157,6 +159,12 @@ func TestOTLPFromSDKThroughCollector(t *testing.T) {
 	if sink.Bad() != 0 {
 		t.Errorf("%d frames a strict parser refused", sink.Bad())
 	}
+	// The syslog drain's frames do not carry the pod and node (only OTLP drains do).
+	for _, r := range raw {
+		if strings.Contains(string(r), "node-a") || strings.Contains(string(r), "x2kq4") {
+			t.Errorf("syslog frame carries the origin: %q", r)
+		}
+	}
 
 	// The OTLP drain: the same five records, each field where OTLP keeps it.
 	recs := col.WaitRecords(t, 5)
@@ -171,7 +179,7 @@ func TestOTLPFromSDKThroughCollector(t *testing.T) {
 		}
 		want := peer.CollectorRecord{Request: r.Request, Observed: r.Observed,
 			Resource: map[string]string{"service.name": "web", "k8s.namespace.name": "shop", "kubeplex.app": "shop/web",
-				"kubeplex.drain.token": otlpDrainToken},
+				"kubeplex.drain.token": otlpDrainToken, "k8s.pod.name": "web-7d9f8-x2kq4", "k8s.node.name": "node-a"},
 			Scope: "shop/pay", ScopeVersion: "1.2", ScopeAttrs: map[string]string{"lib.flavour": "plain"},
 			TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7", Flags: 1,
 			TimeUnixNano:   uint64(time.Date(2026, 11, 25, 10, 0, 0, 123456000, time.UTC).UnixNano()),
@@ -184,10 +192,12 @@ func TestOTLPFromSDKThroughCollector(t *testing.T) {
 	}
 	// kubeplex's own resource attributes win over the producer's service.name; the
 	// producer's is the process (web.1 here, the router ingest's pgbackups below).
-	if r := got["backup done"]; r.Attributes["kubeplex.process"] != "pgbackups" || r.Scope != "addon" || r.SeverityNumber != 9 {
+	// Straight to the router, no collector vouches for a pod or node.
+	if r := got["backup done"]; r.Attributes["kubeplex.process"] != "pgbackups" || r.Scope != "addon" || r.SeverityNumber != 9 ||
+		r.Resource["k8s.pod.name"] != "" || r.Resource["k8s.node.name"] != "" {
 		t.Errorf("router OTLP ingest at the OTLP drain: %+v", r)
 	}
-	if r := got[`{"k":"v"}`]; r.SeverityNumber != 17 || r.Scope != "shop/pay" {
+	if r := got[`{"k":"v"}`]; r.SeverityNumber != 17 || r.Scope != "shop/pay" || r.Resource["k8s.pod.name"] != "web-7d9f8-x2kq4" {
 		t.Errorf("map-body record at the OTLP drain: %+v", r)
 	}
 }

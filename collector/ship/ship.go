@@ -42,6 +42,9 @@ type Options struct {
 	BackoffMin, BackoffMax time.Duration
 	// Hostname and Proc stamp the L12/L13 notices (source kubeplex).
 	Hostname, Proc string
+	// Pod and Node, when known, go with every POST (Kubeplex-Pod, Kubeplex-Node):
+	// once per batch rather than once per line, for the drains that carry them.
+	Pod, Node string
 	// AfterBatch runs after each batch is settled (delivered or counted lost), outside
 	// the queue lock; CRI tail persists its offsets there.
 	AfterBatch func()
@@ -337,6 +340,12 @@ func (s *Shipper) post(ctx context.Context) error {
 	}
 	// log-shuttle's header: the batch id, for routers that de-duplicate on it.
 	req.Header.Set(wire.HeaderRequestID, s.frameID)
+	if s.opts.Pod != "" {
+		req.Header.Set(wire.HeaderPod, s.opts.Pod)
+	}
+	if s.opts.Node != "" {
+		req.Header.Set(wire.HeaderNode, s.opts.Node)
+	}
 	if s.opts.MaxConnAge > 0 {
 		if s.conn != nil && time.Since(s.connSince) > s.connAge {
 			// The last batch on this connection: the next one dials again. The batch

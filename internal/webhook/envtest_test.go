@@ -482,6 +482,12 @@ func TestWebhookEnvtest(t *testing.T) {
 		if e := envOf(side, EnvRouterURL); e == nil || e.Value != "http://kubeplex-router.kubeplex-system.svc:8080/logs" {
 			t.Errorf("KUBEPLEX_ROUTER_URL = %+v", e)
 		}
+		// The sidecar ships, with its pod and node (the API server took the fieldRefs).
+		for name, path := range map[string]string{EnvPodName: "metadata.name", EnvNodeName: "spec.nodeName"} {
+			if e := envOf(side, name); e == nil || e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != path {
+				t.Errorf("sidecar %s = %+v, want a fieldRef to %s", name, e, path)
+			}
+		}
 		w := pod.Spec.Containers[0]
 		if got, want := strings.Join(w.Command, " "), "/kubeplex/bin/collector run -- /bin/web --port 8080"; got != want || len(w.Args) != 0 {
 			t.Errorf("worker command %q args %q, want %q and no args", got, w.Args, want)

@@ -75,6 +75,7 @@ const (
 	EnvPodNamespace        = "KUBEPLEX_POD_NAMESPACE"
 	EnvPodUID              = "KUBEPLEX_POD_UID"
 	EnvPodIndex            = "KUBEPLEX_POD_INDEX"
+	EnvNodeName            = "KUBEPLEX_NODE_NAME"
 )
 
 // Config is what the manager's flags decide about injected containers.
@@ -467,7 +468,9 @@ func sidecarContainer(cfg Config) corev1.Container {
 }
 
 // podEnv is the pod's identity through the downward API; the collector derives the
-// process name (<type>.<n>) and, in tail mode, the log directory from it.
+// process name (<type>.<n>) and, in tail mode, the log directory from it, and sends
+// the pod and node names with its batches (for OTLP drains' k8s.pod.name and
+// k8s.node.name).
 func podEnv() []corev1.EnvVar {
 	field := func(name, fieldPath string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{
@@ -479,6 +482,7 @@ func podEnv() []corev1.EnvVar {
 		field(EnvPodNamespace, "metadata.namespace"),
 		field(EnvPodUID, "metadata.uid"),
 		field(EnvPodIndex, "metadata.labels['"+PodIndexLabel+"']"),
+		field(EnvNodeName, "spec.nodeName"),
 	}
 }
 

@@ -25,7 +25,29 @@ const (
 	HeaderDropCount  = "Logplex-Drop-Count"
 	HeaderLostCount  = "Logplex-Lost-Count"
 	HeaderRequestID  = "X-Request-Id"
+
+	// HeaderPod and HeaderNode name the pod and node a collector runs in, once per
+	// POST rather than on each line: the router gives them to the drains that carry
+	// them (OTLP: k8s.pod.name, k8s.node.name), and takes them only from a collector
+	// credential.
+	HeaderPod  = "Kubeplex-Pod"
+	HeaderNode = "Kubeplex-Node"
 )
+
+// KubeName reports whether s can be a Kubernetes object name (a DNS subdomain:
+// 1 to 253 bytes of lower-case letters, digits, '-' and '.'), as pod and node names are.
+func KubeName(s string) bool {
+	if len(s) == 0 || len(s) > 253 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
 
 // DefaultMaxBody bounds an ingest body, compressed or not. log-shuttle sends at most
 // 500 lines per batch; 500 × 10 KB lines is 5 MB.

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -126,13 +127,24 @@ type App struct {
 	In atomic.Int64
 	// admit orders PublishWhenRoom's waiters.
 	admit sync.Mutex
+	// origins: a drain of the app uses the records' origins (drain.OriginUser), so
+	// PublishFrom carries them into the drain records; set with runners.
+	origins atomic.Bool
 }
 
 // Publish appends records (message encodings) to the app's history and offers them
 // to every drain queue. It never blocks on a drain.
-func (a *App) Publish(recs [][]byte) {
+func (a *App) Publish(recs [][]byte) { a.PublishFrom(recs, nil) }
+
+// PublishFrom is Publish for records that came from one place: origin
+// (message.AppendOrigin: the sending collector's pod and node) goes with each record
+// to the app's drains when one of them uses it (OTLP), and is not kept in history.
+func (a *App) PublishFrom(recs [][]byte, origin []byte) {
 	if len(recs) == 0 {
 		return
+	}
+	if !a.origins.Load() {
+		origin = nil
 	}
 	a.History.Append(recs...)
 	if rs := a.runners.Load(); rs != nil && len(*rs) > 0 {
@@ -141,7 +153,7 @@ func (a *App) Publish(recs [][]byte) {
 		if w == nil {
 			w = &wireBatch{}
 		}
-		w.encode(recs)
+		w.encode(recs, origin)
 		busy := false
 		for _, r := range *rs {
 			busy = r.Offer(w.recs) || busy
@@ -166,14 +178,14 @@ type wireBatch struct {
 
 var wirePool sync.Pool
 
-func (w *wireBatch) encode(recs [][]byte) {
+func (w *wireBatch) encode(recs [][]byte, origin []byte) {
 	w.buf, w.ends, w.recs = w.buf[:0], w.ends[:0], w.recs[:0]
 	for _, rec := range recs {
 		m, err := message.Decode(rec)
 		if err != nil {
 			continue // written by this process: cannot happen
 		}
-		w.buf = message.AppendWire(w.buf, &m)
+		w.buf = message.AppendWireOrigin(w.buf, &m, origin)
 		w.ends = append(w.ends, len(w.buf))
 	}
 	start := 0
@@ -193,13 +205,14 @@ func (w *wireBatch) encode(recs [][]byte) {
 // app's history, as in Logplex. Such publishes of one app go one at a time, so that
 // waiters do not all fill the same room. It waits for no drain that is failing, and
 // with limit 0 it is Publish. It returns how long it waited.
-func (a *App) PublishWhenRoom(ctx context.Context, recs [][]byte, limit time.Duration) (held time.Duration) {
+// origin is as for PublishFrom.
+func (a *App) PublishWhenRoom(ctx context.Context, recs [][]byte, origin []byte, limit time.Duration) (held time.Duration) {
 	if limit > 0 && len(recs) > 0 {
 		a.admit.Lock()
 		defer a.admit.Unlock()
 		held = a.waitRoom(ctx, len(recs), limit)
 	}
-	a.Publish(recs)
+	a.PublishFrom(recs, origin)
 	return held
 }
 
@@ -429,6 +442,7 @@ func (d *Dispatcher) Apply(t *routing.Table) error {
 		runners, stopped, changed := d.reconcileDrains(a, ta.Drains, broken)
 		if changed {
 			a.runners.Store(&runners)
+			a.origins.Store(slices.ContainsFunc(runners, (*drain.Runner).UsesOrigin))
 		}
 		stops = append(stops, stopped...)
 	}
@@ -443,6 +457,7 @@ func (d *Dispatcher) Apply(t *routing.Table) error {
 			d.retire(r)
 		}
 		a.runners.Store(nil)
+		a.origins.Store(false)
 		a.History.Release()
 	}
 	d.broken = broken

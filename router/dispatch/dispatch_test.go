@@ -327,3 +327,47 @@ func TestUnchangedDrainsKeepRunners(t *testing.T) {
 	dispatch.WaitRemoved(d)
 	s.WaitClosed(t)
 }
+
+// TestOriginsOnlyForOTLP: a batch's origin (a collector's pod and node) reaches an
+// OTLP drain as k8s.pod.name and k8s.node.name, is carried into drain records only
+// while the app has such a drain, and never changes a syslog drain's frames.
+func TestOriginsOnlyForOTLP(t *testing.T) {
+	d := newDispatcher(t)
+	s := drainpeer.NewSyslogSink(t, nil)
+	rv := drainpeer.NewOTLPReceiver(t, nil, nil)
+	syslogOnly := routing.App{ID: "a/b", Tokens: []routing.Token{{Token: tok1, Source: "app", Collector: true}},
+		Drains: []routing.Drain{{ID: "a/d", Token: dt1, URL: "syslog://" + s.Addr}}}
+	apply(t, d, syslogOnly)
+	a, _ := d.App("a/b")
+	if a.Drains()[0].UsesOrigin() {
+		t.Fatal("a syslog drain uses origins")
+	}
+	origin := message.AppendOrigin(nil, "web-5c6d-9xk2p", "node-a")
+	rec := message.AppendStrings(nil, 190, time.Now(), "app", "web.1", "one")
+	a.PublishFrom([][]byte{rec}, origin)
+	s.WaitFor(t, 1)
+
+	both := syslogOnly
+	both.Drains = append(both.Drains, routing.Drain{ID: "a/o", Token: dt2, URL: "otlp+http://" + strings.TrimPrefix(rv.URL, "http://")})
+	apply(t, d, both)
+	rec2 := message.AppendStrings(nil, 190, time.Now(), "app", "web.1", "two")
+	a.PublishFrom([][]byte{rec2}, origin)
+	a.Publish([][]byte{message.AppendStrings(nil, 190, time.Now(), "app", "web.1", "three")})
+	s.WaitFor(t, 3)
+	got := rv.WaitAccepted(t, 2)
+	res := map[string]map[string]string{}
+	for _, r := range got {
+		res[r.Body] = r.Resource
+	}
+	if r := res["two"]; r["k8s.pod.name"] != "web-5c6d-9xk2p" || r["k8s.node.name"] != "node-a" {
+		t.Errorf("record from a collector: resource %v", r)
+	}
+	if r := res["three"]; r == nil || r["k8s.pod.name"] != "" || r["k8s.node.name"] != "" {
+		t.Errorf("record without an origin: resource %v", r)
+	}
+	for _, f := range s.Raw() {
+		if strings.Contains(string(f), "node-a") || strings.Contains(string(f), "9xk2p") {
+			t.Errorf("syslog frame carries the origin: %q", f)
+		}
+	}
+}

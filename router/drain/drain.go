@@ -67,6 +67,13 @@ type IdleCloser interface {
 	CloseIdle()
 }
 
+// OriginUser is a drain that uses where its records came from (Batch.Origin: the
+// pod and node of the collector that sent them). Only an app with such a drain has
+// origins carried into its drain queues, so the others pay nothing for them.
+type OriginUser interface {
+	UsesOrigin() bool
+}
+
 // Limits bound one batch: at most Messages frames of at most Bytes in all.
 type Limits struct {
 	Messages int
@@ -125,6 +132,11 @@ type Batch struct {
 	// peak is the largest batch since the last look at the buffer's size; filled
 	// counts the batches since then (see Reset).
 	peak, filled int
+	// keepOrigin: the drain uses its records' origins (OriginUser); they are kept in
+	// orig, frame i's ending at oends[i].
+	keepOrigin bool
+	orig       []byte
+	oends      []int
 }
 
 // A batch buffer bigger than keepBytes is given back once shrinkAfter batches in a
@@ -166,6 +178,27 @@ func (b *Batch) Size() int { return len(b.buf) }
 func (b *Batch) AddRecord(wrec []byte, host string) {
 	b.buf = message.AppendFrameHost(b.buf, wrec, host)
 	b.ends = append(b.ends, len(b.buf))
+	if b.keepOrigin {
+		b.orig = append(b.orig, message.WireOrigin(wrec)...)
+		b.oends = append(b.oends, len(b.orig))
+	}
+}
+
+// KeepOrigins makes the batch keep each record's origin (see Origin); the runner
+// sets it for an OriginUser's batches.
+func (b *Batch) KeepOrigins() { b.keepOrigin = true }
+
+// Origin returns frame i's origin (message.AppendOrigin's encoding: the pod and
+// node of the collector that sent it), or nil when unknown or not kept.
+func (b *Batch) Origin(i int) []byte {
+	if !b.keepOrigin || i >= len(b.oends) {
+		return nil
+	}
+	start := 0
+	if i > 0 {
+		start = b.oends[i-1]
+	}
+	return b.orig[start:b.oends[i]]
 }
 
 // Reset empties the batch, keeping its memory unless the recent batches needed far
@@ -176,19 +209,20 @@ func (b *Batch) Reset() {
 		b.filled++
 		if b.filled >= shrinkAfter {
 			if cap(b.buf) > keepBytes && b.peak < cap(b.buf)/4 {
-				b.buf, b.ends = nil, nil
+				b.buf, b.ends, b.orig, b.oends = nil, nil, nil, nil
 			}
 			b.peak, b.filled = 0, 0
 		}
 	}
 	b.buf, b.ends, b.Enqueued, b.Written, b.Notice = b.buf[:0], b.ends[:0], 0, 0, false
+	b.orig, b.oends = b.orig[:0], b.oends[:0]
 }
 
 // Release gives back a buffer bigger than keepBytes: for a drain idle so long that
 // its connection was closed.
 func (b *Batch) Release() {
 	if cap(b.buf) > keepBytes {
-		b.buf, b.ends, b.peak, b.filled = nil, nil, 0, 0
+		b.buf, b.ends, b.orig, b.oends, b.peak, b.filled = nil, nil, nil, nil, 0, 0
 	}
 	b.Reset()
 }

@@ -65,7 +65,12 @@ type Runner struct {
 	since   time.Time
 	// ended: the runner goroutine has returned; Offer leaves records in the queue.
 	ended bool
+	// usesOrigin: the drain is an OriginUser; set before the runner starts.
+	usesOrigin bool
 }
+
+// UsesOrigin reports whether the drain uses its records' origins (OriginUser).
+func (r *Runner) UsesOrigin() bool { return r.usesOrigin }
 
 // NewRunner starts delivering from q to d.
 func NewRunner(cfg *Config, q *Queue, st *Stats, d Drain, o RunnerOptions) *Runner {
@@ -84,6 +89,10 @@ func NewRunner(cfg *Config, q *Queue, st *Stats, d Drain, o RunnerOptions) *Runn
 		stopping: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	r.imm, _ = d.(Immediate)
 	r.idler, _ = d.(IdleCloser)
+	if u, ok := d.(OriginUser); ok && u.UsesOrigin() {
+		r.usesOrigin = true
+		r.b.KeepOrigins()
+	}
 	q.reopen()
 	if c, ok := d.(Concurrent); ok && r.imm == nil && c.InFlight() > 1 {
 		go r.loopConcurrent(c.InFlight())
@@ -240,7 +249,11 @@ func (r *Runner) loopConcurrent(n int) {
 	defer close(r.done)
 	free := make(chan *Batch, n) // batches not in flight
 	for range n {
-		free <- new(Batch)
+		b := new(Batch)
+		if r.usesOrigin {
+			b.KeepOrigins()
+		}
+		free <- b
 	}
 	failed := make(chan struct{}, n)   // a token per batch of which nothing got through
 	finished := make(chan struct{}, n) // a token per completed batch

@@ -44,8 +44,9 @@ func NewHTTP(d *dispatch.Dispatcher, limits Limits, m *metrics.Metrics, log *slo
 }
 
 type httpState struct {
-	body []byte
-	b    batch
+	body   []byte
+	b      batch
+	origin []byte
 }
 
 // ServeHTTP answers 204 once the whole batch is accepted, 400 with Logplex's reason
@@ -63,6 +64,7 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var app *dispatch.App
 	var sourceFor func(f *wire.Fields) []byte
 	pushback := h.Pushback
+	collector := false
 	switch {
 	case ok && h.d.IsPlatform(tok):
 		// kubeplex itself (the manager): it names the app, and its frames' sources
@@ -90,6 +92,7 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				// the loss from a backlogged drain into the collector, where it costs
 				// the app's history and every other drain too.
 				pushback = 0
+				collector = true
 			}
 		}
 	}
@@ -126,6 +129,19 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	n := 0
 	st.b.app = app
+	st.b.origin = nil
+	if collector {
+		// Only a collector's word is taken for its pod and node: it is the pod's own
+		// sidecar, given both through the downward API.
+		var bad bool
+		st.origin, bad = originOf(st.origin[:0], r.Header)
+		if bad {
+			h.m.IngestErrors.WithLabelValues("http", "bad_origin").Inc()
+		}
+		if len(st.origin) > 0 {
+			st.b.origin = st.origin
+		}
+	}
 	for _, rec := range b.Records {
 		f, err := wire.Scan(rec) // ReadBatch checked it; this is the field view
 		if err != nil {
@@ -145,13 +161,32 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.m.IngestHeld.Inc()
 		h.m.IngestHeldSeconds.Add(held.Seconds())
 	}
-	st.b.app = nil
+	st.b.app, st.b.origin = nil, nil
 	h.m.IngestMessages.WithLabelValues("http").Add(float64(n))
 	if lost := b.DropCount + b.LostCount; lost > 0 {
 		h.m.IngestErrors.WithLabelValues("http", "client_reported_loss").Add(float64(lost))
 	}
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// originOf reads a collector's Kubeplex-Pod and Kubeplex-Node headers into dst
+// (message.AppendOrigin). A value that is not a Kubernetes name (at most 253 bytes
+// of lower-case letters, digits, '-' and '.') is left out and reported as bad: the
+// lines still count, only that name is unknown.
+func originOf(dst []byte, hdr http.Header) ([]byte, bool) {
+	pod, node := hdr.Get(wire.HeaderPod), hdr.Get(wire.HeaderNode)
+	bad := false
+	if pod != "" && !wire.KubeName(pod) {
+		pod, bad = "", true
+	}
+	if node != "" && !wire.KubeName(node) {
+		node, bad = "", true
+	}
+	if pod == "" && node == "" {
+		return dst, bad
+	}
+	return message.AppendOrigin(dst, pod, node), bad
 }
 
 func reasonLabel(reason string) string {

@@ -44,6 +44,9 @@ type batch struct {
 	buf  []byte
 	ends []int
 	recs [][]byte
+	// origin is where every record of the batch came from (message.AppendOrigin),
+	// when a collector said so; nil otherwise.
+	origin []byte
 }
 
 // add encodes one message, split into MaxLine pieces, for app (publishing what was
@@ -81,7 +84,7 @@ func (b *batch) add(app *dispatch.App, f *wire.Fields, source, proc []byte, now 
 // flush publishes the collected records.
 func (b *batch) flush() {
 	if b.collect() {
-		b.app.Publish(b.recs)
+		b.app.PublishFrom(b.recs, b.origin)
 		b.buf, b.ends = b.buf[:0], b.ends[:0]
 	}
 }
@@ -90,7 +93,7 @@ func (b *batch) flush() {
 // (dispatch.App.PublishWhenRoom) and returns how long that took.
 func (b *batch) flushWhenRoom(ctx context.Context, limit time.Duration) (held time.Duration) {
 	if b.collect() {
-		held = b.app.PublishWhenRoom(ctx, b.recs, limit)
+		held = b.app.PublishWhenRoom(ctx, b.recs, b.origin, limit)
 		b.buf, b.ends = b.buf[:0], b.ends[:0]
 	}
 	return held

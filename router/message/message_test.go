@@ -181,5 +181,74 @@ func FuzzDecode(f *testing.F) {
 		if w := AppendFrameHost(nil, AppendWire(nil, &m), "d.host"); !bytes.Equal(w, want) {
 			t.Fatalf("wire frame %q, want %q", w, want)
 		}
+		// An origin (here made of the name and value) rides beside the record: the
+		// frame is the same bytes, and the origin reads back as it was written.
+		origin := AppendOrigin(nil, name, value)
+		wrec := AppendWireOrigin(nil, &m, origin)
+		if w := AppendFrameHost(nil, wrec, "d.host"); !bytes.Equal(w, want) {
+			t.Fatalf("wire frame with origin %q, want %q", w, want)
+		}
+		if WireHostSize(wrec, "d.host") != WireHostSize(AppendWire(nil, &m), "d.host") {
+			t.Fatal("the origin counts in the frame's size")
+		}
+		if got := WireOrigin(wrec); !bytes.Equal(got, origin) {
+			t.Fatalf("origin %q, want %q", got, origin)
+		}
+		pod, node := OriginNames(origin)
+		if len(origin) > 0 && (len(name)+len(value) < 250 && (string(pod) != name || string(node) != value)) {
+			t.Fatalf("origin names %q %q, want %q %q", pod, node, name, value)
+		}
+		_, _ = OriginNames(junk)
+		_ = AppendFrameHost(nil, junk, "h") // any bytes: no panic
 	})
+}
+
+// TestWireOrigin: a drain record's origin is left out of the frame every drain writes
+// and is read back by WireOrigin; names too long for MaxOrigin are left out.
+func TestWireOrigin(t *testing.T) {
+	m := Msg{Priority: 190, Time: 1764064800123456, Source: []byte("app"), ProcID: []byte("web.1"), Text: []byte("hi")}
+	plain := AppendWire(nil, &m)
+	origin := AppendOrigin(nil, "web-7d9f-x2", "node-a")
+	with := AppendWireOrigin(nil, &m, origin)
+	if f, g := AppendFrameHost(nil, plain, "d.t"), AppendFrameHost(nil, with, "d.t"); !bytes.Equal(f, g) {
+		t.Fatalf("frame %q with an origin, %q without", g, f)
+	}
+	if WireHostSize(with, "d.t") != WireHostSize(plain, "d.t") {
+		t.Errorf("host size %d with an origin, %d without", WireHostSize(with, "d.t"), WireHostSize(plain, "d.t"))
+	}
+	if WireOrigin(plain) != nil || !bytes.Equal(WireOrigin(with), origin) {
+		t.Errorf("WireOrigin = %q, %q", WireOrigin(plain), WireOrigin(with))
+	}
+	if pod, node := OriginNames(origin); string(pod) != "web-7d9f-x2" || string(node) != "node-a" {
+		t.Errorf("OriginNames = %q, %q", pod, node)
+	}
+	if len(with)-len(plain) != 1+len(origin) || len(origin) != 2+len("web-7d9f-x2")+len("node-a") {
+		t.Errorf("an origin costs %d bytes", len(with)-len(plain))
+	}
+	if len(AppendOrigin(nil, "", "")) != 0 {
+		t.Error("an origin of no names")
+	}
+	long := strings.Repeat("p", 253)
+	if pod, node := OriginNames(AppendOrigin(nil, long, "node-a")); string(pod) != long || len(node) != 0 {
+		t.Errorf("a 253-byte pod name and a node: %d, %q (want the pod alone)", len(pod), node)
+	}
+}
+
+// BenchmarkAppendWire: the per-message cost of encoding a drain record at publish,
+// without and with an origin (a collector's pod and node).
+func BenchmarkAppendWire(b *testing.B) {
+	m := Msg{Priority: 190, Time: time.Now().UnixMicro(), Source: []byte("app"), ProcID: []byte("web.1"),
+		Text: bytes.Repeat([]byte("x"), 120)}
+	for _, c := range []struct {
+		name   string
+		origin []byte
+	}{{"none", nil}, {"origin", AppendOrigin(nil, "web-7d9f8b6c5d-x2kq4", "ip-10-0-12-34.eu-west-1.compute.internal")}} {
+		b.Run(c.name, func(b *testing.B) {
+			var dst []byte
+			b.ReportAllocs()
+			for b.Loop() {
+				dst = AppendWireOrigin(dst[:0], &m, c.origin)
+			}
+		})
+	}
 }

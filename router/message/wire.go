@@ -10,9 +10,26 @@ import (
 // with HOSTNAME left out; each drain inserts its own token there (Logplex puts the
 // drain token in HOSTNAME). A message is encoded once when it is published and only
 // copied per drain, which is what keeps fan-out to many drains cheap.
-func AppendWire(dst []byte, m *Msg) []byte {
+func AppendWire(dst []byte, m *Msg) []byte { return AppendWireOrigin(dst, m, nil) }
+
+// wireOrigin marks, in a drain record's offset, that an origin (AppendOrigin)
+// follows it: a length byte and the origin, before the record. Offsets stay far
+// below it (the host follows PRI, VERSION and TIMESTAMP).
+const wireOrigin = 0x8000
+
+// AppendWireOrigin is AppendWire for a message whose origin (AppendOrigin: the pod
+// and node of the collector that sent it) is known. The origin rides in the drain
+// record beside the RFC 5424 record, not in it: drains that use it (OTLP) read it
+// with WireOrigin, the others' frames are the same bytes as without it.
+func AppendWireOrigin(dst []byte, m *Msg, origin []byte) []byte {
 	start := len(dst)
 	dst = append(dst, 0, 0)
+	flag := 0
+	if n := len(origin); n > 0 && n <= MaxOrigin {
+		dst = append(dst, byte(n))
+		dst = append(dst, origin...)
+		flag = wireOrigin
+	}
 	rec := len(dst)
 	dst = AppendRFC5424(dst, m, "-")
 	// "<PRI>1 TIMESTAMP -": the host is the field after the second space; the
@@ -26,24 +43,49 @@ func AppendWire(dst []byte, m *Msg) []byte {
 	// Cut the "-" placeholder out.
 	copy(dst[k:], dst[k+1:])
 	dst = dst[:len(dst)-1]
-	binary.LittleEndian.PutUint16(dst[start:], uint16(k-rec))
+	binary.LittleEndian.PutUint16(dst[start:], uint16(k-rec|flag))
 	return dst
+}
+
+// wireParts splits a drain record into the host offset, the origin (nil when
+// none) and the RFC 5424 record; ok is false for bytes AppendWire did not write.
+func wireParts(wrec []byte) (k int, origin, rec []byte, ok bool) {
+	if len(wrec) < 2 {
+		return 0, nil, nil, false
+	}
+	h := int(binary.LittleEndian.Uint16(wrec))
+	rec = wrec[2:]
+	if h&wireOrigin != 0 {
+		if len(rec) < 1 || int(rec[0])+1 > len(rec) {
+			return 0, nil, nil, false
+		}
+		n := int(rec[0])
+		origin, rec = rec[1:1+n], rec[1+n:]
+	}
+	k = h &^ wireOrigin
+	if k > len(rec) {
+		return 0, nil, nil, false
+	}
+	return k, origin, rec, true
 }
 
 // WireHostSize returns the record size of a wire record once a host is inserted.
 func WireHostSize(wrec []byte, host string) int {
-	return len(wrec) - 2 + len(host)
+	_, _, rec, _ := wireParts(wrec)
+	return len(rec) + len(host)
+}
+
+// WireOrigin returns a drain record's origin (AppendOrigin's encoding), or nil.
+func WireOrigin(wrec []byte) []byte {
+	_, origin, _, _ := wireParts(wrec)
+	return origin
 }
 
 // AppendFrameHost appends a wire record as an octet-counted frame (RFC 6587) with
 // host in HOSTNAME. host must be a valid HOSTNAME (see Host).
 func AppendFrameHost(dst, wrec []byte, host string) []byte {
-	if len(wrec) < 2 {
-		return dst
-	}
-	k := int(binary.LittleEndian.Uint16(wrec))
-	rec := wrec[2:]
-	if k > len(rec) {
+	k, _, rec, ok := wireParts(wrec)
+	if !ok {
 		return dst
 	}
 	dst = strconv.AppendInt(dst, int64(len(rec)+len(host)), 10)
@@ -51,6 +93,41 @@ func AppendFrameHost(dst, wrec []byte, host string) []byte {
 	dst = append(dst, rec[:k]...)
 	dst = append(dst, host...)
 	return append(dst, rec[k:]...)
+}
+
+// MaxOrigin bounds an origin: two Kubernetes names (at most 253 bytes each) do not
+// always fit, so AppendOrigin leaves out what would not.
+const MaxOrigin = 255
+
+// AppendOrigin appends where a message came from in the form drain records carry:
+// a length byte and the pod name, then a length byte and the node name (either may
+// be empty). A name that would take the whole past MaxOrigin is left out.
+func AppendOrigin(dst []byte, pod, node string) []byte {
+	start := len(dst)
+	for _, s := range []string{pod, node} {
+		if len(dst)-start+1+len(s) > MaxOrigin {
+			s = ""
+		}
+		dst = append(dst, byte(len(s)))
+		dst = append(dst, s...)
+	}
+	if len(dst)-start == 2 { // neither name: no origin
+		return dst[:start]
+	}
+	return dst
+}
+
+// OriginNames returns the pod and node names of an origin (AppendOrigin), empty
+// where unknown or when origin does not decode.
+func OriginNames(origin []byte) (pod, node []byte) {
+	if len(origin) < 1 || int(origin[0])+1 > len(origin) {
+		return nil, nil
+	}
+	pod, rest := origin[1:1+int(origin[0])], origin[1+int(origin[0]):]
+	if len(rest) < 1 || int(rest[0])+1 > len(rest) {
+		return pod, nil
+	}
+	return pod, rest[1 : 1+int(rest[0])]
 }
 
 // Host makes s a valid RFC 5424 HOSTNAME: printable US-ASCII, 1 to 255 bytes.

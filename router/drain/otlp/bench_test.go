@@ -19,14 +19,18 @@ import (
 	"github.com/kubeplex/kubeplex/router/message"
 )
 
-// benchBatch is a full batch of lines as the bench harness writes them.
-func benchBatch(n int) *drain.Batch {
+// benchBatch is a full batch of lines as the bench harness writes them; with origin,
+// as a collector's (its pod and node), for a drain that keeps origins.
+func benchBatch(n int, origin []byte) *drain.Batch {
 	b := &drain.Batch{}
+	if origin != nil {
+		b.KeepOrigins()
+	}
 	host := message.Host(token)
 	for i := range n {
-		rec := message.AppendWireStrings(nil, wire.PriorityInfo, at.Add(time.Duration(i)*time.Microsecond), "app",
-			fmt.Sprintf("web.%d", i%3+1), fmt.Sprintf("line %d of the benchmark, a typical short log line with some words", i))
-		b.AddRecord(rec, host)
+		m := message.Msg{Priority: wire.PriorityInfo, Time: at.Add(time.Duration(i) * time.Microsecond).UnixMicro(), Source: []byte("app"),
+			ProcID: fmt.Appendf(nil, "web.%d", i%3+1), Text: fmt.Appendf(nil, "line %d of the benchmark, a typical short log line with some words", i)}
+		b.AddRecord(message.AppendWireOrigin(nil, &m, origin), host)
 	}
 	return b
 }
@@ -34,8 +38,16 @@ func benchBatch(n int) *drain.Batch {
 // BenchmarkDeliverHTTP: one OTLP/HTTP export of 1024 records per op into a receiver
 // that reads and discards the body.
 func BenchmarkDeliverHTTP(b *testing.B) {
-	for _, comp := range []string{routing.CompressionGzip, routing.CompressionNone} {
-		b.Run(comp, func(b *testing.B) {
+	pod := message.AppendOrigin(nil, "web-7d9f8b6c5d-x2kq4", "ip-10-0-12-34.eu-west-1.compute.internal")
+	for _, c := range []struct {
+		comp   string
+		origin []byte
+	}{{routing.CompressionGzip, nil}, {routing.CompressionNone, nil}, {routing.CompressionGzip, pod}, {routing.CompressionNone, pod}} {
+		comp, name := c.comp, c.comp
+		if c.origin != nil {
+			name += "/pod"
+		}
+		b.Run(name, func(b *testing.B) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				_, _ = io.Copy(io.Discard, r.Body)
 			}))
@@ -47,7 +59,7 @@ func BenchmarkDeliverHTTP(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer func() { _ = s.Close() }()
-			batch := benchBatch(1024)
+			batch := benchBatch(1024, c.origin)
 			b.SetBytes(int64(batch.Size()))
 			b.ReportAllocs()
 			for b.Loop() {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/drain"
+	"github.com/kubeplex/kubeplex/router/message"
 )
 
 // Attribute names. Resource attributes follow the OpenTelemetry semantic conventions
@@ -25,6 +26,10 @@ const (
 	AttrDrainToken  = "kubeplex.drain.token"
 	AttrSource      = "kubeplex.source"
 	AttrProcess     = "kubeplex.process"
+	// AttrPod and AttrNode come from the collector that sent the line (its
+	// Kubeplex-Pod and Kubeplex-Node headers), when it did.
+	AttrPod  = "k8s.pod.name"
+	AttrNode = "k8s.node.name"
 	// ScopeName is the instrumentation scope of records that name none.
 	ScopeName = "kubeplex.io/router"
 )
@@ -131,11 +136,14 @@ func newEncoder(cfg *drain.Config) *encoder {
 // group is the resource and scope of one record, as views into its frame.
 type group struct {
 	res          []byte // raw res@32473 element
+	origin       []byte // the sending collector's pod and node (drain.Batch.Origin)
 	scope, scver []byte
 	scattrs      []byte // raw scope@32473 element
 }
 
-func (g *group) sameResource(o *group) bool { return bytes.Equal(g.res, o.res) }
+func (g *group) sameResource(o *group) bool {
+	return bytes.Equal(g.res, o.res) && bytes.Equal(g.origin, o.origin)
+}
 
 func (g *group) sameScope(o *group) bool {
 	return bytes.Equal(g.scope, o.scope) && bytes.Equal(g.scver, o.scver) && bytes.Equal(g.scattrs, o.scattrs)
@@ -170,13 +178,14 @@ func (e *encoder) encode(dst, tmp []byte, b *drain.Batch, now time.Time) ([]byte
 		if len(f.StructuredData) > 0 {
 			g = groupOf(f.StructuredData, &fields)
 		}
+		g.origin = b.Origin(i)
 		if rlPos < 0 || !g.sameResource(&cur) {
 			if slPos >= 0 {
 				dst = closeMessage(dst, slPos, reserveGroup)
 				dst = closeMessage(dst, rlPos, reserveGroup)
 			}
 			dst, rlPos = openMessage(dst, fRequestResourceLogs, reserveGroup)
-			dst, tmp = e.resource(dst, tmp, g.res)
+			dst, tmp = e.resource(dst, tmp, g.res, g.origin)
 			slPos = -1
 		}
 		if slPos < 0 || !g.sameScope(&cur) {
@@ -243,14 +252,22 @@ func groupOf(sd []byte, of *otelFields) group {
 	return g
 }
 
-// resource writes ResourceLogs.resource: kubeplex's attributes and the producer's
-// (sd: raw res@32473 element); kubeplex's win on a name clash.
-func (e *encoder) resource(dst, tmp []byte, sd []byte) ([]byte, []byte) {
+// resource writes ResourceLogs.resource: kubeplex's attributes, the collector's pod
+// and node (origin) and the producer's (sd: raw res@32473 element); kubeplex's and
+// then the collector's win on a name clash.
+func (e *encoder) resource(dst, tmp []byte, sd, origin []byte) ([]byte, []byte) {
 	dst, pos := openMessage(dst, fResourceLogsResource, reserveSmall)
 	dst = append(dst, e.base...)
+	pod, node := message.OriginNames(origin)
+	if len(pod) > 0 {
+		dst = appendKVBytes(dst, fResourceAttributes, AttrPod, pod)
+	}
+	if len(node) > 0 {
+		dst = appendKVBytes(dst, fResourceAttributes, AttrNode, node)
+	}
 	for p := range wire.SDParams(sd) {
 		name := view(p.Name)
-		if !contains(e.baseNames, name) {
+		if !contains(e.baseNames, name) && (len(pod) == 0 || name != AttrPod) && (len(node) == 0 || name != AttrNode) {
 			var v []byte
 			v, tmp = unescape(tmp, p.Value)
 			dst = appendKVBytes(dst, fResourceAttributes, name, v)

@@ -7,6 +7,7 @@ package otlp
 import (
 	"bytes"
 	"encoding/hex"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/drain"
+	"github.com/kubeplex/kubeplex/router/message"
 )
 
 // refArena hands out T values from chunks that are never moved, so pointers to them
@@ -107,6 +109,7 @@ func (e *refEncoder) kv(k, v string) *common.KeyValue {
 // refGroup is the resource and scope of one record.
 type refGroup struct {
 	res          []byte // raw res@32473 elements
+	origin       []byte
 	scope, scver string
 }
 
@@ -149,9 +152,10 @@ func (e *refEncoder) encode(b *drain.Batch, now time.Time) *collogs.ExportLogsSe
 		}
 		r := e.recs.next()
 		g := e.fill(r, &f, observed)
-		if rl == nil || !bytes.Equal(g.res, cur.res) {
+		g.origin = b.Origin(i)
+		if rl == nil || !bytes.Equal(g.res, cur.res) || !bytes.Equal(g.origin, cur.origin) {
 			closeResource()
-			rl = e.resource(g.res)
+			rl = e.resource(g.res, g.origin)
 			e.rlp = append(e.rlp, rl)
 			slStart, sl = len(e.slp), nil
 		}
@@ -176,18 +180,29 @@ func (e *refEncoder) encode(b *drain.Batch, now time.Time) *collogs.ExportLogsSe
 	return &e.req
 }
 
-// resource returns a ResourceLogs with kubeplex's attributes and the producer's
-// (sd: raw res@32473 elements); kubeplex's win on a name clash.
-func (e *refEncoder) resource(sd []byte) *logs.ResourceLogs {
+// resource returns a ResourceLogs with kubeplex's attributes, the collector's pod and
+// node, and the producer's (sd: raw res@32473 elements); kubeplex's and then the
+// collector's win on a name clash.
+func (e *refEncoder) resource(sd, origin []byte) *logs.ResourceLogs {
 	rl := e.res.next()
 	rl.SchemaUrl = ""
 	res := e.ress.next()
 	res.DroppedAttributesCount = 0
 	start := len(e.kp)
 	e.kp = append(e.kp, e.base...)
+	names := slices.Clone(e.baseNames)
+	pod, node := message.OriginNames(origin)
+	if len(pod) > 0 {
+		e.kp = append(e.kp, e.kv(AttrPod, string(pod)))
+		names = append(names, AttrPod)
+	}
+	if len(node) > 0 {
+		e.kp = append(e.kp, e.kv(AttrNode, string(node)))
+		names = append(names, AttrNode)
+	}
 	for p := range wire.SDParams(sd) {
 		name := view(p.Name)
-		if !contains(e.baseNames, name) {
+		if !contains(names, name) {
 			e.kp = append(e.kp, e.kv(name, refUnescape(p.Value)))
 		}
 	}

@@ -45,6 +45,50 @@ func batchOf(msgs ...message.Msg) *drain.Batch {
 	return b
 }
 
+// batchWithOrigins is batchOf for a drain that keeps origins, origins[i] being msgs[i]'s.
+func batchWithOrigins(msgs []message.Msg, origins [][]byte) *drain.Batch {
+	b := &drain.Batch{}
+	b.KeepOrigins()
+	for i := range msgs {
+		b.AddRecord(message.AppendWireOrigin(nil, &msgs[i], origins[i]), message.Host(encodeCfg.Token))
+	}
+	return b
+}
+
+// TestOrigins: the collector's pod and node become k8s.pod.name and k8s.node.name on
+// the resource, replacing a producer's of the same name, and consecutive lines of one
+// pod share one ResourceLogs.
+func TestOrigins(t *testing.T) {
+	o1, o2 := message.AppendOrigin(nil, "web-1", "node-a"), message.AppendOrigin(nil, "", "node-b")
+	b := batchWithOrigins([]message.Msg{msg("a", ""), msg("b", `[res@32473 k8s.pod.name="forged" k8s.node.name="f"]`),
+		msg("c", `[res@32473 k8s.pod.name="sdk-pod"]`), msg("d", "")}, [][]byte{o1, o1, o2, nil})
+	got := checkEncoding(t, b)
+	shape := make([]string, 0, len(got.ResourceLogs))
+	for _, rl := range got.ResourceLogs {
+		var attrs []string
+		for _, kv := range rl.Resource.Attributes {
+			if strings.HasPrefix(kv.Key, "k8s.pod") || strings.HasPrefix(kv.Key, "k8s.node") {
+				attrs = append(attrs, kv.Key+"="+kv.Value.GetStringValue())
+			}
+		}
+		shape = append(shape, fmt.Sprintf("%v:%d", attrs, len(rl.ScopeLogs[0].LogRecords)))
+	}
+	// a and b differ in their res@ element, so they are two resources with the same
+	// pod; c keeps the SDK's pod name (the collector sent only its node).
+	want := "[[k8s.pod.name=web-1 k8s.node.name=node-a]:1 [k8s.pod.name=web-1 k8s.node.name=node-a]:1 " +
+		"[k8s.node.name=node-b k8s.pod.name=sdk-pod]:1 []:1]"
+	if fmt.Sprint(shape) != want {
+		t.Errorf("resources %v\nwant      %s", shape, want)
+	}
+	// A drain that does not keep origins sees the same frames and no origin.
+	plain := &drain.Batch{}
+	ma := msg("a", "")
+	plain.AddRecord(message.AppendWireOrigin(nil, &ma, o1), "h")
+	if plain.Origin(0) != nil {
+		t.Errorf("origin %q in a batch that does not keep them", plain.Origin(0))
+	}
+}
+
 // atTime is a message at 2026-12-01T12:00:00Z plus us microseconds.
 func atTime(us int64) message.Msg {
 	m := msg(fmt.Sprint("t", us), "")
@@ -100,6 +144,12 @@ func TestEncodingMatchesMessageTree(t *testing.T) {
 		big = append(big, msg(strings.Repeat("w", 12000), ""))
 	}
 	cases["big"] = batchOf(big...)
+	// Lines from collectors: runs of one pod share a resource, the collector's pod and
+	// node win over a producer's, and a line from elsewhere (no origin) has neither.
+	o1, o2 := message.AppendOrigin(nil, "web-7d9f-x2", "node-a"), message.AppendOrigin(nil, "web-7d9f-y3", "")
+	forged := `[res@32473 k8s.pod.name="forged" k8s.node.name="forged-node" host.name="h"]`
+	cases["origins"] = batchWithOrigins([]message.Msg{msg("a", ""), msg("b", ""), msg("c", forged), msg("d", ""), msg("e", forged), msg("f", "")},
+		[][]byte{o1, o1, o1, o2, o2, nil})
 	// A frame that does not scan is sent whole as the body.
 	odd := batchOf(msg("ok", ""))
 	odd.AddRecord([]byte("not a syslog record"), "h")
@@ -158,8 +208,11 @@ func FuzzEncoding(f *testing.F) {
 			Text: []byte(text), Attrs: []byte(sd)}
 		rec := message.AppendWire(nil, &m)
 		b := &drain.Batch{}
+		b.KeepOrigins()
 		b.AddRecord(rec, "h")
 		b.AddRecord(rec, "h")
+		// The same line from a collector: a resource of its own with the pod and node.
+		b.AddRecord(message.AppendWireOrigin(nil, &m, message.AppendOrigin(nil, "web-1", "node-a")), "h")
 		checkEncoding(t, b)
 	})
 }

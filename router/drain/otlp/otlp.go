@@ -140,6 +140,7 @@ type Sink struct {
 var (
 	_ drain.Drain      = (*Sink)(nil)
 	_ drain.Concurrent = (*Sink)(nil)
+	_ drain.OriginUser = (*Sink)(nil)
 )
 
 // New returns a drain for cfg (scheme otlp+http, otlp+https, otlp+grpc or otlp+grpcs).
@@ -188,6 +189,10 @@ func (s *Sink) renew() error {
 
 // InFlight is how many batches the runner may have in Deliver at once.
 func (s *Sink) InFlight() int { return s.opts.MaxInFlight }
+
+// UsesOrigin makes the router carry each line's pod and node to the drain
+// (drain.OriginUser): they become k8s.pod.name and k8s.node.name.
+func (s *Sink) UsesOrigin() bool { return true }
 
 // renewIfOld replaces the exporter once it is older than MaxAge, as Logplex
 // recycles drain connections; one of the batches in flight does it.

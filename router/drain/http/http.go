@@ -30,65 +30,16 @@ import (
 // the drain's HMAC key (see docs/drains.md).
 const HeaderSignature = "Logplex-Signature"
 
-// Options tune an HTTP drain; zero values take the defaults in brackets.
+// Options tune an HTTP drain; zero values take the defaults of
+// drain.RequestOptions, with MaxBytes 100 KiB per POST, as Logplex.
 type Options struct {
-	// MaxMessages and MaxBytes bound one POST [1024 messages, 100 KiB, as Logplex].
-	MaxMessages, MaxBytes int
-	// MaxInFlight is how many POSTs may be open at once while the queue holds more
-	// than one batch [4]: a receiver that takes a while per request is then still
-	// sent enough to keep up. Batches leave in queue order but may complete out of
-	// order; a retried batch can arrive after later ones (docs/drains.md).
-	MaxInFlight int
-	// Attempts is how often a batch is tried before it is dropped and counted [3, as
-	// Logplex].
-	Attempts int
-	// MinBackoff and MaxBackoff bound the jittered wait between attempts [250 ms, 10 s].
-	MinBackoff, MaxBackoff time.Duration
-	// MaxRetryAfter caps the wait a 429 or 503 answer asks for with Retry-After
-	// [2 min]: the receiver is honoured, but a typo there cannot park a drain for days.
-	MaxRetryAfter time.Duration
-	// ConnectTimeout [3 s] and RequestTimeout [5 s] as Logplex.
-	ConnectTimeout, RequestTimeout time.Duration
-	// IdleTimeout closes idle connections [4 min]; MaxAge replaces the connection pool
-	// [5 h], as Logplex recycles drain connections.
-	IdleTimeout, MaxAge time.Duration
+	drain.RequestOptions
 }
 
-func (o *Options) defaults() {
-	if o.MaxMessages <= 0 {
-		o.MaxMessages = 1024
-	}
-	if o.MaxBytes <= 0 {
-		o.MaxBytes = 100 << 10
-	}
-	if o.Attempts <= 0 {
-		o.Attempts = 3
-	}
-	if o.MaxInFlight <= 0 {
-		o.MaxInFlight = 4
-	}
-	if o.MinBackoff <= 0 {
-		o.MinBackoff = 250 * time.Millisecond
-	}
-	if o.MaxBackoff <= 0 {
-		o.MaxBackoff = 10 * time.Second
-	}
-	if o.MaxRetryAfter <= 0 {
-		o.MaxRetryAfter = 2 * time.Minute
-	}
-	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = 3 * time.Second
-	}
-	if o.RequestTimeout <= 0 {
-		o.RequestTimeout = 5 * time.Second
-	}
-	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = 4 * time.Minute
-	}
-	if o.MaxAge <= 0 {
-		o.MaxAge = 5 * time.Hour
-	}
-}
+// DefaultMaxBytes is Options.MaxBytes's default.
+const DefaultMaxBytes = 100 << 10
+
+func (o *Options) defaults() { o.Defaults(DefaultMaxBytes) }
 
 // Sink is one HTTP drain. Deliver may run in up to Options.MaxInFlight goroutines at
 // once (drain.Concurrent).

@@ -195,7 +195,7 @@ func TestRetriesKeepFrameID(t *testing.T) {
 		}
 		return 200
 	})
-	h := start(t, routing.Drain{URL: rv.URL}, httpdrain.Options{Attempts: 4, MinBackoff: time.Millisecond}, 100)
+	h := start(t, routing.Drain{URL: rv.URL}, httpdrain.Options{RequestOptions: drain.RequestOptions{Attempts: 4, MinBackoff: time.Millisecond}}, 100)
 	h.push(0, 5, 0)
 	rv.WaitAccepted(t, 5)
 	reqs := rv.Requests()
@@ -239,7 +239,7 @@ func TestRefusedBatchAnnounced(t *testing.T) {
 				}
 				return 200
 			})
-			h := start(t, routing.Drain{URL: rv.URL}, httpdrain.Options{Attempts: tt.attempts, MinBackoff: time.Millisecond}, 100)
+			h := start(t, routing.Drain{URL: rv.URL}, httpdrain.Options{RequestOptions: drain.RequestOptions{Attempts: tt.attempts, MinBackoff: time.Millisecond}}, 100)
 			h.push(0, 4, 0)
 			testenv.Until(t, "refusal", func() bool { return h.stats.Dropped.Load() == 4 })
 			h.push(4, 2, 0)
@@ -341,7 +341,7 @@ func TestHTTPS(t *testing.T) {
 	// Without the CA the certificate is refused and nothing is accepted; one L14
 	// notice per failure streak names the receiver without its path.
 	rv2 := drainpeer.NewHTTPReceiver(t, &cert, nil)
-	h2 := start(t, routing.Drain{URL: rv2.URL + "/secret"}, httpdrain.Options{Attempts: 2}, 100)
+	h2 := start(t, routing.Drain{URL: rv2.URL + "/secret"}, httpdrain.Options{RequestOptions: drain.RequestOptions{Attempts: 2}}, 100)
 	h2.push(0, 2, 0)
 	testenv.Until(t, "drop", func() bool { return h2.stats.Dropped.Load() == 2 && h2.errs.Load() >= 2 })
 	a := h2.Announced()
@@ -361,7 +361,7 @@ func TestHTTPS(t *testing.T) {
 }
 
 func TestNoCredentialsInErrors(t *testing.T) {
-	h := start(t, routing.Drain{URL: "http://127.0.0.1:1/secret-path", Username: "user", Password: "s3cret"}, httpdrain.Options{Attempts: 1}, 10)
+	h := start(t, routing.Drain{URL: "http://127.0.0.1:1/secret-path", Username: "user", Password: "s3cret"}, httpdrain.Options{RequestOptions: drain.RequestOptions{Attempts: 1}}, 10)
 	h.push(0, 1, 0)
 	testenv.Until(t, "error", func() bool { return h.errs.Load() > 0 })
 	st := h.stats.Status(0)
@@ -387,7 +387,7 @@ func TestRequestsInFlight(t *testing.T) {
 	})
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { close(release) }) })
-	h := start(t, routing.Drain{URL: rv.URL}, httpdrain.Options{MaxMessages: 100}, 10000)
+	h := start(t, routing.Drain{URL: rv.URL}, httpdrain.Options{RequestOptions: drain.RequestOptions{MaxMessages: 100}}, 10000)
 	h.push(0, 1, 0)
 	testenv.Until(t, "first line delivered", func() bool { return h.stats.Delivered.Load() == 1 })
 	const n = 1001

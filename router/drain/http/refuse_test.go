@@ -99,7 +99,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 				}
 				return 200
 			})
-			h := start(t, routing.Drain{URL: rv.URL}, httpdrain.Options{MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}, 100)
+			h := start(t, routing.Drain{URL: rv.URL}, httpdrain.Options{RequestOptions: drain.RequestOptions{MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}}, 100)
 			h.push(0, 1, 0)
 			rv.WaitAccepted(t, 1)
 			reqs := rv.Requests()

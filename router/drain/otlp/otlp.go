@@ -22,64 +22,17 @@ import (
 	"github.com/kubeplex/kubeplex/router/drain"
 )
 
-// Options tune an OTLP drain; zero values take the defaults in brackets.
+// Options tune an OTLP drain; zero values take the defaults of
+// drain.RequestOptions, with MaxBytes 512 KiB of frames per export request (well
+// below the 4 MiB a gRPC receiver takes by default).
 type Options struct {
-	// MaxMessages and MaxBytes bound one export request [1024 messages, 512 KiB of
-	// frames: well below the 4 MiB a gRPC receiver takes by default].
-	MaxMessages, MaxBytes int
-	// MaxInFlight is how many export requests may be open at once while the queue
-	// holds a backlog [4, as the HTTP drain]. Batches leave in queue order but may
-	// complete out of order.
-	MaxInFlight int
-	// Attempts is how often a request is tried before it is dropped and counted [3,
-	// as the HTTP drain].
-	Attempts int
-	// MinBackoff and MaxBackoff bound the jittered wait between attempts [250 ms, 10 s].
-	MinBackoff, MaxBackoff time.Duration
-	// MaxRetryAfter caps the wait a receiver asks for (Retry-After, gRPC RetryInfo)
-	// [2 min].
-	MaxRetryAfter time.Duration
-	// ConnectTimeout [3 s] and RequestTimeout [5 s], as the HTTP drain.
-	ConnectTimeout, RequestTimeout time.Duration
-	// IdleTimeout closes idle connections [4 min]; MaxAge replaces the client [5 h].
-	IdleTimeout, MaxAge time.Duration
+	drain.RequestOptions
 }
 
-func (o *Options) defaults() {
-	if o.MaxMessages <= 0 {
-		o.MaxMessages = 1024
-	}
-	if o.MaxBytes <= 0 {
-		o.MaxBytes = 512 << 10
-	}
-	if o.Attempts <= 0 {
-		o.Attempts = 3
-	}
-	if o.MaxInFlight <= 0 {
-		o.MaxInFlight = 4
-	}
-	if o.MinBackoff <= 0 {
-		o.MinBackoff = 250 * time.Millisecond
-	}
-	if o.MaxBackoff <= 0 {
-		o.MaxBackoff = 10 * time.Second
-	}
-	if o.MaxRetryAfter <= 0 {
-		o.MaxRetryAfter = 2 * time.Minute
-	}
-	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = 3 * time.Second
-	}
-	if o.RequestTimeout <= 0 {
-		o.RequestTimeout = 5 * time.Second
-	}
-	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = 4 * time.Minute
-	}
-	if o.MaxAge <= 0 {
-		o.MaxAge = 5 * time.Hour
-	}
-}
+// DefaultMaxBytes is Options.MaxBytes's default.
+const DefaultMaxBytes = 512 << 10
+
+func (o *Options) defaults() { o.Defaults(DefaultMaxBytes) }
 
 // The URL schemes of OTLP drains.
 const (

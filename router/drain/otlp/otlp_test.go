@@ -323,7 +323,7 @@ func TestTLS(t *testing.T) {
 		if !grpc {
 			u += "/secret/v1/logs"
 		}
-		bad := start(t, routing.Drain{URL: u, TLS: &routing.TLS{CAPEM: string(other.PEM)}}, otlp.Options{Attempts: 2})
+		bad := start(t, routing.Drain{URL: u, TLS: &routing.TLS{CAPEM: string(other.PEM)}}, otlp.Options{RequestOptions: drain.RequestOptions{Attempts: 2}})
 		bad.push(0, 2, wire.PriorityInfo)
 		testenv.Until(t, "refused certificate counted", func() bool { return bad.stats.Dropped.Load() == 2 })
 		bad.push(2, 2, wire.PriorityInfo)
@@ -355,7 +355,7 @@ func TestTLS(t *testing.T) {
 func TestEgressAtDial(t *testing.T) {
 	both(t, func(t *testing.T, grpc bool) {
 		rv := drainpeer.NewOTLPReceiver(t, nil, nil)
-		h := startWith(t, routing.Drain{URL: drainURL(rv, grpc, false)}, otlp.Options{Attempts: 1}, egress.Policy{})
+		h := startWith(t, routing.Drain{URL: drainURL(rv, grpc, false)}, otlp.Options{RequestOptions: drain.RequestOptions{Attempts: 1}}, egress.Policy{})
 		h.push(0, 1, wire.PriorityInfo)
 		testenv.Until(t, "refused", func() bool { return h.stats.Dropped.Load() == 1 })
 		if last, _ := h.last.Load().(string); !strings.Contains(last, "host 127.0.0.1 is in 127.0.0.0/8, loopback") {

@@ -1,13 +1,13 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,23 +26,11 @@ import (
 // that other app only), and a removed add-on's token is refused. The API refuses the
 // names app and kubeplex.
 func TestAddonInput(t *testing.T) {
-	c := startCluster(t)
-	ctx := contextFor(t, 5*time.Minute)
-	for _, ns := range []string{systemNS, "shop"} {
-		if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	port := testenv.FreePort(t)
-	admin := testenv.FreeAddr(t)
-	routerURL := fmt.Sprintf("http://127.0.0.1:%d", port)
-	start(t, "router", "--http-addr", fmt.Sprintf("127.0.0.1:%d", port), "--admin-addr", admin,
-		"--routes-secret", systemNS+"/"+routesName, "--kubeconfig", c.routerKubeconfig(t), "--allow-cidrs", "127.0.0.0/8")
+	s := newStack(t)
+	c, ctx := s.cluster, s.ctx
+	routerURL := s.startRouter(t, nil).URL
 	const publicURL = "https://logs.example.test/logs"
-	start(t, "manager", "--kubeconfig", c.kubeconfig, "--namespace", systemNS,
-		"--routes-secret", routesName, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
-		"--leader-elect=false", "--webhook-port", "0", "--allow-cidrs", "127.0.0.0/8",
-		"--router-url", routerURL+"/logs", "--router-status-urls", "http://"+admin+"/status", "--ingest-url", publicURL)
+	s.startManager(t, false, s.routers[0], "--ingest-url", publicURL)
 
 	for _, name := range []string{"app", "kubeplex", "Bad_Name"} {
 		bad := &kubeplexv1alpha1.LogApp{ObjectMeta: metav1.ObjectMeta{Name: "bad", Namespace: "shop"},
@@ -181,25 +169,9 @@ func postAddon(routerURL, token string, header map[string]string, frames ...stri
 	for _, f := range frames {
 		body = wire.AppendFrame(body, []byte(f))
 	}
-	req, err := http.NewRequest(http.MethodPost, routerURL+"/logs", strings.NewReader(string(body)))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", wire.ContentType)
-	req.Header.Set("Logplex-Msg-Count", fmt.Sprint(len(frames)))
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	req.SetBasicAuth("token", token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	_ = resp.Body.Close() // only the status matters
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("POST: %d", resp.StatusCode)
-	}
-	return nil
+	h := map[string]string{"Logplex-Msg-Count": fmt.Sprint(len(frames))}
+	maps.Copy(h, header)
+	return postLogs(context.Background(), routerURL, token, body, h)
 }
 
 // sourced lists a sink's messages as "source[proc] text".

@@ -20,22 +20,11 @@ import (
 // router, each once; a Job without the label gives none. envtest runs no Job
 // controller: the test writes the status it would.
 func TestBuildLines(t *testing.T) {
-	c := startCluster(t)
-	ctx := contextFor(t, 5*time.Minute)
-	for _, ns := range []string{systemNS, "shop"} {
-		if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	port := testenv.FreePort(t)
-	admin := testenv.FreeAddr(t)
-	routerURL := fmt.Sprintf("http://127.0.0.1:%d", port)
-	start(t, "router", "--http-addr", fmt.Sprintf("127.0.0.1:%d", port), "--admin-addr", admin,
-		"--routes-secret", systemNS+"/"+routesName, "--kubeconfig", c.routerKubeconfig(t), "--allow-cidrs", "127.0.0.0/8")
-	start(t, "manager", "--kubeconfig", c.kubeconfig, "--namespace", systemNS,
-		"--routes-secret", routesName, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
-		"--leader-elect=false", "--webhook-port", "0", "--allow-cidrs", "127.0.0.0/8",
-		"--router-url", routerURL+"/logs", "--router-status-urls", "http://"+admin+"/status", "--router-status-interval", "500ms")
+	s := newStack(t)
+	c, ctx := s.cluster, s.ctx
+	r := s.startRouter(t, nil)
+	routerURL := r.URL
+	s.startManager(t, false, r, "--router-status-interval", "500ms")
 	sink := startSyslogSink(t)
 	app := &kubeplexv1alpha1.LogApp{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"}}
 	for _, o := range []client.Object{app, drainTo("first", sink.addr)} {

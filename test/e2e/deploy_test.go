@@ -25,22 +25,11 @@ import (
 // through a real router, in order and each once (the leader alone writes); then the
 // leader stops, the other takes over and nothing already written comes again.
 func TestDeployLines(t *testing.T) {
-	c := startCluster(t)
-	ctx := contextFor(t, 5*time.Minute)
-	for _, ns := range []string{systemNS, "shop"} {
-		if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	port := testenv.FreePort(t)
-	admin := testenv.FreeAddr(t)
-	routerURL := fmt.Sprintf("http://127.0.0.1:%d", port)
-	start(t, "router", "--http-addr", fmt.Sprintf("127.0.0.1:%d", port), "--admin-addr", admin,
-		"--routes-secret", systemNS+"/"+routesName, "--kubeconfig", c.routerKubeconfig(t), "--allow-cidrs", "127.0.0.0/8")
-	managerArgs := []string{"--kubeconfig", c.kubeconfig, "--namespace", systemNS,
-		"--routes-secret", routesName, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
-		"--leader-elect=true", "--webhook-port", "0", "--allow-cidrs", "127.0.0.0/8",
-		"--router-url", routerURL + "/logs", "--router-status-urls", "http://" + admin + "/status", "--router-status-interval", "500ms"}
+	s := newStack(t)
+	c, ctx := s.cluster, s.ctx
+	r := s.startRouter(t, nil)
+	routerURL := r.URL
+	managerArgs := s.managerArgs(true, r, "--router-status-interval", "500ms")
 	mgr := start(t, "manager", managerArgs...)
 	// A leader watches the workloads of the namespaces that have a LogApp.
 	leads := func(p *testenv.Process) bool {

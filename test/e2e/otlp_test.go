@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -24,25 +23,15 @@ import (
 // with the app's attributes and the drain token, and both drains' status shows
 // Delivering=True with the count; the API key appears in no status, Event or log.
 func TestOTLPDrainEndToEnd(t *testing.T) {
-	c := startCluster(t)
-	ctx := contextFor(t, 5*time.Minute)
-	for _, ns := range []string{systemNS, "shop"} {
-		if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s := newStack(t)
+	c, ctx := s.cluster, s.ctx
 	ca := testenv.NewCA(t)
 	plain := drainpeer.StartCollector(t, drainpeer.CollectorOptions{Headers: []string{"x-api-key"}})
 	secure := drainpeer.StartCollector(t, drainpeer.CollectorOptions{Cert: ca})
 
-	port, admin := testenv.FreePort(t), testenv.FreeAddr(t)
-	routerURL := fmt.Sprintf("http://127.0.0.1:%d", port)
-	router := start(t, "router", "--http-addr", fmt.Sprintf("127.0.0.1:%d", port), "--admin-addr", admin,
-		"--routes-secret", systemNS+"/"+routesName, "--kubeconfig", c.routerKubeconfig(t), "--allow-cidrs", "127.0.0.0/8")
-	manager := start(t, "manager", "--kubeconfig", c.kubeconfig, "--namespace", systemNS,
-		"--routes-secret", routesName, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
-		"--leader-elect=false", "--webhook-port", "0", "--allow-cidrs", "127.0.0.0/8",
-		"--router-url", routerURL+"/logs", "--router-status-urls", "http://"+admin+"/status", "--router-status-interval", "1s")
+	router := s.startRouter(t, nil)
+	routerURL := router.URL
+	manager := s.startManager(t, false, router, "--router-status-interval", "1s")
 
 	const apiKey = "otel-api-key-5e1f0c9a77"
 	app := &kubeplexv1alpha1.LogApp{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"}}
@@ -63,7 +52,7 @@ func TestOTLPDrainEndToEnd(t *testing.T) {
 	}
 	token := appToken(t, c, app)
 	httpToken, grpcToken := drainReady(t, c, viaHTTP), drainReady(t, c, viaGRPC)
-	waitRouters(t, c, []string{"http://" + admin})
+	waitRouters(t, c, s.adminURLs())
 	// The router runs a drain once its own "Drain … added" line has reached it (the
 	// manager posts that line only after the routers report the drain): lines posted
 	// earlier could find the app without its drains and go to history only.
@@ -92,21 +81,7 @@ func TestOTLPDrainEndToEnd(t *testing.T) {
 	}
 	// Sent again until taken: a router that has not loaded the app's token yet answers 401.
 	testenv.Eventually(t, "router takes the lines", func() error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, routerURL+"/logs", strings.NewReader(string(body)))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", wire.ContentType)
-		req.SetBasicAuth("token", token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		_ = resp.Body.Close() // only the status matters
-		if resp.StatusCode/100 != 2 {
-			return fmt.Errorf("POST /logs: %d", resp.StatusCode)
-		}
-		return nil
+		return postLogs(ctx, routerURL, token, body, nil)
 	})
 
 	for _, tc := range []struct {
@@ -174,7 +149,7 @@ func TestOTLPDrainEndToEnd(t *testing.T) {
 	}
 	mustContainNone(t, "LogDrain objects", fmt.Sprintf("%+v", drains.Items), apiKey)
 	mustContainNone(t, "Events", fmt.Sprintf("%+v", evs.Items), apiKey)
-	for _, p := range []*testenv.Process{manager, router} {
+	for _, p := range []*testenv.Process{manager, router.Process} {
 		mustContainNone(t, p.Name+" output", p.Out.String(), apiKey, token)
 	}
 }

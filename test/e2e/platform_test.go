@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -25,31 +24,13 @@ import (
 // Then the API lines: a LogDrain created, changed and deleted by named field managers,
 // each line once, with the actor and without the URL's credentials.
 func TestPlatformLinesOncePerEvent(t *testing.T) {
-	c := startCluster(t)
-	ctx := contextFor(t, 5*time.Minute)
-	for _, ns := range []string{systemNS, "shop"} {
-		if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
-		}
+	s := newStack(t)
+	c, ctx := s.cluster, s.ctx
+	routers := []*router{s.startRouter(t, nil), s.startRouter(t, nil)}
+	for _, r := range routers {
+		s.startManager(t, true, r, "--router-status-interval", "500ms")
 	}
-	routerKC := c.routerKubeconfig(t)
-	routerURLs, adminURLs, statusURLs := make([]string, 0, 2), make([]string, 0, 2), make([]string, 0, 2)
-	for range 2 {
-		port := testenv.FreePort(t)
-		admin := testenv.FreeAddr(t)
-		routerURLs = append(routerURLs, fmt.Sprintf("http://127.0.0.1:%d", port))
-		adminURLs = append(adminURLs, "http://"+admin)
-		statusURLs = append(statusURLs, "http://"+admin+"/status")
-		start(t, "router", "--http-addr", fmt.Sprintf("127.0.0.1:%d", port), "--admin-addr", admin,
-			"--routes-secret", systemNS+"/"+routesName, "--kubeconfig", routerKC, "--allow-cidrs", "127.0.0.0/8")
-	}
-	for i := range 2 {
-		start(t, "manager", "--kubeconfig", c.kubeconfig, "--namespace", systemNS,
-			"--routes-secret", routesName, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
-			"--leader-elect=true", "--webhook-port", "0", "--allow-cidrs", "127.0.0.0/8",
-			"--router-url", routerURLs[i]+"/logs", "--router-status-urls", strings.Join(statusURLs, ","),
-			"--router-status-interval", "500ms")
-	}
+	routerURLs, adminURLs := s.routerURLs(), s.adminURLs()
 	sink := startSyslogSink(t)
 	sink2 := startSyslogSink(t)
 

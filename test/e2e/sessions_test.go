@@ -25,22 +25,13 @@ import (
 // for one; the manager answers a URL on the routers; the URL serves the history
 // both router processes hold, merged, and then tails new lines.
 func TestLogSessionEndToEnd(t *testing.T) {
-	c := startCluster(t)
-	ctx := contextFor(t, 5*time.Minute)
-	for _, ns := range []string{systemNS, "shop"} {
-		if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ports := []int{testenv.FreePort(t), testenv.FreePort(t)}
-	urls := []string{fmt.Sprintf("http://127.0.0.1:%d", ports[0]), fmt.Sprintf("http://127.0.0.1:%d", ports[1])}
-	start(t, "manager", "--kubeconfig", c.kubeconfig, "--namespace", systemNS,
-		"--routes-secret", routesName, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
-		"--leader-elect=false", "--webhook-port", "0", "--session-base-url", urls[0], "--session-ttl", "30s")
-	kc := c.routerKubeconfig(t)
-	for i, p := range ports {
-		start(t, "router", "--http-addr", fmt.Sprintf("127.0.0.1:%d", p), "--admin-addr", testenv.FreeAddr(t), "--routes-secret", systemNS+"/"+routesName,
-			"--kubeconfig", kc, "--name", fmt.Sprint("router-", i), "--peers", urls[1-i])
+	s := newStack(t)
+	c, ctx := s.cluster, s.ctx
+	rs := []*router{s.reserveRouter(t), s.reserveRouter(t)}
+	urls := []string{rs[0].URL, rs[1].URL}
+	s.startManager(t, false, nil, "--session-base-url", urls[0], "--session-ttl", "30s")
+	for i, r := range rs {
+		s.startRouter(t, r, "--name", fmt.Sprint("router-", i), "--peers", urls[1-i])
 	}
 
 	app := &kubeplexv1alpha1.LogApp{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"}}
@@ -64,19 +55,8 @@ func TestLogSessionEndToEnd(t *testing.T) {
 	})
 	send := func(router int, i int) error {
 		rec := fmt.Sprintf("<190>1 2026-11-25T10:00:00.%06dZ host app web.%d - - line %d", i, router+1, i)
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, urls[router]+"/logs", strings.NewReader(string(wire.AppendFrame(nil, []byte(rec)))))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", wire.ContentType)
-		req.SetBasicAuth("token", token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		_ = resp.Body.Close() // no body expected
-		if resp.StatusCode != http.StatusNoContent {
-			return fmt.Errorf("POST /logs to router %d: %d", router, resp.StatusCode)
+		if err := postLogs(ctx, urls[router], token, wire.AppendFrame(nil, []byte(rec)), nil); err != nil {
+			return fmt.Errorf("router %d: %w", router, err)
 		}
 		return nil
 	}

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -136,25 +135,13 @@ func (s *syslogSink) snapshot() ([]wire.Message, []error) {
 // real API server become a route, and a line printed by a worker under the collector
 // reaches a syslog drain through the router as a valid RFC 5424 frame.
 func TestWalkingSkeleton(t *testing.T) {
-	c := startCluster(t)
-	ctx := contextFor(t, 5*time.Minute)
-	for _, ns := range []string{systemNS, "shop"} {
-		if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s := newStack(t)
+	c, ctx := s.cluster, s.ctx
 	sink := startSyslogSink(t)
 
-	manager := start(t, "manager", "--kubeconfig", c.kubeconfig, "--namespace", systemNS,
-		"--routes-secret", routesName, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
-		"--leader-elect=false", "--webhook-port", "0", "--allow-cidrs", "127.0.0.0/8")
-	routerPort := testenv.FreePort(t)
-	routerURL := fmt.Sprintf("http://127.0.0.1:%d", routerPort)
-	adminAddr := testenv.FreeAddr(t)
-	adminURL := "http://" + adminAddr
-	router := start(t, "router", "--http-addr", fmt.Sprintf("127.0.0.1:%d", routerPort), "--admin-addr", adminAddr,
-		"--routes-secret", systemNS+"/"+routesName, "--kubeconfig", c.routerKubeconfig(t),
-		"--allow-cidrs", "127.0.0.0/8")
+	manager := s.startManager(t, false, nil, "--allow-cidrs", "127.0.0.0/8")
+	r := s.startRouter(t, nil)
+	routerURL, adminURL, router := r.URL, r.AdminURL(), r.Process
 
 	app := &kubeplexv1alpha1.LogApp{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"}}
 	drain := &kubeplexv1alpha1.LogDrain{

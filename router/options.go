@@ -61,8 +61,9 @@ type Options struct {
 	HTTP   httpdrain.Options
 	// Session configures log sessions and how replicas find each other.
 	Session session.Options
-	// DrainOwners is how many replicas own each drain (0 = off): reported on
-	// GET /ownership and in metrics; delivery does not depend on it yet.
+	// DrainOwners is how many replicas own each drain (0 = off): only the owners
+	// connect to a drain, the others forward its lines to an owner (router/forward);
+	// reported on GET /ownership and in metrics.
 	DrainOwners int
 	// SelfURL is this replica's base URL as the others list it in --peers (with
 	// --peer-service it is http://$POD_IP:<http port>).
@@ -102,8 +103,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.DebugAddr, "debug-addr", "", "serve net/http/pprof on this address (empty = off)")
 	o.Session.BindFlags(fs)
 	fs.IntVar(&o.DrainOwners, "drain-owners", 0,
-		"replicas that own each drain, chosen by rendezvous hashing over the peers and this replica (0 = off; "+
-			"reported on the admin port's /ownership and in metrics only: every replica still delivers)")
+		"replicas that own each drain, chosen by rendezvous hashing over the ready peers and this replica: only owners "+
+			"connect to the drain, the others forward its lines to an owner (0 = off: every replica delivers)")
 	fs.StringVar(&o.SelfURL, "self-url", "", "this replica's base URL as the other replicas' --peers name it (for --drain-owners)")
 	fs.TextVar(&o.LogLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 }

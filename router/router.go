@@ -21,10 +21,12 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kubeplex/kubeplex/internal/egress"
 	"github.com/kubeplex/kubeplex/internal/otlpin"
 	"github.com/kubeplex/kubeplex/internal/routing"
 	"github.com/kubeplex/kubeplex/router/dispatch"
 	"github.com/kubeplex/kubeplex/router/drain"
+	"github.com/kubeplex/kubeplex/router/forward"
 	"github.com/kubeplex/kubeplex/router/ingest"
 	"github.com/kubeplex/kubeplex/router/metrics"
 	"github.com/kubeplex/kubeplex/router/session"
@@ -56,24 +58,12 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("configure egress policy: %w", err)
 	}
 	m := metrics.New()
-	d := dispatch.New(dispatch.Options{
-		QueueSize: o.QueueSize,
-		Dialer:    &drain.Dialer{Policy: *policy, KeepAlive: 30 * time.Second},
-		Logger:    log,
-		Metrics:   m,
-		UserAgent: UserAgent,
-		Syslog:    o.Syslog,
-		HTTP:      o.HTTP,
-		Router:    o.Name,
-	})
-
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	peers, own, err := replicas(ctx, o, d, m)
+	d, sess, own, fwd, err := dispatcher(ctx, o, policy, m, log)
 	if err != nil {
 		return err
 	}
-	sess := session.New(d, peers, o.Session, web.Handler(), m.Registry, log)
 
 	addrs := map[string]string{}
 	httpLn, err := net.Listen("tcp", orDefault(o.HTTPAddr, ":8080"))
@@ -81,8 +71,8 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("listen http: %w", err)
 	}
 	addrs["http"] = httpLn.Addr().String()
-	srv := &http.Server{Handler: sess.Intercept(ingestMux(d, o.Limits, o.HTTPPushback, m, sess, log)), ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout: 60 * time.Second, IdleTimeout: 5 * time.Minute}
+	srv := &http.Server{Handler: sess.Intercept(ingestMux(d, o.Limits, o.HTTPPushback, m, sess, fwd, log)),
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, IdleTimeout: 5 * time.Minute}
 	adminLn, err := net.Listen("tcp", orDefault(o.AdminAddr, ":9090"))
 	if err != nil {
 		_ = httpLn.Close()
@@ -226,9 +216,40 @@ func sessionPeers(ctx context.Context, o Options) (session.Peers, error) {
 	return session.WatchEndpointSlices(ctx, cs, ns, name, o.Session.PeerPort, o.Name, os.Getenv("POD_IP"))
 }
 
-// replicas finds the other replicas and, with --drain-owners, starts working out
-// which drains this one owns (own is nil when that is off).
-func replicas(ctx context.Context, o Options, d *dispatch.Dispatcher, m *metrics.Metrics) (
+// dispatcher builds the dispatcher and the session handler and, with
+// --drain-owners, the drain ownership and the handler of forwarded lines (nil
+// when that is off).
+func dispatcher(ctx context.Context, o Options, policy *egress.Policy, m *metrics.Metrics, log *slog.Logger) (
+	d *dispatch.Dispatcher, sess *session.Handler, own *ownership, fwd *forward.Handler, err error) {
+	peers, own, err := replicas(ctx, o, m)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	dopts := dispatch.Options{
+		QueueSize: o.QueueSize,
+		Dialer:    &drain.Dialer{Policy: *policy, KeepAlive: 30 * time.Second},
+		Logger:    log,
+		Metrics:   m,
+		UserAgent: UserAgent,
+		Syslog:    o.Syslog,
+		HTTP:      o.HTTP,
+		Router:    o.Name,
+	}
+	if own != nil {
+		dopts.Owners = own
+	}
+	d = dispatch.New(dopts)
+	sess = session.New(d, peers, o.Session, web.Handler(), m.Registry, log)
+	if own != nil {
+		own.start(ctx, d, sess, log)
+		fwd = forward.NewHandler(sess.PeerKeys, d, m.Registry)
+	}
+	return d, sess, own, fwd, nil
+}
+
+// replicas finds the other replicas and, with --drain-owners, prepares the drain
+// ownership (own is nil when that is off; ownership.start starts it).
+func replicas(ctx context.Context, o Options, m *metrics.Metrics) (
 	peers session.Peers, own *ownership, err error) {
 	if peers, err = sessionPeers(ctx, o); err != nil || o.DrainOwners <= 0 {
 		return peers, nil, err
@@ -237,8 +258,7 @@ func replicas(ctx context.Context, o Options, d *dispatch.Dispatcher, m *metrics
 	if err != nil {
 		return nil, nil, err
 	}
-	own = newOwnership(o.DrainOwners, self, peers, d, m.Registry)
-	go own.run(ctx)
+	own = newOwnership(o.DrainOwners, self, peers, nil, m.Registry)
 	return peers, own, nil
 }
 
@@ -316,7 +336,7 @@ func debugMux() http.Handler {
 // ingestMux is what log senders reach: POST /logs, sessions and the probes, nothing
 // that tells one app about another.
 func ingestMux(d *dispatch.Dispatcher, limits ingest.Limits, pushback time.Duration, m *metrics.Metrics,
-	sess *session.Handler, log *slog.Logger) http.Handler {
+	sess *session.Handler, fwd *forward.Handler, log *slog.Logger) http.Handler {
 	mx := http.NewServeMux()
 	h := ingest.NewHTTP(d, limits, m, log)
 	if pushback != 0 {
@@ -325,6 +345,9 @@ func ingestMux(d *dispatch.Dispatcher, limits ingest.Limits, pushback time.Durat
 	mx.Handle("/logs", h)
 	mx.Handle(otlpin.Path, ingest.NewOTLP(d, limits, m, log))
 	sess.Mount(mx)
+	if fwd != nil {
+		mx.Handle("POST "+forward.Path, fwd) // lines other replicas forward to an owner (--drain-owners)
+	}
 	probes(mx, d)
 	return mx
 }

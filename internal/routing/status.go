@@ -19,8 +19,12 @@ type RouterStatus struct {
 
 // DrainStatus is one drain's health on one router.
 type DrainStatus struct {
-	Delivered   int64      `json:"delivered"`
-	Dropped     int64      `json:"dropped"`
+	Delivered int64 `json:"delivered"`
+	Dropped   int64 `json:"dropped"`
+	// Forwarded counts the messages this replica handed to an owner of the drain
+	// (router --drain-owners) instead of delivering them; the owner counts them
+	// again as delivered or dropped, so they are not in Delivered.
+	Forwarded   int64      `json:"forwarded,omitempty"`
 	Queued      int        `json:"queued"`
 	LastSuccess *time.Time `json:"lastSuccess,omitempty"`
 	// LastError is redacted: no credentials, tokens or URL userinfo.

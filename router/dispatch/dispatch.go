@@ -46,6 +46,18 @@ type Options struct {
 	RemoveGrace time.Duration
 	// Router names this replica in status reports.
 	Router string
+	// Owners, when set (router --drain-owners), decides which drains this replica
+	// delivers itself; the others get a runner whose drain forwards their batches
+	// to an owner. Nil: every drain is delivered here.
+	Owners Owners
+}
+
+// Owners decides which drains a replica delivers (see Options.Owners).
+type Owners interface {
+	// Owns reports whether this replica delivers drain id itself.
+	Owns(id string) bool
+	// Forwarder returns the drain that hands the batches of cfg to its owners.
+	Forwarder(cfg *drain.Config, env drain.Env) drain.Drain
 }
 
 // Dispatcher routes messages to apps. Lookups are lock-free; Apply is serialized.
@@ -78,6 +90,9 @@ type snapshot struct {
 	platform map[[sha256.Size]byte]bool
 	hosts    map[string]*App
 	apps     map[string]*App
+	// drainApps finds a drain's app by drain ID (only with Options.Owners: lines
+	// forwarded by other replicas name their drain).
+	drainApps map[string]*App
 }
 
 // Route is what an ingest token grants: the app, and the sources it may write as.
@@ -439,6 +454,14 @@ func (d *Dispatcher) Apply(t *routing.Table) error {
 		for _, h := range ta.Hosts {
 			next.hosts[strings.ToLower(h)] = a
 		}
+		if d.opts.Owners != nil {
+			if next.drainApps == nil {
+				next.drainApps = map[string]*App{}
+			}
+			for j := range ta.Drains {
+				next.drainApps[ta.Drains[j].ID] = a
+			}
+		}
 		runners, stopped, changed := d.reconcileDrains(a, ta.Drains, broken)
 		if changed {
 			a.runners.Store(&runners)
@@ -654,12 +677,14 @@ func (d *Dispatcher) startRunner(a *App, cfg *drain.Config, q *drain.Queue, st *
 		err error
 	)
 	// One case per drain type; a new type is a new package and a new case.
-	switch DrainType(cfg.URL.Scheme) {
-	case TypeSyslog:
+	switch typ := DrainType(cfg.URL.Scheme); {
+	case typ != "" && d.opts.Owners != nil && !d.opts.Owners.Owns(cfg.ID):
+		dr = d.opts.Owners.Forwarder(cfg, env)
+	case typ == TypeSyslog:
 		dr, err = syslog.New(cfg, env, d.opts.Syslog)
-	case TypeHTTP:
+	case typ == TypeHTTP:
 		dr, err = httpdrain.New(cfg, env, d.opts.HTTP)
-	case TypeOTLP:
+	case typ == TypeOTLP:
 		dr, err = otlp.New(cfg, env, d.opts.OTLP)
 	default:
 		err = fmt.Errorf("new drain %s: unsupported scheme %q", cfg.ID, cfg.URL.Scheme)
@@ -669,6 +694,79 @@ func (d *Dispatcher) startRunner(a *App, cfg *drain.Config, q *drain.Queue, st *
 	}
 	return drain.NewRunner(cfg, q, st, dr, drain.RunnerOptions{Logger: log,
 		Observe: d.opts.Metrics.ObserveDelivery(DrainType(cfg.URL.Scheme))}), nil
+}
+
+// Delivering returns the runner of drain id when this replica delivers it itself
+// (not forwarding it to an owner): where lines forwarded by other replicas go.
+func (d *Dispatcher) Delivering(id string) (*drain.Runner, bool) {
+	s := d.snap.Load()
+	if s == nil {
+		return nil, false
+	}
+	a, ok := s.drainApps[id]
+	if !ok {
+		return nil, false
+	}
+	for _, r := range a.Drains() {
+		if r.Config.ID == id && !r.Forwarding() {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+// Reown gives every drain whose ownership changed (Options.Owners) a runner of the
+// other kind: delivering where this replica became an owner, forwarding where it
+// stopped being one. As for a drain whose destination changed, the new runner takes
+// over the queue and counters; the batch in flight, if any, is cut short and counted
+// as dropped (announced in the next L10). It returns how many drains changed.
+func (d *Dispatcher) Reown() int {
+	if d.opts.Owners == nil {
+		return 0
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return 0
+	}
+	moved := 0
+	for _, a := range d.apps {
+		cur := a.Drains()
+		var next []*drain.Runner
+		for i, r := range cur {
+			if r.Forwarding() != d.opts.Owners.Owns(r.Config.ID) {
+				continue // forwarding and not an owner, or delivering and an owner
+			}
+			if next == nil {
+				next = append([]*drain.Runner(nil), cur...)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			r.Stop(ctx, true)
+			nr, err := d.startRunner(a, r.Config, r.Queue, r.Stats)
+			if err != nil {
+				// Cannot happen for a drain that was built before; if it does, the
+				// drain is reported broken and its queue's lines are counted dropped.
+				now := time.Now()
+				d.broken[r.Config.ID] = routing.DrainStatus{LastError: err.Error(), LastErrorTime: &now}
+				r.Stop(ctx, false)
+				next[i] = nil
+				continue
+			}
+			next[i] = nr
+			moved++
+		}
+		if next != nil {
+			kept := next[:0]
+			for _, r := range next {
+				if r != nil {
+					kept = append(kept, r)
+				}
+			}
+			a.runners.Store(&kept)
+		}
+	}
+	return moved
 }
 
 // Status returns the health report the manager reads.

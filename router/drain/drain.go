@@ -74,6 +74,14 @@ type OriginUser interface {
 	UsesOrigin() bool
 }
 
+// Forwarding is implemented by a drain that hands its batches to another router
+// replica, an owner of the drain, which delivers them (router/forward): what it
+// takes is counted as Forwarded, not Delivered, because the owner counts the same
+// lines again when it delivers them.
+type Forwarding interface {
+	Forwards()
+}
+
 // Limits bound one batch: at most Messages frames of at most Bytes in all.
 type Limits struct {
 	Messages int

@@ -40,6 +40,7 @@ type Runner struct {
 
 	drain    Drain
 	imm      Immediate  // drain, when it can write without waiting
+	fwd      bool       // drain is Forwarding
 	idler    IdleCloser // drain, when it keeps a connection between batches
 	lim      Limits
 	host     string
@@ -93,6 +94,8 @@ func NewRunner(cfg *Config, q *Queue, st *Stats, d Drain, o RunnerOptions) *Runn
 		r.usesOrigin = true
 		r.b.KeepOrigins()
 	}
+	_, r.fwd = d.(Forwarding)
+	st.forwarding.Store(r.fwd)
 	q.reopen()
 	if c, ok := d.(Concurrent); ok && r.imm == nil && c.InFlight() > 1 {
 		go r.loopConcurrent(c.InFlight())
@@ -157,6 +160,10 @@ func (r *Runner) Backlogged(n int) bool {
 	l := r.Queue.Len()
 	return l > 0 && l+n > r.Queue.max() && r.Stats.delivering(time.Now())
 }
+
+// Forwarding reports whether the runner hands its batches to another replica
+// (its drain is Forwarding) instead of delivering them.
+func (r *Runner) Forwarding() bool { return r.fwd }
 
 // Delivering reports whether the drain's latest outcome was a success, within the
 // last two seconds.
@@ -379,10 +386,14 @@ func (r *Runner) account(b *Batch, n int, notice int64, since time.Time, err err
 		r.failLog.Succeeded(r.log, "drain delivering again")
 	}
 	if real > 0 {
-		r.Stats.Delivered.Add(int64(real))
+		if r.fwd {
+			r.Stats.Forwarded.Add(int64(real))
+		} else {
+			r.Stats.Delivered.Add(int64(real))
+		}
 		r.Stats.Batches.Add(1)
 		r.Stats.success(now)
-		if r.observe != nil && b.Enqueued > 0 {
+		if r.observe != nil && b.Enqueued > 0 && !r.fwd {
 			r.observe(time.Duration(Nanotime() - b.Enqueued))
 		}
 	}

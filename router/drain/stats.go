@@ -14,17 +14,24 @@ import (
 )
 
 // Stats account for one drain. Invariant, once the queue is empty and nothing is in
-// flight: Offered = Delivered + Dropped. Announced counts the drops that reached the
+// flight: Offered = Delivered + Forwarded + Dropped. Announced counts the drops that reached the
 // destination inside an L10 notice.
 type Stats struct {
 	Offered   atomic.Int64
 	Delivered atomic.Int64
+	// Forwarded counts what a Forwarding drain handed to another replica.
+	Forwarded atomic.Int64
 	Dropped   atomic.Int64
 	Announced atomic.Int64
 	Batches   atomic.Int64
 	Errors    atomic.Int64
 	// ByReason counts errors by Reasons index.
 	ByReason [len(Reasons)]atomic.Int64
+
+	// forwarding: the drain's runner forwards (a Forwarding drain); its successes
+	// are the hand-overs, which say nothing of the destination's health, so Status
+	// leaves them out.
+	forwarding atomic.Bool
 
 	mu          sync.Mutex
 	lastSuccess time.Time
@@ -69,11 +76,12 @@ func (s *Stats) Status(queued int) routing.DrainStatus {
 	st := routing.DrainStatus{
 		Delivered: s.Delivered.Load(),
 		Dropped:   s.Dropped.Load(),
+		Forwarded: s.Forwarded.Load(),
 		Queued:    queued,
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.lastSuccess.IsZero() {
+	if !s.lastSuccess.IsZero() && !s.forwarding.Load() {
 		t := s.lastSuccess
 		st.LastSuccess = &t
 	}

@@ -79,7 +79,8 @@ func (c *otelCollector) records(t *testing.T) []drainpeer.CollectorRecord {
 // otlpDrain: an `otlp+http://` drain delivers an app's worker lines from the router
 // pods to the OpenTelemetry Collector's OTLP receiver on the node: every line once,
 // in order per stream, each a LogRecord whose resource names the app (service.name,
-// k8s.namespace.name, kubeplex.app) and the drain token, and whose attributes name
+// k8s.namespace.name, kubeplex.app), the pod and node that shipped it (k8s.pod.name,
+// k8s.node.name) and the drain token, and whose attributes name
 // the source and the process.
 func (s *suite) otlpDrain(t *testing.T) {
 	col := s.otel
@@ -112,11 +113,17 @@ func (s *suite) otlpDrain(t *testing.T) {
 		}
 		return checkSequence(msgs, "x1", lines)
 	})
+	var pod corev1.Pod
+	if err := cl.Get(ctxFor(t, 30*time.Second), client.ObjectKey{Namespace: shopNS, Name: "otel-1"}, &pod); err != nil {
+		t.Fatal(err)
+	}
 	for _, r := range col.records(t) {
 		if !strings.HasPrefix(r.Body, "x1 ") {
 			continue
 		}
-		want := map[string]string{"service.name": app, "k8s.namespace.name": shopNS, "kubeplex.app": shopNS + "/" + app, "kubeplex.drain.token": token}
+		// The pod and node come from the collector that shipped the line.
+		want := map[string]string{"service.name": app, "k8s.namespace.name": shopNS, "kubeplex.app": shopNS + "/" + app, "kubeplex.drain.token": token,
+			"k8s.pod.name": pod.Name, "k8s.node.name": pod.Spec.NodeName}
 		for k, v := range want {
 			if r.Resource[k] != v {
 				t.Fatalf("record %q: resource %s = %q, want %q (resource %v)", r.Body, k, r.Resource[k], v, r.Resource)
@@ -136,7 +143,8 @@ func (s *suite) otlpDrain(t *testing.T) {
 // environment the webhook injects: its records reach the collector's loopback OTLP
 // input and from there a syslog drain (the TLS receiver, whole frames: severity as
 // PRI, attributes as STRUCTURED-DATA) and an OTLP drain into the OpenTelemetry
-// Collector's receiver (severity, scope and attributes in their OTLP places). Each
+// Collector's receiver (severity, scope and attributes in their OTLP places; the
+// resource names the pod and node the collector runs in). Each
 // record arrives once, in the order exported, as source app and one process at both
 // drains (see the note on which process below).
 func (s *suite) otlpInput(t *testing.T) {
@@ -265,6 +273,10 @@ spec:
 		}
 	}
 
+	// Scheduled by now (its records arrived): the node it runs on.
+	if err := cl.Get(ctxFor(t, 30*time.Second), client.ObjectKey{Namespace: shopNS, Name: pod}, &p); err != nil || p.Spec.NodeName == "" {
+		t.Fatalf("pod %s: node %q, %v", pod, p.Spec.NodeName, err)
+	}
 	var recs []drainpeer.CollectorRecord
 	eventually(t, 2*time.Minute, "every record at the OTLP drain in order", func() error {
 		recs = recs[:0]
@@ -289,7 +301,8 @@ spec:
 				t.Errorf("OTLP %q: attribute %s = %q, want %q (%v)", r.Body, k, r.Attributes[k], v, r.Attributes)
 			}
 		}
-		for k, v := range map[string]string{"service.name": app, "k8s.namespace.name": shopNS, "kubeplex.app": shopNS + "/" + app} {
+		for k, v := range map[string]string{"service.name": app, "k8s.namespace.name": shopNS, "kubeplex.app": shopNS + "/" + app,
+			"k8s.pod.name": pod, "k8s.node.name": p.Spec.NodeName} {
 			if r.Resource[k] != v {
 				t.Errorf("OTLP %q: resource %s = %q, want %q (%v)", r.Body, k, r.Resource[k], v, r.Resource)
 			}

@@ -55,6 +55,7 @@ type httpState struct {
 // credential, whose batches name their app (routing.PlatformAppHeader; 404 when
 // the app is unknown).
 func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -168,6 +169,7 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusNoContent)
+	h.m.IngestRequest.Observe(time.Since(start).Seconds())
 }
 
 // originOf reads a collector's Kubeplex-Pod and Kubeplex-Node headers into dst

@@ -25,6 +25,10 @@ type Metrics struct {
 	// (--http-pushback); IngestHeldSeconds sums how long they were held.
 	IngestHeld        prometheus.Counter
 	IngestHeldSeconds prometheus.Counter
+	// IngestRequest observes how long POST /logs took inside the router, from the
+	// handler's start to its answer (reading the body included): beside a sender's
+	// round trip it tells the handler's time from the scheduler's and the network's.
+	IngestRequest prometheus.Histogram
 	// DeliveryLatency observes, per delivered batch, how long its oldest message waited
 	// between ingest and delivery, by drain type.
 	DeliveryLatency *prometheus.HistogramVec
@@ -56,6 +60,11 @@ func New() *Metrics {
 			Namespace: Namespace, Name: "ingest_held_seconds_total",
 			Help: "Time POST /logs answers were held for room in drain queues.",
 		}),
+		IngestRequest: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "ingest_request_seconds",
+			Help:    "Time POST /logs answers took inside the router's handler, reading the body included (answers 204 only).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
 		DeliveryLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "delivery_latency_seconds",
 			Help:    "Time from ingest to delivery of the oldest message of each delivered batch, by drain type.",
@@ -74,7 +83,7 @@ func New() *Metrics {
 			Help: "Collector warnings that a process's restart count could not be kept, by app.",
 		}, []string{"app"}),
 	}
-	m.Registry.MustRegister(m.IngestMessages, m.IngestErrors, m.IngestHeld, m.IngestHeldSeconds, m.DeliveryLatency,
+	m.Registry.MustRegister(m.IngestMessages, m.IngestErrors, m.IngestHeld, m.IngestHeldSeconds, m.IngestRequest, m.DeliveryLatency,
 		m.TableSwaps, m.TableErrors, m.CollectorStateErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

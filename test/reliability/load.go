@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,8 +38,14 @@ type Fleet struct {
 	client  *http.Client
 
 	mu   sync.Mutex
-	lats []time.Duration // POST round trips, for percentiles
+	lats []Sample // POST round trips, for percentiles
 	max  time.Duration
+}
+
+// Sample is one request's round trip, from its start.
+type Sample struct {
+	At time.Time
+	D  time.Duration
 }
 
 // Run posts until ctx ends; a second Run goes on with the next sequence numbers.
@@ -117,7 +124,7 @@ func (f *Fleet) post(i int) {
 	f.next[i].Add(int64(f.Batch))
 	f.mu.Lock()
 	if len(f.lats) < 1<<20 {
-		f.lats = append(f.lats, d)
+		f.lats = append(f.lats, Sample{start, d})
 	}
 	f.max = max(f.max, d)
 	f.mu.Unlock()
@@ -146,9 +153,90 @@ func (f *Fleet) Latency() (p99, worst time.Duration) {
 	if len(f.lats) == 0 {
 		return 0, 0
 	}
-	s := slices.Clone(f.lats)
-	slices.Sort(s)
-	return s[len(s)*99/100], f.max
+	return Distribution(f.lats).P99, f.max
+}
+
+// Samples returns the round trips measured since the last ResetLatency.
+func (f *Fleet) Samples() []Sample {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.lats)
+}
+
+// Dist summarises round trips.
+type Dist struct {
+	N                        int
+	P50, P90, P99, P999, Max time.Duration
+	Over10ms                 int
+}
+
+// Distribution summarises ss.
+func Distribution(ss []Sample) Dist {
+	if len(ss) == 0 {
+		return Dist{}
+	}
+	ds := make([]time.Duration, len(ss))
+	for i, s := range ss {
+		ds[i] = s.D
+	}
+	slices.Sort(ds)
+	at := func(p int) time.Duration { return ds[min(len(ds)-1, len(ds)*p/1000)] }
+	d := Dist{N: len(ds), P50: at(500), P90: at(900), P99: at(990), P999: at(999), Max: ds[len(ds)-1]}
+	d.Over10ms = len(ds) - sort.Search(len(ds), func(i int) bool { return ds[i] > 10*time.Millisecond })
+	return d
+}
+
+func (d Dist) String() string {
+	r := func(x time.Duration) time.Duration { return x.Round(10 * time.Microsecond) }
+	return fmt.Sprintf("n %d, p50 %v, p90 %v, p99 %v, p99.9 %v, worst %v, > 10 ms %d",
+		d.N, r(d.P50), r(d.P90), r(d.P99), r(d.P999), r(d.Max), d.Over10ms)
+}
+
+// Probe sends GET url every period on its own connection until ctx ends and
+// returns the round trips: a no-op handler of the server under test, measured from
+// the same process as its real requests, tells the two processes' scheduling (and
+// the loopback) from the real handler's own time.
+func Probe(ctx context.Context, url string, period time.Duration) []Sample {
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	defer c.CloseIdleConnections()
+	var out []Sample
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return out
+		case <-t.C:
+		}
+		start := time.Now()
+		resp, err := c.Get(url)
+		if err != nil {
+			continue
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close() // read to the end
+		if len(out) < 1<<20 {
+			out = append(out, Sample{start, time.Since(start)})
+		}
+	}
+}
+
+// Overlapping counts the samples of slow over limit during which one of probe's
+// samples over limit was out too: slow requests the no-op probe shared.
+func Overlapping(slow, probe []Sample, limit time.Duration) (over, shared int) {
+	for _, s := range slow {
+		if s.D <= limit {
+			continue
+		}
+		over++
+		for _, p := range probe {
+			if p.D > limit && p.At.Before(s.At.Add(s.D)) && s.At.Before(p.At.Add(p.D)) {
+				shared++
+				break
+			}
+		}
+	}
+	return over, shared
 }
 
 // ProcStat is a sample of a process's resources from /proc.

@@ -2,7 +2,11 @@ package reliability
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,19 +82,50 @@ func TestScenario3SlowDrain(t *testing.T) {
 	rec := len(fmt.Sprintf("<190>1 2026-12-01T10:00:00.000000+00:00 %s app web.1 - - %s", slow, Line("app", 100000)))
 	slowRate := int64(rec+4) * int64(batch) * int64(time.Second/tick) / 10
 
-	type measure struct{ h1, h2, ingestP99, ingestMax time.Duration }
+	// Beside the POSTs, two no-op probes: GET /healthz on the router's ingest
+	// listener (the router process's scheduling and the loopback, without the
+	// handler) and GET on a no-op server inside this process (the client's own).
+	local := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	t.Cleanup(local.Close)
+	type measure struct {
+		h1, h2, ingestP99, ingestMax time.Duration
+		post, healthz, local         Dist
+		over, shared, sharedLocal    int
+		handlerOver, handled         int // POSTs the router's handler took > 10 ms over, of all
+	}
+	handler := func() (over, all int) {
+		le, err1 := Metric(r.admin+"/metrics", `kubeplex_router_ingest_request_seconds_bucket{le="0.01"}`)
+		n, err2 := Metric(r.admin+"/metrics", "kubeplex_router_ingest_request_seconds_count")
+		if err := errors.Join(err1, err2); err != nil {
+			t.Fatal(err)
+		}
+		return int(n - le), int(n)
+	}
 	run := func(throttle int64) measure {
 		proxy.Throttle(throttle)
 		fleet.ResetLatency()
 		ctx, stop := context.WithTimeout(context.Background(), phase)
 		defer stop()
 		n1, n2 := len(books.Get(healthy1).Latencies), len(books.Get(healthy2).Latencies)
+		o0, n0 := handler()
+		var probes [2][]Sample
+		var wg sync.WaitGroup
+		for i, u := range []string{r.base + "/healthz", local.URL} {
+			wg.Go(func() { probes[i] = Probe(ctx, u, 10*time.Millisecond) })
+		}
 		fleet.Run(ctx)
+		wg.Wait()
+		o1, n1h := handler()
 		testenv.Until(t, "the healthy drains caught up", func() bool {
 			return books.Get(healthy1).Delivered == fleet.Sent(0) && books.Get(healthy2).Delivered == fleet.Sent(0)
 		})
 		p99, worst := fleet.Latency()
-		return measure{Percentile(books.Get(healthy1).Latencies[n1:], 99), Percentile(books.Get(healthy2).Latencies[n2:], 99), p99, worst}
+		m := measure{h1: Percentile(books.Get(healthy1).Latencies[n1:], 99), h2: Percentile(books.Get(healthy2).Latencies[n2:], 99),
+			ingestP99: p99, ingestMax: worst, post: Distribution(fleet.Samples()), healthz: Distribution(probes[0]), local: Distribution(probes[1])}
+		m.over, m.shared = Overlapping(fleet.Samples(), probes[0], 10*time.Millisecond)
+		_, m.sharedLocal = Overlapping(fleet.Samples(), probes[1], 10*time.Millisecond)
+		m.handlerOver, m.handled = o1-o0, n1h-n0
+		return m
 	}
 	before := run(0)
 	during := run(slowRate)
@@ -134,6 +169,17 @@ func TestScenario3SlowDrain(t *testing.T) {
 		before.h1.Round(time.Microsecond), before.h2.Round(time.Microsecond), during.h1.Round(time.Microsecond), during.h2.Round(time.Microsecond))
 	t.Logf("ingest POST round trip before: p99 %v, worst %v; during: p99 %v, worst %v",
 		before.ingestP99.Round(time.Microsecond), before.ingestMax.Round(time.Microsecond), during.ingestP99.Round(time.Microsecond), during.ingestMax.Round(time.Microsecond))
+	for _, m := range []struct {
+		name string
+		m    measure
+	}{{"before", before}, {"during", during}} {
+		t.Logf("%s: POST /logs: %v", m.name, m.m.post)
+		t.Logf("%s: GET /healthz (router, no-op): %v", m.name, m.m.healthz)
+		t.Logf("%s: GET no-op in the test process: %v", m.name, m.m.local)
+		t.Logf("%s: the router's handler took > 10 ms for %d of %d POSTs (kubeplex_router_ingest_request_seconds)", m.name, m.m.handlerOver, m.m.handled)
+		t.Logf("%s: %d POSTs over 10 ms, %d of them while a /healthz probe was over 10 ms too, %d while the test process's no-op probe was",
+			m.name, m.m.over, m.m.shared, m.m.sharedLocal)
+	}
 }
 
 func indexOf(s []string, v string) int {

@@ -26,12 +26,7 @@ var herokuLine = regexp.MustCompile(`^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00
 // served by one router pod that gathers the other's history and tail through the
 // peer calls it finds in the Service's EndpointSlices.
 func (s *suite) cliLogs(t *testing.T) {
-	bins, cleanup, err := testenv.Build("github.com/kubeplex/kubeplex/cmd/kubeplex")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cleanup)
-	cli := bins["kubeplex"]
+	cli := buildCLI(t)
 	routerURL := portForward(t, "svc/"+release+"-router", 8080)
 
 	// History: the newest 50 app lines of process type web are the end of d1 (300
@@ -145,6 +140,17 @@ func (s *suite) cliLogs(t *testing.T) {
 		t.Error("kubeplex logs --tail did not exit within a minute of Ctrl-C")
 	}
 	kubectl(t, "delete", "pod", "-n", shopNS, "tailer", "--wait=false")
+}
+
+// buildCLI builds the kubeplex CLI for the test (removed when it ends).
+func buildCLI(t *testing.T) string {
+	t.Helper()
+	bins, cleanup, err := testenv.Build("github.com/kubeplex/kubeplex/cmd/kubeplex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	return bins["kubeplex"]
 }
 
 func exitStderr(err error) string {

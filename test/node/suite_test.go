@@ -45,6 +45,7 @@ func TestNode(t *testing.T) {
 	}
 	// Right after case 2, while app shop's history is d1's lines.
 	t.Run("10-cli-logs", s.cliLogs)
+	t.Run("10b-peer-gather", s.peerGather)
 	t.Run("11-deploy-lines", s.deployLines)
 	t.Run("11b-deploy-failures", s.deployFailures)
 	t.Run("12-otlp-drain", s.otlpDrain)

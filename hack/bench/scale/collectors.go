@@ -49,7 +49,7 @@ func measureCollectors(bin string, collectors, replicas int, maxAge time.Duratio
 	if err != nil {
 		return res, err
 	}
-	defer rs.stop()
+	defer rs.Stop()
 	f, err := newFront(rs.http)
 	if err != nil {
 		return res, err
@@ -153,7 +153,7 @@ func measureCollectors(bin string, collectors, replicas int, maxAge time.Duratio
 	// back when the new one is; the pod is away for 3 s (a reschedule).
 	start := time.Now()
 	f.out[0].Store(true)
-	if err := rs.restart(0, 3*time.Second); err != nil {
+	if err := rs.Restart(context.Background(), 0, 3*time.Second); err != nil {
 		close(sampling)
 		return res, err
 	}

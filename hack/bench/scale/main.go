@@ -23,7 +23,7 @@ import (
 
 func main() {
 	doc := flag.String("doc", "", "write results into this markdown file (its measured sections)")
-	only := flag.String("only", "table,replicas,collectors,apply", "comma-separated sections: table, replicas, collectors, apply")
+	only := flag.String("only", "table,replicas,collectors,apply", "comma-separated sections: table, replicas, owners, collectors, apply")
 	messages := flag.Int("messages", 600000, "messages per throughput run (-only replicas)")
 	routerBin := flag.String("router", "", "router binary for -only apply (default: build ./cmd/router)")
 	applySize := flag.String("apply-size", "10000:1000",
@@ -100,6 +100,18 @@ func run(doc, only, sizes, routerBin, applySize string, reps, messages int) erro
 				return err
 			}
 			if err := write(doc, "## Router replicas", body); err != nil {
+				return err
+			}
+		case "owners":
+			bin, err := build()
+			if err != nil {
+				return err
+			}
+			body, err := ownersSection(bin, messages, 3)
+			if err != nil {
+				return err
+			}
+			if err := write(doc, "## Drain ownership, measured", body); err != nil {
 				return err
 			}
 		case "collectors":

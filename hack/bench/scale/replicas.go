@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,8 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kubeplex/kubeplex/hack/bench/benchrouter"
 	"github.com/kubeplex/kubeplex/internal/routing"
 )
 
@@ -41,119 +41,40 @@ func benchFrame(dst []byte, app, seq int) []byte {
 	return dst
 }
 
-// routers is a set of router processes.
+// routers is a set of router processes with a syslog listener each
+// (hack/bench/benchrouter), and their addresses by kind.
 type routers struct {
-	bin    string
-	procs  []*exec.Cmd
-	args   [][]string
-	syslog []string
-	http   []string
-	admin  []string
-	dir    string
+	*benchrouter.Set
+	syslog, http, admin []string
 }
 
-// startRouters starts n routers on table t (a file), each with its own ports.
+// startRouters starts n routers on table t (a file), each with its own ports;
+// "{self}" in extra becomes each router's base URL.
 func startRouters(bin string, n int, t *routing.Table, extra ...string) (*routers, error) {
-	dir, err := os.MkdirTemp("", "kubeplex-scale-routers-")
+	return startRouterSet(n, benchrouter.Options{Bin: bin, Table: t, Syslog: true, Args: extra})
+}
+
+func startRouterSet(n int, o benchrouter.Options) (*routers, error) {
+	set, err := benchrouter.Start(context.Background(), n, o)
 	if err != nil {
 		return nil, err
 	}
-	t.Seal()
-	b, err := json.Marshal(t)
-	if err != nil {
-		return nil, err
-	}
-	file := filepath.Join(dir, "routes.json")
-	if err := os.WriteFile(file, b, 0o600); err != nil {
-		return nil, err
-	}
-	rs := &routers{dir: dir, bin: bin}
-	for i := range n {
-		sl, adm, ht := freeAddr(), freeAddr(), freeAddr()
-		args := append([]string{"--routes", file, "--http-addr", ht, "--admin-addr", adm, "--syslog-tcp-addr", sl,
-			"--allow-cidrs", "127.0.0.0/8", "--name", fmt.Sprintf("r%d", i), "--log-level", "error"}, extra...)
-		cmd := exec.Command(bin, args...)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			rs.stop()
-			return nil, err
-		}
-		rs.procs = append(rs.procs, cmd)
-		rs.args = append(rs.args, args)
-		rs.syslog = append(rs.syslog, sl)
-		rs.http = append(rs.http, ht)
-		rs.admin = append(rs.admin, adm)
-	}
-	for _, adm := range rs.admin {
-		if err := waitFor(context.Background(), time.Minute, 20*time.Millisecond, func() (bool, error) {
-			return httpOK("http://" + adm + "/readyz"), nil
-		}); err != nil {
-			rs.stop()
-			return nil, fmt.Errorf("router not ready: %w", err)
-		}
+	rs := &routers{Set: set}
+	for _, r := range set.Routers {
+		rs.syslog = append(rs.syslog, r.Syslog)
+		rs.http = append(rs.http, r.HTTP)
+		rs.admin = append(rs.admin, r.Admin)
 	}
 	return rs, nil
 }
 
-// restart stops replica i (SIGTERM: it finishes requests and flushes its queues),
-// waits hold, and starts it again on the same ports; it returns once the new one is
-// ready.
-func (rs *routers) restart(i int, hold time.Duration) error {
-	p := rs.procs[i]
-	_ = p.Process.Signal(os.Interrupt)
-	_ = p.Wait()
-	time.Sleep(hold)
-	cmd := exec.Command(rs.bin, rs.args[i]...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return err
+// pids are the routers' process IDs.
+func (rs *routers) pids() []int {
+	out := make([]int, 0, len(rs.Routers))
+	for _, r := range rs.Routers {
+		out = append(out, r.Cmd.Process.Pid)
 	}
-	rs.procs[i] = cmd
-	return waitFor(context.Background(), time.Minute, 20*time.Millisecond, func() (bool, error) {
-		return httpOK("http://" + rs.admin[i] + "/readyz"), nil
-	})
-}
-
-func (rs *routers) stop() {
-	for _, p := range rs.procs {
-		_ = p.Process.Signal(os.Interrupt)
-	}
-	for _, p := range rs.procs {
-		done := make(chan struct{})
-		go func() { _ = p.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = p.Process.Kill()
-			<-done
-		}
-	}
-	_ = os.RemoveAll(rs.dir)
-}
-
-// cpu is the routers' user+system time so far.
-func (rs *routers) cpu() time.Duration {
-	var sum time.Duration
-	for _, p := range rs.procs {
-		sum += procCPU(p.Process.Pid)
-	}
-	return sum
-}
-
-// procCPU reads utime+stime of a process from /proc (clock ticks of 10 ms).
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
+	return out
 }
 
 // front proxies each accepted connection to the next backend in turn.
@@ -370,6 +291,13 @@ type replicaRow struct {
 
 // measureReplicas: throughput of apps apps × 1 syslog drain each through n routers.
 func measureReplicas(bin string, n, apps, messages, conns, reps int) (replicaRow, error) {
+	return measureReplicasOwned(bin, n, 0, apps, messages, conns, reps)
+}
+
+// measureReplicasOwned is measureReplicas with --drain-owners owners (0 = off):
+// the routers know each other (--peers) and sign forwarded batches with the table's
+// session key; the warm-up starts once each lists all n as members.
+func measureReplicasOwned(bin string, n, owners, apps, messages, conns, reps int) (replicaRow, error) {
 	row := replicaRow{replicas: n}
 	sinks := make([]*countSink, apps)
 	t := &routing.Table{}
@@ -385,17 +313,38 @@ func measureReplicas(bin string, n, apps, messages, conns, reps int) (replicaRow
 			Drains: []routing.Drain{{ID: fmt.Sprintf("bench/drain-%d", i), Token: fmt.Sprintf("d.%08x-0000-4000-8000-000000000000", i),
 				URL: "syslog://" + s.addr()}}})
 	}
-	rs, err := startRouters(bin, n, t, "--queue-size", "100000")
+	o := benchrouter.Options{Bin: bin, Table: t, Syslog: true, Args: []string{"--queue-size", "100000"}}
+	if owners > 0 {
+		t.SessionKeys = []routing.SessionKey{{ID: "bench", Key: strings.Repeat("5a", 32), Created: time.Now().UTC().Truncate(time.Second)}}
+		o.Peers = true
+		o.Args = append(o.Args, "--drain-owners", strconv.Itoa(owners), "--self-url", "{self}")
+	}
+	rs, err := startRouterSet(n, o)
 	if err != nil {
 		return row, err
 	}
-	defer rs.stop()
+	defer rs.Stop()
+	if owners > 0 {
+		for _, adm := range rs.admin {
+			if err := waitFor(context.Background(), time.Minute, 50*time.Millisecond, func() (bool, error) {
+				var rep struct{ Members []string }
+				resp, err := http.Get("http://" + adm + "/ownership")
+				if err != nil {
+					return false, nil
+				}
+				defer func() { _ = resp.Body.Close() }() // read-only
+				return json.NewDecoder(resp.Body).Decode(&rep) == nil && len(rep.Members) == n, nil
+			}); err != nil {
+				return row, fmt.Errorf("replicas do not see each other: %w", err)
+			}
+		}
+	}
 	f, err := newFront(rs.syslog)
 	if err != nil {
 		return row, err
 	}
 	defer f.close()
-	// Warm-up: every replica dials every drain.
+	// Warm-up: every replica dials every drain (its owners only, with owners).
 	if err := sendThrough(f.addr(), conns, apps*4, apps, true); err != nil {
 		return row, err
 	}
@@ -406,7 +355,7 @@ func measureReplicas(bin string, n, apps, messages, conns, reps int) (replicaRow
 		for _, s := range sinks {
 			before += s.frames.Load()
 		}
-		cpu0 := rs.cpu()
+		cpu0 := rs.CPU()
 		start := time.Now()
 		per := messages / conns
 		if err := sendThrough(f.addr(), conns, per, apps, false); err != nil {
@@ -419,15 +368,15 @@ func measureReplicas(bin string, n, apps, messages, conns, reps int) (replicaRow
 		}
 		el := time.Unix(0, last).Sub(start)
 		row.msgsPerSec = append(row.msgsPerSec, float64(got)/el.Seconds())
-		row.cpuPerMsg = append(row.cpuPerMsg, float64((rs.cpu()-cpu0).Microseconds())/float64(per*conns))
+		row.cpuPerMsg = append(row.cpuPerMsg, float64((rs.CPU()-cpu0).Microseconds())/float64(per*conns))
 		row.delivered += got
 		row.sent += int64(per * conns)
 	}
 	for _, s := range sinks {
 		row.drainConns += s.conns.Load()
 	}
-	for _, p := range rs.procs {
-		row.rssPerReplica += rssOf(p.Process.Pid)
+	for _, pid := range rs.pids() {
+		row.rssPerReplica += rssOf(pid)
 	}
 	row.rssPerReplica /= uint64(n)
 	return row, nil
@@ -452,9 +401,9 @@ func drainMemory(bin string, n, drains int) (idle, connected uint64, conns int64
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	defer rs.stop()
-	for _, p := range rs.procs {
-		idle += rssOf(p.Process.Pid)
+	defer rs.Stop()
+	for _, pid := range rs.pids() {
+		idle += rssOf(pid)
 	}
 	// Every replica gets a line for every app: n connections through the front.
 	f, err := newFront(rs.syslog)
@@ -471,8 +420,8 @@ func drainMemory(bin string, n, drains int) (idle, connected uint64, conns int64
 	}); err != nil {
 		return 0, 0, sink.conns.Load(), fmt.Errorf("%d of %d drain connections: %w", sink.conns.Load(), n*drains, err)
 	}
-	for _, p := range rs.procs {
-		connected += rssOf(p.Process.Pid)
+	for _, pid := range rs.pids() {
+		connected += rssOf(pid)
 	}
 	return idle / uint64(n), connected / uint64(n), sink.conns.Load(), nil
 }
@@ -488,9 +437,9 @@ func historyMemory(bin string, n, apps, lines int) (before, after []uint64, err 
 	if err != nil {
 		return nil, nil, err
 	}
-	defer rs.stop()
-	for _, p := range rs.procs {
-		before = append(before, rssOf(p.Process.Pid))
+	defer rs.Stop()
+	for _, pid := range rs.pids() {
+		before = append(before, rssOf(pid))
 	}
 	f, err := newFront(rs.syslog)
 	if err != nil {
@@ -512,8 +461,8 @@ func historyMemory(bin string, n, apps, lines int) (before, after []uint64, err 
 	}); err != nil {
 		return nil, nil, err
 	}
-	for _, p := range rs.procs {
-		after = append(after, rssOf(p.Process.Pid))
+	for _, pid := range rs.pids() {
+		after = append(after, rssOf(pid))
 	}
 	return before, after, nil
 }
@@ -649,3 +598,44 @@ func replicasSection(bin string, messages, reps int) (string, error) {
 	row(3, b3, a3, grow3)
 	return b.String(), nil
 }
+
+// ownersSection measures 3 replicas with drain ownership off, K=1 and K=2.
+func ownersSection(bin string, messages, reps int) (string, error) {
+	const n, apps, conns = 3, 12, 12
+	var rows []replicaRow
+	var ks []int
+	for _, k := range []int{0, 1, 2} {
+		r, err := measureReplicasOwned(bin, n, k, apps, messages, conns, reps)
+		if err != nil {
+			return "", fmt.Errorf("owners %d: %w", k, err)
+		}
+		fmt.Fprintf(os.Stderr, "owners %d: %s msgs/s, %s CPU-µs/msg, %d drain connections\n", k, floats(r.msgsPerSec, "%.0f"),
+			floats(r.cpuPerMsg, "%.2f"), r.drainConns)
+		rows = append(rows, r)
+		ks = append(ks, k)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Measured by `make bench-scale` (`-only owners`) on %s, %s; %s.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), loadAvg(), ownersLoadNote)
+	fmt.Fprintf(&b, "The replicas run of the section above with %d replicas that know each other (`--peers`), "+
+		"with `--drain-owners` off, 1 and 2: %d apps with one syslog drain each (a counting sink per drain), %d connections "+
+		"through the round-robin front, each sending %d 204-byte frames of one app, after a warm-up line for every app "+
+		"through every replica; median of %d runs. CPU is the routers' user+system time per input message, summed over "+
+		"the replicas, forwarding included.\n\n", n, apps, conns, messages/conns, reps)
+	mdHead(&b, "drain owners", "msgs/s (median)", "runs", "routers' CPU-µs/msg (median)", "runs", "delivered / sent",
+		"drain connections (per drain)", "RSS per replica")
+	for i, r := range rows {
+		mode := "off"
+		if ks[i] > 0 {
+			mode = fmt.Sprintf("K=%d", ks[i])
+		}
+		mdRow(&b, mode, fmt.Sprintf("%.0f", median(r.msgsPerSec)), floats(r.msgsPerSec, "%.0f"),
+			fmt.Sprintf("%.2f", median(r.cpuPerMsg)), floats(r.cpuPerMsg, "%.2f"), fmt.Sprintf("%d / %d", r.delivered, r.sent),
+			fmt.Sprintf("%d (%d)", r.drainConns, r.drainConns/apps), mib(r.rssPerReplica))
+	}
+	return b.String(), nil
+}
+
+// ownersLoadNote says how the run was measured; SCALE_LOAD_NOTE replaces it (a run
+// through bench-run at nice -10, say).
+var ownersLoadNote = cmp.Or(os.Getenv("SCALE_LOAD_NOTE"), "measured under load (other engineers building on the same 2 CPUs)")

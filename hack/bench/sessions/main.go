@@ -13,7 +13,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,8 +21,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +29,7 @@ import (
 	"time"
 
 	"github.com/kubeplex/kubeplex/hack/bench/benchdoc"
+	"github.com/kubeplex/kubeplex/hack/bench/benchrouter"
 	"github.com/kubeplex/kubeplex/internal/routing"
 	"github.com/kubeplex/kubeplex/internal/session"
 	"github.com/kubeplex/kubeplex/internal/wire"
@@ -60,7 +58,6 @@ type options struct {
 	tails       []int
 	profile     string
 	profileBulk string
-	workDir     string
 }
 
 func main() {
@@ -89,12 +86,6 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "kubeplex-session-bench-")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer func() { _ = os.RemoveAll(dir) }() // scratch
-	o.workDir = dir
 	if err := run(ctx, o); err != nil {
 		log.Fatal(err)
 	}
@@ -153,101 +144,20 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-type proc struct {
-	cmd  *exec.Cmd
-	base string
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = l.Close() }() // only reserved the port
-	return l.Addr().String(), nil
-}
-
-// startRouters runs n routers that know each other, with tbl.
-func startRouters(ctx context.Context, o options, n int, tbl routing.Table) ([]*proc, error) {
-	b, err := json.Marshal(tbl)
-	if err != nil {
-		return nil, err
-	}
-	routes := filepath.Join(o.workDir, fmt.Sprintf("routes-%d.json", time.Now().UnixNano()))
-	if err := os.WriteFile(routes, b, 0o600); err != nil {
-		return nil, err
-	}
-	addrs := make([]string, n)
-	for i := range addrs {
-		if addrs[i], err = freeAddr(); err != nil {
-			return nil, err
-		}
-	}
-	ps := make([]*proc, 0, n)
-	for i, a := range addrs {
-		var others []string
-		for j, x := range addrs {
-			if j != i {
-				others = append(others, "http://"+x)
+// startRouters runs n routers that know each other, with tbl
+// (hack/bench/benchrouter); with profiling, a single router serves pprof on
+// debugAddr.
+func startRouters(ctx context.Context, o options, n int, tbl routing.Table) (*benchrouter.Set, error) {
+	return benchrouter.Start(ctx, n, benchrouter.Options{Bin: o.router, Table: &tbl, Peers: true, LogLevel: "warn",
+		Args: []string{"--queue-size", "100000"},
+		Extra: func(int) ([]string, error) {
+			if (o.profile == "" && o.profileBulk == "") || n != 1 {
+				return nil, nil
 			}
-		}
-		admin, err := freeAddr()
-		if err != nil {
-			return nil, err
-		}
-		// Every listener on a free port: the router's default admin :9090 may be
-		// taken by another router on the machine.
-		args := []string{"--http-addr", a, "--admin-addr", admin, "--routes", routes, "--allow-cidrs", "127.0.0.0/8", "--log-level", "warn",
-			"--queue-size", "100000", "--name", fmt.Sprint("bench-", i)}
-		if len(others) > 0 {
-			args = append(args, "--peers", strings.Join(others, ","))
-		}
-		if (o.profile != "" || o.profileBulk != "") && n == 1 {
-			if debugAddr, err = freeAddr(); err != nil {
-				return nil, err
-			}
-			args = append(args, "--debug-addr", debugAddr)
-		}
-		cmd := exec.CommandContext(ctx, o.router, args...)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			return nil, fmt.Errorf("start router: %w", err)
-		}
-		ps = append(ps, &proc{cmd: cmd, base: "http://" + a})
-	}
-	for _, p := range ps {
-		if err := waitReady(ctx, p.base); err != nil {
-			stopAll(ps)
-			return nil, err
-		}
-	}
-	return ps, nil
-}
-
-func stopAll(ps []*proc) {
-	for _, p := range ps {
-		_ = p.cmd.Process.Kill() // benchmark processes: nothing to flush
-		_ = p.cmd.Wait()
-	}
-}
-
-func waitReady(ctx context.Context, base string) error {
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("router %s not ready", base)
+			var err error
+			debugAddr, err = benchrouter.FreeAddr()
+			return []string{"--debug-addr", debugAddr}, err
+		}})
 }
 
 var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
@@ -299,19 +209,19 @@ func historyBench(ctx context.Context, o options, r *result) error {
 	if err != nil {
 		return err
 	}
-	defer stopAll(ps)
+	defer ps.Kill() // benchmark processes: nothing to flush
 	base := time.Now()
-	for i, p := range ps {
+	for i, p := range ps.Routers {
 		var body []byte
 		for k := range 500 {
 			body = batch(body, i*500+k, 1, base.Add(time.Duration(3*k+i)*time.Microsecond))
 		}
-		if err := post(ctx, p.base, token, body, 500); err != nil {
+		if err := post(ctx, p.Base(), token, body, 500); err != nil {
 			return err
 		}
 	}
 	for rep := range o.reps + 1 {
-		url, err := sessionURL(ps[rep%3].base, session.Claims{Namespace: benchNS, App: appName, Lines: 1500})
+		url, err := sessionURL(ps.Routers[rep%3].Base(), session.Claims{Namespace: benchNS, App: appName, Lines: 1500})
 		if err != nil {
 			return err
 		}
@@ -422,20 +332,6 @@ func tails(ctx context.Context, base, app string, n int, count *atomic.Int64) (s
 	return func() { cancel(); wg.Wait() }, nil
 }
 
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	s, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+s) * 10 * time.Millisecond // USER_HZ = 100
-}
-
 func tailBench(ctx context.Context, o options, r *result) error {
 	sink, err := newSink()
 	if err != nil {
@@ -453,8 +349,8 @@ func tailBench(ctx context.Context, o options, r *result) error {
 	if err != nil {
 		return err
 	}
-	defer stopAll(ps)
-	base, pid := ps[0].base, ps[0].cmd.Process.Pid
+	defer ps.Kill() // benchmark processes: nothing to flush
+	base, pid := ps.Routers[0].Base(), ps.Routers[0].Cmd.Process.Pid
 	r.modes = []mode{{}}
 	for _, n := range o.tails {
 		r.modes = append(r.modes, mode{n: n, app: appName})
@@ -475,7 +371,7 @@ func tailBench(ctx context.Context, o options, r *result) error {
 			}
 			// Phase 1: the paced stream alone: drain latency and CPU per line.
 			sink.take()
-			before, cpu0 := sink.n.Load(), procCPU(pid)
+			before, cpu0 := sink.n.Load(), benchrouter.ProcCPU(pid)
 			var profiled chan struct{}
 			if m.n > 0 && m.n == slices.Max(o.tails) && m.app == appName && rep == 0 && o.profile != "" {
 				profiled = make(chan struct{})
@@ -491,7 +387,7 @@ func tailBench(ctx context.Context, o options, r *result) error {
 			if err := waitIdle(ctx, sink); err != nil {
 				return err
 			}
-			cpu := procCPU(pid) - cpu0
+			cpu := benchrouter.ProcCPU(pid) - cpu0
 			lats := sink.take()
 			slices.Sort(lats)
 			if len(lats) == 0 {
@@ -513,9 +409,9 @@ func tailBench(ctx context.Context, o options, r *result) error {
 				profiled = make(chan struct{})
 				go func() { defer close(profiled); saveProfile(o.profileBulk, 2*time.Second) }()
 			}
-			cpu0 = procCPU(pid)
+			cpu0 = benchrouter.ProcCPU(pid)
 			rate, err := bulkIngest(ctx, base, o.bulk)
-			bulkCPU := procCPU(pid) - cpu0
+			bulkCPU := benchrouter.ProcCPU(pid) - cpu0
 			if profiled != nil {
 				<-profiled
 				profiled = nil

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,6 +31,9 @@ type options struct {
 	// profile, when set, saves a CPU profile of the router during its throughput runs.
 	profile string
 	only    string
+	// match, when set, runs only the throughput scenarios whose description
+	// (scenario.String) matches it.
+	match *regexp.Regexp
 	// latencyRelays limits the latency runs to these relays (comma-separated).
 	latencyRelays string
 	routerEnv     string
@@ -55,6 +59,7 @@ func main() {
 	flag.StringVar(&o.baseline, "baseline", "", "another router binary run beside -router (1-connection, HTTP and latency runs), for before/after in one run")
 	flag.BoolVar(&o.stalls, "stalls", false, "log every stall (messages over 1 ms) of the latency runs (debugging)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory with the relays' logs (debugging)")
+	match := flag.String("match", "", "run only the throughput scenarios whose description (as logged, e.g. \"router conns=4\") matches this regexp (debugging)")
 	rates := flag.String("rates", "1000,10000,50000,100000", "comma-separated rates of the latency runs, msgs/s")
 	copyIn := flag.String("copy-relay", "", "internal: run as the copy relay listening on this address")
 	copyOut := flag.String("copy-to", "", "internal: the copy relay's sink address")
@@ -65,6 +70,13 @@ func main() {
 			log.Fatal(err)
 		}
 		return
+	}
+	if *match != "" {
+		re, err := regexp.Compile(*match)
+		if err != nil {
+			log.Fatalf("parse -match: %v", err)
+		}
+		o.match = re
 	}
 	o.rates = nil
 	for _, f := range strings.Split(*rates, ",") {

@@ -81,6 +81,12 @@ func AppendRFC5424(dst []byte, m *Message) []byte {
 	return dst
 }
 
+// AppendHeaderField appends s as AppendRFC5424 writes a header field: "-" when empty,
+// clipped to limit bytes, characters outside printable US-ASCII replaced with '_'.
+func AppendHeaderField(dst []byte, s string, limit int) []byte {
+	return appendHeaderField(dst, s, limit)
+}
+
 func appendHeaderField(dst []byte, s string, limit int) []byte {
 	if s == "" {
 		return append(dst, '-')

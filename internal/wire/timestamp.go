@@ -27,6 +27,39 @@ func AppendTimestampMicro(dst []byte, us int64) []byte {
 	return appendMicros(dst, max(minMicros, min(us, maxMicros)), 0)
 }
 
+// TimestampCache is AppendTimestampMicro for a writer of many timestamps from the same
+// second (a batch of messages): the date and clock are formatted once per second, the
+// microseconds every time. The zero value is ready; it is not safe for concurrent use.
+type TimestampCache struct {
+	ok   bool
+	sec  int64
+	head [19]byte // "2006-01-02T15:04:05" of sec
+}
+
+// Append appends us (microseconds since the epoch) as AppendTimestampMicro does.
+func (c *TimestampCache) Append(dst []byte, us int64) []byte {
+	us = max(minMicros, min(us, maxMicros))
+	secs := us / 1e6
+	if us%1e6 < 0 {
+		secs--
+	}
+	if !c.ok || c.sec != secs {
+		var b [32]byte
+		appendMicros(b[:0], us, 0)
+		copy(c.head[:], b[:19])
+		c.ok, c.sec = true, secs
+	}
+	frac := int(us - secs*1e6)
+	var b [13]byte
+	b[0] = '.'
+	put2(b[1:], frac/10000)
+	put2(b[3:], frac/100%100)
+	put2(b[5:], frac%100)
+	copy(b[7:], "+00:00")
+	dst = append(dst, c.head[:]...)
+	return append(dst, b[:]...)
+}
+
 // appendMicros writes local, microseconds since the epoch in a zone off seconds
 // east of UTC (within years 0000-9999), as "2006-01-02T15:04:05.000000+07:00": the
 // civil date computed once from the day number (Howard Hinnant's algorithm), not

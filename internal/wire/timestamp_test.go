@@ -158,3 +158,30 @@ func TestAppendTimestampAcrossRange(t *testing.T) {
 		check(minMicros + r.Int64N(maxMicros-minMicros+1))
 	}
 }
+
+// TestTimestampCache: one cache over a walk of times that stays in a second, steps to
+// the next one, jumps back and across the epoch and the year limits writes what
+// AppendTimestampMicro writes for each.
+func TestTimestampCache(t *testing.T) {
+	var c TimestampCache
+	r := rand.New(rand.NewPCG(1, 2))
+	us := []int64{0, -1, -999999, -1000000, -1000001, 999999, 1000000, 1764064799999999, 1764064800000000,
+		minMicros - 1, minMicros, maxMicros, maxMicros + 1, 1 << 62, -(1 << 62)}
+	at := int64(1764064800123456)
+	for range 100000 {
+		switch r.IntN(10) {
+		case 0:
+			at = r.Int64N(maxMicros-minMicros) + minMicros
+		case 1:
+			at -= r.Int64N(3e6)
+		default:
+			at += r.Int64N(200)
+		}
+		us = append(us, at)
+	}
+	for _, v := range us {
+		if got, want := string(c.Append([]byte("x"), v)), "x"+string(AppendTimestampMicro(nil, v)); got != want {
+			t.Fatalf("cache at %d: %q, want %q", v, got, want)
+		}
+	}
+}

@@ -186,6 +186,7 @@ func (a *App) PublishFrom(recs [][]byte, origin []byte) {
 }
 
 type wireBatch struct {
+	enc  message.WireEncoder
 	buf  []byte
 	ends []int
 	recs [][]byte
@@ -200,7 +201,7 @@ func (w *wireBatch) encode(recs [][]byte, origin []byte) {
 		if err != nil {
 			continue // written by this process: cannot happen
 		}
-		w.buf = message.AppendWireOrigin(w.buf, &m, origin)
+		w.buf = w.enc.Append(w.buf, &m, origin)
 		w.ends = append(w.ends, len(w.buf))
 	}
 	start := 0

@@ -123,6 +123,9 @@ func TestWireRecordMatchesEncoder(t *testing.T) {
 		{Priority: 0, Time: 0},
 		{Priority: 187, Time: -5, Source: []byte("kubeplex"), ProcID: []byte("router"), Text: []byte("a b  c ")},
 		{Priority: 13, Time: 1, Text: bytes.Repeat([]byte("ü"), 5000)},
+		{Priority: 250, Time: 1764064800999999, Source: []byte("a b\x00"), ProcID: []byte(strings.Repeat("p", 200)), Text: []byte(" x")},
+		{Priority: 191, Time: 1 << 62, Source: []byte("app"), Attrs: []byte(`[x@32473 k="v \"q\""]`), Text: []byte("with sd")},
+		{Priority: 190, Time: -(1 << 62), Attrs: []byte(`[a@1][b@2 c="d"]`)},
 	}
 	for _, host := range []string{"d.0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "-", "h"} {
 		for i, m := range tests {
@@ -139,6 +142,21 @@ func TestWireRecordMatchesEncoder(t *testing.T) {
 	}
 	if Host("") != "-" || Host("a b") != "a_b" || len(Host(strings.Repeat("h", 300))) != 255 {
 		t.Error("Host does not sanitize")
+	}
+}
+
+// TestWireEncoderBatch: one WireEncoder over messages whose times stay within a
+// second, cross to the next and jump back writes what a fresh AppendWire writes.
+func TestWireEncoderBatch(t *testing.T) {
+	var e WireEncoder
+	var w []byte
+	base := int64(1764064800999990)
+	for i, dt := range []int64{0, 5, 9, 10, 11, 2_000_000, -3_000_000, -base - 1, 0, 86_400_000_000} {
+		m := Msg{Priority: 190, Time: base + dt, Source: []byte("app"), ProcID: []byte("web." + strconv.Itoa(i)), Text: []byte("t")}
+		w = e.Append(w[:0], &m, nil)
+		if want := AppendWire(nil, &m); !bytes.Equal(w, want) {
+			t.Errorf("%d: %q, want %q", i, w, want)
+		}
 	}
 }
 

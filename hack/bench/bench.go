@@ -152,16 +152,10 @@ func (b *bench) all(ctx context.Context) (*report, error) {
 		{relay: relayRouter1P, conns: 1, drains: 1, load: small},
 		{relay: relayRouter1P, conns: 1, drains: 10},
 	} {
-		if b.o.only != "" && sc.relay != b.o.only && b.o.only != onlyLatency {
-			continue
-		}
-		if sc.relay == relayBaseline && b.o.baseline == "" {
-			continue
-		}
 		if b.o.only == onlyLatency {
 			break
 		}
-		if b.o.match != nil && !b.o.match.MatchString(sc.String()) {
+		if b.skip(sc) {
 			continue
 		}
 		var runs []throughput
@@ -420,15 +414,7 @@ func (b *bench) throughput(ctx context.Context, sc scenario) (throughput, error)
 		tp.CPUus = float64((r.cpu() - cpu0).Microseconds()) / float64(n)
 		tp.PeakRSS, _ = r.memory()
 	}
-	if r != nil && r.admin != "" && tp.Delivered < want {
-		// Name where the missing lines went: shed by the router's queue (counted as
-		// dropped), lost on a drain connection, or never read.
-		if c, err := scrapeSums(r.admin); err == nil {
-			log.Printf("  short by %d: router ingested %.0f, offered %.0f, delivered %.0f, dropped %.0f, announced %.0f, drain errors %.0f, queued %.0f",
-				want-tp.Delivered, c["ingest_messages_total"], c["drain_messages_offered_total"], c["drain_messages_delivered_total"],
-				c["drain_messages_dropped_total"], c["drain_drops_announced_total"], c["drain_errors_total"], c["drain_queue_depth"])
-		}
-	}
+	logShortfall(r, want-tp.Delivered)
 	if hs != nil {
 		tp.Requests, tp.MeanBatch, tp.MaxBatch, tp.MeanBody = hs.batchStats()
 		tp.MaxInFlight = hs.maxIn.Load()
@@ -601,6 +587,35 @@ func scrape(addr string) (in, footprint float64, err error) {
 		}
 	}
 	return in, footprint, sc.Err()
+}
+
+// skip reports whether -only, -match or a missing -baseline leaves sc out.
+func (b *bench) skip(sc scenario) bool {
+	switch {
+	case b.o.only != "" && sc.relay != b.o.only:
+		return true
+	case sc.relay == relayBaseline && b.o.baseline == "":
+		return true
+	}
+	return b.o.match != nil && !b.o.match.MatchString(sc.String())
+}
+
+// logShortfall names where a run's missing lines went, from the router's /metrics:
+// shed by its queue (dropped, and announced in-band), lost on a drain connection
+// (errors), or never read (ingested short of sent).
+func logShortfall(r *relay, short int64) {
+	if r == nil || r.admin == "" || short <= 0 {
+		return
+	}
+	c, err := scrapeSums(r.admin)
+	if err != nil {
+		log.Printf("  short by %d: %v", short, err)
+		return
+	}
+	log.Printf("  short by %d: router ingested %.0f, offered %.0f, delivered %.0f, dropped %.0f, announced %.0f, "+
+		"drain errors %.0f, queued %.0f", short, c["ingest_messages_total"], c["drain_messages_offered_total"],
+		c["drain_messages_delivered_total"], c["drain_messages_dropped_total"], c["drain_drops_announced_total"],
+		c["drain_errors_total"], c["drain_queue_depth"])
 }
 
 // scrapeSums sums every kubeplex_router_ series of /metrics by name (prefix cut).

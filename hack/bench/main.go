@@ -59,7 +59,8 @@ func main() {
 	flag.StringVar(&o.baseline, "baseline", "", "another router binary run beside -router (1-connection, HTTP and latency runs), for before/after in one run")
 	flag.BoolVar(&o.stalls, "stalls", false, "log every stall (messages over 1 ms) of the latency runs (debugging)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory with the relays' logs (debugging)")
-	match := flag.String("match", "", "run only the throughput scenarios whose description (as logged, e.g. \"router conns=4\") matches this regexp (debugging)")
+	match := flag.String("match", "",
+		"run only the throughput scenarios whose description (as logged, e.g. \"router conns=4\") matches this regexp (debugging)")
 	rates := flag.String("rates", "1000,10000,50000,100000", "comma-separated rates of the latency runs, msgs/s")
 	copyIn := flag.String("copy-relay", "", "internal: run as the copy relay listening on this address")
 	copyOut := flag.String("copy-to", "", "internal: the copy relay's sink address")

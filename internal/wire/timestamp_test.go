@@ -165,8 +165,9 @@ func TestAppendTimestampAcrossRange(t *testing.T) {
 func TestTimestampCache(t *testing.T) {
 	var c TimestampCache
 	r := rand.New(rand.NewPCG(1, 2))
-	us := []int64{0, -1, -999999, -1000000, -1000001, 999999, 1000000, 1764064799999999, 1764064800000000,
-		minMicros - 1, minMicros, maxMicros, maxMicros + 1, 1 << 62, -(1 << 62)}
+	us := make([]int64, 0, 100_020)
+	us = append(us, 0, -1, -999999, -1000000, -1000001, 999999, 1000000, 1764064799999999, 1764064800000000,
+		minMicros-1, minMicros, maxMicros, maxMicros+1, 1<<62, -(1 << 62))
 	at := int64(1764064800123456)
 	for range 100000 {
 		switch r.IntN(10) {

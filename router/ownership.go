@@ -61,10 +61,13 @@ type ownership struct {
 // the EndpointSlice informer keeps the list current, so a look is a cheap list.
 const ownershipEvery = time.Second
 
-// deadAfter failed probes in a row take a peer out of the members: one failure
-// under a loaded machine is not enough, and a replica that died is out within about
-// two seconds (its port refuses at once).
-const deadAfter = 2
+// deadAfter failed probes in a row take a peer out of the members: one or two slow
+// answers on a loaded machine are not enough, and a replica that died is out within
+// about three seconds (its port refuses at once). A probe waits probeTimeout.
+const (
+	deadAfter    = 3
+	probeTimeout = 2 * time.Second
+)
 
 func newOwnership(k int, self string, peers session.Peers, d *dispatch.Dispatcher, reg prometheus.Registerer) *ownership {
 	o := &ownership{k: k, self: self, peers: peers, d: d, drains: map[string]bool{}, log: slog.New(slog.DiscardHandler),
@@ -91,7 +94,7 @@ func (o *ownership) start(ctx context.Context, d *dispatch.Dispatcher, sess *ses
 	o.d, o.log = d, log
 	o.fwd = &forward.Client{Self: o.self, Owners: o.ownersOf, Keys: sess.PeerKeys,
 		HTTP: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
-	o.probe = &http.Client{Transport: tr, Timeout: ownershipEvery}
+	o.probe = &http.Client{Transport: tr, Timeout: probeTimeout}
 	go o.run(ctx)
 }
 
@@ -159,7 +162,7 @@ func (o *ownership) probePeers(ctx context.Context) {
 	var wg sync.WaitGroup
 	for i, p := range peers {
 		wg.Go(func() {
-			pctx, cancel := context.WithTimeout(ctx, ownershipEvery)
+			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 			defer cancel()
 			req, err := http.NewRequestWithContext(pctx, http.MethodGet, p+"/readyz", nil)
 			if err != nil {

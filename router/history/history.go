@@ -114,6 +114,23 @@ func (h *History) Subscribe(fn func(seq uint64, rec []byte) bool, sub Subscriber
 	}
 }
 
+// Join calls fn with every record held and its sequence number, oldest first, as
+// Subscribe does, and then join, under the same lock: a subscriber that fans records
+// out to many readers (and is subscribed once) adds a reader in join, so the reader
+// gets every record either in the snapshot or from the subscriber, never both or
+// neither. last is the newest sequence number at that moment.
+func (h *History) Join(fn func(seq uint64, rec []byte) bool, join func()) (last uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	seq := h.last - uint64(h.r.Len())
+	h.r.Range(0, func(rec []byte) bool {
+		seq++
+		return fn(seq, rec)
+	})
+	join()
+	return h.last
+}
+
 // Resize changes the line limit, keeping the newest lines.
 func (h *History) Resize(size int) {
 	h.mu.Lock()

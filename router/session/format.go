@@ -162,6 +162,26 @@ func (e *encoder) record(rec []byte, hid uint32, seq uint64) {
 	}
 }
 
+// line appends an entry a sink handed over: a line a feed formatted for this format
+// (text or JSON lines with its newline, an event's JSON object), or else a record.
+func (e *encoder) line(en entry) {
+	if en.raw || en.b == nil {
+		e.record(en.b, en.pos.hid, en.pos.seq)
+		return
+	}
+	switch e.f {
+	case formatText, formatJSON: // the line with its newline
+		e.buf = append(e.buf, en.b...)
+	case formatSSE:
+		e.cur.addAt(en.at, en.hash, en.pos.hid, en.pos.seq)
+		e.buf = append(e.buf, "id: "...)
+		e.buf = e.cur.append(e.buf)
+		e.buf = append(e.buf, "\nevent: line\ndata: "...)
+		e.buf = append(e.buf, en.b...)
+		e.buf = append(e.buf, "\n\n"...)
+	}
+}
+
 func (e *encoder) appendJSON(dst []byte, m *message.Msg) []byte {
 	e.ts = e.appendTime(e.ts[:0], m.Time)
 	l := jsonLine{Time: string(e.ts), Source: string(m.Source), Dyno: string(m.ProcID), Message: string(m.Text), Notice: notice(m)}
@@ -324,14 +344,22 @@ func LineHash(m *message.Msg) uint32 {
 // add moves the cursor past m, which is line seq of history hid (hid 0: a line
 // without a position, such as the router's own L11 notice or an old peer's line).
 func (c *cursor) add(m *message.Msg, hid uint32, seq uint64) {
+	if m.Time >= c.at {
+		c.addAt(m.Time, LineHash(m), hid, seq)
+	} else if hid != 0 {
+		c.place(hid, seq)
+	}
+}
+
+// addAt is add of a line at time at whose LineHash is h.
+func (c *cursor) addAt(at int64, h uint32, hid uint32, seq uint64) {
 	if hid != 0 {
 		c.place(hid, seq)
 	}
 	switch {
-	case m.Time > c.at:
-		c.at, c.seen, c.all = m.Time, append(c.seen[:0], LineHash(m)), false
-	case m.Time == c.at && !c.all:
-		h := LineHash(m)
+	case at > c.at:
+		c.at, c.seen, c.all = at, append(c.seen[:0], h), false
+	case at == c.at && !c.all:
 		if slices.Contains(c.seen, h) {
 			return
 		}

@@ -411,7 +411,7 @@ func (h *Handler) servePeer(w http.ResponseWriter, r *http.Request) {
 		tail.dropCounter = h.metrics.dropped
 	}
 	since := cursor{at: req.Since, seen: req.Seen, all: len(req.Seen) == 0, pos: req.Pos}
-	hist, cancel := snapshot(app, req.Lines, f, &since, tail)
+	hist, cancel := snapshot(app, req.Lines, f, &since, tail, subscribeDirect)
 	defer cancel()
 	keepOpen(w)
 	w.Header().Set("Content-Type", peerMediaType)

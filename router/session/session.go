@@ -23,7 +23,6 @@ import (
 	"github.com/kubeplex/kubeplex/internal/routing"
 	"github.com/kubeplex/kubeplex/internal/session"
 	"github.com/kubeplex/kubeplex/router/dispatch"
-	"github.com/kubeplex/kubeplex/router/history"
 	"github.com/kubeplex/kubeplex/router/message"
 )
 
@@ -95,6 +94,7 @@ type Handler struct {
 	keySet []routing.SessionKey
 
 	nonces replayGuard // of peer calls this replica accepted
+	feeds  feeds       // of the apps tail sessions follow here
 }
 
 // New returns a handler. web serves the viewer page for text/html (nil: 406).
@@ -233,7 +233,7 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 	filter := Filter{Source: c.Source, Dyno: c.Dyno}
 	var tail *sink
 	if c.Tail {
-		tail = newSink(filter, h.opts.BufferLines, app.History.ID())
+		tail = newFedSink(filter, h.opts.BufferLines, app.History.ID(), f)
 		tail.dropCounter = h.metrics.dropped
 	}
 	sinceAt, sinceSeen, sincePos := since.claims()
@@ -245,7 +245,7 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 			streams = append(streams, h.askPeer(ctx, p, req, tail))
 		}
 	}
-	local, unsubscribe := snapshot(app, c.Lines, filter, &since, tail)
+	local, unsubscribe := snapshot(app, c.Lines, filter, &since, tail, h.feeds.join)
 	defer unsubscribe()
 
 	parts := []part{local}
@@ -306,9 +306,9 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 	gap := time.NewTimer(time.Hour)
 	gap.Stop()
 	lastWrite := time.Now()
-	n := 0
+	out := &output{enc: enc}
 	for {
-		enc.buf = enc.buf[:0]
+		out.reset()
 		select {
 		case <-ctx.Done():
 			return
@@ -322,26 +322,87 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 			if !tail.coalesce(ctx, lastWrite, gap) {
 				return
 			}
-			tail.take(func(rec []byte, p recPos) {
-				enc.record(rec, p.hid, p.seq)
-				if rec != nil {
-					n++
-				}
-			})
+			tail.takeEntries(out.add)
 		}
-		if len(enc.buf) == 0 {
+		parts := out.done()
+		if len(parts) == 0 {
 			continue
 		}
-		if _, err := w.Write(enc.buf); err != nil {
-			return
+		for _, p := range parts {
+			if _, err := w.Write(p); err != nil {
+				return
+			}
 		}
 		if fl != nil {
 			fl.Flush()
 		}
 		lastWrite = time.Now()
-		h.metrics.lines.Add(float64(n))
-		n = 0
+		h.metrics.lines.Add(float64(out.n))
 	}
+}
+
+// output is what one write of a tail stream sends, in order: runs of lines a feed
+// formatted, written straight from the sink's buffer (text and JSON lines need
+// nothing around them, so a busy tail's write copies nothing), and what the encoder
+// made of the rest. The parts are valid until the sink's next take.
+type output struct {
+	enc      *encoder
+	parts    [][]byte
+	run      []byte
+	encStart int // start of the encoder's bytes not yet in parts (-1: none)
+	n        int // lines
+}
+
+func (o *output) reset() {
+	o.enc.buf, o.parts, o.run, o.encStart, o.n = o.enc.buf[:0], o.parts[:0], nil, -1, 0
+}
+
+func (o *output) add(e entry) {
+	if e.b != nil {
+		o.n++
+	}
+	if !e.raw && e.b != nil && o.enc.f != formatSSE {
+		o.endEnc()
+		if len(o.run) > 0 && cap(o.run) >= len(o.run)+len(e.b) && &o.run[:len(o.run)+1][len(o.run)] == &e.b[0] {
+			o.run = o.run[:len(o.run)+len(e.b)] // the next line of the same buffer
+			return
+		}
+		o.endRun()
+		o.run = e.b
+		return
+	}
+	o.endRun()
+	if o.encStart < 0 {
+		o.encStart = len(o.enc.buf)
+	}
+	o.enc.line(e)
+}
+
+func (o *output) endRun() {
+	if len(o.run) > 0 {
+		o.parts = append(o.parts, o.run)
+	}
+	o.run = nil
+}
+
+// endEnc closes the encoder's part; bytes appended later may move the encoder's
+// buffer, and the slice taken here keeps what it holds.
+func (o *output) endEnc() {
+	if o.encStart >= 0 && len(o.enc.buf) > o.encStart {
+		o.parts = append(o.parts, o.enc.buf[o.encStart:])
+	}
+	o.encStart = -1
+}
+
+// done returns the parts; a re-issued URL written before the tail's lines (enc.buf
+// written with no tail entry) is a part too.
+func (o *output) done() [][]byte {
+	o.endRun()
+	if o.encStart < 0 && len(o.enc.buf) > 0 && len(o.parts) == 0 {
+		o.encStart = 0
+	}
+	o.endEnc()
+	return o.parts
 }
 
 // keepOpen lifts the server's read and write deadlines for this response: a tail
@@ -386,11 +447,20 @@ type part struct {
 	end  uint64
 }
 
+// joinFunc subscribes tail to what app's history appends after the snapshot fn
+// takes, in one step (feeds.join).
+type joinFunc func(app *dispatch.App, fn func(seq uint64, rec []byte) bool, tail *sink) (last uint64, leave func())
+
+// subscribeDirect is a joinFunc for a sink of its own (a peer call's).
+func subscribeDirect(app *dispatch.App, fn func(seq uint64, rec []byte) bool, tail *sink) (uint64, func()) {
+	return app.History.Subscribe(fn, tail)
+}
+
 // snapshot copies the newest lines records of app's history that pass f and come
-// after since and, when tail is not nil, subscribes it to what comes after,
-// atomically. If since has a position in this history, "after" is exactly the lines
-// stored after that one; otherwise it is by time (Filter.Since and Seen).
-func snapshot(app *dispatch.App, lines int, f Filter, since *cursor, tail *sink) (hist part, cancel func()) {
+// after since and, when tail is not nil, subscribes it with join to what comes
+// after, atomically. If since has a position in this history, "after" is exactly the
+// lines stored after that one; otherwise it is by time (Filter.Since and Seen).
+func snapshot(app *dispatch.App, lines int, f Filter, since *cursor, tail *sink, join joinFunc) (hist part, cancel func()) {
 	hid := app.History.ID()
 	hist.hid = hid
 	if lines <= 0 && tail == nil {
@@ -407,11 +477,7 @@ func snapshot(app *dispatch.App, lines int, f Filter, since *cursor, tail *sink)
 	var buf []byte
 	var ends []int
 	var seqs []uint64
-	var sub history.Subscriber
-	if tail != nil {
-		sub = tail
-	}
-	hist.end, cancel = app.History.Subscribe(func(seq uint64, rec []byte) bool {
+	fn := func(seq uint64, rec []byte) bool {
 		if lines <= 0 {
 			return false
 		}
@@ -425,7 +491,12 @@ func snapshot(app *dispatch.App, lines int, f Filter, since *cursor, tail *sink)
 			seqs = append(seqs, seq)
 		}
 		return true
-	}, sub)
+	}
+	if tail != nil {
+		hist.end, cancel = join(app, fn, tail)
+	} else {
+		hist.end, cancel = app.History.Subscribe(fn, nil)
+	}
 	first := max(0, len(ends)-lines)
 	start := 0
 	if first > 0 {

@@ -58,10 +58,17 @@ type sink struct {
 	// local is the ID of the history this sink subscribes to (Offer's records).
 	local uint32
 
+	// kind is the format a session's sink is written in: lines a feed hands it
+	// (offerFed) are already formatted for it; records offered (a peer's lines, the
+	// history's for a peer call's sink) are formatted by the writer.
+	kind format
+	fed  bool // a feed writes to it: entries carry meta
+
 	mu        sync.Mutex
 	buf       []byte
 	ends      []int
 	pos       []recPos
+	meta      []entryMeta // per entry, for sinks a feed writes to (nil otherwise)
 	dropped   int64
 	dropSince time.Time
 	// passed holds, per history, the newest position dropped (or skipped for a
@@ -72,6 +79,26 @@ type sink struct {
 	spare     []byte
 	spareEnds []int
 	sparePos  []recPos
+	spareMeta []entryMeta
+}
+
+// entryMeta says what an entry of a fed sink is: a formatted line (its time and
+// LineHash, for an event stream's cursor) or a record (raw).
+type entryMeta struct {
+	at   int64
+	hash uint32
+	raw  bool
+}
+
+// entry is one buffered entry as take hands it over: a record (raw: an L11 notice, a
+// peer's line, anything in a sink no feed writes to) or a line the feed formatted,
+// with its time and LineHash. b is nil for a position passed without a line.
+type entry struct {
+	b    []byte
+	raw  bool
+	pos  recPos
+	at   int64
+	hash uint32
 }
 
 // recPos is where a record stands in its history (hid 0: nowhere).
@@ -85,6 +112,13 @@ func newSink(f Filter, maxLines int, local uint32) *sink {
 		maxLines = DefaultBufferLines
 	}
 	return &sink{filter: f, max: maxLines, notify: make(chan struct{}, 1), local: local}
+}
+
+// newFedSink is a session's tail sink, in format k, that a feed writes local lines to.
+func newFedSink(f Filter, maxLines int, local uint32, k format) *sink {
+	s := newSink(f, maxLines, local)
+	s.kind, s.fed = k, true
+	return s
 }
 
 // Offer keeps a copy of each record that passes the filter while there is room, and
@@ -126,15 +160,61 @@ func (s *sink) offer(hid uint32, first uint64, recs [][]byte) {
 			p = recPos{hid, first + uint64(i)}
 		}
 		s.pos = append(s.pos, p)
+		if s.fed {
+			s.meta = append(s.meta, entryMeta{raw: true})
+		}
 		kept = true
 	}
 	s.mu.Unlock()
-	if !kept {
-		return
+	if kept {
+		s.wake()
 	}
+}
+
+func (s *sink) wake() {
 	select {
 	case s.notify <- struct{}{}:
 	default:
+	}
+}
+
+// offerFed keeps, of a batch of local lines a feed prepared (formatted in arena),
+// those that pass the filter while there is room, as offer does for records.
+func (s *sink) offerFed(lines []fedLine, arena []byte) {
+	all := s.filter.Source == "" && s.filter.Dyno == "" && s.filter.Since == 0
+	kept := false
+	s.mu.Lock()
+	for i := range lines {
+		l := &lines[i]
+		if !all && !s.filter.Match(&l.m) {
+			continue
+		}
+		var b []byte
+		switch s.kind {
+		case formatText:
+			b = arena[l.textStart:l.textEnd]
+		case formatJSON:
+			b = arena[l.jsonStart:l.jsonEnd]
+		default:
+			b = arena[l.jsonStart : l.jsonEnd-1] // an event's data: no newline
+		}
+		if len(s.ends) >= s.max || len(s.buf)+len(b) > maxBufferBytes {
+			if s.dropped == 0 {
+				s.dropSince = time.Now()
+			}
+			s.dropped++
+			s.pass(s.local, l.seq)
+			continue
+		}
+		s.buf = append(s.buf, b...)
+		s.ends = append(s.ends, len(s.buf))
+		s.pos = append(s.pos, recPos{s.local, l.seq})
+		s.meta = append(s.meta, entryMeta{at: l.m.Time, hash: l.hash})
+		kept = true
+	}
+	s.mu.Unlock()
+	if kept {
+		s.wake()
 	}
 }
 
@@ -155,10 +235,7 @@ func (s *sink) skip(hid uint32, seq uint64) {
 	s.mu.Lock()
 	s.pass(hid, seq)
 	s.mu.Unlock()
-	select {
-	case s.notify <- struct{}{}:
-	default:
-	}
+	s.wake()
 }
 
 // len is how many records are buffered.
@@ -196,29 +273,39 @@ func (s *sink) coalesce(ctx context.Context, last time.Time, timer *time.Timer) 
 // given per history), then an L11 notice for the drops, without a position, then
 // the records.
 func (s *sink) take(fn func(rec []byte, p recPos)) {
+	s.takeEntries(func(e entry) { fn(e.b, e.pos) })
+}
+
+// takeEntries is take for sinks a feed writes to: entries say whether they are
+// records or formatted lines.
+func (s *sink) takeEntries(fn func(e entry)) {
 	s.mu.Lock()
-	buf, ends, pos := s.buf, s.ends, s.pos
+	buf, ends, pos, meta := s.buf, s.ends, s.pos, s.meta
 	dropped, since := s.dropped, s.dropSince
 	passed := s.passed
-	s.buf, s.ends, s.pos = s.spare[:0], s.spareEnds[:0], s.sparePos[:0]
+	s.buf, s.ends, s.pos, s.meta = s.spare[:0], s.spareEnds[:0], s.sparePos[:0], s.spareMeta[:0]
 	s.dropped, s.passed = 0, nil
 	s.mu.Unlock()
 	for _, p := range passed {
-		fn(nil, p)
+		fn(entry{raw: true, pos: p})
 	}
 	if dropped > 0 {
 		if s.dropCounter != nil {
 			s.dropCounter.Add(float64(dropped))
 		}
-		fn(L11(dropped, since, time.Now()), recPos{})
+		fn(entry{b: L11(dropped, since, time.Now()), raw: true})
 	}
 	start := 0
 	for i, end := range ends {
-		fn(buf[start:end], pos[i])
+		e := entry{b: buf[start:end], raw: true, pos: pos[i]}
+		if len(meta) == len(ends) {
+			e.raw, e.at, e.hash = meta[i].raw, meta[i].at, meta[i].hash
+		}
+		fn(e)
 		start = end
 	}
 	s.mu.Lock()
-	s.spare, s.spareEnds, s.sparePos = buf, ends, pos
+	s.spare, s.spareEnds, s.sparePos, s.spareMeta = buf, ends, pos, meta
 	s.mu.Unlock()
 }
 

@@ -5,13 +5,13 @@
 // of docs/drains.md). The collector's loopback endpoint and the router's ingest both
 // serve it, so a record means the same wherever it comes in.
 //
-// Only the OTLP message types are linked (go.opentelemetry.io/proto/otlp/logs/v1),
-// not the gRPC service: LogsData is ExportLogsServiceRequest on the wire, and the two
-// small answers are written with protowire.
+// The requests are decoded by hand (decode.go with protowire, json.go with
+// encoding/json), not through the generated OTLP types and the protobuf runtime,
+// which were most of the collector's binary; the two small answers are written with
+// protowire. The tests check the decoders against the generated types.
 package otlpin
 
 import (
-	"bytes"
 	"compress/gzip"
 	"encoding/base64"
 	"encoding/hex"
@@ -27,12 +27,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
-
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 
 	"github.com/kubeplex/kubeplex/internal/wire"
 )
@@ -127,7 +122,7 @@ func Handle(w http.ResponseWriter, req *http.Request, lim Limits, now time.Time,
 
 // Read decodes the body of an OTLP/HTTP logs request. The encoding it returns (the
 // request's content type, protobuf when unknown) is the one to answer in.
-func Read(req *http.Request, maxBody int) (string, *logspb.LogsData, error) {
+func Read(req *http.Request, maxBody int) (string, *LogsData, error) {
 	if maxBody <= 0 {
 		maxBody = wire.DefaultMaxBody
 	}
@@ -163,14 +158,11 @@ func Read(req *http.Request, maxBody int) (string, *logspb.LogsData, error) {
 	if len(b) > maxBody {
 		return enc, nil, &RequestError{Status: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("body over %d bytes", maxBody)}
 	}
-	data := &logspb.LogsData{} // the same fields, on the wire, as ExportLogsServiceRequest
+	data := &LogsData{}
 	if enc == ContentJSON {
-		b, err = hexIDsToBase64(b)
-		if err == nil {
-			err = protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(b, data)
-		}
+		err = decodeJSON(b, data)
 	} else {
-		err = proto.Unmarshal(b, data)
+		err = decodeProto(b, data)
 	}
 	if err != nil {
 		return enc, nil, &RequestError{Status: http.StatusBadRequest, Msg: "malformed ExportLogsServiceRequest: " + err.Error()}
@@ -184,61 +176,6 @@ func bodyError(err error, maxBody int) error {
 		return &RequestError{Status: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("body over %d bytes", maxBody)}
 	}
 	return &RequestError{Status: http.StatusBadRequest, Msg: "read body: " + err.Error()}
-}
-
-// hexIDsToBase64 rewrites traceId and spanId of every log record from the hex OTLP
-// JSON uses into the base64 protojson expects for bytes fields (OTLP's one departure
-// from the proto3 JSON mapping).
-func hexIDsToBase64(b []byte) ([]byte, error) {
-	if !bytes.Contains(b, []byte("Id")) && !bytes.Contains(b, []byte("_id")) {
-		return b, nil
-	}
-	var doc map[string]any
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	if err := d.Decode(&doc); err != nil {
-		return nil, err
-	}
-	changed := false
-	for _, rl := range list(doc, "resourceLogs", "resource_logs") {
-		for _, sl := range list(rl, "scopeLogs", "scope_logs") {
-			for _, lr := range list(sl, "logRecords", "log_records") {
-				m, ok := lr.(map[string]any)
-				if !ok {
-					continue
-				}
-				for _, k := range []string{"traceId", "trace_id", "spanId", "span_id"} {
-					s, ok := m[k].(string)
-					if !ok || s == "" {
-						continue
-					}
-					raw, err := hex.DecodeString(s)
-					if err != nil {
-						continue // not OTLP's hex: let protojson try it as base64
-					}
-					m[k] = base64.StdEncoding.EncodeToString(raw)
-					changed = true
-				}
-			}
-		}
-	}
-	if !changed {
-		return b, nil
-	}
-	return json.Marshal(doc)
-}
-
-func list(v any, keys ...string) []any {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil
-	}
-	for _, k := range keys {
-		if l, ok := m[k].([]any); ok {
-			return l
-		}
-	}
-	return nil
 }
 
 // WriteSuccess writes 200 with an ExportLogsServiceResponse in enc, with
@@ -303,33 +240,39 @@ type Converter struct {
 
 // Each calls emit for every log record of data, in order. now stands in for a record
 // with neither a time nor an observed time.
-func (c *Converter) Each(data *logspb.LogsData, now time.Time, emit func(*Record)) {
+func (c *Converter) Each(data *LogsData, now time.Time, emit func(*Record)) {
 	var r Record
-	for _, rl := range data.GetResourceLogs() {
+	for i := range data.ResourceLogs {
+		rl := &data.ResourceLogs[i]
 		// A resource's attributes are the same for each of its records: render once.
 		c.res = c.res[:0]
 		r.Service = ""
-		for _, kv := range rl.GetResource().GetAttributes() {
-			if kv.GetKey() == "service.name" {
-				r.Service = kv.GetValue().GetStringValue()
+		for _, kv := range rl.Resource {
+			if kv.Key == "service.name" {
+				r.Service = ""
+				if kv.Value.Kind == KindString {
+					r.Service = kv.Value.Str
+				}
 			}
 		}
 		resDropped := 0
-		if attrs := rl.GetResource().GetAttributes(); len(attrs) > 0 {
-			c.res, resDropped = c.appendElement(c.res, wire.SDIDResource, attrs, MaxAttrs/2)
+		if len(rl.Resource) > 0 {
+			c.res, resDropped = c.appendElement(c.res, wire.SDIDResource, rl.Resource, MaxAttrs/2)
 		}
-		for _, sl := range rl.GetScopeLogs() {
-			scope := sl.GetScope()
+		for j := range rl.ScopeLogs {
+			sl := &rl.ScopeLogs[j]
+			scope := &sl.Scope
 			// The scope's attributes, too, are rendered once for its records.
 			c.scope = c.scope[:0]
 			scDropped := 0
-			if attrs := scope.GetAttributes(); len(attrs) > 0 {
-				c.scope, scDropped = c.appendElement(c.scope, wire.SDIDScope, attrs, MaxAttrs/4)
+			if len(scope.Attributes) > 0 {
+				c.scope, scDropped = c.appendElement(c.scope, wire.SDIDScope, scope.Attributes, MaxAttrs/4)
 			}
-			for _, lr := range sl.GetLogRecords() {
-				r.Priority = Priority(lr.GetSeverityNumber(), lr.GetSeverityText())
+			for k := range sl.LogRecords {
+				lr := &sl.LogRecords[k]
+				r.Priority = Priority(lr.SeverityNumber, lr.SeverityText)
 				r.Time = recordTime(lr, now)
-				c.text = AppendBody(c.text[:0], lr.GetBody())
+				c.text = AppendBody(c.text[:0], &lr.Body)
 				r.Text = c.text
 				c.sd = c.appendSD(c.sd[:0], lr, scope, resDropped+scDropped)
 				r.SD = c.sd
@@ -341,13 +284,13 @@ func (c *Converter) Each(data *logspb.LogsData, now time.Time, emit func(*Record
 
 // appendSD writes the record's elements: otel@ (fields), log@ (attributes), then the
 // resource's res@ and the scope's scope@, keeping the whole under MaxAttrs.
-func (c *Converter) appendSD(dst []byte, lr *logspb.LogRecord, scope *commonpb.InstrumentationScope, resDropped int) []byte {
+func (c *Converter) appendSD(dst []byte, lr *LogRecord, scope *Scope, resDropped int) []byte {
 	start := len(dst)
-	dropped := int(lr.GetDroppedAttributesCount()) + resDropped
+	dropped := int(lr.DroppedAttributesCount) + resDropped
 	// Record attributes first into the tail of dst, so that the otel@ element, which
 	// carries their dropped count, can be written before them.
 	var logEl []byte
-	if attrs := lr.GetAttributes(); len(attrs) > 0 {
+	if attrs := lr.Attributes; len(attrs) > 0 {
 		budget := MaxAttrs - len(c.res) - len(c.scope) - 768 // room for otel@ (at most ~720 bytes)
 		var n int
 		logEl, n = c.appendElement(nil, wire.SDIDLog, attrs, budget)
@@ -357,19 +300,19 @@ func (c *Converter) appendSD(dst []byte, lr *logspb.LogRecord, scope *commonpb.I
 	dst = append(dst, '[')
 	dst = append(dst, wire.SDIDOtel...)
 	open := len(dst)
-	if id := lr.GetTraceId(); len(id) == 16 && !allZero(id) {
+	if id := lr.TraceID; len(id) == 16 && !allZero(id) {
 		dst = wire.AppendSDParam(dst, "trace_id", hexOf(c, id))
 	}
-	if id := lr.GetSpanId(); len(id) == 8 && !allZero(id) {
+	if id := lr.SpanID; len(id) == 8 && !allZero(id) {
 		dst = wire.AppendSDParam(dst, "span_id", hexOf(c, id))
 	}
-	if f := lr.GetFlags() & 0xff; f != 0 {
+	if f := lr.Flags & 0xff; f != 0 {
 		dst = wire.AppendSDParam(dst, "flags", hexOf(c, []byte{byte(f)}))
 	}
-	dst = appendShort(dst, "severity_text", lr.GetSeverityText())
-	dst = appendShort(dst, "event_name", lr.GetEventName())
-	dst = appendShort(dst, "scope.name", scope.GetName())
-	dst = appendShort(dst, "scope.version", scope.GetVersion())
+	dst = appendShort(dst, "severity_text", lr.SeverityText)
+	dst = appendShort(dst, "event_name", lr.EventName)
+	dst = appendShort(dst, "scope.name", scope.Name)
+	dst = appendShort(dst, "scope.version", scope.Version)
 	if dropped > 0 {
 		dst = wire.AppendSDParam(dst, "dropped_attributes_count", strconv.Itoa(dropped))
 	}
@@ -406,20 +349,21 @@ func appendShort(dst []byte, name, v string) []byte {
 
 // appendElement writes "[id k="v" ...]" for attrs, leaving out (and counting) names SD
 // cannot carry and attributes that would take the element past budget bytes.
-func (c *Converter) appendElement(dst []byte, id string, attrs []*commonpb.KeyValue, budget int) ([]byte, int) {
+func (c *Converter) appendElement(dst []byte, id string, attrs []KeyValue, budget int) ([]byte, int) {
 	dropped := 0
 	mark := len(dst)
 	dst = append(dst, '[')
 	dst = append(dst, id...)
 	open := len(dst)
-	for _, kv := range attrs {
-		if !wire.SDName(kv.GetKey()) {
+	for i := range attrs {
+		kv := &attrs[i]
+		if !wire.SDName(kv.Key) {
 			dropped++
 			continue
 		}
-		c.num = AppendValue(c.num[:0], kv.GetValue())
+		c.num = AppendValue(c.num[:0], &kv.Value)
 		before := len(dst)
-		dst = wire.AppendSDParam(dst, kv.GetKey(), stringOf(c.num))
+		dst = wire.AppendSDParam(dst, kv.Key, stringOf(c.num))
 		if len(dst)-mark+1 > budget {
 			dst = dst[:before]
 			dropped++
@@ -435,7 +379,7 @@ func (c *Converter) appendElement(dst []byte, id string, attrs []*commonpb.KeyVa
 // (as Logplex): TRACE and DEBUG → debug, INFO → info, WARN → warning, ERROR → error,
 // FATAL → critical. Without a number, the severity text decides ("warn", "ERROR", ...);
 // without either, info.
-func Priority(n logspb.SeverityNumber, text string) uint8 {
+func Priority(n int32, text string) uint8 {
 	const local7 = 23 * 8
 	sev := uint8(6)
 	switch {
@@ -471,8 +415,8 @@ func severityOfText(s string) uint8 {
 
 // recordTime is the record's time, else its observed time, else now. Nanoseconds
 // that do not fit an int64 (past 2262) count as unset.
-func recordTime(lr *logspb.LogRecord, now time.Time) time.Time {
-	for _, ns := range []uint64{lr.GetTimeUnixNano(), lr.GetObservedTimeUnixNano()} {
+func recordTime(lr *LogRecord, now time.Time) time.Time {
+	for _, ns := range []uint64{lr.TimeUnixNano, lr.ObservedTimeUnixNano} {
 		if ns == 0 || ns > math.MaxInt64 {
 			continue
 		}
@@ -483,12 +427,12 @@ func recordTime(lr *logspb.LogRecord, now time.Time) time.Time {
 
 // AppendBody appends a record body as message text: a string as it is, any other
 // value as compact JSON, nothing for an empty body.
-func AppendBody(dst []byte, v *commonpb.AnyValue) []byte {
-	if v == nil || v.GetValue() == nil {
+func AppendBody(dst []byte, v *AnyValue) []byte {
+	switch v.Kind {
+	case KindNone:
 		return dst
-	}
-	if s, ok := v.GetValue().(*commonpb.AnyValue_StringValue); ok {
-		return append(dst, s.StringValue...)
+	case KindString:
+		return append(dst, v.Str...)
 	}
 	return AppendJSON(dst, v)
 }
@@ -496,55 +440,55 @@ func AppendBody(dst []byte, v *commonpb.AnyValue) []byte {
 // AppendValue appends an attribute value as an SD value: strings as they are,
 // numbers and booleans as JSON writes them, bytes in base64, arrays and maps as
 // compact JSON.
-func AppendValue(dst []byte, v *commonpb.AnyValue) []byte {
-	switch x := v.GetValue().(type) {
-	case nil:
+func AppendValue(dst []byte, v *AnyValue) []byte {
+	switch v.Kind {
+	case KindNone:
 		return dst
-	case *commonpb.AnyValue_StringValue:
-		return append(dst, x.StringValue...)
-	case *commonpb.AnyValue_BytesValue:
-		return base64.StdEncoding.AppendEncode(dst, x.BytesValue)
+	case KindString:
+		return append(dst, v.Str...)
+	case KindBytes:
+		return base64.StdEncoding.AppendEncode(dst, v.Bytes)
 	}
 	return AppendJSON(dst, v)
 }
 
 // AppendJSON appends v as compact JSON: kvlists as objects (in order), arrays as
 // arrays, bytes as base64 strings, non-finite doubles as strings.
-func AppendJSON(dst []byte, v *commonpb.AnyValue) []byte {
-	switch x := v.GetValue().(type) {
-	case *commonpb.AnyValue_StringValue:
-		return appendJSONString(dst, x.StringValue)
-	case *commonpb.AnyValue_BoolValue:
-		return strconv.AppendBool(dst, x.BoolValue)
-	case *commonpb.AnyValue_IntValue:
-		return strconv.AppendInt(dst, x.IntValue, 10)
-	case *commonpb.AnyValue_DoubleValue:
-		if math.IsNaN(x.DoubleValue) || math.IsInf(x.DoubleValue, 0) {
-			return appendJSONString(dst, strconv.FormatFloat(x.DoubleValue, 'g', -1, 64))
+func AppendJSON(dst []byte, v *AnyValue) []byte {
+	switch v.Kind {
+	case KindString:
+		return appendJSONString(dst, v.Str)
+	case KindBool:
+		return strconv.AppendBool(dst, v.Bool)
+	case KindInt:
+		return strconv.AppendInt(dst, v.Int, 10)
+	case KindDouble:
+		if math.IsNaN(v.Double) || math.IsInf(v.Double, 0) {
+			return appendJSONString(dst, strconv.FormatFloat(v.Double, 'g', -1, 64))
 		}
-		return strconv.AppendFloat(dst, x.DoubleValue, 'g', -1, 64)
-	case *commonpb.AnyValue_BytesValue:
+		return strconv.AppendFloat(dst, v.Double, 'g', -1, 64)
+	case KindBytes:
 		dst = append(dst, '"')
-		dst = base64.StdEncoding.AppendEncode(dst, x.BytesValue)
+		dst = base64.StdEncoding.AppendEncode(dst, v.Bytes)
 		return append(dst, '"')
-	case *commonpb.AnyValue_ArrayValue:
+	case KindArray:
 		dst = append(dst, '[')
-		for i, e := range x.ArrayValue.GetValues() {
+		for i := range v.Array {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = AppendJSON(dst, e)
+			dst = AppendJSON(dst, &v.Array[i])
 		}
 		return append(dst, ']')
-	case *commonpb.AnyValue_KvlistValue:
+	case KindKVList:
 		dst = append(dst, '{')
-		for i, kv := range x.KvlistValue.GetValues() {
+		for i := range v.KVList {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, kv.GetKey())
+			dst = appendJSONString(dst, v.KVList[i].Key)
 			dst = append(dst, ':')
-			dst = AppendJSON(dst, kv.GetValue())
+			dst = AppendJSON(dst, &v.KVList[i].Value)
 		}
 		return append(dst, '}')
 	}

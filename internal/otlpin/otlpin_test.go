@@ -253,7 +253,7 @@ func TestAttributeBudget(t *testing.T) {
 	}}}
 	var c Converter
 	n := 0
-	c.Each(data, t0, func(r *Record) {
+	c.Each(fromPB(data), t0, func(r *Record) {
 		n++
 		if len(r.SD) > MaxAttrs {
 			t.Errorf("SD of %d bytes", len(r.SD))
@@ -291,14 +291,15 @@ func TestPriority(t *testing.T) {
 		{0, "Warning", 188}, {0, "err", 187}, {0, "CRITICAL", 186}, {0, "notice", 189}, {0, "", 190}, {0, "whatever", 190},
 	}
 	for _, tt := range tests {
-		if got := Priority(tt.n, tt.text); got != tt.want {
+		if got := Priority(int32(tt.n), tt.text); got != tt.want {
 			t.Errorf("Priority(%v, %q) = %d, want %d", tt.n, tt.text, got, tt.want)
 		}
 	}
 }
 
-// FuzzRead: no body panics the decoder, and whatever decodes converts into SD a
-// strict parser takes.
+// FuzzRead: no body panics the decoder; whatever the generated types decode, the
+// hand-written decoder decodes to the same (for JSON: whatever both decode, see
+// json.go); and whatever decodes converts into SD a strict parser takes.
 func FuzzRead(f *testing.F) {
 	body, _ := proto.Marshal(sample())
 	f.Add(body, false)
@@ -312,6 +313,15 @@ func FuzzRead(f *testing.F) {
 		req := httptest.NewRequest(http.MethodPost, Path, io.NopCloser(bytes.NewReader(b)))
 		req.Header.Set("Content-Type", ct)
 		_, data, err := Read(req, 1<<20)
+		ref, refErr := referenceDecode(b, isJSON)
+		switch {
+		case refErr == nil && err != nil && !isJSON:
+			t.Fatalf("the generated types decode %q, the decoder refuses it: %v", b, err)
+		case refErr == nil && err == nil:
+			if want := fromPB(ref); !equalData(data, want) {
+				t.Fatalf("decoded %q as\n%#v\nthe generated types as\n%#v", b, data, want)
+			}
+		}
 		if err != nil {
 			return
 		}

@@ -53,7 +53,10 @@ func TestAddonInput(t *testing.T) {
 		}
 	}
 	webToken, otherToken := appToken(t, c, web), appToken(t, c, other)
+	// Both drains deliver before any add-on line is posted: a line accepted while its
+	// app's drain is not yet in the router's table stays in history only.
 	markersThrough(t, webSink, []string{routerURL}, webToken, "web-marker-0")
+	markersThrough(t, otherSink, []string{routerURL}, otherToken, "other-marker-0")
 
 	webAddon := addonToken(t, c, web, "papertrail", publicURL)
 	otherAddon := addonToken(t, c, other, "newrelic", publicURL)

@@ -263,6 +263,10 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 	}
 	hist := merge(parts, c.Lines)
+	// Routers older than numbered lines refuse a URL whose claims carry positions
+	// (unknown claims are refused), so during a rolling upgrade a re-issued URL
+	// carries them only when every replica answered with numbered lines.
+	withPos := numbered(parts, len(streams))
 
 	w.Header().Set("Content-Type", f.contentType())
 	w.Header().Set("Cache-Control", "no-store")
@@ -275,7 +279,7 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 	// seen, and replicas it does not reach this time keep their positions.
 	enc := &encoder{f: f, cur: since.clone()}
 	if f == formatSSE {
-		if err := h.reissue(enc, r, c, enc.cur); err != nil {
+		if err := h.reissue(enc, r, c, enc.cur, withPos); err != nil {
 			h.log.Warn("session re-issue failed", "err", err)
 		}
 	}
@@ -314,7 +318,7 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 			return
 		case <-reissue.C:
 			if f == formatSSE {
-				if err := h.reissue(enc, r, c, enc.cur); err != nil {
+				if err := h.reissue(enc, r, c, enc.cur, withPos); err != nil {
 					h.log.Warn("session re-issue failed", "err", err)
 				}
 			}
@@ -416,9 +420,12 @@ func keepOpen(w http.ResponseWriter) {
 
 // reissue writes an SSE "session" event with a fresh id for the same claims that
 // continues after cursor, so a viewer whose stream drops can reconnect after the
-// original connect-by deadline.
-func (h *Handler) reissue(enc *encoder, r *http.Request, c *session.Claims, cur cursor) error {
+// original connect-by deadline; with withPos the id carries the cursor's positions.
+func (h *Handler) reissue(enc *encoder, r *http.Request, c *session.Claims, cur cursor, withPos bool) error {
 	at, seen, pos := cur.claims()
+	if !withPos {
+		pos = nil // the id still resumes by time; the cursor a client passes keeps the positions
+	}
 	next := session.Claims{Namespace: c.Namespace, App: c.App, Lines: c.Lines, Tail: c.Tail,
 		Source: c.Source, Dyno: c.Dyno, Since: at, Seen: seen, Pos: pos}
 	ttl := time.Duration(c.Expires-c.IssuedAt) * time.Second
@@ -433,6 +440,20 @@ func (h *Handler) reissue(enc *encoder, r *http.Request, c *session.Claims, cur 
 	}
 	enc.session(scheme+"://"+r.Host+Path+id, session.Expiry(now, max(ttl, time.Second)))
 	return nil
+}
+
+// numbered reports whether all peers (n of them) answered and every replica's part
+// is numbered (a history ID: a router that knows positions).
+func numbered(parts []part, peers int) bool {
+	if len(parts) != peers+1 {
+		return false
+	}
+	for _, p := range parts {
+		if p.hid == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // part is one replica's history for a session: records oldest first (in the order

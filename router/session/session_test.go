@@ -509,8 +509,9 @@ func TestEventStream(t *testing.T) {
 	if ev := nextEvent(t, evs); ev.event != "tail" || ev.id != last {
 		t.Fatalf("after history: %+v, want a tail event with id %s", ev, last)
 	}
-	// The next re-issue continues after the newest line sent.
-	if c := reissued(nextEvent(t, evs)); !strings.HasPrefix(last, fmt.Sprint(c.Since, "-")) || len(c.Seen) != 1 {
+	// The next re-issue continues after the newest line sent, exactly where the
+	// stream stands in both replicas (both number their lines).
+	if c := reissued(nextEvent(t, evs)); !strings.HasPrefix(last, fmt.Sprint(c.Since, "-")) || len(c.Seen) != 1 || len(c.Pos) != 2 {
 		t.Fatalf("re-issue since %d seen %v, want the cursor %s", c.Since, c.Seen, last)
 	}
 
@@ -778,5 +779,66 @@ func TestEventStreamTailEventHoldsEveryReplica(t *testing.T) {
 	slices.Sort(got)
 	if strings.Join(got, ",") != "late 0,late 1" {
 		t.Fatalf("after reconnecting with the tail event's id %s: %q, want the two late lines once each", ev.id, got)
+	}
+}
+
+// TestReissueWithAnOldPeerHasNoPositions: during a rolling upgrade a replica that
+// answers a peer call the old way (plain frames, no history ID) is a router that
+// would refuse a session id carrying positions, so re-issued URLs carry none while
+// such a replica takes part; they still resume by time.
+func TestReissueWithAnOldPeerHasNoPositions(t *testing.T) {
+	rs := replicas(t, 1)
+	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != PeerPath {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", peerMediaType)
+		out := appendFrame(nil, frameHistory, message.AppendStrings(nil, 190, t0, "app", "web.2", "from the old router"))
+		_, _ = w.Write(appendFrame(out, frameEndHistory, nil))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // a tail: open until the caller leaves
+	}))
+	t.Cleanup(old.Close)
+	rs[0].h.peers.(*peerList).urls = []string{old.URL}
+	rs[0].h.opts.ReissueEvery = 50 * time.Millisecond
+	rs[0].publish(t, "shop/web", t0.Add(time.Millisecond), "app", "web.1", "from the new router")
+	claims := session.Claims{Namespace: "shop", App: "web", Lines: 10, Tail: true}
+	resp, err := http.Get(rs[0].srv.URL + Path + sessionID(t, claims) + "?format=sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = resp.Body.Close() }) // before the servers' Close
+	evs := readEvents(resp.Body)
+	var lines []string
+	for {
+		ev := nextEvent(t, evs)
+		switch ev.event {
+		case "line":
+			var l jsonLine
+			if err := json.Unmarshal([]byte(ev.data), &l); err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, l.Message)
+			continue
+		case "session":
+			if len(lines) < 2 {
+				continue // the one at connect, before any line
+			}
+		default:
+			continue
+		}
+		var d struct{ URL string }
+		if err := json.Unmarshal([]byte(ev.data), &d); err != nil {
+			t.Fatal(err)
+		}
+		c, err := session.Verify(d.URL[strings.LastIndex(d.URL, "/")+1:], testKeys, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Pos) != 0 || c.Since != t0.Add(time.Millisecond).UnixMicro() {
+			t.Fatalf("re-issued after %q with an old peer: pos %v since %d, want no positions and the newest time", lines, c.Pos, c.Since)
+		}
+		return
 	}
 }

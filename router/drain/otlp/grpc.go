@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -132,7 +131,7 @@ func newGRPCExporter(cfg *drain.Config, env drain.Env, o Options) (*grpcExporter
 		}
 	}
 	if cfg.Compression != routing.CompressionNone {
-		e.calls = append(e.calls, grpc.UseCompressor(gzip.Name))
+		e.calls = append(e.calls, grpc.UseCompressor(grpcGzipName))
 	}
 	return e, nil
 }

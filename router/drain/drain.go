@@ -135,8 +135,17 @@ type Batch struct {
 	// Written is how many bytes of Bytes() an Immediate write already sent; Deliver
 	// starts after them.
 	Written int
-	// Notice: the first frame is the L10 notice of drops before this batch.
-	Notice bool
+	// Notice: the first frame is the L10 notice of drops before this batch;
+	// NoticeCount is the count it announces.
+	Notice      bool
+	NoticeCount int64
+	// LostEarlier and LostNotices are set by Deliver when it learns that frames of
+	// batches it had reported delivered never reached the receiver (a syslog
+	// connection replaced while its kernel still held them): how many messages, and
+	// the counts of the L10 notices among those frames. The runner announces them
+	// with the next batch's L10.
+	LostEarlier int
+	LostNotices int64
 	// peak is the largest batch since the last look at the buffer's size; filled
 	// counts the batches since then (see Reset).
 	peak, filled int
@@ -222,7 +231,8 @@ func (b *Batch) Reset() {
 			b.peak, b.filled = 0, 0
 		}
 	}
-	b.buf, b.ends, b.Enqueued, b.Written, b.Notice = b.buf[:0], b.ends[:0], 0, 0, false
+	b.buf, b.ends, b.Enqueued, b.Written, b.Notice, b.NoticeCount = b.buf[:0], b.ends[:0], 0, 0, false, 0
+	b.LostEarlier, b.LostNotices = 0, 0
 	b.orig, b.oends = b.orig[:0], b.oends[:0]
 }
 

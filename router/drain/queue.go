@@ -157,7 +157,7 @@ func (q *Queue) takeDirect(recs [][]byte, b *Batch, lim Limits, host string) (no
 	if notice > 0 {
 		var l10 [256]byte
 		b.AddRecord(appendL10(l10[:0], notice, since), host)
-		b.Notice = true
+		b.Notice, b.NoticeCount = true, notice
 	}
 	for _, rec := range recs {
 		b.AddRecord(rec, host)
@@ -180,7 +180,7 @@ func (q *Queue) Take(b *Batch, lim Limits, host string) (notice int64, since tim
 		q.pending = 0
 		var l10 [256]byte
 		b.AddRecord(appendL10(l10[:0], notice, since), host)
-		b.Notice = true
+		b.Notice, b.NoticeCount = true, notice
 	}
 	first := true
 	// A queue record is an 8-byte enqueue stamp and a 2-byte offset before the record;

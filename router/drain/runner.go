@@ -404,6 +404,16 @@ func (r *Runner) account(b *Batch, n int, notice int64, since time.Time, err err
 	if lost > 0 {
 		r.Queue.Dropped(int64(lost))
 	}
+	// Frames of earlier batches, counted delivered then, that the drain now knows
+	// never arrived: announced again with the next batch (Delivered stays a
+	// counter of what was written).
+	if b.LostEarlier > 0 {
+		r.Queue.Dropped(int64(b.LostEarlier))
+	}
+	if b.LostNotices > 0 {
+		r.Queue.restoreNotice(b.LostNotices, now)
+	}
+	b.LostEarlier, b.LostNotices = 0, 0
 	// Drains report each failed attempt through Env.Report as it happens; here the
 	// outcome is only logged, at most once a minute per failure streak.
 	if err != nil && !errors.Is(err, context.Canceled) {

@@ -25,3 +25,16 @@ func unacked(rc syscall.RawConn) int {
 	})
 	return n
 }
+
+// ackedBytes returns the bytes of data the receiver acknowledged on a connection
+// (tcpi_bytes_acked); -1 when it cannot tell. Unlike SIOCOUTQ it still answers once
+// the receiver reset the connection and the kernel dropped what it held.
+func ackedBytes(rc syscall.RawConn) int64 {
+	n := int64(-1)
+	_ = rc.Control(func(fd uintptr) {
+		if ti, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			n = int64(ti.Bytes_acked)
+		}
+	})
+	return n
+}

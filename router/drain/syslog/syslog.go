@@ -101,7 +101,22 @@ type Sink struct {
 	tryOut []byte
 	tryN   int
 	tryFn  func(fd uintptr) bool
+	// Earlier batches on a plain TCP connection, for a replacement to count exactly
+	// what they lose: pos is the bytes written on the connection, ends the offsets
+	// where frames of batches already reported delivered end, kept until SIOCOUTQ
+	// shows them acknowledged (trimmed every trimEvery bytes), and notices those of
+	// them that were L10 notices, with their counts.
+	pos     int64
+	ends    []int64
+	notices []noticeEnd
+	trimmed int64
 }
+
+type noticeEnd struct{ end, count int64 }
+
+// trimEvery is how many bytes a connection writes between two looks at what its
+// kernel still holds (one ioctl), to forget the frames acknowledged meanwhile.
+const trimEvery = 256 << 10
 
 var (
 	_ drain.Drain      = (*Sink)(nil)
@@ -195,6 +210,11 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 	carried := true        // the current connection took b's first frame (its notice)
 	var progress time.Time // the current connection's last progress
 	for {
+		if s.conn != nil && s.dead.Load() {
+			// The receiver hung up: what it never acknowledged is lost with the
+			// connection (counted, and this batch's share sent again).
+			sent = s.lostOnClose(b, written, from, sent)
+		}
 		had := s.conn
 		if err := s.ensureConn(ctx); err != nil {
 			if ctx.Err() != nil {
@@ -208,6 +228,9 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 			continue
 		}
 		if s.conn != had {
+			// A new connection starts at a frame: one cut on the old connection (by
+			// a partial TryWrite before it died) is sent again whole.
+			written = b.Start(sent)
 			from, carried = written, written == 0
 		}
 		if s.conn != had || progress.IsZero() {
@@ -228,6 +251,7 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 			sent++
 		}
 		if err == nil {
+			s.wrote(b, from)
 			s.lastUse = time.Now()
 			s.backoff.Reset()
 			s.l14.Succeeded()
@@ -256,6 +280,7 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 			}
 		} else {
 			lastErr = fmt.Errorf("write to syslog drain: %w", err)
+			sent = s.lostOnClose(b, written, from, sent)
 			s.closeConn()
 		}
 		s.fail(lastErr)
@@ -278,13 +303,105 @@ func (s *Sink) replaceStalled(b *drain.Batch, err error, written, from, sent int
 			for sent > 0 && b.End(sent-1) > acked {
 				sent--
 			}
-			if lost := u - (written - from); lost > 0 {
-				lastErr = fmt.Errorf("%w (%d bytes of earlier batches unacknowledged)", lastErr, lost)
+			// Frames of earlier batches ending past what the receiver acknowledged
+			// are lost with the connection (a cut one too: the receiver drops it).
+			msgs, notices := s.unackedEarlier(s.pos - int64(u))
+			b.LostEarlier += msgs
+			b.LostNotices += notices
+			s.ends, s.notices = s.ends[:0], s.notices[:0]
+			if msgs > 0 || notices > 0 {
+				lastErr = fmt.Errorf("%w (%d messages of earlier batches unacknowledged, announced again)", lastErr, msgs)
 			}
 		}
 	}
 	s.resetConn()
 	return sent, lastErr
+}
+
+// lostOnClose is for a plain TCP connection given up after the receiver hung up or
+// a write failed: it counts into b the frames of earlier batches the receiver never
+// acknowledged (tcpi_bytes_acked) and returns how many frames of b count as written
+// (b's bytes from from up to written were the connection's last).
+func (s *Sink) lostOnClose(b *drain.Batch, written, from, sent int) int {
+	if s.raw == nil {
+		return sent
+	}
+	acked := ackedBytes(s.sock)
+	if acked < 0 {
+		return sent
+	}
+	msgs, notices := s.unackedEarlier(acked)
+	b.LostEarlier += msgs
+	b.LostNotices += notices
+	s.ends, s.notices = s.ends[:0], s.notices[:0]
+	ab := max(written-int(s.pos-acked), from)
+	was := sent
+	for sent > 0 && b.End(sent-1) > ab {
+		sent--
+	}
+	if msgs > 0 || notices > 0 || sent < was {
+		s.fail(fmt.Errorf("syslog drain connection lost with %d bytes unacknowledged: %d messages of earlier batches announced dropped, %d of this batch sent again",
+			s.pos-acked, msgs, was-sent))
+	}
+	return sent
+}
+
+// wrote notes the frames of b, now wholly written, that went out on the current
+// plain TCP connection (the bytes from its offset from on were its last writes),
+// and forgets the ones its kernel no longer holds.
+func (s *Sink) wrote(b *drain.Batch, from int) {
+	if s.raw == nil {
+		return
+	}
+	base := s.pos - int64(b.Size()) // the connection's offset of b's byte 0
+	for i := range b.Len() {
+		if b.Start(i) >= from {
+			s.ends = append(s.ends, base+int64(b.End(i)))
+		}
+	}
+	if b.Notice && from == 0 {
+		s.notices = append(s.notices, noticeEnd{base + int64(b.End(0)), b.NoticeCount})
+	}
+	if s.pos-s.trimmed >= trimEvery {
+		s.trimmed = s.pos
+		if u := unacked(s.sock); u >= 0 {
+			s.forget(s.pos - int64(u))
+		}
+	}
+}
+
+// forget drops the frames that end at or before acked.
+func (s *Sink) forget(acked int64) {
+	i := 0
+	for i < len(s.ends) && s.ends[i] <= acked {
+		i++
+	}
+	s.ends = s.ends[:copy(s.ends, s.ends[i:])]
+	j := 0
+	for j < len(s.notices) && s.notices[j].end <= acked {
+		j++
+	}
+	s.notices = s.notices[:copy(s.notices, s.notices[j:])]
+	if len(s.ends) == 0 && cap(s.ends) > 4096 {
+		s.ends = nil // a backlog's worth, not kept for a healthy connection
+	}
+}
+
+// unackedEarlier counts the frames of earlier batches that end after acked: the
+// messages among them, and the counts of the L10 notices among them.
+func (s *Sink) unackedEarlier(acked int64) (msgs int, notices int64) {
+	for _, e := range s.ends {
+		if e > acked {
+			msgs++
+		}
+	}
+	for _, n := range s.notices {
+		if n.end > acked {
+			msgs--
+			notices += n.count
+		}
+	}
+	return msgs, notices
 }
 
 // tlsPiece bounds one write on a TLS connection (one record's worth).
@@ -298,7 +415,9 @@ func (s *Sink) write(p []byte) (int, error) {
 	s.deadline = true
 	if s.tls == nil {
 		_ = s.conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
-		return s.conn.Write(p)
+		n, err := s.conn.Write(p)
+		s.pos += int64(n)
+		return n, err
 	}
 	n := 0
 	for n < len(p) {
@@ -343,6 +462,10 @@ func (s *Sink) TryWrite(b *drain.Batch, from int) int {
 		return from
 	}
 	s.lastUse = now
+	s.pos += int64(n)
+	if from+n == b.Size() {
+		s.wrote(b, from)
+	}
 	return from + n
 }
 
@@ -408,6 +531,7 @@ func (s *Sink) ensureConn(ctx context.Context) error {
 	dead := new(atomic.Bool)
 	go watch(c, dead)
 	s.conn, s.raw, s.sock, s.dead, s.born, s.lastUse, s.deadline = c, raw, sock, dead, now, now, false
+	s.pos, s.ends, s.notices, s.trimmed = 0, s.ends[:0], s.notices[:0], 0
 	return nil
 }
 

@@ -506,3 +506,189 @@ func TestStalledConnectionResendsUnacknowledged(t *testing.T) {
 	}
 	t.Logf("dead connection: %d bytes, %d whole frames; the rest on the next connection", held, first)
 }
+
+// TestStalledConnectionCountsEarlierBatches: a batch Deliver reported written, still
+// in the kernel when the receiver stopped reading, is lost with the stalled
+// connection when it is replaced; the next batch's Deliver says exactly how many of
+// its frames never arrived (Batch.LostEarlier), for the runner to announce.
+func TestStalledConnectionCountsEarlierBatches(t *testing.T) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8192) })
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() }) // the test is over
+	raw := "syslog://" + ln.Addr().String()
+	u, _ := url.Parse(raw)
+	replaced := make(chan error, 64)
+	s, err := syslog.New(&drain.Config{Drain: routing.Drain{ID: "ns/d", Token: token, URL: raw}, App: "ns/app", URL: u},
+		drain.Env{Dialer: &drain.Dialer{Policy: egress.Policy{Allow: loopback}, Timeout: time.Second}, Logger: slog.New(slog.DiscardHandler),
+			Report: func(err error) {
+				if strings.Contains(err.Error(), "connection replaced") {
+					replaced <- err
+				}
+			}},
+		// The earlier batch fits in what the receiver's kernel and the unsent bound
+		// take together, so its Deliver returns; the next one stalls.
+		syslog.Options{WriteTimeout: 100 * time.Millisecond, StallClose: 300 * time.Millisecond, NotSentLowat: 64 << 10,
+			MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	batch := func(from, n int) *drain.Batch {
+		var b drain.Batch
+		for i := from; i < from+n; i++ {
+			b.AddRecord(message.AppendWireStrings(nil, 190, time.Unix(1764064800, 0), "app", "web.1", fmt.Sprintf("line %d %s", i, strings.Repeat("x", 80))), token)
+		}
+		return &b
+	}
+	const nA, nB = 300, 3000
+	accepted := make(chan net.Conn, 2)
+	go func() {
+		for range 2 {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	a := batch(0, nA)
+	if k, err := s.Deliver(context.Background(), a); k != nA || err != nil {
+		t.Fatalf("earlier batch: Deliver = %d, %v; want %d, nil", k, err, nA)
+	}
+	c1 := <-accepted
+	defer func() { _ = c1.Close() }()
+	b := batch(nA, nB)
+	done := make(chan error, 1)
+	go func() {
+		k, err := s.Deliver(context.Background(), b)
+		if err == nil && k != nB {
+			err = fmt.Errorf("Deliver = %d, want %d", k, nB)
+		}
+		done <- err
+	}()
+	if err := <-replaced; err == nil {
+		t.Fatal("no replacement reported")
+	}
+	// What the receiver's kernel took on the dead connection, and only that.
+	var held int
+	rc, _ := c1.(*net.TCPConn).SyscallConn()
+	_ = rc.Control(func(fd uintptr) { held, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+	got := make([]byte, held)
+	if _, err := io.ReadFull(c1, got); err != nil {
+		t.Fatalf("read the %d bytes held: %v", held, err)
+	}
+	_ = c1.Close()
+	c2 := <-accepted
+	defer func() { _ = c2.Close() }()
+	go func() { _, _ = io.Copy(io.Discard, c2) }()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	arrived := 0
+	_, _ = wire.SplitFrames(got, 0, func(rec []byte) error { // a cut last frame ends it
+		m, err := wire.Parse(rec)
+		if err != nil {
+			return err
+		}
+		var i int
+		if _, err := fmt.Sscanf(string(m.Text), "line %d", &i); err == nil && i < nA {
+			arrived++
+		}
+		return nil
+	})
+	if arrived == nA {
+		t.Fatalf("all %d lines of the earlier batch reached the receiver: the test did not stall with them in the kernel", nA)
+	}
+	if arrived+b.LostEarlier != nA {
+		t.Fatalf("earlier batch: %d lines arrived + %d counted lost = %d, want %d", arrived, b.LostEarlier, arrived+b.LostEarlier, nA)
+	}
+	t.Logf("earlier batch: %d of %d lines arrived before the stall, %d counted lost", arrived, nA, b.LostEarlier)
+}
+
+// TestResetConnectionCountsEarlierBatches: a receiver whose reader stopped resets
+// its connection (a restarted receiver does): frames of a batch Deliver reported
+// written that its kernel never acknowledged are lost with it, and the next batch's
+// Deliver counts exactly those (tcpi_bytes_acked; SIOCOUTQ is empty after a reset).
+// What the receiver's kernel acknowledged and its reader never read is beyond what
+// TCP tells the sender, and not counted.
+func TestResetConnectionCountsEarlierBatches(t *testing.T) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8192) })
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() }) // the test is over
+	raw := "syslog://" + ln.Addr().String()
+	u, _ := url.Parse(raw)
+	s, err := syslog.New(&drain.Config{Drain: routing.Drain{ID: "ns/d", Token: token, URL: raw}, App: "ns/app", URL: u},
+		drain.Env{Dialer: &drain.Dialer{Policy: egress.Policy{Allow: loopback}, Timeout: time.Second}, Logger: slog.New(slog.DiscardHandler)},
+		syslog.Options{NotSentLowat: 64 << 10, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	const nA, nB = 300, 50
+	var a, b drain.Batch
+	for i := range nA + nB {
+		bb := &a
+		if i >= nA {
+			bb = &b
+		}
+		bb.AddRecord(message.AppendWireStrings(nil, 190, time.Unix(1764064800, 0), "app", "web.1", fmt.Sprintf("line %d %s", i, strings.Repeat("x", 80))), token)
+	}
+	accepted := make(chan net.Conn, 2)
+	go func() {
+		for range 2 {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	if k, err := s.Deliver(context.Background(), &a); k != nA || err != nil {
+		t.Fatalf("earlier batch: Deliver = %d, %v; want %d, nil", k, err, nA)
+	}
+	c1 := (<-accepted).(*net.TCPConn)
+	// Wait until the receiver's kernel holds all it will (its window is shut), then
+	// reset without reading: what it holds is what it acknowledged.
+	var held int
+	rc, _ := c1.SyscallConn()
+	testenv.Until(t, "the receiver's window shut", func() bool {
+		prev := held
+		_ = rc.Control(func(fd uintptr) { held, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+		return held > 0 && held == prev
+	})
+	acked := 0
+	for i := range a.Len() {
+		if a.End(i) <= held {
+			acked++
+		}
+	}
+	_ = c1.SetLinger(0)
+	_ = c1.Close()
+	testenv.Until(t, "the sink saw the reset", func() bool { return syslog.HungUp(s) })
+	c2done := make(chan struct{})
+	go func() {
+		c2 := <-accepted
+		_, _ = io.Copy(io.Discard, c2)
+		close(c2done)
+	}()
+	if k, err := s.Deliver(context.Background(), &b); k != nB || err != nil {
+		t.Fatalf("next batch: Deliver = %d, %v; want %d, nil", k, err, nB)
+	}
+	if acked == nA {
+		t.Fatalf("the receiver's kernel took all %d lines: the test did not leave any in the sender's", nA)
+	}
+	if acked+b.LostEarlier != nA {
+		t.Fatalf("earlier batch: %d lines acknowledged + %d counted lost = %d, want %d", acked, b.LostEarlier, acked+b.LostEarlier, nA)
+	}
+	t.Logf("earlier batch: receiver's kernel held %d bytes (%d whole lines), %d counted lost", held, acked, b.LostEarlier)
+}

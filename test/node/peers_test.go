@@ -38,54 +38,13 @@ func (s *suite) peerGather(t *testing.T) {
 func (s *suite) gatherFromPeers(t *testing.T, prefix string) {
 	const app = "peers"
 	logApp(t, shopNS, app, "")
-	var la kubeplexv1alpha1.LogApp
-	ctx := ctxFor(t, time.Minute)
-	if err := cl.Get(ctx, client.ObjectKey{Namespace: shopNS, Name: app}, &la); err != nil {
-		t.Fatal(err)
-	}
-	var sec corev1.Secret
-	if err := cl.Get(ctx, client.ObjectKey{Namespace: shopNS, Name: la.Status.TokenSecretName}, &sec); err != nil {
-		t.Fatal(err)
-	}
-	token := string(sec.Data[kubeplexv1alpha1.TokenSecretKey])
-
-	routers := readyRouters(t)
-	if len(routers) != 2 {
-		t.Fatalf("%d ready router pods, want 2", len(routers))
-	}
-	ingest := make([]string, len(routers))
-	for i, p := range routers {
-		port := 0
-		for _, cp := range p.Spec.Containers[0].Ports {
-			if cp.Name == "http" {
-				port = int(cp.ContainerPort)
-			}
-		}
-		ingest[i] = "http://" + net.JoinHostPort(p.Status.PodIP, strconv.Itoa(port)) + "/logs"
-	}
+	token := appToken(t, app)
+	routers, ingest := routerIngest(t)
 	// Line i goes to router i%2, stamped now: both replicas' halves interleave in time.
 	post := func(from, to int) {
 		t.Helper()
 		for i := from; i <= to; i++ {
-			rec := fmt.Sprintf("<190>1 %s host app peer.%d - - %s line %d", time.Now().UTC().Format("2006-01-02T15:04:05.000000Z"), i%2+1, prefix, i)
-			// A router that has not loaded the new app's token yet answers 401.
-			eventually(t, time.Minute, "router "+routers[i%2].Name+" takes "+prefix+" line "+strconv.Itoa(i), func() error {
-				req, err := http.NewRequest(http.MethodPost, ingest[i%2], bytes.NewReader(wire.AppendFrame(nil, []byte(rec))))
-				if err != nil {
-					return err
-				}
-				req.Header.Set("Content-Type", wire.ContentType)
-				req.SetBasicAuth("token", token)
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					return err
-				}
-				_ = resp.Body.Close() // only the status matters
-				if resp.StatusCode/100 != 2 {
-					return fmt.Errorf("POST %s: %d", ingest[i%2], resp.StatusCode)
-				}
-				return nil
-			})
+			postLine(t, ingest[i%2], token, fmt.Sprintf("peer.%d", i%2+1), fmt.Sprintf("%s line %d", prefix, i))
 		}
 	}
 	const half = 20
@@ -174,6 +133,72 @@ func (s *suite) gatherFromPeers(t *testing.T, prefix string) {
 	if err := tail.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// appToken is the ingest token of app in shopNS.
+func appToken(t *testing.T, app string) string {
+	t.Helper()
+	ctx := ctxFor(t, time.Minute)
+	var la kubeplexv1alpha1.LogApp
+	if err := cl.Get(ctx, client.ObjectKey{Namespace: shopNS, Name: app}, &la); err != nil {
+		t.Fatal(err)
+	}
+	var sec corev1.Secret
+	if err := cl.Get(ctx, client.ObjectKey{Namespace: shopNS, Name: la.Status.TokenSecretName}, &sec); err != nil {
+		t.Fatal(err)
+	}
+	return string(sec.Data[kubeplexv1alpha1.TokenSecretKey])
+}
+
+// routerIngest returns the two ready router pods and each one's POST /logs URL on
+// its pod IP.
+func routerIngest(t *testing.T) ([]corev1.Pod, []string) {
+	t.Helper()
+	routers := readyRouters(t)
+	if len(routers) != 2 {
+		t.Fatalf("%d ready router pods, want 2", len(routers))
+	}
+	ingest := make([]string, len(routers))
+	for i, p := range routers {
+		ingest[i] = podURL(p, "http") + "/logs"
+	}
+	return routers, ingest
+}
+
+// podURL is http://<pod IP>:<the router container's port of that name>.
+func podURL(p corev1.Pod, port string) string {
+	n := 0
+	for _, cp := range p.Spec.Containers[0].Ports {
+		if cp.Name == port {
+			n = int(cp.ContainerPort)
+		}
+	}
+	return "http://" + net.JoinHostPort(p.Status.PodIP, strconv.Itoa(n))
+}
+
+// postLine posts one app line of process proc, stamped now, to a router's POST /logs
+// with the app token, as a collector would; until it is taken (a router that has not
+// loaded a new app's token yet answers 401).
+func postLine(t *testing.T, url, token, proc, text string) {
+	t.Helper()
+	rec := fmt.Sprintf("<190>1 %s host app %s - - %s", time.Now().UTC().Format("2006-01-02T15:04:05.000000Z"), proc, text)
+	eventually(t, time.Minute, "POST "+url+" takes "+text, func() error {
+		req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(wire.AppendFrame(nil, []byte(rec))))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", wire.ContentType)
+		req.SetBasicAuth("token", token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close() // only the status matters
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("POST %s: %d", url, resp.StatusCode)
+		}
+		return nil
+	})
 }
 
 // readyRouters lists the router pods that are Ready, not being deleted.

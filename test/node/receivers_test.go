@@ -135,22 +135,39 @@ func listenNode(t *testing.T) net.Listener {
 	return ln
 }
 
-// tlsSyslog is a syslog+tls receiver: RFC 6587 octet-counted RFC 5424 frames.
-type tlsSyslog struct {
+// syslogReceiver takes RFC 6587 octet-counted RFC 5424 frames over TCP (plain or
+// TLS) and keeps every message and the remote address of every connection.
+type syslogReceiver struct {
 	inbox
-	Addr string
+	Addr  string
+	cmu   sync.Mutex
+	conns []string
 }
 
-func startTLSSyslog(t *testing.T, ca *testCA) *tlsSyslog {
+// startTLSSyslog is a syslog+tls receiver with the suite CA's certificate.
+func startTLSSyslog(t *testing.T, ca *testCA) *syslogReceiver {
 	t.Helper()
 	ln := tls.NewListener(listenNode(t), &tls.Config{Certificates: []tls.Certificate{ca.Cert}, MinVersion: tls.VersionTLS12})
-	r := &tlsSyslog{Addr: ln.Addr().String()}
+	return serveSyslog(ln, "tls syslog")
+}
+
+// startSyslog is a plain syslog:// receiver.
+func startSyslog(t *testing.T) *syslogReceiver {
+	t.Helper()
+	return serveSyslog(listenNode(t), "syslog")
+}
+
+func serveSyslog(ln net.Listener, what string) *syslogReceiver {
+	r := &syslogReceiver{Addr: ln.Addr().String()}
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			r.cmu.Lock()
+			r.conns = append(r.conns, c.RemoteAddr().String())
+			r.cmu.Unlock()
 			go func() {
 				defer func() { _ = c.Close() }() // the peer's stream ended either way
 				fr := wire.NewFrameReader(c, 64<<10)
@@ -158,13 +175,13 @@ func startTLSSyslog(t *testing.T, ca *testCA) *tlsSyslog {
 					rec, err := fr.Next()
 					if err != nil {
 						if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-							r.fail("tls syslog read: %v", err)
+							r.fail("%s read: %v", what, err)
 						}
 						return
 					}
 					m, err := parseRecord(rec)
 					if err != nil {
-						r.fail("tls syslog record %q: %v", rec, err)
+						r.fail("%s record %q: %v", what, rec, err)
 						continue
 					}
 					r.add(m)
@@ -173,6 +190,13 @@ func startTLSSyslog(t *testing.T, ca *testCA) *tlsSyslog {
 		}
 	}()
 	return r
+}
+
+// connections returns the remote addresses of the connections accepted so far.
+func (r *syslogReceiver) connections() []string {
+	r.cmu.Lock()
+	defer r.cmu.Unlock()
+	return append([]string(nil), r.conns...)
 }
 
 // httpsDrain is an HTTPS drain receiver that checks what Logplex and kubeplex promise

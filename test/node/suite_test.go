@@ -59,6 +59,7 @@ func TestNode(t *testing.T) {
 	t.Run("4-cri-tail", s.criTail)
 	t.Run("4b-image-command", s.imageCommand)
 	t.Run("14-manager-memory", s.managerMemory)
+	t.Run("15-drain-owners", s.drainOwners)
 	t.Run("9-helm-uninstall", s.helmUninstall)
 	t.Run("8-kustomize", s.kustomize)
 }
@@ -67,7 +68,7 @@ type suite struct {
 	ca    *testCA
 	reg   *testRegistry
 	rsys  *rsyslog
-	tlsr  *tlsSyslog
+	tlsr  *syslogReceiver
 	https *httpsDrain
 	otel  *otelCollector // the OpenTelemetry Collector's OTLP receiver
 	// drain tokens by receiver

@@ -206,8 +206,8 @@ func NewHandler(keys func() []routing.SessionKey, drains Drains, reg prometheus.
 
 // ServeHTTP takes one forwarded batch.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxHeader+maxBatchBytes+1))
-	if err != nil || len(body) > maxHeader+maxBatchBytes {
+	body, err := readBody(r)
+	if err != nil {
 		h.refuse(w, http.StatusRequestEntityTooLarge, "bad", "forwarded batch unreadable or too large")
 		return
 	}
@@ -246,6 +246,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	run.Offer(recs)
 	h.received.Add(float64(len(recs)))
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// readBody reads a call's body, at most maxHeader+maxBatchBytes: in one piece when
+// the length is announced (a forwarder always does), without io.ReadAll's copies.
+func readBody(r *http.Request) ([]byte, error) {
+	const limit = maxHeader + maxBatchBytes
+	if n := r.ContentLength; n > 0 && n <= limit {
+		body := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, err
+		}
+		return body, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err == nil && len(body) > limit {
+		err = errors.New("forwarded batch too large")
+	}
+	return body, err
 }
 
 func (h *Handler) refuse(w http.ResponseWriter, code int, reason, text string) {

@@ -1,8 +1,6 @@
 package collector_test
 
 import (
-	"bytes"
-	"compress/gzip"
 	"net"
 	"net/http"
 	"strings"
@@ -15,35 +13,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kubeplex/kubeplex/collector/internal/fakerouter"
+	"github.com/kubeplex/kubeplex/internal/otlpin/otlptest"
 	"github.com/kubeplex/kubeplex/internal/testenv"
 )
-
-func otlpPost(t *testing.T, url, ct string, body []byte, gz bool) (*http.Response, []byte) {
-	t.Helper()
-	if gz {
-		var b bytes.Buffer
-		zw := gzip.NewWriter(&b)
-		_, _ = zw.Write(body)
-		_ = zw.Close()
-		body = b.Bytes()
-	}
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", ct)
-	if gz {
-		req.Header.Set("Content-Encoding", "gzip")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	_, _ = out.ReadFrom(resp.Body)
-	_ = resp.Body.Close() // read to the end
-	return resp, out.Bytes()
-}
 
 // TestTraceOTLP: OTLP/HTTP logs (protobuf and JSON, gzip or not) become lines of
 // source app and the sidecar's process, with their attributes as SD; syslog SD
@@ -56,22 +28,22 @@ func TestTraceOTLP(t *testing.T) {
 		"KUBEPLEX_TRACE_OTLP_ADDR=" + otlpAddr})
 	url := "http://" + otlpAddr + "/v1/logs"
 	data := &logspb.LogsData{ResourceLogs: []*logspb.ResourceLogs{{ScopeLogs: []*logspb.ScopeLogs{{LogRecords: []*logspb.LogRecord{
-		{SeverityNumber: logspb.SeverityNumber_SEVERITY_NUMBER_ERROR, Body: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: "otlp protobuf"}},
-			Attributes: []*commonpb.KeyValue{{Key: "k", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: "v"}}}}},
-		{Body: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: strings.Repeat("x", 70000)}}},
+		{SeverityNumber: logspb.SeverityNumber_SEVERITY_NUMBER_ERROR, Body: otlptest.Str("otlp protobuf"),
+			Attributes: []*commonpb.KeyValue{otlptest.KV("k", "v")}},
+		{Body: otlptest.Str(strings.Repeat("x", 70000))},
 	}}}}}}
 	body, _ := proto.Marshal(data)
-	resp, out := otlpPost(t, url, "application/x-protobuf", body, true)
+	resp, out := otlptest.Post(t, url, "application/x-protobuf", body, true, nil)
 	var er collogspb.ExportLogsServiceResponse
 	if err := proto.Unmarshal(out, &er); resp.StatusCode != 200 || err != nil || er.GetPartialSuccess().GetRejectedLogRecords() != 1 {
 		t.Errorf("protobuf export: %s %q", resp.Status, out)
 	}
-	resp, out = otlpPost(t, url, "application/json",
-		[]byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"severityText":"WARN","body":{"stringValue":"otlp json"},"traceId":"4bf92f3577b34da6a3ce929d0e0e4736"}]}]}]}`), false)
+	resp, out = otlptest.Post(t, url, "application/json",
+		[]byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"severityText":"WARN","body":{"stringValue":"otlp json"},"traceId":"4bf92f3577b34da6a3ce929d0e0e4736"}]}]}]}`), false, nil)
 	if resp.StatusCode != 200 || strings.TrimSpace(string(out)) != "{}" {
 		t.Errorf("JSON export: %s %q", resp.Status, out)
 	}
-	if resp, out := otlpPost(t, url, "application/x-protobuf", []byte("\xff\xff"), false); resp.StatusCode != http.StatusBadRequest {
+	if resp, out := otlptest.Post(t, url, "application/x-protobuf", []byte("\xff\xff"), false, nil); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("malformed export: %s %q", resp.Status, out)
 	}
 	c, err := net.Dial("udp", sc.syslog)

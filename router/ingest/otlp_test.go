@@ -1,10 +1,7 @@
 package ingest_test
 
 import (
-	"bytes"
-	"compress/gzip"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +14,7 @@ import (
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kubeplex/kubeplex/internal/otlpin/otlptest"
 	"github.com/kubeplex/kubeplex/router/ingest"
 	"github.com/kubeplex/kubeplex/router/message"
 )
@@ -32,45 +30,16 @@ func logsBody(service string, texts ...string) []byte {
 	recs := make([]*logspb.LogRecord, 0, len(texts))
 	for _, s := range texts {
 		recs = append(recs, &logspb.LogRecord{SeverityNumber: logspb.SeverityNumber_SEVERITY_NUMBER_WARN,
-			Body:       &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: s}},
-			Attributes: []*commonpb.KeyValue{{Key: "k", Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: "v"}}}}})
+			Body:       otlptest.Str(s),
+			Attributes: []*commonpb.KeyValue{otlptest.KV("k", "v")}})
 	}
 	rl := &logspb.ResourceLogs{ScopeLogs: []*logspb.ScopeLogs{{LogRecords: recs}}}
 	if service != "" {
 		rl.Resource = &resourcepb.Resource{Attributes: []*commonpb.KeyValue{{Key: "service.name",
-			Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: service}}}}}
+			Value: otlptest.Str(service)}}}
 	}
 	b, _ := proto.Marshal(&logspb.LogsData{ResourceLogs: []*logspb.ResourceLogs{rl}})
 	return b
-}
-
-func otlpDo(t *testing.T, url string, body []byte, ct string, auth func(*http.Request), gz bool) (*http.Response, []byte) {
-	t.Helper()
-	if gz {
-		var b bytes.Buffer
-		zw := gzip.NewWriter(&b)
-		_, _ = zw.Write(body)
-		_ = zw.Close()
-		body = b.Bytes()
-	}
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", ct)
-	if gz {
-		req.Header.Set("Content-Encoding", "gzip")
-	}
-	if auth != nil {
-		auth(req)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close() // read to the end
-	return resp, out
 }
 
 func bearer(tok string) func(*http.Request) {
@@ -84,22 +53,22 @@ func TestOTLPIngest(t *testing.T) {
 	e := setup(t, ingest.Limits{})
 	url := otlpServer(t, e, ingest.Limits{MaxFrame: 1000, MaxLine: 100, MaxBody: 64 << 10})
 
-	resp, out := otlpDo(t, url, logsBody("checkout", "one", strings.Repeat("x", 250)), "application/x-protobuf", bearer(tokWeb), false)
+	resp, out := otlptest.Post(t, url, "application/x-protobuf", logsBody("checkout", "one", strings.Repeat("x", 250)), false, bearer(tokWeb))
 	if resp.StatusCode != 200 || len(out) != 0 {
 		t.Fatalf("Bearer export: %s %q", resp.Status, out)
 	}
-	resp, _ = otlpDo(t, url, logsBody("", "two"), "application/x-protobuf", basic(tokAPI), true)
+	resp, _ = otlptest.Post(t, url, "application/x-protobuf", logsBody("", "two"), true, basic(tokAPI))
 	if resp.StatusCode != 200 {
 		t.Fatalf("Basic gzip export: %s", resp.Status)
 	}
-	resp, out = otlpDo(t, url, []byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"three"},"traceId":"4bf92f3577b34da6a3ce929d0e0e4736"}]}]}]}`),
-		"application/json", bearer(tokAPI), false)
+	resp, out = otlptest.Post(t, url, "application/json",
+		[]byte(`{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"three"},"traceId":"4bf92f3577b34da6a3ce929d0e0e4736"}]}]}]}`), false, bearer(tokAPI))
 	if resp.StatusCode != 200 || strings.TrimSpace(string(out)) != "{}" {
 		t.Fatalf("JSON export: %s %q", resp.Status, out)
 	}
 
 	// A record over --max-frame is refused alone, as a partial success.
-	resp, out = otlpDo(t, url, logsBody("checkout", "four", strings.Repeat("y", 1001)), "application/x-protobuf", bearer(tokWeb), false)
+	resp, out = otlptest.Post(t, url, "application/x-protobuf", logsBody("checkout", "four", strings.Repeat("y", 1001)), false, bearer(tokWeb))
 	var er collogspb.ExportLogsServiceResponse
 	if err := proto.Unmarshal(out, &er); resp.StatusCode != 200 || err != nil || er.GetPartialSuccess().GetRejectedLogRecords() != 1 {
 		t.Fatalf("partial export: %s %q", resp.Status, out)
@@ -150,7 +119,7 @@ func TestOTLPIngestRefusals(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := counter(t, e, "otlp", tt.reason)
-			resp, out := otlpDo(t, url, tt.body, tt.ct, tt.auth, false)
+			resp, out := otlptest.Post(t, url, tt.ct, tt.body, false, tt.auth)
 			if resp.StatusCode != tt.status || len(out) == 0 {
 				t.Errorf("%s %q, want %d with a status body", resp.Status, out, tt.status)
 			}

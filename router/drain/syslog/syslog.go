@@ -340,8 +340,8 @@ func (s *Sink) lostOnClose(b *drain.Batch, written, from, sent int) int {
 		sent--
 	}
 	if msgs > 0 || notices > 0 || sent < was {
-		s.fail(fmt.Errorf("syslog drain connection lost with %d bytes unacknowledged: %d messages of earlier batches announced dropped, %d of this batch sent again",
-			s.pos-acked, msgs, was-sent))
+		s.fail(fmt.Errorf("syslog drain connection lost with %d bytes unacknowledged: "+
+			"%d messages of earlier batches announced dropped, %d of this batch sent again", s.pos-acked, msgs, was-sent))
 	}
 	return sent
 }

@@ -45,8 +45,9 @@ func (p *peerList) Peers() []string {
 	return p.urls
 }
 
-// replicas starts n replicas that know each other and run the same table.
-func replicas(t *testing.T, n int) []*replica {
+// replicas starts n replicas that know each other and run the same table; configure
+// (if any) sets up each server before it starts.
+func replicas(t *testing.T, n int, configure ...func(*http.Server)) []*replica {
 	t.Helper()
 	tbl := routing.Table{Apps: []routing.App{{ID: "shop/web"}, {ID: "other/web"}}, SessionKeys: testKeys}
 	tbl.Seal()
@@ -62,7 +63,11 @@ func replicas(t *testing.T, n int) []*replica {
 		h.SetKeys(tbl.SessionKeys)
 		mx := http.NewServeMux()
 		h.Mount(mx)
-		srv := httptest.NewServer(h.Intercept(mx))
+		srv := httptest.NewUnstartedServer(h.Intercept(mx))
+		for _, c := range configure {
+			c(srv.Config)
+		}
+		srv.Start()
 		t.Cleanup(srv.Close)
 		rs = append(rs, &replica{d: d, h: h, srv: srv})
 	}
@@ -380,11 +385,8 @@ func TestTailFromEveryReplica(t *testing.T) {
 // TestTailOutlivesServerTimeouts: the router's server has read and write timeouts;
 // a tail (and the peer streams behind it) must outlive them.
 func TestTailOutlivesServerTimeouts(t *testing.T) {
-	rs := replicas(t, 2)
 	const timeout = 300 * time.Millisecond
-	for _, r := range rs {
-		r.srv.Config.ReadTimeout, r.srv.Config.WriteTimeout = timeout, timeout
-	}
+	rs := replicas(t, 2, func(s *http.Server) { s.ReadTimeout, s.WriteTimeout = timeout, timeout })
 	id := sessionID(t, session.Claims{Namespace: "shop", App: "web", Tail: true})
 	resp, err := http.Get(rs[0].srv.URL + Path + id)
 	if err != nil {

@@ -482,6 +482,10 @@ func TestWebhookEnvtest(t *testing.T) {
 		if e := envOf(side, EnvRouterURL); e == nil || e.Value != "http://kubeplex-router.kubeplex-system.svc:8080/logs" {
 			t.Errorf("KUBEPLEX_ROUTER_URL = %+v", e)
 		}
+		// Its own inputs (OTLP, trace) are named after the one wrapped container.
+		if e := envOf(side, EnvProcessType); e == nil || e.Value != "web" {
+			t.Errorf("sidecar KUBEPLEX_PROCESS_TYPE = %+v, want web", e)
+		}
 		// The sidecar ships, with its pod and node (the API server took the fieldRefs).
 		for name, path := range map[string]string{EnvPodName: "metadata.name", EnvNodeName: "spec.nodeName"} {
 			if e := envOf(side, name); e == nil || e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != path {

@@ -275,6 +275,14 @@ func injectExec(pod *corev1.Pod, workers []int, t Target, cfg Config) {
 	sidecar.Env = slices.Insert(sidecar.Env, 2,
 		corev1.EnvVar{Name: EnvStateRoot, Value: StatePath},
 		corev1.EnvVar{Name: EnvContainers, Value: strings.Join(names, ",")})
+	// The sidecar's own inputs (trace and OTLP on loopback) are named as the workers
+	// are: after the pod's process type, or the one wrapped container; beside several,
+	// no container can be told apart there, and they stay app.<n>.
+	if pt := podProcessType(pod); pt != "" {
+		sidecar.Env = append(sidecar.Env, corev1.EnvVar{Name: EnvProcessType, Value: pt})
+	} else if len(names) == 1 {
+		sidecar.Env = append(sidecar.Env, corev1.EnvVar{Name: EnvProcessType, Value: names[0]})
+	}
 	sidecar.VolumeMounts = append(sidecar.VolumeMounts, corev1.VolumeMount{Name: StateVolumeName, MountPath: StatePath})
 	// Ours go first: the binary must be in place, and the sidecar listening, before
 	// any other init container or worker starts.

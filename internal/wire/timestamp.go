@@ -161,9 +161,19 @@ var (
 // costs several times more and allocates on some inputs. Unlike time.Parse it takes
 // day 31 of short months and leap seconds: a receiver only re-emits the time.
 func ParseTimestamp(b []byte) (int64, error) {
+	local, ok := parseClock(b)
+	if !ok {
+		return 0, errTimestamp
+	}
+	return parseFracZone(b, local)
+}
+
+// parseClock reads the "2006-01-02T15:04:05" that starts b as seconds since the
+// epoch in b's own zone.
+func parseClock(b []byte) (int64, bool) {
 	// 2006-01-02T15:04:05[.frac](Z|+hh:mm)
 	if len(b) < 20 || b[4] != '-' || b[7] != '-' || (b[10] != 'T' && b[10] != 't') || b[13] != ':' || b[16] != ':' {
-		return 0, errTimestamp
+		return 0, false
 	}
 	year, ok1 := digits(b[0:4])
 	month, ok2 := digits(b[5:7])
@@ -173,8 +183,13 @@ func ParseTimestamp(b []byte) (int64, error) {
 	sec, ok6 := digits(b[17:19])
 	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || month < 1 || month > 12 || day < 1 || day > 31 ||
 		hour > 23 || minute > 59 || sec > 60 {
-		return 0, errTimestamp
+		return 0, false
 	}
+	return daysFromCivil(year, month, day)*86400 + int64(hour*3600+minute*60+sec), true
+}
+
+// parseFracZone reads the fraction and zone after b's clock (parseClock gave local).
+func parseFracZone(b []byte, local int64) (int64, error) {
 	micros, rest, ok := secFrac(b[19:])
 	if !ok {
 		return 0, errTimestamp
@@ -183,14 +198,39 @@ func ParseTimestamp(b []byte) (int64, error) {
 	if !ok {
 		return 0, errTimestamp
 	}
-	secs := daysFromCivil(year, month, day)*86400 + int64(hour*3600+minute*60+sec) - off
-	us := secs*1e6 + micros
+	us := (local-off)*1e6 + micros
 	if us < minMicros || us > maxMicros {
 		// 9999-12-31T23:59:59-23:59 is 10000-01-01 in UTC, which kubeplex (writing UTC)
 		// could not write validly: the caller uses the receive time instead.
 		return 0, errTimestampRange
 	}
 	return us, nil
+}
+
+// TimestampParser is ParseTimestamp for a reader of many timestamps from the same
+// second (one connection's records): the date and clock of the last valid one are
+// remembered and only compared, the fraction and zone are read every time. The zero
+// value is ready; it is not safe for concurrent use.
+type TimestampParser struct {
+	ok    bool
+	clock [19]byte
+	local int64
+}
+
+// Parse returns what ParseTimestamp(b) returns.
+func (p *TimestampParser) Parse(b []byte) (int64, error) {
+	if len(b) < 20 {
+		return 0, errTimestamp
+	}
+	if !p.ok || string(b[:19]) != string(p.clock[:]) {
+		local, ok := parseClock(b)
+		if !ok {
+			return 0, errTimestamp
+		}
+		copy(p.clock[:], b[:19])
+		p.ok, p.local = true, local
+	}
+	return parseFracZone(b, p.local)
 }
 
 // secFrac reads an optional TIME-SECFRAC (".123456") at the start of b and returns it

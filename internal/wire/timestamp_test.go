@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"errors"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -68,6 +69,15 @@ func FuzzParseTimestamp(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		got, err := ParseTimestamp([]byte(s))
+		// The cached parser agrees, cold, warmed on another time, and warmed on s.
+		var p TimestampParser
+		for _, in := range []string{s, "2026-11-25T10:00:00.1Z", s, s} {
+			g, e := p.Parse([]byte(in))
+			w, we := ParseTimestamp([]byte(in))
+			if g != w || !errors.Is(e, we) && (e != nil || we != nil) {
+				t.Fatalf("TimestampParser.Parse(%q) = %d, %v; ParseTimestamp = %d, %v", in, g, e, w, we)
+			}
+		}
 		if err != nil {
 			return
 		}
@@ -184,5 +194,33 @@ func TestTimestampCache(t *testing.T) {
 		if got, want := string(c.Append([]byte("x"), v)), "x"+string(AppendTimestampMicro(nil, v)); got != want {
 			t.Fatalf("cache at %d: %q, want %q", v, got, want)
 		}
+	}
+}
+
+// TestTimestampParser: one parser over times that share a clock, differ only in the
+// fraction or zone, are refused after a valid one with the same clock, or move on
+// returns what ParseTimestamp returns for each.
+func TestTimestampParser(t *testing.T) {
+	var p TimestampParser
+	for _, in := range []string{
+		"2026-11-25T10:00:00.123456+00:00", "2026-11-25T10:00:00.123457+00:00", "2026-11-25T10:00:00Z",
+		"2026-11-25T10:00:00.5-04:00", "2026-11-25T10:00:00.5-4:00", "2026-11-25T10:00:00.", "2026-11-25T10:00:00",
+		"2026-11-25T10:00:00.000001+00:00", "2026-11-25t10:00:00Z", "2026-11-25T10:00:01Z", "2026-13-25T10:00:01Z",
+		"2026-11-25T10:00:01.9Z", "9999-12-31T23:59:59-23:59", "9999-12-31T23:59:59Z", "", "x",
+	} {
+		g, e := p.Parse([]byte(in))
+		w, we := ParseTimestamp([]byte(in))
+		if g != w || (e == nil) != (we == nil) || e != nil && e.Error() != we.Error() {
+			t.Errorf("Parse(%q) = %d, %v; ParseTimestamp = %d, %v", in, g, e, w, we)
+		}
+	}
+}
+
+func BenchmarkTimestampParser(b *testing.B) {
+	ts := []byte("2026-11-25T10:00:00.123456+00:00")
+	var p TimestampParser
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = p.Parse(ts)
 	}
 }

@@ -40,6 +40,9 @@ func (l *Limits) defaults() {
 // batch collects encoded records for one app and publishes them together, so the
 // app's locks are taken once per batch rather than once per message.
 type batch struct {
+	// ts parses TIMESTAMPs, remembering the last one's second: a connection's
+	// records mostly share it.
+	ts   wire.TimestampParser
 	app  *dispatch.App
 	buf  []byte
 	ends []int
@@ -60,7 +63,7 @@ func (b *batch) add(app *dispatch.App, f *wire.Fields, source, proc []byte, now 
 	m := message.Msg{Priority: f.Priority, Source: source, ProcID: proc, Attrs: f.StructuredData}
 	m.Time = now.UnixMicro()
 	if len(f.Timestamp) > 0 {
-		if t, err := wire.ParseTimestamp(f.Timestamp); err == nil {
+		if t, err := b.ts.Parse(f.Timestamp); err == nil {
 			m.Time = t
 		}
 	}

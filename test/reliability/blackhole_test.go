@@ -51,16 +51,7 @@ func TestScenario2BlackholedDrain(t *testing.T) {
 	}
 	books := NewBooks()
 	books.Open(drainToken, "app")
-	sink, err := NewCountingSyslog(books, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sink.Close)
-	proxy, err := NewProxy(sink.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(proxy.Close)
+	proxy := proxiedSyslog(t, books)
 	tbl := routing.Table{Apps: []routing.App{{ID: "rel/app",
 		Tokens: []routing.Token{{Token: ingestToken, Source: "app"}},
 		Drains: []routing.Drain{{ID: "rel/drain", Token: drainToken, URL: "syslog://" + proxy.Addr}}}}}

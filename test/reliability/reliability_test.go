@@ -76,6 +76,36 @@ func startRouterTable(t *testing.T, tbl routing.Table, extra ...string) (router,
 	return r, p
 }
 
+// countingSyslog starts a plain syslog sink booking into books, closed when the test
+// ends.
+func countingSyslog(t *testing.T, books *Books) *CountingSyslog {
+	t.Helper()
+	sink, err := NewCountingSyslog(books, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sink.Close)
+	return sink
+}
+
+// proxyTo starts a fault proxy in front of addr, closed when the test ends.
+func proxyTo(t *testing.T, addr string) *Proxy {
+	t.Helper()
+	proxy, err := NewProxy(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Close)
+	return proxy
+}
+
+// proxiedSyslog starts a counting syslog sink booking into books and returns the
+// fault proxy in front of it, which the drain's URL names.
+func proxiedSyslog(t *testing.T, books *Books) *Proxy {
+	t.Helper()
+	return proxyTo(t, countingSyslog(t, books).Addr)
+}
+
 // status reads the router's /status.
 func (r router) status(t *testing.T) routing.RouterStatus {
 	t.Helper()
@@ -135,11 +165,7 @@ func TestScenario1RefusingDrain(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			sink := drainpeer.NewSyslogSink(t, nil)
-			proxy, err := NewProxy(sink.Addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(proxy.Close)
+			proxy := proxyTo(t, sink.Addr)
 			if err := proxy.Set(Refuse); err != nil {
 				t.Fatal(err)
 			}

@@ -68,11 +68,7 @@ func TestScenario5RouterRestart(t *testing.T) {
 	t.Run("graceful rolling restart", func(t *testing.T) {
 		books := NewBooks()
 		books.Open(drainToken, "app")
-		sink, err := NewCountingSyslog(books, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(sink.Close)
+		sink := countingSyslog(t, books)
 		// A slow HTTP receiver: the first replica still has lines queued for it when
 		// it is told to stop, and must flush them.
 		web := NewHTTPSink(func(int) Answer { return Answer{Code: 200, Delay: 50 * time.Millisecond} })
@@ -136,16 +132,7 @@ func TestScenario5RouterRestart(t *testing.T) {
 	t.Run("SIGKILL", func(t *testing.T) {
 		books := NewBooks()
 		books.Open(drainToken, "app")
-		sink, err := NewCountingSyslog(books, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(sink.Close)
-		proxy, err := NewProxy(sink.Addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(proxy.Close)
+		proxy := proxiedSyslog(t, books)
 		tbl := tableFor(proxy.Addr, "")
 		a, pa := startRouterTable(t, tbl, "--queue-size", "100000")
 		// Delivered, then the drain refuses and the router holds what comes.

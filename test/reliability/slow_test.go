@@ -33,21 +33,8 @@ func TestScenario3SlowDrain(t *testing.T) {
 		phase = time.Minute
 	}
 	books := NewBooks()
-	sink, err := NewCountingSyslog(books, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sink.Close)
-	slowSink, err := NewCountingSyslog(books, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(slowSink.Close)
-	proxy, err := NewProxy(slowSink.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(proxy.Close)
+	sink := countingSyslog(t, books)
+	proxy := proxiedSyslog(t, books) // the slow drain's
 	web := NewCountingHTTP(books, nil)
 	t.Cleanup(web.Close)
 

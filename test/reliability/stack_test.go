@@ -143,16 +143,7 @@ func fetch(url string) (string, error) {
 func TestScenario1DropsInLogDrainStatus(t *testing.T) {
 	s := startStack(t, "--queue-size", "500")
 	books := NewBooks()
-	sink, err := NewCountingSyslog(books, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sink.Close)
-	proxy, err := NewProxy(sink.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(proxy.Close)
+	proxy := proxiedSyslog(t, books)
 	token := s.app(t, "web")
 	d := &kubeplexv1alpha1.LogDrain{ObjectMeta: metav1.ObjectMeta{Name: "archive"},
 		Spec: kubeplexv1alpha1.LogDrainSpec{AppRef: kubeplexv1alpha1.AppReference{Name: "web"}, URL: "syslog://" + proxy.Addr}}

@@ -43,16 +43,24 @@ func (s *suite) cliLogs(t *testing.T) {
 		t.Fatalf("kubeplex logs --num 50 printed %d lines, want 50:\n%s", len(lines), out)
 	}
 	msgs := make([]msg, 0, len(lines))
-	prev := ""
+	// Each replica keeps its lines in the order they arrived, and the merge keeps that
+	// order (docs/sessions.md, "The SSE cursor"). A worker's stdout and stderr are
+	// stamped as each pipe is read and relayed apart, so a stderr line can arrive a
+	// moment before an older stdout line: time order is checked per stream.
+	prev := map[string]string{}
 	for _, l := range lines {
 		m := herokuLine.FindStringSubmatch(l)
 		if m == nil {
 			t.Fatalf("line %q is not in Heroku's text form:\n%s", l, out)
 		}
-		if m[1] < prev { // fixed-width UTC times: string order is time order
-			t.Errorf("line %q is older than the line before it (%s): history not merged by time", l, prev)
+		stream := ""
+		if sm := seqLine.FindStringSubmatch(m[4]); sm != nil {
+			stream = sm[2]
 		}
-		prev = m[1]
+		if m[1] < prev[stream] { // fixed-width UTC times: string order is time order
+			t.Errorf("line %q is older than the line of its stream before it (%s): history not merged by time", l, prev[stream])
+		}
+		prev[stream] = m[1]
 		if m[2] != "app" || !strings.HasPrefix(m[3], "web.") {
 			t.Errorf("line %q: source %q process %q, want app and web.*", l, m[2], m[3])
 		}

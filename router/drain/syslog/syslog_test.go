@@ -401,17 +401,7 @@ func TestIdleConnectionClosed(t *testing.T) {
 // write timeout that resent only from the first frame not wholly written lost what
 // the router's own kernel still held for the dead connection.)
 func TestStalledConnectionResendsUnacknowledged(t *testing.T) {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		// A small receive buffer, inherited by accepted connections: the stall comes soon.
-		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8192) })
-	}}
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() }) // the test is over
-	raw := "syslog://" + ln.Addr().String()
-	u, _ := url.Parse(raw)
+	ln, raw, u := smallBufferListener(t)
 	stalled := make(chan error, 16)
 	s, err := syslog.New(&drain.Config{Drain: routing.Drain{ID: "ns/d", Token: token, URL: raw}, App: "ns/app", URL: u},
 		drain.Env{Dialer: &drain.Dialer{Policy: egress.Policy{Allow: loopback}, Timeout: time.Second}, Logger: slog.New(slog.DiscardHandler),
@@ -512,16 +502,7 @@ func TestStalledConnectionResendsUnacknowledged(t *testing.T) {
 // connection when it is replaced; the next batch's Deliver says exactly how many of
 // its frames never arrived (Batch.LostEarlier), for the runner to announce.
 func TestStalledConnectionCountsEarlierBatches(t *testing.T) {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8192) })
-	}}
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() }) // the test is over
-	raw := "syslog://" + ln.Addr().String()
-	u, _ := url.Parse(raw)
+	ln, raw, u := smallBufferListener(t)
 	replaced := make(chan error, 64)
 	s, err := syslog.New(&drain.Config{Drain: routing.Drain{ID: "ns/d", Token: token, URL: raw}, App: "ns/app", URL: u},
 		drain.Env{Dialer: &drain.Dialer{Policy: egress.Policy{Allow: loopback}, Timeout: time.Second}, Logger: slog.New(slog.DiscardHandler),
@@ -617,16 +598,7 @@ func TestStalledConnectionCountsEarlierBatches(t *testing.T) {
 // What the receiver's kernel acknowledged and its reader never read is beyond what
 // TCP tells the sender, and not counted.
 func TestResetConnectionCountsEarlierBatches(t *testing.T) {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8192) })
-	}}
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() }) // the test is over
-	raw := "syslog://" + ln.Addr().String()
-	u, _ := url.Parse(raw)
+	ln, raw, u := smallBufferListener(t)
 	s, err := syslog.New(&drain.Config{Drain: routing.Drain{ID: "ns/d", Token: token, URL: raw}, App: "ns/app", URL: u},
 		drain.Env{Dialer: &drain.Dialer{Policy: egress.Policy{Allow: loopback}, Timeout: time.Second}, Logger: slog.New(slog.DiscardHandler)},
 		syslog.Options{NotSentLowat: 64 << 10, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
@@ -691,4 +663,25 @@ func TestResetConnectionCountsEarlierBatches(t *testing.T) {
 		t.Fatalf("earlier batch: %d lines acknowledged + %d counted lost = %d, want %d", acked, b.LostEarlier, acked+b.LostEarlier, nA)
 	}
 	t.Logf("earlier batch: receiver's kernel held %d bytes (%d whole lines), %d counted lost", held, acked, b.LostEarlier)
+}
+
+// smallBufferListener listens on 127.0.0.1 with an 8 KiB receive buffer, which
+// accepted connections inherit, so a receiver that stops reading stalls its sender
+// soon. It returns the listener and the drain URL for it, raw and parsed.
+func smallBufferListener(t *testing.T) (net.Listener, string, *url.URL) {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8192) })
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() }) // the test is over
+	raw := "syslog://" + ln.Addr().String()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln, raw, u
 }

@@ -230,6 +230,20 @@ func TestNamespaceDrainPlatformLines(t *testing.T) {
 	startManager(t, Config{RouterStatusURLs: []string{srv.URL + "/status"}, RouterStatusInterval: 100 * time.Millisecond,
 		PlatformURL: lines.URL + "/logs"})
 	ns, other := newNamespace(t), newNamespace(t)
+	apps := []string{"web", "worker"}
+	// instances is what the router reports: both drains run for every covered app (so
+	// a drain's lines are not held for the router to run it: AnnounceWait is a
+	// minute, as long as the test's waits), and "everything" has delivery status ds.
+	instances := func(ds routing.DrainStatus) {
+		fr.mu.Lock()
+		defer fr.mu.Unlock()
+		fr.rep.Drains = map[string]routing.DrainStatus{}
+		for _, app := range apps {
+			fr.rep.Drains[routes.InstanceID(routes.ID(ns, "probe"), app)] = routing.DrainStatus{}
+			fr.rep.Drains[routes.InstanceID(routes.ID(ns, "everything"), app)] = ds
+		}
+	}
+	instances(routing.DrainStatus{})
 	create(t, newApp(ns, "web"), newApp(ns, "worker"), newApp(other, "elsewhere"))
 	// The manager's cache has both apps Ready once a first drain counts them.
 	probe := namespaceDrain(ns, "probe", "syslog://127.0.0.2:514", &metav1.LabelSelector{})
@@ -239,7 +253,6 @@ func TestNamespaceDrainPlatformLines(t *testing.T) {
 	d := namespaceDrain(ns, "everything", "syslog://127.0.0.2:514", &metav1.LabelSelector{})
 	create(t, d)
 	waitStatusApps(t, d, 2)
-	apps := []string{"web", "worker"}
 	// want waits until each covered app has exactly one line starting with text.
 	want := func(what, text string, per func(app string) string) {
 		t.Helper()
@@ -260,14 +273,6 @@ func TestNamespaceDrainPlatformLines(t *testing.T) {
 	want("created lines", "kubeplex[api] LogDrain everything created for every app of the namespace (syslog://127.0.0.2:514)", nil)
 
 	// Delivery: both instances deliver, then fail, then recover.
-	instances := func(ds routing.DrainStatus) {
-		fr.mu.Lock()
-		defer fr.mu.Unlock()
-		fr.rep.Drains = map[string]routing.DrainStatus{}
-		for _, app := range apps {
-			fr.rep.Drains[routes.InstanceID(routes.ID(ns, d.Name), app)] = ds
-		}
-	}
 	t1 := time.Now().UTC().Truncate(time.Second)
 	instances(routing.DrainStatus{Delivered: 5, LastSuccess: &t1})
 	condition(t, d, kubeplexv1alpha1.DeliveringCondition, metav1.ConditionTrue, kubeplexv1alpha1.DeliveredReason)

@@ -76,9 +76,13 @@ type Store struct {
 	// does not) is reported as changed.
 	NotifyInterval time.Duration
 
-	mu       sync.Mutex
-	routers  map[string]*incarnation // by router name
-	current  map[string]map[string]routing.DrainStatus
+	mu      sync.Mutex
+	routers map[string]*incarnation // by router name
+	current map[string]map[string]routing.DrainStatus
+	// running is, per router of the last round, the table drain IDs it reported
+	// (a namespace-wide drain's instances, drain@app, as they are) and their LogDrain
+	// IDs: RunEverywhere asks about one app's instance.
+	running  map[string]map[string]bool
 	acc      map[string]*Summary // by drain ID
 	notified map[string]notice
 	rounds   int // poll rounds folded in
@@ -105,7 +109,13 @@ func (s *Store) Update(now time.Time, reports []routing.RouterStatus) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	current := map[string]map[string]routing.DrainStatus{}
+	running := map[string]map[string]bool{}
 	for _, rep := range reports {
+		ids := make(map[string]bool, len(rep.Drains))
+		for id := range rep.Drains {
+			ids[id], ids[routes.DrainID(id)] = true, true
+		}
+		running[rep.Router] = ids
 		inc := s.routers[rep.Router]
 		fresh := inc == nil || !inc.started.Equal(rep.Started)
 		baseline := inc == nil && rep.Started.Before(s.Since)
@@ -146,6 +156,7 @@ func (s *Store) Update(now time.Time, reports []routing.RouterStatus) []string {
 		current[rep.Router] = carried
 	}
 	s.current = current
+	s.running = running
 	s.rounds++
 
 	var changed []string
@@ -225,11 +236,11 @@ func (s *Store) summaryLocked(id string) Summary {
 func (s *Store) RunEverywhere(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.current) == 0 {
+	if len(s.running) == 0 {
 		return s.rounds > 0
 	}
-	for _, drains := range s.current {
-		if _, ok := drains[id]; !ok {
+	for _, ids := range s.running {
+		if !ids[id] {
 			return false
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/kubeplex/kubeplex/controllers/routes"
 	"github.com/kubeplex/kubeplex/internal/routing"
 )
 
@@ -285,5 +286,46 @@ func TestNamespaceDrainInstances(t *testing.T) {
 	}
 	if got := s.Get("ns/d@web"); got.Reported || got.Delivered != 0 {
 		t.Errorf("an instance has its own summary: %+v", got)
+	}
+}
+
+// TestRunEverywhere: a drain runs everywhere once every router that answered lists it;
+// a namespace-wide drain's instance (drain@app) is asked about by itself, so a new
+// app's instance is not taken as running because another app's instance is. (Asked by
+// instance ID before the fix, it was never found, and the routes controller held the
+// "Drain … added" line, and every later line of that app, for AnnounceWait.)
+func TestRunEverywhere(t *testing.T) {
+	web, worker := routes.InstanceID("ns/all", "web"), routes.InstanceID("ns/all", "worker")
+	rep := func(router string, ids ...string) routing.RouterStatus {
+		r := routing.RouterStatus{Router: router, Started: t0, Drains: map[string]routing.DrainStatus{}}
+		for _, id := range ids {
+			r.Drains[id] = routing.DrainStatus{}
+		}
+		return r
+	}
+	for _, tc := range []struct {
+		name    string
+		rounds  [][]routing.RouterStatus
+		id      string
+		running bool
+	}{
+		{"before the first round", nil, "ns/d", false},
+		{"a round no router answered", [][]routing.RouterStatus{{}}, "ns/d", true},
+		{"every router lists it", [][]routing.RouterStatus{{rep("r0", "ns/d"), rep("r1", "ns/d")}}, "ns/d", true},
+		{"one router lacks it", [][]routing.RouterStatus{{rep("r0", "ns/d"), rep("r1")}}, "ns/d", false},
+		{"the router that lacked it left", [][]routing.RouterStatus{{rep("r0", "ns/d"), rep("r1")}, {rep("r0", "ns/d")}}, "ns/d", true},
+		{"an instance everywhere", [][]routing.RouterStatus{{rep("r0", web), rep("r1", web, worker)}}, web, true},
+		{"another app's instance only", [][]routing.RouterStatus{{rep("r0", web), rep("r1", web, worker)}}, worker, false},
+		{"the LogDrain, by its instances", [][]routing.RouterStatus{{rep("r0", web), rep("r1", worker)}}, "ns/all", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewStore(t0, 0)
+			for i, round := range tc.rounds {
+				s.Update(t0.Add(time.Duration(i)*time.Second), round)
+			}
+			if got := s.RunEverywhere(tc.id); got != tc.running {
+				t.Errorf("RunEverywhere(%q) = %v, want %v", tc.id, got, tc.running)
+			}
+		})
 	}
 }

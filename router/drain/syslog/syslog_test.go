@@ -527,16 +527,7 @@ func TestStalledConnectionCountsEarlierBatches(t *testing.T) {
 		return &b
 	}
 	const nA, nB = 300, 3000
-	accepted := make(chan net.Conn, 2)
-	go func() {
-		for range 2 {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c
-		}
-	}()
+	accepted := acceptN(ln, 2)
 	a := batch(0, nA)
 	if k, err := s.Deliver(context.Background(), a); k != nA || err != nil {
 		t.Fatalf("earlier batch: Deliver = %d, %v; want %d, nil", k, err, nA)
@@ -615,16 +606,7 @@ func TestResetConnectionCountsEarlierBatches(t *testing.T) {
 		}
 		bb.AddRecord(message.AppendWireStrings(nil, 190, time.Unix(1764064800, 0), "app", "web.1", fmt.Sprintf("line %d %s", i, strings.Repeat("x", 80))), token)
 	}
-	accepted := make(chan net.Conn, 2)
-	go func() {
-		for range 2 {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c
-		}
-	}()
+	accepted := acceptN(ln, 2)
 	if k, err := s.Deliver(context.Background(), &a); k != nA || err != nil {
 		t.Fatalf("earlier batch: Deliver = %d, %v; want %d, nil", k, err, nA)
 	}
@@ -684,4 +666,19 @@ func smallBufferListener(t *testing.T) (net.Listener, string, *url.URL) {
 		t.Fatal(err)
 	}
 	return ln, raw, u
+}
+
+// acceptN hands out the first n connections ln accepts, in order.
+func acceptN(ln net.Listener, n int) <-chan net.Conn {
+	accepted := make(chan net.Conn, n)
+	go func() {
+		for range n {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	return accepted
 }

@@ -106,8 +106,8 @@ func (o *ownership) Owns(id string) bool {
 }
 
 // Forwarder returns the drain that forwards cfg's lines to its owners.
-func (o *ownership) Forwarder(cfg *drain.Config, env drain.Env) drain.Drain {
-	return o.fwd.NewDrain(cfg, env)
+func (o *ownership) Forwarder(cfg *drain.Config, env drain.Env, origins bool) drain.Drain {
+	return o.fwd.NewDrain(cfg, env, origins)
 }
 
 // ownersOf returns drain id's owners, first choice first.

@@ -283,3 +283,88 @@ func drainOwnersDeliver(t *testing.T, k int) {
 		}
 	}
 }
+
+// TestDrainOwnersOrigin: with --drain-owners 1 over 3 router processes, an OTLP
+// drain gets the pod and node of the collector that sent each line whichever
+// replica the line entered, the drain's owner or one that forwards to it; a syslog
+// drain of the same app gets the frames it always did, without them.
+func TestDrainOwnersOrigin(t *testing.T) {
+	const apps, per = 3, 10
+	tbl := routing.Table{SessionKeys: sessionKeys}
+	rvs := make([]*peer.OTLPReceiver, apps)
+	sinks := make([]*peer.SyslogSink, apps)
+	for a := range apps {
+		rvs[a] = peer.NewOTLPReceiver(t, nil, nil)
+		sinks[a] = peer.NewSyslogSink(t, nil)
+		tbl.Apps = append(tbl.Apps, routing.App{ID: fmt.Sprintf("ns%d/app", a),
+			Tokens: []routing.Token{{Token: ownedAppToken(a), Source: "app", Collector: true}},
+			Drains: []routing.Drain{
+				{ID: fmt.Sprintf("ns%d/otlp", a), Token: fmt.Sprintf("d.%08d-3333-4333-8333-333333333333", a),
+					URL: "otlp+http://" + strings.TrimPrefix(rvs[a].URL, "http://")},
+				{ID: fmt.Sprintf("ns%d/syslog", a), Token: fmt.Sprintf("d.%08d-2222-4222-8222-222222222222", a),
+					URL: "syslog://" + sinks[a].Addr}}})
+	}
+	rs := startRouterSet(t, 3, tbl, "--drain-owners", "1", "--self-url", "{self}")
+	all := make([]string, 0, len(rs))
+	for _, r := range rs {
+		all = append(all, r.base)
+	}
+	slices.Sort(all)
+	waitMembers(t, rs, all)
+
+	for r := range rs {
+		for a := range apps {
+			var b []byte
+			for i := range per {
+				b = wire.AppendFrame(b, fmt.Appendf(nil, "<190>1 2026-11-25T10:00:00.000000+00:00 host app web.1 - - r%d n%d", r, i))
+			}
+			resp, _ := post(t, rs[r].base+"/logs", ownedAppToken(a), string(b), map[string]string{wire.HeaderMsgCount: fmt.Sprint(per),
+				wire.HeaderPod: fmt.Sprintf("web-%d", r), wire.HeaderNode: fmt.Sprintf("node-%d", r)})
+			if resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("POST /logs to %s = %d", rs[r].base, resp.StatusCode)
+			}
+		}
+	}
+	forwarded := 0
+	for a := range apps {
+		recs := rvs[a].WaitAccepted(t, len(rs)*per)
+		if len(recs) != len(rs)*per {
+			t.Errorf("app %d: %d OTLP records, want %d", a, len(recs), len(rs)*per)
+		}
+		for _, rec := range recs {
+			var r, n int
+			if _, err := fmt.Sscanf(rec.Body, "r%d n%d", &r, &n); err != nil {
+				t.Fatalf("app %d: unexpected record %q", a, rec.Body)
+			}
+			if pod, node := rec.Resource["k8s.pod.name"], rec.Resource["k8s.node.name"]; pod != fmt.Sprintf("web-%d", r) || node != fmt.Sprintf("node-%d", r) {
+				t.Errorf("app %d, line %q posted to router %d: pod %q, node %q; want web-%d, node-%d", a, rec.Body, r, pod, node, r, r)
+			}
+		}
+		for _, req := range rvs[a].Requests() {
+			if len(req.Header.Values("Kubeplex-Forward-Origins")) > 0 {
+				t.Errorf("app %d: the forwarding hop's header reached the drain", a)
+			}
+		}
+		for _, raw := range sinks[a].WaitFor(t, len(rs)*per) {
+			if strings.Contains(string(raw.Text), "web-") || strings.Contains(fmt.Sprint(raw), "node-") {
+				t.Errorf("app %d: syslog frame carries an origin: %+v", a, raw)
+			}
+		}
+		for _, raw := range sinks[a].Raw() {
+			if strings.Contains(string(raw), "node-") {
+				t.Errorf("app %d: syslog frame carries an origin: %q", a, raw)
+			}
+		}
+	}
+	for _, r := range rs {
+		for id, ds := range status(t, "http://"+r.admin).Drains {
+			if strings.HasSuffix(id, "/otlp") {
+				forwarded += int(ds.Forwarded)
+			}
+		}
+	}
+	// Two of every three replicas forward each drain's lines: the test covers the hop.
+	if want := apps * (len(rs) - 1) * per; forwarded != want {
+		t.Errorf("%d OTLP lines forwarded, want %d", forwarded, want)
+	}
+}

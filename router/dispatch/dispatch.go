@@ -56,8 +56,10 @@ type Options struct {
 type Owners interface {
 	// Owns reports whether this replica delivers drain id itself.
 	Owns(id string) bool
-	// Forwarder returns the drain that hands the batches of cfg to its owners.
-	Forwarder(cfg *drain.Config, env drain.Env) drain.Drain
+	// Forwarder returns the drain that hands the batches of cfg to its owners;
+	// origins: the owners' drain uses the lines' origins (drain.OriginUser), so the
+	// forwarder carries them.
+	Forwarder(cfg *drain.Config, env drain.Env, origins bool) drain.Drain
 }
 
 // Dispatcher routes messages to apps. Lookups are lock-free; Apply is serialized.
@@ -680,7 +682,8 @@ func (d *Dispatcher) startRunner(a *App, cfg *drain.Config, q *drain.Queue, st *
 	// One case per drain type; a new type is a new package and a new case.
 	switch typ := DrainType(cfg.URL.Scheme); {
 	case typ != "" && d.opts.Owners != nil && !d.opts.Owners.Owns(cfg.ID):
-		dr = d.opts.Owners.Forwarder(cfg, env)
+		// Only the OTLP drain is an OriginUser (otlp.Sink.UsesOrigin).
+		dr = d.opts.Owners.Forwarder(cfg, env, typ == TypeOTLP)
 	case typ == TypeSyslog:
 		dr, err = syslog.New(cfg, env, d.opts.Syslog)
 	case typ == TypeHTTP:
@@ -765,6 +768,7 @@ func (d *Dispatcher) Reown() int {
 				}
 			}
 			a.runners.Store(&kept)
+			a.origins.Store(slices.ContainsFunc(kept, (*drain.Runner).UsesOrigin))
 		}
 	}
 	return moved

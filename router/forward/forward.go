@@ -14,12 +14,21 @@
 // until RetryFor), or lost in between (a cut connection: counted as dropped by the
 // forwarder, although the owner may have taken it), so a line is never delivered
 // twice.
+//
+// For a drain that uses its lines' origins (an OTLP drain: the pod and node of the
+// collector that sent each line), the call also carries them, in OriginsHeader, as
+// runs of frames that share an origin; the signed header line holds the value's
+// SHA-256, so the owner takes an origin only from a call it authenticated, and an
+// owner of an earlier version, which knows neither, delivers the lines without.
 package forward
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +44,7 @@ import (
 
 	"github.com/kubeplex/kubeplex/internal/backoff"
 	"github.com/kubeplex/kubeplex/internal/routing"
+	"github.com/kubeplex/kubeplex/internal/wire"
 	"github.com/kubeplex/kubeplex/router/drain"
 	"github.com/kubeplex/kubeplex/router/message"
 	"github.com/kubeplex/kubeplex/router/session"
@@ -57,7 +67,20 @@ type header struct {
 	Nonce string `json:"nonce"`
 	// From is the forwarding replica (its base URL), for the owner's logs.
 	From string `json:"from,omitempty"`
+	// Origins is the hex SHA-256 of the call's OriginsHeader, when it has one.
+	Origins string `json:"origins,omitempty"`
 }
+
+// OriginsHeader carries a forwarded batch's origins: base64 (standard, unpadded)
+// of runs, each a uvarint count of consecutive frames and their origin
+// (message.AppendOrigin; two zero bytes for none). The runs cover every frame.
+const OriginsHeader = "Kubeplex-Forward-Origins"
+
+// maxOrigins bounds the runs of one call (before base64), well inside an HTTP
+// server's header limit. A batch whose lines come from so many collectors in turn
+// that its runs do not fit sends the rest of its frames without origins: lines
+// from one POST share one origin, so a batch has few runs.
+const maxOrigins = 32 << 10
 
 // Client sends the forwarded batches of one replica.
 type Client struct {
@@ -75,17 +98,26 @@ type Client struct {
 	RetryFor time.Duration
 }
 
-// NewDrain returns the drain that forwards drain cfg's batches to its owners.
-func (c *Client) NewDrain(cfg *drain.Config, env drain.Env) *Drain {
-	return &Drain{c: c, id: cfg.ID, report: env.Report}
+// NewDrain returns the drain that forwards drain cfg's batches to its owners;
+// with origins (the owners' drain is a drain.OriginUser) it carries the lines'
+// origins along.
+func (c *Client) NewDrain(cfg *drain.Config, env drain.Env, origins bool) *Drain {
+	return &Drain{c: c, id: cfg.ID, report: env.Report, origins: origins}
 }
 
 // Drain forwards one drain's batches. It is a drain.Forwarding drain.Drain.
 type Drain struct {
-	c      *Client
-	id     string
-	report func(error)
+	c       *Client
+	id      string
+	report  func(error)
+	origins bool
+	runs    []byte // the origin runs of the batch being sent
+	enc     []byte // runs in base64
 }
+
+// UsesOrigin makes the runner keep the batch's origins when the owners' drain
+// uses them (drain.OriginUser).
+func (d *Drain) UsesOrigin() bool { return d.origins }
 
 // Forwards marks the drain as Forwarding: what it takes is counted as forwarded.
 func (*Drain) Forwards() {}
@@ -113,13 +145,17 @@ func (d *Drain) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 	}
 	deadline := time.Now().Add(retryFor)
 	pause := backoff.New(50*time.Millisecond, time.Second)
+	origins := ""
+	if d.origins {
+		origins = d.encodeOrigins(b)
+	}
 	for {
 		err := errNoOwner
 		for _, owner := range d.c.Owners(d.id) {
 			if owner == d.c.Self {
 				continue
 			}
-			if err = d.c.send(ctx, owner, d.id, b.Bytes()); err == nil {
+			if err = d.c.send(ctx, owner, d.id, b.Bytes(), origins); err == nil {
 				return b.Len(), nil
 			}
 			if errors.Is(err, errUncertain) {
@@ -137,14 +173,56 @@ func (d *Drain) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 	}
 }
 
-// send POSTs one batch to owner. An error wrapping errUncertain means the batch
-// may have been taken; any other means it was not.
-func (c *Client) send(ctx context.Context, owner, id string, frames []byte) error {
+// encodeOrigins returns b's origin runs as OriginsHeader carries them, or "" when
+// none of its frames has an origin.
+func (d *Drain) encodeOrigins(b *drain.Batch) string {
+	runs, known := d.runs[:0], false
+	for i := 0; i < b.Len(); {
+		o := b.Origin(i)
+		j := i + 1
+		for j < b.Len() && bytes.Equal(b.Origin(j), o) {
+			j++
+		}
+		if len(o) == 0 {
+			o = noOrigin
+		} else {
+			known = true
+		}
+		if len(runs)+binary.MaxVarintLen64+len(o)+binary.MaxVarintLen64+len(noOrigin) > maxOrigins {
+			// Out of room: the rest of the batch goes without its origins.
+			runs = binary.AppendUvarint(runs, uint64(b.Len()-i))
+			runs = append(runs, noOrigin...)
+			break
+		}
+		runs = binary.AppendUvarint(runs, uint64(j-i))
+		runs = append(runs, o...)
+		i = j
+	}
+	d.runs = runs
+	if !known {
+		return ""
+	}
+	d.enc = base64.RawStdEncoding.AppendEncode(d.enc[:0], runs)
+	return string(d.enc)
+}
+
+// noOrigin is a run's origin when its frames have none.
+var noOrigin = []byte{0, 0}
+
+// send POSTs one batch to owner, with its origin runs unless origins is "". An
+// error wrapping errUncertain means the batch may have been taken; any other
+// means it was not.
+func (c *Client) send(ctx context.Context, owner, id string, frames []byte, origins string) error {
 	u, err := url.Parse(owner)
 	if err != nil {
 		return fmt.Errorf("forward to %s: %w", owner, err)
 	}
-	h, _ := json.Marshal(header{Drain: id, To: u.Host, Nonce: session.NewNonce(), From: c.Self}) // plain struct
+	hd := header{Drain: id, To: u.Host, Nonce: session.NewNonce(), From: c.Self}
+	if origins != "" {
+		sum := sha256.Sum256([]byte(origins))
+		hd.Origins = hex.EncodeToString(sum[:])
+	}
+	h, _ := json.Marshal(hd) // plain struct
 	body := make([]byte, 0, len(h)+1+len(frames))
 	body = append(append(append(body, h...), '\n'), frames...)
 	auth, err := session.SignPeerCall(c.Keys(), time.Now(), body)
@@ -157,6 +235,9 @@ func (c *Client) send(ctx context.Context, owner, id string, frames []byte) erro
 	}
 	req.Header.Set(session.PeerAuthHeader, auth)
 	req.Header.Set("Content-Type", mediaType)
+	if origins != "" {
+		req.Header.Set(OriginsHeader, origins)
+	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		var op *net.OpError
@@ -231,6 +312,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, http.StatusUnauthorized, "replay", err.Error())
 		return
 	}
+	// The origins are taken only as the signed header line vouches for them: a
+	// call from anything but an authenticated peer never got this far.
+	runs, err := originRuns(r.Header.Get(OriginsHeader), hd.Origins)
+	if err != nil {
+		h.refuse(w, http.StatusBadRequest, "bad", err.Error())
+		return
+	}
 	run, ok := h.drains.Delivering(hd.Drain)
 	if !ok {
 		// Not (yet, or no longer) an owner here, or the drain is not in this
@@ -238,7 +326,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, http.StatusConflict, "not-owner", "not an owner of drain "+hd.Drain)
 		return
 	}
-	recs, err := Unframe(frames, message.Host(run.Config.Token))
+	recs, err := Unframe(frames, message.Host(run.Config.Token), runs)
 	if err != nil {
 		h.refuse(w, http.StatusBadRequest, "bad", err.Error())
 		return
@@ -271,12 +359,58 @@ func (h *Handler) refuse(w http.ResponseWriter, code int, reason, text string) {
 	http.Error(w, text, code)
 }
 
+// originRuns checks a call's OriginsHeader value against the digest its signed
+// header line holds and returns the decoded runs (nil when the call has none).
+func originRuns(value, digest string) ([]byte, error) {
+	if value == "" && digest == "" {
+		return nil, nil
+	}
+	sum := sha256.Sum256([]byte(value))
+	if value == "" || digest != hex.EncodeToString(sum[:]) {
+		return nil, errors.New("forwarded origins do not match the signed header")
+	}
+	runs, err := base64.RawStdEncoding.AppendDecode(nil, []byte(value))
+	if err != nil {
+		return nil, errors.New("forwarded origins are not base64")
+	}
+	return runs, nil
+}
+
+// nextRun reads the run at the front of runs: its frame count and origin (nil for
+// none), checking that the origin's names are Kubernetes names as a collector's
+// must be (router/ingest).
+func nextRun(runs []byte) (n int, origin, rest []byte, err error) {
+	c, k := binary.Uvarint(runs)
+	if k <= 0 || c == 0 || c > 1<<20 {
+		return 0, nil, nil, errors.New("forwarded origin run without a count")
+	}
+	runs = runs[k:]
+	size := 0
+	for range 2 {
+		if len(runs) <= size || size+1+int(runs[size]) > len(runs) {
+			return 0, nil, nil, errors.New("forwarded origin cut short")
+		}
+		if l := int(runs[size]); l > 0 && !wire.KubeName(string(runs[size+1:size+1+l])) {
+			return 0, nil, nil, errors.New("forwarded origin is not a pod and node name")
+		}
+		size += 1 + int(runs[size])
+	}
+	origin, rest = runs[:size], runs[size:]
+	if size == len(noOrigin) || size > message.MaxOrigin {
+		origin = nil
+	}
+	return int(c), origin, rest, nil
+}
+
 // Unframe turns a batch's frames (octet-counted, host in HOSTNAME) back into drain
-// records (message.AppendWire), checking each frame's HOSTNAME is host. The
-// records share one buffer.
-func Unframe(frames []byte, host string) ([][]byte, error) {
-	buf := make([]byte, 0, len(frames))
+// records (message.AppendWire), checking each frame's HOSTNAME is host; runs (see
+// OriginsHeader; nil for none) give the records their origins. The records share
+// one buffer.
+func Unframe(frames []byte, host string, runs []byte) ([][]byte, error) {
+	buf := make([]byte, 0, len(frames)+len(runs))
 	var ends []int
+	var origin []byte
+	left := 0 // frames left in the current run
 	for rest := frames; len(rest) > 0; {
 		sp := bytes.IndexByte(rest, ' ')
 		if sp <= 0 || sp > 7 {
@@ -295,14 +429,25 @@ func Unframe(frames []byte, host string) ([][]byte, error) {
 				spaces++
 			}
 		}
-		if spaces < 2 || k > 0xffff || !bytes.HasPrefix(frame[k:], []byte(host)) ||
+		if spaces < 2 || !bytes.HasPrefix(frame[k:], []byte(host)) ||
 			len(frame) <= k+len(host) || frame[k+len(host)] != ' ' {
 			return nil, errors.New("forwarded frame for another drain")
 		}
-		buf = binary.LittleEndian.AppendUint16(buf, uint16(k))
-		buf = append(buf, frame[:k]...)
-		buf = append(buf, frame[k+len(host):]...)
+		if runs != nil && left == 0 {
+			var err error
+			if left, origin, runs, err = nextRun(runs); err != nil {
+				return nil, err
+			}
+		}
+		left--
+		var ok bool
+		if buf, ok = message.AppendWireParts(buf, frame[:k], frame[k+len(host):], origin); !ok {
+			return nil, errors.New("forwarded frame with a bad header")
+		}
 		ends = append(ends, len(buf))
+	}
+	if left > 0 || len(runs) > 0 {
+		return nil, errors.New("forwarded origins do not match the frames")
 	}
 	recs := make([][]byte, len(ends))
 	start := 0

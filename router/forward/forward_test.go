@@ -3,6 +3,9 @@ package forward
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -40,7 +43,7 @@ func TestUnframeRoundTrip(t *testing.T) {
 	for _, r := range recs {
 		b.AddRecord(r, "d.token")
 	}
-	got, err := Unframe(b.Bytes(), "d.token")
+	got, err := Unframe(b.Bytes(), "d.token", nil)
 	if err != nil || len(got) != len(recs) {
 		t.Fatalf("Unframe = %d records, %v", len(got), err)
 	}
@@ -49,13 +52,13 @@ func TestUnframeRoundTrip(t *testing.T) {
 			t.Errorf("record %d = %q, want %q", i, got[i], recs[i])
 		}
 	}
-	if _, err := Unframe(b.Bytes(), "d.other"); err == nil {
+	if _, err := Unframe(b.Bytes(), "d.other", nil); err == nil {
 		t.Error("frames of another drain's host accepted")
 	}
-	if _, err := Unframe(b.Bytes()[:b.Size()-1], "d.token"); err == nil {
+	if _, err := Unframe(b.Bytes()[:b.Size()-1], "d.token", nil); err == nil {
 		t.Error("a cut frame accepted")
 	}
-	if _, err := Unframe(b.Bytes(), "d.tok"); err == nil {
+	if _, err := Unframe(b.Bytes(), "d.tok", nil); err == nil {
 		t.Error("a host prefix accepted as the host")
 	}
 }
@@ -110,7 +113,7 @@ func TestForwardToOwner(t *testing.T) {
 	fst := &drain.Stats{}
 	var reported []error
 	var rmu sync.Mutex
-	fd := c.NewDrain(cfg, drain.Env{Report: func(err error) { rmu.Lock(); reported = append(reported, err); rmu.Unlock() }})
+	fd := c.NewDrain(cfg, drain.Env{Report: func(err error) { rmu.Lock(); reported = append(reported, err); rmu.Unlock() }}, false)
 	fwd := drain.NewRunner(cfg, drain.NewQueue(100, fst), fst, fd, drain.RunnerOptions{})
 	defer fwd.Stop(context.Background(), false)
 	if !fwd.Forwarding() || owned.Forwarding() {
@@ -141,17 +144,17 @@ func TestForwardToOwner(t *testing.T) {
 	// Refusals, each before anything is offered.
 	var b drain.Batch
 	b.AddRecord(wireRecs("x")[0], "d.token")
-	if err := c.send(context.Background(), srv.URL, "ns/d", b.Bytes()); err != nil {
+	if err := c.send(context.Background(), srv.URL, "ns/d", b.Bytes(), ""); err != nil {
 		t.Fatalf("signed call refused: %v", err)
 	}
 	bad := *c
 	bad.Keys = func() []routing.SessionKey {
 		return []routing.SessionKey{{ID: "k1", Key: strings.Repeat("6b", 32), Created: time.Now().UTC()}}
 	}
-	if err := bad.send(context.Background(), srv.URL, "ns/d", b.Bytes()); err == nil || errors.Is(err, errUncertain) {
+	if err := bad.send(context.Background(), srv.URL, "ns/d", b.Bytes(), ""); err == nil || errors.Is(err, errUncertain) {
 		t.Errorf("call signed with another key: %v, want a certain refusal", err)
 	}
-	if err := c.send(context.Background(), notOwner.URL, "ns/d", b.Bytes()); err == nil || !strings.Contains(err.Error(), "409") {
+	if err := c.send(context.Background(), notOwner.URL, "ns/d", b.Bytes(), ""); err == nil || !strings.Contains(err.Error(), "409") {
 		t.Errorf("call to a replica that is not an owner: %v, want 409", err)
 	}
 	// The same call twice: the second is a replay. A call for another replica's
@@ -179,5 +182,123 @@ func TestForwardToOwner(t *testing.T) {
 	}
 	if c := do(call("127.0.0.1:1")); c != http.StatusUnauthorized {
 		t.Errorf("a call addressed to another replica = %d, want 401", c)
+	}
+}
+
+// originCollect records each delivered frame's text and origin (an OriginUser, as
+// the OTLP drain is).
+type originCollect struct {
+	collect
+}
+
+func (*originCollect) UsesOrigin() bool { return true }
+func (c *originCollect) Deliver(_ context.Context, b *drain.Batch) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range b.Len() {
+		pod, node := message.OriginNames(b.Origin(i))
+		f := string(b.Frame(i))
+		c.got = append(c.got, f[strings.LastIndexByte(f, ' ')+1:]+"@"+string(pod)+"/"+string(node))
+	}
+	if len(c.got) >= c.want {
+		select {
+		case <-c.done:
+		default:
+			close(c.done)
+		}
+	}
+	return b.Len(), nil
+}
+
+// TestForwardOrigins: the origins of forwarded lines (pod and node of the
+// collector that sent them) reach the owner's drain with each line, a line without
+// one stays without; a call whose origins the signed header does not vouch for, or
+// that are not pod and node names, is refused.
+func TestForwardOrigins(t *testing.T) {
+	cfg := &drain.Config{Drain: routing.Drain{ID: "ns/d", Token: "d.token"}}
+	sink := &originCollect{collect{done: make(chan struct{}), want: 5}}
+	ost := &drain.Stats{}
+	owned := drain.NewRunner(cfg, drain.NewQueue(100, ost), ost, sink, drain.RunnerOptions{})
+	defer owned.Stop(context.Background(), false)
+	srv := httptest.NewServer(NewHandler(func() []routing.SessionKey { return keys }, drains{"ns/d": owned}, prometheus.NewRegistry()))
+	defer srv.Close()
+	c := &Client{Self: "http://self", HTTP: srv.Client(), Keys: func() []routing.SessionKey { return keys },
+		Owners: func(string) []string { return []string{srv.URL} }}
+	fst := &drain.Stats{}
+	fd := c.NewDrain(cfg, drain.Env{Report: func(error) {}}, true)
+	fwd := drain.NewRunner(cfg, drain.NewQueue(100, fst), fst, fd, drain.RunnerOptions{})
+	defer fwd.Stop(context.Background(), false)
+
+	from := func(origin []byte, texts ...string) [][]byte {
+		var out [][]byte
+		for _, s := range texts {
+			out = append(out, message.AppendWireOrigin(nil, &message.Msg{Priority: 190, Time: 1700000000000000,
+				Source: []byte("app"), ProcID: []byte("web.1"), Text: []byte(s)}, origin))
+		}
+		return out
+	}
+	// One Offer, so that one batch carries three runs.
+	var recs [][]byte
+	recs = append(recs, from(message.AppendOrigin(nil, "web-1", "node-a"), "a", "b")...)
+	recs = append(recs, from(nil, "c")...)
+	recs = append(recs, from(message.AppendOrigin(nil, "web-2", ""), "d", "e")...)
+	fwd.Offer(recs)
+	select {
+	case <-sink.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("forwarded lines never delivered")
+	}
+	sink.mu.Lock()
+	want := []string{"a@web-1/node-a", "b@web-1/node-a", "c@/", "d@web-2/", "e@web-2/"}
+	if strings.Join(sink.got, " ") != strings.Join(want, " ") {
+		t.Errorf("owner's drain got %v, want %v", sink.got, want)
+	}
+	sink.mu.Unlock()
+
+	// Calls whose origins are not what the signed header line says.
+	var b drain.Batch
+	b.KeepOrigins()
+	for _, r := range from(message.AppendOrigin(nil, "web-1", "node-a"), "x") {
+		b.AddRecord(r, "d.token")
+	}
+	good := fd.encodeOrigins(&b)
+	if good == "" {
+		t.Fatal("no origins encoded")
+	}
+	u, _ := url.Parse(srv.URL)
+	do := func(value, digest string) int {
+		hd, _ := json.Marshal(header{Drain: "ns/d", To: u.Host, Nonce: session.NewNonce(), Origins: digest})
+		body := append(append(hd, '\n'), b.Bytes()...)
+		auth, _ := session.SignPeerCall(keys, time.Now(), body)
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+Path, bytes.NewReader(body))
+		req.Header.Set(session.PeerAuthHeader, auth)
+		if value != "" {
+			req.Header.Set(OriginsHeader, value)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	digest := func(v string) string { s := sha256.Sum256([]byte(v)); return hex.EncodeToString(s[:]) }
+	if code := do(good, digest(good)); code != http.StatusNoContent {
+		t.Errorf("origins the header vouches for = %d, want 204", code)
+	}
+	forged := base64.RawStdEncoding.EncodeToString(append([]byte{1}, message.AppendOrigin(nil, "other-pod", "node-z")...))
+	for name, tc := range map[string][2]string{
+		"origins added to a signed call": {forged, ""},
+		"origins replaced":               {forged, digest(good)},
+		"digest without origins":         {"", digest(good)},
+		"not a pod name":                 {base64.RawStdEncoding.EncodeToString(append([]byte{1}, message.AppendOrigin(nil, "Web 1", "")...)), ""},
+		"runs longer than the batch":     {base64.RawStdEncoding.EncodeToString(append([]byte{2}, message.AppendOrigin(nil, "web-1", "")...)), ""},
+	} {
+		if tc[1] == "" && name != "origins added to a signed call" {
+			tc[1] = digest(tc[0])
+		}
+		if code := do(tc[0], tc[1]); code != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", name, code)
+		}
 	}
 }

@@ -97,6 +97,28 @@ func wireParts(wrec []byte) (k int, origin, rec []byte, ok bool) {
 	return k, origin, rec, true
 }
 
+// AppendWireParts appends a drain record (AppendWireOrigin) made from an RFC 5424
+// record given as the bytes before its HOSTNAME (head) and those after it (tail,
+// from the space that follows), with origin (nil: none): a frame a syslog drain
+// would write, turned back into the record it was built from. It reports false,
+// appending nothing, when head is too long to be a record's.
+func AppendWireParts(dst, head, tail, origin []byte) ([]byte, bool) {
+	if len(head) >= wireOrigin {
+		return dst, false
+	}
+	start := len(dst)
+	dst = append(dst, 0, 0)
+	flag := 0
+	if n := len(origin); n > 0 && n <= MaxOrigin {
+		dst = append(dst, byte(n))
+		dst = append(dst, origin...)
+		flag = wireOrigin
+	}
+	binary.LittleEndian.PutUint16(dst[start:], uint16(len(head)|flag))
+	dst = append(dst, head...)
+	return append(dst, tail...), true
+}
+
 // WireHostSize returns the record size of a wire record once a host is inserted.
 func WireHostSize(wrec []byte, host string) int {
 	_, _, rec, _ := wireParts(wrec)

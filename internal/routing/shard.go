@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
-	"strings"
 )
 
 // ShardName returns the Secret name of shard i: the base name for shard 0, so an
@@ -238,45 +237,6 @@ func Join(shards [][]byte) (*Table, error) {
 		parts[i] = &t
 	}
 	return Assemble(parts)
-}
-
-// Assemble joins decoded shards (shard 0 first) into one table, apps in ID order:
-// a reader that keeps the shards it decoded before decodes only the changed ones.
-// The parts are not modified.
-func Assemble(parts []*Table) (*Table, error) {
-	if len(parts) == 0 {
-		return nil, errors.New("join routing table: no shards")
-	}
-	head := parts[0]
-	n := max(head.Shards, 1)
-	if n > MaxShards {
-		return nil, fmt.Errorf("join routing table: %d shards, at most %d", n, MaxShards)
-	}
-	if n != len(parts) {
-		return nil, fmt.Errorf("join routing table: %w: shard 0 wants %d shards, have %d", ErrShardsMismatch, n, len(parts))
-	}
-	if head.Digests != nil && len(head.Digests) != n {
-		return nil, fmt.Errorf("join routing table: shard 0 lists %d digests for %d shards", len(head.Digests), n)
-	}
-	whole := &Table{Version: head.Version, Shards: 1, SessionKeys: head.SessionKeys, Platform: head.Platform}
-	size := 0
-	for _, p := range parts {
-		size += len(p.Apps)
-	}
-	whole.Apps = make([]App, 0, size)
-	for i, t := range parts {
-		if i > 0 && (t.Shard != i ||
-			(head.Digests != nil && t.Digest != head.Digests[i]) ||
-			(head.Digests == nil && t.Version != whole.Version)) {
-			return nil, fmt.Errorf("join routing table: %w: shard %d", ErrShardsMismatch, i)
-		}
-		whole.Apps = append(whole.Apps, t.Apps...)
-	}
-	slices.SortFunc(whole.Apps, func(a, b App) int { return strings.Compare(a.ID, b.ID) })
-	if err := whole.Validate(); err != nil {
-		return nil, err
-	}
-	return whole, nil
 }
 
 // ShardCount reads how many shards a table has from shard 0's bytes.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"runtime"
@@ -78,6 +79,19 @@ type Dispatcher struct {
 	// cumulative. Bounded by maxRetired.
 	retired map[string]*drain.Stats
 	closed  bool
+	// gen numbers the applies (App.seen, App.dirty).
+	gen uint64
+	// order holds the apps in the order of the table in use: the next table
+	// usually has them in the same order, and finding them there costs less than
+	// a lookup by ID for each.
+	order []*App
+	// drainApps maps every drain ID of the table in use to its app: Apply checks a
+	// changed app's drains against it, and with Options.Owners the snapshot gets a
+	// copy.
+	drainApps map[string]*App
+	// tangled: a token or host of the table in use is claimed by two apps, so the
+	// lookup maps are built afresh (see patchLookups).
+	tangled bool
 	// removing counts the flushes of drains removed from the table, which run in
 	// the background so Apply does not wait for a slow destination.
 	removing sync.WaitGroup
@@ -147,6 +161,14 @@ type App struct {
 	// origins: a drain of the app uses the records' origins (drain.OriginUser), so
 	// PublishFrom carries them into the drain records; set with runners.
 	origins atomic.Bool
+
+	// Apply's view of the app, under Dispatcher.mu: a copy of the table entry last
+	// applied, whether one of its drains could not be built then, and the applies
+	// (Dispatcher.gen) that last found it in a table and found it changed.
+	spec        routing.App
+	broken      bool
+	seen, dirty uint64
+	pos         int // index in Dispatcher.order
 }
 
 // Publish appends records (message encodings) to the app's history and offers them
@@ -387,28 +409,81 @@ func (d *Dispatcher) DrainIDs() []string {
 
 // Apply makes t the routing table. It returns an error only when t is unusable as a
 // whole; a drain that cannot be built is reported in Status instead.
+//
+// Every replica applies every table, and a change usually touches one app of tens of
+// thousands, so the work is the changed apps' plus bulk copies: each app of t is
+// compared with the copy of its entry kept from the last apply, only the changed
+// ones are validated and reconciled, and the lookup maps of the table in use are
+// copied and patched for them. Ingest keeps reading the old maps until the new ones
+// are swapped in whole.
 func (d *Dispatcher) Apply(t *routing.Table) error {
-	if err := t.Validate(); err != nil {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	order, changed, kept, err := d.diff(t)
+	if err != nil {
 		d.opts.Metrics.TableErrors.Inc()
 		return fmt.Errorf("apply routing table: %w", err)
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.closed {
 		return fmt.Errorf("apply routing table: router is shutting down")
 	}
-	// The maps are sized up front: growing them was a good part of an apply's CPU.
-	ntok, nhost := 0, 0
-	for i := range t.Apps {
-		ntok += len(t.Apps[i].Tokens)
-		nhost += len(t.Apps[i].Hosts)
+	var gone []*App
+	if kept < len(d.apps) {
+		for id, a := range d.apps {
+			if a.seen != d.gen {
+				gone = append(gone, a)
+				delete(d.apps, id)
+			}
+		}
 	}
+	broken := map[string]routing.DrainStatus{}
+	var stops []*drain.Runner
+	changes := make([]appChange, 0, len(changed))
+	for _, i := range changed {
+		ta := &t.Apps[i]
+		size := ta.History
+		if size <= 0 {
+			size = routing.DefaultHistory
+		}
+		c := appChange{a: order[i], to: ta}
+		if c.a == nil {
+			c.a = &App{ID: ta.ID, History: history.New(size), seen: d.gen, pos: i}
+			d.apps[ta.ID] = c.a
+			order[i] = c.a
+		} else {
+			c.a.History.Resize(size)
+			c.from = c.a.spec
+			c.had = true
+		}
+		a := c.a
+		nb := len(broken)
+		runners, stopped, moved := d.reconcileDrains(a, ta.Drains, broken)
+		if moved {
+			a.runners.Store(&runners)
+			a.origins.Store(slices.ContainsFunc(runners, (*drain.Runner).UsesOrigin))
+		}
+		stops = append(stops, stopped...)
+		a.broken = len(broken) > nb
+		a.spec = ta.Clone()
+		changes = append(changes, c)
+	}
+	// Apps gone from the table: stop their drains and free their history.
+	for _, a := range gone {
+		stops = append(stops, a.Drains()...)
+		for _, r := range a.Drains() {
+			d.retire(r)
+		}
+		a.runners.Store(nil)
+		a.origins.Store(false)
+		a.History.Release()
+	}
+	d.indexDrains(changes, gone)
+	d.order = order
+
 	next := &snapshot{
 		version:  t.Version,
-		tokens:   make(map[[sha256.Size]byte]*Route, ntok),
 		platform: make(map[[sha256.Size]byte]bool, len(t.Platform)),
-		hosts:    make(map[string]*App, nhost),
-		apps:     make(map[string]*App, len(t.Apps)),
+		apps:     maps.Clone(d.apps),
 	}
 	for _, tok := range t.Platform {
 		key, ok := tokenKey(&tok)
@@ -418,73 +493,11 @@ func (d *Dispatcher) Apply(t *routing.Table) error {
 		}
 		next.platform[key] = true
 	}
-	broken := map[string]routing.DrainStatus{}
-	var stops []*drain.Runner
-	for i := range t.Apps {
-		ta := &t.Apps[i]
-		size := ta.History
-		if size <= 0 {
-			size = routing.DefaultHistory
-		}
-		a, ok := d.apps[ta.ID]
-		if !ok {
-			a = &App{ID: ta.ID, History: history.New(size)}
-			d.apps[ta.ID] = a
-		} else {
-			a.History.Resize(size)
-		}
-		next.apps[a.ID] = a
-		for _, tok := range ta.Tokens {
-			if tok.Source == routing.PlatformSource {
-				// Only kubeplex's own credentials (Table.Platform) write as kubeplex.
-				d.opts.Logger.Warn("routing table gives an app token the platform source; token ignored", "app", a.ID)
-				continue
-			}
-			r := &Route{App: a, Source: []byte(tok.Source), collector: tok.Collector}
-			for _, s := range tok.AllowedSources {
-				r.allowed = append(r.allowed, []byte(s))
-			}
-			if tok.NotAfter != nil {
-				r.notAfter = *tok.NotAfter
-			}
-			key, ok := tokenKey(&tok)
-			if !ok {
-				d.opts.Logger.Warn("routing table token digest is not hex; token ignored", "app", a.ID)
-				continue
-			}
-			next.tokens[key] = r
-		}
-		for _, h := range ta.Hosts {
-			next.hosts[strings.ToLower(h)] = a
-		}
-		if d.opts.Owners != nil {
-			if next.drainApps == nil {
-				next.drainApps = map[string]*App{}
-			}
-			for j := range ta.Drains {
-				next.drainApps[ta.Drains[j].ID] = a
-			}
-		}
-		runners, stopped, changed := d.reconcileDrains(a, ta.Drains, broken)
-		if changed {
-			a.runners.Store(&runners)
-			a.origins.Store(slices.ContainsFunc(runners, (*drain.Runner).UsesOrigin))
-		}
-		stops = append(stops, stopped...)
+	if prev := d.snap.Load(); prev == nil || d.tangled || !d.patchLookups(next, prev, changes, gone) {
+		d.buildLookups(next, t)
 	}
-	// Apps gone from the table: stop their drains and free their history.
-	for id, a := range d.apps {
-		if _, ok := next.apps[id]; ok {
-			continue
-		}
-		delete(d.apps, id)
-		stops = append(stops, a.Drains()...)
-		for _, r := range a.Drains() {
-			d.retire(r)
-		}
-		a.runners.Store(nil)
-		a.origins.Store(false)
-		a.History.Release()
+	if d.opts.Owners != nil {
+		next.drainApps = maps.Clone(d.drainApps)
 	}
 	d.broken = broken
 	d.snap.Store(next)
@@ -499,8 +512,190 @@ func (d *Dispatcher) Apply(t *routing.Table) error {
 	// Changes of the table (drain added, removed, ...) are not announced here: every
 	// replica applies every table, so each would write its own copy. The manager's
 	// leader writes them once (controllers/routes.Changes).
-	d.opts.Logger.Info("routing table applied", "version", t.Version, "apps", len(t.Apps))
+	d.opts.Logger.Info("routing table applied", "version", t.Version, "apps", len(t.Apps), "changed", len(changes), "removed", len(gone))
 	return nil
+}
+
+// appChange is an app of the new table that differs from what was applied.
+type appChange struct {
+	a    *App
+	to   *routing.App
+	from routing.App // the entry applied before, when had
+	had  bool
+}
+
+// diff checks t and returns its apps as applied (nil for a new one), the indexes of
+// those that differ from what is applied (all of them on the first apply) and how
+// many of the applied apps t still has.
+// The unchanged apps were validated when they were applied, so what is checked is
+// what Validate checks of the changed ones, among themselves and against the rest.
+// It stamps the applied apps it finds with a new d.gen and changes nothing else.
+func (d *Dispatcher) diff(t *routing.Table) (order []*App, changed []int, kept int, err error) {
+	d.gen++
+	order = make([]*App, len(t.Apps))
+	next := 0 // where in d.order the next app of t probably is
+	for i := range t.Apps {
+		ta := &t.Apps[i]
+		var a *App
+		if next < len(d.order) && d.order[next].ID == ta.ID {
+			a = d.order[next]
+		} else {
+			a = d.apps[ta.ID]
+		}
+		if a == nil {
+			changed = append(changed, i)
+			continue
+		}
+		if a.seen == d.gen {
+			return nil, nil, 0, fmt.Errorf("validate routing table: app id %q empty or repeated", ta.ID)
+		}
+		next = a.pos + 1
+		a.seen, a.pos = d.gen, i
+		order[i] = a
+		kept++
+		// An app with a drain that could not be built is tried again, as every app
+		// was before tables were applied by difference.
+		if !a.broken && ta.Equal(&a.spec) {
+			continue
+		}
+		a.dirty = d.gen
+		changed = append(changed, i)
+	}
+	sub := routing.Table{SessionKeys: t.SessionKeys, Platform: t.Platform, Apps: make([]routing.App, 0, len(changed))}
+	for _, i := range changed {
+		sub.Apps = append(sub.Apps, t.Apps[i])
+	}
+	if err := sub.Validate(); err != nil {
+		return nil, nil, 0, err
+	}
+	for _, i := range changed {
+		for j := range t.Apps[i].Drains {
+			id := t.Apps[i].Drains[j].ID
+			if o := d.drainApps[id]; o != nil && o.seen == d.gen && o.dirty != d.gen {
+				return nil, nil, 0, fmt.Errorf("validate routing table: drain id %q empty or repeated", id)
+			}
+		}
+	}
+	return order, changed, kept, nil
+}
+
+// indexDrains updates d.drainApps for the changed and removed apps.
+func (d *Dispatcher) indexDrains(changes []appChange, gone []*App) {
+	unindex := func(a *App, spec *routing.App) {
+		for j := range spec.Drains {
+			if id := spec.Drains[j].ID; d.drainApps[id] == a {
+				delete(d.drainApps, id)
+			}
+		}
+	}
+	for _, a := range gone {
+		unindex(a, &a.spec)
+	}
+	for i := range changes {
+		if changes[i].had {
+			unindex(changes[i].a, &changes[i].from)
+		}
+	}
+	if d.drainApps == nil {
+		d.drainApps = map[string]*App{}
+	}
+	for _, c := range changes {
+		for j := range c.to.Drains {
+			d.drainApps[c.to.Drains[j].ID] = c.a
+		}
+	}
+}
+
+// patchLookups sets next's token and host maps to copies of prev's with the changed
+// and removed apps' entries replaced. It reports false, leaving them unusable, when
+// a token or host is claimed by two apps: only a build in table order gives the same
+// answer as before then (the last app wins).
+func (d *Dispatcher) patchLookups(next, prev *snapshot, changes []appChange, gone []*App) bool {
+	next.tokens, next.hosts = maps.Clone(prev.tokens), maps.Clone(prev.hosts)
+	unclaim := func(a *App, spec *routing.App) {
+		for j := range spec.Tokens {
+			if key, ok := tokenKey(&spec.Tokens[j]); ok {
+				if r := next.tokens[key]; r != nil && r.App == a {
+					delete(next.tokens, key)
+				}
+			}
+		}
+		for _, h := range spec.Hosts {
+			if h = strings.ToLower(h); next.hosts[h] == a {
+				delete(next.hosts, h)
+			}
+		}
+	}
+	for _, a := range gone {
+		unclaim(a, &a.spec)
+	}
+	for i := range changes {
+		if changes[i].had {
+			unclaim(changes[i].a, &changes[i].from)
+		}
+	}
+	for _, c := range changes {
+		if d.claim(next, c.a, c.to) {
+			return false
+		}
+	}
+	return true
+}
+
+// buildLookups fills next's token and host maps from t, as every apply did before
+// tables were applied by difference; d.tangled records whether two apps claim one
+// token or host.
+func (d *Dispatcher) buildLookups(next *snapshot, t *routing.Table) {
+	// Sized up front: growing them was a good part of an apply's CPU.
+	ntok, nhost := 0, 0
+	for i := range t.Apps {
+		ntok += len(t.Apps[i].Tokens)
+		nhost += len(t.Apps[i].Hosts)
+	}
+	next.tokens = make(map[[sha256.Size]byte]*Route, ntok)
+	next.hosts = make(map[string]*App, nhost)
+	d.tangled = false
+	for i := range t.Apps {
+		if d.claim(next, d.order[i], &t.Apps[i]) {
+			d.tangled = true
+		}
+	}
+}
+
+// claim enters ta's tokens and hosts into next's maps, and reports whether one of
+// them was another app's.
+func (d *Dispatcher) claim(next *snapshot, a *App, ta *routing.App) (tangled bool) {
+	for _, tok := range ta.Tokens {
+		if tok.Source == routing.PlatformSource {
+			// Only kubeplex's own credentials (Table.Platform) write as kubeplex.
+			d.opts.Logger.Warn("routing table gives an app token the platform source; token ignored", "app", a.ID)
+			continue
+		}
+		key, ok := tokenKey(&tok)
+		if !ok {
+			d.opts.Logger.Warn("routing table token digest is not hex; token ignored", "app", a.ID)
+			continue
+		}
+		r := &Route{App: a, Source: []byte(tok.Source), collector: tok.Collector}
+		for _, s := range tok.AllowedSources {
+			r.allowed = append(r.allowed, []byte(s))
+		}
+		if tok.NotAfter != nil {
+			r.notAfter = *tok.NotAfter
+		}
+		if o := next.tokens[key]; o != nil && o.App != a {
+			tangled = true
+		}
+		next.tokens[key] = r
+	}
+	for _, h := range ta.Hosts {
+		h = strings.ToLower(h)
+		if o := next.hosts[h]; o != nil && o != a {
+			tangled = true
+		}
+		next.hosts[h] = a
+	}
+	return tangled
 }
 
 // tokenKey is the binary SHA-256 a token is looked up by: its hex digest decoded
@@ -753,6 +948,7 @@ func (d *Dispatcher) Reown() int {
 				// drain is reported broken and its queue's lines are counted dropped.
 				now := time.Now()
 				d.broken[r.Config.ID] = routing.DrainStatus{LastError: err.Error(), LastErrorTime: &now}
+				a.broken = true // the next apply tries it again
 				r.Stop(ctx, false)
 				next[i] = nil
 				continue

@@ -37,6 +37,8 @@ type Secret struct {
 	// and only those are read and decoded again (the table is megabytes at tens of
 	// thousands of drains).
 	shards map[int]cachedShard
+	// assembler checks each shard once, when it is first decoded.
+	assembler routing.Assembler
 	// Reads counts the shard Secrets read by name (not shard 0, which the watch
 	// brings), for tests and the scale benchmark.
 	Reads atomic.Int64
@@ -152,7 +154,7 @@ func (s *Secret) load(ctx context.Context, shard0 *corev1.Secret) (*routing.Tabl
 			return nil, err
 		}
 	}
-	t, err := routing.Assemble(parts)
+	t, err := s.assembler.Assemble(parts)
 	if err == nil && len(head.Digests) == n {
 		// Assemble checked every shard against the digest shard 0 gives it.
 		s.shards = make(map[int]cachedShard, n)

@@ -129,7 +129,9 @@ func measureTable(s tableSize, maxShardBytes int) (tableRow, error) {
 	if row.join, err = measure(func() (err error) { joined, err = routing.Join(shards); return err }); err != nil {
 		return row, err
 	}
-	// What a router holding the decoded shards does for the change (tablesource.Secret).
+	// What a router holding the decoded shards does for the change (tablesource.Secret):
+	// its assembler has seen the shards it holds, and the tables it applies share
+	// the shards that did not change.
 	parts := make([]*routing.Table, len(nextShards))
 	for i, b := range shards {
 		if i < len(parts) {
@@ -139,6 +141,11 @@ func measureTable(s tableSize, maxShardBytes int) (tableRow, error) {
 			}
 		}
 	}
+	var as routing.Assembler
+	held, err := as.Assemble(parts)
+	if err != nil {
+		return row, err
+	}
 	if row.joinOne, err = measure(func() (err error) {
 		for _, i := range changed {
 			parts[i] = &routing.Table{}
@@ -146,7 +153,7 @@ func measureTable(s tableSize, maxShardBytes int) (tableRow, error) {
 				return err
 			}
 		}
-		next, err = routing.Assemble(parts)
+		next, err = as.Assemble(parts)
 		return err
 	}); err != nil {
 		return row, err
@@ -160,7 +167,10 @@ func measureTable(s tableSize, maxShardBytes int) (tableRow, error) {
 	}
 	row.routerHeap = heap() - h0
 	row.routerGoroutine = runtime.NumGoroutine() - g0
-	if row.applyOne, err = applyChanges(d, next, joined, applyReps); err != nil {
+	if err := d.Apply(held); err != nil {
+		return row, err
+	}
+	if row.applyOne, err = applyChanges(d, next, held, applyReps); err != nil {
 		return row, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

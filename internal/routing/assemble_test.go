@@ -15,7 +15,8 @@ func parts(shard1, shard2 []string) []*Table {
 		return App{ID: id, Tokens: []Token{{Token: "t." + id, Source: "app"}},
 			Drains: []Drain{{ID: "d/" + id, Token: "d." + id, URL: "syslog://logs.example.com:514"}}}
 	}
-	out := []*Table{{Version: "v", Shards: 3}}
+	out := make([]*Table, 0, 3)
+	out = append(out, &Table{Version: "v", Shards: 3})
 	for i, ids := range [][]string{shard1, shard2} {
 		p := &Table{Version: "v", Shard: i + 1, Shards: 3}
 		for _, id := range ids {
@@ -27,7 +28,7 @@ func parts(shard1, shard2 []string) []*Table {
 }
 
 func ids(t *Table) []string {
-	var out []string
+	out := make([]string, 0, len(t.Apps))
 	for _, a := range t.Apps {
 		out = append(out, a.ID)
 	}

@@ -104,7 +104,7 @@ func state(t *testing.T, d *dispatch.Dispatcher, tables ...*routing.Table) strin
 	slices.Sort(drains)
 	fmt.Fprintf(&b, "drains %v\n", drains)
 	st := d.Status()
-	var reported []string
+	reported := make([]string, 0, len(st.Drains))
 	for id, s := range st.Drains {
 		reported = append(reported, id+" "+s.LastError)
 	}
@@ -366,7 +366,7 @@ func TestApplyNeverShowsAMix(t *testing.T) {
 	// other apps, unchanged, make the maps worth copying and patching.
 	const moving = 100
 	gen := func(moved bool) *routing.Table {
-		var apps []routing.App
+		apps := make([]routing.App, 0, 4*moving+200)
 		for i := range 2*moving + 200 {
 			apps = append(apps, routing.App{ID: fmt.Sprintf("c/%d", i), Tokens: []routing.Token{{Token: fmt.Sprintf("c.%d", i), Source: "app"}}})
 		}
@@ -382,7 +382,7 @@ func TestApplyNeverShowsAMix(t *testing.T) {
 		return table(apps)
 	}
 	tables := []*routing.Table{gen(false), gen(true)}
-	var tokens, hosts []string
+	tokens, hosts := make([]string, 0, moving), make([]string, 0, moving)
 	want := map[string][]string{}
 	for i := range moving {
 		tokens, hosts = append(tokens, fmt.Sprintf("t.%d", i)), append(hosts, fmt.Sprintf("h%d", i))

@@ -793,7 +793,7 @@ func (d *Dispatcher) reconcileDrains(a *App, want []routing.Drain, broken map[st
 			}
 			q = drain.NewQueue(d.opts.QueueSize, st)
 		}
-		r, err := d.startRunner(a, cfg, q, st)
+		r, err := d.startRunner(a, cfg, q, st, nil)
 		if err != nil {
 			now := time.Now()
 			broken[td.ID] = routing.DrainStatus{LastError: err.Error(), LastErrorTime: &now}
@@ -861,7 +861,7 @@ func DrainType(scheme string) string {
 	return ""
 }
 
-func (d *Dispatcher) startRunner(a *App, cfg *drain.Config, q *drain.Queue, st *drain.Stats) (*drain.Runner, error) {
+func (d *Dispatcher) startRunner(a *App, cfg *drain.Config, q *drain.Queue, st *drain.Stats, carry *drain.Carry) (*drain.Runner, error) {
 	log := d.opts.Logger.With("app", a.ID, "drain", cfg.ID)
 	env := drain.Env{
 		Dialer:    d.opts.Dialer,
@@ -891,7 +891,7 @@ func (d *Dispatcher) startRunner(a *App, cfg *drain.Config, q *drain.Queue, st *
 	if err != nil {
 		return nil, err
 	}
-	return drain.NewRunner(cfg, q, st, dr, drain.RunnerOptions{Logger: log,
+	return drain.NewRunner(cfg, q, st, dr, drain.RunnerOptions{Logger: log, Carry: carry,
 		Observe: d.opts.Metrics.ObserveDelivery(DrainType(cfg.URL.Scheme))}), nil
 }
 
@@ -939,17 +939,18 @@ func (d *Dispatcher) Reown() int {
 			if next == nil {
 				next = append([]*drain.Runner(nil), cur...)
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			cancel()
-			r.Stop(ctx, true)
-			nr, err := d.startRunner(a, r.Config, r.Queue, r.Stats)
+			// A batch the old runner had taken and not begun to send goes first
+			// with the new one; one it had begun to send is counted as dropped.
+			carry := r.Handover()
+			nr, err := d.startRunner(a, r.Config, r.Queue, r.Stats, carry)
 			if err != nil {
 				// Cannot happen for a drain that was built before; if it does, the
 				// drain is reported broken and its queue's lines are counted dropped.
 				now := time.Now()
 				d.broken[r.Config.ID] = routing.DrainStatus{LastError: err.Error(), LastErrorTime: &now}
 				a.broken = true // the next apply tries it again
-				r.Stop(ctx, false)
+				carry.Drop(r.Queue)
+				r.Stop(context.Background(), false)
 				next[i] = nil
 				continue
 			}

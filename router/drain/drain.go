@@ -245,5 +245,11 @@ func (b *Batch) Release() {
 	b.Reset()
 }
 
+// ErrUnsent marks an error of a Deliver that ended (its ctx ended) before any byte
+// of the batch left the process: no receiver can have any of it, so the batch may
+// be handed to another runner of the same drain (Runner.Handover) without a line
+// being delivered twice.
+var ErrUnsent = errors.New("batch not sent")
+
 // ErrClosed is returned by a drain used after Close.
 var ErrClosed = errors.New("drain closed")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kubeplex/kubeplex/internal/backoff"
@@ -25,6 +26,34 @@ type RunnerOptions struct {
 	// LogEvery is the least time between two "delivery failed" lines of one failure
 	// streak [1 min].
 	LogEvery time.Duration
+	// Carry is the batch the drain's previous runner took and never sent
+	// (Runner.Handover); this runner delivers it before anything else.
+	Carry *Carry
+}
+
+// Carry is a batch one runner hands to its successor on the same queue: taken from
+// the queue and not sent, so the successor delivers it as its first batch.
+type Carry struct {
+	b      Batch
+	notice int64
+	since  time.Time
+}
+
+// Len returns the carried batch's frame count.
+func (c *Carry) Len() int { return c.b.Len() }
+
+// Drop counts a carried batch no runner will deliver as dropped from q (its L10
+// notice, if it has one, is announced again later). c may be nil.
+func (c *Carry) Drop(q *Queue) {
+	if c == nil || c.b.Len() == 0 {
+		return
+	}
+	lost := c.b.Len()
+	if c.notice > 0 {
+		q.restoreNotice(c.notice, c.since)
+		lost--
+	}
+	q.Dropped(int64(lost))
 }
 
 // Runner moves batches from a queue to a drain in one goroutine: a slow destination
@@ -68,6 +97,10 @@ type Runner struct {
 	ended bool
 	// usesOrigin: the drain is an OriginUser; set before the runner starts.
 	usesOrigin bool
+	// handover: Handover is stopping the runner; a batch Deliver returns unsent
+	// (ErrUnsent) is kept in carry instead of being counted as dropped.
+	handover atomic.Bool
+	carry    *Carry
 }
 
 // UsesOrigin reports whether the drain uses its records' origins (OriginUser).
@@ -97,6 +130,16 @@ func NewRunner(cfg *Config, q *Queue, st *Stats, d Drain, o RunnerOptions) *Runn
 	_, r.fwd = d.(Forwarding)
 	st.forwarding.Store(r.fwd)
 	q.reopen()
+	if c := o.Carry; c != nil && c.b.Len() > 0 {
+		if c.b.Len() <= r.lim.Messages && c.b.Size() <= r.lim.Bytes {
+			// Delivered first, as a batch Offer left: Offer queues behind it.
+			r.b, r.pending, r.notice, r.since = c.b, true, c.notice, c.since
+			r.b.keepOrigin = r.usesOrigin
+		} else {
+			// Too big for this drain: lost, as it would have been without a successor.
+			r.account(&c.b, 0, c.notice, c.since, nil)
+		}
+	}
 	if c, ok := d.(Concurrent); ok && r.imm == nil && c.InFlight() > 1 {
 		go r.loopConcurrent(c.InFlight())
 	} else {
@@ -227,7 +270,17 @@ func (r *Runner) loop() {
 				return
 			}
 		}
-		failed := r.deliver(&r.b, notice, since)
+		n, err := r.drain.Deliver(r.ctx, &r.b)
+		if n == 0 && r.handover.Load() && errors.Is(err, ErrUnsent) && r.ctx.Err() != nil {
+			// Stopped for a successor before the batch left: it delivers it.
+			r.carry = &Carry{b: r.b, notice: notice, since: since}
+			r.b = Batch{}
+			r.ended = true
+			r.mu.Unlock()
+			return
+		}
+		r.account(&r.b, n, notice, since, err)
+		failed := n == 0 && err != nil && r.ctx.Err() == nil
 		r.b.Reset()
 		var wait time.Duration
 		if failed {
@@ -272,6 +325,15 @@ func (r *Runner) loopConcurrent(n int) {
 		r.ended = true
 		r.mu.Unlock()
 	}()
+	if r.mu.Lock(); r.pending {
+		// A batch handed over by the drain's previous runner (RunnerOptions.Carry)
+		// goes before the queue, on its own.
+		nd, err := r.drain.Deliver(r.ctx, &r.b)
+		r.account(&r.b, nd, r.notice, r.since, err)
+		r.pending = false
+		r.b = Batch{}
+	}
+	r.mu.Unlock()
 	notify := r.Queue.Notify()
 	for {
 		// Start batches while there are free slots and queued messages.
@@ -357,13 +419,6 @@ func (r *Runner) idleTimer() <-chan time.Time {
 	return r.idle.C
 }
 
-// deliver sends b and reports whether the drain took none of it.
-func (r *Runner) deliver(b *Batch, notice int64, since time.Time) (failed bool) {
-	n, err := r.drain.Deliver(r.ctx, b)
-	r.account(b, n, notice, since, err)
-	return n == 0 && err != nil && r.ctx.Err() == nil
-}
-
 // account books the outcome of a batch of which the first n frames reached the
 // destination.
 func (r *Runner) account(b *Batch, n int, notice int64, since time.Time, err error) {
@@ -419,6 +474,21 @@ func (r *Runner) account(b *Batch, n int, notice int64, since time.Time, err err
 	if err != nil && !errors.Is(err, context.Canceled) {
 		r.failLog.Failed(r.log, "drain delivery failed", "delivered", real, "lost", lost, "err", err)
 	}
+}
+
+// Handover stops the runner for a successor on the same queue (a drain that
+// changes between delivering and forwarding, router --drain-owners): delivery in
+// flight is cut short at once, and the batch it was for is returned when none of
+// it had been sent (the drain said ErrUnsent), for the successor to deliver
+// (RunnerOptions.Carry); a batch whose sending had begun is counted as dropped, as
+// Stop does, so that no line can be delivered twice. Only the one-at-a-time
+// delivery hands a batch over; a Concurrent drain's batches in flight are cut.
+func (r *Runner) Handover() *Carry {
+	r.handover.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r.Stop(ctx, true)
+	return r.carry // written by the runner goroutine before done
 }
 
 // Stop ends the runner. Until ctx ends it keeps delivering what is queued (graceful

@@ -155,6 +155,9 @@ func (d *Drain) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 			if owner == d.c.Self {
 				continue
 			}
+			if ctx.Err() != nil {
+				break
+			}
 			if err = d.c.send(ctx, owner, d.id, b.Bytes(), origins); err == nil {
 				return b.Len(), nil
 			}
@@ -163,12 +166,17 @@ func (d *Drain) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 				return 0, err
 			}
 		}
+		if ctx.Err() != nil {
+			// Every owner tried refused the batch before taking any of it: it is
+			// whole, for the drain's next runner (drain.Runner.Handover).
+			return 0, errors.Join(drain.ErrUnsent, ctx.Err(), err)
+		}
 		d.report(err)
-		if ctx.Err() != nil || time.Now().After(deadline) {
+		if time.Now().After(deadline) {
 			return 0, err
 		}
 		if !backoff.Sleep(ctx, pause.Next()) {
-			return 0, err
+			return 0, errors.Join(drain.ErrUnsent, ctx.Err(), err)
 		}
 	}
 }

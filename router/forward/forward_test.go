@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -230,7 +231,7 @@ func TestForwardOrigins(t *testing.T) {
 	defer fwd.Stop(context.Background(), false)
 
 	from := func(origin []byte, texts ...string) [][]byte {
-		var out [][]byte
+		out := make([][]byte, 0, len(texts))
 		for _, s := range texts {
 			out = append(out, message.AppendWireOrigin(nil, &message.Msg{Priority: 190, Time: 1700000000000000,
 				Source: []byte("app"), ProcID: []byte("web.1"), Text: []byte(s)}, origin))
@@ -238,7 +239,7 @@ func TestForwardOrigins(t *testing.T) {
 		return out
 	}
 	// One Offer, so that one batch carries three runs.
-	var recs [][]byte
+	recs := make([][]byte, 0, 5)
 	recs = append(recs, from(message.AppendOrigin(nil, "web-1", "node-a"), "a", "b")...)
 	recs = append(recs, from(nil, "c")...)
 	recs = append(recs, from(message.AppendOrigin(nil, "web-2", ""), "d", "e")...)
@@ -300,5 +301,53 @@ func TestForwardOrigins(t *testing.T) {
 		if code := do(tc[0], tc[1]); code != http.StatusBadRequest {
 			t.Errorf("%s: %d, want 400", name, code)
 		}
+	}
+}
+
+// TestForwardUnsentOnStop: a batch every owner refused before taking it (409) is
+// returned as unsent (drain.ErrUnsent) when the forwarder is stopped, so a runner
+// that takes over the drain may deliver it; one whose call was cut after it was
+// sent is not.
+func TestForwardUnsentOnStop(t *testing.T) {
+	cfg := &drain.Config{Drain: routing.Drain{ID: "ns/d", Token: "d.token"}}
+	notOwner := httptest.NewServer(NewHandler(func() []routing.SessionKey { return keys }, drains{}, prometheus.NewRegistry()))
+	defer notOwner.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	rounds := 0
+	c := &Client{Self: "http://self", HTTP: notOwner.Client(), Keys: func() []routing.SessionKey { return keys },
+		Owners: func(string) []string {
+			// Refused twice, then stopped before the third try.
+			if rounds++; rounds == 3 {
+				cancel()
+			}
+			return []string{notOwner.URL}
+		}, RetryFor: time.Hour}
+	fd := c.NewDrain(cfg, drain.Env{Report: func(error) {}}, false)
+	var b drain.Batch
+	b.AddRecord(wireRecs("x")[0], "d.token")
+	if n, err := fd.Deliver(ctx, &b); n != 0 || !errors.Is(err, drain.ErrUnsent) {
+		t.Errorf("refused batch at stop: %d, %v; want 0, unsent", n, err)
+	}
+
+	// An owner that hangs once it has the call: cut after it was sent.
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	defer hang.Close()
+	got := make(chan struct{})
+	c2 := &Client{Self: "http://self", HTTP: hang.Client(), Keys: func() []routing.SessionKey { return keys },
+		Owners: func(string) []string { return []string{hang.URL} }}
+	fd2 := c2.NewDrain(cfg, drain.Env{Report: func(error) {}}, false)
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	hang.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateActive {
+			select {
+			case <-got:
+			default:
+				close(got)
+			}
+		}
+	}
+	go func() { <-got; cancel2() }()
+	if n, err := fd2.Deliver(ctx2, &b); n != 0 || errors.Is(err, drain.ErrUnsent) {
+		t.Errorf("batch cut after it was sent: %d, %v; want 0, not unsent", n, err)
 	}
 }

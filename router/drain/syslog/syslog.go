@@ -209,6 +209,9 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 	var again []byte       // b's L10 notice, to write first on the next connection
 	carried := true        // the current connection took b's first frame (its notice)
 	var progress time.Time // the current connection's last progress
+	// attempted: some byte of b was given to a connection; until then, a Deliver
+	// that ends with ctx has sent nothing (drain.ErrUnsent).
+	attempted := b.Written > 0
 	for {
 		if s.conn != nil && s.dead.Load() {
 			// The receiver hung up: what it never acknowledged is lost with the
@@ -217,12 +220,14 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 		}
 		had := s.conn
 		if err := s.ensureConn(ctx); err != nil {
-			if ctx.Err() != nil {
-				return sent, errors.Join(ctx.Err(), lastErr)
+			if ctx.Err() == nil {
+				lastErr = err
+				s.fail(err)
 			}
-			lastErr = err
-			s.fail(err)
-			if !s.sleep(ctx) {
+			if ctx.Err() != nil || !s.sleep(ctx) {
+				if !attempted {
+					return sent, errors.Join(drain.ErrUnsent, ctx.Err(), lastErr)
+				}
 				return sent, errors.Join(ctx.Err(), lastErr)
 			}
 			continue
@@ -238,6 +243,7 @@ func (s *Sink) Deliver(ctx context.Context, b *drain.Batch) (int, error) {
 		}
 		var n int
 		var err error
+		attempted = true
 		if again != nil {
 			if _, err = s.write(again); err == nil {
 				again, carried = nil, true

@@ -682,3 +682,36 @@ func acceptN(ln net.Listener, n int) <-chan net.Conn {
 	}()
 	return accepted
 }
+
+// TestHandoverWhileRefused: a batch taken while the destination refuses
+// connections was never sent, so a runner stopped for a successor (drain ownership
+// moving) hands it over whole, and the successor delivers it; nothing is dropped.
+func TestHandoverWhileRefused(t *testing.T) {
+	addr := testenv.FreeAddr(t)
+	h := start(t, "syslog://"+addr, nil, loopback, syslog.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, 1000)
+	h.push(0, 5)
+	testenv.Until(t, "connection errors reported", func() bool { return len(h.Reported()) >= 2 })
+	carry := h.runner.Handover()
+	if carry == nil || carry.Len() == 0 {
+		t.Fatal("nothing handed over, want the unsent batch") // the rest is queued
+	}
+	sink := drainpeer.NewSyslogSinkAt(t, addr, nil)
+	u, _ := url.Parse("syslog://" + addr)
+	cfg := &drain.Config{Drain: routing.Drain{ID: "ns/d", Token: token, URL: u.String()}, App: "ns/app", URL: u}
+	s, err := syslog.New(cfg, drain.Env{Dialer: &drain.Dialer{Policy: egress.Policy{Allow: loopback}, Timeout: time.Second},
+		Logger: slog.New(slog.DiscardHandler), Report: func(error) {}, Announce: func(string) {}}, syslog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := drain.NewRunner(cfg, h.queue, h.stats, s, drain.RunnerOptions{Carry: carry})
+	defer next.Stop(context.Background(), false)
+	got := sink.WaitFor(t, 5)
+	for i, m := range got {
+		if want := fmt.Sprint("line ", i); string(m.Text) != want {
+			t.Errorf("line %d = %q, want %q", i, m.Text, want)
+		}
+	}
+	if d := h.stats.Dropped.Load(); d != 0 {
+		t.Errorf("%d counted dropped", d)
+	}
+}

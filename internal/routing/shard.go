@@ -39,21 +39,22 @@ const ShardFill = 0.7
 // or shrinks by a drain rewrites one shard and shard 0, not all of them; and when m
 // does grow by one, the jump hash moves only about 1/m of the apps.
 func Split(t *Table, maxBytes int, prevShards ...int) ([][]byte, error) {
-	if t.Version == "" {
-		return nil, errors.New("split routing table: table is not sealed")
-	}
 	prev := 0
 	if len(prevShards) > 0 {
 		prev = prevShards[0]
 	}
-	enc := make([][]byte, len(t.Apps))
+	return (*Encoder)(nil).Split(t, maxBytes, prev)
+}
+
+// split is Split with the apps' encodings given (enc[i] is t.Apps[i]'s JSON) and,
+// when cache is not nil, the shards it wrote last time.
+func split(t *Table, enc [][]byte, maxBytes, prev int, cache *shardCache) ([][]byte, error) {
+	if t.Version == "" {
+		return nil, errors.New("split routing table: table is not sealed")
+	}
 	total := 0
-	for i, a := range t.Apps {
-		b, err := json.Marshal(a)
-		if err != nil {
-			return nil, fmt.Errorf("split routing table: %w", err)
-		}
-		enc[i], total = b, total+len(b)+1
+	for _, b := range enc {
+		total += len(b) + 1
 	}
 	head, err := json.Marshal(Table{SessionKeys: t.SessionKeys, Platform: t.Platform})
 	if err != nil {
@@ -69,7 +70,7 @@ func Split(t *Table, maxBytes int, prevShards ...int) ([][]byte, error) {
 	// One shard while the table fits; once split, back to one only when it has
 	// shrunk well below (no rewriting everything back and forth at the boundary).
 	if total+overhead <= maxBytes && (prev <= 1 || float64(total) <= ShardFill/2*float64(maxBytes)) {
-		return encodeShards(t, [][]byte{arrayOf(enc)})
+		return encodeShards(t, [][][]byte{enc}, cache)
 	}
 	bucketsOf := func(m int) []int {
 		out := make([]int, len(t.Apps))
@@ -104,72 +105,110 @@ func Split(t *Table, maxBytes int, prevShards ...int) ([][]byte, error) {
 	}
 	// Each shard's apps array is spliced from the encodings above (in ID order, as
 	// the table is sealed): the apps are marshalled once however many shards.
-	parts := make([][][]byte, m)
+	parts := make([][][]byte, m+1) // shard 0 carries no apps
 	for i, b := range enc {
-		parts[of[i]] = append(parts[of[i]], b)
+		parts[of[i]+1] = append(parts[of[i]+1], b)
 	}
-	arrays := make([][]byte, m+1)
-	arrays[0] = []byte("[]")
-	for i, p := range parts {
-		arrays[i+1] = arrayOf(p)
-	}
-	return encodeShards(t, arrays)
+	return encodeShards(t, parts, cache)
 }
 
-// arrayOf is the JSON array of the encoded elements.
-func arrayOf(elems [][]byte) []byte {
-	n := 2
-	for _, e := range elems {
-		n += len(e) + 1
-	}
-	out := make([]byte, 0, n)
-	out = append(out, '[')
-	for i, e := range elems {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		out = append(out, e...)
-	}
-	return append(out, ']')
-}
-
-// encodeShards writes the shards whose apps arrays are given, shard 0 first.
-func encodeShards(t *Table, arrays [][]byte) ([][]byte, error) {
-	n := len(arrays)
-	digests := make([]string, n)
-	for i := range arrays {
-		sum := sha256.Sum256(arrays[i])
-		digests[i] = hex.EncodeToString(sum[:8])
-	}
+// encodeShards writes the shards whose apps' encodings are given, shard 0 first.
+// Each is a Table's JSON, spliced by hand around its apps array: marshalling
+// the array as a json.RawMessage would have encoding/json scan and copy every byte
+// of the table again to check it.
+func encodeShards(t *Table, parts [][][]byte, cache *shardCache) ([][]byte, error) {
+	n := len(parts)
 	out := make([][]byte, n)
-	for i := range arrays {
-		sh := shardJSON{Shard: i, Shards: n, Apps: arrays[i], Digest: digests[i]}
-		if i == 0 {
-			// Small, and shard 0 is the one every router reads.
-			sh.Version = t.Version
-			sh.SessionKeys = t.SessionKeys
-			sh.Platform = t.Platform
-			sh.Digests = digests
+	digests := make([]string, n)
+	for i := n - 1; i >= 0; i-- { // shard 0 last: it lists the others' digests
+		if i > 0 && cache.has(n, i, parts[i]) {
+			out[i], digests[i] = cache.out[i], cache.digests[i]
+			continue
 		}
-		b, err := json.Marshal(sh)
+		h := shardHead{Shard: i, Shards: n}
+		if i == 0 {
+			h.Version = t.Version // only shard 0: the others change only with their apps
+		}
+		head, err := json.Marshal(h)
 		if err != nil {
 			return nil, fmt.Errorf("split routing table: %w", err)
 		}
+		size := len(head) + len(`,"apps":[]`)
+		for _, e := range parts[i] {
+			size += len(e) + 1
+		}
+		b := make([]byte, 0, size+256)
+		b = append(b, head[:len(head)-1]...) // without its '}'
+		b = append(b, `,"apps":`...)
+		apps := len(b)
+		b = append(b, '[')
+		for j, e := range parts[i] {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, e...)
+		}
+		b = append(b, ']')
+		sum := sha256.Sum256(b[apps:])
+		digests[i] = hex.EncodeToString(sum[:8])
+		tail := shardTail{Digest: digests[i]}
+		if i == 0 {
+			// Small, and shard 0 is the one every router reads.
+			tail.SessionKeys, tail.Platform, tail.Digests = t.SessionKeys, t.Platform, digests
+		}
+		tb, err := json.Marshal(tail)
+		if err != nil {
+			return nil, fmt.Errorf("split routing table: %w", err)
+		}
+		b = append(append(b, ','), tb[1:]...) // tail always has its digest: never "{}"
 		out[i] = b
 	}
+	cache.keep(parts, out, digests)
 	return out, nil
 }
 
-// shardJSON is a Table with its apps already encoded.
-type shardJSON struct {
-	Version     string          `json:"version"`
-	Shard       int             `json:"shard"`
-	Shards      int             `json:"shards"`
-	Apps        json.RawMessage `json:"apps"`
-	Digest      string          `json:"digest,omitempty"`
-	Digests     []string        `json:"digests,omitempty"`
-	SessionKeys []SessionKey    `json:"sessionKeys,omitempty"`
-	Platform    []Token         `json:"platform,omitempty"`
+// shardCache is the shards an Encoder wrote last, with the app encodings each was
+// made of. An Encoder's encodings never change once made, so a shard made of the
+// same encodings (the same slices) in the same number of shards is the same bytes:
+// a one-drain change then copies and hashes only its app's shard and shard 0.
+type shardCache struct {
+	parts   [][][]byte
+	out     [][]byte
+	digests []string
+}
+
+func (c *shardCache) has(n, i int, part [][]byte) bool {
+	if c == nil || len(c.parts) != n || len(c.parts[i]) != len(part) {
+		return false
+	}
+	for j, e := range part {
+		o := c.parts[i][j]
+		if len(o) != len(e) || len(e) == 0 || &o[0] != &e[0] {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *shardCache) keep(parts [][][]byte, out [][]byte, digests []string) {
+	if c != nil {
+		c.parts, c.out, c.digests = parts, out, digests
+	}
+}
+
+// shardHead and shardTail are the fields of a Table before and after its apps, in
+// the order shards have always had them (apps before digest).
+type shardHead struct {
+	Version string `json:"version"`
+	Shard   int    `json:"shard"`
+	Shards  int    `json:"shards"`
+}
+
+type shardTail struct {
+	Digest      string       `json:"digest,omitempty"`
+	Digests     []string     `json:"digests,omitempty"`
+	SessionKeys []SessionKey `json:"sessionKeys,omitempty"`
+	Platform    []Token      `json:"platform,omitempty"`
 }
 
 // shardOf is the shard of an app among n: a jump consistent hash (Lamping and Veach,

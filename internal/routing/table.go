@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 )
@@ -177,42 +176,7 @@ type TLS struct {
 }
 
 // Seal sorts the table into its canonical order and sets Version from the content.
-func (t *Table) Seal() {
-	slices.SortFunc(t.Apps, func(a, b App) int { return strings.Compare(a.ID, b.ID) })
-	for i := range t.Apps {
-		a := &t.Apps[i]
-		slices.SortFunc(a.Drains, func(x, y Drain) int { return strings.Compare(x.ID, y.ID) })
-		slices.Sort(a.Hosts)
-	}
-	slices.SortFunc(t.Platform, func(a, b Token) int { return strings.Compare(a.Digest(), b.Digest()) })
-	t.Version = ""
-	t.Shard, t.Shards = 0, 1
-	t.Digest, t.Digests = "", nil
-	b, err := json.Marshal(t.Apps)
-	if err != nil {
-		panic(fmt.Sprintf("routing: marshal table: %v", err)) // plain structs always marshal
-	}
-	// Keys change the version (routers must see a rotation) but a table without keys
-	// hashes as before.
-	if len(t.SessionKeys) > 0 {
-		k, err := json.Marshal(t.SessionKeys)
-		if err != nil {
-			panic(fmt.Sprintf("routing: marshal session keys: %v", err))
-		}
-		b = append(append(b, '\n'), k...)
-	}
-	if len(t.Platform) > 0 {
-		// Appended only when present, so tables without platform credentials keep
-		// the versions they always had.
-		p, err := json.Marshal(t.Platform)
-		if err != nil {
-			panic(fmt.Sprintf("routing: marshal table: %v", err))
-		}
-		b = append(b, p...)
-	}
-	sum := sha256.Sum256(b)
-	t.Version = hex.EncodeToString(sum[:8])
-}
+func (t *Table) Seal() { (*Encoder)(nil).Seal(t) }
 
 // Decode parses a table (or one shard of it) and checks it.
 func Decode(b []byte) (*Table, error) {

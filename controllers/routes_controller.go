@@ -28,14 +28,18 @@ import (
 
 // RoutesReconciler renders every LogApp and LogDrain into the routing table and
 // stores it in the routing Secrets. It has one work item: any change anywhere
-// re-renders the whole table, and the work queue folds bursts into one run.
+// re-renders the whole table, and the work queue folds bursts into one run. The
+// render remembers what it read from each Secret version and each app's encoding
+// (routes.Renderer, routing.Encoder), so a run costs about a pass over the cache,
+// not a decode and encode of everything (docs/scaling.md).
 type RoutesReconciler struct {
 	Client  client.Client
 	Store   *routes.Store
 	Metrics *RoutesMetrics
-	// MinWriteInterval spaces table writes: every write replaces every shard (they
-	// carry the version), so a burst of changes (a thousand drains applied at once)
-	// must become a few writes, not a thousand. 0 means no spacing.
+	// MinWriteInterval spaces table writes: each rewrites shard 0 and the changed
+	// apps' shards and makes every router read them, so a burst of changes (a
+	// thousand drains applied at once) must become a few writes, not a thousand.
+	// 0 means no spacing.
 	MinWriteInterval time.Duration
 	// SessionKeysSecret names the session-keys Secret in Store.Namespace (empty: no
 	// keys). Only that one is read: a Secret elsewhere with the same labels is not
@@ -56,6 +60,9 @@ type RoutesReconciler struct {
 	// last is the table the routers were last given; known once read or written.
 	last      *routing.Table
 	lastKnown bool
+	// renderer remembers what the last render read and encoded, so a one-drain
+	// change costs about what that drain and its app cost, not the whole table.
+	renderer *routes.Renderer
 
 	// View receives what each stored table holds, for the LogApps' conditions.
 	View *RoutingView
@@ -149,8 +156,14 @@ func (r *RoutesReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.
 		r.last, r.lastKnown = old, true
 	}
 
+	if r.renderer == nil {
+		if r.Store.Encoder == nil {
+			r.Store.Encoder = &routing.Encoder{}
+		}
+		r.renderer = &routes.Renderer{Encoder: r.Store.Encoder}
+	}
 	start := time.Now()
-	res := routes.Render(in)
+	res := r.renderer.Render(in)
 	rendered := time.Since(start)
 	wr, err := r.Store.Write(ctx, res.Table)
 	if err != nil {
@@ -201,9 +214,29 @@ func (r *RoutesReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Labels too: namespace-wide drains pick their apps by label.
 		Watches(&kubeplexv1alpha1.LogApp{}, toKey, builder.WithPredicates(
 			predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
-		Watches(&kubeplexv1alpha1.LogDrain{}, toKey, builder.WithPredicates(createOrDelete())).
-		Watches(&corev1.Secret{}, toKey).
+		// Deletes only: a drain enters the table through its Secret (the accepted
+		// destination), written after the LogDrain is in the cache, so the create
+		// event would only render a table that cannot have changed yet.
+		Watches(&kubeplexv1alpha1.LogDrain{}, toKey, builder.WithPredicates(deleteOnly())).
+		Watches(&corev1.Secret{}, toKey, builder.WithPredicates(notOwnWrite(r.Store))).
 		Complete(r)
+}
+
+// notOwnWrite drops the create and update events of the shards as the Store wrote
+// them. Deletes always pass: a shard someone deleted is written again.
+func notOwnWrite(s *routes.Store) predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc: func(e event.CreateEvent) bool { return !s.OwnWrite(e.Object) },
+		UpdateFunc: func(e event.UpdateEvent) bool { return !s.OwnWrite(e.ObjectNew) },
+	}
+}
+
+func deleteOnly() predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		UpdateFunc:  func(event.UpdateEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
 }
 
 func createOrDelete() predicate.Predicate {

@@ -145,6 +145,22 @@ func TestStoreTenThousandDrains(t *testing.T) {
 	if order[len(order)-1] != base {
 		t.Errorf("write order %v: shard 0 must come last", order)
 	}
+	// Its own writes are known as its own (the controller drops their events); a
+	// write by anyone else is not.
+	for _, sec := range secs {
+		if !store.OwnWrite(&sec) {
+			t.Errorf("shard %s as the Store wrote it (resourceVersion %s) is not its own write", sec.Name, sec.ResourceVersion)
+		}
+	}
+	edited := secs[len(secs)-1].DeepCopy()
+	edited.Annotations["someone"] = "else"
+
+	if err := k8s.Update(ctx, edited); err != nil {
+		t.Fatal(err)
+	}
+	if store.OwnWrite(edited) {
+		t.Errorf("shard %s edited by someone else counts as the Store's own write", edited.Name)
+	}
 
 	limited := &routes.Store{Client: k8s, Namespace: systemNS, Base: "limited-routes", MaxShards: 2}
 	if res, err := limited.Write(ctx, big); !errors.Is(err, routes.ErrTooManyShards) || res.Written != 0 {

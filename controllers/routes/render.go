@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -118,12 +119,130 @@ func ValidPlatformToken(s string) bool { return platformTokenRE.MatchString(s) }
 // valid token; a drain when its Secret holds an accepted destination for an app that
 // is routed. Anything else is left out and reported, never an error: one bad object
 // must not stop the table for everyone else.
-func Render(in Input) Result {
-	secrets := make(map[types.NamespacedName]*corev1.Secret, len(in.Secrets))
-	for i := range in.Secrets {
-		s := &in.Secrets[i]
-		secrets[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
+func Render(in Input) Result { return (*Renderer)(nil).Render(in) }
+
+// Renderer renders as Render does and remembers, between renders, what it read out
+// of each Secret (by UID and resourceVersion: an object the API server stored is
+// never changed without a new resourceVersion) and each app's encoding (Encoder).
+// The manager renders the whole table on every change; at 50,000 drains decoding
+// every drain Secret's accepted destination, checking and hashing every token, and
+// building a fresh index of 100,000 Secrets cost most of a render
+// (docs/scaling.md). A nil *Renderer remembers nothing. Not safe for concurrent use.
+type Renderer struct {
+	// Encoder seals the table; the routes Store splits with the same one.
+	Encoder *routing.Encoder
+
+	gen     uint64
+	secrets map[types.NamespacedName]*secretEntry
+}
+
+// secretEntry is one Secret of the current render and what was read from its
+// version, read when first needed.
+type secretEntry struct {
+	s       *corev1.Secret
+	uid     types.UID
+	rv      string
+	gen     uint64
+	drain   *drainSecret
+	token   *tokenSecret
+	ownerID string // routing-table ID of the app or drain the Secret is named for
+}
+
+// index points the Renderer's entries at in's Secrets, keeping what was read from
+// a Secret whose UID and resourceVersion are the same, and returns the lookup.
+func (r *Renderer) index(in []corev1.Secret) func(namespace, name string) *secretEntry {
+	r.gen++
+	if r.secrets == nil {
+		r.secrets = make(map[types.NamespacedName]*secretEntry, len(in))
 	}
+	gen := r.gen
+	for i := range in {
+		s := &in[i]
+		key := types.NamespacedName{Namespace: s.Namespace, Name: s.Name}
+		e := r.secrets[key]
+		// Objects without a UID or resourceVersion (made in a test, never stored)
+		// are read again every time.
+		if e == nil || e.uid != s.UID || e.rv != s.ResourceVersion || s.UID == "" || s.ResourceVersion == "" {
+			e = &secretEntry{uid: s.UID, rv: s.ResourceVersion}
+			r.secrets[key] = e
+		}
+		e.s, e.gen = s, gen
+	}
+	if len(r.secrets) > len(in) { // some are gone (or in listed one twice)
+		maps.DeleteFunc(r.secrets, func(_ types.NamespacedName, e *secretEntry) bool { return e.gen != gen })
+	}
+	secrets := r.secrets
+	return func(namespace, name string) *secretEntry {
+		if e := secrets[types.NamespacedName{Namespace: namespace, Name: name}]; e != nil && e.gen == gen {
+			return e
+		}
+		return nil
+	}
+}
+
+func (e *secretEntry) drainSecret() *drainSecret {
+	if e.drain == nil {
+		var ds drainSecret
+		ds.acc, ds.tok, ds.key, ds.reason, ds.why = readDrainSecret(e.s)
+		e.drain = &ds
+	}
+	return e.drain
+}
+
+func (e *secretEntry) tokenSecret() *tokenSecret {
+	if e.token == nil {
+		ts := readTokenSecret(e.s)
+		e.token = &ts
+	}
+	return e.token
+}
+
+// id is ID(namespace, name) of the object the Secret belongs to, made once.
+func (e *secretEntry) id(namespace, name string) string {
+	if e.ownerID == "" {
+		e.ownerID = ID(namespace, name)
+	}
+	return e.ownerID
+}
+
+// drainSecret is what a drain Secret holds (readDrainSecret).
+type drainSecret struct {
+	acc                   AcceptedDrain
+	tok, key, reason, why string
+}
+
+// tokenSecret is what a token, collector or add-on Secret holds: its token's
+// digest and form, and a token Secret's previous token.
+type tokenSecret struct {
+	// form is 't', 'c' or 'a' when the token is an ingest, collector or add-on
+	// token of the right form, else 0.
+	form    byte
+	digest  string
+	prev    *routing.Token
+	prevWhy string
+}
+
+func readTokenSecret(s *corev1.Secret) tokenSecret {
+	tok := string(s.Data[kubeplexv1alpha1.TokenSecretKey])
+	ts := tokenSecret{digest: routing.HashToken(tok)}
+	switch {
+	case ValidIngestToken(tok):
+		ts.form = 't'
+	case collectorTokenRE.MatchString(tok):
+		ts.form = 'c'
+	case addonTokenRE.MatchString(tok):
+		ts.form = 'a'
+	}
+	ts.prev, ts.prevWhy = previousToken(s) // used for the app's token Secret only
+	return ts
+}
+
+// Render builds the routing table as the package's Render does.
+func (r *Renderer) Render(in Input) Result {
+	if r == nil {
+		r = &Renderer{}
+	}
+	enc, secret := r.Encoder, r.index(in.Secrets)
 	var res Result
 	problem := func(kind string, m metav1.Object, reason, format string, args ...any) {
 		res.Problems = append(res.Problems, Problem{
@@ -135,8 +254,13 @@ func Render(in Input) Result {
 	// A canonical order, whatever order the cache lists them in. A host claimed by
 	// two apps goes to neither (HostClaims): neither can take another's lines by
 	// being first, and both owners see the conflict.
-	apps := slices.Clone(in.Apps)
-	slices.SortFunc(apps, func(a, b kubeplexv1alpha1.LogApp) int {
+	// Pointers are sorted, not the objects: each LogApp is hundreds of bytes, and
+	// moving them cost more than the rest of the apps' part of a render.
+	apps := make([]*kubeplexv1alpha1.LogApp, len(in.Apps))
+	for i := range in.Apps {
+		apps[i] = &in.Apps[i]
+	}
+	slices.SortFunc(apps, func(a, b *kubeplexv1alpha1.LogApp) int {
 		return cmp.Or(
 			a.CreationTimestamp.Compare(b.CreationTimestamp.Time),
 			strings.Compare(a.Namespace, b.Namespace),
@@ -146,47 +270,46 @@ func Render(in Input) Result {
 	index := map[string]int{} // app ID → position in table.Apps
 	// Per namespace, the routed apps and their labels, for namespace-wide drains.
 	byNamespace := map[string][]*kubeplexv1alpha1.LogApp{}
-	claims := HostClaims(apps)
-	for i := range apps {
-		app := &apps[i]
+	claims := HostClaims(in.Apps)
+	for _, app := range apps {
 		if !app.DeletionTimestamp.IsZero() {
 			continue
 		}
-		id := ID(app.Namespace, app.Name)
-		s := secrets[types.NamespacedName{Namespace: app.Namespace, Name: app.Name + kubeplexv1alpha1.TokenSecretSuffix}]
-		if s == nil || !ownedBy(s, app.UID) {
+		se := secret(app.Namespace, app.Name+kubeplexv1alpha1.TokenSecretSuffix)
+		if se == nil || !ownedBy(se.s, app.UID) {
 			problem("LogApp", app, ReasonTokenSecretMissing, "token Secret %s%s not found or not owned by this LogApp",
 				app.Name, kubeplexv1alpha1.TokenSecretSuffix)
 			continue
 		}
-		tok := string(s.Data[kubeplexv1alpha1.TokenSecretKey])
-		if !ValidIngestToken(tok) {
-			problem("LogApp", app, ReasonTokenInvalid, "token Secret %s holds no valid token", s.Name)
+		ts, id := se.tokenSecret(), se.id(app.Namespace, app.Name)
+		if ts.form != 't' {
+			problem("LogApp", app, ReasonTokenInvalid, "token Secret %s holds no valid token", se.s.Name)
 			continue
 		}
 		ra := routing.App{
 			ID:      id,
 			History: int(app.Spec.HistorySize),
-			Tokens:  []routing.Token{ingestToken(tok, nil)},
+			Tokens:  []routing.Token{{SHA256: ts.digest, Source: tokenSource}},
 		}
 		if app.Spec.CollectorMode == "" && ra.History == 0 {
 			// An object that never went through the API server's defaulting (the
 			// schema defaults historySize to 1500 and collectorMode to Exec).
 			ra.History = defaultHistoryLines
 		}
-		if prev, why := previousToken(s); why != "" {
-			problem("LogApp", app, ReasonTokenInvalid, "%s", why)
-		} else if prev != nil {
-			ra.Tokens = append(ra.Tokens, *prev)
+		if ts.prevWhy != "" {
+			problem("LogApp", app, ReasonTokenInvalid, "%s", ts.prevWhy)
+		} else if ts.prev != nil {
+			prev := *ts.prev
+			prev.NotAfter = new(*ts.prev.NotAfter) // the table's own: a caller may change it
+			ra.Tokens = append(ra.Tokens, prev)
 		}
 		// The collector credential: absent until the LogApp reconciler made it.
-		csName := types.NamespacedName{Namespace: app.Namespace, Name: app.Name + kubeplexv1alpha1.CollectorSecretSuffix}
-		if cs := secrets[csName]; cs != nil && ownedBy(cs, app.UID) {
-			if tok := string(cs.Data[kubeplexv1alpha1.TokenSecretKey]); collectorTokenRE.MatchString(tok) {
-				ra.Tokens = append(ra.Tokens, routing.Token{SHA256: routing.HashToken(tok), Source: tokenSource, Collector: true})
+		if cs := secret(app.Namespace, app.Name+kubeplexv1alpha1.CollectorSecretSuffix); cs != nil && ownedBy(cs.s, app.UID) {
+			if ts := cs.tokenSecret(); ts.form == 'c' {
+				ra.Tokens = append(ra.Tokens, routing.Token{SHA256: ts.digest, Source: tokenSource, Collector: true})
 			}
 		}
-		ra.Tokens = append(ra.Tokens, addonTokens(app, secrets)...)
+		ra.Tokens = append(ra.Tokens, addonTokens(app, secret)...)
 		for _, h := range app.Spec.Hosts {
 			h = NormalizeHost(h)
 			if owners := claims[h]; len(owners) > 1 {
@@ -208,25 +331,28 @@ func Render(in Input) Result {
 		if !d.DeletionTimestamp.IsZero() {
 			continue
 		}
-		s := secrets[types.NamespacedName{Namespace: d.Namespace, Name: d.Name + kubeplexv1alpha1.DrainSecretSuffix}]
-		if s == nil || !ownedBy(s, d.UID) {
+		se := secret(d.Namespace, d.Name+kubeplexv1alpha1.DrainSecretSuffix)
+		if se == nil || !ownedBy(se.s, d.UID) {
 			problem("LogDrain", d, ReasonDrainNotAccepted, "drain Secret not found yet")
 			continue
 		}
-		acc, tok, key, reason, why := readDrainSecret(s)
-		if reason != "" {
-			problem("LogDrain", d, reason, "%s", why)
+		ds := se.drainSecret()
+		acc, tok, key := &ds.acc, ds.tok, ds.key
+		if ds.reason != "" {
+			problem("LogDrain", d, ds.reason, "%s", ds.why)
 			continue
 		}
 		rd := routing.Drain{
-			ID:          ID(d.Namespace, d.Name),
-			Token:       tok,
-			URL:         acc.URL,
-			Username:    acc.Username,
-			Password:    acc.Password,
-			HMACKey:     key,
-			TLS:         acc.TLS,
-			Headers:     acc.Headers,
+			ID:       se.id(d.Namespace, d.Name),
+			Token:    tok,
+			URL:      acc.URL,
+			Username: acc.Username,
+			Password: acc.Password,
+			HMACKey:  key,
+			// Copies: the rest of the drain is strings, and the Renderer keeps
+			// acc for the next render, whatever a caller does with this table.
+			TLS:         cloneTLS(acc.TLS),
+			Headers:     maps.Clone(acc.Headers),
 			Compression: acc.Compression,
 		}
 		if acc.Selector != nil {
@@ -247,13 +373,21 @@ func Render(in Input) Result {
 			table.Platform = append(table.Platform, routing.Token{SHA256: routing.HashToken(tok), Source: platformSource})
 		}
 	}
-	table.Seal()
+	enc.Seal(table)
 	slices.SortFunc(res.Problems, func(a, b Problem) int {
 		return cmp.Or(strings.Compare(a.Kind, b.Kind), strings.Compare(a.Namespace, b.Namespace),
 			strings.Compare(a.Name, b.Name), strings.Compare(a.Reason, b.Reason), strings.Compare(a.Message, b.Message))
 	})
 	res.Table = table
 	return res
+}
+
+func cloneTLS(t *routing.TLS) *routing.TLS {
+	if t == nil {
+		return nil
+	}
+	c := *t
+	return &c
 }
 
 // readDrainSecret reads what the LogDrain reconciler accepted, with the drain token
@@ -388,18 +522,18 @@ func previousToken(s *corev1.Secret) (tok *routing.Token, why string) {
 
 // addonTokens are the app's add-on input tokens: each writes its add-on's name as
 // source, nothing else (docs/addons.md).
-func addonTokens(app *kubeplexv1alpha1.LogApp, secrets map[types.NamespacedName]*corev1.Secret) []routing.Token {
+func addonTokens(app *kubeplexv1alpha1.LogApp, secret func(namespace, name string) *secretEntry) []routing.Token {
 	var out []routing.Token
 	for _, ad := range app.Spec.Addons {
 		if ad.Name == tokenSource || ad.Name == platformSource || ad.Name == "" {
 			continue // the API refuses these names; a table never grants them
 		}
-		as := secrets[types.NamespacedName{Namespace: app.Namespace, Name: app.Name + kubeplexv1alpha1.AddonSecretInfix + ad.Name}]
-		if as == nil || !ownedBy(as, app.UID) {
+		as := secret(app.Namespace, app.Name+kubeplexv1alpha1.AddonSecretInfix+ad.Name)
+		if as == nil || !ownedBy(as.s, app.UID) {
 			continue // not issued yet: the LogApp reconciler makes it
 		}
-		if tok := string(as.Data[kubeplexv1alpha1.TokenSecretKey]); addonTokenRE.MatchString(tok) {
-			out = append(out, routing.Token{SHA256: routing.HashToken(tok), Source: ad.Name})
+		if ts := as.tokenSecret(); ts.form == 'a' {
+			out = append(out, routing.Token{SHA256: ts.digest, Source: ad.Name})
 		}
 	}
 	return out

@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -271,5 +274,86 @@ func BenchmarkRender10kDrains(b *testing.B) {
 		if _, err := routing.Split(res.Table, DefaultMaxShardBytes); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestRendererRendersWhatRenderRenders changes each Secret of each testdata input in
+// turn, as the API server stores a change (new data, new resourceVersion), and
+// requires a Renderer that has seen every earlier version to render what Render
+// renders from scratch. A change the API server would never make (new data, same
+// resourceVersion) must be invisible to it: that is what it remembers.
+func TestRendererRendersWhatRenderRenders(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no testdata: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			in := loadInput(t, f)
+			for i := range in.Secrets {
+				in.Secrets[i].UID = types.UID("secret-" + in.Secrets[i].Name)
+				in.Secrets[i].ResourceVersion = "1"
+			}
+			r := &Renderer{Encoder: &routing.Encoder{}}
+			same := func(step string) {
+				t.Helper()
+				got, want := r.Render(in), Render(in)
+				if g, w := encodeResult(t, got), encodeResult(t, want); !bytes.Equal(g, w) {
+					t.Fatalf("%s: the Renderer renders\n%s\nRender renders\n%s", step, g, w)
+				}
+				// What a caller does with a table must not reach the next one.
+				for a := range got.Table.Apps {
+					for d := range got.Table.Apps[a].Drains {
+						dr := &got.Table.Apps[a].Drains[d]
+						if dr.TLS != nil {
+							dr.TLS.ServerName = "changed"
+						}
+						for k := range dr.Headers {
+							dr.Headers[k] = "changed"
+						}
+					}
+					for k := range got.Table.Apps[a].Tokens {
+						if na := got.Table.Apps[a].Tokens[k].NotAfter; na != nil {
+							*na = na.Add(time.Hour)
+						}
+					}
+				}
+			}
+			same("first")
+			same("again")
+			for i := range in.Secrets {
+				s := &in.Secrets[i]
+				old := s.Data
+				s.Data = map[string][]byte{}
+				for k, v := range old {
+					s.Data[k] = append(slices.Clone(v), 'x')
+				}
+				s.ResourceVersion = "2"
+				same(s.Name + " changed")
+				s.Data, s.ResourceVersion = old, "3"
+				same(s.Name + " back")
+			}
+			saved := slices.Clone(in.Secrets)
+			in.Secrets = in.Secrets[:len(in.Secrets)/2]
+			same("half the Secrets gone")
+			in.Secrets = saved
+			same("back")
+
+			// The memory is used: data changed under the same resourceVersion.
+			stale, tried := false, false
+			for i := range in.Secrets {
+				s := &in.Secrets[i]
+				if _, ok := s.Data[kubeplexv1alpha1.DrainConfigSecretKey]; !ok {
+					continue
+				}
+				tried = true
+				s.Data = maps.Clone(s.Data)
+				s.Data[kubeplexv1alpha1.DrainConfigSecretKey] = []byte("{}")
+				stale = stale || !bytes.Equal(encodeResult(t, r.Render(in)), encodeResult(t, Render(in)))
+			}
+			if tried && !stale {
+				t.Error("a drain Secret changed without a new resourceVersion and the Renderer saw it: it remembers nothing")
+			}
+		})
 	}
 }

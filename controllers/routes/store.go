@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -37,6 +38,34 @@ type Store struct {
 	// Owner, when set, is added to every shard's owners (package owner: deleting the
 	// manager's Deployment deletes the table with it).
 	Owner *metav1.OwnerReference
+	// Encoder, when set, splits the table: the one that sealed it (Renderer), so
+	// the apps are not encoded again and unchanged shards are not rebuilt.
+	Encoder *routing.Encoder
+
+	mu      sync.Mutex
+	written map[string]string // shard name → resourceVersion of this Store's last write
+}
+
+// OwnWrite reports whether obj is a shard Secret as this Store last wrote it. The
+// routes controller watches the shards to repair what others change; the events of
+// its own writes would only make it render the whole table again to find nothing
+// to do, and hold back the next real change by that long (docs/scaling.md).
+func (s *Store) OwnWrite(obj client.Object) bool {
+	if obj.GetNamespace() != s.Namespace || obj.GetResourceVersion() == "" {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.written[obj.GetName()] == obj.GetResourceVersion()
+}
+
+func (s *Store) wrote(sec *corev1.Secret) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.written == nil {
+		s.written = map[string]string{}
+	}
+	s.written[sec.Name] = sec.ResourceVersion
 }
 
 // DefaultMaxShards matches the router Role in config/rbac (kubeplex-routes,
@@ -77,7 +106,7 @@ func (s *Store) Write(ctx context.Context, t *routing.Table) (WriteResult, error
 			prev = h.Shards
 		}
 	}
-	shards, err := routing.Split(t, max, prev)
+	shards, err := s.Encoder.Split(t, max, prev)
 	if err != nil {
 		return WriteResult{}, fmt.Errorf("write routing table: %w", err)
 	}
@@ -164,6 +193,7 @@ func (s *Store) put(ctx context.Context, cur *corev1.Secret, i int, version stri
 		if err := s.Client.Create(ctx, sec); err != nil {
 			return false, fmt.Errorf("create routing shard %s: %w", name, err)
 		}
+		s.wrote(sec)
 		return true, nil
 	}
 	if bytes.Equal(cur.Data[routing.SecretKey], data) && cur.Annotations[kubeplexv1alpha1.RoutesVersionAnnotation] == version &&
@@ -189,6 +219,7 @@ func (s *Store) put(ctx context.Context, cur *corev1.Secret, i int, version stri
 		}
 		return false, fmt.Errorf("update routing shard %s: %w", name, err)
 	}
+	s.wrote(upd)
 	return true, nil
 }
 

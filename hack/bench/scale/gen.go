@@ -33,9 +33,13 @@ func genInput(apps, drains int) routes.Input {
 		})
 		owner := []metav1.OwnerReference{{APIVersion: "kubeplex.io/v1alpha1", Kind: "LogApp", Name: name, UID: uids[a], Controller: ptr.To(true)}}
 		in.Secrets = append(in.Secrets,
-			corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + kubeplexv1alpha1.TokenSecretSuffix, OwnerReferences: owner},
+			// UIDs and resourceVersions as the API server gives them: the manager's
+			// Renderer remembers what it read from each version of a Secret.
+			corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + kubeplexv1alpha1.TokenSecretSuffix, OwnerReferences: owner,
+				UID: types.UID(fmt.Sprintf("00000000-0000-4000-c000-%012d", a)), ResourceVersion: "1"},
 				Data: map[string][]byte{kubeplexv1alpha1.TokenSecretKey: fmt.Appendf(nil, "t.%08x-0000-4000-8000-000000000000", a)}},
-			corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + kubeplexv1alpha1.CollectorSecretSuffix, OwnerReferences: owner},
+			corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + kubeplexv1alpha1.CollectorSecretSuffix, OwnerReferences: owner,
+				UID: types.UID(fmt.Sprintf("00000000-0000-4000-d000-%012d", a)), ResourceVersion: "1"},
 				Data: map[string][]byte{kubeplexv1alpha1.TokenSecretKey: fmt.Appendf(nil, "c.%08x-0000-4000-8000-000000000000", a)}})
 	}
 	for d := range drains {
@@ -76,6 +80,7 @@ func genDrainSecret(d, apps int) corev1.Secret {
 	}
 	return corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: appNS(a), Name: drainName(d) + kubeplexv1alpha1.DrainSecretSuffix,
+			UID: types.UID(fmt.Sprintf("00000000-0000-4000-e000-%012d", d)), ResourceVersion: "1",
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "kubeplex.io/v1alpha1", Kind: "LogDrain",
 				Name: drainName(d), UID: drainUID(d), Controller: ptr.To(true)}}},
 		Data: map[string][]byte{

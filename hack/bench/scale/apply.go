@@ -373,7 +373,18 @@ func phases(ctx context.Context, k8s client.Client, d *kubeplexv1alpha1.LogDrain
 			}
 		}
 		if k8s.Get(ctx, client.ObjectKey{Namespace: systemNS, Name: routesName}, &s0) == nil && s0.ResourceVersion != rv0 {
-			fmt.Fprintf(os.Stderr, "  %s: shard 0 rewritten after %v\n", d.Name, time.Since(t0))
+			in := "not read"
+			if t, err := (&routes.Store{Client: k8s, Namespace: systemNS, Base: routesName}).Read(ctx); err == nil && t != nil {
+				in = "drain not in it"
+				for _, app := range t.Apps {
+					for _, dr := range app.Drains {
+						if dr.ID == id {
+							in = "drain in it"
+						}
+					}
+				}
+			}
+			fmt.Fprintf(os.Stderr, "  %s: shard 0 rewritten after %v (%s)\n", d.Name, time.Since(t0), in)
 			rv0 = s0.ResourceVersion
 		}
 		time.Sleep(20 * time.Millisecond)

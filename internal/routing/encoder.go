@@ -18,8 +18,9 @@ import (
 // only. The bytes are the ones Seal and Split write, so versions and shards do not
 // depend on whether an Encoder was used.
 //
-// An app's cached encoding is reused when the app is equal, field by field, to the
-// one it was made from; the Encoder keeps its own copy of that app, so a caller that
+// An app's cached encoding is reused when the app is Equal to the one it was made
+// from (Equal requires a token's NotAfter in the same zone, which its encoding
+// shows); the Encoder keeps its own copy of that app, so a caller that
 // changes a table after sealing it cannot make a stale encoding look current.
 // A nil *Encoder caches nothing. Not safe for concurrent use.
 type Encoder struct {
@@ -121,8 +122,8 @@ func (e *Encoder) encodeApps(apps []App) [][]byte {
 	for i := range apps {
 		a := &apps[i]
 		c := e.apps[a.ID]
-		if c == nil || !c.app.equal(a) {
-			c = &encodedApp{app: a.clone(), enc: marshalApp(a)}
+		if c == nil || !c.app.Equal(a) {
+			c = &encodedApp{app: a.Clone(), enc: marshalApp(a)}
 			e.apps[a.ID] = c
 		}
 		c.gen = e.gen
@@ -140,59 +141,4 @@ func marshalApp(a *App) []byte {
 		panic(fmt.Sprintf("routing: marshal app: %v", err)) // plain structs always marshal
 	}
 	return b
-}
-
-// equal reports whether a and b encode the same (the slices and maps are all
-// omitempty, so nil and empty are the same). It names every field of App, Token,
-// Drain and TLS: TestAppEqualSeesEveryField fails when a field is added without it.
-func (a *App) equal(b *App) bool {
-	return a.ID == b.ID && a.History == b.History &&
-		slices.EqualFunc(a.Tokens, b.Tokens, Token.equal) &&
-		slices.Equal(a.Hosts, b.Hosts) &&
-		slices.EqualFunc(a.Drains, b.Drains, Drain.equal)
-}
-
-func (t Token) equal(u Token) bool {
-	return t.SHA256 == u.SHA256 && t.Token == u.Token && t.Source == u.Source &&
-		slices.Equal(t.AllowedSources, u.AllowedSources) &&
-		t.Collector == u.Collector &&
-		(t.NotAfter == nil) == (u.NotAfter == nil) && (t.NotAfter == nil || t.NotAfter.Equal(*u.NotAfter) &&
-		t.NotAfter.Location() == u.NotAfter.Location())
-}
-
-func (d Drain) equal(e Drain) bool {
-	return d.ID == e.ID && d.Token == e.Token && d.URL == e.URL && d.Username == e.Username &&
-		d.Password == e.Password && d.HMACKey == e.HMACKey &&
-		(d.TLS == nil) == (e.TLS == nil) && (d.TLS == nil || *d.TLS == *e.TLS) &&
-		maps.Equal(d.Headers, e.Headers) &&
-		d.Compression == e.Compression
-}
-
-// clone is a copy of a that shares nothing a caller could change.
-func (a *App) clone() App {
-	c := *a
-	c.Hosts = slices.Clone(a.Hosts)
-	if a.Tokens != nil {
-		c.Tokens = make([]Token, len(a.Tokens))
-		for i, t := range a.Tokens {
-			t.AllowedSources = slices.Clone(t.AllowedSources)
-			if t.NotAfter != nil {
-				na := *t.NotAfter
-				t.NotAfter = &na
-			}
-			c.Tokens[i] = t
-		}
-	}
-	if a.Drains != nil {
-		c.Drains = make([]Drain, len(a.Drains))
-		for i, d := range a.Drains {
-			if d.TLS != nil {
-				tls := *d.TLS
-				d.TLS = &tls
-			}
-			d.Headers = maps.Clone(d.Headers)
-			c.Drains[i] = d
-		}
-	}
-	return c
 }

@@ -130,7 +130,7 @@ func TestEncoderWritesWhatSealAndSplitWrote(t *testing.T) {
 		fresh := *tbl
 		fresh.Apps = make([]App, len(tbl.Apps))
 		for i := range tbl.Apps {
-			fresh.Apps[i] = tbl.Apps[i].clone()
+			fresh.Apps[i] = tbl.Apps[i].Clone()
 		}
 		fresh.Seal()
 		want, err := Split(&fresh, maxBytes, prev)
@@ -164,12 +164,16 @@ func TestEncoderWritesWhatSealAndSplitWrote(t *testing.T) {
 	}
 }
 
-// TestAppEqualSeesEveryField changes each field of App, Token, Drain and TLS in
-// turn and requires equal to see it, so a field added without equal fails here.
-func TestAppEqualSeesEveryField(t *testing.T) {
+// TestEncoderSeesEveryField changes each leaf field of an app (App, Token, Drain,
+// TLS, a token's NotAfter and its zone) in turn and requires a warm Encoder to write
+// the new encoding, not the one it kept.
+func TestEncoderSeesEveryField(t *testing.T) {
 	base := full("ns/a")
-	if c := base.clone(); !base.equal(&c) {
-		t.Fatal("an app is not equal to its clone")
+	var e Encoder
+	encoded := func(a App) []byte {
+		tbl := &Table{Apps: []App{a}}
+		e.Seal(tbl)
+		return e.last[0]
 	}
 	n := 0
 	// walk visits every leaf field; at reaches it from an app's root value.
@@ -195,7 +199,8 @@ func TestAppEqualSeesEveryField(t *testing.T) {
 			return
 		}
 		n++
-		c := base.clone()
+		encoded(base)
+		c := base.Clone()
 		x := at(reflect.ValueOf(&c).Elem())
 		switch x.Kind() {
 		case reflect.String:
@@ -213,15 +218,21 @@ func TestAppEqualSeesEveryField(t *testing.T) {
 		default:
 			t.Fatalf("%s: kind %s not handled by this test", path, x.Kind())
 		}
-		if base.equal(&c) {
-			t.Errorf("%s changed, equal still says equal", path)
-		}
-		if a, b := marshalApp(&base), marshalApp(&c); bytes.Equal(a, b) {
+		want := marshalApp(&c)
+		if bytes.Equal(want, marshalApp(&base)) {
 			t.Errorf("%s changed, the encoding did not: the test changed nothing", path)
 		}
-		if c2 := base.clone(); !base.equal(&c2) {
-			t.Fatalf("%s: changing a clone changed the original", path)
+		if got := encoded(c); !bytes.Equal(got, want) {
+			t.Errorf("%s changed, the Encoder wrote the encoding it kept:\n got %s\nwant %s", path, got, want)
 		}
+	}
+	// The same instant in another zone encodes differently.
+	encoded(base)
+	c := base.Clone()
+	na := c.Tokens[0].NotAfter.In(time.FixedZone("X", 3600))
+	c.Tokens[0].NotAfter = &na
+	if got, want := encoded(c), marshalApp(&c); !bytes.Equal(got, want) {
+		t.Errorf("NotAfter in another zone: the Encoder wrote %s, want %s", got, want)
 	}
 	walk("App", reflect.ValueOf(&base).Elem(), func(r reflect.Value) reflect.Value { return r })
 	if n < 20 {

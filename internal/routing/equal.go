@@ -57,7 +57,9 @@ func (t *Token) Equal(o *Token) bool {
 		!slices.Equal(t.AllowedSources, o.AllowedSources) || (t.NotAfter == nil) != (o.NotAfter == nil) {
 		return false
 	}
-	return t.NotAfter == nil || t.NotAfter.Equal(*o.NotAfter)
+	// The same zone too: the table's JSON writes the offset, and the manager's
+	// Encoder reuses an Equal app's encoding.
+	return t.NotAfter == nil || t.NotAfter.Equal(*o.NotAfter) && t.NotAfter.Location() == o.NotAfter.Location()
 }
 
 // Equal reports whether two drains are the same in every field.

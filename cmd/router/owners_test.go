@@ -45,13 +45,7 @@ func TestDrainOwners(t *testing.T) {
 		}
 		tbl.Apps = append(tbl.Apps, app)
 	}
-	rs := startRouterSet(t, 3, tbl, "--drain-owners", "2", "--self-url", "{self}")
-	all := make([]string, 0, len(rs))
-	for _, r := range rs {
-		all = append(all, r.base)
-	}
-	slices.Sort(all)
-	waitMembers(t, rs, all)
+	rs, all := startOwnerSet(t, tbl, 2)
 
 	count := map[string]int{}
 	for _, r := range rs {
@@ -142,6 +136,21 @@ func ownedLines(ms []wire.Message) (seqs map[[2]int][]int, announced int, err er
 }
 
 // waitMembers waits until every router in rs reports want (sorted) as its members.
+// startOwnerSet starts three routers that know each other with --drain-owners k
+// and waits until each lists all three as members; it returns them and their
+// sorted base URLs.
+func startOwnerSet(t *testing.T, tbl routing.Table, k int) ([]routerProc, []string) {
+	t.Helper()
+	rs := startRouterSet(t, 3, tbl, "--drain-owners", fmt.Sprint(k), "--self-url", "{self}")
+	all := make([]string, 0, len(rs))
+	for _, r := range rs {
+		all = append(all, r.base)
+	}
+	slices.Sort(all)
+	waitMembers(t, rs, all)
+	return rs, all
+}
+
 func waitMembers(t *testing.T, rs []routerProc, want []string) {
 	t.Helper()
 	for _, r := range rs {
@@ -177,13 +186,7 @@ func drainOwnersDeliver(t *testing.T, k int) {
 	for a := range sinks {
 		sinks[a] = peer.NewSyslogSink(t, nil)
 	}
-	rs := startRouterSet(t, 3, ownedTable(sinks), "--drain-owners", fmt.Sprint(k), "--self-url", "{self}")
-	all := make([]string, 0, len(rs))
-	for _, r := range rs {
-		all = append(all, r.base)
-	}
-	slices.Sort(all)
-	waitMembers(t, rs, all)
+	rs, _ := startOwnerSet(t, ownedTable(sinks), k)
 
 	// Phase 0: every replica gets lines for every app.
 	for r := range rs {
@@ -304,13 +307,7 @@ func TestDrainOwnersOrigin(t *testing.T) {
 				{ID: fmt.Sprintf("ns%d/syslog", a), Token: fmt.Sprintf("d.%08d-2222-4222-8222-222222222222", a),
 					URL: "syslog://" + sinks[a].Addr}}})
 	}
-	rs := startRouterSet(t, 3, tbl, "--drain-owners", "1", "--self-url", "{self}")
-	all := make([]string, 0, len(rs))
-	for _, r := range rs {
-		all = append(all, r.base)
-	}
-	slices.Sort(all)
-	waitMembers(t, rs, all)
+	rs, _ := startOwnerSet(t, tbl, 1)
 
 	for r := range rs {
 		for a := range apps {

@@ -330,22 +330,30 @@ func TestForwardUnsentOnStop(t *testing.T) {
 	}
 
 	// An owner that hangs once it has the call: cut after it was sent.
-	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
-	defer hang.Close()
+	// ConnState is set before the server starts (its goroutines read it), and
+	// closes got once however many connections become active.
+	// The handler is released before Close, which waits for it.
+	release := make(chan struct{})
+	hang := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
 	got := make(chan struct{})
+	var active sync.Once
+	hang.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateActive {
+			active.Do(func() { close(got) })
+		}
+	}
+	hang.Start()
+	defer hang.Close()
+	defer close(release)
 	c2 := &Client{Self: "http://self", HTTP: hang.Client(), Keys: func() []routing.SessionKey { return keys },
 		Owners: func(string) []string { return []string{hang.URL} }}
 	fd2 := c2.NewDrain(cfg, drain.Env{Report: func(error) {}}, false)
 	ctx2, cancel2 := context.WithCancel(context.Background())
-	hang.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateActive {
-			select {
-			case <-got:
-			default:
-				close(got)
-			}
-		}
-	}
 	go func() { <-got; cancel2() }()
 	if n, err := fd2.Deliver(ctx2, &b); n != 0 || errors.Is(err, drain.ErrUnsent) {
 		t.Errorf("batch cut after it was sent: %d, %v; want 0, not unsent", n, err)

@@ -579,6 +579,19 @@ func (d *Dispatcher) diff(t *routing.Table) (order []*App, changed []int, kept i
 	return order, changed, kept, nil
 }
 
+// eachReplaced calls f with every app spec a change replaces: the removed apps' and
+// the changed apps' previous ones.
+func eachReplaced(changes []appChange, gone []*App, f func(*App, *routing.App)) {
+	for _, a := range gone {
+		f(a, &a.spec)
+	}
+	for i := range changes {
+		if changes[i].had {
+			f(changes[i].a, &changes[i].from)
+		}
+	}
+}
+
 // indexDrains updates d.drainApps for the changed and removed apps.
 func (d *Dispatcher) indexDrains(changes []appChange, gone []*App) {
 	unindex := func(a *App, spec *routing.App) {
@@ -588,14 +601,7 @@ func (d *Dispatcher) indexDrains(changes []appChange, gone []*App) {
 			}
 		}
 	}
-	for _, a := range gone {
-		unindex(a, &a.spec)
-	}
-	for i := range changes {
-		if changes[i].had {
-			unindex(changes[i].a, &changes[i].from)
-		}
-	}
+	eachReplaced(changes, gone, unindex)
 	if d.drainApps == nil {
 		d.drainApps = map[string]*App{}
 	}
@@ -626,14 +632,7 @@ func (d *Dispatcher) patchLookups(next, prev *snapshot, changes []appChange, gon
 			}
 		}
 	}
-	for _, a := range gone {
-		unclaim(a, &a.spec)
-	}
-	for i := range changes {
-		if changes[i].had {
-			unclaim(changes[i].a, &changes[i].from)
-		}
-	}
+	eachReplaced(changes, gone, unclaim)
 	for _, c := range changes {
 		if d.claim(next, c.a, c.to) {
 			return false

@@ -39,14 +39,7 @@ type WireEncoder struct {
 // AppendRFC5424 would with an empty HOSTNAME slot, byte for byte (tested), straight
 // from m's fields: no placeholder to cut out, no time.Time.
 func (e *WireEncoder) Append(dst []byte, m *Msg, origin []byte) []byte {
-	start := len(dst)
-	dst = append(dst, 0, 0)
-	flag := 0
-	if n := len(origin); n > 0 && n <= MaxOrigin {
-		dst = append(dst, byte(n))
-		dst = append(dst, origin...)
-		flag = wireOrigin
-	}
+	dst, start, flag := appendWireHead(dst, origin)
 	rec := len(dst)
 	pri := m.Priority
 	if pri > 191 {
@@ -97,6 +90,19 @@ func wireParts(wrec []byte) (k int, origin, rec []byte, ok bool) {
 	return k, origin, rec, true
 }
 
+// appendWireHead appends a drain record's length slot (filled in by the caller at
+// start) and origin, and returns the flag the slot must carry for it.
+func appendWireHead(dst, origin []byte) (out []byte, start, flag int) {
+	start = len(dst)
+	dst = append(dst, 0, 0)
+	if n := len(origin); n > 0 && n <= MaxOrigin {
+		dst = append(dst, byte(n))
+		dst = append(dst, origin...)
+		flag = wireOrigin
+	}
+	return dst, start, flag
+}
+
 // AppendWireParts appends a drain record (AppendWireOrigin) made from an RFC 5424
 // record given as the bytes before its HOSTNAME (head) and those after it (tail,
 // from the space that follows), with origin (nil: none): a frame a syslog drain
@@ -106,14 +112,7 @@ func AppendWireParts(dst, head, tail, origin []byte) ([]byte, bool) {
 	if len(head) >= wireOrigin {
 		return dst, false
 	}
-	start := len(dst)
-	dst = append(dst, 0, 0)
-	flag := 0
-	if n := len(origin); n > 0 && n <= MaxOrigin {
-		dst = append(dst, byte(n))
-		dst = append(dst, origin...)
-		flag = wireOrigin
-	}
+	dst, start, flag := appendWireHead(dst, origin)
 	binary.LittleEndian.PutUint16(dst[start:], uint16(len(head)|flag))
 	dst = append(dst, head...)
 	return append(dst, tail...), true

@@ -215,6 +215,11 @@ func TestDecodeMatchesGenerated(t *testing.T) {
 		"proto names": []byte(`{"resource_logs":[{"scope_logs":[{"log_records":[{"time_unix_nano":"5","severity_number":"SEVERITY_NUMBER_ERROR2",` +
 			`"severity_text":"E","trace_id":"S/kvNXezTaajzpKdDg5HNg==","body":{"int_value":1e3}}]}]}]}`),
 		"nulls": []byte(`{"resourceLogs":[{"resource":null,"scopeLogs":[{"scope":null,"logRecords":[{"body":null,"severityText":null}]}]}]}`),
+		// Keys that only fold to field names are unknown fields to protobuf (encoding/json
+		// alone would take them); escaped keys that spell a name exactly are that field.
+		"folded keys": []byte(`{"ResourceLogs":[{}],"resourceLogs":[{"scopeLogs":[{"logRecords":[{"SeverityText":"no",` +
+			`"severityText":"yes","body":{"StringValue":"no"},"\u0061ttributes":[{"key":"k","value":{"boolValue":true}}],` +
+			`"\u017fpanId":"00f067aa0ba902b7","eventname":"no"}]}]}]}`),
 	}
 	for name, b := range jsCases {
 		t.Run("json/"+name, func(t *testing.T) {

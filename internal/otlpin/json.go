@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"reflect"
 	"strconv"
 	"strings"
 )
@@ -19,8 +20,10 @@ import (
 // JSON reader it takes the lowerCamelCase and the proto field names, 64-bit integers
 // as numbers or strings, enums as numbers or names, bytes in standard or URL-safe
 // base64, and ignores unknown fields; it is laxer than protobuf's about duplicate
-// keys (the last wins). TestDecodeMatchesGenerated and FuzzRead check it against
-// protojson.
+// keys (the last wins). encoding/json matches keys without regard to case, protobuf's
+// reader exactly: exactKeys first blanks every key that only folds to a field name,
+// so that "ResourceLogs" is an unknown field here as there and is ignored.
+// TestDecodeMatchesGenerated and FuzzRead check it against protojson.
 
 type jsonLogsData struct {
 	ResourceLogs  []jsonResourceLogs `json:"resourceLogs"`
@@ -59,7 +62,7 @@ type jsonLogRecord struct {
 	SeverityText          jsonStr    `json:"severityText"`
 	SeverityText2         jsonStr    `json:"severity_text"`
 	Body                  *jsonValue `json:"body"`
-	Attributes            []jsonKeyValue
+	Attributes            []jsonKeyValue `json:"attributes"`
 	DroppedAttributes     jsonUint `json:"droppedAttributesCount"`
 	DroppedAttributes2    jsonUint `json:"dropped_attributes_count"`
 	Flags                 jsonUint `json:"flags"`
@@ -83,7 +86,7 @@ type jsonValue struct {
 // decodeJSON decodes an OTLP/HTTP JSON body into data.
 func decodeJSON(b []byte, data *LogsData) error {
 	var doc jsonLogsData
-	d := json.NewDecoder(bytes.NewReader(b))
+	d := json.NewDecoder(bytes.NewReader(exactKeys(b)))
 	d.UseNumber()
 	if err := d.Decode(&doc); err != nil {
 		return err
@@ -110,6 +113,78 @@ func decodeJSON(b []byte, data *LogsData) error {
 		data.ResourceLogs = append(data.ResourceLogs, out)
 	}
 	return nil
+}
+
+// fieldNames are the keys the JSON types take, from their tags.
+var fieldNames = func() map[string]bool {
+	names := map[string]bool{}
+	for _, v := range []any{jsonLogsData{}, jsonResourceLogs{}, jsonResource{}, jsonScopeLogs{}, jsonScope{},
+		jsonLogRecord{}, jsonKeyValue{}, jsonAnyValue{}, jsonArrayValue{}, jsonKVListValue{}} {
+		t := reflect.TypeOf(v)
+		for i := range t.NumField() {
+			if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" {
+				names[name] = true
+			}
+		}
+	}
+	return names
+}()
+
+// exactKeys returns b with every object key that is not one of fieldNames but equals
+// one of them without regard to case (as encoding/json folds: "spanID", "ſpanId")
+// replaced by "", which no field takes. b itself comes back when there is none, the
+// common case. Only the keys are looked at: a string followed by a colon. Malformed
+// input is left for the decoder to refuse.
+func exactKeys(b []byte) []byte {
+	var out []byte
+	last := 0
+	for i := 0; i < len(b); i++ {
+		if b[i] != '"' {
+			continue
+		}
+		start, escaped := i, false
+		for i++; i < len(b) && b[i] != '"'; i++ {
+			if b[i] == '\\' {
+				escaped = true
+				i++
+			}
+		}
+		if i >= len(b) {
+			break
+		}
+		end := i + 1
+		k := end
+		for k < len(b) && (b[k] == ' ' || b[k] == '\t' || b[k] == '\n' || b[k] == '\r') {
+			k++
+		}
+		if k == len(b) || b[k] != ':' || !foldsToField(b[start:end], escaped) {
+			continue
+		}
+		out = append(append(out, b[last:start]...), `""`...)
+		last = end
+	}
+	if out == nil {
+		return b
+	}
+	return append(out, b[last:]...)
+}
+
+// foldsToField reports whether the quoted key is not a field name but folds to one.
+func foldsToField(quoted []byte, escaped bool) bool {
+	raw := quoted[1 : len(quoted)-1]
+	if !escaped && fieldNames[string(raw)] { // the common case, without a copy
+		return false
+	}
+	key := string(raw)
+	if escaped && (json.Unmarshal(quoted, &key) != nil || fieldNames[key]) {
+		return false
+	}
+	for name := range fieldNames {
+		if strings.EqualFold(name, key) {
+			return true
+		}
+	}
+	return false
 }
 
 func first[T any](a, b []T) []T {

@@ -179,6 +179,8 @@ func BenchmarkWireFanout10(b *testing.B) {
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte("junk"), uint8(190), int64(1764064800123456), "app", "web.1", "", "", "text")
 	f.Add([]byte("junk"), uint8(190), int64(1764064800123456), "app", "web.1", "k", `v"]\`, "text")
+	// A pod name one byte past what leaves room for the node's (the origin was 256 bytes).
+	f.Add([]byte("junk"), uint8(190), int64(1764064800123456), "app", "web.1", strings.Repeat("p", 254), "", "text")
 	f.Fuzz(func(t *testing.T, junk []byte, pri uint8, ts int64, src, proc, name, value, text string) {
 		_, _ = Decode(junk)
 		m := Msg{Priority: pri, Time: ts, Source: []byte(src), ProcID: []byte(proc), Text: []byte(text)}
@@ -246,9 +248,28 @@ func TestWireOrigin(t *testing.T) {
 	if len(AppendOrigin(nil, "", "")) != 0 {
 		t.Error("an origin of no names")
 	}
-	long := strings.Repeat("p", 253)
-	if pod, node := OriginNames(AppendOrigin(nil, long, "node-a")); string(pod) != long || len(node) != 0 {
-		t.Errorf("a 253-byte pod name and a node: %d, %q (want the pod alone)", len(pod), node)
+	// Names at MaxOrigin's edge: what is kept reads back, and the origin is never
+	// longer than a drain record carries (it would be dropped whole).
+	for _, c := range []struct {
+		pod, node         int // lengths
+		wantPod, wantNode int
+	}{
+		{253, 6, 253, 0}, {253, 0, 253, 0}, {252, 1, 252, 1}, {254, 1, 0, 1}, {254, 0, 0, 0},
+		{255, 253, 0, 253}, {0, 253, 0, 253}, {100, 153, 100, 153}, {100, 154, 100, 0},
+	} {
+		pod, node := strings.Repeat("p", c.pod), strings.Repeat("n", c.node)
+		o := AppendOrigin(nil, pod, node)
+		if len(o) > MaxOrigin {
+			t.Errorf("origin of %d-byte and %d-byte names is %d bytes", c.pod, c.node, len(o))
+		}
+		gotPod, gotNode := OriginNames(o)
+		if len(gotPod) != c.wantPod || len(gotNode) != c.wantNode {
+			t.Errorf("names of %d and %d bytes read back as %d and %d, want %d and %d",
+				c.pod, c.node, len(gotPod), len(gotNode), c.wantPod, c.wantNode)
+		}
+		if !bytes.Equal(WireOrigin(AppendWireOrigin(nil, &m, o)), o) {
+			t.Errorf("names of %d and %d bytes: the drain record lost the origin", c.pod, c.node)
+		}
 	}
 }
 

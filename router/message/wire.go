@@ -150,11 +150,14 @@ const MaxOrigin = 255
 
 // AppendOrigin appends where a message came from in the form drain records carry:
 // a length byte and the pod name, then a length byte and the node name (either may
-// be empty). A name that would take the whole past MaxOrigin is left out.
+// be empty). A name that would take the whole past MaxOrigin is left out; the pod
+// name leaves room for the node's length byte, so a 253-byte pod name fits and the
+// whole never passes MaxOrigin (an origin that did would be dropped by
+// AppendWireOrigin, node name and all).
 func AppendOrigin(dst []byte, pod, node string) []byte {
 	start := len(dst)
-	for _, s := range []string{pod, node} {
-		if len(dst)-start+1+len(s) > MaxOrigin {
+	for i, s := range []string{pod, node} {
+		if len(dst)-start+1+len(s)+(1-i) > MaxOrigin {
 			s = ""
 		}
 		dst = append(dst, byte(len(s)))

@@ -53,25 +53,25 @@ type jsonScope struct {
 }
 
 type jsonLogRecord struct {
-	TimeUnixNano          jsonUint   `json:"timeUnixNano"`
-	TimeUnixNano2         jsonUint   `json:"time_unix_nano"`
-	ObservedTimeUnixNano  jsonUint   `json:"observedTimeUnixNano"`
-	ObservedTimeUnixNano2 jsonUint   `json:"observed_time_unix_nano"`
-	SeverityNumber        jsonEnum   `json:"severityNumber"`
-	SeverityNumber2       jsonEnum   `json:"severity_number"`
-	SeverityText          jsonStr    `json:"severityText"`
-	SeverityText2         jsonStr    `json:"severity_text"`
-	Body                  *jsonValue `json:"body"`
+	TimeUnixNano          jsonUint       `json:"timeUnixNano"`
+	TimeUnixNano2         jsonUint       `json:"time_unix_nano"`
+	ObservedTimeUnixNano  jsonUint       `json:"observedTimeUnixNano"`
+	ObservedTimeUnixNano2 jsonUint       `json:"observed_time_unix_nano"`
+	SeverityNumber        jsonEnum       `json:"severityNumber"`
+	SeverityNumber2       jsonEnum       `json:"severity_number"`
+	SeverityText          jsonStr        `json:"severityText"`
+	SeverityText2         jsonStr        `json:"severity_text"`
+	Body                  *jsonValue     `json:"body"`
 	Attributes            []jsonKeyValue `json:"attributes"`
-	DroppedAttributes     jsonUint `json:"droppedAttributesCount"`
-	DroppedAttributes2    jsonUint `json:"dropped_attributes_count"`
-	Flags                 jsonUint `json:"flags"`
-	TraceID               jsonID   `json:"traceId"`
-	TraceID2              jsonID   `json:"trace_id"`
-	SpanID                jsonID   `json:"spanId"`
-	SpanID2               jsonID   `json:"span_id"`
-	EventName             jsonStr  `json:"eventName"`
-	EventName2            jsonStr  `json:"event_name"`
+	DroppedAttributes     jsonUint       `json:"droppedAttributesCount"`
+	DroppedAttributes2    jsonUint       `json:"dropped_attributes_count"`
+	Flags                 jsonUint       `json:"flags"`
+	TraceID               jsonID         `json:"traceId"`
+	TraceID2              jsonID         `json:"trace_id"`
+	SpanID                jsonID         `json:"spanId"`
+	SpanID2               jsonID         `json:"span_id"`
+	EventName             jsonStr        `json:"eventName"`
+	EventName2            jsonStr        `json:"event_name"`
 }
 
 type jsonKeyValue struct {

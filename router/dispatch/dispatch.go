@@ -43,7 +43,9 @@ type Options struct {
 	Syslog syslog.Options
 	HTTP   httpdrain.Options
 	OTLP   otlp.Options
-	// RemoveGrace bounds the flush of a drain removed from the table.
+	// RemoveGrace bounds the flush of a drain removed from the table, and the
+	// requests in flight an HTTP or OTLP drain that moved to another owner finishes
+	// (Reown) [5 s].
 	RemoveGrace time.Duration
 	// Router names this replica in status reports.
 	Router string
@@ -916,8 +918,11 @@ func (d *Dispatcher) Delivering(id string) (*drain.Runner, bool) {
 // Reown gives every drain whose ownership changed (Options.Owners) a runner of the
 // other kind: delivering where this replica became an owner, forwarding where it
 // stopped being one. As for a drain whose destination changed, the new runner takes
-// over the queue and counters; the batch in flight, if any, is cut short and counted
-// as dropped (announced in the next L10). It returns how many drains changed.
+// over the queue and counters. What the old runner had in flight (drain.Runner.Handover):
+// one batch not begun goes first with the new runner, one begun is cut short and
+// counted as dropped (announced in the next L10); an HTTP or OTLP drain's requests in
+// flight complete in the background, for up to RemoveGrace. It returns how many
+// drains changed.
 func (d *Dispatcher) Reown() int {
 	if d.opts.Owners == nil {
 		return 0
@@ -955,6 +960,14 @@ func (d *Dispatcher) Reown() int {
 			}
 			next[i] = nr
 			moved++
+			if r.Concurrent() {
+				// Its requests in flight go on; the new runner has the queue.
+				d.removing.Go(func() {
+					ctx, cancel := context.WithTimeout(context.Background(), d.opts.RemoveGrace)
+					defer cancel()
+					r.Stop(ctx, true)
+				})
+			}
 		}
 		if next != nil {
 			kept := next[:0]

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync"
@@ -118,6 +120,51 @@ func TestReownHandsOverUnsentBatch(t *testing.T) {
 		testenv.Until(t, "2 counted forwarded", func() bool { return d.Status().Drains["ns/d"].Forwarded == 2 })
 		if st := d.Status().Drains["ns/d"]; st.Dropped != 0 {
 			t.Errorf("status %+v, want 2 forwarded, none dropped", st)
+		}
+	})
+	// An HTTP drain's request in flight is not cut by the move: it completes while
+	// the forwarder already takes the lines queued behind it.
+	t.Run("http owner becomes forwarder", func(t *testing.T) {
+		o := &fakeOwners{}
+		o.owns.Store(true)
+		d := ownedDispatcher(t, o)
+		arrived, release := make(chan string, 4), make(chan struct{})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			arrived <- r.Header.Get("Logplex-Msg-Count")
+			<-release
+			w.WriteHeader(http.StatusNoContent)
+		}))
+		defer srv.Close()
+		defer close(release)
+		apply(t, d, routing.App{ID: "ns/a", Tokens: []routing.Token{{Token: tok1, Source: "app"}},
+			Drains: []routing.Drain{{ID: "ns/d", Token: dt1, URL: srv.URL + "/logs"}}})
+		publish(t, d, tok1, "a", "b")
+		select {
+		case n := <-arrived:
+			if n != "2" {
+				t.Fatalf("the request in flight carries %s lines, want 2", n)
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("the HTTP drain never got its request")
+		}
+		publish(t, d, tok1, "c")
+		o.owns.Store(false)
+		if n := d.Reown(); n != 1 {
+			t.Fatalf("Reown moved %d drains, want 1", n)
+		}
+		testenv.Until(t, "the forwarder took c", func() bool { return strings.Join(o.got(), " ") == "c" })
+		if st := d.Status().Drains["ns/d"]; st.Delivered != 0 || st.Dropped != 0 {
+			t.Errorf("status %+v while the request is held, want none delivered or dropped", st)
+		}
+		release <- struct{}{}
+		testenv.Until(t, "the held request counted delivered", func() bool { return d.Status().Drains["ns/d"].Delivered == 2 })
+		if st := d.Status().Drains["ns/d"]; st.Dropped != 0 || st.Forwarded != 1 {
+			t.Errorf("status %+v, want 2 delivered, 1 forwarded, none dropped", st)
+		}
+		select {
+		case n := <-arrived:
+			t.Errorf("the drain got another request (%s lines) after the move", n)
+		default:
 		}
 	})
 }

@@ -83,6 +83,15 @@ type Runner struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	stopOnce sync.Once
+	// closeOnce: the drain is closed once, however often Stop is called (a
+	// concurrent runner handed over is stopped again when its batches are done).
+	closeOnce sync.Once
+	// concurrent: the runner keeps several batches in flight (loopConcurrent).
+	// detached is closed by Handover for such a runner; quiet, by the runner once
+	// it takes nothing more from the queue.
+	concurrent      bool
+	detached, quiet chan struct{}
+	detachOnce      sync.Once
 
 	// mu is held by whoever delivers (the runner goroutine, or Offer), so batches go
 	// out one at a time in queue order. The fields below are guarded by it.
@@ -120,7 +129,8 @@ func NewRunner(cfg *Config, q *Queue, st *Stats, d Drain, o RunnerOptions) *Runn
 	}
 	r := &Runner{Config: cfg, Queue: q, Stats: st, drain: d, lim: d.Limits(), host: message.Host(cfg.Token),
 		log: o.Logger, observe: o.Observe, pause: backoff.New(o.PauseMin, o.PauseMax), failLog: FailureLog{Every: o.LogEvery},
-		stopping: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{})}
+		stopping: make(chan struct{}), ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		detached: make(chan struct{}), quiet: make(chan struct{})}
 	r.imm, _ = d.(Immediate)
 	r.idler, _ = d.(IdleCloser)
 	if u, ok := d.(OriginUser); ok && u.UsesOrigin() {
@@ -141,6 +151,7 @@ func NewRunner(cfg *Config, q *Queue, st *Stats, d Drain, o RunnerOptions) *Runn
 		}
 	}
 	if c, ok := d.(Concurrent); ok && r.imm == nil && c.InFlight() > 1 {
+		r.concurrent = true
 		go r.loopConcurrent(c.InFlight())
 	} else {
 		go r.loop()
@@ -207,6 +218,10 @@ func (r *Runner) Backlogged(n int) bool {
 // Forwarding reports whether the runner hands its batches to another replica
 // (its drain is Forwarding) instead of delivering them.
 func (r *Runner) Forwarding() bool { return r.fwd }
+
+// Concurrent reports whether the runner keeps several batches in flight (its drain
+// is Concurrent): Handover then leaves them to complete, and the caller stops it.
+func (r *Runner) Concurrent() bool { return r.concurrent }
 
 // Delivering reports whether the drain's latest outcome was a success, within the
 // last two seconds.
@@ -304,7 +319,8 @@ func (r *Runner) loop() {
 // so an idle drain costs one parked goroutine, as with loop). Batches are taken in
 // queue order; each is accounted on its own when it completes. After a batch of
 // which nothing got through, no new batch starts until the failure pause is over;
-// batches already in flight finish.
+// batches already in flight finish. Handed over (detached), it takes nothing more
+// from the queue, says so (quiet) and returns when its batches in flight are done.
 func (r *Runner) loopConcurrent(n int) {
 	defer close(r.done)
 	free := make(chan *Batch, n) // batches not in flight
@@ -325,13 +341,30 @@ func (r *Runner) loopConcurrent(n int) {
 		r.ended = true
 		r.mu.Unlock()
 	}()
+	// deliver sends b in its own goroutine; a pooled batch goes back to free after.
+	deliver := func(b *Batch, notice int64, since time.Time, pooled bool) {
+		inFlight++
+		wg.Go(func() {
+			nd, err := r.drain.Deliver(r.ctx, b)
+			r.mu.Lock()
+			r.account(b, nd, notice, since, err)
+			r.mu.Unlock()
+			if nd == 0 && err != nil && r.ctx.Err() == nil {
+				failed <- struct{}{}
+			}
+			b.Reset()
+			if pooled {
+				free <- b
+			}
+			finished <- struct{}{}
+		})
+	}
 	if r.mu.Lock(); r.pending {
 		// A batch handed over by the drain's previous runner (RunnerOptions.Carry)
-		// goes before the queue, on its own.
-		nd, err := r.drain.Deliver(r.ctx, &r.b)
-		r.account(&r.b, nd, r.notice, r.since, err)
+		// goes before the queue: the first in flight (r.b is not used otherwise by
+		// a concurrent runner: Offer only queues).
 		r.pending = false
-		r.b = Batch{}
+		deliver(&r.b, r.notice, r.since, false)
 	}
 	r.mu.Unlock()
 	notify := r.Queue.Notify()
@@ -343,27 +376,19 @@ func (r *Runner) loopConcurrent(n int) {
 		// A second request starts only for a backlog (a quarter batch queued) while
 		// the drain is delivering: at a light load, or while a batch is being
 		// retried, one request at a time, as before, and no extra connections.
+		//
+		// Once handed over, nothing more is taken: the queue is the successor's. (A
+		// batch taken just before Handover set the flag is one more in flight here;
+		// Handover waits for quiet, so the successor takes only what comes after.)
 		for (inFlight == 0 || r.Queue.Len() >= r.lim.Messages/4 && r.Stats.delivering(time.Now())) &&
-			inFlight < n && r.Queue.hasWork() && r.ctx.Err() == nil {
+			inFlight < n && r.Queue.hasWork() && r.ctx.Err() == nil && !r.handover.Load() {
 			b := <-free
 			notice, since := r.Queue.Take(b, r.lim, r.host)
 			if b.Len() == 0 {
 				free <- b
 				break
 			}
-			inFlight++
-			wg.Go(func() {
-				nd, err := r.drain.Deliver(r.ctx, b)
-				r.mu.Lock()
-				r.account(b, nd, notice, since, err)
-				r.mu.Unlock()
-				if nd == 0 && err != nil && r.ctx.Err() == nil {
-					failed <- struct{}{}
-				}
-				b.Reset()
-				free <- b
-				finished <- struct{}{}
-			})
+			deliver(b, notice, since, true)
 		}
 		select {
 		case <-notify:
@@ -374,14 +399,32 @@ func (r *Runner) loopConcurrent(n int) {
 			wait := r.pause.Next()
 			r.mu.Unlock()
 			// Nothing got through: pause as loop does; what is in flight completes
-			// meanwhile (its tokens wait in finished).
-			if !backoff.Sleep(r.ctx, wait) {
+			// meanwhile (its tokens wait in finished). A handover ends the pause: this
+			// runner starts nothing more.
+			pause := time.NewTimer(wait)
+			select {
+			case <-pause.C:
+			case <-r.detached:
+				pause.Stop()
+			case <-r.ctx.Done():
+				pause.Stop()
 				return
 			}
 			// Batches that failed alongside this one are covered by the same pause.
 			for len(failed) > 0 {
 				<-failed
 			}
+		case <-r.detached:
+			close(r.quiet)
+			for inFlight > 0 {
+				select {
+				case <-finished:
+					inFlight--
+				case <-r.ctx.Done():
+					return
+				}
+			}
+			return
 		case <-r.stopping:
 			if inFlight == 0 && r.Queue.Len() == 0 {
 				return
@@ -481,10 +524,24 @@ func (r *Runner) account(b *Batch, n int, notice int64, since time.Time, err err
 // flight is cut short at once, and the batch it was for is returned when none of
 // it had been sent (the drain said ErrUnsent), for the successor to deliver
 // (RunnerOptions.Carry); a batch whose sending had begun is counted as dropped, as
-// Stop does, so that no line can be delivered twice. Only the one-at-a-time
-// delivery hands a batch over; a Concurrent drain's batches in flight are cut.
+// Stop does, so that no line can be delivered twice.
+//
+// A Concurrent drain's batches (HTTP, OTLP: requests that may complete in any order)
+// are not cut: Handover returns as soon as the runner takes nothing more from the
+// queue, with no carry, and the batches in flight complete and are accounted as
+// they would have been (delivered, or dropped and announced by the successor's
+// L10). The caller then stops the runner (Stop, keeping the queue) with the grace
+// it allows them; the drain is closed when they are done.
 func (r *Runner) Handover() *Carry {
 	r.handover.Store(true)
+	if r.concurrent {
+		r.detachOnce.Do(func() { close(r.detached) })
+		select {
+		case <-r.quiet:
+		case <-r.done:
+		}
+		return nil
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	r.Stop(ctx, true)
@@ -508,7 +565,9 @@ func (r *Runner) Stop(ctx context.Context, keepQueue bool) {
 			r.Stats.Dropped.Add(int64(n))
 		}
 	}
-	if err := r.drain.Close(); err != nil {
-		r.log.Debug("close drain", "err", err)
-	}
+	r.closeOnce.Do(func() {
+		if err := r.drain.Close(); err != nil {
+			r.log.Debug("close drain", "err", err)
+		}
+	})
 }

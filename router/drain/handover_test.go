@@ -28,6 +28,21 @@ func (d *stuckDrain) Deliver(ctx context.Context, b *Batch) (int, error) {
 	return 0, ctx.Err()
 }
 
+// offerAB offers lines a and b to r and waits until its drain has taken them as one
+// batch (took: what the drain's Deliver was given).
+func offerAB(t *testing.T, r *Runner, took <-chan []string) {
+	t.Helper()
+	r.Offer([][]byte{rec("a"), rec("b")})
+	select {
+	case got := <-took:
+		if strings.Join(got, " ") != "a b" {
+			t.Fatalf("old runner took %q", got)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("old runner never took the batch")
+	}
+}
+
 // TestHandover: a runner stopped for a successor (Handover) hands over the batch it
 // had taken and not begun to send, and the successor delivers it first, then the
 // queue, with nothing counted dropped; a batch whose sending had begun is counted
@@ -43,15 +58,7 @@ func TestHandover(t *testing.T) {
 			q := NewQueue(1000, st)
 			old := &stuckDrain{unsent: unsent, took: make(chan []string, 1), t: t}
 			r := NewRunner(&Config{App: "ns/app"}, q, st, old, RunnerOptions{})
-			r.Offer([][]byte{rec("a"), rec("b")})
-			select {
-			case got := <-old.took:
-				if strings.Join(got, " ") != "a b" {
-					t.Fatalf("old runner took %q", got)
-				}
-			case <-time.After(time.Minute):
-				t.Fatal("old runner never took the batch")
-			}
+			offerAB(t, r, old.took)
 			r.Offer([][]byte{rec("c")}) // queued behind the batch in flight
 			carry := r.Handover()
 			if unsent != (carry != nil) {
@@ -142,15 +149,7 @@ func TestHandoverConcurrent(t *testing.T) {
 			if !r.Concurrent() {
 				t.Fatal("a drain with InFlight 4 runs one batch at a time")
 			}
-			r.Offer([][]byte{rec("a"), rec("b")})
-			select {
-			case got := <-old.took:
-				if strings.Join(got, " ") != "a b" {
-					t.Fatalf("old runner took %q", got)
-				}
-			case <-time.After(time.Minute):
-				t.Fatal("old runner never took the batch")
-			}
+			offerAB(t, r, old.took)
 			r.Offer([][]byte{rec("c")}) // queued: one line is no backlog for a second request
 			handedOver := make(chan *Carry)
 			go func() { handedOver <- r.Handover() }()

@@ -323,48 +323,20 @@ func (r *Runner) loop() {
 // from the queue, says so (quiet) and returns when its batches in flight are done.
 func (r *Runner) loopConcurrent(n int) {
 	defer close(r.done)
-	free := make(chan *Batch, n) // batches not in flight
-	for range n {
-		b := new(Batch)
-		if r.usesOrigin {
-			b.KeepOrigins()
-		}
-		free <- b
-	}
-	failed := make(chan struct{}, n)   // a token per batch of which nothing got through
-	finished := make(chan struct{}, n) // a token per completed batch
-	inFlight := 0
-	var wg sync.WaitGroup
+	f := newFlights(r, n)
+	free, failed, finished := f.free, f.failed, f.finished
 	defer func() {
-		wg.Wait()
+		f.wg.Wait() // after a handover: until they complete, or Stop's grace is over
 		r.mu.Lock()
 		r.ended = true
 		r.mu.Unlock()
 	}()
-	// deliver sends b in its own goroutine; a pooled batch goes back to free after.
-	deliver := func(b *Batch, notice int64, since time.Time, pooled bool) {
-		inFlight++
-		wg.Go(func() {
-			nd, err := r.drain.Deliver(r.ctx, b)
-			r.mu.Lock()
-			r.account(b, nd, notice, since, err)
-			r.mu.Unlock()
-			if nd == 0 && err != nil && r.ctx.Err() == nil {
-				failed <- struct{}{}
-			}
-			b.Reset()
-			if pooled {
-				free <- b
-			}
-			finished <- struct{}{}
-		})
-	}
 	if r.mu.Lock(); r.pending {
 		// A batch handed over by the drain's previous runner (RunnerOptions.Carry)
 		// goes before the queue: the first in flight (r.b is not used otherwise by
 		// a concurrent runner: Offer only queues).
 		r.pending = false
-		deliver(&r.b, r.notice, r.since, false)
+		f.start(&r.b, r.notice, r.since, false)
 	}
 	r.mu.Unlock()
 	notify := r.Queue.Notify()
@@ -380,34 +352,24 @@ func (r *Runner) loopConcurrent(n int) {
 		// Once handed over, nothing more is taken: the queue is the successor's. (A
 		// batch taken just before Handover set the flag is one more in flight here;
 		// Handover waits for quiet, so the successor takes only what comes after.)
-		for (inFlight == 0 || r.Queue.Len() >= r.lim.Messages/4 && r.Stats.delivering(time.Now())) &&
-			inFlight < n && r.Queue.hasWork() && r.ctx.Err() == nil && !r.handover.Load() {
+		for (f.inFlight == 0 || r.Queue.Len() >= r.lim.Messages/4 && r.Stats.delivering(time.Now())) &&
+			f.inFlight < n && r.Queue.hasWork() && r.ctx.Err() == nil && !r.handover.Load() {
 			b := <-free
 			notice, since := r.Queue.Take(b, r.lim, r.host)
 			if b.Len() == 0 {
 				free <- b
 				break
 			}
-			deliver(b, notice, since, true)
+			f.start(b, notice, since, true)
 		}
 		select {
 		case <-notify:
 		case <-finished:
-			inFlight--
+			f.inFlight--
 		case <-failed:
-			r.mu.Lock()
-			wait := r.pause.Next()
-			r.mu.Unlock()
 			// Nothing got through: pause as loop does; what is in flight completes
-			// meanwhile (its tokens wait in finished). A handover ends the pause: this
-			// runner starts nothing more.
-			pause := time.NewTimer(wait)
-			select {
-			case <-pause.C:
-			case <-r.detached:
-				pause.Stop()
-			case <-r.ctx.Done():
-				pause.Stop()
+			// meanwhile (its tokens wait in finished).
+			if !r.failurePause() {
 				return
 			}
 			// Batches that failed alongside this one are covered by the same pause.
@@ -415,24 +377,18 @@ func (r *Runner) loopConcurrent(n int) {
 				<-failed
 			}
 		case <-r.detached:
+			// The successor has the queue; what is in flight completes (the deferred
+			// wait).
 			close(r.quiet)
-			for inFlight > 0 {
-				select {
-				case <-finished:
-					inFlight--
-				case <-r.ctx.Done():
-					return
-				}
-			}
 			return
 		case <-r.stopping:
-			if inFlight == 0 && r.Queue.Len() == 0 {
+			if f.inFlight == 0 && r.Queue.Len() == 0 {
 				return
 			}
 			// Flushing: keep going; finished and notify move the loop on.
 			select {
 			case <-finished:
-				inFlight--
+				f.inFlight--
 			case <-r.ctx.Done():
 				return
 			}
@@ -440,6 +396,67 @@ func (r *Runner) loopConcurrent(n int) {
 			return
 		}
 	}
+}
+
+// flights are a concurrent runner's batches in flight (loopConcurrent).
+type flights struct {
+	r        *Runner
+	free     chan *Batch   // batches not in flight
+	failed   chan struct{} // a token per batch of which nothing got through
+	finished chan struct{} // a token per completed batch
+	inFlight int           // the loop goroutine's
+	wg       sync.WaitGroup
+}
+
+func newFlights(r *Runner, n int) *flights {
+	f := &flights{r: r, free: make(chan *Batch, n), failed: make(chan struct{}, n), finished: make(chan struct{}, n)}
+	for range n {
+		b := new(Batch)
+		if r.usesOrigin {
+			b.KeepOrigins()
+		}
+		f.free <- b
+	}
+	return f
+}
+
+// start delivers b in its own goroutine and accounts it; a pooled batch (one of
+// free) goes back to free after.
+func (f *flights) start(b *Batch, notice int64, since time.Time, pooled bool) {
+	f.inFlight++
+	r := f.r
+	f.wg.Go(func() {
+		nd, err := r.drain.Deliver(r.ctx, b)
+		r.mu.Lock()
+		r.account(b, nd, notice, since, err)
+		r.mu.Unlock()
+		if nd == 0 && err != nil && r.ctx.Err() == nil {
+			f.failed <- struct{}{}
+		}
+		b.Reset()
+		if pooled {
+			f.free <- b
+		}
+		f.finished <- struct{}{}
+	})
+}
+
+// failurePause waits out the pause after a batch of which nothing got through. A
+// handover ends it early (the runner starts nothing more then); it reports false
+// when the runner's ctx ended.
+func (r *Runner) failurePause() bool {
+	r.mu.Lock()
+	wait := r.pause.Next()
+	r.mu.Unlock()
+	pause := time.NewTimer(wait)
+	defer pause.Stop()
+	select {
+	case <-pause.C:
+	case <-r.detached:
+	case <-r.ctx.Done():
+		return false
+	}
+	return true
 }
 
 // idleTimer arms the runner's timer for when the drain's open connection is due to

@@ -307,3 +307,45 @@ func list(v any, keys ...string) []any {
 	}
 	return nil
 }
+
+// BenchmarkDecodeJSON: the hand-written JSON decoder on an SDK-shaped body (100
+// records), the key scan it starts with (exactKeys) on its own, and protojson with
+// the generated types on the same body, as the peer.
+func BenchmarkDecodeJSON(b *testing.B) {
+	data := sample()
+	recs := data.ResourceLogs[0].ScopeLogs[0].LogRecords
+	for len(recs) < 100 {
+		recs = append(recs, proto.CloneOf(recs[0]))
+	}
+	data.ResourceLogs[0].ScopeLogs[0].LogRecords = recs
+	body, err := protojson.Marshal(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("decodeJSON", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			var d LogsData
+			if err := decodeJSON(body, &d); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("exactKeys", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			if out := exactKeys(body); len(out) != len(body) {
+				b.Fatal("keys changed")
+			}
+		}
+	})
+	b.Run("protojson", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			var d logspb.LogsData
+			if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(body, &d); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -5,8 +5,10 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -309,43 +311,46 @@ func list(v any, keys ...string) []any {
 }
 
 // BenchmarkDecodeJSON: the hand-written JSON decoder on an SDK-shaped body (100
-// records), the key scan it starts with (exactKeys) on its own, and protojson with
-// the generated types on the same body, as the peer.
+// records with hex trace and span ids, as OTLP/JSON sends them), the key scan it
+// starts with (exactKeys) on its own, and the peer: protojson with the generated
+// types after the hex ids are rewritten for it (referenceDecode, how Read decoded
+// before), and protojson alone on the same body with base64 ids (what protojson
+// costs when there is nothing to rewrite).
 func BenchmarkDecodeJSON(b *testing.B) {
-	data := sample()
-	recs := data.ResourceLogs[0].ScopeLogs[0].LogRecords
-	for len(recs) < 100 {
-		recs = append(recs, proto.CloneOf(recs[0]))
+	rec := `{"timeUnixNano":"1764064800123456789","observedTimeUnixNano":"1764064800123456789","severityNumber":9,` +
+		`"severityText":"INFO","body":{"stringValue":"GET /checkout 200 12ms"},"attributes":[{"key":"http.route",` +
+		`"value":{"stringValue":"/checkout"}},{"key":"n","value":{"intValue":"42"}}],` +
+		`"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b7","flags":1}`
+	recs := make([]string, 100)
+	for i := range recs {
+		recs[i] = rec
 	}
-	data.ResourceLogs[0].ScopeLogs[0].LogRecords = recs
-	body, err := protojson.Marshal(data)
+	body := []byte(`{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},` +
+		`"scopeLogs":[{"scope":{"name":"lib","version":"1"},"logRecords":[` + strings.Join(recs, ",") + `]}]}]}`)
+	b64, err := hexIDsToBase64(body)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Run("decodeJSON", func(b *testing.B) {
-		b.SetBytes(int64(len(body)))
-		for b.Loop() {
-			var d LogsData
-			if err := decodeJSON(body, &d); err != nil {
-				b.Fatal(err)
+	run := func(name string, in []byte, decode func([]byte) error) {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := decode(in); err != nil {
+					b.Fatal(err)
+				}
 			}
+		})
+	}
+	run("decodeJSON", body, func(in []byte) error { var d LogsData; return decodeJSON(in, &d) })
+	run("exactKeys", body, func(in []byte) error {
+		if len(exactKeys(in)) != len(in) {
+			return errors.New("keys changed")
 		}
+		return nil
 	})
-	b.Run("exactKeys", func(b *testing.B) {
-		b.SetBytes(int64(len(body)))
-		for b.Loop() {
-			if out := exactKeys(body); len(out) != len(body) {
-				b.Fatal("keys changed")
-			}
-		}
-	})
-	b.Run("protojson", func(b *testing.B) {
-		b.SetBytes(int64(len(body)))
-		for b.Loop() {
-			var d logspb.LogsData
-			if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(body, &d); err != nil {
-				b.Fatal(err)
-			}
-		}
+	run("reference", body, func(in []byte) error { _, err := referenceDecode(in, true); return err })
+	run("protojson-base64", b64, func(in []byte) error {
+		return protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(in, &logspb.LogsData{})
 	})
 }

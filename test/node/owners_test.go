@@ -21,6 +21,8 @@ import (
 // the receiver sees one connection, from the owner pod, and every line once and in
 // order per pod; the other pod forwards its half over the peer channel. The routers
 // keep drainOwners=1 for the cases after this one (only uninstall and kustomize).
+// Then a rolling restart of the routers moves the drain between owners, and once the
+// new pods agree it is delivered once again by one of them.
 func (s *suite) drainOwners(t *testing.T) {
 	const k = 1
 	helm(t, "upgrade", release, repo+"/charts/kubeplex", "--namespace", systemNS, "--reuse-values",
@@ -116,6 +118,86 @@ func (s *suite) drainOwners(t *testing.T) {
 	if len(owner) != k || len(conns) != k || !slices.Equal(ips, owner) {
 		t.Errorf("drain connections from %v, want %d from the owner %v", conns, k, owner)
 	}
+
+	// A rolling restart replaces both pods one at a time, so the drain moves between
+	// owners as each new pod joins and each old one leaves. Once the new pods count
+	// each other (and only each other) as members, the drain has one owner among
+	// them, and lines posted to both are delivered once each, in order per pod; no
+	// line of before the restart arrives again.
+	old := map[string]bool{routers[0].Name: true, routers[1].Name: true}
+	restart := time.Now()
+	kubectl(t, "rollout", "restart", "-n", systemNS, "deployment/"+release+"-router")
+	kubectl(t, "rollout", "status", "-n", systemNS, "deployment/"+release+"-router", "--timeout=180s")
+	eventually(t, 2*time.Minute, "the new router pods count each other, and only each other, as members", func() error {
+		routers = readyRouters(t)
+		if len(routers) != 2 {
+			return fmt.Errorf("%d ready router pods", len(routers))
+		}
+		if old[routers[0].Name] || old[routers[1].Name] {
+			return fmt.Errorf("ready router pods %s, %s (old: %v)", routers[0].Name, routers[1].Name, old)
+		}
+		owners := 0
+		for _, p := range routers {
+			rep, err := ownership(p)
+			if err != nil {
+				return err
+			}
+			if rep.Owners != k || len(rep.Members) != 2 {
+				return fmt.Errorf("%s: owners %d, members %v", p.Name, rep.Owners, rep.Members)
+			}
+			for _, q := range routers {
+				if !slices.ContainsFunc(rep.Members, func(m string) bool { return strings.Contains(m, "//"+q.Status.PodIP+":") }) {
+					return fmt.Errorf("%s: members %v lack %s (%s)", p.Name, rep.Members, q.Name, q.Status.PodIP)
+				}
+			}
+			if slices.Contains(rep.Owned, shopNS+"/owned") {
+				owners++
+			}
+		}
+		if owners != k {
+			return fmt.Errorf("%d of the new pods own the drain, want %d", owners, k)
+		}
+		return nil
+	})
+	t.Logf("rolling restart: %s and %s agree on the owner %s after the restart began", routers[0].Name, routers[1].Name,
+		time.Since(restart).Round(time.Second))
+	_, ingest = routerIngest(t)
+	for i := 1; i <= lines; i++ {
+		postLine(t, ingest[i%2], appTok, fmt.Sprintf("peer.%d", i%2+1), fmt.Sprintf("o2 line %d", i))
+	}
+	eventually(t, 2*time.Minute, "after the restart, every line once at the receiver, in order per pod", func() error {
+		msgs, errs := rcv.snapshot()
+		if len(errs) > 0 {
+			return fmt.Errorf("receiver errors: %v", errs)
+		}
+		next := map[string]int{"peer.1": 2, "peer.2": 1}
+		before, got := 0, 0
+		for _, m := range msgs {
+			if m.Source != "app" {
+				continue
+			}
+			if strings.HasPrefix(m.Text, "o1 line ") {
+				before++
+				continue
+			}
+			if !strings.HasPrefix(m.Text, "o2 line ") {
+				continue
+			}
+			i, _ := strconv.Atoi(strings.TrimPrefix(m.Text, "o2 line "))
+			if m.Token != token || i != next[m.Proc] {
+				return fmt.Errorf("%s %q (token %q) arrived where line %d was due", m.Proc, m.Text, m.Token, next[m.Proc])
+			}
+			next[m.Proc] += 2
+			got++
+		}
+		if before != lines {
+			return fmt.Errorf("%d lines of before the restart at the receiver, want %d", before, lines)
+		}
+		if got != lines {
+			return fmt.Errorf("%d of %d lines", got, lines)
+		}
+		return nil
+	})
 }
 
 // ownershipReport is GET /ownership of a router's admin port (router.OwnershipReport).

@@ -83,8 +83,8 @@ type Runner struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	stopOnce sync.Once
-	// closeOnce: the drain is closed once, however often Stop is called (a
-	// concurrent runner handed over is stopped again when its batches are done).
+	// closeOnce: the drain is closed once, however often Stop is called (Reown's
+	// error path stops a runner Handover has stopped already).
 	closeOnce sync.Once
 	// concurrent: the runner keeps several batches in flight (loopConcurrent).
 	// detached is closed by Handover for such a runner; quiet, by the runner once
@@ -324,7 +324,6 @@ func (r *Runner) loop() {
 func (r *Runner) loopConcurrent(n int) {
 	defer close(r.done)
 	f := newFlights(r, n)
-	free, failed, finished := f.free, f.failed, f.finished
 	defer func() {
 		f.wg.Wait() // after a handover: until they complete, or Stop's grace is over
 		r.mu.Lock()
@@ -354,27 +353,27 @@ func (r *Runner) loopConcurrent(n int) {
 		// Handover waits for quiet, so the successor takes only what comes after.)
 		for (f.inFlight == 0 || r.Queue.Len() >= r.lim.Messages/4 && r.Stats.delivering(time.Now())) &&
 			f.inFlight < n && r.Queue.hasWork() && r.ctx.Err() == nil && !r.handover.Load() {
-			b := <-free
+			b := <-f.free
 			notice, since := r.Queue.Take(b, r.lim, r.host)
 			if b.Len() == 0 {
-				free <- b
+				f.free <- b
 				break
 			}
 			f.start(b, notice, since, true)
 		}
 		select {
 		case <-notify:
-		case <-finished:
+		case <-f.finished:
 			f.inFlight--
-		case <-failed:
+		case <-f.failed:
 			// Nothing got through: pause as loop does; what is in flight completes
 			// meanwhile (its tokens wait in finished).
 			if !r.failurePause() {
 				return
 			}
 			// Batches that failed alongside this one are covered by the same pause.
-			for len(failed) > 0 {
-				<-failed
+			for len(f.failed) > 0 {
+				<-f.failed
 			}
 		case <-r.detached:
 			// The successor has the queue; what is in flight completes (the deferred
@@ -387,7 +386,7 @@ func (r *Runner) loopConcurrent(n int) {
 			}
 			// Flushing: keep going; finished and notify move the loop on.
 			select {
-			case <-finished:
+			case <-f.finished:
 				f.inFlight--
 			case <-r.ctx.Done():
 				return

@@ -33,19 +33,8 @@ func (s *suite) drainOwners(t *testing.T) {
 	var routers []corev1.Pod
 	eventually(t, 2*time.Minute, "both router pods count each other as owners' members", func() error {
 		routers = readyRouters(t)
-		if len(routers) != 2 {
-			return fmt.Errorf("%d ready router pods", len(routers))
-		}
-		for _, p := range routers {
-			rep, err := ownership(p)
-			if err != nil {
-				return err
-			}
-			if rep.Owners != k || len(rep.Members) != 2 {
-				return fmt.Errorf("%s: owners %d, members %v", p.Name, rep.Owners, rep.Members)
-			}
-		}
-		return nil
+		_, err := pairOwnership(routers, k)
+		return err
 	})
 
 	rcv := startSyslog(t)
@@ -71,31 +60,9 @@ func (s *suite) drainOwners(t *testing.T) {
 	appTok := appToken(t, app)
 	_, ingest := routerIngest(t)
 	const lines = 40
-	for i := 1; i <= lines; i++ {
-		postLine(t, ingest[i%2], appTok, fmt.Sprintf("peer.%d", i%2+1), fmt.Sprintf("o1 line %d", i))
-	}
+	postRound(t, ingest, appTok, 1, lines)
 	eventually(t, 2*time.Minute, "every line once at the receiver, in order per pod", func() error {
-		msgs, errs := rcv.snapshot()
-		if len(errs) > 0 {
-			return fmt.Errorf("receiver errors: %v", errs)
-		}
-		next := map[string]int{"peer.1": 2, "peer.2": 1} // line i went to pod i%2 as peer.<i%2+1>
-		got := 0
-		for _, m := range msgs {
-			if m.Source != "app" || !strings.HasPrefix(m.Text, "o1 line ") {
-				continue
-			}
-			i, _ := strconv.Atoi(strings.TrimPrefix(m.Text, "o1 line "))
-			if m.Token != token || i != next[m.Proc] {
-				return fmt.Errorf("%s %q (token %q) arrived where line %d was due", m.Proc, m.Text, m.Token, next[m.Proc])
-			}
-			next[m.Proc] += 2
-			got++
-		}
-		if got != lines {
-			return fmt.Errorf("%d of %d lines", got, lines)
-		}
-		return nil
+		return roundOnce(rcv, token, 1, lines)
 	})
 
 	// One connection, from the pod that reports owning the drain.
@@ -130,21 +97,16 @@ func (s *suite) drainOwners(t *testing.T) {
 	kubectl(t, "rollout", "status", "-n", systemNS, "deployment/"+release+"-router", "--timeout=180s")
 	eventually(t, 2*time.Minute, "the new router pods count each other, and only each other, as members", func() error {
 		routers = readyRouters(t)
-		if len(routers) != 2 {
-			return fmt.Errorf("%d ready router pods", len(routers))
+		reps, err := pairOwnership(routers, k)
+		if err != nil {
+			return err
 		}
 		if old[routers[0].Name] || old[routers[1].Name] {
 			return fmt.Errorf("ready router pods %s, %s (old: %v)", routers[0].Name, routers[1].Name, old)
 		}
 		owners := 0
-		for _, p := range routers {
-			rep, err := ownership(p)
-			if err != nil {
-				return err
-			}
-			if rep.Owners != k || len(rep.Members) != 2 {
-				return fmt.Errorf("%s: owners %d, members %v", p.Name, rep.Owners, rep.Members)
-			}
+		for i, p := range routers {
+			rep := reps[i]
 			for _, q := range routers {
 				if !slices.ContainsFunc(rep.Members, func(m string) bool { return strings.Contains(m, "//"+q.Status.PodIP+":") }) {
 					return fmt.Errorf("%s: members %v lack %s (%s)", p.Name, rep.Members, q.Name, q.Status.PodIP)
@@ -162,42 +124,69 @@ func (s *suite) drainOwners(t *testing.T) {
 	t.Logf("rolling restart: %s and %s agree on the owner %s after the restart began", routers[0].Name, routers[1].Name,
 		time.Since(restart).Round(time.Second))
 	_, ingest = routerIngest(t)
-	for i := 1; i <= lines; i++ {
-		postLine(t, ingest[i%2], appTok, fmt.Sprintf("peer.%d", i%2+1), fmt.Sprintf("o2 line %d", i))
-	}
+	postRound(t, ingest, appTok, 2, lines)
 	eventually(t, 2*time.Minute, "after the restart, every line once at the receiver, in order per pod", func() error {
-		msgs, errs := rcv.snapshot()
-		if len(errs) > 0 {
-			return fmt.Errorf("receiver errors: %v", errs)
+		if err := roundOnce(rcv, token, 1, lines); err != nil {
+			return fmt.Errorf("lines of before the restart: %w", err)
 		}
-		next := map[string]int{"peer.1": 2, "peer.2": 1}
-		before, got := 0, 0
-		for _, m := range msgs {
-			if m.Source != "app" {
-				continue
-			}
-			if strings.HasPrefix(m.Text, "o1 line ") {
-				before++
-				continue
-			}
-			if !strings.HasPrefix(m.Text, "o2 line ") {
-				continue
-			}
-			i, _ := strconv.Atoi(strings.TrimPrefix(m.Text, "o2 line "))
-			if m.Token != token || i != next[m.Proc] {
-				return fmt.Errorf("%s %q (token %q) arrived where line %d was due", m.Proc, m.Text, m.Token, next[m.Proc])
-			}
-			next[m.Proc] += 2
-			got++
-		}
-		if before != lines {
-			return fmt.Errorf("%d lines of before the restart at the receiver, want %d", before, lines)
-		}
-		if got != lines {
-			return fmt.Errorf("%d of %d lines", got, lines)
-		}
-		return nil
+		return roundOnce(rcv, token, 2, lines)
 	})
+}
+
+// postRound posts lines "o<round> line 1".."o<round> line <lines>" of the app with
+// token appTok, line i to router pod i%2 as process peer.<i%2+1>.
+func postRound(t *testing.T, ingest []string, appTok string, round, lines int) {
+	t.Helper()
+	for i := 1; i <= lines; i++ {
+		postLine(t, ingest[i%2], appTok, fmt.Sprintf("peer.%d", i%2+1), fmt.Sprintf("o%d line %d", round, i))
+	}
+}
+
+// roundOnce reports whether rcv holds every line of a postRound exactly once,
+// through the drain with token, in order per pod (per process).
+func roundOnce(rcv *syslogReceiver, token string, round, lines int) error {
+	msgs, errs := rcv.snapshot()
+	if len(errs) > 0 {
+		return fmt.Errorf("receiver errors: %v", errs)
+	}
+	prefix := fmt.Sprintf("o%d line ", round)
+	next := map[string]int{"peer.1": 2, "peer.2": 1} // line i went to pod i%2 as peer.<i%2+1>
+	got := 0
+	for _, m := range msgs {
+		if m.Source != "app" || !strings.HasPrefix(m.Text, prefix) {
+			continue
+		}
+		i, _ := strconv.Atoi(strings.TrimPrefix(m.Text, prefix))
+		if m.Token != token || i != next[m.Proc] {
+			return fmt.Errorf("%s %q (token %q) arrived where line %d was due", m.Proc, m.Text, m.Token, next[m.Proc])
+		}
+		next[m.Proc] += 2
+		got++
+	}
+	if got != lines {
+		return fmt.Errorf("%d of %d lines", got, lines)
+	}
+	return nil
+}
+
+// pairOwnership reads the ownership reports of two ready router pods and checks that
+// each uses k owners over two members.
+func pairOwnership(routers []corev1.Pod, k int) ([]ownershipReport, error) {
+	if len(routers) != 2 {
+		return nil, fmt.Errorf("%d ready router pods", len(routers))
+	}
+	reps := make([]ownershipReport, len(routers))
+	for i, p := range routers {
+		rep, err := ownership(p)
+		if err != nil {
+			return nil, err
+		}
+		if rep.Owners != k || len(rep.Members) != 2 {
+			return nil, fmt.Errorf("%s: owners %d, members %v", p.Name, rep.Owners, rep.Members)
+		}
+		reps[i] = rep
+	}
+	return reps, nil
 }
 
 // ownershipReport is GET /ownership of a router's admin port (router.OwnershipReport).
